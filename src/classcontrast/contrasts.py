@@ -1,0 +1,208 @@
+r"""Contrasts: which scalar of the logits :math:`y` an explanation back-propagates.
+
+Every contrast is a tiny object with two functions of the logits ``y`` (N, C) and one target class
+per row ``t`` (N,):
+
+* ``score(y, t)`` -> (N,) the scalar objective :math:`O`, differentiable;
+* ``grad(y, t)`` -> (N, C) its exact gradient :math:`\partial O / \partial y` in closed form.
+
+The explanation engine back-propagates ``grad`` from the logits as ``grad_outputs`` (one
+vector-Jacobian product), so every contrast costs one backward pass, never C per-class maps.
+For any method linear in the back-propagated gradient, ``grad`` is exactly the linear combination of
+per-class maps that defines the contrast, e.g. ``weighted`` = :math:`\phi_t - \sum_{s\ne t}\alpha_s\phi_s`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from .errors import ClassContrastError
+
+
+def _one_hot(t: Tensor, num_classes: int, like: Tensor) -> Tensor:
+    return torch.nn.functional.one_hot(t, num_classes).to(dtype=like.dtype)
+
+
+def _others(y: Tensor, t: Tensor) -> Tensor:
+    """The logits with the target column set to -inf (the target excluded)."""
+    return y.scatter(1, t[:, None], float("-inf"))
+
+
+class Contrast(ABC):
+    """A scalar objective of the logits for one target class per row."""
+
+    name: str = "contrast"
+
+    @abstractmethod
+    def score(self, logits: Tensor, target: Tensor) -> Tensor:
+        """The objective per row, (N,), differentiable in ``logits``."""
+
+    @abstractmethod
+    def grad(self, logits: Tensor, target: Tensor) -> Tensor:
+        """:math:`\\partial\\,score / \\partial\\,logits`, (N, C), computed without autograd."""
+
+    def __call__(self, logits: Tensor, target: Tensor) -> Tensor:
+        return self.score(logits, target)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Original(Contrast):
+    r"""The logit of the target: :math:`O = y_t`, so :math:`\phi = \phi_t` (no contrast)."""
+
+    name = "original"
+
+    def score(self, logits: Tensor, target: Tensor) -> Tensor:
+        return logits.gather(1, target[:, None])[:, 0]
+
+    def grad(self, logits: Tensor, target: Tensor) -> Tensor:
+        return _one_hot(target, logits.shape[1], logits)
+
+
+class Mean(Contrast):
+    r"""Target against the mean of the others: :math:`O = y_t - \frac{1}{C-1}\sum_{s\ne t} y_s`.
+
+    ``over_all_classes=True`` divides by :math:`C` instead, as the study's CUB code does
+    (spec A.2); the default is the true mean over the :math:`C-1` other classes.
+    """
+
+    name = "mean"
+
+    def __init__(self, over_all_classes: bool = False) -> None:
+        self.over_all_classes = over_all_classes
+
+    def _c(self, num_classes: int) -> float:
+        return 1.0 / (num_classes if self.over_all_classes else num_classes - 1)
+
+    def score(self, logits: Tensor, target: Tensor) -> Tensor:
+        y_t = logits.gather(1, target[:, None])[:, 0]
+        return y_t - self._c(logits.shape[1]) * (logits.sum(1) - y_t)
+
+    def grad(self, logits: Tensor, target: Tensor) -> Tensor:
+        c = self._c(logits.shape[1])
+        e = _one_hot(target, logits.shape[1], logits)
+        return e - c * (1 - e)
+
+    def __repr__(self) -> str:
+        return f"Mean(over_all_classes={self.over_all_classes})"
+
+
+class Max(Contrast):
+    r"""Target against the strongest other class: :math:`O = y_t - y_{s^*}`,
+    :math:`s^* = \arg\max_{s\ne t} y_s` of the current input (re-chosen at every call)."""
+
+    name = "max"
+
+    def runner_up(self, logits: Tensor, target: Tensor) -> Tensor:
+        """:math:`s^*` per row."""
+        return _others(logits.detach(), target).argmax(1)
+
+    def score(self, logits: Tensor, target: Tensor) -> Tensor:
+        s = self.runner_up(logits, target)
+        return logits.gather(1, target[:, None])[:, 0] - logits.gather(1, s[:, None])[:, 0]
+
+    def grad(self, logits: Tensor, target: Tensor) -> Tensor:
+        c = logits.shape[1]
+        return _one_hot(target, c, logits) - _one_hot(self.runner_up(logits, target), c, logits)
+
+
+class Weighted(Contrast):
+    r"""The paper's weighted contrast, :math:`\phi_t - \sum_{s\ne t}\alpha_s\phi_s` with
+    :math:`\alpha_s = e^{y_s}/\sum_{k\ne t} e^{y_k}`.
+
+    It is exactly the gradient of :math:`O = y_t - \log\sum_{s\ne t} e^{y_s} = \operatorname{logit}(p_t)`,
+    which we use: it is numerically stable and does not vanish when :math:`p_t` rounds to 1 in float32
+    (back-propagating :math:`p_t` gives :math:`p_t(1-p_t)` times the same map; see ``Probability``).
+    """
+
+    name = "weighted"
+
+    def score(self, logits: Tensor, target: Tensor) -> Tensor:
+        return logits.gather(1, target[:, None])[:, 0] - torch.logsumexp(_others(logits, target), 1)
+
+    def alpha(self, logits: Tensor, target: Tensor) -> Tensor:
+        """:math:`\\alpha_s` (N, C), zero at the target."""
+        return torch.softmax(_others(logits.detach(), target), 1)
+
+    def grad(self, logits: Tensor, target: Tensor) -> Tensor:
+        return _one_hot(target, logits.shape[1], logits) - self.alpha(logits, target)
+
+
+class Probability(Contrast):
+    r"""The softmax probability of the target, :math:`O = p_t`, as the paper and the study compute it.
+
+    :math:`\partial p_t/\partial y = p_t(e_t - p)`, so the map is :math:`p_t(1-p_t)` times ``weighted``;
+    it vanishes when :math:`p_t` rounds to 1.
+    """
+
+    name = "probability"
+
+    def score(self, logits: Tensor, target: Tensor) -> Tensor:
+        return torch.softmax(logits, 1).gather(1, target[:, None])[:, 0]
+
+    def grad(self, logits: Tensor, target: Tensor) -> Tensor:
+        p = torch.softmax(logits.detach(), 1)
+        p_t = p.gather(1, target[:, None])
+        return p_t * (_one_hot(target, logits.shape[1], logits) - p)
+
+
+class Foil(Contrast):
+    r"""Why the target rather than the foil :math:`s`: :math:`O = y_t - y_s`.
+
+    ``foil`` is one class for every image, or a sequence / 1-D tensor with one foil per image.
+    """
+
+    name = "foil"
+
+    def __init__(self, foil: int | Sequence[int] | Tensor) -> None:
+        self.foil = foil
+
+    def foils(self, logits: Tensor) -> Tensor:
+        """The foil per row as a (N,) long tensor on the logits' device, validated."""
+        n, c = logits.shape
+        f = torch.as_tensor(self.foil, device=logits.device).long().reshape(-1)
+        if f.numel() == 1:
+            f = f.expand(n)
+        elif f.numel() != n:
+            raise ClassContrastError(f"Foil has {f.numel()} classes for {n} images; give one, or one per image")
+        bad = f[(f < 0) | (f >= c)]
+        if bad.numel():
+            raise ClassContrastError(
+                f"foil class {int(bad[0])} is out of range for a model with {c} classes (0..{c - 1})"
+            )
+        return f
+
+    def score(self, logits: Tensor, target: Tensor) -> Tensor:
+        f = self.foils(logits)
+        return logits.gather(1, target[:, None])[:, 0] - logits.gather(1, f[:, None])[:, 0]
+
+    def grad(self, logits: Tensor, target: Tensor) -> Tensor:
+        c = logits.shape[1]
+        return _one_hot(target, c, logits) - _one_hot(self.foils(logits), c, logits)
+
+    def __repr__(self) -> str:
+        return f"Foil({self.foil!r})"
+
+
+CONTRASTS: dict[str, type[Contrast]] = {
+    c.name: c for c in (Original, Mean, Max, Weighted, Probability)
+}
+
+
+def get_contrast(spec: str | Contrast) -> Contrast:
+    """A contrast from its name (``"original"``, ``"mean"``, ``"max"``, ``"weighted"``,
+    ``"probability"``) or a :class:`Contrast` instance (e.g. ``Foil(3)``)."""
+    if isinstance(spec, Contrast):
+        return spec
+    if isinstance(spec, str) and spec.lower() in CONTRASTS:
+        return CONTRASTS[spec.lower()]()
+    if isinstance(spec, str) and spec.lower() == "foil":
+        raise ClassContrastError("the 'foil' contrast needs a class: use Foil(s) (or --foil S on the command line)")
+    raise ClassContrastError(
+        f"unknown contrast {spec!r}; choose one of {', '.join(CONTRASTS)} or Foil(s)"
+    )

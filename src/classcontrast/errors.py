@@ -1,0 +1,11 @@
+"""The one exception type users see for bad input."""
+
+from __future__ import annotations
+
+
+class ClassContrastError(ValueError):
+    """Bad input (file, tensor, class, layer, method, model...), explained in one line.
+
+    The command line turns it into a one-line message and exit code 2; library users can catch it
+    like any ``ValueError``.
+    """

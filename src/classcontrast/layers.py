@@ -1,0 +1,90 @@
+"""Finding the layer an explanation reads: by name, by module, or automatically."""
+
+from __future__ import annotations
+
+import difflib
+import weakref
+
+import torch
+from torch import Tensor, nn
+
+from .errors import ClassContrastError
+
+_SKIPPED = (
+    nn.modules.pooling._AdaptiveAvgPoolNd,
+    nn.modules.pooling._AdaptiveMaxPoolNd,
+    nn.modules.pooling._AvgPoolNd,
+    nn.modules.pooling._MaxPoolNd,
+    nn.modules.dropout._DropoutNd,
+    nn.Identity,
+    nn.Flatten,
+)
+_default_cache: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
+
+
+def module_name(model: nn.Module, module: nn.Module) -> str:
+    """The dotted name of ``module`` inside ``model`` ('' for the model itself)."""
+    for name, m in model.named_modules():
+        if m is module:
+            return name
+    raise ClassContrastError(f"the given layer {type(module).__name__} is not a module of this model")
+
+
+def find_module(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
+    """Resolve ``layer`` (a dotted module name such as ``"features.40"`` or a module) to (name, module)."""
+    if isinstance(layer, nn.Module):
+        return module_name(model, layer), layer
+    if not isinstance(layer, str):
+        raise ClassContrastError(f"layer must be a module name or a module, got {layer!r}")
+    modules = dict(model.named_modules())
+    if layer in modules and layer != "":
+        return layer, modules[layer]
+    close = difflib.get_close_matches(layer, [n for n in modules if n], n=3)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ClassContrastError(f"unknown layer {layer!r} for {type(model).__name__}{hint}")
+
+
+def _is_pooling(module: nn.Module) -> bool:
+    return isinstance(module, _SKIPPED) or "pool" in type(module).__name__.lower()
+
+
+def default_feature_layer(model: nn.Module, x: Tensor) -> str:
+    """The last spatial feature map of a CNN: the module that finishes last in the forward pass with a
+    (B, C, H, W) output, H·W > 1, that is not a pooling, dropout, identity or flatten output.
+
+    For torchvision's VGG this is ``features.42`` (the last ReLU, 14×14), for ResNets ``layer4``,
+    for timm EfficientNets ``bn2``. Found with one forward pass on the first image, cached per model.
+    """
+    if model in _default_cache:
+        return _default_cache[model]
+    order: list[tuple[str, Tensor]] = []
+    pooled: set[int] = set()
+    handles = []
+
+    def hook(name: str):
+        def fn(module: nn.Module, inputs: object, output: object) -> None:
+            if isinstance(output, Tensor):
+                if _is_pooling(module):
+                    pooled.add(id(output))
+                elif output.ndim == 4 and output.shape[-1] * output.shape[-2] > 1:
+                    order.append((name, output))
+
+        return fn
+
+    try:
+        for name, m in model.named_modules():
+            if name:
+                handles.append(m.register_forward_hook(hook(name)))
+        with torch.no_grad():
+            model(x[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    for name, out in reversed(order):
+        if id(out) not in pooled:
+            _default_cache[model] = name
+            return name
+    raise ClassContrastError(
+        f"{type(model).__name__} has no spatial (B, C, H, W) feature map for a CAM method; "
+        "pass layer=... or use method='gradient'"
+    )

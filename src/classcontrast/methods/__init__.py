@@ -1,0 +1,56 @@
+"""Explanation methods, usable by name or object."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from ..errors import ClassContrastError
+from .base import Method, Recording
+from .cam import GradCAM, LayerMethod, LinearApprox, XGradCAM
+from .gradient import Gradient, GradientXInput
+
+METHODS: dict[str, type[Method]] = {
+    m.name: m for m in (Gradient, GradientXInput, LinearApprox, GradCAM, XGradCAM)
+}
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Add a method class to the registry under ``cls.name`` (usable as a decorator)."""
+    METHODS[cls.name] = cls
+    return cls
+
+
+def get_method(spec: str | Method, **options: Any) -> Method:
+    """A method from its name and options (e.g. ``layer="features.40"``, ``relu=True``) or an instance.
+
+    Options left at None are not passed; an option the method does not have is a clear error.
+    """
+    options = {k: v for k, v in options.items() if v is not None}
+    if isinstance(spec, Method):
+        if options:
+            raise ClassContrastError(f"options {sorted(options)} cannot be combined with a method object")
+        return spec
+    cls = METHODS.get(spec.lower()) if isinstance(spec, str) else None
+    if cls is None:
+        raise ClassContrastError(f"unknown method {spec!r}; choose one of {', '.join(METHODS)}")
+    accepted = inspect.signature(cls.__init__).parameters
+    unknown = [k for k in options if k not in accepted]
+    if unknown:
+        raise ClassContrastError(f"method {cls.name!r} has no option {unknown[0]!r}")
+    return cls(**options)
+
+
+__all__ = [
+    "METHODS",
+    "GradCAM",
+    "Gradient",
+    "GradientXInput",
+    "LayerMethod",
+    "LinearApprox",
+    "Method",
+    "Recording",
+    "XGradCAM",
+    "get_method",
+    "register_method",
+]

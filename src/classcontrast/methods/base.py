@@ -1,0 +1,59 @@
+"""The method axis: how activations and the gradient of one scalar become a map."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+
+@dataclass
+class Recording:
+    """What a method records during one forward pass.
+
+    ``input`` is fed to the model; ``tensors`` are differentiated (gradients come back with a leading
+    dimension R, one per objective); ``state`` holds whatever else ``compute`` needs.
+    """
+
+    input: Tensor
+    tensors: list[Tensor] = field(default_factory=list)
+    layer: str | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+class Method(ABC):
+    """A back-propagation explanation method.
+
+    Lifecycle of one call (driven by :func:`classcontrast.explain`): ``record`` registers hooks on the
+    ``ExitStack`` (removed right after the forward pass) and returns a :class:`Recording`; the engine
+    runs the forward pass, calls ``after_forward``, back-propagates R objectives from the logits to ``Recording.tensors`` and
+    calls ``compute`` with gradients of shape (R, B, ...), which returns (R, B, h, w) maps.
+
+    ``linear`` is True when the map is linear in the back-propagated gradient (activations fixed):
+    then every contrast identity holds exactly, e.g. probability = p_t(1-p_t)·weighted.
+    """
+
+    name: ClassVar[str]
+    linear: ClassVar[bool] = True
+
+    @abstractmethod
+    def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
+        """Prepare the input and hooks for one forward pass."""
+
+    def after_forward(self, rec: Recording) -> None:
+        """Called after the forward pass, hooks removed: fill ``rec.tensors`` from what was recorded."""
+
+    @abstractmethod
+    def compute(self, rec: Recording, grads: list[Tensor]) -> Tensor:
+        """Maps (R, B, h, w) from the recording and gradients (R, B, ...) of each recorded tensor."""
+
+    def options(self) -> dict[str, Any]:
+        """The method's settings, for provenance in saved results."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
+        return f"{type(self).__name__}({opts})"

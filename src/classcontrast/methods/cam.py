@@ -1,0 +1,95 @@
+"""Layer methods on a (B, K, h, w) feature map A: Linear Approximation, GradCAM, XGradCAM.
+
+All are signed by default (no ReLU), as in the paper and the study, so that they stay linear in
+the gradient and every contrast identity holds. ``relu=True`` gives the textbook maps.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ClassContrastError
+from ..hooks import OutputRecorder
+from ..layers import default_feature_layer, find_module
+from .base import Method, Recording
+
+
+class LayerMethod(Method):
+    """A method that reads one layer's output A and its gradient G = ∂O/∂A.
+
+    ``layer`` is a module name (``"features.40"``), a module, or None for the last spatial feature map
+    (:func:`classcontrast.layers.default_feature_layer`).
+    """
+
+    def __init__(self, layer: str | nn.Module | None = None, relu: bool = False) -> None:
+        self.layer = layer
+        self.relu = relu
+
+    def options(self) -> dict[str, object]:
+        layer = self.layer if not isinstance(self.layer, nn.Module) else type(self.layer).__name__
+        return {"layer": layer, "relu": self.relu}
+
+    def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
+        layer = self.layer if self.layer is not None else default_feature_layer(model, x)
+        name, module = find_module(model, layer)
+        recorder = OutputRecorder(module, name, stack)
+        return Recording(input=x, layer=name, state={"recorder": recorder})
+
+    def compute(self, rec: Recording, grads: list[Tensor]) -> Tensor:
+        a = rec.tensors[0].detach()
+        m = self.cam(a, grads[0])
+        return m.clamp_min(0) if self.relu else m
+
+    def cam(self, a: Tensor, g: Tensor) -> Tensor:
+        """Map (R, B, h, w) from activations A (B, K, h, w) and gradients G (R, B, K, h, w)."""
+        raise NotImplementedError
+
+    def after_forward(self, rec: Recording) -> None:
+        a = rec.state["recorder"].single()
+        if a.ndim != 4:
+            raise ClassContrastError(
+                f"layer '{rec.layer}' outputs shape {tuple(a.shape)}, but {self.name} needs a (B, C, H, W) "
+                "feature map; choose a convolutional layer (vit_gradcam handles transformer tokens)"
+            )
+        rec.tensors = [a]
+
+
+class LinearApprox(LayerMethod):
+    r"""Linear Approximation: :math:`M = \sum_k A^k \odot \partial O/\partial A^k` (a per-position
+    first-order Taylor term; HiResCAM without ReLU). The original code's extra 1/K is dropped."""
+
+    name = "linear_approx"
+
+    def cam(self, a: Tensor, g: Tensor) -> Tensor:
+        return (g * a).sum(2)
+
+
+class GradCAM(LayerMethod):
+    r"""GradCAM: :math:`w_k = \frac{1}{hw}\sum_{ij}\partial O/\partial A^k_{ij}`,
+    :math:`M = \sum_k w_k A^k` (signed; ``relu=True`` applies the textbook ReLU)."""
+
+    name = "gradcam"
+
+    def cam(self, a: Tensor, g: Tensor) -> Tensor:
+        w = g.mean((-2, -1))
+        return torch.einsum("rbk,bkhw->rbhw", w, a)
+
+
+class XGradCAM(LayerMethod):
+    r"""XGradCAM as modified by the study: :math:`w_k = \sum_{ij} \frac{A^k_{ij}}{\lVert A^k\rVert_1 + \varepsilon}
+    \partial O/\partial A^k_{ij}`, :math:`M = \sum_k w_k A^k`, :math:`\varepsilon = 10^{-7}`.
+
+    The L1 normaliser (instead of XGradCAM's plain sum) keeps the weights well defined for signed,
+    pre-ReLU activations.
+    """
+
+    name = "xgradcam"
+    eps = 1e-7
+
+    def cam(self, a: Tensor, g: Tensor) -> Tensor:
+        norm = a.abs().sum((-2, -1), keepdim=True) + self.eps
+        w = (g * (a / norm)).sum((-2, -1))
+        return torch.einsum("rbk,bkhw->rbhw", w, a)

@@ -1,0 +1,68 @@
+"""Target classes: which classes to explain, per image."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .errors import ClassContrastError
+
+@dataclass(frozen=True)
+class TopK:
+    """The ``k`` most probable classes of each image, most probable first."""
+
+    k: int = 1
+
+    def __post_init__(self) -> None:
+        if int(self.k) < 1:
+            raise ClassContrastError(f"TopK needs k >= 1, got {self.k}")
+
+
+def resolve_targets(spec: object, logits: Tensor) -> Tensor:
+    """Turn a target specification into a (B, K) long tensor of class indices on the logits' device.
+
+    ``spec`` may be ``None`` (the top-1 class), an int (the same class for every image), a sequence
+    with one class per image, a sequence of sequences or a (B, K) tensor (K classes per image), or
+    :class:`TopK`.
+    """
+    b, c = logits.shape
+    if spec is None:
+        spec = TopK(1)
+    if isinstance(spec, TopK):
+        if spec.k > c:
+            raise ClassContrastError(f"TopK({spec.k}) asks for more classes than the model has ({c})")
+        return logits.detach().topk(spec.k, dim=1).indices
+    if isinstance(spec, bool):
+        raise ClassContrastError(f"targets must be class indices, got {spec!r}")
+    try:
+        t = torch.as_tensor(spec, device=logits.device)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ClassContrastError(
+            f"targets {spec!r} are not class indices (ragged lists need the same number per image)"
+        ) from e
+    if t.dtype.is_floating_point or t.dtype == torch.bool or t.dtype.is_complex:
+        raise ClassContrastError(f"targets must be integer class indices, got dtype {t.dtype}")
+    t = t.long()
+    if t.ndim == 0:
+        t = t.expand(b, 1)
+    elif t.ndim == 1:
+        if t.numel() != b:
+            raise ClassContrastError(
+                f"targets has {t.numel()} entries for {b} image(s); give one class per image, "
+                f"or a list of lists / (B, K) tensor for several classes per image"
+            )
+        t = t[:, None]
+    elif t.ndim == 2:
+        if t.shape[0] != b:
+            raise ClassContrastError(f"targets has {t.shape[0]} rows for {b} image(s)")
+        if t.shape[1] == 0:
+            raise ClassContrastError("targets has no class for the images")
+    else:
+        raise ClassContrastError(f"targets must have at most 2 dimensions, got shape {tuple(t.shape)}")
+    bad = t[(t < 0) | (t >= c)]
+    if bad.numel():
+        raise ClassContrastError(f"class index {int(bad[0])} is out of range for a model with {c} classes (0..{c - 1})")
+    return t.contiguous()
+
