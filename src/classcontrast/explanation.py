@@ -30,7 +30,8 @@ class Explanation:
     @property
     def probabilities(self) -> Tensor:
         """Softmax of the logits, (B, C)."""
-        return torch.softmax(self.logits.float(), 1).to(self.logits.dtype)
+        y = self.logits
+        return torch.softmax(y if y.dtype in (torch.float32, torch.float64) else y.float(), 1)
 
     @property
     def target_probabilities(self) -> Tensor:

@@ -1,0 +1,131 @@
+"""``classcontrast explain``: signed, class-contrastive maps for images, as a figure and arrays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import typer
+from rich.table import Table
+
+from .. import explain as explain_mod
+from ..contrasts import Foil, get_contrast
+from ..data import load_images, sample_image
+from ..errors import ClassContrastError
+from ..explanation import Explanation
+from ..models import load_model
+from ..targets import TopK
+from ..viz import plot_explanations
+from .common import class_index, console, resolve_device
+
+_MAX_ROWS_PER_FIGURE = 8
+
+
+def explain_command(
+    images: list[Path] = typer.Argument(None, help="Image files or folders. None: the bundled cat photo."),
+    model: str = typer.Option("efficientnet_lite0", help="efficientnet_lite0 | torchvision:<arch> | timm:<arch>"),
+    weights: str = typer.Option("DEFAULT", help="DEFAULT (pretrained), none (random) or a state-dict path"),
+    num_classes: int = typer.Option(None, help="Class count of a checkpoint with a new head"),
+    method: list[str] = typer.Option(["gradcam"], help="One or more methods"),
+    contrast: list[str] = typer.Option(["original", "weighted"], help="One or more contrasts"),
+    top_k: int = typer.Option(2, "--top-k", help="Explain the k most probable classes"),
+    target: list[str] = typer.Option(None, help="Explain these classes (index or name) instead of --top-k"),
+    foil: str = typer.Option(None, help="Add the contrast 'target rather than FOIL' (index or name)"),
+    layer: str = typer.Option(None, help="Layer for CAM methods (module name, e.g. features.40)"),
+    relu: bool = typer.Option(False, "--relu", help="Textbook GradCAM/XGradCAM (ReLU on the map)"),
+    scale: str = typer.Option("map", help="Colour scale: map | row | column | figure"),
+    out: Path = typer.Option(Path("why.png"), help="Where to write the figure (PNG)"),
+    save_maps: Path = typer.Option(None, help="Also write maps, targets and probabilities (.npz)"),
+    batch_size: int = typer.Option(16, help="Images per forward pass"),
+    device: str = typer.Option("cpu", help="cpu | cuda | cuda:N | auto"),
+) -> None:
+    """Explain why the model picks each class over the others, for every image."""
+    dev = resolve_device(device)
+    if scale not in {"map", "row", "column", "figure"}:
+        raise ClassContrastError(f"unknown --scale {scale!r}; choose map, row, column or figure")
+    if top_k < 1:
+        raise ClassContrastError("--top-k must be at least 1")
+    contrasts = [get_contrast(c) for c in contrast]
+    if images:
+        loaded = load_images(images)
+    else:
+        loaded = [(Path("chelsea (bundled cat photo)"), sample_image("chelsea"))]
+    bundle = load_model(model, weights=weights, num_classes=num_classes, device=dev)
+    if foil is not None:
+        contrasts.append(Foil(class_index(foil, bundle.categories)))
+    targets = [class_index(t, bundle.categories) for t in target] if target else None
+    if targets is None and top_k > bundle.num_classes:
+        raise ClassContrastError(f"--top-k {top_k} exceeds the model's {bundle.num_classes} classes")
+
+    columns: dict[str, list] = {}
+    pixels, logits, target_rows = [], [], []
+    for start in range(0, len(loaded), batch_size):
+        chunk = loaded[start : start + batch_size]
+        x = torch.stack([bundle.transform(img) for _, img in chunk]).to(dev)
+        spec = TopK(top_k) if targets is None else [targets] * len(chunk)
+        for meth in method:
+            res = explain_mod(bundle, x, meth, contrasts, spec, layer=layer if meth != "gradient" else None,
+                              relu=relu or None)
+            for name, ex in res.items():
+                key = f"{meth} · {name}" if len(method) > 1 or len(res) > 1 else name
+                columns.setdefault(key, []).append(ex)
+        first = next(iter(columns.values()))[-1]
+        pixels.extend(bundle.normalize.inverse(x).cpu())
+        logits.append(first.logits.cpu())
+        target_rows.append(first.targets.cpu())
+    merged = {k: _cat(v) for k, v in columns.items()}
+    y = torch.cat(logits)
+    t = torch.cat(target_rows)
+    _print_table(loaded, y, t, bundle.categories)
+    written = _write_figures(pixels, merged, bundle.categories, scale, [p.name for p, _ in loaded], out)
+    for w in written:
+        console.print(f"wrote {w}")
+    if save_maps is not None:
+        save_maps.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(
+            save_maps,
+            **{f"maps/{k}": v.maps.float().cpu().numpy() for k, v in merged.items()},
+            targets=t.numpy(), logits=y.float().numpy(), probabilities=torch.softmax(y.float(), 1).numpy(),
+            files=np.array([str(p) for p, _ in loaded]), model=np.array(bundle.name),
+        )
+        console.print(f"wrote {save_maps}")
+
+
+def _cat(parts: list[Explanation]) -> Explanation:
+    first = parts[0]
+    if len(parts) == 1:
+        return first
+    return Explanation(
+        maps=torch.cat([p.maps for p in parts]), layer_maps=torch.cat([p.layer_maps for p in parts]),
+        targets=torch.cat([p.targets for p in parts]), logits=torch.cat([p.logits for p in parts]),
+        method=first.method, contrast=first.contrast, layer=first.layer, options=first.options,
+    )
+
+
+def _print_table(loaded: list, logits: torch.Tensor, targets: torch.Tensor, categories: list[str]) -> None:
+    p = torch.softmax(logits.float(), 1)
+    table = Table(title="Top classes")
+    table.add_column("image")
+    table.add_column("explained classes (probability)")
+    for i, (path, _) in enumerate(loaded):
+        cells = [f"{categories[int(c)]} ({p[i, int(c)]:.3f})" for c in targets[i]]
+        table.add_row(path.name, ", ".join(cells))
+    console.print(table)
+
+
+def _write_figures(pixels, merged, categories, scale, titles, out: Path) -> list[Path]:
+    n = len(pixels)
+    k = next(iter(merged.values())).targets.shape[1]
+    per_figure = max(1, _MAX_ROWS_PER_FIGURE // k)
+    if n <= per_figure:
+        plot_explanations(pixels, merged, categories, scale=scale, titles=titles, path=out)
+        return [out]
+    written = []
+    for i in range(n):
+        sub = {c: Explanation(e.maps[i : i + 1], e.layer_maps[i : i + 1], e.targets[i : i + 1],
+                              e.logits[i : i + 1], e.method, e.contrast, e.layer) for c, e in merged.items()}
+        path = out.with_name(f"{out.stem}_{i:03d}_{Path(titles[i]).stem}{out.suffix}")
+        plot_explanations(pixels[i : i + 1], sub, categories, scale=scale, titles=titles[i : i + 1], path=path)
+        written.append(path)
+    return written

@@ -1,0 +1,77 @@
+"""Reading images: any format Pillow reads, as RGB, EXIF orientation honoured, clear errors."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import ClassContrastError
+
+IMAGE_SUFFIXES = frozenset(
+    ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN
+)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Grayscale, palette, 16-bit, CMYK and alpha images as 8-bit RGB (alpha composited on white)."""
+    if img.mode in {"I;16", "I;16B", "I;16L", "I", "F"}:
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        img = Image.fromarray(np.clip(arr / hi * 255.0, 0, 255).astype(np.uint8), "L")
+    if img.mode in {"RGBA", "LA", "PA"} or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
+def load_image(path: str | os.PathLike[str]) -> Image.Image:
+    """Open one image file as an RGB PIL image; a clear one-line error names a bad file."""
+    p = Path(path)
+    if not p.exists():
+        raise ClassContrastError(f"no such file: {p}")
+    if p.is_dir():
+        raise ClassContrastError(f"{p} is a folder; use load_images for folders")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                im = ImageOps.exif_transpose(im)
+                im.load()
+                img = to_rgb(im)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ClassContrastError(f"{p} is too large to read safely ({e})") from e
+    except UnidentifiedImageError as e:
+        raise ClassContrastError(f"{p} is not an image Pillow can read") from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ClassContrastError(f"{p} could not be read as an image ({e})") from e
+    if min(img.size) < 1:
+        raise ClassContrastError(f"{p} has no pixels")
+    return img
+
+
+def list_images(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Expand files and folders (recursively, sorted) into image files; folders skip non-images."""
+    out: list[Path] = []
+    for path in paths:
+        p = Path(path)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise ClassContrastError(f"no images found in folder {p}")
+            out.extend(found)
+        elif p.exists():
+            out.append(p)
+        else:
+            raise ClassContrastError(f"no such file or folder: {p}")
+    return out
+
+
+def load_images(paths: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, Image.Image]]:
+    """Load every image in the given files and folders as (path, RGB image)."""
+    return [(p, load_image(p)) for p in list_images(paths)]

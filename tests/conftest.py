@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny float64 models, the embedded model, small images."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import classcontrast as cc
+
+
+class TinyCNN(nn.Module):
+    """Conv-BN-ReLU ×2, global pooling, linear head: small enough for brute force over all classes."""
+
+    def __init__(self, num_classes: int = 7, width: int = 6) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1, stride=2), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.features(x)).flatten(1))
+
+
+def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Give BatchNorm layers non-trivial running statistics and affine parameters."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.randn(n, generator=g))
+            m.bias.data.copy_(torch.randn(n, generator=g))
+    return model
+
+
+@pytest.fixture
+def tiny() -> nn.Module:
+    torch.manual_seed(0)
+    return randomize_bn(TinyCNN()).double().eval()
+
+
+@pytest.fixture
+def tiny_x() -> torch.Tensor:
+    return torch.randn(3, 3, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture(scope="session")
+def embedded() -> cc.ModelBundle:
+    return cc.load_model("efficientnet_lite0")
+
+
+@pytest.fixture(scope="session")
+def cat_x(embedded: cc.ModelBundle) -> torch.Tensor:
+    return embedded.transform(cc.sample_image("chelsea"))[None]
