@@ -65,7 +65,8 @@ def vjp(output: Tensor, inputs: list[Tensor], cotangents: Tensor, batched: bool 
                     output, inputs, cotangents[i : i + _CHUNK], retain_graph=True,
                     is_grads_batched=True, allow_unused=True,
                 )
-                chunks.append([_zeros_if_none(g, x, len(cotangents[i : i + _CHUNK])) for g, x in zip(gs, inputs, strict=True)])
+                n = len(cotangents[i : i + _CHUNK])
+                chunks.append([_zeros_if_none(g, x, n) for g, x in zip(gs, inputs, strict=True)])
         except RuntimeError:
             chunks = []
     if not chunks:

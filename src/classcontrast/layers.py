@@ -10,15 +10,13 @@ from torch import Tensor, nn
 
 from .errors import ClassContrastError
 
-_SKIPPED = (
+_POOLING = (
     nn.modules.pooling._AdaptiveAvgPoolNd,
     nn.modules.pooling._AdaptiveMaxPoolNd,
     nn.modules.pooling._AvgPoolNd,
     nn.modules.pooling._MaxPoolNd,
-    nn.modules.dropout._DropoutNd,
-    nn.Identity,
-    nn.Flatten,
 )
+_PASS_THROUGH = (nn.modules.dropout._DropoutNd, nn.Identity, nn.Flatten)
 _default_cache: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
 
 
@@ -45,7 +43,7 @@ def find_module(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Modul
 
 
 def _is_pooling(module: nn.Module) -> bool:
-    return isinstance(module, _SKIPPED) or "pool" in type(module).__name__.lower()
+    return isinstance(module, _POOLING) or "pool" in type(module).__name__.lower()
 
 
 def default_feature_layer(model: nn.Module, x: Tensor) -> str:
@@ -66,7 +64,8 @@ def default_feature_layer(model: nn.Module, x: Tensor) -> str:
             if isinstance(output, Tensor):
                 if _is_pooling(module):
                     pooled.add(id(output))
-                elif output.ndim == 4 and output.shape[-1] * output.shape[-2] > 1:
+                elif (not isinstance(module, _PASS_THROUGH) and output.ndim == 4
+                      and output.shape[-1] * output.shape[-2] > 1):
                     order.append((name, output))
 
         return fn

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from .errors import ClassContrastError
 
+
 @dataclass(frozen=True)
 class TopK:
     """The ``k`` most probable classes of each image, most probable first."""

@@ -12,7 +12,6 @@ from rich.console import Console
 from ..errors import ClassContrastError
 
 console = Console(stderr=False)
-err_console = Console(stderr=True)
 
 
 def expand_multi_options(argv: Sequence[str], multi: dict[str, Callable[[str], bool]]) -> list[str]:
@@ -72,5 +71,5 @@ def run_cli(app: Any, argv: Sequence[str]) -> None:
     try:
         app(args=list(argv), prog_name="classcontrast", standalone_mode=True)
     except ClassContrastError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        sys.stderr.write(f"error: {e}\n")  # one line, never wrapped
         sys.exit(2)

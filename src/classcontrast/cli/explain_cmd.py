@@ -47,10 +47,7 @@ def explain_command(
     if top_k < 1:
         raise ClassContrastError("--top-k must be at least 1")
     contrasts = [get_contrast(c) for c in contrast]
-    if images:
-        loaded = load_images(images)
-    else:
-        loaded = [(Path("chelsea (bundled cat photo)"), sample_image("chelsea"))]
+    loaded = load_images(images) if images else [(Path("chelsea (bundled cat photo)"), sample_image("chelsea"))]
     bundle = load_model(model, weights=weights, num_classes=num_classes, device=dev)
     if foil is not None:
         contrasts.append(Foil(class_index(foil, bundle.categories)))

@@ -29,8 +29,9 @@ class Method(ABC):
 
     Lifecycle of one call (driven by :func:`classcontrast.explain`): ``record`` registers hooks on the
     ``ExitStack`` (removed right after the forward pass) and returns a :class:`Recording`; the engine
-    runs the forward pass, calls ``after_forward``, back-propagates R objectives from the logits to ``Recording.tensors`` and
-    calls ``compute`` with gradients of shape (R, B, ...), which returns (R, B, h, w) maps.
+    runs the forward pass, calls ``after_forward``, back-propagates R objectives from the logits to
+    ``Recording.tensors`` and calls ``compute`` with gradients of shape (R, B, ...), which returns
+    (R, B, h, w) maps.
 
     ``linear`` is True when the map is linear in the back-propagated gradient (activations fixed):
     then every contrast identity holds exactly, e.g. probability = p_t(1-p_t)·weighted.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,7 @@ def load_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         raise ClassContrastError(f"weights file not found: {p}")
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
+    except Exception as e:
         raise ClassContrastError(f"{p} is not a PyTorch checkpoint ({type(e).__name__})") from e
     for key in ("state_dict", "model", "model_state"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
@@ -146,6 +148,21 @@ def _hub_reachable() -> bool:
         socket.setdefaulttimeout(None)
 
 
+@contextmanager
+def _hub_offline_unless_reachable() -> Iterator[None]:
+    """Without a network, put the Hugging Face hub in offline mode for the call: a local cache still
+    works, and a missing file fails at once instead of after minutes of retries."""
+    import huggingface_hub.constants as hub
+
+    saved = hub.HF_HUB_OFFLINE
+    if not _hub_reachable():
+        hub.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        hub.HF_HUB_OFFLINE = saved
+
+
 def _timm(arch: str, weights: Any, num_classes: int | None) -> ModelBundle:
     import timm
     from timm.data import resolve_data_config
@@ -154,25 +171,18 @@ def _timm(arch: str, weights: Any, num_classes: int | None) -> ModelBundle:
         raise ClassContrastError(f"unknown timm architecture {arch!r}")
     kwargs: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
     if weights == "DEFAULT":
-        saved = os.environ.get("HF_HUB_OFFLINE")
-        if not _hub_reachable():
-            os.environ["HF_HUB_OFFLINE"] = "1"  # use a local cache if there is one, fail fast otherwise
-        try:
-            model = timm.create_model(arch, pretrained=True, **kwargs)
-        except Exception as e:  # noqa: BLE001 - hub errors have many types
-            raise _offline_help(f"timm:{arch}", type(e).__name__) from e
-        finally:
-            if saved is None:
-                os.environ.pop("HF_HUB_OFFLINE", None)
-            else:
-                os.environ["HF_HUB_OFFLINE"] = saved
+        with _hub_offline_unless_reachable():
+            try:
+                model = timm.create_model(arch, pretrained=True, **kwargs)
+            except Exception as e:
+                raise _offline_help(f"timm:{arch}", type(e).__name__) from e
     else:
         model = timm.create_model(arch, pretrained=False, **kwargs)
         if weights is not None:
             _load_into(model, load_state(weights), str(weights))
     cfg = resolve_data_config({}, model=model)
     size = cfg["input_size"][-1]
-    resize = int(round(size / cfg.get("crop_pct", 0.875)))
+    resize = round(size / cfg.get("crop_pct", 0.875))
     n = model.num_classes
     categories = imagenet_categories() if n == 1000 else [f"class {i}" for i in range(n)]
     return ModelBundle(

@@ -1,0 +1,95 @@
+"""The command line as a user runs it: figures, arrays, tables, and exit code 2 on bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import classcontrast as cc
+from classcontrast.cli.common import expand_multi_options
+from classcontrast.cli.main import _MULTI, main
+
+
+def run(argv: list[str]) -> int:
+    try:
+        main(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("img") / "espresso.jpg"
+    cc.sample_image("coffee").save(path)
+    return str(path)
+
+
+def test_multi_value_options_are_expanded() -> None:
+    argv = ["explain", "a.jpg", "--contrast", "original", "weighted", "b.jpg", "--method", "gradcam", "--top-k", "2"]
+    assert expand_multi_options(argv, _MULTI) == [
+        "explain", "a.jpg", "--contrast", "original", "--contrast", "weighted", "b.jpg",
+        "--method", "gradcam", "--top-k", "2",
+    ]
+
+
+def test_explain_writes_figure_and_maps(photo: str, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    out, npz = tmp_path / "why.png", tmp_path / "why.npz"
+    code = run(["explain", photo, "--top-k", "2", "--contrast", "original", "weighted", "--foil", "cup",
+                "--method", "gradcam", "xgradcam", "--out", str(out), "--save-maps", str(npz)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "espresso" in text and str(out) in text
+    with Image.open(out) as im:
+        assert im.size[0] > 500 and im.size[1] > 300
+    data = np.load(npz)
+    assert data["targets"].shape == (1, 2)
+    assert data["maps/gradcam · weighted"].shape == (1, 2, 224, 224)
+    assert "maps/xgradcam · foil" in data.files
+    assert data["probabilities"].shape == (1, 1000)
+    assert abs(float(data["probabilities"].sum()) - 1) < 1e-4
+
+
+def test_explain_named_targets_and_random_torchvision_model(photo: str, tmp_path) -> None:
+    out = tmp_path / "r.png"
+    assert run(["explain", photo, "--model", "torchvision:resnet18", "--weights", "none", "--target", "3", "7",
+                "--method", "linear_approx", "--contrast", "max", "--out", str(out)]) == 0
+    assert out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.jpg"], "no such file"),
+        (["{text}"], "is not an image"),
+        (["{photo}", "--method", "nope"], "unknown method"),
+        (["{photo}", "--contrast", "nope"], "unknown contrast"),
+        (["{photo}", "--layer", "nope"], "unknown layer"),
+        (["{photo}", "--target", "5000"], "out of range"),
+        (["{photo}", "--foil", "not a class"], "unknown class"),
+        (["{photo}", "--model", "nope"], "unknown model"),
+        (["{photo}", "--device", "cuda:7"], "device"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args: list[str], message: str, photo: str, tmp_path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    text = tmp_path / "text.jpg"
+    text.write_text("not an image")
+    argv = ["explain", *(a.format(photo=photo, text=text) for a in args), "--out", str(tmp_path / "o.png")]
+    assert run(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1 and err.startswith("error: ")
+
+
+def test_console_script_exit_code(tmp_path) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    proc = subprocess.run([sys.executable, "-m", "classcontrast.cli.main", "explain", str(bad)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "bad.png" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,99 @@
+"""The model zoo: the embedded default classifies real photos, offline failures are clear."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+import classcontrast as cc
+from classcontrast.layers import default_feature_layer
+
+CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+
+def test_embedded_model_sees_a_cat_and_an_espresso(embedded: cc.ModelBundle) -> None:
+    assert embedded.num_classes == 1000 and not embedded.model.training
+    x = torch.stack([embedded.transform(cc.sample_image(n)) for n in ("chelsea", "coffee")])
+    with torch.no_grad():
+        top = embedded.model(x).argmax(1).tolist()
+    assert top[0] in CAT_CLASSES, embedded.categories[top[0]]
+    assert embedded.categories[top[1]] == "espresso"
+
+
+def test_normalize_round_trip(embedded: cc.ModelBundle) -> None:
+    px = embedded.preprocess(cc.sample_image("rocket"))
+    assert px.min() >= 0 and px.max() <= 1 and px.shape == (3, 224, 224)
+    torch.testing.assert_close(embedded.normalize.inverse(embedded.normalize(px)), px)
+
+
+@pytest.mark.parametrize(
+    ("arch", "layer"),
+    [("vgg16_bn", "features.42"), ("resnet18", "layer4"), ("mobilenet_v3_small", "features"),
+     ("densenet121", "features")],
+)
+def test_default_layer_is_the_last_spatial_feature_map(arch: str, layer: str) -> None:
+    model = torchvision.models.get_model(arch, weights=None).eval()
+    assert default_feature_layer(model, torch.randn(1, 3, 64, 64)) == layer
+
+
+def test_default_layer_of_the_embedded_model(embedded: cc.ModelBundle, cat_x: torch.Tensor) -> None:
+    assert cc.explain(embedded, cat_x, "gradcam").layer == "bn2"
+
+
+def test_torchvision_random_init_and_checkpoint(tmp_path) -> None:
+    torch.manual_seed(0)
+    b = cc.load_model("torchvision:resnet18", weights=None, num_classes=5)
+    assert b.num_classes == 5 and b.categories[0] == "class 0"
+    path = tmp_path / "r18.pth"
+    torch.save({"state_dict": b.model.state_dict()}, path)
+    again = cc.load_model("torchvision:resnet18", weights=str(path), num_classes=5)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(again.model(x), b.model(x))
+    with pytest.raises(cc.ClassContrastError, match="does not fit"):
+        cc.load_model("torchvision:resnet18", weights=str(path), num_classes=7)
+
+
+def test_offline_torchvision_weights_say_how_to_supply_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    from urllib.error import URLError
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
+    with pytest.raises(cc.ClassContrastError, match="weights=PATH"):
+        cc.load_model("torchvision:alexnet")
+
+
+def test_offline_timm_weights_fail_fast_and_clearly(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from classcontrast.models import zoo
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setattr(zoo, "_hub_reachable", lambda: False)
+    with pytest.raises(cc.ClassContrastError, match="weights=PATH"):
+        cc.load_model("timm:resnet18")
+
+
+def test_timm_random_init_has_its_preprocessing() -> None:
+    b = cc.load_model("timm:resnet18", weights=None)
+    assert b.normalize.mean == pytest.approx((0.485, 0.456, 0.406), abs=1e-3)
+    assert b.preprocess(cc.sample_image("coffee")).shape == (3, 224, 224)
+
+
+@pytest.mark.parametrize(
+    ("name", "match"),
+    [("nope", "unknown model"), ("torchvision:nope", "unknown torchvision"), ("timm:nope", "unknown timm")],
+)
+def test_unknown_models(name: str, match: str) -> None:
+    with pytest.raises(cc.ClassContrastError, match=match):
+        cc.load_model(name, weights=None)
+
+
+def test_bad_checkpoint_files(tmp_path) -> None:
+    junk = tmp_path / "junk.pth"
+    junk.write_text("not a checkpoint")
+    with pytest.raises(cc.ClassContrastError, match="not a PyTorch checkpoint"):
+        cc.load_model("torchvision:resnet18", weights=str(junk))
+    with pytest.raises(cc.ClassContrastError, match="not found"):
+        cc.load_model("torchvision:resnet18", weights=str(tmp_path / "missing.pth"))
