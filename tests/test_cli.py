@@ -93,3 +93,17 @@ def test_console_script_exit_code(tmp_path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "bad.png" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_transformer_from_the_command_line(photo: str, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    import timm
+    import torch
+
+    weights = tmp_path / "deit.pth"
+    torch.save(timm.create_model("deit_tiny_patch16_224", pretrained=False).state_dict(), weights)
+    out = tmp_path / "vit.png"
+    base = ["explain", photo, "--model", "timm:deit_tiny_patch16_224", "--weights", str(weights)]
+    assert run([*base, "--method", "attention_rollout", "vit_gradcam", "--out", str(out)]) == 0
+    assert out.exists()
+    assert run([*base, "--method", "vit_gradcam", "--layer", "40", "--out", str(out)]) == 2
+    assert "block index 40 is out of range" in capsys.readouterr().err

@@ -19,20 +19,25 @@ class OutputRecorder:
     stops at the layer.
     """
 
-    def __init__(self, module: nn.Module, name: str, stack: ExitStack) -> None:
+    def __init__(self, module: nn.Module | None, name: str, stack: ExitStack | None = None) -> None:
         self.name = name
         self.outputs: list[Tensor] = []
-        stack.callback(module.register_forward_hook(self._hook).remove)
+        if module is not None and stack is not None:
+            stack.callback(module.register_forward_hook(self._hook).remove)
 
     def _hook(self, module: nn.Module, inputs: Any, output: Any) -> Tensor:
         if not isinstance(output, Tensor):
             raise ClassContrastError(
                 f"layer '{self.name}' returns {type(output).__name__}, not a tensor; choose another layer"
             )
-        if not output.requires_grad:
-            output = output.detach().requires_grad_(True)
-        self.outputs.append(output)
-        return output.clone()
+        return self.capture(output)
+
+    def capture(self, tensor: Tensor) -> Tensor:
+        """Record ``tensor`` and return the clone the rest of the network should use."""
+        if not tensor.requires_grad:
+            tensor = tensor.detach().requires_grad_(True)
+        self.outputs.append(tensor)
+        return tensor.clone()
 
     def single(self) -> Tensor:
         """The one recorded output; a clear error if the layer did not run exactly once."""

@@ -14,6 +14,7 @@ from ..contrasts import Foil, get_contrast
 from ..data import load_images, sample_image
 from ..errors import ClassContrastError
 from ..explanation import Explanation
+from ..methods import method_options
 from ..models import load_model
 from ..targets import TopK
 from ..viz import plot_explanations
@@ -62,8 +63,9 @@ def explain_command(
         x = torch.stack([bundle.transform(img) for _, img in chunk]).to(dev)
         spec = TopK(top_k) if targets is None else [targets] * len(chunk)
         for meth in method:
-            res = explain_mod(bundle, x, meth, contrasts, spec, layer=layer if meth != "gradient" else None,
-                              relu=relu or None)
+            accepted = method_options(meth)
+            opts = {"layer": layer, "relu": relu or None}
+            res = explain_mod(bundle, x, meth, contrasts, spec, **{k: v for k, v in opts.items() if k in accepted})
             for name, ex in res.items():
                 key = f"{meth} · {name}" if len(method) > 1 or len(res) > 1 else name
                 columns.setdefault(key, []).append(ex)

@@ -8,10 +8,13 @@ from typing import Any
 from ..errors import ClassContrastError
 from .base import Method, Recording
 from .cam import GradCAM, LayerMethod, LinearApprox, XGradCAM
+from .fullgrad import FullGrad
 from .gradient import Gradient, GradientXInput
+from .transformer import AttentionRollout, VitGradCAM, capture_attention, transformer_blocks
 
 METHODS: dict[str, type[Method]] = {
-    m.name: m for m in (Gradient, GradientXInput, LinearApprox, GradCAM, XGradCAM)
+    m.name: m
+    for m in (Gradient, GradientXInput, LinearApprox, GradCAM, XGradCAM, FullGrad, VitGradCAM, AttentionRollout)
 }
 
 
@@ -19,6 +22,12 @@ def register_method(cls: type[Method]) -> type[Method]:
     """Add a method class to the registry under ``cls.name`` (usable as a decorator)."""
     METHODS[cls.name] = cls
     return cls
+
+
+def method_options(name: str) -> set[str]:
+    """The option names a registered method accepts (e.g. ``{"layer", "relu"}`` for ``gradcam``)."""
+    cls = METHODS.get(name.lower())
+    return set() if cls is None else set(inspect.signature(cls.__init__).parameters) - {"self"}
 
 
 def get_method(spec: str | Method, **options: Any) -> Method:
@@ -43,6 +52,8 @@ def get_method(spec: str | Method, **options: Any) -> Method:
 
 __all__ = [
     "METHODS",
+    "AttentionRollout",
+    "FullGrad",
     "GradCAM",
     "Gradient",
     "GradientXInput",
@@ -50,7 +61,11 @@ __all__ = [
     "LinearApprox",
     "Method",
     "Recording",
+    "VitGradCAM",
     "XGradCAM",
+    "capture_attention",
     "get_method",
+    "method_options",
     "register_method",
+    "transformer_blocks",
 ]

@@ -1,0 +1,219 @@
+"""Vision Transformer methods: GradCAM on patch tokens and gradient-weighted attention rollout.
+
+Supported out of the box: torchvision's ``VisionTransformer`` (``vit_b_16`` family; blocks
+``encoder.layers``) and timm's ViT/DeiT families (blocks ``blocks``), at any input size the model
+accepts. Prefix tokens (class, distillation, register) are dropped; patch tokens are laid out on the
+patch grid (14×14 for 224/16).
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import ExitStack
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import ClassContrastError
+from ..hooks import OutputRecorder
+from ..layers import find_module
+from .base import Method, Recording
+from .cam import GradCAM
+
+
+def transformer_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The transformer blocks in order, as (name, module): timm ``blocks`` or torchvision ``encoder.layers``."""
+    for path in ("blocks", "encoder.layers", "transformer.blocks", "layers"):
+        container: Any = model
+        for part in path.split("."):
+            container = getattr(container, part, None)
+        if isinstance(container, (nn.Sequential, nn.ModuleList)) and len(container) > 0:
+            return [(f"{path}.{n}", m) for n, m in container.named_children()]
+    raise ClassContrastError(
+        f"{type(model).__name__} has no transformer blocks (looked for 'blocks' and 'encoder.layers'); "
+        "vit methods need a Vision Transformer"
+    )
+
+
+def resolve_block(model: nn.Module, layer: int | str | nn.Module) -> tuple[str, nn.Module]:
+    """A block by 0-based index (negative counts from the end) or a module name / module."""
+    if isinstance(layer, int) and not isinstance(layer, bool):
+        blocks = transformer_blocks(model)
+        if not -len(blocks) <= layer < len(blocks):
+            raise ClassContrastError(
+                f"block index {layer} is out of range for a transformer with {len(blocks)} blocks "
+                f"(use 0..{len(blocks) - 1}, or negative indices from the end)"
+            )
+        return blocks[layer]
+    if isinstance(layer, str) and layer.lstrip("-").isdigit():
+        return resolve_block(model, int(layer))
+    return find_module(model, layer)
+
+
+def patch_grid(model: nn.Module, x: Tensor, n_tokens: int) -> tuple[int, int, int]:
+    """(prefix tokens, grid height, grid width) for a token sequence of length ``n_tokens``."""
+    patch = getattr(getattr(model, "patch_embed", None), "patch_size", None) or getattr(model, "patch_size", None)
+    h, w = x.shape[-2:]
+    if patch is not None:
+        ph, pw = (patch, patch) if isinstance(patch, int) else tuple(patch)
+        gh, gw = h // ph, w // pw
+    else:  # fall back on the aspect ratio of the input
+        n = n_tokens - int(getattr(model, "num_prefix_tokens", 1))
+        gh = round(math.sqrt(n * h / w))
+        gw = n // max(gh, 1)
+    prefix = n_tokens - gh * gw
+    if prefix < 0:
+        raise ClassContrastError(f"{n_tokens} tokens do not fit a {gh}×{gw} patch grid")
+    return prefix, gh, gw
+
+
+class VitGradCAM(Method):
+    r"""GradCAM on the patch tokens of a transformer block: tokens (B, T, D) minus the prefix
+    tokens, reshaped to (B, D, h, w); :math:`w_d = \frac{1}{hw}\sum_{ij}\partial O/\partial A^d_{ij}`,
+    :math:`M = \sum_d w_d A^d`. Signed by default (``relu=True`` gives the standard version).
+
+    ``layer``: block index (0-based; negative from the end), module name or module; the default
+    ``-2`` is the output of the second-to-last block, i.e. the input of the last one. (The last
+    block's patch tokens reach a class-token head only through the final norm, so their gradient is
+    zero there.) Linear in the gradient: every contrast identity holds.
+    """
+
+    name = "vit_gradcam"
+
+    def __init__(self, layer: int | str | nn.Module | None = None, relu: bool = False) -> None:
+        self.layer = -2 if layer is None else layer
+        self.relu = relu
+
+    def options(self) -> dict[str, object]:
+        layer = self.layer if not isinstance(self.layer, nn.Module) else type(self.layer).__name__
+        return {"layer": layer, "relu": self.relu}
+
+    def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
+        name, module = resolve_block(model, self.layer)
+        return Recording(input=x, layer=name, state={"recorder": OutputRecorder(module, name, stack), "model": model})
+
+    def after_forward(self, rec: Recording) -> None:
+        tokens = rec.state["recorder"].single()
+        if tokens.ndim != 3:
+            raise ClassContrastError(
+                f"layer '{rec.layer}' outputs shape {tuple(tokens.shape)}, not (B, tokens, dim)"
+            )
+        rec.state["grid"] = patch_grid(rec.state.pop("model"), rec.input, tokens.shape[1])
+        rec.tensors = [tokens]
+
+    def compute(self, rec: Recording, grads: list[Tensor]) -> Tensor:
+        prefix, gh, gw = rec.state["grid"]
+
+        def grid(t: Tensor) -> Tensor:  # (..., T, D) -> (..., D, gh, gw)
+            patches = t[..., prefix:, :]
+            return patches.reshape(*patches.shape[:-2], gh, gw, patches.shape[-1]).movedim(-1, -3)
+
+        m = GradCAM.cam(GradCAM(), grid(rec.tensors[0].detach()), grid(grads[0]))
+        return m.clamp_min(0) if self.relu else m
+
+
+def _explicit_self_attention(mha: nn.MultiheadAttention, capture: OutputRecorder, query: Tensor, key: Tensor,
+                             value: Tensor, key_padding_mask: Tensor | None = None, need_weights: bool = True,
+                             attn_mask: Tensor | None = None, average_attn_weights: bool = True,
+                             is_causal: bool = False) -> tuple[Tensor, None]:
+    """``nn.MultiheadAttention`` self-attention written out, with the post-softmax probabilities
+    recorded (torchvision calls it with ``need_weights=False`` and a fused kernel)."""
+    if key_padding_mask is not None or attn_mask is not None or is_causal or not mha._qkv_same_embed_dim \
+            or mha.bias_k is not None or not (query is key is value):
+        raise ClassContrastError("attention capture supports plain self-attention without masks")
+    x = query if mha.batch_first else query.transpose(0, 1)
+    b, n, e = x.shape
+    h = mha.num_heads
+    q, k, v = F.linear(x, mha.in_proj_weight, mha.in_proj_bias).chunk(3, dim=-1)
+    q, k, v = (t.reshape(b, n, h, e // h).transpose(1, 2) for t in (q, k, v))
+    attn = torch.softmax((q * (e // h) ** -0.5) @ k.transpose(-2, -1), dim=-1)
+    attn = capture.capture(attn)
+    out = (attn @ v).transpose(1, 2).reshape(b, n, e)
+    out = F.linear(out, mha.out_proj.weight, mha.out_proj.bias)
+    return (out if mha.batch_first else out.transpose(0, 1)), None
+
+
+def capture_attention(model: nn.Module, stack: ExitStack) -> OutputRecorder:
+    """Record every block's post-softmax attention (B, heads, T, T) during the next forward pass,
+    without changing the model's outputs (up to floating-point rounding of the unfused kernel).
+
+    timm: ``fused_attn`` is switched off for the call and ``attn_drop`` (identity in eval) records its
+    input. torchvision: each ``nn.MultiheadAttention`` runs an explicit implementation for the call.
+    Everything is undone when ``stack`` closes.
+    """
+    recorder = OutputRecorder(None, "attention", None)
+    found = 0
+    for module in model.modules():
+        if isinstance(module, nn.MultiheadAttention):
+            module.forward = lambda *a, _m=module, **k: _explicit_self_attention(_m, recorder, *a, **k)  # type: ignore[method-assign]
+            stack.callback(lambda _m=module: _m.__dict__.pop("forward", None))
+            found += 1
+        elif hasattr(module, "fused_attn") and isinstance(getattr(module, "attn_drop", None), nn.Module):
+            saved = module.fused_attn
+            module.fused_attn = False
+            stack.callback(setattr, module, "fused_attn", saved)
+            handle = module.attn_drop.register_forward_hook(lambda m, i, o: recorder.capture(o))
+            stack.callback(handle.remove)
+            found += 1
+    if not found:
+        raise ClassContrastError(
+            f"{type(model).__name__} has no attention modules to capture (torchvision MultiheadAttention or "
+            "timm Attention); attention_rollout needs a Vision Transformer"
+        )
+    return recorder
+
+
+class AttentionRollout(Method):
+    r"""Gradient-weighted attention rollout (Gildenblat 2020; Chefer et al.), with the reference code's
+    bugs fixed (each attention paired with its own gradient, true row normalisation).
+
+    Per block :math:`l`: :math:`F_l = \operatorname{mean}_{heads}(A_l \odot \partial O/\partial A_l)`
+    (ReLU'd with ``relu=True``, the standard variant; signed otherwise), the lowest ``discard_ratio``
+    fraction of entries set to 0, :math:`\hat A_l = (F_l + I)/2` with rows normalised to sum 1,
+    :math:`R = \hat A_L\cdots\hat A_1`; the map is the class-token row of :math:`R` over the patches.
+
+    Not linear in the gradient (rollout multiplies gradient-weighted matrices), so its contrastive
+    version is "back-propagate the contrast's scalar"; the weighted/probability identities of the
+    linear methods do not hold for it.
+    """
+
+    name = "attention_rollout"
+    linear = False
+
+    def __init__(self, relu: bool = False, discard_ratio: float = 0.0) -> None:
+        if not 0.0 <= discard_ratio < 1.0:
+            raise ClassContrastError(f"discard_ratio must be in [0, 1), got {discard_ratio}")
+        self.relu = relu
+        self.discard_ratio = discard_ratio
+
+    def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
+        return Recording(input=x, layer="attention", state={"recorder": capture_attention(model, stack),
+                                                             "model": model})
+
+    def after_forward(self, rec: Recording) -> None:
+        attns = rec.state["recorder"].outputs
+        if not attns:
+            raise ClassContrastError("no attention was recorded during the forward pass")
+        rec.state["grid"] = patch_grid(rec.state.pop("model"), rec.input, attns[0].shape[-1])
+        rec.tensors = list(attns)
+
+    def compute(self, rec: Recording, grads: list[Tensor]) -> Tensor:
+        prefix, gh, gw = rec.state["grid"]
+        n = rec.tensors[0].shape[-1]
+        eye = torch.eye(n, dtype=grads[0].dtype, device=grads[0].device)
+        rollout = eye.expand(*grads[0].shape[:2], n, n)
+        for a, g in zip(rec.tensors, grads, strict=True):
+            f = (a.detach() * g).mean(2)  # (R, B, T, T)
+            if self.relu:
+                f = f.clamp_min(0)
+            if self.discard_ratio > 0:
+                flat = f.flatten(2)
+                k = int(flat.shape[-1] * self.discard_ratio)
+                idx = flat.topk(k, dim=-1, largest=False).indices
+                f = flat.scatter(-1, idx, 0.0).reshape(f.shape)
+            step = (f + eye) / 2
+            step = step / step.sum(-1, keepdim=True)
+            rollout = step @ rollout
+        return rollout[..., 0, prefix:].reshape(*rollout.shape[:2], gh, gw)
