@@ -10,6 +10,7 @@ import typer
 from ..contrasts import CONTRASTS
 from ..methods import METHODS
 from .common import expand_multi_options, run_cli
+from .evaluate_cmd import evaluate_app
 from .explain_cmd import explain_command
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ def _root() -> None:
 
 
 app.command("explain")(explain_command)
+app.add_typer(evaluate_app, name="evaluate")
 
 _MULTI = {
     "--method": lambda v: v.lower() in METHODS,

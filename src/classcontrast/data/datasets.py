@@ -1,0 +1,93 @@
+"""Research datasets in their official layouts: ImageNet (validation), CUB-200-2011, Food-101."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import ClassContrastError
+from .images import list_images, load_image
+from .sources import LABELS_FROM_FOLDERS, Sample, SampleSource, class_index_for
+
+_WNID = re.compile(r"^n\d{8}$")
+
+
+def _need(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise ClassContrastError(f"{what}: missing {path}")
+    return path
+
+
+def cub_root(root: Path) -> Path:
+    """The folder holding images.txt: ROOT or ROOT/CUB_200_2011."""
+    for candidate in (root, root / "CUB_200_2011"):
+        if (candidate / "images.txt").exists():
+            return candidate
+    raise ClassContrastError(f"cub200:{root}: missing images.txt (expected the official CUB_200_2011 layout)")
+
+
+def cub_classes(root: Path) -> list[str]:
+    """CUB class names from classes.txt, '001.Black_footed_Albatross' -> 'Black footed Albatross'."""
+    base = cub_root(root)
+    lines = _need(base / "classes.txt", f"cub200:{root}").read_text().split("\n")
+    return [ln.split(" ", 1)[1].split(".", 1)[1].replace("_", " ") for ln in lines if ln.strip()]
+
+
+def cub_samples(root: Path, split: str = "test") -> list[tuple[str, Path, int]]:
+    """(image id, path, 0-based label) for the official train or test split."""
+    if split not in {"train", "test"}:
+        raise ClassContrastError(f"CUB split must be 'train' or 'test', got {split!r}")
+    base = cub_root(root)
+    what = f"cub200:{root}"
+
+    def table(name: str) -> dict[str, str]:
+        rows = _need(base / name, what).read_text().split("\n")
+        return dict(r.split(" ", 1) for r in rows if r.strip())
+
+    images, labels, is_train = table("images.txt"), table("image_class_labels.txt"), table("train_test_split.txt")
+    _need(base / "images", what)
+    want = "1" if split == "train" else "0"
+    return [(i, base / "images" / images[i], int(labels[i]) - 1) for i in images if is_train.get(i) == want]
+
+
+def food101_samples(root: Path, split: str = "test") -> tuple[list[str], list[tuple[str, Path, int]]]:
+    """(classes, [(id, path, label)]) in torchvision's Food-101 layout (food-101/meta/{split}.json)."""
+    base = root / "food-101" if (root / "food-101").exists() else root
+    meta = json.loads(_need(base / "meta" / f"{split}.json", f"food101:{root}").read_text())
+    classes = sorted(meta)
+    out = [(rel, base / "images" / f"{rel}.jpg", classes.index(c)) for c in classes for rel in meta[c]]
+    return [c.replace("_", " ") for c in classes], out
+
+
+def open_dataset(kind: str, root: Path, categories: Sequence[str], split: str = "test") -> SampleSource:
+    """A labelled sample source for ``imagenet``, ``cub200`` or ``food101`` rooted at ``root``."""
+    if not root.exists():
+        raise ClassContrastError(f"{kind}:{root}: no such folder")
+    if kind == "cub200":
+        rows = cub_samples(root, split)
+        return SampleSource([Sample(i, lambda p=p: load_image(p), y) for i, p, y in rows],
+                            "CUB image_class_labels.txt", f"CUB-200-2011 {split} split ({len(rows)} images)")
+    if kind == "food101":
+        _, rows = food101_samples(root, split)
+        return SampleSource([Sample(i, lambda p=p: load_image(p), y) for i, p, y in rows],
+                            "Food-101 meta", f"Food-101 {split} split ({len(rows)} images)")
+    if kind == "imagenet":
+        val = root / "val" if (root / "val").is_dir() else root
+        folders = sorted(d for d in val.iterdir() if d.is_dir())
+        if not folders:
+            raise ClassContrastError(f"imagenet:{root}: no class folders in {val}")
+        if all(_WNID.match(d.name) for d in folders):
+            if len(folders) != len(categories):
+                raise ClassContrastError(
+                    f"imagenet:{root}: {len(folders)} WordNet-id folders; class indices need all {len(categories)}"
+                    " (the standard index is the position in the sorted list of WordNet ids)"
+                )
+            index = {d.name: i for i, d in enumerate(folders)}
+        else:
+            index = {d.name: class_index_for(d.name, categories) for d in folders}
+        samples = [Sample(str(f.relative_to(val)), lambda f=f: load_image(f), index[d.name])
+                   for d in folders for f in list_images([d])]
+        return SampleSource(samples, LABELS_FROM_FOLDERS, f"ImageNet validation images in {val}")
+    raise ClassContrastError(f"unknown dataset kind {kind!r}")

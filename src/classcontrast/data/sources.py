@@ -1,0 +1,139 @@
+"""Data sources for experiments: ``--data`` specifications turned into labelled samples.
+
+* an image folder with one sub-folder per class (labels from the folder names, mapped to the model's
+  class names or indices);
+* a flat folder, or a list of images (labels = the model's clean top-1 prediction, said so);
+* no ``--data``: the bundled photos (scikit-image and scikit-learn), each in several views
+  (centre and corner crops, mirrored), labelled by the model's clean prediction;
+* ``imagenet:ROOT``, ``cub200:ROOT``, ``food101:ROOT`` (see :mod:`classcontrast.data.datasets`).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from ..errors import ClassContrastError
+from .images import IMAGE_SUFFIXES, list_images, load_image
+from .samples import SAMPLES, sample_image
+
+LABELS_FROM_FOLDERS = "folder names"
+LABELS_FROM_PREDICTION = "the model's clean top-1 prediction"
+
+
+@dataclass
+class Sample:
+    """One image with a stable id and its label (None: use the model's clean prediction)."""
+
+    id: str
+    load: Callable[[], Image.Image]
+    label: int | None = None
+
+
+@dataclass
+class SampleSource:
+    """An ordered list of samples and where their labels come from."""
+
+    samples: list[Sample]
+    labels_from: str
+    description: str
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __iter__(self) -> Iterator[Sample]:
+        return iter(self.samples)
+
+    def select(self, limit: int | None = None, seed: int | None = None) -> SampleSource:
+        """A deterministic subset: shuffled with ``seed`` (if given), then the first ``limit``."""
+        samples = list(self.samples)
+        if seed is not None:
+            random.Random(seed).shuffle(samples)
+        if limit is not None:
+            samples = samples[: max(0, limit)]
+        return SampleSource(samples, self.labels_from, self.description)
+
+
+def class_index_for(name: str, categories: Sequence[str]) -> int:
+    """Map a folder name to a class: an index, or a class name (case and '_' / ' ' insensitive)."""
+    if name.isdigit():
+        i = int(name)
+        if i < len(categories):
+            return i
+        raise ClassContrastError(f"folder '{name}' is class index {i}, but the model has {len(categories)} classes")
+    norm = {c.lower().replace("_", " "): i for i, c in enumerate(categories)}
+    key = name.lower().replace("_", " ")
+    if key in norm:
+        return norm[key]
+    raise ClassContrastError(
+        f"folder '{name}' does not name one of the model's classes (use a class index or class name)"
+    )
+
+
+def _views(name: str, image: Image.Image) -> list[tuple[str, Callable[[], Image.Image]]]:
+    """Six views of a photo: the whole image, four 80% corner crops, and the mirrored image."""
+    w, h = image.size
+    cw, ch = int(w * 0.8), int(h * 0.8)
+    boxes = {"tl": (0, 0, cw, ch), "tr": (w - cw, 0, w, ch), "bl": (0, h - ch, cw, h), "br": (w - cw, h - ch, w, h)}
+    out: list[tuple[str, Callable[[], Image.Image]]] = [(f"{name}/full", lambda: image)]
+    out += [(f"{name}/{k}", lambda b=b: image.crop(b)) for k, b in boxes.items()]
+    out.append((f"{name}/mirror", lambda: ImageOps.mirror(image)))
+    return out
+
+
+def bundled_source() -> SampleSource:
+    """The offline default: scikit-image and scikit-learn photos, six views each."""
+    photos = {n: sample_image(n) for n in SAMPLES}
+    try:
+        from sklearn.datasets import load_sample_images
+
+        for fname, arr in zip(load_sample_images().filenames, load_sample_images().images, strict=True):
+            photos[Path(fname).stem] = Image.fromarray(arr)
+    except ImportError:
+        pass
+    samples = [Sample(i, load) for name, img in photos.items() for i, load in _views(name, img)]
+    return SampleSource(samples, LABELS_FROM_PREDICTION, f"{len(photos)} bundled photos × 6 views")
+
+
+def folder_source(root: Path, categories: Sequence[str]) -> SampleSource:
+    """A class-folder tree (labels from folder names) or a flat folder (labels from predictions)."""
+    subdirs = sorted(d for d in root.iterdir() if d.is_dir())
+    direct = [f for f in root.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+    if subdirs and not direct:
+        samples = []
+        for d in subdirs:
+            label = class_index_for(d.name, categories)
+            for f in list_images([d]):
+                samples.append(Sample(str(f.relative_to(root)), lambda f=f: load_image(f), label))
+        return SampleSource(samples, LABELS_FROM_FOLDERS, f"class folders in {root}")
+    files = list_images([root])
+    return SampleSource([Sample(str(f.relative_to(root)), lambda f=f: load_image(f)) for f in files],
+                        LABELS_FROM_PREDICTION, f"images in {root}")
+
+
+def open_source(spec: str | Sequence[str] | None, categories: Sequence[str]) -> SampleSource:
+    """Resolve a ``--data`` specification (see the module docstring)."""
+    if spec is None or (not isinstance(spec, str) and len(spec) == 0):
+        return bundled_source()
+    if not isinstance(spec, str):
+        if len(spec) == 1:
+            return open_source(spec[0], categories)
+        files = list_images(spec)
+        return SampleSource([Sample(str(f), lambda f=f: load_image(f)) for f in files],
+                            LABELS_FROM_PREDICTION, f"{len(files)} images")
+    if ":" in spec and not os.path.exists(spec) and spec.split(":", 1)[0] in {"imagenet", "cub200", "food101"}:
+        from .datasets import open_dataset
+
+        kind, root = spec.split(":", 1)
+        return open_dataset(kind, Path(root), categories)
+    p = Path(spec)
+    if p.is_dir():
+        return folder_source(p, categories)
+    if p.is_file():
+        return SampleSource([Sample(str(p), lambda: load_image(p))], LABELS_FROM_PREDICTION, str(p))
+    raise ClassContrastError(f"--data {spec!r}: no such file or folder (or imagenet:ROOT, cub200:ROOT, food101:ROOT)")

@@ -1,0 +1,27 @@
+"""The paper's experiments as reusable functions (built on :func:`classcontrast.explain`)."""
+
+from .masking import baseline, keep_masks, markdown_table, relative_probability, run_masking
+from .normlogit import rank_selection, run_norm_logit, write_norm_logit
+from .perturbation import clamp_box, measure, perturb, run_perturbation, summarize, write_perturbation
+from .runner import Batch, SampleLog, batches, write_table
+
+__all__ = [
+    "Batch",
+    "SampleLog",
+    "baseline",
+    "batches",
+    "clamp_box",
+    "keep_masks",
+    "markdown_table",
+    "measure",
+    "perturb",
+    "rank_selection",
+    "relative_probability",
+    "run_masking",
+    "run_norm_logit",
+    "run_perturbation",
+    "summarize",
+    "write_norm_logit",
+    "write_perturbation",
+    "write_table",
+]

@@ -1,0 +1,69 @@
+"""Charts in the study's style."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib import pyplot as plt
+
+# (accuracy, p_t, y_t) colours per iteration count, as in the study's plot_figure_3
+_COLOURS = [("#333333", "#878787", "#c0c0c0"), ("#ff3333", "#ffa333", "#ffe4c4"), ("#3333ff", "#6787e7", "#b0c4de")]
+
+
+def _align_zero(*axes: Any) -> None:
+    """Put y = 0 at the same height on twin axes (both ranges extended to include 0)."""
+    lims = [(min(ax.get_ylim()[0], 0.0), max(ax.get_ylim()[1], 1e-12)) for ax in axes]
+    frac = max(-lo / (hi - lo) for lo, hi in lims)  # share of the axis below zero
+    for ax, (_lo, hi) in zip(axes, lims, strict=True):
+        ax.set_ylim(-frac / (1 - frac) * hi if frac < 1 else -hi, hi)
+
+
+def perturbation_chart(records: list[dict[str, Any]], path: Path, title: str = "") -> Path:
+    """Grouped bars per contrast: Δaccuracy and Δp_t (dark, right axis), Δy_t (light, left axis),
+    one colour family per iteration count."""
+    contrasts = list(dict.fromkeys(r["contrast"] for r in records))
+    steps = sorted({r["steps"] for r in records})
+    w, d = 0.07, 0.035
+    fig, left = plt.subplots(figsize=(7, 4))
+    right = left.twinx()
+    for si, n in enumerate(steps):
+        acc_c, p_c, y_c = _COLOURS[si % len(_COLOURS)]
+        for ci, c in enumerate(contrasts):
+            r = next((r for r in records if r["contrast"] == c and r["steps"] == n), None)
+            if r is None:
+                continue
+            base = ci + (si - (len(steps) - 1) / 2) * (3 * w + d)
+            right.bar(base - w, r["delta_accuracy"], w, color=acc_c, label=f"Δacc ({n} it.)" if ci == 0 else None)
+            right.bar(base, r["delta_probability"], w, color=p_c, label=f"Δp_t ({n} it.)" if ci == 0 else None)
+            left.bar(base + w, r["delta_logit"], w, color=y_c, label=f"Δy_t ({n} it.)" if ci == 0 else None)
+    left.set_xticks(np.arange(len(contrasts)), [c.capitalize() for c in contrasts])
+    left.set_ylabel("Δ y_t (light bars)")
+    right.set_ylabel("Δ accuracy, Δ p_t (dark bars)")
+    _align_zero(left, right)
+    handles = [h for ax in (right, left) for h in ax.get_legend_handles_labels()[0]]
+    labels = [lab for ax in (right, left) for lab in ax.get_legend_handles_labels()[1]]
+    fig.legend(handles, labels, fontsize=7, ncol=len(steps), loc="upper center", bbox_to_anchor=(0.5, 0.0))
+    left.set_title(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def norm_logit_chart(logits: np.ndarray, norms: np.ndarray, ids: np.ndarray, coeffs: np.ndarray, path: Path) -> Path:
+    """Scatter of ‖∇_x y_t‖ against y_t coloured by image, with the quadratic fit in red."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter(logits, norms, c=ids, cmap="viridis", s=4, alpha=0.6)
+    xs = np.linspace(float(logits.min()), float(logits.max()), 200)
+    ax.plot(xs, np.polyval(coeffs, xs), color="red", lw=2, label="quadratic fit")
+    ax.set_xlabel("logit y_t")
+    ax.set_ylabel("‖∇_x y_t‖₂")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path
