@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from .contrasts import Contrast, get_contrast
 from .errors import ClassContrastError
 from .explanation import Explanation, Explanations
-from .methods import Method, get_method
+from .methods import METHODS, LayerMethod, Method, get_method
 from .state import frozen_eval
 from .targets import resolve_targets
 
@@ -114,6 +114,9 @@ def explain(
     """
     net = unwrap_model(model)
     x = check_input(x)
+    if layer is None and getattr(model, "layer", None) and isinstance(method, str) \
+            and issubclass(METHODS.get(method.lower(), Method), LayerMethod):
+        layer = model.layer  # a ModelBundle's own CAM layer
     m = get_method(method, layer=layer, relu=relu, **method_options)
     many = isinstance(contrast, (list, tuple))
     contrasts = [get_contrast(c) for c in (contrast if many else [contrast])]

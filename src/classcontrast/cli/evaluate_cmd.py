@@ -87,7 +87,8 @@ def perturbation_command(
     _done(write_perturbation(records, out, bundle.name))
     for r in records:
         console.print(f"{r['contrast']:>9} ε={r['epsilon']:<6g} steps={r['steps']:<3} n={r['n']:<5} "
-                      f"Δacc={r['delta_accuracy']:+.3f} Δp_t={r['delta_probability']:+.3f} Δy_t={r['delta_logit']:+.3f}")
+                      f"Δacc={r['delta_accuracy']:+.3f} Δp_t={r['delta_probability']:+.3f} "
+                      f"Δy_t={r['delta_logit']:+.3f}")
 
 
 @evaluate_app.command("masking")

@@ -66,7 +66,7 @@ def keep_masks(s_orig: Tensor, s_wtd: Tensor, mode: Mode, rule: Rule) -> tuple[T
     if rule == "sign":
         keep = [(f > 0) if mode == "positive" else (f < 0) for f in (flat_o, flat_w)]
     elif rule in ("equal", "legacy"):
-        rank = [f.argsort(-1, stable=True).argsort(-1, stable=True) for f in (flat_o, flat_w)]
+        rank = [f.argsort(dim=-1, stable=True).argsort(dim=-1, stable=True) for f in (flat_o, flat_w)]
         if mode == "positive":
             n = torch.minimum((flat_o > 0).sum(-1), (flat_w > 0).sum(-1))[..., None]
             keep = [r >= n_pix - n for r in rank] if rule == "equal" else [r >= n for r in rank]
@@ -130,7 +130,7 @@ def run_masking(
             bases = {b: baseline(xs, b, sigma, generator=gen) for b in baselines}
             for method in methods:
                 opts = {"layer": layer} if layer is not None and method != "gradient" else {}
-                ex = explain(model, xs, method, ["original", "weighted"], t, **opts)
+                ex = explain(bundle, xs, method, ["original", "weighted"], t, **opts)
                 for i in (1, 2):
                     s_o, s_w = ex["original"].maps[:, i - 1], ex["weighted"].maps[:, i - 1]
                     for mode in modes:

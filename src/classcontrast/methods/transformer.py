@@ -23,13 +23,18 @@ from .base import Method, Recording
 from .cam import GradCAM
 
 
+def _is_attention(m: nn.Module) -> bool:
+    return isinstance(m, nn.MultiheadAttention) or "attention" in type(m).__name__.lower()
+
+
 def transformer_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The transformer blocks in order, as (name, module): timm ``blocks`` or torchvision ``encoder.layers``."""
     for path in ("blocks", "encoder.layers", "transformer.blocks", "layers"):
         container: Any = model
         for part in path.split("."):
             container = getattr(container, part, None)
-        if isinstance(container, (nn.Sequential, nn.ModuleList)) and len(container) > 0:
+        if isinstance(container, (nn.Sequential, nn.ModuleList)) and len(container) > 0 \
+                and any(_is_attention(m) for m in container[0].modules()):
             return [(f"{path}.{n}", m) for n, m in container.named_children()]
     raise ClassContrastError(
         f"{type(model).__name__} has no transformer blocks (looked for 'blocks' and 'encoder.layers'); "

@@ -35,7 +35,8 @@ class ModelBundle:
     """An eval-mode classifier with its preprocessing and class names.
 
     ``preprocess`` maps a PIL image to a [0, 1] tensor (resize, crop); ``normalize`` maps that to the
-    model's input space; ``transform`` does both (PIL -> model input).
+    model's input space; ``transform`` does both (PIL -> model input). ``layer`` is the bundle's CAM
+    layer for calls that name none.
     """
 
     model: nn.Module
@@ -44,6 +45,7 @@ class ModelBundle:
     categories: list[str]
     name: str = "model"
     info: dict[str, object] = field(default_factory=dict)
+    layer: str | None = None  # the CAM layer used when a call names none (None: the automatic default)
 
     def transform(self, image: Image.Image) -> Tensor:
         """PIL image -> normalised (C, H, W) model input."""

