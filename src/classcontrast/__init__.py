@@ -6,6 +6,8 @@ axes, Method × Contrast, for any PyTorch image classifier.
 
 from __future__ import annotations
 
+from . import targets
+from .adapters import ContrastModel, quantus_explain
 from .contrasts import (
     CONTRASTS,
     Contrast,
@@ -48,6 +50,7 @@ __all__ = [
     "METHODS",
     "ClassContrastError",
     "Contrast",
+    "ContrastModel",
     "Explanation",
     "Explanations",
     "Foil",
@@ -61,6 +64,8 @@ __all__ = [
     "explain",
     "get_contrast",
     "get_method",
+    "quantus_explain",
     "register_method",
     "resolve_targets",
+    "targets",
 ]

@@ -45,6 +45,12 @@ class Contrast(ABC):
     def grad(self, logits: Tensor, target: Tensor) -> Tensor:
         """:math:`\\partial\\,score / \\partial\\,logits`, (N, C), computed without autograd."""
 
+    def score_all(self, logits: Tensor) -> Tensor:
+        """The objective for every class as the target, (N, C): column t is ``score(logits, t)``."""
+        n, c = logits.shape
+        cols = [self.score(logits, torch.full((n,), t, dtype=torch.long, device=logits.device)) for t in range(c)]
+        return torch.stack(cols, 1)
+
     def __call__(self, logits: Tensor, target: Tensor) -> Tensor:
         return self.score(logits, target)
 
@@ -62,6 +68,9 @@ class Original(Contrast):
 
     def grad(self, logits: Tensor, target: Tensor) -> Tensor:
         return _one_hot(target, logits.shape[1], logits)
+
+    def score_all(self, logits: Tensor) -> Tensor:
+        return logits
 
 
 class Mean(Contrast):
@@ -88,6 +97,9 @@ class Mean(Contrast):
         e = _one_hot(target, logits.shape[1], logits)
         return e - c * (1 - e)
 
+    def score_all(self, logits: Tensor) -> Tensor:
+        return logits - self._c(logits.shape[1]) * (logits.sum(1, keepdim=True) - logits)
+
     def __repr__(self) -> str:
         return f"Mean(over_all_classes={self.over_all_classes})"
 
@@ -109,6 +121,11 @@ class Max(Contrast):
     def grad(self, logits: Tensor, target: Tensor) -> Tensor:
         c = logits.shape[1]
         return _one_hot(target, c, logits) - _one_hot(self.runner_up(logits, target), c, logits)
+
+    def score_all(self, logits: Tensor) -> Tensor:
+        top2 = logits.topk(2, dim=1)
+        is_top = torch.arange(logits.shape[1], device=logits.device)[None] == top2.indices[:, :1]
+        return logits - torch.where(is_top, top2.values[:, 1:2], top2.values[:, :1])
 
 
 class Weighted(Contrast):
@@ -132,6 +149,16 @@ class Weighted(Contrast):
     def grad(self, logits: Tensor, target: Tensor) -> Tensor:
         return _one_hot(target, logits.shape[1], logits) - self.alpha(logits, target)
 
+    def score_all(self, logits: Tensor) -> Tensor:
+        # log Σ_{s≠t} e^{y_s} = logsumexp(y) + log(1 - p_t): exact except for the most probable class,
+        # where 1 - p_t may round to 0; that one column is computed with the class masked out.
+        lse = torch.logsumexp(logits, 1, keepdim=True)
+        others = lse + torch.log1p(-torch.exp(logits - lse).clamp(max=1.0))
+        top = logits.argmax(1)
+        exact = torch.logsumexp(_others(logits, top), 1)
+        others = others.scatter(1, top[:, None], exact[:, None])
+        return logits - others
+
 
 class Probability(Contrast):
     r"""The softmax probability of the target, :math:`O = p_t`, as the paper and the study compute it.
@@ -149,6 +176,9 @@ class Probability(Contrast):
         p = torch.softmax(logits.detach(), 1)
         p_t = p.gather(1, target[:, None])
         return p_t * (_one_hot(target, logits.shape[1], logits) - p)
+
+    def score_all(self, logits: Tensor) -> Tensor:
+        return torch.softmax(logits, 1)
 
 
 class Foil(Contrast):
@@ -184,6 +214,9 @@ class Foil(Contrast):
     def grad(self, logits: Tensor, target: Tensor) -> Tensor:
         c = logits.shape[1]
         return _one_hot(target, c, logits) - _one_hot(self.foils(logits), c, logits)
+
+    def score_all(self, logits: Tensor) -> Tensor:
+        return logits - logits.gather(1, self.foils(logits)[:, None])
 
     def __repr__(self) -> str:
         return f"Foil({self.foil!r})"

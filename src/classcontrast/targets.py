@@ -67,3 +67,9 @@ def resolve_targets(spec: object, logits: Tensor) -> Tensor:
         raise ClassContrastError(f"class index {int(bad[0])} is out of range for a model with {c} classes (0..{c - 1})")
     return t.contiguous()
 
+
+# Contrasts as objectives for other libraries (pytorch-grad-cam's ``targets=``): cc.targets.Weighted(t).
+from .adapters import ContrastTarget, FoilTarget, Max, Mean, Original, Probability, Weighted  # noqa: E402
+
+__all__ = ["ContrastTarget", "FoilTarget", "Max", "Mean", "Original", "Probability", "TopK", "Weighted",
+           "resolve_targets"]
