@@ -81,7 +81,7 @@ def test_failing_calls_leave_no_trace(mixed_state: nn.Module, tiny_x: torch.Tens
 def test_model_raising_inside_forward(tiny: nn.Module, tiny_x: torch.Tensor) -> None:
     model = Exploding(tiny).train()
     before = _snapshot(model)
-    with pytest.raises(RuntimeError, match="boom"):
+    with pytest.raises(cc.ClassContrastError, match="boom"):
         cc.explain(model, tiny_x, "gradcam", layer="inner.features.3")
     _assert_untouched(model, before)
 

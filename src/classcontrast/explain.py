@@ -126,8 +126,14 @@ def explain(
 
     with frozen_eval(net):
         with ExitStack() as hooks:
-            rec = m.record(net, x, hooks)
-            logits = net(rec.input)
+            try:
+                rec = m.record(net, x, hooks)
+                logits = net(rec.input)
+            except (RuntimeError, AssertionError, TypeError) as e:
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise ClassContrastError(
+                    f"the model failed on an input of shape {tuple(x.shape)} and dtype {x.dtype}: {first}"
+                ) from e
         if not isinstance(logits, Tensor) or logits.ndim != 2:
             shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
             raise ClassContrastError(f"the model must return logits of shape (B, C), got {shape}")
