@@ -46,7 +46,8 @@ def test_bad_files_exit_2(files: dict[str, str], name: str, message: str, tmp_pa
 
 @pytest.mark.parametrize("name", ["tiny.png", "deep.png", "cmyk.jpg"])
 def test_odd_but_valid_images_work(files: dict[str, str], name: str, tmp_path) -> None:
-    assert run(["explain", files[name], "--top-k", "1", "--contrast", "weighted", "--out", str(tmp_path / "o.png")]) == 0
+    out = str(tmp_path / "o.png")
+    assert run(["explain", files[name], "--top-k", "1", "--contrast", "weighted", "--out", out]) == 0
 
 
 @pytest.mark.parametrize(
