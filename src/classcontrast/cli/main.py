@@ -12,6 +12,7 @@ from ..methods import METHODS
 from .common import expand_multi_options, run_cli
 from .evaluate_cmd import evaluate_app
 from .explain_cmd import explain_command
+from .suite_cmd import reproduce_command, train_command
 
 app = typer.Typer(
     add_completion=False,
@@ -28,6 +29,8 @@ def _root() -> None:
 
 app.command("explain")(explain_command)
 app.add_typer(evaluate_app, name="evaluate")
+app.command("reproduce")(reproduce_command)
+app.command("train")(train_command)
 
 _MULTI = {
     "--method": lambda v: v.lower() in METHODS,

@@ -18,6 +18,7 @@ from torch import Tensor
 from torchvision.transforms.functional import gaussian_blur
 
 from ..data.sources import SampleSource
+from ..distributed import Dist
 from ..errors import ClassContrastError
 from ..explain import explain
 from ..models import ModelBundle
@@ -104,23 +105,25 @@ def run_masking(
     device: torch.device | str = "cpu",
     log_path: Path | None = None,
     progress: Any = None,
+    shard: Dist | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run the masking table. Returns (records, info): one record per method × target index ×
     baseline × mode with ``r_clean``, ``r_original`` and ``r_weighted`` means, and the sample counts."""
     model = bundle.model
-    gen = torch.Generator().manual_seed(seed)
-    log = SampleLog(log_path, key=("id", "method", "target_index", "baseline", "mode", "rule"))
-    seen = kept = 0
+    shard = shard or Dist()
+    log = SampleLog(log_path, key=("id", "method", "target_index", "baseline", "mode", "rule"),
+                    rank=shard.rank, world=shard.world)
     try:
-        for batch in batches(source, bundle, batch_size, device):
+        for batch in batches(source, bundle, batch_size, device, shard=shard):
+            # σ ~ U(lo, hi) is drawn from a generator seeded per batch: the same draws whatever the
+            # number of processes or interruptions
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + batch.index)
             x = bundle.normalize(batch.pixels)
             with frozen_eval(model), torch.no_grad():
                 y = model(x)
             p = torch.softmax(y.double(), 1)
             top = p.topk(2, 1)
             sel = (top.values[:, 1] < threshold) if below else (top.values[:, 1] > threshold)
-            seen += len(batch.ids)
-            kept += int(sel.sum())
             if not sel.any():
                 continue
             idx = sel.nonzero()[:, 0]
@@ -154,6 +157,8 @@ def run_masking(
                                     for j, s in enumerate(ids))
             if progress is not None:
                 progress(len(batch.ids))
+        shard.barrier()
+        log.reload()
     finally:
         log.close()
     records = []
@@ -167,7 +172,8 @@ def run_masking(
                                     "rule": rule, "n": len(rs), "r_clean": mean(r["r_clean"] for r in rs),
                                     "r_original": mean(r["r_original"] for r in rs),
                                     "r_weighted": mean(r["r_weighted"] for r in rs)})
-    info = {"images_seen": seen, "images_selected": kept, "threshold": threshold, "below": below,
+    selected = {r["id"] for r in log.rows if r["rule"] == rule}
+    info = {"images_seen": len(source), "images_selected": len(selected), "threshold": threshold, "below": below,
             "rule": rule, "sigma": sigma}
     return records, info
 
@@ -176,31 +182,39 @@ _NAMES = {"linear_approx": "LA", "gradcam": "GC", "xgradcam": "XC", "gradient": 
 _BASE = {"blur": "Gaussian Blur", "zeros": "Zeros", "mean": "Channel-wise Mean"}
 
 
-def markdown_table(records: list[dict[str, Any]], info: dict[str, Any] | None = None) -> str:
-    """The study's Table 1 layout: rows method × t1/t2, columns p_t then baseline × pos/neg × ori/wtd,
-    the better value in bold (higher when keeping positive features, lower when keeping negative)."""
+def masking_rows(records: list[dict[str, Any]]) -> list[list[str]]:
+    """The study's Table 1 layout as rows (header first): method × t1/t2, then p_t and baseline ×
+    pos/neg × ori/wtd; the better value of each pair in bold (higher when keeping positive features,
+    lower when keeping negative ones)."""
     methods = list(dict.fromkeys(r["method"] for r in records))
     baselines = list(dict.fromkeys(r["baseline"] for r in records))
     modes = list(dict.fromkeys(r["mode"] for r in records))
-    head1 = "| Method | Target | p_t | " + " | ".join(
-        f"{_BASE.get(b, b)} {'Pos.' if m == 'positive' else 'Neg.'} {w}"
-        for b in baselines for m in modes for w in ("ori.", "wtd.")) + " |"
-    lines = [head1, "|" + "---|" * (3 + 2 * len(baselines) * len(modes))]
+    rows = [["Method", "Target", "p_t"] + [f"{_BASE.get(b, b)} {'Pos.' if m == 'positive' else 'Neg.'} {w}"
+                                           for b in baselines for m in modes for w in ("ori.", "wtd.")]]
     for method in methods:
         for tgt in ("t1", "t2"):
-            rows = {(r["baseline"], r["mode"]): r for r in records if r["method"] == method and r["target"] == tgt}
-            if not rows:
+            cells = {(r["baseline"], r["mode"]): r for r in records if r["method"] == method and r["target"] == tgt}
+            if not cells:
                 continue
-            clean = next(iter(rows.values()))["r_clean"]
-            cells = [_NAMES.get(method, method), tgt, f"{clean:.3f}"]
+            row = [_NAMES.get(method, method), tgt, f"{next(iter(cells.values()))['r_clean']:.3f}"]
             for b in baselines:
                 for m in modes:
-                    r = rows[(b, m)]
-                    o, w = r["r_original"], r["r_weighted"]
-                    better_w = w > o if m == "positive" else w < o
-                    better_o = o > w if m == "positive" else o < w
-                    cells += [f"**{o:.3f}**" if better_o else f"{o:.3f}", f"**{w:.3f}**" if better_w else f"{w:.3f}"]
-            lines.append("| " + " | ".join(cells) + " |")
+                    o, w = cells[(b, m)]["r_original"], cells[(b, m)]["r_weighted"]
+                    row += [_mark(o, w, m), _mark(w, o, m)]
+            rows.append(row)
+    return rows
+
+
+def _mark(value: float, other: float, mode: str) -> str:
+    better = value > other if mode == "positive" else value < other
+    return f"**{value:.3f}**" if better else f"{value:.3f}"
+
+
+def markdown_table(records: list[dict[str, Any]], info: dict[str, Any] | None = None) -> str:
+    """:func:`masking_rows` as a Markdown table, with the sample counts below it."""
+    head, *body = masking_rows(records)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in body]
     if info:
         sel = "p_t2 < " if info.get("below") else "p_t2 > "
         lines.append("")

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..data.sources import SampleSource
+from ..distributed import Dist
 from ..explain import explain
 from ..models import ModelBundle
 from ..state import frozen_eval
@@ -26,16 +27,18 @@ def rank_selection(num_classes: int) -> list[int]:
 
 def run_norm_logit(bundle: ModelBundle, source: SampleSource, batch_size: int = 4,
                    device: torch.device | str = "cpu", log_path: Path | None = None,
-                   progress: Any = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                   progress: Any = None, shard: Dist | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """‖∇_x y_t‖₂ (gradient w.r.t. the model input) for the selected logit ranks of every image.
 
     Returns the per-(image, rank) rows and a summary with the quadratic fit ``norm ≈ a·y² + b·y + c``
     and the ratio of the mean norm of the top class to that of all explained classes.
     """
     ranks = rank_selection(bundle.num_classes)
-    log = SampleLog(log_path, key=("id", "rank"))
+    shard = shard or Dist()
+    log = SampleLog(log_path, key=("id", "rank"), rank=shard.rank, world=shard.world)
     try:
-        for batch in batches(source, bundle, batch_size, device, skip=lambda s: log.has(id=s, rank=ranks[0])):
+        skip = lambda ids: all(log.has(id=i, rank=r) for i in ids for r in ranks)  # noqa: E731
+        for batch in batches(source, bundle, batch_size, device, skip=skip, shard=shard):
             x = bundle.normalize(batch.pixels)
             with frozen_eval(bundle.model), torch.no_grad():
                 order = bundle.model(x).argsort(1, descending=True)
@@ -48,6 +51,8 @@ def run_norm_logit(bundle: ModelBundle, source: SampleSource, batch_size: int = 
                     for b, sid in enumerate(batch.ids) for j, r in enumerate(ranks))
             if progress is not None:
                 progress(len(batch.ids))
+        shard.barrier()
+        log.reload()
     finally:
         log.close()
     rows = log.rows

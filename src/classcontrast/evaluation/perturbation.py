@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from ..contrasts import get_contrast
 from ..data.sources import SampleSource
+from ..distributed import Dist
 from ..errors import ClassContrastError
 from ..explain import explain
 from ..models import ModelBundle
@@ -68,6 +69,7 @@ def run_perturbation(
     device: torch.device | str = "cpu",
     log_path: Path | None = None,
     progress: Any = None,
+    shard: Dist | None = None,
 ) -> list[dict[str, Any]]:
     """Run the grid contrasts × ε × steps; per-sample rows go to ``log_path`` (resumable).
 
@@ -79,30 +81,34 @@ def run_perturbation(
         get_contrast(c)
     model = bundle.pixel_model()
     grid = [(c, float(e), int(n)) for c in contrasts for e in epsilons for n in steps]
-    log = SampleLog(log_path, key=("id", "contrast", "epsilon", "steps"))
+    shard = shard or Dist()
+    log = SampleLog(log_path, key=("id", "contrast", "epsilon", "steps"), rank=shard.rank, world=shard.world)
     try:
-        def done(sample_id: str) -> bool:
-            return all(log.has(id=sample_id, contrast=c, epsilon=e, steps=n) for c, e, n in grid)
+        def done(ids: list[str], config: tuple[str, float, int]) -> bool:
+            c, e, n = config
+            return all(log.has(id=i, contrast=c, epsilon=e, steps=n) for i in ids)
 
-        for batch in batches(source, bundle, batch_size, device, skip=done):
+        for batch in batches(source, bundle, batch_size, device, skip=lambda ids: all(done(ids, g) for g in grid),
+                             shard=shard):
             clean = measure(model, batch.pixels, batch.labels)
             for c, e, n in grid:
-                todo = [i for i, sid in enumerate(batch.ids) if not log.has(id=sid, contrast=c, epsilon=e, steps=n)]
-                if not todo:
+                if done(batch.ids, (c, e, n)):
                     continue
-                idx = torch.tensor(todo, device=batch.pixels.device)
-                x = perturb(model, batch.pixels[idx], batch.labels[idx], c, e, n)
-                after = measure(model, x, batch.labels[idx])
+                # the whole batch, always: results never depend on what an interrupted run had finished
+                x = perturb(model, batch.pixels, batch.labels, c, e, n)
+                after = measure(model, x, batch.labels)
                 log.add(
-                    {"id": batch.ids[i], "label": int(batch.labels[i]), "label_predicted": batch.predicted[i],
+                    {"id": sid, "label": int(batch.labels[i]), "label_predicted": batch.predicted[i],
                      "contrast": c, "epsilon": e, "steps": n,
                      "clean_correct": float(clean[0][i]), "clean_logit": float(clean[1][i]),
                      "clean_probability": float(clean[2][i]),
-                     "correct": float(after[0][j]), "logit": float(after[1][j]), "probability": float(after[2][j])}
-                    for j, i in enumerate(todo)
+                     "correct": float(after[0][i]), "logit": float(after[1][i]), "probability": float(after[2][i])}
+                    for i, sid in enumerate(batch.ids)
                 )
             if progress is not None:
                 progress(len(batch.ids))
+        shard.barrier()
+        log.reload()
     finally:
         log.close()
     return summarize(log.rows, grid)

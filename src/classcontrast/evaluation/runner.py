@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from ..data.sources import SampleSource
+from ..distributed import Dist
 from ..errors import ClassContrastError
 from ..models import ModelBundle
 from ..state import frozen_eval
@@ -27,16 +28,20 @@ class Batch:
     pixels: Tensor
     labels: Tensor
     predicted: list[bool]
+    index: int = 0  # position of the batch in the whole run
 
 
 def batches(source: SampleSource, bundle: ModelBundle, batch_size: int, device: torch.device | str = "cpu",
-            skip: Callable[[str], bool] | None = None) -> Iterator[Batch]:
-    """Preprocessed, labelled batches in source order; samples for which ``skip(id)`` holds are left out."""
+            skip: Callable[[list[str]], bool] | None = None, shard: Dist | None = None) -> Iterator[Batch]:
+    """Preprocessed, labelled batches of ``batch_size`` consecutive samples, always formed the same way
+    (so results never depend on what was skipped or which process ran a batch). A batch is left out
+    when ``skip(ids)`` holds (all its results exist) or when another rank owns it."""
     if batch_size < 1:
         raise ClassContrastError("--batch-size must be at least 1")
-    todo = [s for s in source.samples if skip is None or not skip(s.id)]
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start : start + batch_size]
+    for index, start in enumerate(range(0, len(source.samples), batch_size)):
+        chunk = source.samples[start : start + batch_size]
+        if (shard is not None and not shard.owns(index)) or (skip is not None and skip([s.id for s in chunk])):
+            continue
         pixels = torch.stack([bundle.preprocess(s.load()) for s in chunk]).to(device)
         labels = [s.label for s in chunk]
         if any(label is None for label in labels):
@@ -47,29 +52,49 @@ def batches(source: SampleSource, bundle: ModelBundle, batch_size: int, device: 
         if bad:
             raise ClassContrastError(f"label {bad[0]} is out of range for a model with {bundle.num_classes} classes")
         yield Batch([s.id for s in chunk], pixels, torch.tensor(labels, device=device),
-                    [s.label is None for s in chunk])
+                    [s.label is None for s in chunk], index)
 
 
 class SampleLog:
-    """Append-only per-sample results (JSON lines, flushed as written): an interrupted run resumes
-    where it stopped, with no sample lost or counted twice."""
+    """Append-only per-sample results (JSON lines, flushed and synced as written): an interrupted run
+    resumes where it stopped, with no sample lost or counted twice.
 
-    def __init__(self, path: Path | None, key: Sequence[str]) -> None:
+    Under torchrun every rank appends to its own file (``name.rankN.jsonl``) and reads all of them,
+    so a resumed run may use any number of processes. Rows are identified by the ``key`` fields.
+    """
+
+    def __init__(self, path: Path | None, key: Sequence[str], rank: int = 0, world: int = 1) -> None:
         self.path = path
         self.key = tuple(key)
         self.rows: list[dict[str, Any]] = []
         self._seen: set[tuple[Any, ...]] = set()
-        if path is not None and path.exists():
-            for line in path.read_text().splitlines():
+        self._fh = None
+        if path is None:
+            return
+        self.reload()
+        own = path if world == 1 else path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
+        own.parent.mkdir(parents=True, exist_ok=True)
+        if own.exists() and own.stat().st_size and not own.read_bytes().endswith(b"\n"):
+            own.open("a").write("\n")  # end a line cut by a crash, so new rows start clean
+        self._fh = own.open("a")
+
+    def files(self) -> list[Path]:
+        assert self.path is not None
+        return sorted([self.path, *self.path.parent.glob(f"{self.path.stem}.rank*{self.path.suffix}")])
+
+    def reload(self) -> None:
+        """Read every rank's rows (again), e.g. after the other ranks have finished."""
+        if self.path is None:
+            return
+        for f in self.files():
+            if not f.exists():
+                continue
+            for line in f.read_text().splitlines():
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError:  # a line cut by a crash: recomputed
                     continue
                 self._remember(row)
-        self._fh = None
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = path.open("a")
 
     def _remember(self, row: dict[str, Any]) -> bool:
         k = tuple(row.get(f) for f in self.key)
@@ -85,7 +110,7 @@ class SampleLog:
     def add(self, rows: Iterable[dict[str, Any]]) -> None:
         new = [r for r in rows if self._remember(r)]
         if self._fh is not None and new:
-            self._fh.write("".join(json.dumps(r) + "\n" for r in new))
+            self._fh.write("".join(json.dumps(r) + "\n" for r in new))  # one write per batch
             self._fh.flush()
             os.fsync(self._fh.fileno())
 

@@ -1,0 +1,81 @@
+"""``classcontrast reproduce`` and ``classcontrast train``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..errors import ClassContrastError
+from .common import console
+
+
+def reproduce_command(
+    config: Path = typer.Argument(..., help="A TOML configuration (see configs/smoke.toml, configs/study.toml)"),
+    out: Path = typer.Option(Path("report"), help="Report folder (re-running it resumes)"),
+) -> None:
+    """Run a whole configuration (resumable; shards across processes under torchrun) and write a report."""
+    from ..distributed import setup
+    from ..reproduce import load_config, run_suite
+
+    cfg = load_config(config)
+    shard = setup(cfg.experiments[0].device)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, disable=not shard.main) as bar:
+
+        def progress(name: str, total: int):  # type: ignore[no-untyped-def]
+            task = bar.add_task(name, total=total)
+            return lambda n: bar.advance(task, n * shard.world)
+
+        paths = run_suite(cfg, out, shard, progress)
+    for p in paths:
+        console.print(f"wrote {p}")
+
+
+def train_command(
+    data: str = typer.Option(..., help="cub200:ROOT, food101:ROOT, or a folder with train/ and test/ class folders"),
+    model: str = typer.Option("torchvision:vgg16_bn", help="torchvision:<arch> or timm:<arch>"),
+    weights: str = typer.Option("DEFAULT", help="Starting weights: DEFAULT (ImageNet), none, or a state-dict path"),
+    out: Path = typer.Option(Path("runs/train"), help="Checkpoints and metrics"),
+    epochs: int = typer.Option(200), batch_size: int = typer.Option(128), lr: float = typer.Option(1e-3),
+    momentum: float = typer.Option(0.9), weight_decay: float = typer.Option(5e-4),
+    milestones: str = typer.Option("200", help="MultiStepLR milestones (the study's never fires)"),
+    gamma: float = typer.Option(0.5), seed: int = typer.Option(0), image_size: int = typer.Option(224),
+    workers: int = typer.Option(0, help="DataLoader workers"),
+    limit: int = typer.Option(None, help="Use at most N training and N test images"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pth"),
+    device: str = typer.Option("cpu", help="cpu | cuda | cuda:N | auto"),
+) -> None:
+    """Fine-tune a classifier with the study's recipe (vgg16_bn on CUB-200 by default)."""
+    from ..data.datasets import training_sources
+    from ..models import load_model
+    from ..training import Recipe, replace_head, train
+    from .common import resolve_device
+
+    dev = resolve_device(device)
+    try:
+        stones = [int(m) for m in milestones.split(",") if m.strip()]
+    except ValueError as e:
+        raise ClassContrastError(f"--milestones takes comma-separated integers, got {milestones!r}") from e
+    train_src, test_src, classes = training_sources(data)
+    if limit is not None:
+        train_src, test_src = train_src.select(limit=limit, seed=seed), test_src.select(limit=limit, seed=seed)
+    bundle = load_model(model, weights=weights)
+    replace_head(bundle.model, len(classes))
+    bundle.categories = classes
+    recipe = Recipe(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                    milestones=stones, gamma=gamma, seed=seed, image_size=image_size, workers=workers)
+    console.print(f"training {bundle.name} on {train_src.description} ({len(train_src)} images), testing on "
+                  f"{len(test_src)}; {len(classes)} classes")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console) as bar:
+        task = bar.add_task("training", total=None)
+
+        def progress(label: str, done: int, total: int) -> None:
+            bar.update(task, description=label, completed=done, total=total)
+
+        metrics = train(bundle, train_src, test_src, out, recipe, resume=resume, device=dev, progress=progress)
+    if metrics:
+        console.print(f"epoch {metrics[-1]['epoch']}: test accuracy {metrics[-1]['test_accuracy']:.3f}; "
+                      f"checkpoints in {out}")

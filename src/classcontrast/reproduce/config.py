@@ -1,0 +1,100 @@
+"""``classcontrast reproduce`` configuration: one TOML file for the whole suite.
+
+```toml
+[run]                       # defaults for every experiment
+device = "cpu"
+batch_size = 16
+seed = 0
+
+[[experiment]]
+kind = "perturbation"       # perturbation | masking | figures | norm_logit
+name = "resnet18"           # output sub-folder (default: kind-model)
+model = "torchvision:resnet18"
+weights = "DEFAULT"         # or none, or a state-dict path; num_classes = 200 for a new head
+data = "imagenet:/data/ILSVRC2012"   # omitted: the bundled photos
+limit = 50000
+epsilons = [0.001, 0.003]
+steps = [1, 2, 10]
+```
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ClassContrastError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+KINDS = {"perturbation", "masking", "figures", "norm_logit"}
+COMMON = {"kind", "name", "model", "weights", "num_classes", "data", "limit", "batch_size", "seed", "device"}
+OPTIONS = {
+    "perturbation": {"contrasts", "epsilons", "steps"},
+    "masking": {"methods", "baselines", "modes", "rule", "threshold", "below", "sigma", "layer"},
+    "figures": {"methods", "layer", "threshold", "images"},
+    "norm_logit": set(),
+}
+
+
+@dataclass
+class Experiment:
+    kind: str
+    name: str
+    model: str = "efficientnet_lite0"
+    weights: str | None = "DEFAULT"
+    num_classes: int | None = None
+    data: str | None = None
+    limit: int | None = None
+    batch_size: int = 16
+    seed: int = 0
+    device: str = "cpu"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Config:
+    path: Path
+    text: str
+    experiments: list[Experiment]
+
+
+def load_config(path: str | Path) -> Config:
+    """Parse and validate a config; errors name the file and the experiment."""
+    p = Path(path)
+    if not p.is_file():
+        raise ClassContrastError(f"config not found: {p}")
+    text = p.read_text()
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ClassContrastError(f"{p}: not valid TOML ({e})") from e
+    run = raw.get("run", {})
+    unknown_top = set(raw) - {"run", "experiment"}
+    if unknown_top:
+        raise ClassContrastError(f"{p}: unknown section(s) {sorted(unknown_top)}")
+    experiments = []
+    names: set[str] = set()
+    for i, entry in enumerate(raw.get("experiment", [])):
+        merged = {**{k: v for k, v in run.items() if k in COMMON}, **entry}
+        kind = merged.get("kind")
+        if kind not in KINDS:
+            raise ClassContrastError(f"{p}: experiment {i + 1} has kind {kind!r}; choose one of {sorted(KINDS)}")
+        extra = set(merged) - COMMON - OPTIONS[kind]
+        if extra:
+            raise ClassContrastError(f"{p}: experiment {i + 1} ({kind}) has unknown option(s) {sorted(extra)}")
+        name = str(merged.get("name") or f"{kind}-{merged.get('model', 'efficientnet_lite0').replace(':', '_')}")
+        if name in names:
+            raise ClassContrastError(f"{p}: two experiments are named {name!r}; give each a distinct name")
+        names.add(name)
+        common = {k: merged[k] for k in COMMON - {"kind", "name"} if k in merged}
+        experiments.append(Experiment(kind=kind, name=name, **common,
+                                      options={k: merged[k] for k in OPTIONS[kind] if k in merged}))
+    if not experiments:
+        raise ClassContrastError(f"{p}: no [[experiment]] entries")
+    return Config(p, text, experiments)

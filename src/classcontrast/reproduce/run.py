@@ -1,0 +1,154 @@
+"""Run a whole configuration: every experiment, resumable and sharded across torchrun processes,
+then one report placing our numbers beside the study's."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from ..data.sources import open_source
+from ..distributed import Dist
+from ..evaluation import masking_rows, run_masking, run_norm_logit, run_perturbation, write_norm_logit
+from ..evaluation.figures import is_transformer, mean_max_weighted, original_vs_weighted, select, vit_comparison
+from ..evaluation.perturbation import write_perturbation
+from ..models import load_model
+from . import study
+from .config import Config, Experiment
+from .report import Block, write_report
+
+Progress = Callable[[str, int], Callable[[int], None]]
+
+
+def versions() -> dict[str, str]:
+    import timm
+    import torchvision
+
+    return {"classcontrast": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "timm": timm.__version__, "platform": platform.platform()}
+
+
+def _fmt(v: float) -> str:
+    return f"{v:+.3f}" if abs(v) < 100 else f"{v:+.1f}"
+
+
+def run_experiment(exp: Experiment, out: Path, shard: Dist, progress: Progress | None) -> list[Block]:
+    """Run one experiment into ``out / exp.name`` and return its report blocks (on the main rank)."""
+    where = out / exp.name
+    bundle = load_model(exp.model, weights=exp.weights, num_classes=exp.num_classes, device=exp.device)
+    source = open_source(exp.data, bundle.categories).select(limit=exp.limit, seed=exp.seed)
+    tick = progress(f"{exp.name}", len(source)) if progress and shard.main else None
+    o = exp.options
+    blocks = [Block("h2", f"{exp.kind}: {exp.name}"),
+              Block("p", f"{bundle.name} on {source.description}: {len(source)} samples; labels from "
+                         f"{source.labels_from}.")]
+    if exp.kind == "perturbation":
+        records = run_perturbation(bundle, source, o.get("contrasts", ("weighted", "original", "mean", "max")),
+                                   o.get("epsilons", (1e-3, 3e-3)), o.get("steps", (1, 2, 10)), exp.batch_size,
+                                   exp.device, where / "perturbation_samples.jsonl", tick, shard)
+        if not shard.main:
+            return []
+        paths = write_perturbation(records, where, bundle.name)
+        blocks += _perturbation_blocks(records, exp.model.split(":")[-1]) + [Block("image", p) for p in paths[2:]]
+    elif exp.kind == "masking":
+        records, info = run_masking(bundle, source, o.get("methods", ("linear_approx", "gradcam", "xgradcam")),
+                                    o.get("baselines", ("blur", "zeros", "mean")), o.get("modes", ("positive",
+                                                                                                   "negative")),
+                                    rule=o.get("rule", "equal"), threshold=o.get("threshold", 0.1),
+                                    below=o.get("below", False), sigma=_sigma(o.get("sigma", 15.0)),
+                                    seed=exp.seed, layer=o.get("layer"), batch_size=exp.batch_size,
+                                    device=exp.device, log_path=where / "masking_samples.jsonl", progress=tick,
+                                    shard=shard)
+        if not shard.main:
+            return []
+        where.mkdir(parents=True, exist_ok=True)
+        (where / "masking.json").write_text(json.dumps({"records": records, "info": info}, indent=2))
+        blocks += [Block("table", masking_rows(records)),
+                   Block("p", f"{info['images_selected']} of {info['images_seen']} images with p_t2 "
+                              f"{'<' if info['below'] else '>'} {info['threshold']}; area rule {info['rule']}."),
+                   Block("p", "The study's Table 1 (CUB-200, vgg16_bn, p_t2 > 0.1, equal blurring):"),
+                   Block("table", _study_masking_rows())]
+    elif exp.kind == "figures":
+        if not shard.main:
+            return []
+        n = int(o.get("images", 4))
+        ids2, px2 = select(bundle, source, 2, o.get("threshold", 0.1), n, exp.batch_size, exp.device)
+        if is_transformer(bundle.model):
+            paths = vit_comparison(bundle, ids2, px2, where, layer=o.get("layer"))
+        else:
+            paths = original_vs_weighted(bundle, ids2, px2, where, o.get("methods", ("gradcam", "linear_approx",
+                                                                                   "xgradcam")), o.get("layer"))
+            ids3, px3 = select(bundle, source, 3, o.get("threshold", 0.1), n, exp.batch_size, exp.device)
+            paths += mean_max_weighted(bundle, ids3, px3, where, layer=o.get("layer"))
+        blocks += [Block("image", p) for p in paths] or [Block("p", "No image passed the threshold.")]
+    elif exp.kind == "norm_logit":
+        rows, summary = run_norm_logit(bundle, source, exp.batch_size, exp.device,
+                                       where / "norm_logit_samples.jsonl", tick, shard)
+        if not shard.main:
+            return []
+        paths = write_norm_logit(rows, summary, where)
+        a, b, c = summary["quadratic_fit"]
+        blocks += [Block("p", f"{summary['images']} images × {summary['ranks_per_image']} classes; quadratic fit "
+                              f"‖∇y‖ ≈ {a:.4f}·y² + {b:.4f}·y + {c:.3f}; the top class's norm is "
+                              f"{summary['top_class_norm_over_mean_norm']:.2f}× the mean."),
+                   Block("p", study.NORM_LOGIT), Block("image", paths[-1])]
+    return blocks
+
+
+def _sigma(value: Any) -> float | tuple[float, float]:
+    return (float(value[0]), float(value[1])) if isinstance(value, (list, tuple)) else float(value)
+
+
+def _perturbation_blocks(records: list[dict[str, Any]], arch: str) -> list[Block]:
+    ref = study.PERTURBATION.get(arch)
+    head = ["contrast", "ε", "steps", "n", "clean acc", "Δacc", "Δp_t", "Δy_t"]
+    if ref:
+        head += ["study Δacc", "study Δp_t", "study Δy_t"]
+    rows = [head]
+    for r in records:
+        row = [r["contrast"], f"{r['epsilon']:g}", str(r["steps"]), str(r["n"]), f"{r['clean_accuracy']:.3f}",
+               _fmt(r["delta_accuracy"]), _fmt(r["delta_probability"]), _fmt(r["delta_logit"])]
+        if ref:
+            s = ref.get((r["epsilon"], r["steps"]), {}).get(r["contrast"])
+            row += [_fmt(v) for v in s] if s else ["–"] * 3
+        rows.append(row)
+    blocks = [Block("table", rows)]
+    if ref:
+        blocks.append(Block("p", f"Study numbers: {arch} on the full ImageNet validation set (Appendix G1)."))
+    return blocks
+
+
+def _study_masking_rows() -> list[list[str]]:
+    head = ["Method", "Target", "p_t"] + [f"{b} {m} {w}" for b in ("Gaussian Blur", "Zeros", "Channel-wise Mean")
+                                         for m in ("Pos.", "Neg.") for w in ("ori.", "wtd.")]
+    rows = [head]
+    names = {"linear_approx": "LA", "gradcam": "GC", "xgradcam": "XC"}
+    for (method, tgt), (clean, cells) in study.MASKING.items():
+        row = [names[method], tgt, f"{clean:.3f}"]
+        for b in ("blur", "zeros", "mean"):
+            row += [f"{v:.3f}" for v in cells[b]]
+        rows.append(row)
+    return rows
+
+
+def run_suite(config: Config, out: Path, shard: Dist, progress: Progress | None = None) -> list[Path]:
+    """Every experiment of ``config``; on the main rank, the report. Returns the report paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    blocks = [Block("h1", f"classcontrast reproduction: {config.path.name}")]
+    for exp in config.experiments:
+        blocks += run_experiment(exp, out, shard, progress)
+        shard.barrier()
+    if not shard.main:
+        return []
+    (out / "config.toml").write_text(config.text)
+    info = versions() | {"processes": str(shard.world)}
+    (out / "versions.json").write_text(json.dumps(info, indent=2))
+    blocks += [Block("h2", "Configuration"), Block("code", config.text), Block("h2", "Versions"),
+               Block("table", [["package", "version"], *[[k, v] for k, v in info.items()]])]
+    return write_report(blocks, out, f"classcontrast: {config.path.name}")
