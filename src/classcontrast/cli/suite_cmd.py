@@ -20,6 +20,10 @@ def reproduce_command(
     from ..reproduce import load_config, run_suite
 
     cfg = load_config(config)
+    if cfg.threads is not None:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     shard = setup(cfg.experiments[0].device)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, disable=not shard.main) as bar:

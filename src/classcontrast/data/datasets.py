@@ -88,7 +88,7 @@ def open_dataset(kind: str, root: Path, categories: Sequence[str], split: str = 
         else:
             index = {d.name: class_index_for(d.name, categories) for d in folders}
         samples = [Sample(str(f.relative_to(val)), lambda f=f: load_image(f), index[d.name])
-                   for d in folders for f in list_images([d])]
+                   for d in folders for f in list_images([d], allow_empty=True)]
         return SampleSource(samples, LABELS_FROM_FOLDERS, f"ImageNet validation images in {val}")
     raise ClassContrastError(f"unknown dataset kind {kind!r}")
 

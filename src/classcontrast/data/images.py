@@ -55,14 +55,15 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
     return img
 
 
-def list_images(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Expand files and folders (recursively, sorted) into image files; folders skip non-images."""
+def list_images(paths: Iterable[str | os.PathLike[str]], allow_empty: bool = False) -> list[Path]:
+    """Expand files and folders (recursively, sorted) into image files; folders skip non-images.
+    A folder without images is an error unless ``allow_empty`` (e.g. a class with no validation images)."""
     out: list[Path] = []
     for path in paths:
         p = Path(path)
         if p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
+            if not found and not allow_empty:
                 raise ClassContrastError(f"no images found in folder {p}")
             out.extend(found)
         elif p.exists():

@@ -108,7 +108,7 @@ def folder_source(root: Path, categories: Sequence[str]) -> SampleSource:
         samples = []
         for d in subdirs:
             label = class_index_for(d.name, categories)
-            for f in list_images([d]):
+            for f in list_images([d], allow_empty=True):
                 samples.append(Sample(str(f.relative_to(root)), lambda f=f: load_image(f), label))
         return SampleSource(samples, LABELS_FROM_FOLDERS, f"class folders in {root}")
     files = list_images([root])

@@ -55,7 +55,7 @@ def run_norm_logit(bundle: ModelBundle, source: SampleSource, batch_size: int = 
         log.reload()
     finally:
         log.close()
-    rows = log.rows
+    rows = sorted(log.rows, key=lambda r: (r["id"], r["rank"]))  # one order, however the rows were produced
     y = np.array([r["logit"] for r in rows])
     n = np.array([r["norm"] for r in rows])
     coeffs = np.polyfit(y, n, 2) if len(rows) >= 3 else np.array([np.nan] * 3)

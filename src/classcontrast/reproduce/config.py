@@ -2,6 +2,7 @@
 
 ```toml
 [run]                       # defaults for every experiment
+threads = 1                 # torch threads per process (optional; fixed => identical numbers under torchrun)
 device = "cpu"
 batch_size = 16
 seed = 0
@@ -62,6 +63,7 @@ class Config:
     path: Path
     text: str
     experiments: list[Experiment]
+    threads: int | None = None  # torch threads per process: fix it for bit-identical numbers across launchers
 
 
 def load_config(path: str | Path) -> Config:
@@ -81,6 +83,9 @@ def load_config(path: str | Path) -> Config:
     experiments = []
     names: set[str] = set()
     for i, entry in enumerate(raw.get("experiment", [])):
+        unknown_run = set(run) - COMMON - {"threads"}
+        if unknown_run:
+            raise ClassContrastError(f"{p}: [run] has unknown option(s) {sorted(unknown_run)}")
         merged = {**{k: v for k, v in run.items() if k in COMMON}, **entry}
         kind = merged.get("kind")
         if kind not in KINDS:
@@ -97,4 +102,7 @@ def load_config(path: str | Path) -> Config:
                                       options={k: merged[k] for k in OPTIONS[kind] if k in merged}))
     if not experiments:
         raise ClassContrastError(f"{p}: no [[experiment]] entries")
-    return Config(p, text, experiments)
+    threads = run.get("threads")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise ClassContrastError(f"{p}: [run] threads must be a positive integer")
+    return Config(p, text, experiments, threads)

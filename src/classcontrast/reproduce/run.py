@@ -43,7 +43,7 @@ def run_experiment(exp: Experiment, out: Path, shard: Dist, progress: Progress |
     where = out / exp.name
     bundle = load_model(exp.model, weights=exp.weights, num_classes=exp.num_classes, device=exp.device)
     source = open_source(exp.data, bundle.categories).select(limit=exp.limit, seed=exp.seed)
-    tick = progress(f"{exp.name}", len(source)) if progress and shard.main else None
+    tick = progress(exp.name, len(source)) if progress and shard.main and exp.kind != "figures" else None
     o = exp.options
     blocks = [Block("h2", f"{exp.kind}: {exp.name}"),
               Block("p", f"{bundle.name} on {source.description}: {len(source)} samples; labels from "
