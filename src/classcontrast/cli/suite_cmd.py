@@ -66,7 +66,7 @@ def train_command(
     if limit is not None:
         train_src, test_src = train_src.select(limit=limit, seed=seed), test_src.select(limit=limit, seed=seed)
     bundle = load_model(model, weights=weights)
-    replace_head(bundle.model, len(classes))
+    replace_head(bundle.model, len(classes), seed)
     bundle.categories = classes
     recipe = Recipe(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
                     milestones=stones, gamma=gamma, seed=seed, image_size=image_size, workers=workers)

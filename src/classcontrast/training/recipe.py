@@ -70,8 +70,9 @@ class _Images(Dataset):
         return self.normalize(self.transform(s.load())), int(s.label)  # type: ignore[arg-type]
 
 
-def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
-    """Swap the last ``nn.Linear`` for a fresh one with ``num_classes`` outputs (vgg16_bn: classifier.6)."""
+def replace_head(model: nn.Module, num_classes: int, seed: int = 0) -> nn.Module:
+    """Swap the last ``nn.Linear`` for a fresh one with ``num_classes`` outputs (vgg16_bn: classifier.6),
+    initialised from ``seed`` so that a run can be repeated exactly."""
     last = None
     for name, m in model.named_modules():
         if isinstance(m, nn.Linear):
@@ -82,7 +83,9 @@ def replace_head(model: nn.Module, num_classes: int) -> nn.Module:
     parent = model.get_submodule(parent_name) if parent_name else model
     old = getattr(parent, attr)
     if old.out_features != num_classes:
-        setattr(parent, attr, nn.Linear(old.in_features, num_classes))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            setattr(parent, attr, nn.Linear(old.in_features, num_classes))
     return model
 
 
