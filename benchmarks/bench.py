@@ -86,21 +86,36 @@ class PeakMemory:
             self.peak = max(self.peak, self._rss() - self.base)
 
 
-def measure(fn: Callable[[], Any], device: torch.device, repeats: int) -> tuple[float, int]:
-    """Median wall time over ``repeats`` runs after one warm-up, and the peak memory growth."""
+def _time(fn: Callable[[], Any], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
     fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def _peak(fn: Callable[[], Any], device: torch.device) -> int:
     with PeakMemory(device) as mem:
         fn()
-    return statistics.median(times), mem.peak
+    return mem.peak
+
+
+def paired(floor: Callable[[], Any], fn: Callable[[], Any], device: torch.device, repeats: int,
+           warmup: bool = True) -> tuple[float, float, float]:
+    """(median time of ``fn``, its ratio to the floor, its peak-memory ratio to the floor's).
+
+    The floor and ``fn`` run alternately, so drifts of a shared machine affect both alike; the time
+    ratio is the median of the per-pair ratios.
+    """
+    if warmup:
+        floor()
+        fn()
+    pairs = [(_time(floor, device), _time(fn, device)) for _ in range(repeats)]
+    ratio = statistics.median(b / a for a, b in pairs)
+    mem_floor, mem = _peak(floor, device), _peak(fn, device)
+    return statistics.median(b for _, b in pairs), ratio, (mem / mem_floor) if mem_floor > 0 else float("nan")
 
 
 def weighted_objective(logits: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -159,13 +174,12 @@ def run(models: list[str], batches: list[int], repeats: int, device: torch.devic
     except ImportError:
         GradCAM = None
 
-    def add(workload: str, model_name: str, batch: int, name: str, result: tuple[float, int],
-            floor: tuple[float, int], unit: str = "") -> None:
-        rows.append({"workload": workload, "model": model_name, "batch": batch, "impl": name,
-                     "seconds": result[0], "ratio": result[0] / floor[0],
-                     "memory_ratio": (result[1] / floor[1]) if floor[1] > 0 else float("nan"), "unit": unit})
-        print(f"{workload} {model_name:10s} b={batch:<3d} {name:22s} {result[0]*1e3:9.1f} ms  "
-              f"×{result[0] / floor[0]:5.2f} floor  mem ×{rows[-1]['memory_ratio']:.2f}", flush=True)
+    def add(workload: str, model_name: str, batch: int, name: str, result: tuple[float, float, float]) -> None:
+        seconds, ratio, mem = result
+        rows.append({"workload": workload, "model": model_name, "batch": batch, "impl": name, "seconds": seconds,
+                     "ratio": ratio, "memory_ratio": mem})
+        print(f"{workload} {model_name:10s} b={batch:<3d} {name:24s} {seconds * 1e3:9.1f} ms  ×{ratio:5.2f} floor  "
+              f"mem ×{mem:.2f}", flush=True)
 
     for model_name in models:
         model, layer_name = build(model_name)
@@ -177,24 +191,24 @@ def run(models: list[str], batches: list[int], repeats: int, device: torch.devic
                 t = model(x).argmax(1)
             if not vit:
                 layer = dict(model.named_modules())[layer_name]
-                fl = measure(lambda: floor_layer(model, x, t, layer), device, repeats)
-                add("a", model_name, batch, "floor", fl, fl)
-                add("a", model_name, batch, "classcontrast", measure(
-                    lambda: cc.explain(model, x, "gradcam", "weighted", t, layer=layer_name), device, repeats), fl)
+                fl = lambda: floor_layer(model, x, t, layer)  # noqa: E731
+                add("a", model_name, batch, "floor", paired(fl, fl, device, repeats))
+                add("a", model_name, batch, "classcontrast", paired(
+                    fl, lambda: cc.explain(model, x, "gradcam", "weighted", t, layer=layer_name), device, repeats))
                 if LayerGradCam is not None:
                     soft = cc.ContrastModel(model, "probability")
-                    add("a", model_name, batch, "captum LayerGradCam", measure(
-                        lambda: LayerGradCam(soft, layer).attribute(x, target=t), device, repeats), fl)
+                    add("a", model_name, batch, "captum LayerGradCam", paired(
+                        fl, lambda: LayerGradCam(soft, layer).attribute(x, target=t), device, repeats))
                 if GradCAM is not None:
                     def pgc(targets: list[Any]) -> None:
                         with GradCAM(model=model, target_layers=[layer]) as cam:
                             cam(input_tensor=x, targets=targets)
-                    add("a", model_name, batch, "pytorch-grad-cam", measure(
-                        lambda: pgc([ClassifierOutputSoftmaxTarget(int(c)) for c in t]), device, repeats), fl)
+                    add("a", model_name, batch, "pytorch-grad-cam", paired(
+                        fl, lambda: pgc([ClassifierOutputSoftmaxTarget(int(c)) for c in t]), device, repeats))
                 # (b) the figure workload: top-3 classes × 4 contrasts = 12 maps per image
                 four = ["original", "mean", "max", "weighted"]
-                add("b", model_name, batch, "classcontrast", measure(
-                    lambda: cc.explain(model, x, "gradcam", four, cc.TopK(3), layer=layer_name), device, repeats), fl)
+                add("b", model_name, batch, "classcontrast", paired(
+                    fl, lambda: cc.explain(model, x, "gradcam", four, cc.TopK(3), layer=layer_name), device, repeats))
                 if LayerGradCam is not None:
                     def captum12() -> None:
                         top = model(x).topk(3, 1).indices
@@ -202,29 +216,26 @@ def run(models: list[str], batches: list[int], repeats: int, device: torch.devic
                             wrapped = cc.ContrastModel(model, c)
                             for k in range(3):
                                 LayerGradCam(wrapped, layer).attribute(x, target=top[:, k])
-                    add("b", model_name, batch, "captum ×12", measure(captum12, device, max(1, repeats // 2)), fl)
+                    add("b", model_name, batch, "captum ×12", paired(fl, captum12, device, 1, warmup=False))
                 if GradCAM is not None:
                     def pgc12() -> None:
                         top = model(x).topk(3, 1).indices
                         for c in four:
                             for k in range(3):
                                 pgc([cc.targets.ContrastTarget(c, int(top[i, k])) for i in range(batch)])
-                    add("b", model_name, batch, "pytorch-grad-cam ×12", measure(pgc12, device, max(1, repeats // 2)),
-                        fl)
+                    add("b", model_name, batch, "pytorch-grad-cam ×12", paired(fl, pgc12, device, 1, warmup=False))
             # (c) input-gradient maps
-            fl_in = measure(lambda: floor_input(model, x, t), device, repeats)
-            add("c", model_name, batch, "floor", fl_in, fl_in)
-            add("c", model_name, batch, "classcontrast", measure(
-                lambda: cc.explain(model, x, "gradient", "weighted", t), device, repeats), fl_in)
+            fl_in = lambda: floor_input(model, x, t)  # noqa: E731
+            add("c", model_name, batch, "classcontrast", paired(
+                fl_in, lambda: cc.explain(model, x, "gradient", "weighted", t), device, repeats))
             if Saliency is not None:
                 wrapped_w = cc.ContrastModel(model, "weighted")
-                add("c", model_name, batch, "captum Saliency", measure(
-                    lambda: Saliency(wrapped_w).attribute(x, target=t, abs=False), device, repeats), fl_in)
+                add("c", model_name, batch, "captum Saliency", paired(
+                    fl_in, lambda: Saliency(wrapped_w).attribute(x, target=t, abs=False), device, repeats))
             if vit:  # (d) attention rollout
-                fl_at = measure(lambda: floor_attention(model, x, t), device, repeats)
-                add("d", model_name, batch, "floor", fl_at, fl_at)
-                add("d", model_name, batch, "classcontrast", measure(
-                    lambda: cc.explain(model, x, "attention_rollout", "weighted", t), device, repeats), fl_at)
+                add("d", model_name, batch, "classcontrast", paired(
+                    lambda: floor_attention(model, x, t),
+                    lambda: cc.explain(model, x, "attention_rollout", "weighted", t), device, repeats))
             # (e) gradient-sign perturbation, 2 iterations: images·iterations per second
             steps = 2
 
@@ -240,11 +251,8 @@ def run(models: list[str], batches: list[int], repeats: int, device: torch.devic
                 for p in model.parameters():
                     p.requires_grad_(True)
 
-            fl_p = measure(floor_perturb, device, repeats)
-            ips = batch * steps / fl_p[0]
-            add("e", model_name, batch, f"floor ({ips:.1f} img·it/s)", fl_p, fl_p)
-            res = measure(lambda: perturb(model, x, t, "weighted", 0.003, steps), device, repeats)
-            add("e", model_name, batch, f"classcontrast ({batch * steps / res[0]:.1f} img·it/s)", res, fl_p)
+            res = paired(floor_perturb, lambda: perturb(model, x, t, "weighted", 0.003, steps), device, repeats)
+            add("e", model_name, batch, f"classcontrast ({batch * steps / res[0]:.1f} img·it/s)", res)
         gc.collect()
     return rows
 

@@ -187,3 +187,18 @@ def test_full_size_deit_tiny_runs() -> None:
     for method in ("vit_gradcam", "attention_rollout"):
         ex = cc.explain(deit, x, method, "weighted")
         assert ex.layer_maps.shape == (1, 1, 14, 14) and ex.maps.shape == (1, 1, 224, 224)
+
+
+def test_vit_figure_layout_from_the_command_line(tmp_path) -> None:
+    """Study Figure 5 layout: input | standard | w/o ReLU | contrastive, for GradCAM and rollout."""
+    from tests.test_cli import run
+
+    weights = tmp_path / "deit.pth"
+    torch.save(timm.create_model("deit_tiny_patch16_224", pretrained=False).state_dict(), weights)
+    out = tmp_path / "figs"
+    assert run(["evaluate", "figures", "--model", "timm:deit_tiny_patch16_224", "--weights", str(weights),
+                "--threshold", "0", "--images", "1", "--limit", "1", "--layer", "10", "--out", str(out)]) == 0
+    from PIL import Image
+
+    with Image.open(out / "vit_000.png") as im:  # 2 rows (top-2 classes) × 7 columns
+        assert im.size[0] > 2.5 * im.size[1]
