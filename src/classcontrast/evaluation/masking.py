@@ -23,7 +23,7 @@ from ..errors import ClassContrastError
 from ..explain import explain
 from ..models import ModelBundle
 from ..state import frozen_eval
-from .runner import SampleLog, batches, mean
+from .runner import batches, mean, sample_log
 
 Rule = Literal["sign", "equal", "legacy"]
 Mode = Literal["positive", "negative"]
@@ -111,9 +111,7 @@ def run_masking(
     baseline × mode with ``r_clean``, ``r_original`` and ``r_weighted`` means, and the sample counts."""
     model = bundle.model
     shard = shard or Dist()
-    log = SampleLog(log_path, key=("id", "method", "target_index", "baseline", "mode", "rule"),
-                    rank=shard.rank, world=shard.world)
-    try:
+    with sample_log(log_path, ("id", "method", "target_index", "baseline", "mode", "rule"), shard) as log:
         for batch in batches(source, bundle, batch_size, device, shard=shard):
             # σ ~ U(lo, hi) is drawn from a generator seeded per batch: the same draws whatever the
             # number of processes or interruptions
@@ -157,10 +155,6 @@ def run_masking(
                                     for j, s in enumerate(ids))
             if progress is not None:
                 progress(len(batch.ids))
-        shard.barrier()
-        log.reload()
-    finally:
-        log.close()
     records = []
     for method in methods:
         for i in (1, 2):

@@ -13,7 +13,7 @@ from ..distributed import Dist
 from ..explain import explain
 from ..models import ModelBundle
 from ..state import frozen_eval
-from .runner import SampleLog, batches
+from .runner import batches, sample_log
 
 
 def rank_selection(num_classes: int) -> list[int]:
@@ -35,8 +35,7 @@ def run_norm_logit(bundle: ModelBundle, source: SampleSource, batch_size: int = 
     """
     ranks = rank_selection(bundle.num_classes)
     shard = shard or Dist()
-    log = SampleLog(log_path, key=("id", "rank"), rank=shard.rank, world=shard.world)
-    try:
+    with sample_log(log_path, ("id", "rank"), shard) as log:
         skip = lambda ids: all(log.has(id=i, rank=r) for i in ids for r in ranks)  # noqa: E731
         for batch in batches(source, bundle, batch_size, device, skip=skip, shard=shard):
             x = bundle.normalize(batch.pixels)
@@ -51,10 +50,6 @@ def run_norm_logit(bundle: ModelBundle, source: SampleSource, batch_size: int = 
                     for b, sid in enumerate(batch.ids) for j, r in enumerate(ranks))
             if progress is not None:
                 progress(len(batch.ids))
-        shard.barrier()
-        log.reload()
-    finally:
-        log.close()
     rows = sorted(log.rows, key=lambda r: (r["id"], r["rank"]))  # one order, however the rows were produced
     y = np.array([r["logit"] for r in rows])
     n = np.array([r["norm"] for r in rows])

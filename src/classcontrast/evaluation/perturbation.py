@@ -24,7 +24,7 @@ from ..errors import ClassContrastError
 from ..explain import explain
 from ..models import ModelBundle
 from ..state import frozen_eval
-from .runner import SampleLog, batches, mean, write_table
+from .runner import batches, mean, sample_log, write_table
 
 CONTRASTS = ("weighted", "original", "mean", "max")
 EPSILONS = (1e-3, 3e-3)
@@ -82,8 +82,7 @@ def run_perturbation(
     model = bundle.pixel_model()
     grid = [(c, float(e), int(n)) for c in contrasts for e in epsilons for n in steps]
     shard = shard or Dist()
-    log = SampleLog(log_path, key=("id", "contrast", "epsilon", "steps"), rank=shard.rank, world=shard.world)
-    try:
+    with sample_log(log_path, ("id", "contrast", "epsilon", "steps"), shard) as log:
         def done(ids: list[str], config: tuple[str, float, int]) -> bool:
             c, e, n = config
             return all(log.has(id=i, contrast=c, epsilon=e, steps=n) for i in ids)
@@ -107,10 +106,6 @@ def run_perturbation(
                 )
             if progress is not None:
                 progress(len(batch.ids))
-        shard.barrier()
-        log.reload()
-    finally:
-        log.close()
     return summarize(log.rows, grid)
 
 

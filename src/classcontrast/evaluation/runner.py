@@ -7,6 +7,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,19 @@ class SampleLog:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+@contextmanager
+def sample_log(path: Path | None, key: Sequence[str], shard: Dist) -> Iterator[SampleLog]:
+    """A :class:`SampleLog` for one experiment: when the body finishes, every rank waits for the others
+    and re-reads all ranks' rows, so the summary covers the whole run; the file is closed in any case."""
+    log = SampleLog(path, key, rank=shard.rank, world=shard.world)
+    try:
+        yield log
+        shard.barrier()
+        log.reload()
+    finally:
+        log.close()
 
 
 def write_table(records: list[dict[str, Any]], out: Path, name: str) -> list[Path]:
