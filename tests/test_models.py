@@ -99,3 +99,16 @@ def test_bad_checkpoint_files(tmp_path) -> None:
         cc.load_model("torchvision:resnet18", weights=str(junk))
     with pytest.raises(cc.ClassContrastError, match="not found"):
         cc.load_model("torchvision:resnet18", weights=str(tmp_path / "missing.pth"))
+
+
+def test_study_preprocessing(embedded: cc.ModelBundle) -> None:
+    import copy
+
+    from classcontrast.models import set_preprocess
+
+    b = set_preprocess(copy.copy(embedded), "study-cub")
+    assert b.preprocess(cc.sample_image("rocket")).shape == (3, 224, 224)  # squashed, not cropped
+    assert set_preprocess(copy.copy(embedded), "study-imagenet").preprocess(cc.sample_image("rocket")).shape == (
+        3, 224, 224)
+    with pytest.raises(cc.ClassContrastError, match="unknown preprocessing"):
+        set_preprocess(copy.copy(embedded), "fancy")

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..data.sources import LABELS_FROM_PREDICTION, SampleSource, open_source
 from ..errors import ClassContrastError
-from ..models import ModelBundle, load_model
+from ..models import ModelBundle, load_model, set_preprocess
 from .common import console, resolve_device
 
 evaluate_app = typer.Typer(help="The paper's experiments: perturbation, masking, figures, norm-logit.",
@@ -28,12 +28,13 @@ BATCH = typer.Option(16, help="Images per batch")
 SEED = typer.Option(0, help="Seed for the sample order and random baselines")
 DEVICE = typer.Option("cpu", help="cpu | cuda | cuda:N | auto")
 OUT = typer.Option(Path("results"), help="Output folder")
+PREPROCESS = typer.Option("model", help="model (its own resize/crop) | study-imagenet | study-cub")
 
 
 def _setup(data: list[str] | None, model: str, weights: str, num_classes: int | None, limit: int | None,
-           seed: int, device: str) -> tuple[ModelBundle, SampleSource, object]:
+           seed: int, device: str, preprocess: str = "model") -> tuple[ModelBundle, SampleSource, object]:
     dev = resolve_device(device)
-    bundle = load_model(model, weights=weights, num_classes=num_classes, device=dev)
+    bundle = set_preprocess(load_model(model, weights=weights, num_classes=num_classes, device=dev), preprocess)
     source = open_source(data, bundle.categories).select(limit=limit, seed=seed)
     if len(source) == 0:
         raise ClassContrastError("no samples to evaluate")
@@ -73,11 +74,12 @@ def perturbation_command(
     epsilons: str = typer.Option("0.001,0.003", help="Comma-separated perturbation limits ε (pixel space)"),
     steps: str = typer.Option("1,2,10", help="Comma-separated iteration counts"),
     limit: int = LIMIT, batch_size: int = BATCH, seed: int = SEED, device: str = DEVICE, out: Path = OUT,
+    preprocess: str = PREPROCESS,
 ) -> None:
     """Gradient-sign perturbation (paper §5.1): Δaccuracy, Δy_t, Δp_t per contrast, ε and step count."""
     from ..evaluation import run_perturbation, write_perturbation
 
-    bundle, source, dev = _setup(data, model, weights, num_classes, limit, seed, device)
+    bundle, source, dev = _setup(data, model, weights, num_classes, limit, seed, device, preprocess)
     grid_steps = [int(s) for s in _floats(steps, "steps")]
     with _progress(len(source), "perturbation") as tick:
         records = run_perturbation(bundle, source, _names(contrasts), _floats(epsilons, "epsilons"), grid_steps,
@@ -102,6 +104,7 @@ def masking_command(
     sigma: str = typer.Option("15", help="Blur σ, or LO,HI for σ ~ U(LO, HI) per call"),
     layer: str = typer.Option(None, help="Layer for the CAM methods (e.g. features.40)"),
     limit: int = LIMIT, batch_size: int = BATCH, seed: int = SEED, device: str = DEVICE, out: Path = OUT,
+    preprocess: str = PREPROCESS,
 ) -> None:
     """Blurring / masking (paper Table 1): relative probability when keeping positive or negative features."""
     from ..evaluation import markdown_table, run_masking
@@ -110,7 +113,7 @@ def masking_command(
         raise ClassContrastError(f"unknown --rule {rule!r}; choose sign, equal or legacy")
     sig = _floats(sigma, "sigma")
     sig_value = sig[0] if len(sig) == 1 else (sig[0], sig[1])
-    bundle, source, dev = _setup(data, model, weights, num_classes, limit, seed, device)
+    bundle, source, dev = _setup(data, model, weights, num_classes, limit, seed, device, preprocess)
     with _progress(len(source), "masking") as tick:
         records, info = run_masking(bundle, source, _names(methods), _names(baselines),
                                     rule=rule,  # type: ignore[arg-type]
@@ -133,11 +136,12 @@ def figures_command(
     threshold: float = typer.Option(0.1, help="p_t2 (and p_t3) threshold for choosing images"),
     images: int = typer.Option(4, help="Images per figure kind"),
     limit: int = LIMIT, batch_size: int = BATCH, seed: int = SEED, device: str = DEVICE, out: Path = OUT,
+    preprocess: str = PREPROCESS,
 ) -> None:
     """Figures of maps: original vs weighted (t1, t2), original/mean/max/weighted (t1–t3), ViT layout."""
     from ..evaluation.figures import is_transformer, mean_max_weighted, original_vs_weighted, select, vit_comparison
 
-    bundle, source, dev = _setup(data, model, weights, num_classes, limit, seed, device)
+    bundle, source, dev = _setup(data, model, weights, num_classes, limit, seed, device, preprocess)
     written: list[Path] = []
     ids2, px2 = select(bundle, source, 2, threshold, images, batch_size, dev)
     if is_transformer(bundle.model):
@@ -156,12 +160,12 @@ def figures_command(
 def norm_logit_command(
     data: list[str] = DATA, model: str = MODEL, weights: str = WEIGHTS, num_classes: int = NUM_CLASSES,
     limit: int = LIMIT, batch_size: int = typer.Option(4, help="Images per batch"), seed: int = SEED,
-    device: str = DEVICE, out: Path = OUT,
+    device: str = DEVICE, out: Path = OUT, preprocess: str = PREPROCESS,
 ) -> None:
     """Explanation norm ‖∇_x y_t‖ against the logit y_t (study Figure 6)."""
     from ..evaluation import run_norm_logit, write_norm_logit
 
-    bundle, source, dev = _setup(data, model, weights, num_classes, limit, seed, device)
+    bundle, source, dev = _setup(data, model, weights, num_classes, limit, seed, device, preprocess)
     with _progress(len(source), "norm-logit") as tick:
         rows, summary = run_norm_logit(bundle, source, batch_size, dev, out / "norm_logit_samples.jsonl", tick)
     _done(write_norm_logit(rows, summary, out))

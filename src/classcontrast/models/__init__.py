@@ -1,6 +1,7 @@
 """The model zoo."""
 
 from .bundle import ModelBundle, Normalize
-from .zoo import EMBEDDED, imagenet_categories, load_model, load_state
+from .zoo import EMBEDDED, PREPROCESS, imagenet_categories, load_model, load_state, set_preprocess
 
-__all__ = ["EMBEDDED", "ModelBundle", "Normalize", "imagenet_categories", "load_model", "load_state"]
+__all__ = ["EMBEDDED", "PREPROCESS", "ModelBundle", "Normalize", "imagenet_categories", "load_model", "load_state",
+           "set_preprocess"]

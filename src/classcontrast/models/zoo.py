@@ -194,6 +194,24 @@ def _timm(arch: str, weights: Any, num_classes: int | None) -> ModelBundle:
     )
 
 
+PREPROCESS = ("model", "study-imagenet", "study-cub")
+
+
+def set_preprocess(bundle: ModelBundle, name: str) -> ModelBundle:
+    """Choose the resize/crop: ``model`` (the model's own, the default), ``study-imagenet`` (Resize(256),
+    CenterCrop(224), the study's ImageNet transform for every network) or ``study-cub`` (Resize((224,
+    224)), aspect not kept, the study's CUB test transform). The model's normalisation is kept."""
+    if name == "model":
+        return bundle
+    if name == "study-imagenet":
+        bundle.preprocess = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor()])
+    elif name == "study-cub":
+        bundle.preprocess = T.Compose([T.Resize((224, 224)), T.ToTensor()])
+    else:
+        raise ClassContrastError(f"unknown preprocessing {name!r}; choose one of {', '.join(PREPROCESS)}")
+    return bundle
+
+
 def load_model(
     name: str = EMBEDDED,
     weights: str | os.PathLike[str] | None = "DEFAULT",

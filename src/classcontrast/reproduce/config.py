@@ -34,7 +34,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 KINDS = {"perturbation", "masking", "figures", "norm_logit"}
-COMMON = {"kind", "name", "model", "weights", "num_classes", "data", "limit", "batch_size", "seed", "device"}
+COMMON = {"kind", "name", "model", "weights", "num_classes", "data", "limit", "batch_size", "seed", "device",
+          "preprocess"}
 OPTIONS = {
     "perturbation": {"contrasts", "epsilons", "steps"},
     "masking": {"methods", "baselines", "modes", "rule", "threshold", "below", "sigma", "layer"},
@@ -55,6 +56,7 @@ class Experiment:
     batch_size: int = 16
     seed: int = 0
     device: str = "cpu"
+    preprocess: str = "model"
     options: dict[str, Any] = field(default_factory=dict)
 
 

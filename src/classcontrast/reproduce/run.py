@@ -18,7 +18,7 @@ from ..distributed import Dist
 from ..evaluation import masking_rows, run_masking, run_norm_logit, run_perturbation, write_norm_logit
 from ..evaluation.figures import is_transformer, mean_max_weighted, original_vs_weighted, select, vit_comparison
 from ..evaluation.perturbation import write_perturbation
-from ..models import load_model
+from ..models import load_model, set_preprocess
 from . import study
 from .config import Config, Experiment
 from .report import Block, write_report
@@ -41,7 +41,8 @@ def _fmt(v: float) -> str:
 def run_experiment(exp: Experiment, out: Path, shard: Dist, progress: Progress | None) -> list[Block]:
     """Run one experiment into ``out / exp.name`` and return its report blocks (on the main rank)."""
     where = out / exp.name
-    bundle = load_model(exp.model, weights=exp.weights, num_classes=exp.num_classes, device=exp.device)
+    bundle = set_preprocess(load_model(exp.model, weights=exp.weights, num_classes=exp.num_classes,
+                                       device=exp.device), exp.preprocess)
     source = open_source(exp.data, bundle.categories).select(limit=exp.limit, seed=exp.seed)
     tick = progress(exp.name, len(source)) if progress and shard.main and exp.kind != "figures" else None
     o = exp.options
