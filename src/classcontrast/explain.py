@@ -100,12 +100,15 @@ def explain(
         model: an ``nn.Module`` returning logits (B, C), or a :class:`~classcontrast.ModelBundle`.
         x: preprocessed images (B, C, H, W), on the model's device, any floating dtype.
         method: ``"gradient"``, ``"gradient_x_input"``, ``"linear_approx"``, ``"gradcam"``,
-            ``"xgradcam"`` (and the methods registered later), or a :class:`Method`.
+            ``"xgradcam"``, ``"fullgrad"``, ``"vit_gradcam"``, ``"attention_rollout"`` (or any
+            method added with :func:`register_method`), or a :class:`Method`.
         contrast: a name (``"original"``, ``"mean"``, ``"max"``, ``"weighted"``, ``"probability"``),
             a :class:`Contrast` such as ``Foil(s)``, or a list of them (then the result maps each
             contrast's name to its :class:`Explanation`).
         targets: None (top-1), an int, one class per image, (B, K) classes, or ``TopK(k)``.
-        layer, relu, **method_options: passed to the method (e.g. ``layer="features.40"``).
+        layer, relu, **method_options: passed to the method (e.g. ``layer="features.40"``,
+            ``keep_channels=True``, ``abs=True``, ``discard_ratio=0.9``). With a ModelBundle and no
+            ``layer``, CAM methods use the bundle's own layer when it names one.
         batched: back-propagate all objectives in batched passes (else one pass each).
 
     Returns:
