@@ -48,7 +48,7 @@ def check_input(x: Any) -> Tensor:
 
 def vjp(output: Tensor, inputs: list[Tensor], cotangents: Tensor, batched: bool = True) -> list[Tensor]:
     """Vector-Jacobian products of ``output`` (B, C) for R cotangents (R, B, C): gradients (R, ...) for
-    each input, with autograd only (no parameter gradients, no ``.backward()``).
+    each input, with ``torch.autograd.grad`` only (no parameter gradients are ever computed).
 
     Uses batched backward passes (``is_grads_batched``) in chunks; falls back to one pass per
     cotangent where an operator has no batching rule.

@@ -30,3 +30,9 @@ def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
             m.training = training
         for p, flag in flags:
             p.requires_grad_(flag)
+
+
+def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's output for ``x`` in eval mode, without a graph; the model's state restored."""
+    with frozen_eval(model), torch.no_grad():
+        return model(x)

@@ -51,21 +51,6 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-def class_index(value: str, categories: Sequence[str]) -> int:
-    """A class given by index or by (case-insensitive) name."""
-    if value.lstrip("-").isdigit():
-        i = int(value)
-        if not 0 <= i < len(categories):
-            raise ClassContrastError(
-                f"class index {i} is out of range for a model with {len(categories)} classes (0..{len(categories) - 1})"
-            )
-        return i
-    lowered = [c.lower() for c in categories]
-    if value.lower() in lowered:
-        return lowered.index(value.lower())
-    raise ClassContrastError(f"unknown class {value!r}: give an index or one of the model's class names")
-
-
 def run_cli(app: Any, argv: Sequence[str]) -> None:
     """Run a typer app; a ClassContrastError becomes a one-line message and exit code 2."""
     try:

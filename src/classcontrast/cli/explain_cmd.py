@@ -12,13 +12,14 @@ from rich.table import Table
 from .. import explain as explain_mod
 from ..contrasts import Foil, get_contrast
 from ..data import load_images, sample_image
+from ..data.sources import class_index
 from ..errors import ClassContrastError
 from ..explanation import Explanation
 from ..methods import method_options
 from ..models import load_model
 from ..targets import TopK
 from ..viz import plot_explanations
-from .common import class_index, console, resolve_device
+from .common import console, resolve_device
 
 _MAX_ROWS_PER_FIGURE = 8
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import ClassContrastError
 from .images import list_images, load_image
-from .sources import LABELS_FROM_FOLDERS, Sample, SampleSource, class_index_for
+from .sources import LABELS_FROM_FOLDERS, Sample, SampleSource, class_index
 
 _WNID = re.compile(r"^n\d{8}$")
 
@@ -86,7 +86,7 @@ def open_dataset(kind: str, root: Path, categories: Sequence[str], split: str = 
                 )
             index = {d.name: i for i, d in enumerate(folders)}
         else:
-            index = {d.name: class_index_for(d.name, categories) for d in folders}
+            index = {d.name: class_index(d.name, categories, "class folder") for d in folders}
         samples = [Sample(str(f.relative_to(val)), lambda f=f: load_image(f), index[d.name])
                    for d in folders for f in list_images([d], allow_empty=True)]
         return SampleSource(samples, LABELS_FROM_FOLDERS, f"ImageNet validation images in {val}")

@@ -59,20 +59,20 @@ class SampleSource:
         return SampleSource(samples, self.labels_from, self.description)
 
 
-def class_index_for(name: str, categories: Sequence[str]) -> int:
-    """Map a folder name to a class: an index, or a class name (case and '_' / ' ' insensitive)."""
-    if name.isdigit():
-        i = int(name)
-        if i < len(categories):
-            return i
-        raise ClassContrastError(f"folder '{name}' is class index {i}, but the model has {len(categories)} classes")
+def class_index(value: str, categories: Sequence[str], what: str = "class") -> int:
+    """A class given by index or by name (case and '_' / ' ' insensitive), for ``--target``/``--foil``
+    values and class-folder names; ``what`` names the input in the error."""
+    if value.lstrip("-").isdigit():
+        i = int(value)
+        if not 0 <= i < len(categories):
+            raise ClassContrastError(f"{what} {value!r}: class index {i} is out of range for a model with "
+                                     f"{len(categories)} classes (0..{len(categories) - 1})")
+        return i
     norm = {c.lower().replace("_", " "): i for i, c in enumerate(categories)}
-    key = name.lower().replace("_", " ")
+    key = value.lower().replace("_", " ")
     if key in norm:
         return norm[key]
-    raise ClassContrastError(
-        f"folder '{name}' does not name one of the model's classes (use a class index or class name)"
-    )
+    raise ClassContrastError(f"unknown {what} {value!r}: give a class index or one of the model's class names")
 
 
 def _views(name: str, image: Image.Image) -> list[tuple[str, Callable[[], Image.Image]]]:
@@ -107,7 +107,7 @@ def folder_source(root: Path, categories: Sequence[str]) -> SampleSource:
     if subdirs and not direct:
         samples = []
         for d in subdirs:
-            label = class_index_for(d.name, categories)
+            label = class_index(d.name, categories, "class folder")
             for f in list_images([d], allow_empty=True):
                 samples.append(Sample(str(f.relative_to(root)), lambda f=f: load_image(f), label))
         return SampleSource(samples, LABELS_FROM_FOLDERS, f"class folders in {root}")

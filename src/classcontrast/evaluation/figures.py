@@ -13,7 +13,7 @@ from ..explain import explain
 from ..methods import method_options
 from ..methods.transformer import transformer_blocks
 from ..models import ModelBundle
-from ..state import frozen_eval
+from ..state import predict
 from ..targets import TopK
 from ..viz import plot_explanations
 from .runner import batches
@@ -34,8 +34,7 @@ def select(bundle: ModelBundle, source: SampleSource, k: int, threshold: float, 
     """The first ``limit`` images whose k-th most probable class has p > threshold (pixels in [0, 1])."""
     ids, pixels = [], []
     for batch in batches(source, bundle, batch_size, device):
-        with frozen_eval(bundle.model), torch.no_grad():
-            p = torch.softmax(bundle.model(bundle.normalize(batch.pixels)).double(), 1)
+        p = torch.softmax(predict(bundle.model, bundle.normalize(batch.pixels)).double(), 1)
         ok = p.topk(k, 1).values[:, k - 1] > threshold
         for i in ok.nonzero()[:, 0].tolist():
             ids.append(batch.ids[i])

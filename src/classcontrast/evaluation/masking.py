@@ -22,8 +22,8 @@ from ..distributed import Dist
 from ..errors import ClassContrastError
 from ..explain import explain
 from ..models import ModelBundle
-from ..state import frozen_eval
-from .runner import batches, mean, sample_log
+from ..state import predict
+from .runner import batches, markdown_rows, mean, sample_log
 
 Rule = Literal["sign", "equal", "legacy"]
 Mode = Literal["positive", "negative"]
@@ -117,8 +117,7 @@ def run_masking(
             # number of processes or interruptions
             gen = torch.Generator().manual_seed(seed * 1_000_003 + batch.index)
             x = bundle.normalize(batch.pixels)
-            with frozen_eval(model), torch.no_grad():
-                y = model(x)
+            y = predict(model, x)
             p = torch.softmax(y.double(), 1)
             top = p.topk(2, 1)
             sel = (top.values[:, 1] < threshold) if below else (top.values[:, 1] > threshold)
@@ -142,8 +141,7 @@ def run_masking(
                                 continue
                             x_o = torch.where(m_o[:, None], xs, base)
                             x_w = torch.where(m_w[:, None], xs, base)
-                            with frozen_eval(model), torch.no_grad():
-                                y2 = model(torch.cat([x_o, x_w])).double()
+                            y2 = predict(model, torch.cat([x_o, x_w])).double()
                             n = len(ids)
                             r_o = relative_probability(y2[:n], t[:, 0], t[:, 1], i)
                             r_w = relative_probability(y2[n:], t[:, 0], t[:, 1], i)
@@ -206,9 +204,7 @@ def _mark(value: float, other: float, mode: str) -> str:
 
 def markdown_table(records: list[dict[str, Any]], info: dict[str, Any] | None = None) -> str:
     """:func:`masking_rows` as a Markdown table, with the sample counts below it."""
-    head, *body = masking_rows(records)
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(r) + " |" for r in body]
+    lines = [markdown_rows(masking_rows(records))]
     if info:
         sel = "p_t2 < " if info.get("below") else "p_t2 > "
         lines.append("")

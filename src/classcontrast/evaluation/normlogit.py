@@ -12,7 +12,7 @@ from ..data.sources import SampleSource
 from ..distributed import Dist
 from ..explain import explain
 from ..models import ModelBundle
-from ..state import frozen_eval
+from ..state import predict
 from .runner import batches, sample_log
 
 
@@ -39,8 +39,7 @@ def run_norm_logit(bundle: ModelBundle, source: SampleSource, batch_size: int = 
         skip = lambda ids: all(log.has(id=i, rank=r) for i in ids for r in ranks)  # noqa: E731
         for batch in batches(source, bundle, batch_size, device, skip=skip, shard=shard):
             x = bundle.normalize(batch.pixels)
-            with frozen_eval(bundle.model), torch.no_grad():
-                order = bundle.model(x).argsort(1, descending=True)
+            order = predict(bundle.model, x).argsort(1, descending=True)
             targets = order[:, ranks]
             ex = explain(bundle, x, "gradient", "original", targets, keep_channels=True)
             norms = ex.maps.flatten(2).norm(dim=2)  # (B, K)

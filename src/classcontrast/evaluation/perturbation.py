@@ -23,7 +23,7 @@ from ..distributed import Dist
 from ..errors import ClassContrastError
 from ..explain import explain
 from ..models import ModelBundle
-from ..state import frozen_eval
+from ..state import predict
 from .runner import batches, mean, sample_log, write_table
 
 CONTRASTS = ("weighted", "original", "mean", "max")
@@ -49,11 +49,9 @@ def perturb(pixel_model: nn.Module, x0: Tensor, targets: Tensor, contrast: Any, 
     return x
 
 
-@torch.no_grad()
 def measure(pixel_model: nn.Module, x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Per image: correct (0/1), logit y_t and probability p_t of the label."""
-    with frozen_eval(pixel_model):
-        y = pixel_model(x).double()
+    y = predict(pixel_model, x).double()
     yt = y.gather(1, labels[:, None])[:, 0]
     pt = torch.softmax(y, 1).gather(1, labels[:, None])[:, 0]
     return (y.argmax(1) == labels).double(), yt, pt

@@ -19,7 +19,7 @@ from ..data.sources import SampleSource
 from ..distributed import Dist
 from ..errors import ClassContrastError
 from ..models import ModelBundle
-from ..state import frozen_eval
+from ..state import predict
 
 
 @dataclass
@@ -47,8 +47,7 @@ def batches(source: SampleSource, bundle: ModelBundle, batch_size: int, device: 
         pixels = torch.stack([bundle.preprocess(s.load()) for s in chunk]).to(device)
         labels = [s.label for s in chunk]
         if any(label is None for label in labels):
-            with frozen_eval(bundle.model), torch.no_grad():
-                pred = bundle.model(bundle.normalize(pixels)).argmax(1).tolist()
+            pred = predict(bundle.model, bundle.normalize(pixels)).argmax(1).tolist()
             labels = [p if label is None else label for p, label in zip(pred, labels, strict=True)]
         bad = [y for y in labels if not 0 <= y < bundle.num_classes]
         if bad:
@@ -133,6 +132,13 @@ def sample_log(path: Path | None, key: Sequence[str], shard: Dist) -> Iterator[S
         log.reload()
     finally:
         log.close()
+
+
+def markdown_rows(rows: list[list[str]]) -> str:
+    """A Markdown table from rows of cells, the first row the header."""
+    head, *body = rows
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
 
 
 def write_table(records: list[dict[str, Any]], out: Path, name: str) -> list[Path]:

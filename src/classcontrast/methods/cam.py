@@ -67,6 +67,11 @@ class LinearApprox(LayerMethod):
         return (g * a).sum(2)
 
 
+def gradcam_map(a: Tensor, g: Tensor) -> Tensor:
+    """Σ_k w_k A^k with w_k the spatial mean of G^k; A (B, K, h, w), G (R, B, K, h, w) -> (R, B, h, w)."""
+    return torch.einsum("rbk,bkhw->rbhw", g.mean((-2, -1)), a)
+
+
 class GradCAM(LayerMethod):
     r"""GradCAM: :math:`w_k = \frac{1}{hw}\sum_{ij}\partial O/\partial A^k_{ij}`,
     :math:`M = \sum_k w_k A^k` (signed; ``relu=True`` applies the textbook ReLU)."""
@@ -74,8 +79,7 @@ class GradCAM(LayerMethod):
     name = "gradcam"
 
     def cam(self, a: Tensor, g: Tensor) -> Tensor:
-        w = g.mean((-2, -1))
-        return torch.einsum("rbk,bkhw->rbhw", w, a)
+        return gradcam_map(a, g)
 
 
 class XGradCAM(LayerMethod):

@@ -20,7 +20,7 @@ from ..errors import ClassContrastError
 from ..hooks import OutputRecorder
 from ..layers import find_module
 from .base import Method, Recording
-from .cam import GradCAM
+from .cam import gradcam_map
 
 
 def _is_attention(m: nn.Module) -> bool:
@@ -115,7 +115,7 @@ class VitGradCAM(Method):
             patches = t[..., prefix:, :]
             return patches.reshape(*patches.shape[:-2], gh, gw, patches.shape[-1]).movedim(-1, -3)
 
-        m = GradCAM.cam(GradCAM(), grid(rec.tensors[0].detach()), grid(grads[0]))
+        m = gradcam_map(grid(rec.tensors[0].detach()), grid(grads[0]))
         return m.clamp_min(0) if self.relu else m
 
 

@@ -7,18 +7,13 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..evaluation.runner import markdown_rows
+
 
 @dataclass
 class Block:
     kind: str  # "h1" | "h2" | "h3" | "p" | "table" | "image" | "code"
     content: object
-
-
-def _md_table(rows: list[list[str]]) -> str:
-    head, *body = rows
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(r) + " |" for r in body]
-    return "\n".join(lines)
 
 
 def to_markdown(blocks: list[Block], root: Path) -> str:
@@ -29,7 +24,7 @@ def to_markdown(blocks: list[Block], root: Path) -> str:
         elif b.kind == "p":
             out.append(str(b.content))
         elif b.kind == "table":
-            out.append(_md_table(b.content))  # type: ignore[arg-type]
+            out.append(markdown_rows(b.content))  # type: ignore[arg-type]
         elif b.kind == "image":
             p = Path(b.content)  # type: ignore[arg-type]
             out.append(f"![{p.stem}]({p.relative_to(root)})")

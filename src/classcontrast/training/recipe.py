@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -18,6 +16,7 @@ from torchvision import transforms as T
 
 from ..data.sources import SampleSource
 from ..errors import ClassContrastError
+from ..evaluation.runner import write_table
 from ..models import ModelBundle
 
 
@@ -157,7 +156,7 @@ def train(bundle: ModelBundle, train_source: SampleSource, test_source: SampleSo
         if acc > best:
             best = acc
             torch.save({"state_dict": model.state_dict(), "epoch": epoch + 1, "test_accuracy": acc}, out / "best.pth")
-        _write_metrics(metrics, out)
+        write_table(metrics, out, "metrics")
     model.eval()
     return metrics
 
@@ -170,11 +169,3 @@ def evaluate_accuracy(model: nn.Module, data: Dataset, batch_size: int, device: 
         correct += int((model(x.to(device)).argmax(1) == y.to(device)).sum())
         n += len(y)
     return correct / max(n, 1)
-
-
-def _write_metrics(metrics: list[dict[str, Any]], out: Path) -> None:
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    with (out / "metrics.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(metrics[0]))
-        w.writeheader()
-        w.writerows(metrics)
