@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 import classcontrast as cc
-from classcontrast.cli.common import expand_multi_options
-from classcontrast.cli.main import _MULTI, main
+from classcontrast.cli.main import main
+from classcontrast.cli.options import expand_multi_options
 
 
 def run(argv: list[str]) -> int:
@@ -31,7 +31,7 @@ def photo(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def test_multi_value_options_are_expanded() -> None:
     argv = ["explain", "a.jpg", "--contrast", "original", "weighted", "b.jpg", "--method", "gradcam", "--top-k", "2"]
-    assert expand_multi_options(argv, _MULTI) == [
+    assert expand_multi_options(argv) == [
         "explain", "a.jpg", "--contrast", "original", "--contrast", "weighted", "b.jpg",
         "--method", "gradcam", "--top-k", "2",
     ]
@@ -107,3 +107,51 @@ def test_transformer_from_the_command_line(photo: str, tmp_path, capsys: pytest.
     assert out.exists()
     assert run([*base, "--method", "vit_gradcam", "--layer", "40", "--out", str(out)]) == 2
     assert "block index 40 is out of range" in capsys.readouterr().err
+
+
+COMMANDS = [["explain"], ["evaluate", "perturbation"], ["evaluate", "masking"], ["evaluate", "figures"],
+            ["evaluate", "norm-logit"], ["reproduce"], ["train"]]
+
+
+def test_help_imports_no_torch() -> None:
+    """Every --help answers without importing torch (the start-up cost is measured in benchmarks/)."""
+    script = (
+        "import sys\nfrom classcontrast.cli.main import main\n"
+        f"for cmd in {[[*c, '--help'] for c in [[], *COMMANDS]]!r}:\n"
+        "    try:\n        main(cmd)\n    except SystemExit as e:\n        assert not e.code, (cmd, e.code)\n"
+        "heavy = ('torch', 'torchvision', 'timm', 'numpy', 'matplotlib', 'PIL')\n"
+        "heavy = sorted(m for m in heavy if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stdout
+    assert "--contrast" in proc.stdout and "perturbation" in proc.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_unknown_option_is_one_line_on_every_command(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert run([*command, "--no-such-option", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: No such option: --no-such-option") and len(err.splitlines()) == 1
+
+
+def test_explain_takes_values_space_or_comma_separated(photo: str, tmp_path) -> None:
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    assert run(["explain", photo, "--contrast", "original", "weighted", "--method", "gradcam", "gradient",
+                "--out", str(tmp_path / "a.png"), "--save-maps", str(a)]) == 0
+    assert run(["explain", photo, "--contrasts", "original,weighted", "--methods", "gradcam,gradient",
+                "--out", str(tmp_path / "b.png"), "--save-maps", str(b)]) == 0
+    da, db = np.load(a), np.load(b)
+    assert sorted(da.files) == sorted(db.files) and "maps/gradient · weighted" in da.files
+    for k in da.files:
+        np.testing.assert_array_equal(da[k], db[k])
+
+
+def test_foil_equal_to_the_target_is_a_one_line_warning(photo: str, tmp_path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "w.png"
+    assert run(["explain", photo, "--foil", "espresso", "--contrast", "weighted", "--out", str(out)]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("warning: foil 967 is also the target") and len(err.splitlines()) == 1
+    assert out.exists()

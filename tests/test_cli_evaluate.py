@@ -65,7 +65,7 @@ def test_figures_and_norm_logit_offline(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [(["perturbation", "--data", "nowhere"], "no such file or folder"),
-     (["perturbation", "--epsilons", "a,b"], "comma-separated numbers"),
+     (["perturbation", "--epsilons", "a,b"], "--epsilon takes numbers"),
      (["masking", "--rule", "odd"], "unknown --rule"),
      (["perturbation", "--contrasts", "nope"], "unknown contrast"),
      (["perturbation", "--data", "cub200:/nonexistent"], "no such folder")],
@@ -74,3 +74,23 @@ def test_bad_evaluate_input(args: list[str], message: str, tmp_path, capsys: pyt
     assert run(["evaluate", *args, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_evaluate_takes_values_space_or_comma_separated(labelled: str, tmp_path) -> None:
+    """One convention on every command: space-separated values (the new form) and the old comma form
+    under the old option names give the same results."""
+    new, old = tmp_path / "new", tmp_path / "old"
+    assert run(["evaluate", "perturbation", "--data", labelled, "--limit", "2", "--out", str(new), "--steps", "1", "2",
+                "--epsilon", "0.003", "0.001", "--contrast", "weighted", "max"]) == 0
+    assert run(["evaluate", "perturbation", "--data", labelled, "--limit", "2", "--out", str(old), "--steps", "1,2",
+                "--epsilons", "0.003,0.001", "--contrasts", "weighted,max"]) == 0
+    a, b = (json.loads((d / "perturbation.json").read_text()) for d in (new, old))
+    assert a == b and len(a) == 2 * 2 * 2
+    assert {(r["contrast"], r["epsilon"], r["steps"]) for r in a} == {
+        (c, e, s) for c in ("weighted", "max") for e in (0.003, 0.001) for s in (1, 2)}
+    assert run(["evaluate", "masking", "--data", labelled, "--out", str(new), "--method", "gradcam", "xgradcam",
+                "--baseline", "zeros", "mean", "--threshold", "0.05"]) == 0
+    assert run(["evaluate", "masking", "--data", labelled, "--out", str(old), "--methods", "gradcam,xgradcam",
+                "--baselines", "zeros,mean", "--threshold", "0.05"]) == 0
+    assert (new / "masking.md").read_text() == (old / "masking.md").read_text()
+    assert "| XC | t1 |" in (new / "masking.md").read_text()

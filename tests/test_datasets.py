@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 import classcontrast as cc
-from classcontrast.data.datasets import cub_classes, training_sources
-from classcontrast.data.sources import open_source
+from classcontrast.data.datasets import cub_classes
+from classcontrast.data.specs import open_source, training_sources
 from classcontrast.models import imagenet_categories
 
 

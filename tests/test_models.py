@@ -112,3 +112,55 @@ def test_study_preprocessing(embedded: cc.ModelBundle) -> None:
         3, 224, 224)
     with pytest.raises(cc.ClassContrastError, match="unknown preprocessing"):
         set_preprocess(copy.copy(embedded), "fancy")
+
+
+def test_embedded_network_computes_what_timm_computes() -> None:
+    """The embedded EfficientNet-Lite0 (written out to spare timm's import) is timm's
+    tf_efficientnet_lite0: same state-dict keys and shapes, same logits (float64, odd sizes too)."""
+    import timm
+
+    from classcontrast.models.lite0 import EfficientNetLite0
+
+    ref = timm.create_model("tf_efficientnet_lite0", pretrained=False).double().eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, t in ref.state_dict().items():
+            if t.is_floating_point():
+                t.copy_(torch.rand(t.shape, generator=g, dtype=t.dtype) + 0.5 if "running_var" in name
+                        else torch.randn(t.shape, generator=g, dtype=t.dtype) * 0.2)
+    ours = EfficientNetLite0().double().eval()
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in ref.state_dict().items()]
+    ours.load_state_dict(ref.state_dict())
+    for h, w in [(224, 224), (97, 131), (33, 40)]:
+        x = torch.randn(2, 3, h, w, generator=g, dtype=torch.float64)
+        with torch.no_grad():
+            torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-12)
+
+
+def test_preprocessing_is_torchvisions_pixel_for_pixel() -> None:
+    """Our Pillow-only resize/crop/to-tensor (no torchvision import at start-up) equals torchvision's."""
+    import numpy as np
+    from PIL import Image
+    from torchvision import transforms as T
+
+    from classcontrast.models.preprocess import Preprocess
+
+    rng = np.random.default_rng(0)
+    sizes = [(301, 199), (90, 500), (224, 224)]
+    images = [cc.sample_image(n) for n in ("chelsea", "rocket")] + [
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for h, w in sizes]
+    for img in images:
+        for interp in ("bicubic", "bilinear"):
+            mode = T.InterpolationMode(interp)
+            ref = T.Compose([T.Resize(256, interpolation=mode), T.CenterCrop(224), T.ToTensor()])(img)
+            assert torch.equal(Preprocess(256, 224, interp)(img), ref)
+            ref = T.Compose([T.Resize((224, 224), interpolation=mode), T.ToTensor()])(img)
+            assert torch.equal(Preprocess((224, 224), None, interp)(img), ref)
+        small = T.Compose([T.Resize(100), T.CenterCrop(224), T.ToTensor()])(img)  # crop larger than the image
+        assert torch.equal(Preprocess(100, 224)(img), small)
+
+
+def test_shipped_class_names_are_torchvisions() -> None:
+    from classcontrast.models import imagenet_categories
+
+    assert imagenet_categories() == list(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])

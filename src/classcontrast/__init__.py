@@ -2,70 +2,68 @@
 
 Class-contrastive back-propagation explanations (Wang & Wang, NeurIPS 2022) on two orthogonal
 axes, Method × Contrast, for any PyTorch image classifier.
+
+Names are loaded on first use (``import classcontrast`` itself imports neither torch nor anything
+heavy), so the command line starts at once and each command imports only what it needs.
 """
 
 from __future__ import annotations
 
-from . import targets
-from .adapters import ContrastModel, quantus_explain
-from .contrasts import (
-    CONTRASTS,
-    Contrast,
-    Foil,
-    Max,
-    Mean,
-    Original,
-    Probability,
-    Weighted,
-    get_contrast,
-)
-from .errors import ClassContrastError
-from .explain import explain
-from .explanation import Explanation, Explanations
-from .methods import METHODS, Method, get_method, register_method
-from .targets import TopK, resolve_targets
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+# public name -> the module defining it (relative to this package)
+_EXPORTS: dict[str, str] = {
+    "CONTRASTS": "contrasts", "Contrast": "contrasts", "Foil": "contrasts", "Max": "contrasts",
+    "Mean": "contrasts", "Original": "contrasts", "Probability": "contrasts", "Weighted": "contrasts",
+    "get_contrast": "contrasts",
+    "ClassContrastError": "errors", "ClassContrastWarning": "errors",
+    "explain": "engine",
+    "Explanation": "explanation", "Explanations": "explanation",
+    "METHODS": "methods", "Method": "methods", "get_method": "methods", "register_method": "methods",
+    "TopK": "targets", "resolve_targets": "targets",
+    "ContrastModel": "adapters", "quantus_explain": "adapters",
+    "ModelBundle": "models", "load_model": "models",
+    "load_image": "data", "load_images": "data", "sample_image": "data",
+    "plot_explanations": "viz", "overlay": "viz",
+}
+_SUBMODULES = {"targets", "contrasts", "methods", "evaluation", "models", "data", "viz", "adapters", "engine"}
 
 
-def __getattr__(name: str) -> object:
-    # The model zoo, images and figures import heavier packages (timm, PIL, matplotlib): load on use.
-    if name in {"load_model", "ModelBundle"}:
-        from . import models
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'classcontrast' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
-        return getattr(models, name)
-    if name in {"load_image", "load_images", "sample_image"}:
-        from . import data
 
-        return getattr(data, name)
-    if name in {"plot_explanations", "overlay"}:
-        from . import viz
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS, *_SUBMODULES})
 
-        return getattr(viz, name)
-    raise AttributeError(f"module 'classcontrast' has no attribute {name!r}")
 
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from . import targets
+    from .adapters import ContrastModel, quantus_explain
+    from .contrasts import CONTRASTS, Contrast, Foil, Max, Mean, Original, Probability, Weighted, get_contrast
+    from .data import load_image, load_images, sample_image
+    from .engine import explain
+    from .errors import ClassContrastError, ClassContrastWarning
+    from .explanation import Explanation, Explanations
+    from .methods import METHODS, Method, get_method, register_method
+    from .models import ModelBundle, load_model
+    from .targets import TopK, resolve_targets
+    from .viz import overlay, plot_explanations
 
 __all__ = [
-    "CONTRASTS",
-    "METHODS",
-    "ClassContrastError",
-    "Contrast",
-    "ContrastModel",
-    "Explanation",
-    "Explanations",
-    "Foil",
-    "Max",
-    "Mean",
-    "Method",
-    "Original",
-    "Probability",
-    "TopK",
-    "Weighted",
-    "explain",
-    "get_contrast",
-    "get_method",
-    "quantus_explain",
-    "register_method",
-    "resolve_targets",
-    "targets",
+    "CONTRASTS", "METHODS", "ClassContrastError", "ClassContrastWarning", "Contrast", "ContrastModel",
+    "Explanation", "Explanations", "Foil", "Max", "Mean", "Method", "ModelBundle", "Original", "Probability",
+    "TopK", "Weighted", "explain", "get_contrast", "get_method", "load_image",
+    "load_images", "load_model", "overlay", "plot_explanations", "quantus_explain", "register_method",
+    "resolve_targets", "sample_image", "targets",
 ]

@@ -1,7 +1,7 @@
 """Contrasts inside other libraries: pytorch-grad-cam targets, a Captum-ready model, a Quantus explain_func.
 
-* pytorch-grad-cam: ``GradCAM(model, layers)(x, targets=[cc.targets.Weighted(t)])``. A target is a
-  callable on one image's output (C,) returning the contrast's score.
+* pytorch-grad-cam: ``GradCAM(model, layers)(x, targets=[cc.targets.Weighted(t)])`` (the target
+  callables live in :mod:`classcontrast.targets`).
 * Captum (or anything that differentiates a model output column): ``cc.ContrastModel(model,
   "weighted")`` returns (B, C) whose column t is the contrast's score for target t, so
   ``LayerGradCam(cc.ContrastModel(model, "weighted"), layer).attribute(x, target=t)`` explains it.
@@ -17,55 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .contrasts import Contrast, get_contrast
-
-
-class ContrastTarget:
-    """A pytorch-grad-cam style target: ``target(output)`` is the contrast's score for ``category``."""
-
-    def __init__(self, contrast: str | Contrast, category: int) -> None:
-        self.contrast = get_contrast(contrast)
-        self.category = int(category)
-
-    def __call__(self, model_output: Tensor) -> Tensor:
-        y = model_output[None] if model_output.ndim == 1 else model_output
-        t = torch.full((y.shape[0],), self.category, dtype=torch.long, device=y.device)
-        score = self.contrast.score(y, t)
-        return score[0] if model_output.ndim == 1 else score
-
-    def __repr__(self) -> str:
-        return f"ContrastTarget({self.contrast!r}, {self.category})"
-
-
-def Original(category: int) -> ContrastTarget:
-    """Target y_t."""
-    return ContrastTarget("original", category)
-
-
-def Mean(category: int) -> ContrastTarget:
-    """Target y_t − mean of the other logits."""
-    return ContrastTarget("mean", category)
-
-
-def Max(category: int) -> ContrastTarget:
-    """Target y_t − the largest other logit."""
-    return ContrastTarget("max", category)
-
-
-def Weighted(category: int) -> ContrastTarget:
-    """Target y_t − log Σ_{s≠t} e^{y_s} (the weighted contrast)."""
-    return ContrastTarget("weighted", category)
-
-
-def Probability(category: int) -> ContrastTarget:
-    """Target p_t."""
-    return ContrastTarget("probability", category)
-
-
-def FoilTarget(category: int, foil: int) -> ContrastTarget:
-    """Target y_t − y_foil."""
-    from .contrasts import Foil
-
-    return ContrastTarget(Foil(foil), category)
+from .engine import explain
 
 
 class ContrastModel(nn.Module):
@@ -91,8 +43,6 @@ def quantus_explain(model: nn.Module, inputs: Any, targets: Any, **kwargs: Any) 
     method option (``layer``, ``relu``...) are passed to :func:`classcontrast.explain`; ``device``
     places the inputs.
     """
-    from .explain import explain
-
     device = kwargs.pop("device", None) or next(model.parameters()).device
     method = kwargs.pop("method", "gradcam")
     contrast = kwargs.pop("contrast", "weighted")

@@ -51,6 +51,11 @@ class Contrast(ABC):
         cols = [self.score(logits, torch.full((n,), t, dtype=torch.long, device=logits.device)) for t in range(c)]
         return torch.stack(cols, 1)
 
+    def select(self, rows: Tensor, n_images: int) -> Contrast:
+        """This contrast for rows drawn from ``n_images`` images (``rows[i]`` = the image of row i), as
+        when a method runs the model on several inputs per image. Only per-image settings change."""
+        return self
+
     def __call__(self, logits: Tensor, target: Tensor) -> Tensor:
         return self.score(logits, target)
 
@@ -206,6 +211,14 @@ class Foil(Contrast):
                 f"foil class {int(bad[0])} is out of range for a model with {c} classes (0..{c - 1})"
             )
         return f
+
+    def select(self, rows: Tensor, n_images: int) -> Contrast:
+        f = torch.as_tensor(self.foil).long().reshape(-1)
+        if f.numel() == 1:
+            return self
+        if f.numel() != n_images:
+            raise ClassContrastError(f"Foil has {f.numel()} classes for {n_images} images; give one, or one per image")
+        return Foil(f.to(rows.device)[rows])
 
     def score(self, logits: Tensor, target: Tensor) -> Tensor:
         f = self.foils(logits)

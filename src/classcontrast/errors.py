@@ -9,3 +9,7 @@ class ClassContrastError(ValueError):
     The command line turns it into a one-line message and exit code 2; library users can catch it
     like any ``ValueError``.
     """
+
+
+class ClassContrastWarning(UserWarning):
+    """Something legal but probably unintended (e.g. a foil equal to the target); the result is still returned."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import difflib
+import threading
 import weakref
 
 import torch
 from torch import Tensor, nn
 
 from .errors import ClassContrastError
+from .state import exclusive
 
 _POOLING = (
     nn.modules.pooling._AdaptiveAvgPoolNd,
@@ -17,7 +19,9 @@ _POOLING = (
     nn.modules.pooling._MaxPoolNd,
 )
 _PASS_THROUGH = (nn.modules.dropout._DropoutNd, nn.Identity, nn.Flatten)
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _default_cache: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
+_cache_lock = threading.Lock()
 
 
 def module_name(model: nn.Module, module: nn.Module) -> str:
@@ -37,6 +41,9 @@ def find_module(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Modul
     modules = dict(model.named_modules())
     if layer in modules and layer != "":
         return layer, modules[layer]
+    for prefix in _WRAPPER_PREFIXES:  # a name written for the wrapped model (DataParallel, torch.compile)
+        if layer.startswith(prefix) and layer.removeprefix(prefix) in modules:
+            return find_module(model, layer.removeprefix(prefix))
     close = difflib.get_close_matches(layer, [n for n in modules if n], n=3)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise ClassContrastError(f"unknown layer {layer!r} for {type(model).__name__}{hint}")
@@ -53,15 +60,17 @@ def default_feature_layer(model: nn.Module, x: Tensor) -> str:
     For torchvision's VGG this is ``features.42`` (the last ReLU, 14×14), for ResNets ``layer4``,
     for timm EfficientNets ``bn2``. Found with one forward pass on the first image, cached per model.
     """
-    if model in _default_cache:
-        return _default_cache[model]
+    with _cache_lock:
+        if model in _default_cache:
+            return _default_cache[model]
     order: list[tuple[str, Tensor]] = []
     pooled: set[int] = set()
     handles = []
+    owner = threading.get_ident()
 
     def hook(name: str):
         def fn(module: nn.Module, inputs: object, output: object) -> None:
-            if isinstance(output, Tensor):
+            if isinstance(output, Tensor) and threading.get_ident() == owner:
                 if _is_pooling(module):
                     pooled.add(id(output))
                 elif (not isinstance(module, _PASS_THROUGH) and output.ndim == 4
@@ -74,14 +83,15 @@ def default_feature_layer(model: nn.Module, x: Tensor) -> str:
         for name, m in model.named_modules():
             if name:
                 handles.append(m.register_forward_hook(hook(name)))
-        with torch.no_grad():
+        with exclusive(model), torch.no_grad():
             model(x[:1])
     finally:
         for h in handles:
             h.remove()
     for name, out in reversed(order):
         if id(out) not in pooled:
-            _default_cache[model] = name
+            with _cache_lock:
+                _default_cache[model] = name
             return name
     raise ClassContrastError(
         f"{type(model).__name__} has no spatial (B, C, H, W) feature map for a CAM method; "

@@ -1,4 +1,5 @@
-"""Target classes: which classes to explain, per image."""
+"""Target classes (which classes to explain, per image) and contrasts as target callables for other
+libraries (pytorch-grad-cam's ``targets=``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .contrasts import Contrast, Foil, get_contrast
 from .errors import ClassContrastError
 
 
@@ -68,8 +70,56 @@ def resolve_targets(spec: object, logits: Tensor) -> Tensor:
     return t.contiguous()
 
 
-# Contrasts as objectives for other libraries (pytorch-grad-cam's ``targets=``): cc.targets.Weighted(t).
-from .adapters import ContrastTarget, FoilTarget, Max, Mean, Original, Probability, Weighted  # noqa: E402
+# Contrasts as objectives for other libraries: pytorch-grad-cam's ``targets=[cc.targets.Weighted(t)]``.
+# A target is a tiny callable on one image's output (C,) returning the contrast's score.
+
+
+class ContrastTarget:
+    """A pytorch-grad-cam style target: ``target(output)`` is the contrast's score for ``category``."""
+
+    def __init__(self, contrast: str | Contrast, category: int) -> None:
+        self.contrast = get_contrast(contrast)
+        self.category = int(category)
+
+    def __call__(self, model_output: Tensor) -> Tensor:
+        y = model_output[None] if model_output.ndim == 1 else model_output
+        t = torch.full((y.shape[0],), self.category, dtype=torch.long, device=y.device)
+        score = self.contrast.score(y, t)
+        return score[0] if model_output.ndim == 1 else score
+
+    def __repr__(self) -> str:
+        return f"ContrastTarget({self.contrast!r}, {self.category})"
+
+
+def Original(category: int) -> ContrastTarget:
+    """Target y_t."""
+    return ContrastTarget("original", category)
+
+
+def Mean(category: int) -> ContrastTarget:
+    """Target y_t − mean of the other logits."""
+    return ContrastTarget("mean", category)
+
+
+def Max(category: int) -> ContrastTarget:
+    """Target y_t − the largest other logit."""
+    return ContrastTarget("max", category)
+
+
+def Weighted(category: int) -> ContrastTarget:
+    """Target y_t − log Σ_{s≠t} e^{y_s} (the weighted contrast)."""
+    return ContrastTarget("weighted", category)
+
+
+def Probability(category: int) -> ContrastTarget:
+    """Target p_t."""
+    return ContrastTarget("probability", category)
+
+
+def FoilTarget(category: int, foil: int) -> ContrastTarget:
+    """Target y_t − y_foil."""
+    return ContrastTarget(Foil(foil), category)
+
 
 __all__ = ["ContrastTarget", "FoilTarget", "Max", "Mean", "Original", "Probability", "TopK", "Weighted",
            "resolve_targets"]

@@ -1,45 +1,32 @@
-"""Shared command-line helpers: argument rewriting, model loading, devices, errors."""
+"""Shared command-line helpers: devices, progress bars, one-line errors and warnings (torch loaded on use)."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-import torch
 from rich.console import Console
 
 from ..errors import ClassContrastError
 
+try:  # typer >= 0.20 carries its own copy of click
+    from typer._click import exceptions as _click_errors
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click import exceptions as _click_errors  # type: ignore[no-redef]
+
+_NoArgsIsHelp = getattr(_click_errors, "NoArgsIsHelpError", ())
+_Abort = getattr(_click_errors, "Abort", None) or __import__("typer").Abort
+
 console = Console(stderr=False)
 
 
-def expand_multi_options(argv: Sequence[str], multi: dict[str, Callable[[str], bool]]) -> list[str]:
-    """Let ``--contrast original weighted`` mean ``--contrast original --contrast weighted``.
-
-    After a multi-value option, following tokens are taken as more values while ``accepts(token)``
-    says they are valid values (so image paths after the option stay positional).
-    """
-    out: list[str] = []
-    current: str | None = None
-    for tok in argv:
-        if tok.startswith("-"):
-            current = tok if tok in multi else None
-            out.append(tok)
-            continue
-        if current is not None and out[-1] != current and multi[current](tok):
-            out.extend([current, tok])
-            continue
-        if current is not None and out[-1] == current:
-            out.append(tok)
-            continue
-        current = None
-        out.append(tok)
-    return out
-
-
-def resolve_device(device: str) -> torch.device:
+def resolve_device(device: str) -> Any:
     """``auto`` picks CUDA when available; anything else must be a valid torch device."""
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -51,10 +38,39 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
+@contextmanager
+def progress_bar(total: int | None, label: str, disable: bool = False) -> Iterator[Callable[[int], None]]:
+    """A progress bar; yields ``advance(n)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=False, disable=disable) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      file: Any = None, line: str | None = None) -> None:
+    sys.stderr.write(f"warning: {message}\n")
+
+
 def run_cli(app: Any, argv: Sequence[str]) -> None:
-    """Run a typer app; a ClassContrastError becomes a one-line message and exit code 2."""
+    """Run a typer app. Bad input (a ClassContrastError, or an unknown option / bad option value)
+    becomes a one-line message on stderr and exit code 2; warnings are one line too."""
+    warnings.showwarning = _one_line_warning
     try:
-        app(args=list(argv), prog_name="classcontrast", standalone_mode=True)
+        code = app(args=list(argv), prog_name="classcontrast", standalone_mode=False)
+    except _NoArgsIsHelp as e:  # `classcontrast` or `classcontrast evaluate` alone: the help
+        sys.stdout.write((e.ctx.get_help() if e.ctx else str(e)) + "\n")
+        sys.exit(0)
+    except _click_errors.UsageError as e:  # unknown option, bad option value, missing argument
+        path = e.ctx.command_path if e.ctx is not None else "classcontrast"
+        sys.stderr.write(f"error: {' '.join(e.format_message().split())} ({path} --help lists the options)\n")
+        sys.exit(2)
+    except _Abort:
+        sys.stderr.write("aborted\n")
+        sys.exit(1)
     except ClassContrastError as e:
         sys.stderr.write(f"error: {e}\n")  # one line, never wrapped
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,21 +1,22 @@
-"""``classcontrast evaluate ...``: the paper's experiments from the command line."""
+"""``classcontrast evaluate ...``: the paper's experiments from the command line.
+
+Multi-value options follow the one rule of :mod:`classcontrast.cli.options` (space-separated, commas
+too); the old plural spellings (``--contrasts``, ``--methods``) are accepted as aliases.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..data.sources import LABELS_FROM_PREDICTION, SampleSource, open_source
 from ..errors import ClassContrastError
-from ..models import ModelBundle, load_model, set_preprocess
-from .common import console, resolve_device
+from .common import console, progress_bar, resolve_device
+from .options import split_numbers, split_values
 
-evaluate_app = typer.Typer(help="The paper's experiments: perturbation, masking, figures, norm-logit.",
+evaluate_app = typer.Typer(help="The paper's experiments: perturbation, masking, figures, norm-logit, faithfulness.",
                            no_args_is_help=True)
 
 DATA = typer.Option(None, "--data", help="Class folders, a flat folder, imagenet:ROOT, cub200:ROOT, food101:ROOT. "
@@ -31,8 +32,12 @@ OUT = typer.Option(Path("results"), help="Output folder")
 PREPROCESS = typer.Option("model", help="model (its own resize/crop) | study-imagenet | study-cub")
 
 
-def _setup(data: list[str] | None, model: str, weights: str, num_classes: int | None, limit: int | None,
-           seed: int, device: str, preprocess: str = "model") -> tuple[ModelBundle, SampleSource, object]:
+def setup_run(data: list[str] | None, model: str, weights: str, num_classes: int | None, limit: int | None,
+              seed: int, device: str, preprocess: str = "model") -> tuple[Any, Any, Any]:
+    """(bundle, source, device) for an experiment command; the source's description is printed."""
+    from ..data.specs import open_source
+    from ..models import load_model, set_preprocess
+
     dev = resolve_device(device)
     bundle = set_preprocess(load_model(model, weights=weights, num_classes=num_classes, device=dev), preprocess)
     source = open_source(data, bundle.categories).select(limit=limit, seed=seed)
@@ -43,25 +48,6 @@ def _setup(data: list[str] | None, model: str, weights: str, num_classes: int | 
     return bundle, source, dev
 
 
-@contextmanager
-def _progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=False) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
-
-
-def _floats(text: str, name: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError as e:
-        raise ClassContrastError(f"--{name} takes comma-separated numbers, got {text!r}") from e
-
-
-def _names(text: str) -> list[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
-
-
 def _done(paths: list[Path]) -> None:
     for p in paths:
         console.print(f"wrote {p}")
@@ -70,19 +56,24 @@ def _done(paths: list[Path]) -> None:
 @evaluate_app.command("perturbation")
 def perturbation_command(
     data: list[str] = DATA, model: str = MODEL, weights: str = WEIGHTS, num_classes: int = NUM_CLASSES,
-    contrasts: str = typer.Option("weighted,original,mean,max", help="Comma-separated contrasts"),
-    epsilons: str = typer.Option("0.001,0.003", help="Comma-separated perturbation limits ε (pixel space)"),
-    steps: str = typer.Option("1,2,10", help="Comma-separated iteration counts"),
+    contrast: list[str] = typer.Option(["weighted", "original", "mean", "max"], "--contrast", "--contrasts",
+                                       help="Contrasts"),
+    epsilon: list[str] = typer.Option(["0.001", "0.003"], "--epsilon", "--epsilons",
+                                      help="Perturbation limits ε (pixel space)"),
+    steps: list[str] = typer.Option(["1", "2", "10"], "--steps", help="Iteration counts"),
     limit: int = LIMIT, batch_size: int = BATCH, seed: int = SEED, device: str = DEVICE, out: Path = OUT,
     preprocess: str = PREPROCESS,
 ) -> None:
     """Gradient-sign perturbation (paper §5.1): Δaccuracy, Δy_t, Δp_t per contrast, ε and step count."""
+    from ..data.sources import LABELS_FROM_PREDICTION
     from ..evaluation import run_perturbation, write_perturbation
 
-    bundle, source, dev = _setup(data, model, weights, num_classes, limit, seed, device, preprocess)
-    grid_steps = [int(s) for s in _floats(steps, "steps")]
-    with _progress(len(source), "perturbation") as tick:
-        records = run_perturbation(bundle, source, _names(contrasts), _floats(epsilons, "epsilons"), grid_steps,
+    contrasts = split_values(contrast)
+    epsilons = split_numbers(epsilon, "--epsilon")
+    grid_steps = [int(s) for s in split_numbers(steps, "--steps")]
+    bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, device, preprocess)
+    with progress_bar(len(source), "perturbation") as tick:
+        records = run_perturbation(bundle, source, contrasts, epsilons, grid_steps,
                                    batch_size, dev, out / "perturbation_samples.jsonl", tick)
     if source.labels_from == LABELS_FROM_PREDICTION:
         console.print("note: targets are the model's clean top-1 predictions (no labels given)")
@@ -96,12 +87,13 @@ def perturbation_command(
 @evaluate_app.command("masking")
 def masking_command(
     data: list[str] = DATA, model: str = MODEL, weights: str = WEIGHTS, num_classes: int = NUM_CLASSES,
-    methods: str = typer.Option("linear_approx,gradcam,xgradcam", help="Comma-separated methods"),
-    baselines: str = typer.Option("blur,zeros,mean", help="Comma-separated baselines"),
+    method: list[str] = typer.Option(["linear_approx", "gradcam", "xgradcam"], "--method", "--methods",
+                                     help="Methods"),
+    baseline: list[str] = typer.Option(["blur", "zeros", "mean"], "--baseline", "--baselines", help="Baselines"),
     rule: str = typer.Option("equal", help="Area rule: sign | equal | legacy"),
     threshold: float = typer.Option(0.1, help="Keep images with p_t2 > threshold"),
     below: bool = typer.Option(False, "--below", help="Keep images with p_t2 < threshold instead"),
-    sigma: str = typer.Option("15", help="Blur σ, or LO,HI for σ ~ U(LO, HI) per call"),
+    sigma: list[str] = typer.Option(["15"], help="Blur σ, or LO HI for σ ~ U(LO, HI) per call"),
     layer: str = typer.Option(None, help="Layer for the CAM methods (e.g. features.40)"),
     limit: int = LIMIT, batch_size: int = BATCH, seed: int = SEED, device: str = DEVICE, out: Path = OUT,
     preprocess: str = PREPROCESS,
@@ -111,11 +103,13 @@ def masking_command(
 
     if rule not in {"sign", "equal", "legacy"}:
         raise ClassContrastError(f"unknown --rule {rule!r}; choose sign, equal or legacy")
-    sig = _floats(sigma, "sigma")
+    sig = split_numbers(sigma, "--sigma")
+    if len(sig) not in (1, 2):
+        raise ClassContrastError(f"--sigma takes one value or two (LO HI), got {len(sig)}")
     sig_value = sig[0] if len(sig) == 1 else (sig[0], sig[1])
-    bundle, source, dev = _setup(data, model, weights, num_classes, limit, seed, device, preprocess)
-    with _progress(len(source), "masking") as tick:
-        records, info = run_masking(bundle, source, _names(methods), _names(baselines),
+    bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, device, preprocess)
+    with progress_bar(len(source), "masking") as tick:
+        records, info = run_masking(bundle, source, split_values(method), split_values(baseline),
                                     rule=rule,  # type: ignore[arg-type]
                                     threshold=threshold, below=below, sigma=sig_value, seed=seed, layer=layer,
                                     batch_size=batch_size, device=dev, log_path=out / "masking_samples.jsonl",
@@ -131,7 +125,8 @@ def masking_command(
 @evaluate_app.command("figures")
 def figures_command(
     data: list[str] = DATA, model: str = MODEL, weights: str = WEIGHTS, num_classes: int = NUM_CLASSES,
-    methods: str = typer.Option("gradcam,linear_approx,xgradcam", help="CNN methods for original vs weighted"),
+    method: list[str] = typer.Option(["gradcam", "linear_approx", "xgradcam"], "--method", "--methods",
+                                     help="CNN methods for original vs weighted"),
     layer: str = typer.Option(None, help="Layer (CNN module name, or ViT block index)"),
     threshold: float = typer.Option(0.1, help="p_t2 (and p_t3) threshold for choosing images"),
     images: int = typer.Option(4, help="Images per figure kind"),
@@ -141,14 +136,14 @@ def figures_command(
     """Figures of maps: original vs weighted (t1, t2), original/mean/max/weighted (t1–t3), ViT layout."""
     from ..evaluation.figures import is_transformer, mean_max_weighted, original_vs_weighted, select, vit_comparison
 
-    bundle, source, dev = _setup(data, model, weights, num_classes, limit, seed, device, preprocess)
+    bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, device, preprocess)
     written: list[Path] = []
     ids2, px2 = select(bundle, source, 2, threshold, images, batch_size, dev)
     if is_transformer(bundle.model):
         block = int(layer) if layer is not None and layer.lstrip("-").isdigit() else layer
         written += vit_comparison(bundle, ids2, px2, out, layer=block)
     else:
-        written += original_vs_weighted(bundle, ids2, px2, out, _names(methods), layer)
+        written += original_vs_weighted(bundle, ids2, px2, out, split_values(method), layer)
         ids3, px3 = select(bundle, source, 3, threshold, images, batch_size, dev)
         written += mean_max_weighted(bundle, ids3, px3, out, layer=layer)
     if not written:
@@ -165,8 +160,8 @@ def norm_logit_command(
     """Explanation norm ‖∇_x y_t‖ against the logit y_t (study Figure 6)."""
     from ..evaluation import run_norm_logit, write_norm_logit
 
-    bundle, source, dev = _setup(data, model, weights, num_classes, limit, seed, device, preprocess)
-    with _progress(len(source), "norm-logit") as tick:
+    bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, device, preprocess)
+    with progress_bar(len(source), "norm-logit") as tick:
         rows, summary = run_norm_logit(bundle, source, batch_size, dev, out / "norm_logit_samples.jsonl", tick)
     _done(write_norm_logit(rows, summary, out))
     console.print(summary)

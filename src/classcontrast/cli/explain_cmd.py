@@ -1,25 +1,18 @@
-"""``classcontrast explain``: signed, class-contrastive maps for images, as a figure and arrays."""
+"""``classcontrast explain``: signed, class-contrastive maps for images, as a figure and arrays.
+
+Only the option declarations live at module level (no torch): the work imports what it needs.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-import torch
 import typer
-from rich.table import Table
 
-from .. import explain as explain_mod
-from ..contrasts import Foil, get_contrast
-from ..data import load_images, sample_image
-from ..data.sources import class_index
 from ..errors import ClassContrastError
-from ..explanation import Explanation
-from ..methods import method_options
-from ..models import load_model
-from ..targets import TopK
-from ..viz import plot_explanations
 from .common import console, resolve_device
+from .options import split_values
 
 _MAX_ROWS_PER_FIGURE = 8
 
@@ -29,8 +22,9 @@ def explain_command(
     model: str = typer.Option("efficientnet_lite0", help="efficientnet_lite0 | torchvision:<arch> | timm:<arch>"),
     weights: str = typer.Option("DEFAULT", help="DEFAULT (pretrained), none (random) or a state-dict path"),
     num_classes: int = typer.Option(None, help="Class count of a checkpoint with a new head"),
-    method: list[str] = typer.Option(["gradcam"], help="One or more methods"),
-    contrast: list[str] = typer.Option(["original", "weighted"], help="One or more contrasts"),
+    method: list[str] = typer.Option(["gradcam"], "--method", "--methods", help="One or more methods"),
+    contrast: list[str] = typer.Option(["original", "weighted"], "--contrast", "--contrasts",
+                                       help="One or more contrasts"),
     top_k: int = typer.Option(2, "--top-k", help="Explain the k most probable classes"),
     target: list[str] = typer.Option(None, help="Explain these classes (index or name) instead of --top-k"),
     foil: str = typer.Option(None, help="Add the contrast 'target rather than FOIL' (index or name)"),
@@ -43,32 +37,48 @@ def explain_command(
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N | auto"),
 ) -> None:
     """Explain why the model picks each class over the others, for every image."""
+    import numpy as np
+    import torch
+
+    from ..contrasts import Foil, get_contrast
+    from ..data import load_images, sample_image
+    from ..data.sources import class_index
+    from ..engine import explain
+    from ..methods import METHODS, method_options
+    from ..models import load_model
+    from ..targets import TopK
+
     dev = resolve_device(device)
     if scale not in {"map", "row", "column", "figure"}:
         raise ClassContrastError(f"unknown --scale {scale!r}; choose map, row, column or figure")
     if top_k < 1:
         raise ClassContrastError("--top-k must be at least 1")
-    contrasts = [get_contrast(c) for c in contrast]
+    methods = split_values(method)
+    contrasts = [get_contrast(c) for c in split_values(contrast)]
+    for meth in methods:  # an unknown method is an error before any work
+        if meth.lower() not in METHODS:
+            raise ClassContrastError(f"unknown method {meth!r}; choose one of {', '.join(METHODS)}")
     loaded = load_images(images) if images else [(Path("chelsea (bundled cat photo)"), sample_image("chelsea"))]
     bundle = load_model(model, weights=weights, num_classes=num_classes, device=dev)
     if foil is not None:
-        contrasts.append(Foil(class_index(foil, bundle.categories)))
-    targets = [class_index(t, bundle.categories) for t in target] if target else None
+        contrasts.append(Foil(class_index(foil, bundle.categories, "--foil")))
+    wanted = split_values(target) if target else []
+    targets = [class_index(t, bundle.categories, "--target") for t in wanted] or None
     if targets is None and top_k > bundle.num_classes:
         raise ClassContrastError(f"--top-k {top_k} exceeds the model's {bundle.num_classes} classes")
 
-    columns: dict[str, list] = {}
+    columns: dict[str, list[Any]] = {}
     pixels, logits, target_rows = [], [], []
     for start in range(0, len(loaded), batch_size):
         chunk = loaded[start : start + batch_size]
         x = torch.stack([bundle.transform(img) for _, img in chunk]).to(dev)
         spec = TopK(top_k) if targets is None else [targets] * len(chunk)
-        for meth in method:
+        for meth in methods:
             accepted = method_options(meth)
             opts = {"layer": layer, "relu": relu or None}
-            res = explain_mod(bundle, x, meth, contrasts, spec, **{k: v for k, v in opts.items() if k in accepted})
+            res = explain(bundle, x, meth, contrasts, spec, **{k: v for k, v in opts.items() if k in accepted})
             for name, ex in res.items():
-                key = f"{meth} · {name}" if len(method) > 1 or len(res) > 1 else name
+                key = f"{meth} · {name}" if len(methods) > 1 or len(res) > 1 else name
                 columns.setdefault(key, []).append(ex)
         first = next(iter(columns.values()))[-1]
         pixels.extend(bundle.normalize.inverse(x).cpu())
@@ -92,7 +102,11 @@ def explain_command(
         console.print(f"wrote {save_maps}")
 
 
-def _cat(parts: list[Explanation]) -> Explanation:
+def _cat(parts: list[Any]) -> Any:
+    import torch
+
+    from ..explanation import Explanation
+
     first = parts[0]
     if len(parts) == 1:
         return first
@@ -103,7 +117,10 @@ def _cat(parts: list[Explanation]) -> Explanation:
     )
 
 
-def _print_table(loaded: list, logits: torch.Tensor, targets: torch.Tensor, categories: list[str]) -> None:
+def _print_table(loaded: list[Any], logits: Any, targets: Any, categories: list[str]) -> None:
+    import torch
+    from rich.table import Table
+
     p = torch.softmax(logits.float(), 1)
     table = Table(title="Top classes")
     table.add_column("image")
@@ -114,18 +131,23 @@ def _print_table(loaded: list, logits: torch.Tensor, targets: torch.Tensor, cate
     console.print(table)
 
 
-def _write_figures(pixels, merged, categories, scale, titles, out: Path) -> list[Path]:
+def _write_figures(pixels: list[Any], merged: dict[str, Any], categories: list[str], scale: str,
+                   titles: list[str], out: Path) -> list[Path]:
+    from ..explanation import Explanation
+    from ..viz import plot_explanations
+
     n = len(pixels)
     k = next(iter(merged.values())).targets.shape[1]
     per_figure = max(1, _MAX_ROWS_PER_FIGURE // k)
     if n <= per_figure:
-        plot_explanations(pixels, merged, categories, scale=scale, titles=titles, path=out)
+        plot_explanations(pixels, merged, categories, scale=scale, titles=titles, path=out)  # type: ignore[arg-type]
         return [out]
     written = []
     for i in range(n):
         sub = {c: Explanation(e.maps[i : i + 1], e.layer_maps[i : i + 1], e.targets[i : i + 1],
                               e.logits[i : i + 1], e.method, e.contrast, e.layer) for c, e in merged.items()}
         path = out.with_name(f"{out.stem}_{i:03d}_{Path(titles[i]).stem}{out.suffix}")
-        plot_explanations(pixels[i : i + 1], sub, categories, scale=scale, titles=titles[i : i + 1], path=path)
+        plot_explanations(pixels[i : i + 1], sub, categories, scale=scale, titles=titles[i : i + 1],  # type: ignore[arg-type]
+                          path=path)
         written.append(path)
     return written

@@ -1,4 +1,8 @@
-"""The ``classcontrast`` command line."""
+"""The ``classcontrast`` command line.
+
+Start-up is kept short: this module and the command modules import typer only; each command imports
+torch and the rest of the library when it runs, so ``classcontrast --help`` answers at once.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,10 @@ from collections.abc import Sequence
 
 import typer
 
-from ..contrasts import CONTRASTS
-from ..methods import METHODS
-from .common import expand_multi_options, run_cli
+from .common import run_cli
 from .evaluate_cmd import evaluate_app
 from .explain_cmd import explain_command
+from .options import expand_multi_options
 from .suite_cmd import reproduce_command, train_command
 
 app = typer.Typer(
@@ -24,7 +27,11 @@ app = typer.Typer(
 
 @app.callback()
 def _root() -> None:
-    """Class-contrastive explanations for PyTorch image classifiers."""
+    """Class-contrastive explanations for PyTorch image classifiers.
+
+    Options taking several values take them space-separated (--contrast original weighted) or
+    comma-separated (--contrast original,weighted).
+    """
 
 
 app.command("explain")(explain_command)
@@ -32,17 +39,11 @@ app.add_typer(evaluate_app, name="evaluate")
 app.command("reproduce")(reproduce_command)
 app.command("train")(train_command)
 
-_MULTI = {
-    "--method": lambda v: v.lower() in METHODS,
-    "--contrast": lambda v: v.lower() in CONTRASTS,
-    "--target": lambda v: v.isdigit(),
-}
-
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the console script."""
     args = list(sys.argv[1:] if argv is None else argv)
-    run_cli(app, expand_multi_options(args, _MULTI))
+    run_cli(app, expand_multi_options(args))
 
 
 if __name__ == "__main__":

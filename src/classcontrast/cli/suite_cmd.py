@@ -52,7 +52,7 @@ def train_command(
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N | auto"),
 ) -> None:
     """Fine-tune a classifier with the study's recipe (vgg16_bn on CUB-200 by default)."""
-    from ..data.datasets import training_sources
+    from ..data.specs import training_sources
     from ..models import load_model
     from ..training import Recipe, replace_head, train
     from .common import resolve_device

@@ -2,7 +2,8 @@
 
 from .images import IMAGE_SUFFIXES, list_images, load_image, load_images, to_rgb
 from .samples import SAMPLES, sample_image
-from .sources import LABELS_FROM_FOLDERS, LABELS_FROM_PREDICTION, Sample, SampleSource, open_source
+from .sources import LABELS_FROM_FOLDERS, LABELS_FROM_PREDICTION, Sample, SampleSource
+from .specs import open_source
 
 __all__ = [
     "IMAGE_SUFFIXES",

@@ -91,26 +91,3 @@ def open_dataset(kind: str, root: Path, categories: Sequence[str], split: str = 
                    for d in folders for f in list_images([d], allow_empty=True)]
         return SampleSource(samples, LABELS_FROM_FOLDERS, f"ImageNet validation images in {val}")
     raise ClassContrastError(f"unknown dataset kind {kind!r}")
-
-
-def training_sources(spec: str) -> tuple[SampleSource, SampleSource, list[str]]:
-    """(train, test, class names) for ``cub200:ROOT``, ``food101:ROOT`` or a folder with ``train/`` and
-    ``test/`` (or ``val/``) class folders."""
-    if spec.startswith("cub200:"):
-        root = Path(spec.split(":", 1)[1])
-        classes = cub_classes(root)
-        return (open_dataset("cub200", root, classes, "train"), open_dataset("cub200", root, classes, "test"),
-                classes)
-    if spec.startswith("food101:"):
-        root = Path(spec.split(":", 1)[1])
-        classes, _ = food101_samples(root, "train")
-        return (open_dataset("food101", root, classes, "train"), open_dataset("food101", root, classes, "test"),
-                classes)
-    root = Path(spec)
-    test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
-    if not (root / "train").is_dir() or test_dir is None:
-        raise ClassContrastError(f"--data {spec}: expected cub200:ROOT, food101:ROOT or a folder with train/ and test/")
-    classes = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
-    from .sources import folder_source
-
-    return folder_source(root / "train", classes), folder_source(test_dir, classes), classes

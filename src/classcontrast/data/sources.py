@@ -6,11 +6,12 @@
 * no ``--data``: the bundled photos (scikit-image and scikit-learn), each in several views
   (centre and corner crops, mirrored), labelled by the model's clean prediction;
 * ``imagenet:ROOT``, ``cub200:ROOT``, ``food101:ROOT`` (see :mod:`classcontrast.data.datasets`).
+
+:func:`classcontrast.data.specs.open_source` turns a ``--data`` value into one of these.
 """
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -62,17 +63,18 @@ class SampleSource:
 def class_index(value: str, categories: Sequence[str], what: str = "class") -> int:
     """A class given by index or by name (case and '_' / ' ' insensitive), for ``--target``/``--foil``
     values and class-folder names; ``what`` names the input in the error."""
+    where = "" if what == "class" else f" (from {what})"
     if value.lstrip("-").isdigit():
         i = int(value)
         if not 0 <= i < len(categories):
-            raise ClassContrastError(f"{what} {value!r}: class index {i} is out of range for a model with "
+            raise ClassContrastError(f"class index {i}{where} is out of range for a model with "
                                      f"{len(categories)} classes (0..{len(categories) - 1})")
         return i
     norm = {c.lower().replace("_", " "): i for i, c in enumerate(categories)}
     key = value.lower().replace("_", " ")
     if key in norm:
         return norm[key]
-    raise ClassContrastError(f"unknown {what} {value!r}: give a class index or one of the model's class names")
+    raise ClassContrastError(f"unknown class {value!r}{where}: give a class index or one of the model's class names")
 
 
 def _views(name: str, image: Image.Image) -> list[tuple[str, Callable[[], Image.Image]]]:
@@ -114,26 +116,3 @@ def folder_source(root: Path, categories: Sequence[str]) -> SampleSource:
     files = list_images([root])
     return SampleSource([Sample(str(f.relative_to(root)), lambda f=f: load_image(f)) for f in files],
                         LABELS_FROM_PREDICTION, f"images in {root}")
-
-
-def open_source(spec: str | Sequence[str] | None, categories: Sequence[str]) -> SampleSource:
-    """Resolve a ``--data`` specification (see the module docstring)."""
-    if spec is None or (not isinstance(spec, str) and len(spec) == 0):
-        return bundled_source()
-    if not isinstance(spec, str):
-        if len(spec) == 1:
-            return open_source(spec[0], categories)
-        files = list_images(spec)
-        return SampleSource([Sample(str(f), lambda f=f: load_image(f)) for f in files],
-                            LABELS_FROM_PREDICTION, f"{len(files)} images")
-    if ":" in spec and not os.path.exists(spec) and spec.split(":", 1)[0] in {"imagenet", "cub200", "food101"}:
-        from .datasets import open_dataset
-
-        kind, root = spec.split(":", 1)
-        return open_dataset(kind, Path(root), categories)
-    p = Path(spec)
-    if p.is_dir():
-        return folder_source(p, categories)
-    if p.is_file():
-        return SampleSource([Sample(str(p), lambda: load_image(p))], LABELS_FROM_PREDICTION, str(p))
-    raise ClassContrastError(f"--data {spec!r}: no such file or folder (or imagenet:ROOT, cub200:ROOT, food101:ROOT)")

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from ..data.sources import SampleSource
-from ..explain import explain
+from ..engine import explain
 from ..methods import method_options
 from ..methods.transformer import transformer_blocks
 from ..models import ModelBundle

@@ -19,8 +19,8 @@ from torchvision.transforms.functional import gaussian_blur
 
 from ..data.sources import SampleSource
 from ..distributed import Dist
+from ..engine import explain
 from ..errors import ClassContrastError
-from ..explain import explain
 from ..models import ModelBundle
 from ..state import predict
 from .runner import batches, markdown_rows, mean, sample_log

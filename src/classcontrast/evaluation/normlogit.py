@@ -10,7 +10,7 @@ import torch
 
 from ..data.sources import SampleSource
 from ..distributed import Dist
-from ..explain import explain
+from ..engine import explain
 from ..models import ModelBundle
 from ..state import predict
 from .runner import batches, sample_log

@@ -20,8 +20,8 @@ from torch import Tensor, nn
 from ..contrasts import get_contrast
 from ..data.sources import SampleSource
 from ..distributed import Dist
+from ..engine import explain
 from ..errors import ClassContrastError
-from ..explain import explain
 from ..models import ModelBundle
 from ..state import predict
 from .runner import batches, mean, sample_log, write_table

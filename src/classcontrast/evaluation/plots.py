@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib import pyplot as plt
+from matplotlib.figure import Figure
 
 # (accuracy, p_t, y_t) colours per iteration count, as in the study's plot_figure_3
 _COLOURS = [("#333333", "#878787", "#c0c0c0"), ("#ff3333", "#ffa333", "#ffe4c4"), ("#3333ff", "#6787e7", "#b0c4de")]
@@ -26,7 +26,8 @@ def perturbation_chart(records: list[dict[str, Any]], path: Path, title: str = "
     contrasts = list(dict.fromkeys(r["contrast"] for r in records))
     steps = sorted({r["steps"] for r in records})
     w, d = 0.07, 0.035
-    fig, left = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    left = fig.subplots()
     right = left.twinx()
     for si, n in enumerate(steps):
         acc_c, p_c, y_c = _COLOURS[si % len(_COLOURS)]
@@ -49,13 +50,13 @@ def perturbation_chart(records: list[dict[str, Any]], path: Path, title: str = "
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
 def norm_logit_chart(logits: np.ndarray, norms: np.ndarray, ids: np.ndarray, coeffs: np.ndarray, path: Path) -> Path:
     """Scatter of ‖∇_x y_t‖ against y_t coloured by image, with the quadratic fit in red."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     ax.scatter(logits, norms, c=ids, cmap="viridis", s=4, alpha=0.6)
     xs = np.linspace(float(logits.min()), float(logits.max()), 200)
     ax.plot(xs, np.polyval(coeffs, xs), color="red", lw=2, label="quadratic fit")
@@ -65,5 +66,4 @@ def norm_logit_chart(logits: np.ndarray, norms: np.ndarray, ids: np.ndarray, coe
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)
-    plt.close(fig)
     return path

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor, nn
+
+
+@dataclass
+class Pass:
+    """One forward pass of a call: the model input, the image each row belongs to, and per-row data
+    the method needs in ``compute`` (merged into ``Recording.state``)."""
+
+    input: Tensor
+    rows: Tensor
+    state: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -27,25 +39,33 @@ class Recording:
 class Method(ABC):
     """A back-propagation explanation method.
 
-    Lifecycle of one call (driven by :func:`classcontrast.explain`): ``record`` registers hooks on the
-    ``ExitStack`` (removed right after the forward pass) and returns a :class:`Recording`; the engine
-    runs the forward pass, calls ``after_forward``, back-propagates R objectives from the logits to
-    ``Recording.tensors`` and calls ``compute`` with gradients of shape (R, B, ...), which returns
-    (R, B, h, w) maps.
+    Lifecycle of one call (driven by :func:`classcontrast.explain`): for each forward pass given by
+    ``passes`` (one, on the images themselves, for most methods), ``record`` registers hooks on the
+    ``ExitStack`` (removed when the pass's backward is done) and returns a :class:`Recording`; the
+    engine runs the forward pass, calls ``after_forward``, back-propagates R objectives from the logits
+    to ``Recording.tensors`` and calls ``compute`` with gradients of shape (R, rows, ...), which returns
+    (R, rows, h, w) maps. Rows belonging to the same image are summed.
 
     ``linear`` is True when the map is linear in the back-propagated gradient (activations fixed):
     then every contrast identity holds exactly, e.g. probability = p_t(1-p_t)·weighted.
+    ``batched_vjp`` is False for methods whose backward pass cannot be vectorised over objectives.
     """
 
     name: ClassVar[str]
     linear: ClassVar[bool] = True
+    batched_vjp: ClassVar[bool] = True
+    multipass: ClassVar[bool] = False  # True when ``passes`` runs the model on other inputs than the images
+
+    def passes(self, x: Tensor) -> Iterator[Pass]:
+        """The forward passes of one call; by default one pass on the images themselves."""
+        yield Pass(x, torch.arange(x.shape[0], device=x.device))
 
     @abstractmethod
     def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
         """Prepare the input and hooks for one forward pass."""
 
     def after_forward(self, rec: Recording) -> None:
-        """Called after the forward pass, hooks removed: fill ``rec.tensors`` from what was recorded."""
+        """Called after the forward pass: fill ``rec.tensors`` from what was recorded."""
 
     @abstractmethod
     def compute(self, rec: Recording, grads: list[Tensor]) -> Tensor:

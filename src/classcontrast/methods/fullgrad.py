@@ -53,10 +53,9 @@ class FullGrad(Method):
             rec = OutputRecorder(None, name, None)
             act = getattr(m, "act", None)
             if isinstance(m, nn.BatchNorm2d) and isinstance(act, nn.Module):  # timm BatchNormAct2d
-                handle = act.register_forward_pre_hook(lambda mod, inp, _r=rec: (_r.capture(inp[0]),))
+                rec.attach(act, stack, before=True)
             else:
-                handle = m.register_forward_hook(lambda mod, inp, out, _r=rec: _r.capture(out))
-            stack.callback(handle.remove)
+                rec.attach(m, stack)
             layers.append((rec, bias))
         return Recording(input=xin, state={"layers": layers})
 

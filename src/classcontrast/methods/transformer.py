@@ -140,6 +140,19 @@ def _explicit_self_attention(mha: nn.MultiheadAttention, capture: OutputRecorder
     return (out if mha.batch_first else out.transpose(0, 1)), None
 
 
+def _restore_attribute(obj: object, name: str, _missing: object = object()) -> Any:
+    """A callback putting back ``obj.__dict__[name]`` as it is now (or removing it if absent)."""
+    saved = obj.__dict__.get(name, _missing)
+
+    def restore() -> None:
+        if saved is _missing:
+            obj.__dict__.pop(name, None)
+        else:
+            obj.__dict__[name] = saved
+
+    return restore
+
+
 def capture_attention(model: nn.Module, stack: ExitStack) -> OutputRecorder:
     """Record every block's post-softmax attention (B, heads, T, T) during the next forward pass,
     without changing the model's outputs (up to floating-point rounding of the unfused kernel).
@@ -152,15 +165,20 @@ def capture_attention(model: nn.Module, stack: ExitStack) -> OutputRecorder:
     found = 0
     for module in model.modules():
         if isinstance(module, nn.MultiheadAttention):
-            module.forward = lambda *a, _m=module, **k: _explicit_self_attention(_m, recorder, *a, **k)  # type: ignore[method-assign]
-            stack.callback(lambda _m=module: _m.__dict__.pop("forward", None))
+            original = module.forward
+
+            def forward(*a: Any, _m: nn.MultiheadAttention = module, _orig: Any = original, **k: Any) -> Any:
+                # other threads running the same model get the module's own forward
+                return _explicit_self_attention(_m, recorder, *a, **k) if recorder.mine() else _orig(*a, **k)
+
+            stack.callback(_restore_attribute(module, "forward"))
+            module.forward = forward  # type: ignore[method-assign]
             found += 1
         elif hasattr(module, "fused_attn") and isinstance(getattr(module, "attn_drop", None), nn.Module):
             saved = module.fused_attn
             module.fused_attn = False
             stack.callback(setattr, module, "fused_attn", saved)
-            handle = module.attn_drop.register_forward_hook(lambda m, i, o: recorder.capture(o))
-            stack.callback(handle.remove)
+            recorder.attach(module.attn_drop, stack)
             found += 1
     if not found:
         raise ClassContrastError(

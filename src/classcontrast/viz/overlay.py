@@ -47,3 +47,22 @@ def overlay(ax: Any, image: Any, signed_map: Any, scale: float | None = None, al
     im = ax.imshow(m, cmap=cmap, alpha=alpha, norm=CenteredNorm(0.0, scale if scale else halfrange(m)))
     ax.set_axis_off()
     return im
+
+
+def colorbar(fig: Any, ax: Any, scale: float | None = None, cmap: str = "bwr") -> Any:
+    """A horizontal diverging colour bar centred on 0: "against t" (blue) … 0 … "for t" (red).
+
+    With ``scale`` (a shared half-range) the ticks show values; without it each map has its own range
+    and the bar is labelled in fractions of that map's largest |value|.
+    """
+    from matplotlib.cm import ScalarMappable
+
+    half = scale if scale else 1.0
+    bar = fig.colorbar(ScalarMappable(norm=CenteredNorm(0.0, half), cmap=cmap), cax=ax, orientation="horizontal")
+    bar.set_ticks([-half, 0.0, half])
+    if scale:
+        bar.set_ticklabels([f"against t\n{-half:.3g}", "0", f"for t\n{half:.3g}"])
+    else:
+        bar.set_ticklabels(["against t\n(−max |map|)", "0", "for t\n(+max |map|)"])
+    bar.ax.tick_params(labelsize=7)
+    return bar

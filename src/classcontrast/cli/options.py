@@ -1,0 +1,99 @@
+"""Command-line conventions, without importing torch (``classcontrast --help`` must answer at once).
+
+One rule for every command: an option that takes several values takes them space-separated
+(``--contrast original weighted``); commas work too (``--contrast original,weighted``), and so does
+repeating the option. Values after the first are taken while they look like values of that option,
+so image paths after ``--method gradcam`` stay positional.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+# The registries' names (classcontrast.METHODS / CONTRASTS); a test keeps them equal.
+METHOD_NAMES = ("gradient", "gradient_x_input", "linear_approx", "gradcam", "xgradcam", "fullgrad",
+                "vit_gradcam", "attention_rollout", "integrated_gradients", "smoothgrad", "lrp")
+CONTRAST_NAMES = ("original", "mean", "max", "weighted", "probability")
+BASELINE_NAMES = ("blur", "zeros", "mean", "road")
+SCORE_NAMES = ("probability", "logit", "contrast")
+
+
+def _all(ok: Callable[[str], bool]) -> Callable[[str], bool]:
+    """A token is a value when every comma-separated part of it is."""
+    return lambda token: all(ok(part) for part in token.split(",") if part) and token.strip(",") != ""
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _any(text: str) -> bool:
+    return True
+
+
+def _known(names: Iterable[str]) -> Callable[[str], bool]:
+    known = set(names)
+    return lambda text: text.lower() in known
+
+
+# option -> does a following token continue its values?
+MULTI: dict[str, Callable[[str], bool]] = {
+    "--method": _all(_known(METHOD_NAMES)), "--methods": _all(_known(METHOD_NAMES)),
+    "--contrast": _all(_known(CONTRAST_NAMES)), "--contrasts": _all(_known(CONTRAST_NAMES)),
+    "--target": _all(lambda v: v.lstrip("-").isdigit()),
+    "--baseline": _all(_known(BASELINE_NAMES)), "--baselines": _all(_known(BASELINE_NAMES)),
+    "--score": _all(_known(SCORE_NAMES)), "--scores": _all(_known(SCORE_NAMES)),
+    "--epsilon": _all(_number), "--epsilons": _all(_number), "--steps": _all(_number),
+    "--sigma": _all(_number), "--milestones": _all(_number), "--fractions": _all(_number),
+    "--data": _any,
+}
+
+
+def expand_multi_options(argv: Sequence[str], multi: dict[str, Callable[[str], bool]] = MULTI) -> list[str]:
+    """Let ``--contrast original weighted`` mean ``--contrast original --contrast weighted``.
+
+    The first token after a multi-value option is always its value; following tokens are taken as
+    more values while ``multi[option](token)`` says they are valid values.
+    """
+    out: list[str] = []
+    current: str | None = None
+    for tok in argv:
+        if tok == "--":
+            current = None
+            out.append(tok)
+            continue
+        if tok.startswith("-") and not _number(tok):
+            current = tok if tok in multi else None
+            out.append(tok)
+            continue
+        if current is not None and out[-1] != current and multi[current](tok):
+            out.extend([current, tok])
+            continue
+        if current is not None and out[-1] == current:
+            out.append(tok)
+            continue
+        current = None
+        out.append(tok)
+    return out
+
+
+def split_values(values: Sequence[str] | None) -> list[str]:
+    """The values of a multi-value option, commas split: ``["a,b", "c"]`` -> ``["a", "b", "c"]``."""
+    return [v.strip() for text in values or () for v in str(text).split(",") if v.strip()]
+
+
+def split_numbers(values: Sequence[str] | None, option: str) -> list[float]:
+    """Numbers of a multi-value option; a bad one is a one-line error naming the option."""
+    from ..errors import ClassContrastError
+
+    out = []
+    for v in split_values(values):
+        try:
+            out.append(float(v))
+        except ValueError as e:
+            raise ClassContrastError(f"{option} takes numbers (space- or comma-separated), got {v!r}") from e
+    return out

@@ -1,0 +1,75 @@
+"""Resize, centre crop and convert a PIL image to a [0, 1] tensor, with Pillow only.
+
+Pixel for pixel what torchvision's ``Resize(resize)`` / ``Resize((h, w))``, ``CenterCrop(size)`` and
+``ToTensor()`` give for PIL images (tested), without importing torchvision (about a second of start-up).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import ClassContrastError
+
+_FILTERS = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+            "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS,
+            "box": Image.Resampling.BOX, "hamming": Image.Resampling.HAMMING}
+
+
+def resize(img: Image.Image, size: int | tuple[int, int], interpolation: str = "bilinear") -> Image.Image:
+    """The shorter side to ``size`` (aspect kept, longer side truncated as torchvision does), or exactly
+    (height, width) for a pair."""
+    if interpolation not in _FILTERS:
+        raise ClassContrastError(f"unknown interpolation {interpolation!r}; choose one of {', '.join(_FILTERS)}")
+    w, h = img.size
+    if isinstance(size, int):
+        short, long = (w, h) if w <= h else (h, w)
+        new_short, new_long = size, int(size * long / short)
+        new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+    else:
+        new_h, new_w = size
+    if (new_w, new_h) == (w, h):
+        return img
+    return img.resize((new_w, new_h), _FILTERS[interpolation])
+
+
+def center_crop(img: Image.Image, size: int) -> Image.Image:
+    """The central ``size``×``size`` crop (zero-padded first if the image is smaller)."""
+    w, h = img.size
+    if size > w or size > h:
+        padded = Image.new(img.mode, (max(w, size), max(h, size)))
+        padded.paste(img, ((size - w) // 2 if size > w else 0, (size - h) // 2 if size > h else 0))
+        img, (w, h) = padded, padded.size
+        if (w, h) == (size, size):
+            return img
+    top, left = round((h - size) / 2.0), round((w - size) / 2.0)
+    return img.crop((left, top, left + size, top + size))
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """(C, H, W) float tensor in [0, 1] from an 8-bit PIL image (L, RGB, RGBA...)."""
+    if img.mode not in {"L", "RGB", "RGBA", "LA", "CMYK", "YCbCr", "LAB", "HSV"}:
+        img = img.convert("RGB")
+    arr = np.array(img, np.uint8, copy=True)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return torch.from_numpy(arr.transpose(2, 0, 1)).contiguous().to(torch.get_default_dtype()).div(255)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """PIL image -> [0, 1] tensor: resize (shorter side to ``resize``, or exactly ``(h, w)``), centre crop
+    to ``crop`` (None: no crop), to tensor."""
+
+    resize: int | tuple[int, int]
+    crop: int | None = None
+    interpolation: str = "bilinear"
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        img = resize(img, self.resize, self.interpolation)
+        if self.crop is not None:
+            img = center_crop(img, self.crop)
+        return to_tensor(img)
