@@ -28,8 +28,11 @@ _EXPORTS: dict[str, str] = {
     "ModelBundle": "models", "load_model": "models",
     "load_image": "data", "load_images": "data", "sample_image": "data",
     "plot_explanations": "viz", "overlay": "viz",
+    "audit": "confusion", "Audit": "confusion",
+    "explorer_data": "explorer.compute", "write_explorer": "explorer.compute",
 }
-_SUBMODULES = {"targets", "contrasts", "methods", "evaluation", "models", "data", "viz", "adapters", "engine"}
+_SUBMODULES = {"targets", "contrasts", "methods", "evaluation", "models", "data", "viz", "adapters", "engine",
+               "explorer"}
 
 
 def __getattr__(name: str) -> Any:
@@ -50,20 +53,22 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from . import targets
     from .adapters import ContrastModel, quantus_explain
+    from .confusion import Audit, audit
     from .contrasts import CONTRASTS, Contrast, Foil, Max, Mean, Original, Probability, Weighted, get_contrast
     from .data import load_image, load_images, sample_image
     from .engine import explain
     from .errors import ClassContrastError, ClassContrastWarning
     from .explanation import Explanation, Explanations
+    from .explorer.compute import explorer_data, write_explorer
     from .methods import METHODS, Method, get_method, register_method
     from .models import ModelBundle, load_model
     from .targets import TopK, resolve_targets
     from .viz import overlay, plot_explanations
 
 __all__ = [
-    "CONTRASTS", "METHODS", "ClassContrastError", "ClassContrastWarning", "Contrast", "ContrastModel",
+    "CONTRASTS", "METHODS", "Audit", "ClassContrastError", "ClassContrastWarning", "Contrast", "ContrastModel",
     "Explanation", "Explanations", "Foil", "Max", "Mean", "Method", "ModelBundle", "Original", "Probability",
-    "TopK", "Weighted", "explain", "get_contrast", "get_method", "load_image",
+    "TopK", "Weighted", "audit", "explain", "explorer_data", "get_contrast", "get_method", "load_image",
     "load_images", "load_model", "overlay", "plot_explanations", "quantus_explain", "register_method",
-    "resolve_targets", "sample_image", "targets",
+    "resolve_targets", "sample_image", "targets", "write_explorer",
 ]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .contrasts import Contrast, Foil, get_contrast
@@ -55,34 +54,34 @@ def check_input(x: Any) -> Tensor:
     return x
 
 
-def vjp(output: Tensor, inputs: list[Tensor], cotangents: Tensor, batched: bool = True) -> list[Tensor]:
-    """Vector-Jacobian products of ``output`` (B, C) for R cotangents (R, B, C): gradients (R, ...) for
-    each input, with ``torch.autograd.grad`` only (no parameter gradients are ever computed).
+def vjp(output: Tensor, inputs: list[Tensor], cotangents: Tensor, batched: bool = True) -> Iterator[list[Tensor]]:
+    """Vector-Jacobian products of ``output`` (B, C) for R cotangents (R, B, C), chunk by chunk: each
+    item holds, for every input, the gradients (R_chunk, ...) of the next cotangents, in order. Only
+    ``torch.autograd.grad`` (no parameter gradients are ever computed); the consumer turns each chunk
+    into maps before the next is computed, so memory does not grow with R.
 
-    Uses batched backward passes (``is_grads_batched``) in chunks; falls back to one pass per
-    cotangent where an operator has no batching rule.
+    ``batched`` vectorises chunks of cotangents over one backward pass (``is_grads_batched``), falling
+    back to one pass per cotangent where an operator has no batching rule.
     """
     r = cotangents.shape[0]
-    chunks: list[list[Tensor]] = []
     if batched and r > 1:
         try:
-            for i in range(0, r, _CHUNK):
-                gs = torch.autograd.grad(
-                    output, inputs, cotangents[i : i + _CHUNK], retain_graph=True,
-                    is_grads_batched=True, allow_unused=True,
-                )
-                n = len(cotangents[i : i + _CHUNK])
-                chunks.append([_zeros_if_none(g, x, n) for g, x in zip(gs, inputs, strict=True)])
+            first = torch.autograd.grad(output, inputs, cotangents[:_CHUNK], retain_graph=True,
+                                        is_grads_batched=True, allow_unused=True)
         except RuntimeError:
-            chunks = []
-    if not chunks:
-        for i in range(r):
-            # the scalar <output, cotangent> has the same gradient (J^T c, exactly: the product's backward
-            # passes c on); written this way, autograd needs no grad_outputs checks (a 0.3 s import)
-            gs = torch.autograd.grad((output * cotangents[i]).sum(), inputs, retain_graph=i < r - 1,
-                                     allow_unused=True)
-            chunks.append([_zeros_if_none(g, x)[None] for g, x in zip(gs, inputs, strict=True)])
-    return [torch.cat([c[j] for c in chunks]) for j in range(len(inputs))]
+            first = None
+        if first is not None:
+            yield [_zeros_if_none(g, x, min(r, _CHUNK)) for g, x in zip(first, inputs, strict=True)]
+            for i in range(_CHUNK, r, _CHUNK):
+                gs = torch.autograd.grad(output, inputs, cotangents[i : i + _CHUNK], retain_graph=i + _CHUNK < r,
+                                         is_grads_batched=True, allow_unused=True)
+                yield [_zeros_if_none(g, x, len(cotangents[i : i + _CHUNK])) for g, x in zip(gs, inputs, strict=True)]
+            return
+    for i in range(r):
+        # the scalar <output, cotangent> has the same gradient (J^T c, exactly: the product's backward
+        # passes c on); written this way, autograd needs no grad_outputs checks (a 0.3 s import)
+        gs = torch.autograd.grad((output * cotangents[i]).sum(), inputs, retain_graph=i < r - 1, allow_unused=True)
+        yield [_zeros_if_none(g, x)[None] for g, x in zip(gs, inputs, strict=True)]
 
 
 def _zeros_if_none(g: Tensor | None, x: Tensor, batch: int | None = None) -> Tensor:
@@ -208,9 +207,9 @@ def explain(
                 yl, tr = logits.detach(), t[p.rows]
                 cot = torch.stack([c.grad(yl, tr[:, j]) for c in cs for j in range(t.shape[1])])
                 vectorise = logits.device.type != "cpu" if batched is None else batched
-                grads = vjp(logits, rec.tensors, cot, batched=vectorise and m.batched_vjp)
+                chunks = vjp(logits, rec.tensors, cot, batched=vectorise and m.batched_vjp)
+                maps = torch.cat([m.compute(rec, grads).detach() for grads in chunks])
                 del logits
-                maps = m.compute(rec, grads).detach()
             if not m.multipass:
                 total = maps
             else:
@@ -219,20 +218,17 @@ def explain(
     assert total is not None and y is not None
     k = t.shape[1]
     maps = total.reshape(len(contrasts), k, *total.shape[1:]).transpose(1, 2)  # (M, B, K, ...)
-    full = upsample(maps.flatten(0, 1), x.shape[-2:]).reshape(*maps.shape[:3], *x.shape[-2:]) \
-        if maps.ndim == 5 and maps.shape[-2:] != x.shape[-2:] else maps
+    normalize = None if isinstance(model, nn.Module) else getattr(model, "normalize", None)
+    categories = None if isinstance(model, nn.Module) else getattr(model, "categories", None)
     out = Explanations()
-    for i, name in enumerate(names):
+    for i, (name, c) in enumerate(zip(names, contrasts, strict=True)):
         out[name] = Explanation(
-            maps=full[i], layer_maps=maps[i], targets=t, logits=y, method=m.name,
-            contrast=name, layer=rec.layer, options=m.options(),
+            maps=None, layer_maps=maps[i], targets=t, logits=y, method=m.name,
+            contrast=name, layer=rec.layer, options=m.options(), inputs=x,
+            to_pixels=getattr(normalize, "inverse", None), categories=categories,
+            foils=c.foils(y) if isinstance(c, Foil) else None, size=tuple(x.shape[-2:]),
         )
     return out if many else out[names[0]]
-
-
-def upsample(maps: Tensor, size: Sequence[int]) -> Tensor:
-    """Bilinear upsampling of (N, K, h, w) maps to ``size`` (half-pixel centres, align_corners=False)."""
-    return F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 def _unique_name(c: Contrast, before: list[Contrast]) -> str:

@@ -2,30 +2,55 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
-@dataclass
 class Explanation:
     """Signed maps for K target classes of B images under one method and one contrast.
 
-    ``maps`` (B, K, H, W) are at input resolution (bilinear upsampling of ``layer_maps``, which are
-    at the layer's resolution; the two are identical for input-space methods). Positive values
-    support the target over what the contrast compares it with; negative values speak against it.
+    ``maps`` (B, K, H, W) are at input resolution: bilinear upsampling (half-pixel centres) of
+    ``layer_maps``, which are at the layer's resolution, done on first access (the two are the same
+    tensor for input-space methods). Positive values support the target over what the contrast
+    compares it with; negative values speak against it.
+
+    ``inputs`` is the explained batch (a reference, not a copy), ``to_pixels`` maps it back to [0, 1]
+    images when the model came with its preprocessing (a ModelBundle), ``categories`` names the
+    classes and ``foils`` (B,) holds a foil contrast's class per image: what the Jupyter viewer
+    (``_repr_html_``) needs.
     """
 
-    maps: Tensor
-    layer_maps: Tensor
-    targets: Tensor
-    logits: Tensor
-    method: str
-    contrast: str
-    layer: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    def __init__(self, maps: Tensor | None, layer_maps: Tensor, targets: Tensor, logits: Tensor, method: str,
+                 contrast: str, layer: str | None = None, options: dict[str, Any] | None = None,
+                 inputs: Tensor | None = None, to_pixels: Callable[[Tensor], Tensor] | None = None,
+                 categories: list[str] | None = None, foils: Tensor | None = None,
+                 size: tuple[int, int] | None = None) -> None:
+        self._maps = maps
+        self.layer_maps = layer_maps
+        self.targets = targets
+        self.logits = logits
+        self.method = method
+        self.contrast = contrast
+        self.layer = layer
+        self.options = dict(options or {})
+        self.inputs = inputs
+        self.to_pixels = to_pixels
+        self.categories = categories
+        self.foils = foils
+        self.size = tuple(size) if size is not None else (tuple(maps.shape[-2:]) if maps is not None else None)
+
+    @property
+    def maps(self) -> Tensor:
+        """(B, K, H, W) maps at input resolution (computed from ``layer_maps`` on first access)."""
+        if self._maps is None:
+            lm = self.layer_maps
+            same = self.size is None or lm.ndim != 4 or tuple(lm.shape[-2:]) == self.size
+            self._maps = lm if same else upsample(lm, self.size)  # type: ignore[arg-type]
+        return self._maps
 
     @property
     def probabilities(self) -> Tensor:
@@ -40,10 +65,30 @@ class Explanation:
 
     def to(self, device: str | torch.device) -> Explanation:
         """A copy with every tensor moved to ``device``."""
-        return Explanation(
-            self.maps.to(device), self.layer_maps.to(device), self.targets.to(device),
-            self.logits.to(device), self.method, self.contrast, self.layer, dict(self.options),
-        )
+        def move(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.to(device)
+
+        return Explanation(move(self._maps), self.layer_maps.to(device), self.targets.to(device),
+                           self.logits.to(device), self.method, self.contrast, self.layer, self.options,
+                           move(self.inputs), self.to_pixels, self.categories, move(self.foils), self.size)
+
+    def __repr__(self) -> str:
+        b, k = self.targets.shape
+        size = "x".join(str(v) for v in self.size) if self.size else "?"
+        return (f"Explanation(method={self.method!r}, contrast={self.contrast!r}, layer={self.layer!r}, "
+                f"images={b}, targets per image={k}, maps {size}, layer maps "
+                f"{'x'.join(str(v) for v in self.layer_maps.shape[-2:])})")
+
+    def _repr_html_(self) -> str | None:
+        """The interactive viewer in Jupyter (None, i.e. the plain repr, without the input images)."""
+        from .explorer.notebook import explanations_html
+
+        return explanations_html({self.contrast: self})
+
+
+def upsample(maps: Tensor, size: Sequence[int]) -> Tensor:
+    """Bilinear upsampling of (N, K, h, w) maps to ``size`` (half-pixel centres, align_corners=False)."""
+    return F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 class Explanations(dict[str, Explanation]):
@@ -56,3 +101,9 @@ class Explanations(dict[str, Explanation]):
     @property
     def targets(self) -> Tensor:
         return next(iter(self.values())).targets
+
+    def _repr_html_(self) -> str | None:
+        """The interactive viewer in Jupyter: every contrast of the call, for every image and target."""
+        from .explorer.notebook import explanations_html
+
+        return explanations_html(self)

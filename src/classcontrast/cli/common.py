@@ -39,14 +39,25 @@ def resolve_device(device: str) -> Any:
 
 
 @contextmanager
-def progress_bar(total: int | None, label: str, disable: bool = False) -> Iterator[Callable[[int], None]]:
-    """A progress bar; yields ``advance(n)``."""
+def progress_tasks(disable: bool = False) -> Iterator[Callable[[str, int | None], Callable[[int], None]]]:
+    """One progress display for several phases; yields ``task(label, total)`` -> ``advance(n)``."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console, transient=False, disable=disable) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
+
+        def task(label: str, total: int | None) -> Callable[[int], None]:
+            t = bar.add_task(label, total=total)
+            return lambda n: bar.advance(t, n)
+
+        yield task
+
+
+@contextmanager
+def progress_bar(total: int | None, label: str, disable: bool = False) -> Iterator[Callable[[int], None]]:
+    """A progress bar; yields ``advance(n)``."""
+    with progress_tasks(disable) as task:
+        yield task(label, total)
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,

@@ -33,6 +33,7 @@ def explain_command(
     scale: str = typer.Option("map", help="Colour scale: map | row | column | figure"),
     out: Path = typer.Option(Path("why.png"), help="Where to write the figure (PNG)"),
     save_maps: Path = typer.Option(None, help="Also write maps, targets and probabilities (.npz)"),
+    html: Path = typer.Option(None, help="Also write the interactive explorer: one self-contained HTML file"),
     batch_size: int = typer.Option(16, help="Images per forward pass"),
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N | auto"),
 ) -> None:
@@ -100,6 +101,15 @@ def explain_command(
             files=np.array([str(p) for p, _ in loaded]), model=np.array(bundle.name),
         )
         console.print(f"wrote {save_maps}")
+    if html is not None:
+        from ..explorer.compute import write_explorer
+
+        x_all = torch.stack([bundle.transform(img) for _, img in loaded]).to(dev)
+        spec_all = TopK(top_k) if targets is None else [targets] * len(loaded)
+        opts = {"layer": layer, "relu": relu or None}
+        page = write_explorer(html, bundle, x_all, methods, spec_all, [p.name for p, _ in loaded],
+                              batch_size=batch_size, **opts)
+        console.print(f"wrote {page}")
 
 
 def _cat(parts: list[Any]) -> Any:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import typer
 
+from .audit_cmd import audit_command
 from .common import run_cli
 from .evaluate_cmd import evaluate_app
 from .explain_cmd import explain_command
@@ -36,6 +37,7 @@ def _root() -> None:
 
 app.command("explain")(explain_command)
 app.add_typer(evaluate_app, name="evaluate")
+app.command("audit")(audit_command)
 app.command("reproduce")(reproduce_command)
 app.command("train")(train_command)
 

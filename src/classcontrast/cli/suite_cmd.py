@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import ClassContrastError
-from .common import console
+from .common import console, progress_tasks
 
 
 def reproduce_command(
@@ -25,12 +26,11 @@ def reproduce_command(
 
         torch.set_num_threads(cfg.threads)
     shard = setup(cfg.experiments[0].device)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, disable=not shard.main) as bar:
+    with progress_tasks(disable=not shard.main) as task:
 
-        def progress(name: str, total: int):  # type: ignore[no-untyped-def]
-            task = bar.add_task(name, total=total)
-            return lambda n: bar.advance(task, n * shard.world)
+        def progress(name: str, total: int) -> Callable[[int], None]:
+            advance = task(name, total)
+            return lambda n: advance(n * shard.world)
 
         paths = run_suite(cfg, out, shard, progress)
     for p in paths:

@@ -67,11 +67,11 @@ def open_dataset(kind: str, root: Path, categories: Sequence[str], split: str = 
         raise ClassContrastError(f"{kind}:{root}: no such folder")
     if kind == "cub200":
         rows = cub_samples(root, split)
-        return SampleSource([Sample(i, lambda p=p: load_image(p), y) for i, p, y in rows],
+        return SampleSource([Sample(i, lambda p=p: load_image(p), y, str(p)) for i, p, y in rows],
                             "CUB image_class_labels.txt", f"CUB-200-2011 {split} split ({len(rows)} images)")
     if kind == "food101":
         _, rows = food101_samples(root, split)
-        return SampleSource([Sample(i, lambda p=p: load_image(p), y) for i, p, y in rows],
+        return SampleSource([Sample(i, lambda p=p: load_image(p), y, str(p)) for i, p, y in rows],
                             "Food-101 meta", f"Food-101 {split} split ({len(rows)} images)")
     if kind == "imagenet":
         val = root / "val" if (root / "val").is_dir() else root
@@ -86,8 +86,8 @@ def open_dataset(kind: str, root: Path, categories: Sequence[str], split: str = 
                 )
             index = {d.name: i for i, d in enumerate(folders)}
         else:
-            index = {d.name: class_index(d.name, categories, "class folder") for d in folders}
-        samples = [Sample(str(f.relative_to(val)), lambda f=f: load_image(f), index[d.name])
+            index = {d.name: class_index(d.name, categories, f"class folder {d}") for d in folders}
+        samples = [Sample(str(f.relative_to(val)), lambda f=f: load_image(f), index[d.name], str(f))
                    for d in folders for f in list_images([d], allow_empty=True)]
         return SampleSource(samples, LABELS_FROM_FOLDERS, f"ImageNet validation images in {val}")
     raise ClassContrastError(f"unknown dataset kind {kind!r}")

@@ -29,11 +29,13 @@ LABELS_FROM_PREDICTION = "the model's clean top-1 prediction"
 
 @dataclass
 class Sample:
-    """One image with a stable id and its label (None: use the model's clean prediction)."""
+    """One image with a stable id, its label (None: use the model's clean prediction) and, for files,
+    where it lives."""
 
     id: str
     load: Callable[[], Image.Image]
     label: int | None = None
+    path: str | None = None
 
 
 @dataclass
@@ -109,10 +111,10 @@ def folder_source(root: Path, categories: Sequence[str]) -> SampleSource:
     if subdirs and not direct:
         samples = []
         for d in subdirs:
-            label = class_index(d.name, categories, "class folder")
+            label = class_index(d.name, categories, f"class folder {d}")
             for f in list_images([d], allow_empty=True):
-                samples.append(Sample(str(f.relative_to(root)), lambda f=f: load_image(f), label))
+                samples.append(Sample(str(f.relative_to(root)), lambda f=f: load_image(f), label, str(f)))
         return SampleSource(samples, LABELS_FROM_FOLDERS, f"class folders in {root}")
     files = list_images([root])
-    return SampleSource([Sample(str(f.relative_to(root)), lambda f=f: load_image(f)) for f in files],
+    return SampleSource([Sample(str(f.relative_to(root)), lambda f=f: load_image(f), None, str(f)) for f in files],
                         LABELS_FROM_PREDICTION, f"images in {root}")

@@ -21,7 +21,7 @@ def open_source(spec: str | Sequence[str] | None, categories: Sequence[str]) -> 
         if len(spec) == 1:
             return open_source(spec[0], categories)
         files = list_images(spec)
-        return SampleSource([Sample(str(f), lambda f=f: load_image(f)) for f in files],
+        return SampleSource([Sample(str(f), lambda f=f: load_image(f), None, str(f)) for f in files],
                             LABELS_FROM_PREDICTION, f"{len(files)} images")
     if ":" in spec and not os.path.exists(spec) and spec.split(":", 1)[0] in {"imagenet", "cub200", "food101"}:
         kind, root = spec.split(":", 1)
@@ -30,8 +30,9 @@ def open_source(spec: str | Sequence[str] | None, categories: Sequence[str]) -> 
     if p.is_dir():
         return folder_source(p, categories)
     if p.is_file():
-        return SampleSource([Sample(str(p), lambda: load_image(p))], LABELS_FROM_PREDICTION, str(p))
-    raise ClassContrastError(f"--data {spec!r}: no such file or folder (or imagenet:ROOT, cub200:ROOT, food101:ROOT)")
+        return SampleSource([Sample(str(p), lambda: load_image(p), None, str(p))], LABELS_FROM_PREDICTION, str(p))
+    raise ClassContrastError(f"data {spec!r}: no such file or folder (give image files, a folder, or "
+                             "imagenet:ROOT, cub200:ROOT, food101:ROOT)")
 
 
 def training_sources(spec: str) -> tuple[SampleSource, SampleSource, list[str]]:

@@ -34,10 +34,12 @@ class Batch:
 
 
 def batches(source: SampleSource, bundle: ModelBundle, batch_size: int, device: torch.device | str = "cpu",
-            skip: Callable[[list[str]], bool] | None = None, shard: Dist | None = None) -> Iterator[Batch]:
+            skip: Callable[[list[str]], bool] | None = None, shard: Dist | None = None,
+            fill_labels: bool = True) -> Iterator[Batch]:
     """Preprocessed, labelled batches of ``batch_size`` consecutive samples, always formed the same way
     (so results never depend on what was skipped or which process ran a batch). A batch is left out
-    when ``skip(ids)`` holds (all its results exist) or when another rank owns it."""
+    when ``skip(ids)`` holds (all its results exist) or when another rank owns it. Missing labels are
+    the model's prediction, or -1 with ``fill_labels=False``."""
     if batch_size < 1:
         raise ClassContrastError("--batch-size must be at least 1")
     for index, start in enumerate(range(0, len(source.samples), batch_size)):
@@ -45,11 +47,11 @@ def batches(source: SampleSource, bundle: ModelBundle, batch_size: int, device: 
         if (shard is not None and not shard.owns(index)) or (skip is not None and skip([s.id for s in chunk])):
             continue
         pixels = torch.stack([bundle.preprocess(s.load()) for s in chunk]).to(device)
-        labels = [s.label for s in chunk]
+        labels = [s.label if s.label is not None else (None if fill_labels else -1) for s in chunk]
         if any(label is None for label in labels):
             pred = predict(bundle.model, bundle.normalize(pixels)).argmax(1).tolist()
             labels = [p if label is None else label for p, label in zip(pred, labels, strict=True)]
-        bad = [y for y in labels if not 0 <= y < bundle.num_classes]
+        bad = [y for y in labels if not 0 <= y < bundle.num_classes and not (y == -1 and not fill_labels)]
         if bad:
             raise ClassContrastError(f"label {bad[0]} is out of range for a model with {bundle.num_classes} classes")
         yield Batch([s.id for s in chunk], pixels, torch.tensor(labels, device=device),

@@ -1,0 +1,50 @@
+"""``classcontrast audit DATA --out DIR``: the model's confusions across a dataset, as files and a page."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+
+from .common import console, progress_tasks
+from .evaluate_cmd import BATCH, DEVICE, LIMIT, MODEL, NUM_CLASSES, PREPROCESS, SEED, WEIGHTS, setup_run
+from .options import split_values
+
+
+def audit_command(
+    data: list[str] = typer.Argument(None, help="Class folders, a flat folder (no labels), imagenet:ROOT, "
+                                     "cub200:ROOT, food101:ROOT, or image files. None: the bundled photos"),
+    out: Path = typer.Option(Path("audit"), help="Output folder (re-running it resumes)"),
+    model: str = MODEL, weights: str = WEIGHTS, num_classes: int = NUM_CLASSES,
+    method: list[str] = typer.Option(["gradcam"], "--method", "--methods", help="One or more methods"),
+    pairs: int = typer.Option(12, help="How many confused pairs to show"),
+    examples: int = typer.Option(6, help="Images per pair (mistakes, and as many correct ones)"),
+    top_k: int = typer.Option(3, "--top-k", help="Top classes offered in the explorer besides the pair"),
+    layer: str = typer.Option(None, help="Layer for CAM methods (module name)"),
+    limit: int = LIMIT, batch_size: int = BATCH, seed: int = SEED, device: str = DEVICE,
+    preprocess: str = PREPROCESS,
+) -> None:
+    """Audit the model's confusions: "why A and not B" for the most confused pairs, in audit.html."""
+    from ..confusion import audit
+    from ..distributed import local_device, setup
+
+    shard = setup(device)
+    bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, local_device(device), preprocess)
+
+    with progress_tasks(disable=not shard.main) as task:
+        def progress(phase: str, total: int) -> Callable[[int], None]:
+            advance = task(phase, total)
+            return lambda n: advance(n * shard.world)
+
+        result = audit(bundle, source, out, split_values(method), pairs=pairs, examples=examples, top_k=top_k,
+                       batch_size=batch_size, device=dev, seed=None, shard=shard, progress=progress, layer=layer)
+    if not shard.main:
+        return
+    acc = "" if result.accuracy is None else f", accuracy {result.accuracy:.3f}"
+    console.print(f"{result.n} images{acc}; {len(result.pairs)} confused pairs shown")
+    for i, p in enumerate(result.pairs[:5], 1):
+        arrow = "taken for" if result.labelled else "or"
+        console.print(f"  {i}. {result.classes[p.true]} {arrow} {result.classes[p.predicted]}: {p.count}")
+    for path in result.paths:
+        console.print(f"wrote {path}")

@@ -1,0 +1,319 @@
+"""``cc.audit``: why did the model say A when the answer was B, across a whole dataset.
+
+Two phases, both resumable and shardable under torchrun like the experiments:
+
+1. one forward pass over the data (no graph): predictions, the confusion matrix, accuracy, and the
+   confused pairs ranked by count; one line per image in ``audit_samples.jsonl``, appended and synced
+   as produced;
+2. for the shown examples of the top pairs: every named contrast and every "t rather than s" foil
+   among the pair's two classes and the image's top classes, for each method, in one forward pass per
+   method and batch; one ``maps/batch_NNNNN.npz`` per batch, written atomically.
+
+Then ``audit.json``, ``confusion.csv`` and the self-contained explorer ``audit.html``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data.sources import SampleSource
+from ..data.specs import open_source
+from ..distributed import Dist
+from ..errors import ClassContrastError
+from ..evaluation.runner import batches, sample_log
+from ..explorer.compute import explore
+from ..explorer.page import NAMED, entry, image_entry, write_page
+from ..methods import METHODS
+from ..models import ModelBundle
+from ..state import predict
+from .pairs import Pair, Row, accuracy, classes_for, confusion_matrix, labelled, rank_pairs
+
+TOP = 5  # classes kept per image in the per-sample log
+
+
+def contrast_names(n_classes: int) -> list[str]:
+    """The contrast axis of the saved maps: the named contrasts, then ``foil_j`` = "rather than classes[:, j]"."""
+    return [*NAMED, *(f"foil_{j}" for j in range(n_classes))]
+
+
+@dataclass
+class Slot:
+    """One image shown by the audit, with the classes its explorer offers."""
+
+    entry: str
+    row: Row
+    classes: list[int]
+    default: tuple[int, str]
+    pair: int = 0
+    correct: bool = False  # an image the model gets right as the pair's true class
+
+
+@dataclass
+class Audit:
+    """The result of :func:`audit`: numbers, ranked pairs, shown maps, and the files written."""
+
+    model: str
+    data: str
+    n: int
+    accuracy: float | None
+    labelled: bool
+    classes: list[str]
+    confusion: np.ndarray
+    pairs: list[Pair]
+    rows: list[Row]
+    methods: list[str]
+    slots: list[Slot] = field(default_factory=list)
+    maps: dict[str, dict[str, Any]] = field(default_factory=dict)  # entry -> {"maps": {method: arr}, "p": [...]}
+    paths: list[Path] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The content of ``audit.json``."""
+
+        def example(r: Row, true: int) -> dict[str, Any]:
+            p_true = r["p_label"] if self.labelled else next((p for c, p in r["top"] if c == true), 0.0)
+            return {"id": r["id"], "path": r["path"], "p_predicted": r["p_predicted"], "p_true": p_true}
+
+        return {
+            "model": self.model, "data": self.data, "n": self.n, "accuracy": self.accuracy,
+            "labelled": self.labelled, "methods": self.methods, "classes": self.classes,
+            "pairs": [{"true": self.classes[p.true], "predicted": self.classes[p.predicted], "true_index": p.true,
+                       "predicted_index": p.predicted, "count": p.count, "mean_p_predicted": p.mean_p_predicted,
+                       "examples": [example(r, p.true) for r in p.mistakes],
+                       "correct": [{"id": r["id"], "path": r["path"], "p": r["p_predicted"]} for r in p.correct]}
+                      for p in self.pairs],
+        }
+
+    def page_data(self, images: dict[str, dict[str, str]]) -> dict[str, Any]:
+        """The explorer's data for ``audit.html`` (``images``: image key -> JPEG data URL and title)."""
+        key = {r["id"]: f"s{i}" for i, r in enumerate(self.rows)}
+        entries = []
+        for s in self.slots:
+            got = self.maps[s.entry]
+            entries.append(entry(s.entry, key[s.row["id"]], s.row["id"], s.classes, got["p"], got["maps"],
+                                          label=s.row["label"], top=[(c, p) for c, p in s.row["top"]],
+                                          default=s.default))
+        involved: list[int] = []
+        for p in self.pairs:
+            for c in (p.true, p.predicted):
+                if c not in involved:
+                    involved.append(c)
+        if self.labelled:
+            counts = self.confusion[np.ix_(involved, involved)].tolist()
+        else:
+            pos = {c: i for i, c in enumerate(involved)}
+            counts = [[0] * len(involved) for _ in involved]
+            for r in self.rows:
+                if r["runner_up"] in pos and r["predicted"] in pos:
+                    counts[pos[r["runner_up"]]][pos[r["predicted"]]] += 1
+        pairs = [{"true_index": p.true, "predicted_index": p.predicted, "count": p.count,
+                  "mean_p_predicted": round(p.mean_p_predicted, 6),
+                  "mistakes": [s.entry for s in self.slots if s.pair == i and not s.correct],
+                  "correct": [s.entry for s in self.slots if s.pair == i and s.correct]}
+                 for i, p in enumerate(self.pairs)]
+        accuracy_text = "" if self.accuracy is None else f", accuracy {100 * self.accuracy:.1f}%"
+        return {
+            "kind": "audit", "title": f"classcontrast audit: {self.model}",
+            "subtitle": f"{self.data}: {self.n} images{accuracy_text}; methods: {', '.join(self.methods)}",
+            "classes": self.classes, "images": images, "entries": entries,
+            "audit": {"n": self.n, "accuracy": self.accuracy, "labelled": self.labelled, "pairs": pairs,
+                      "confusion": {"classes": involved, "counts": counts}},
+        }
+
+
+def _phase1_rows(bundle: ModelBundle, source: SampleSource, batch_size: int, device: Any, log_path: Path | None,
+                 shard: Dist, progress: Callable[[int], None] | None) -> list[Row]:
+    paths = {s.id: s.path for s in source}
+    c = bundle.num_classes
+    with sample_log(log_path, ("id",), shard) as log:
+        skip = lambda ids: all(log.has(id=i) for i in ids)  # noqa: E731
+        if progress is not None:  # what a previous run already did
+            progress(sum(log.has(id=s.id) for s in source) // shard.world)
+        for batch in batches(source, bundle, batch_size, device, skip=skip, shard=shard, fill_labels=False):
+            p = torch.softmax(predict(bundle.model, bundle.normalize(batch.pixels)).double(), 1).cpu()
+            top = p.topk(min(TOP, c), 1)
+            rows = []
+            for i, sid in enumerate(batch.ids):
+                label = None if batch.predicted[i] else int(batch.labels[i])
+                idx, val = top.indices[i].tolist(), top.values[i].tolist()
+                rows.append({"id": sid, "path": paths[sid], "label": label, "predicted": idx[0],
+                             "p_predicted": val[0], "runner_up": idx[1] if c > 1 else idx[0],
+                             "p_runner_up": val[1] if c > 1 else 0.0,
+                             "p_label": None if label is None else float(p[i, label]),
+                             "top": [[a, b] for a, b in zip(idx, val, strict=True)]})
+            log.add(rows)
+            if progress is not None:
+                progress(len(batch.ids))
+    order = {s.id: i for i, s in enumerate(source)}
+    return sorted((r for r in log.rows if r["id"] in order), key=lambda r: order[r["id"]])
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+def _load_batch(path: Path, entries: list[str], methods: Sequence[str]) -> dict[str, dict[str, Any]] | None:
+    """A finished batch's maps, or None when the file is missing or holds other entries/methods."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as z:
+            if z["entries"].tolist() != entries or any(f"maps_{m}" not in z.files for m in methods):
+                return None
+            return {e: {"maps": {m: z[f"maps_{m}"][i] for m in methods}, "p": z["probabilities"][i].tolist()}
+                    for i, e in enumerate(entries)}
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _phase2(bundle: ModelBundle, slots: list[Slot], samples: dict[str, Any], methods: Sequence[str],
+            batch_size: int, device: Any, out: Path | None, shard: Dist, progress: Callable[[int], None] | None,
+            options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    if out is not None:
+        (out / "maps").mkdir(parents=True, exist_ok=True)
+    for k, start in enumerate(range(0, len(slots), batch_size)):
+        chunk = slots[start : start + batch_size]
+        entries = [s.entry for s in chunk]
+        path = out / "maps" / f"batch_{k:05d}.npz" if out is not None else None
+        if not shard.owns(k):
+            continue
+        done = _load_batch(path, entries, methods) if path is not None else None
+        if done is None:
+            pixels = torch.stack([bundle.preprocess(samples[s.row["id"]].load()) for s in chunk]).to(device)
+            classes = torch.tensor([s.classes for s in chunk], device=device)
+            maps, logits = explore(bundle, bundle.normalize(pixels), methods, classes, **options)
+            p = torch.softmax(logits.double(), 1).gather(1, classes.cpu()).numpy()
+            done = {e: {"maps": {m: maps[m][i].numpy() for m in methods}, "p": p[i].tolist()}
+                    for i, e in enumerate(entries)}
+            if path is not None:
+                arrays = {f"maps_{m}": maps[m].numpy() for m in methods}
+                _save_npz(path, {"entries": np.array(entries), "ids": np.array([s.row["id"] for s in chunk]),
+                                 "classes": classes.cpu().numpy(), "probabilities": p,
+                                 "contrasts": np.array(contrast_names(classes.shape[1])), **arrays})
+        found.update(done)
+        if progress is not None:
+            progress(len(chunk))
+    shard.barrier()
+    if out is not None and shard.main:  # every rank's batches, from disk
+        for k, start in enumerate(range(0, len(slots), batch_size)):
+            entries = [s.entry for s in slots[start : start + batch_size]]
+            if entries[0] not in found:
+                got = _load_batch(out / "maps" / f"batch_{k:05d}.npz", entries, methods)
+                if got is None:
+                    raise ClassContrastError(f"maps of batch {k} are missing in {out / 'maps'}")
+                found.update(got)
+    return found
+
+
+def _write_confusion(path: Path, matrix: np.ndarray, classes: Sequence[str]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["true \\ predicted", *classes])
+        for name, row in zip(classes, matrix.tolist(), strict=True):
+            w.writerow([name, *row])
+    return path
+
+
+def audit(
+    model: ModelBundle,
+    data: SampleSource | str | Sequence[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    methods: Sequence[str] = ("gradcam",),
+    pairs: int = 12,
+    examples: int = 6,
+    top_k: int = 3,
+    batch_size: int = 16,
+    device: torch.device | str = "cpu",
+    limit: int | None = None,
+    seed: int | None = 0,
+    shard: Dist | None = None,
+    progress: Callable[[str, int], Callable[[int], None]] | None = None,
+    **method_options: Any,
+) -> Audit:
+    """Audit a classifier's confusions on a dataset: "why A and not B", pair by pair.
+
+    Args:
+        model: a :class:`~classcontrast.ModelBundle` (preprocessing and class names are needed).
+        data: a :class:`SampleSource` or any ``--data`` value (class folders, a flat folder = no labels,
+            ``imagenet:`` / ``cub200:`` / ``food101:``); None: the bundled photos.
+        out: folder for ``audit_samples.jsonl``, ``maps/``, ``audit.json``, ``confusion.csv`` and
+            ``audit.html``; re-running with the same folder resumes. None: nothing is written.
+        methods: one or more method names (default GradCAM).
+        pairs, examples: how many confused pairs to show, and how many images per pair (mistakes, and
+            as many correctly classified images of the true class).
+        top_k: the image's most probable classes offered in the explorer besides the pair.
+        batch_size, device, limit, seed: as for the experiments (``seed`` shuffles the order before
+            ``limit``; None keeps the source's order).
+        shard: the torchrun rank and world (see :mod:`classcontrast.distributed`).
+        progress: ``progress(phase, total)`` returns a callback advanced by the images done.
+        **method_options: passed to the methods that accept them (e.g. ``layer``).
+
+    Every shown map comes from :func:`classcontrast.explain`: for a mistake (true B, predicted A),
+    "why A rather than B" is ``Foil(B)`` for target A, "why B rather than A" ``Foil(A)`` for target B.
+    """
+    if not isinstance(model, ModelBundle):
+        raise ClassContrastError("audit needs a ModelBundle (cc.load_model(...)): preprocessing and class names")
+    for m in methods:
+        if m.lower() not in METHODS:
+            raise ClassContrastError(f"unknown method {m!r}; choose one of {', '.join(METHODS)}")
+    if pairs < 1 or examples < 1 or top_k < 1:
+        raise ClassContrastError("--pairs, --examples and --top-k must be at least 1")
+    source = data if isinstance(data, SampleSource) else open_source(data, model.categories)
+    source = source.select(limit=limit, seed=seed)
+    if len(source) == 0:
+        raise ClassContrastError("no images to audit")
+    bad = next((s for s in source if s.label is not None and not 0 <= s.label < model.num_classes), None)
+    if bad is not None:
+        raise ClassContrastError(f"{bad.id}: label {bad.label} is not one of the model's {model.num_classes} classes")
+    shard = shard or Dist()
+    folder = Path(out) if out is not None else None
+    tick = progress("predictions", len(source)) if progress else None
+    rows = _phase1_rows(model, source, batch_size, device, folder / "audit_samples.jsonl" if folder else None,
+                        shard, tick)
+    c = model.num_classes
+    ranked = rank_pairs(rows, examples)[:pairs]
+    width = min(top_k + 2, c)
+    slots = []
+    for i, p in enumerate(ranked):
+        slots += [Slot(f"p{i}m{j}", r, classes_for(r, [p.predicted, p.true], width), (p.predicted, f"foil:{p.true}"),
+                       i, False) for j, r in enumerate(p.mistakes)]
+        slots += [Slot(f"p{i}c{j}", r, classes_for(r, [p.true, p.predicted], width), (p.true, f"foil:{p.predicted}"),
+                       i, True) for j, r in enumerate(p.correct)]
+    samples = {s.id: s for s in source}
+    tick = progress("maps", len(slots)) if progress else None
+    maps = _phase2(model, slots, samples, methods, batch_size, device, folder, shard, tick, method_options)
+    result = Audit(model=model.name, data=source.description, n=len(rows), accuracy=accuracy(rows),
+                   labelled=labelled(rows), classes=list(model.categories), confusion=confusion_matrix(rows, c),
+                   pairs=ranked, rows=rows, methods=list(methods), slots=slots, maps=maps)
+    if folder is not None and shard.main:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "audit.json").write_text(json.dumps(result.to_json(), indent=1), encoding="utf-8")
+        result.paths = [folder / "audit.json", _write_confusion(folder / "confusion.csv", result.confusion,
+                                                                 result.classes)]
+        result.paths.append(write_page(result.page_data(shown_images(model, result, samples)),
+                                                folder / "audit.html"))
+    return result
+
+
+def shown_images(model: ModelBundle, result: Audit, samples: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """JPEG data URLs of the images the audit shows, keyed as in the page."""
+    key = {r["id"]: f"s{i}" for i, r in enumerate(result.rows)}
+    out = {}
+    for s in result.slots:
+        k = key[s.row["id"]]
+        if k not in out:
+            out[k] = image_entry(model.preprocess(samples[s.row["id"]].load()), s.row["id"])
+    return out

@@ -1,0 +1,29 @@
+"""The interactive explorer: one self-contained HTML page (no network, no server) showing, for every
+image, its top classes with every contrast and every "t rather than s" foil, the method, the opacity
+and the colour scale under the reader's control.
+
+* :mod:`~classcontrast.explorer.encode`: images and quantised maps as data URLs;
+* :mod:`~classcontrast.explorer.page`: entries and the HTML page (no model involved);
+* :mod:`~classcontrast.explorer.compute`: the maps, from :func:`classcontrast.explain`;
+* :mod:`~classcontrast.explorer.notebook`: the viewer of an explanation in Jupyter.
+
+Names load on first use, so the Jupyter viewer does not pull in the engine.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {"contrast_keys": "page", "entry": "page", "image_entry": "page", "fragment": "page", "page": "page",
+            "write_page": "page", "NAMED": "page", "display_pixels": "compute", "explore": "compute",
+            "explorer_data": "compute", "write_explorer": "compute"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+
+
+__all__ = sorted(_EXPORTS)

@@ -1,0 +1,96 @@
+"""What the explorer shows, computed: every named contrast and every "t rather than s" foil among a
+few classes per image, for one or more methods, with :func:`classcontrast.explain` (one forward pass
+per method and batch)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..contrasts import Foil
+from ..engine import explain, unwrap_model
+from ..errors import ClassContrastWarning
+from ..methods import method_options
+from ..state import predict
+from ..targets import TopK, resolve_targets
+from .encode import fit
+from .page import NAMED, entry, image_entry, write_page
+
+
+def explore(model: Any, x: torch.Tensor, methods: Sequence[str], classes: torch.Tensor,
+            **options: Any) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """(maps, logits): maps (B, L, M, h, w) per method for the L classes of each image (``classes``
+    (B, L)) under the M contrasts of :func:`contrast_keys` (the foil of a class against itself is 0),
+    and the images' logits (B, C). ``options`` go to the methods that accept them (e.g. ``layer``).
+    Maps are at the stored resolution (see ``encode.fit``); one forward pass per method."""
+    contrasts: list[Any] = [*NAMED, *(Foil(classes[:, j]) for j in range(classes.shape[1]))]
+    out, logits = {}, None
+    for method in methods:
+        accepted = method_options(method)
+        opts = {k: v for k, v in options.items() if k in accepted and v is not None}
+        with warnings.catch_warnings():  # t rather than t is part of the grid on purpose
+            warnings.simplefilter("ignore", ClassContrastWarning)
+            res = explain(model, x, method, contrasts, classes, **opts)
+        out[method] = fit(torch.stack([e.layer_maps for e in res.values()], 2).detach().float().cpu())
+        logits = res.logits.detach().cpu()
+    assert logits is not None, "no method given"
+    return out, logits
+
+
+def display_pixels(model: Any, x: torch.Tensor) -> torch.Tensor:
+    """The images to show for model inputs ``x``: a ModelBundle's inverse normalisation, else each
+    image min-max scaled to [0, 1]."""
+    normalize = getattr(model, "normalize", None)
+    if normalize is not None and hasattr(normalize, "inverse"):
+        return normalize.inverse(x.detach()).clamp(0, 1)
+    flat = x.detach().flatten(1)
+    lo, hi = flat.min(1).values, flat.max(1).values
+    return ((x.detach() - lo[:, None, None, None]) / (hi - lo).clamp_min(1e-12)[:, None, None, None]).clamp(0, 1)
+
+
+def explorer_data(model: Any, x: torch.Tensor, methods: Sequence[str] = ("gradcam",), targets: Any = None,
+                  titles: Sequence[str] | None = None, title: str = "classcontrast explorer",
+                  categories: Sequence[str] | None = None, batch_size: int = 16, **options: Any) -> dict[str, Any]:
+    """The explorer's data for images ``x``: for each image, the classes of ``targets`` (default
+    ``TopK(3)``) with every named contrast and every foil among them, for each method (one forward
+    pass per method and batch of ``batch_size`` images)."""
+    net = unwrap_model(model)
+    images, entries = {}, []
+    names: list[str] = []
+    for start in range(0, x.shape[0], batch_size):
+        xb = x[start : start + batch_size]
+        logits = predict(net, xb).double()
+        p = torch.softmax(logits, 1)
+        per_image = isinstance(targets, (list, tuple, torch.Tensor)) and len(targets) == x.shape[0]
+        spec = targets[start : start + batch_size] if per_image else targets
+        classes = resolve_targets(TopK(min(3, logits.shape[1])) if spec is None else spec, logits)
+        maps, _ = explore(model, xb, methods, classes, **options)
+        pixels = display_pixels(model, xb).cpu()
+        names = list(categories if categories is not None else getattr(model, "categories", None) or
+                     [f"class {i}" for i in range(logits.shape[1])])
+        top = p.topk(min(5, p.shape[1]), 1)
+        for i in range(xb.shape[0]):
+            b = start + i
+            name = titles[b] if titles is not None else f"image {b}"
+            images[f"i{b}"] = image_entry(pixels[i], name)
+            cls = classes[i].tolist()
+            entries.append(entry(f"e{b}", f"i{b}", name, cls, p[i, classes[i]].tolist(),
+                                 {m: v[i].numpy() for m, v in maps.items()},
+                                 top=list(zip(top.indices[i].tolist(), top.values[i].tolist(), strict=True))))
+    model_name = getattr(model, "name", type(net).__name__)
+    return {"kind": "explain", "title": title, "subtitle": f"{model_name}; methods: {', '.join(methods)}",
+            "classes": names, "images": images, "entries": entries}
+
+
+def write_explorer(path: str | Path, model: Any, x: torch.Tensor, methods: Sequence[str] = ("gradcam",),
+                   targets: Any = None, titles: Sequence[str] | None = None, **options: Any) -> Path:
+    """Write the self-contained explorer page for images ``x`` (see :func:`explorer_data`) to ``path``.
+
+    ``targets``: None (each image's top 3 classes), ``TopK(k)``, or classes per image as for
+    :func:`classcontrast.explain`; every foil among an image's classes is offered.
+    """
+    return write_page(explorer_data(model, x, methods, targets, titles, **options), path)

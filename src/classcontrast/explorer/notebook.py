@@ -1,0 +1,52 @@
+"""The explorer for the result of one :func:`classcontrast.explain` call, inline in Jupyter."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:  # the explanation imports this module to render itself, not the other way round
+    from ..explanation import Explanation
+from .encode import fit
+from .page import entry, fragment, image_entry
+
+
+def _pixels(ex: Explanation) -> torch.Tensor:
+    assert ex.inputs is not None
+    x = ex.inputs.detach()
+    if ex.to_pixels is not None:
+        return ex.to_pixels(x).clamp(0, 1).float().cpu()
+    flat = x.flatten(1)
+    lo, hi = flat.min(1).values, flat.max(1).values
+    return ((x - lo[:, None, None, None]) / (hi - lo).clamp_min(1e-12)[:, None, None, None]).clamp(0, 1).float().cpu()
+
+
+def explanations_data(results: Mapping[str, Explanation]) -> dict[str, Any] | None:
+    """Viewer data for the contrasts of one call (same images, targets and method); None without inputs."""
+    first = next(iter(results.values()))
+    if first.inputs is None:
+        return None
+    names = first.categories or [f"class {i}" for i in range(first.logits.shape[1])]
+    p = first.probabilities.double().cpu()
+    targets = first.targets.cpu()
+    pixels = _pixels(first)
+    maps = fit(torch.stack([e.layer_maps.detach().float().cpu() for e in results.values()], 2))  # (B, K, M, h, w)
+    top = p.topk(min(5, p.shape[1]), 1)
+    images, entries = {}, []
+    for b in range(targets.shape[0]):
+        keys = [f"foil:{int(e.foils[b])}" if e.foils is not None else name for name, e in results.items()]
+        images[f"i{b}"] = image_entry(pixels[b], f"image {b}")
+        entries.append(entry(f"e{b}", f"i{b}", f"image {b}", targets[b].tolist(), p[b, targets[b]].tolist(),
+                             {first.method: maps[b].numpy()}, top=list(zip(top.indices[b].tolist(),
+                                                                           top.values[b].tolist(), strict=True)),
+                             default=(int(targets[b, 0]), keys[0]), keys=keys))
+    return {"kind": "explain", "title": f"{first.method}: {', '.join(results)}", "classes": list(names),
+            "images": images, "entries": entries}
+
+
+def explanations_html(results: Mapping[str, Explanation]) -> str | None:
+    """The viewer as an HTML fragment, or None when the explanation does not hold its inputs."""
+    data = explanations_data(results)
+    return None if data is None else fragment(data)

@@ -1,0 +1,86 @@
+"""The explorer page: entries (an image, its classes and quantised maps per method) and the
+self-contained HTML that shows them. No model here: see :mod:`classcontrast.explorer.compute`."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Mapping, Sequence
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .encode import atlas, jpeg_data_url
+
+NAMED = ("original", "mean", "max", "weighted", "probability")  # the named contrasts, in the page's order
+
+
+def contrast_keys(classes: Sequence[int]) -> list[str]:
+    """The page's contrast keys for one image: the named contrasts, then ``foil:s`` for each class s."""
+    return [*NAMED, *(f"foil:{int(c)}" for c in classes)]
+
+
+def entry(eid: str, image: str, title: str, classes: Sequence[int], probabilities: Sequence[float],
+          maps: Mapping[str, np.ndarray], label: int | None = None, top: Sequence[tuple[int, float]] = (),
+          default: tuple[int, str] | None = None, keys: Sequence[str] | None = None) -> dict[str, Any]:
+    """One explorable image: ``maps[method]`` is (L, M, h, w) for ``classes`` (L) under the M contrast
+    ``keys`` (default :func:`contrast_keys`; ``foil:s`` means "rather than class s")."""
+    keys = list(keys) if keys is not None else contrast_keys(classes)
+    methods = {}
+    for name, m in maps.items():
+        url, scales, tw, th = atlas(np.asarray(m))
+        methods[name] = {"atlas": url, "tw": tw, "th": th, "scales": scales, "contrasts": keys}
+    target, contrast = default or (int(classes[0]), "weighted")
+    return {"id": eid, "image": image, "title": title, "label": label,
+            "targets": [int(c) for c in classes], "p": [round(float(p), 6) for p in probabilities],
+            "top": [[int(c), round(float(p), 6)] for c, p in top], "methods": methods,
+            "default": {"target": int(target), "contrast": contrast}}
+
+
+def image_entry(pixels: Any, title: str) -> dict[str, str]:
+    """An image for the page: its pixels in [0, 1] (3, H, W), as a JPEG data URL."""
+    return {"src": jpeg_data_url(pixels), "title": title}
+
+
+@cache
+def _asset(name: str) -> str:
+    return (resources.files(__package__) / "assets" / name).read_text(encoding="utf-8")
+
+
+def _json_script(data: Mapping[str, Any], element_id: str) -> str:
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    return f'<script type="application/json" id="{element_id}">{text}</script>'
+
+
+def fragment(data: Mapping[str, Any]) -> str:
+    """The viewer as an HTML fragment (for Jupyter): its own element ids, so several can share a page."""
+    uid = "cc" + secrets.token_hex(4)
+    return (f'<style>{_asset("viewer.css")}</style><div class="cc-viewer" id="{uid}" tabindex="0"></div>'
+            f"{_json_script(data, uid + '-data')}"
+            f"<script>{_asset('viewer.js')}\nClassContrastViewer.mount({json.dumps(uid)});</script>")
+
+
+CSP = ("default-src 'none'; img-src data: blob:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+       "connect-src 'none'; font-src 'none'; form-action 'none'; base-uri 'none'")
+
+
+def page(data: Mapping[str, Any]) -> str:
+    """A complete, self-contained HTML page: no network, no CDN, no server (the policy forbids requests)."""
+    title = str(data.get("title", "classcontrast explorer")).replace("&", "&amp;").replace("<", "&lt;")
+    return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<title>{title}</title></head><body data-cc-page="1">{fragment(data)}</body></html>\n')
+
+
+def write_page(data: Mapping[str, Any], path: str | Path) -> Path:
+    """Write :func:`page` to ``path`` (atomically) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(page(data), encoding="utf-8")
+    tmp.replace(path)
+    return path
