@@ -173,5 +173,17 @@ def test_plot_explanations_has_the_labelled_colour_bar(tmp_path: Path, embedded:
                                path=tmp_path / "f.png")
     labels = [t.get_text() for ax in fig.axes for t in ax.get_xticklabels()]
     assert any(lab.startswith("against t") for lab in labels) and any(lab.startswith("for t") for lab in labels)
-    half = max(float(e.maps.abs().max()) for e in ex.values())
+    from classcontrast.viz import halfrange
+
+    half = halfrange(np.stack([e.maps.numpy() for e in ex.values()]))
     assert any(f"{half:.3g}" in lab for lab in labels)  # a shared scale shows its value
+
+
+def test_halfrange_ignores_a_few_extreme_pixels() -> None:
+    from classcontrast.viz import halfrange
+
+    smooth = np.linspace(-2, 3, 10_000)
+    assert halfrange(smooth) == pytest.approx(3.0, rel=0.01)  # smooth maps: ≈ max |value|, as the study
+    spiky = np.concatenate([np.random.default_rng(0).uniform(-1, 1, 10_000), [500.0, -800.0]])
+    assert halfrange(spiky) < 1.0  # two outliers do not set the scale
+    assert halfrange(np.zeros(5)) == 1.0

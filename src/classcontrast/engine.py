@@ -84,6 +84,38 @@ def vjp(output: Tensor, inputs: list[Tensor], cotangents: Tensor, batched: bool 
         yield [_zeros_if_none(g, x)[None] for g, x in zip(gs, inputs, strict=True)]
 
 
+def low_rank(cotangents: Tensor) -> tuple[Tensor, Tensor] | None:
+    """A smaller set of objectives spanning R cotangents (R, B, C), per image: (basis (r, B, C), coefficients
+    (B, R, r)) with ``cotangents[i, b] = Σ_j coefficients[b, i, j] · basis[j, b]``, or None when r = R.
+
+    Contrasts of the same images share few directions in logit space: top-3 targets × original, mean,
+    max and weighted span only e_t1, e_t2, e_t3, p and 1 (weighted's α is (p − p_t e_t)/(1 − p_t)). For a
+    method linear in the gradient, back-propagating the r basis vectors and combining the r maps gives
+    every map exactly (up to rounding): 12 maps for the price of 5 backward passes. The basis is the SVD
+    of each image's R × C cotangent matrix in float64, singular values below R·C-scaled machine precision
+    dropped.
+    """
+    r_in, _, c = cotangents.shape
+    if r_in < 2 or cotangents.dtype not in (torch.float32, torch.float64):
+        return None
+    m = cotangents.transpose(0, 1).double()  # (B, R, C)
+    u, s, vh = torch.linalg.svd(m, full_matrices=False)
+    tol = s.amax(-1, keepdim=True) * max(r_in, c) * torch.finfo(cotangents.dtype).eps
+    rank = int((s > tol).sum(-1).max())
+    if rank >= r_in:
+        return None
+    rank = max(rank, 1)
+    basis = vh[:, :rank].transpose(0, 1).to(cotangents.dtype)  # (r, B, C)
+    return basis, u[:, :, :rank] * s[:, None, :rank]
+
+
+def _combine(coefficients: Tensor, maps: Tensor) -> Tensor:
+    """Maps (R, B, ...) from the basis maps (r, B, ...) and the coefficients (B, R, r) of :func:`low_rank`."""
+    flat = maps.flatten(2).double()  # (r, B, N)
+    out = torch.einsum("bij,jbn->ibn", coefficients, flat)
+    return out.reshape(out.shape[0], *maps.shape[1:]).to(maps.dtype)
+
+
 def _zeros_if_none(g: Tensor | None, x: Tensor, batch: int | None = None) -> Tensor:
     if g is not None:
         return g
@@ -204,11 +236,16 @@ def explain(
                     _warn_foils(contrasts, y, t)
                 m.after_forward(rec)
                 cs = [c.select(p.rows, n_images) for c in contrasts] if m.multipass else contrasts
-                yl, tr = logits.detach(), t[p.rows]
+                yl = logits.detach() if m.contrast_at_pass else y[p.rows]
+                tr = t[p.rows]
                 cot = torch.stack([c.grad(yl, tr[:, j]) for c in cs for j in range(t.shape[1])])
+                reduced = low_rank(cot) if m.linear else None
                 vectorise = logits.device.type != "cpu" if batched is None else batched
-                chunks = vjp(logits, rec.tensors, cot, batched=vectorise and m.batched_vjp)
+                chunks = vjp(logits, rec.tensors, cot if reduced is None else reduced[0],
+                             batched=vectorise and m.batched_vjp)
                 maps = torch.cat([m.compute(rec, grads).detach() for grads in chunks])
+                if reduced is not None:
+                    maps = _combine(reduced[1], maps)
                 del logits
             if not m.multipass:
                 total = maps

@@ -36,6 +36,20 @@ def explain_command(
     html: Path = typer.Option(None, help="Also write the interactive explorer: one self-contained HTML file"),
     batch_size: int = typer.Option(16, help="Images per forward pass"),
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N | auto"),
+    steps: int = typer.Option(None, help="integrated_gradients: path points (default 32)"),
+    baseline: str = typer.Option(None, help="integrated_gradients: zeros | blur"),
+    integration: str = typer.Option(None, help="integrated_gradients: gausslegendre | riemann_left | "
+                                    "riemann_right | riemann_middle | riemann_trapezoid"),
+    samples: int = typer.Option(None, help="smoothgrad: noisy copies (default 25)"),
+    sigma: float = typer.Option(None, help="smoothgrad: noise std as a fraction of the image's range (0.15)"),
+    seed: int = typer.Option(None, help="smoothgrad: noise seed (0)"),
+    squared: bool = typer.Option(None, "--squared", help="smoothgrad: SmoothGrad² (mean of squared gradients)"),
+    internal_batch_size: int = typer.Option(None, help="integrated_gradients, smoothgrad: rows per forward pass"),
+    composite: str = typer.Option(None, help="lrp: a zennit composite (default epsilon_plus_flat)"),
+    canonizer: str = typer.Option(None, help="lrp: auto | none"),
+    keep_channels: bool = typer.Option(None, "--keep-channels", help="input-space methods: per-channel maps"),
+    discard_ratio: float = typer.Option(None, help="attention_rollout: drop this fraction of the weakest links"),
+    abs_: bool = typer.Option(None, "--abs", help="fullgrad: the original abs'ed FullGrad"),
 ) -> None:
     """Explain why the model picks each class over the others, for every image."""
     import numpy as np
@@ -59,6 +73,15 @@ def explain_command(
     for meth in methods:  # an unknown method is an error before any work
         if meth.lower() not in METHODS:
             raise ClassContrastError(f"unknown method {meth!r}; choose one of {', '.join(METHODS)}")
+    given = {k: v for k, v in {"steps": steps, "baseline": baseline, "integration": integration, "samples": samples,
+                               "sigma": sigma, "seed": seed, "squared": squared,
+                               "internal_batch_size": internal_batch_size, "composite": composite,
+                               "canonizer": canonizer, "keep_channels": keep_channels,
+                               "discard_ratio": discard_ratio, "abs": abs_}.items() if v is not None}
+    for option in given:  # a method option no chosen method has is an error too
+        if not any(option in method_options(meth) for meth in methods):
+            flag = "--" + option.replace("_", "-")
+            raise ClassContrastError(f"{flag} is not an option of {', '.join(methods)}")
     loaded = load_images(images) if images else [(Path("chelsea (bundled cat photo)"), sample_image("chelsea"))]
     bundle = load_model(model, weights=weights, num_classes=num_classes, device=dev)
     if foil is not None:
@@ -76,7 +99,7 @@ def explain_command(
         spec = TopK(top_k) if targets is None else [targets] * len(chunk)
         for meth in methods:
             accepted = method_options(meth)
-            opts = {"layer": layer, "relu": relu or None}
+            opts = {"layer": layer, "relu": relu or None, **given}
             res = explain(bundle, x, meth, contrasts, spec, **{k: v for k, v in opts.items() if k in accepted})
             for name, ex in res.items():
                 key = f"{meth} · {name}" if len(methods) > 1 or len(res) > 1 else name
@@ -106,7 +129,7 @@ def explain_command(
 
         x_all = torch.stack([bundle.transform(img) for _, img in loaded]).to(dev)
         spec_all = TopK(top_k) if targets is None else [targets] * len(loaded)
-        opts = {"layer": layer, "relu": relu or None}
+        opts = {"layer": layer, "relu": relu or None, **given}
         page = write_explorer(html, bundle, x_all, methods, spec_all, [p.name for p, _ in loaded],
                               batch_size=batch_size, **opts)
         console.print(f"wrote {page}")

@@ -1,6 +1,7 @@
 """The paper's experiments as reusable functions (built on :func:`classcontrast.explain`)."""
 
-from .masking import baseline, keep_masks, markdown_table, masking_rows, relative_probability, run_masking
+from ..baselines import baseline
+from .masking import keep_masks, markdown_table, masking_rows, relative_probability, run_masking
 from .normlogit import rank_selection, run_norm_logit, write_norm_logit
 from .perturbation import clamp_box, measure, perturb, run_perturbation, summarize, write_perturbation
 from .runner import Batch, SampleLog, batches, write_table

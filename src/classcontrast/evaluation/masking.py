@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor
-from torchvision.transforms.functional import gaussian_blur
 
+from ..baselines import KINDS, baseline
 from ..data.sources import SampleSource
 from ..distributed import Dist
 from ..engine import explain
@@ -28,26 +28,8 @@ from .runner import batches, markdown_rows, mean, sample_log
 Rule = Literal["sign", "equal", "legacy"]
 Mode = Literal["positive", "negative"]
 METHODS = ("linear_approx", "gradcam", "xgradcam")
-BASELINES = ("blur", "zeros", "mean")
+BASELINES = KINDS
 MODES = ("positive", "negative")
-
-
-def baseline(x: Tensor, kind: str, sigma: float | tuple[float, float] = 15.0, kernel: int = 101,
-             generator: torch.Generator | None = None) -> Tensor:
-    """The replacement image (normalised space): Gaussian blur (kernel 101, σ = 15, or σ ~ U(lo, hi)
-    per call as in the original code), zeros (the mean colour in pixel space), or each channel's mean."""
-    if kind == "zeros":
-        return torch.zeros_like(x)
-    if kind == "mean":
-        return x.mean((-2, -1), keepdim=True).expand_as(x)
-    if kind == "blur":
-        if isinstance(sigma, tuple):
-            lo, hi = sigma
-            sigma = float(lo + (hi - lo) * torch.rand((), generator=generator))
-        k = min(kernel, 2 * (min(x.shape[-2:]) - 1) - 1)  # reflect padding needs pad < size
-        k = k if k % 2 else k - 1
-        return gaussian_blur(x, [k, k], [sigma, sigma])
-    raise ClassContrastError(f"unknown baseline {kind!r}; choose blur, zeros or mean")
 
 
 def keep_masks(s_orig: Tensor, s_wtd: Tensor, mode: Mode, rule: Rule) -> tuple[Tensor, Tensor]:

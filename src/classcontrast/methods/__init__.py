@@ -10,11 +10,15 @@ from .base import Method, Recording
 from .cam import GradCAM, LayerMethod, LinearApprox, XGradCAM
 from .fullgrad import FullGrad
 from .gradient import Gradient, GradientXInput
+from .integrated import IntegratedGradients
+from .lrp import LRP
+from .smooth import SmoothGrad
 from .transformer import AttentionRollout, VitGradCAM, capture_attention, transformer_blocks
 
 METHODS: dict[str, type[Method]] = {
     m.name: m
-    for m in (Gradient, GradientXInput, LinearApprox, GradCAM, XGradCAM, FullGrad, VitGradCAM, AttentionRollout)
+    for m in (Gradient, GradientXInput, LinearApprox, GradCAM, XGradCAM, FullGrad, VitGradCAM, AttentionRollout,
+              IntegratedGradients, SmoothGrad, LRP)
 }
 
 
@@ -51,16 +55,19 @@ def get_method(spec: str | Method, **options: Any) -> Method:
 
 
 __all__ = [
+    "LRP",
     "METHODS",
     "AttentionRollout",
     "FullGrad",
     "GradCAM",
     "Gradient",
     "GradientXInput",
+    "IntegratedGradients",
     "LayerMethod",
     "LinearApprox",
     "Method",
     "Recording",
+    "SmoothGrad",
     "VitGradCAM",
     "XGradCAM",
     "capture_attention",

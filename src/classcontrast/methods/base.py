@@ -47,14 +47,22 @@ class Method(ABC):
     (R, rows, h, w) maps. Rows belonging to the same image are summed.
 
     ``linear`` is True when the map is linear in the back-propagated gradient (activations fixed):
-    then every contrast identity holds exactly, e.g. probability = p_t(1-p_t)·weighted.
+    then every contrast identity holds exactly, e.g. probability = p_t(1-p_t)·weighted, and the engine
+    back-propagates only a basis of the objectives' gradients (see :func:`classcontrast.engine.low_rank`).
     ``batched_vjp`` is False for methods whose backward pass cannot be vectorised over objectives.
     """
 
     name: ClassVar[str]
-    linear: ClassVar[bool] = True
     batched_vjp: ClassVar[bool] = True
-    multipass: ClassVar[bool] = False  # True when ``passes`` runs the model on other inputs than the images
+    multipass: ClassVar[bool] = False  # True: targets and logits come from a clean forward pass of their own
+    # True: each pass's contrast gradient is taken at that pass's output (IG path points, noisy copies);
+    # False: at the images' clean output (LRP, whose canonizers may perturb the logits in the last digits)
+    contrast_at_pass: ClassVar[bool] = True
+
+    @property
+    def linear(self) -> bool:
+        """Whether ``compute`` is linear in the gradients (True unless a method says otherwise)."""
+        return True
 
     def passes(self, x: Tensor) -> Iterator[Pass]:
         """The forward passes of one call; by default one pass on the images themselves."""

@@ -28,6 +28,10 @@ class LayerMethod(Method):
         self.layer = layer
         self.relu = relu
 
+    @property
+    def linear(self) -> bool:
+        return not self.relu  # the textbook ReLU on the map breaks linearity
+
     def options(self) -> dict[str, object]:
         layer = self.layer if not isinstance(self.layer, nn.Module) else type(self.layer).__name__
         return {"layer": layer, "relu": self.relu}

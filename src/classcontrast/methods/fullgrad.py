@@ -43,6 +43,10 @@ class FullGrad(Method):
     def __init__(self, abs: bool = False) -> None:
         self.abs = abs
 
+    @property
+    def linear(self) -> bool:
+        return not self.abs  # abs and min-max scaling are not linear
+
     def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
         xin = x.detach().requires_grad_(True)
         layers: list[tuple[OutputRecorder, Tensor]] = []

@@ -91,6 +91,10 @@ class VitGradCAM(Method):
         self.layer = -2 if layer is None else layer
         self.relu = relu
 
+    @property
+    def linear(self) -> bool:
+        return not self.relu
+
     def options(self) -> dict[str, object]:
         layer = self.layer if not isinstance(self.layer, nn.Module) else type(self.layer).__name__
         return {"layer": layer, "relu": self.relu}
@@ -203,7 +207,10 @@ class AttentionRollout(Method):
     """
 
     name = "attention_rollout"
-    linear = False
+
+    @property
+    def linear(self) -> bool:
+        return False
 
     def __init__(self, relu: bool = False, discard_ratio: float = 0.0) -> None:
         if not 0.0 <= discard_ratio < 1.0:

@@ -28,10 +28,18 @@ def to_numpy_image(image: Any) -> np.ndarray:
     return np.clip(arr, 0.0, 1.0)
 
 
+OUTLIER_PERCENTILE = 99.5
+
+
 def halfrange(values: np.ndarray) -> float:
-    """The symmetric colour range of a signed map (max |value|), 1 for an all-zero map."""
-    h = float(np.nanmax(np.abs(values))) if values.size else 0.0
-    return h if h > 0 and np.isfinite(h) else 1.0
+    """The symmetric colour range of a signed map: the 99.5th percentile of |value| (pixel-level maps have
+    a few extreme pixels that would wash out the rest; for smooth CAM maps this is ≈ max |value|, the
+    study's ``CenteredNorm``), 1 for an all-zero map."""
+    a = np.abs(values[np.isfinite(values)]) if values.size else np.zeros(0)
+    h = float(np.percentile(a, OUTLIER_PERCENTILE)) if a.size else 0.0
+    if h <= 0:
+        h = float(a.max()) if a.size else 0.0
+    return h if h > 0 else 1.0
 
 
 def overlay(ax: Any, image: Any, signed_map: Any, scale: float | None = None, alpha: float = 0.5,
@@ -53,7 +61,7 @@ def colorbar(fig: Any, ax: Any, scale: float | None = None, cmap: str = "bwr") -
     """A horizontal diverging colour bar centred on 0: "against t" (blue) … 0 … "for t" (red).
 
     With ``scale`` (a shared half-range) the ticks show values; without it each map has its own range
-    and the bar is labelled in fractions of that map's largest |value|.
+    (:func:`halfrange`) and the bar says so.
     """
     from matplotlib.cm import ScalarMappable
 
@@ -63,6 +71,6 @@ def colorbar(fig: Any, ax: Any, scale: float | None = None, cmap: str = "bwr") -
     if scale:
         bar.set_ticklabels([f"against t\n{-half:.3g}", "0", f"for t\n{half:.3g}"])
     else:
-        bar.set_ticklabels(["against t\n(−max |map|)", "0", "for t\n(+max |map|)"])
+        bar.set_ticklabels(["against t\n(each map's own scale)", "0", "for t\n(each map's own scale)"])
     bar.ax.tick_params(labelsize=7)
     return bar

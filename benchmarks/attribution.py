@@ -1,0 +1,150 @@
+"""Integrated Gradients, SmoothGrad and LRP: time against the floor and the peers, in one run.
+
+Floors (plain torch, the method's own work and nothing else):
+  IG, n steps:     the n path points of every image in one forward pass, one backward pass of the
+                   weighted objective to them, the weighted sum times (x - x');
+  SmoothGrad:      the n noisy copies in one forward pass, one backward pass, the mean;
+  LRP:             zennit's own ``Gradient`` attributor with the same composite and canonizer.
+Peers: Captum's IntegratedGradients and NoiseTunnel(Saliency) on ``cc.ContrastModel`` (the contrast as
+an output column), and zennit for LRP. "12 maps" is the figure workload: top-3 classes × original,
+mean, max, weighted; the peers need 12 calls for it.
+
+    python benchmarks/attribution.py                          # resnet50, batch 1, 16 steps / samples
+    python benchmarks/attribution.py --models resnet18 resnet50 --batches 1 4 --steps 32 --repeats 3
+
+Targets (issue): one map ≤ 1.10× the floor and ≤ 1.0× Captum (zennit for LRP); 12 maps ≤ 1.5× one map.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+
+sys.path.insert(0, str(Path(__file__).parent))
+import classcontrast as cc
+from bench import paired
+
+FOUR = ["original", "mean", "max", "weighted"]
+
+
+def frozen(model: torch.nn.Module, fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` run with the model's parameters frozen (as classcontrast runs it: no parameter graph)."""
+    def run() -> Any:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        try:
+            with torch.enable_grad():
+                return fn()
+        finally:
+            for p in model.parameters():
+                p.requires_grad_(True)
+    return run
+
+
+def once(fn: Callable[[], Any], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["resnet50"])
+    ap.add_argument("--batches", nargs="+", type=int, default=[1])
+    ap.add_argument("--steps", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--size", type=int, default=224)
+    args = ap.parse_args()
+    from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
+    from zennit.attribution import Gradient
+    from zennit.composites import EpsilonPlusFlat
+    from zennit.torchvision import ResNetCanonizer, VGGCanonizer
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; n = {args.steps} steps / samples")
+    rows = []
+    for name in args.models:
+        torch.manual_seed(0)
+        model = torchvision.models.get_model(name).eval()
+        canonizer = ResNetCanonizer if name.startswith("resnet") else VGGCanonizer
+        for batch in args.batches:
+            x = torch.randn(batch, 3, args.size, args.size)
+            with torch.no_grad():
+                y = model(x)
+            t = y.argmax(1)
+            n = args.steps
+
+            def floor_ig() -> None:
+                from classcontrast.methods.integrated import quadrature
+
+                a, w = quadrature("gausslegendre", n)
+                pts = (a.float().view(1, n, 1, 1, 1) * x[:, None]).flatten(0, 1).requires_grad_(True)
+                out = model(pts)
+                (g,) = torch.autograd.grad(cc.Weighted().score(out, t.repeat_interleave(n)).sum(), pts)
+                (g.view(batch, n, *x.shape[1:]) * w.float().view(1, n, 1, 1, 1)).sum(1) * x
+
+            def floor_sg() -> None:
+                noisy = (x[:, None] + 0.15 * torch.randn(batch, n, *x.shape[1:])).flatten(0, 1).requires_grad_(True)
+                (g,) = torch.autograd.grad(cc.Weighted().score(model(noisy), t.repeat_interleave(n)).sum(), noisy)
+                g.view(batch, n, *x.shape[1:]).mean(1)
+
+            def zennit_one(cot: torch.Tensor) -> None:
+                with Gradient(model=model, composite=EpsilonPlusFlat(canonizers=[canonizer()])) as attributor:
+                    attributor(x, cot)
+
+            cot_w = cc.Weighted().grad(y, t)
+            top = y.topk(3, 1).indices
+            cases = {
+                "integrated_gradients": (
+                    frozen(model, floor_ig),
+                    lambda: IntegratedGradients(cc.ContrastModel(model, "weighted")).attribute(x, target=t, n_steps=n),
+                    lambda: [IntegratedGradients(cc.ContrastModel(model, c)).attribute(x, target=top[:, k], n_steps=n)
+                             for c in FOUR for k in range(3)],
+                    {"steps": n}, "Captum"),
+                "smoothgrad": (
+                    frozen(model, floor_sg),
+                    lambda: NoiseTunnel(Saliency(cc.ContrastModel(model, "weighted"))).attribute(
+                        x, nt_type="smoothgrad", nt_samples=n, stdevs=0.15, target=t, abs=False),
+                    lambda: [NoiseTunnel(Saliency(cc.ContrastModel(model, c))).attribute(
+                        x, nt_type="smoothgrad", nt_samples=n, stdevs=0.15, target=top[:, k], abs=False)
+                        for c in FOUR for k in range(3)],
+                    {"samples": n}, "Captum"),
+                "lrp": (
+                    lambda: zennit_one(cot_w), lambda: zennit_one(cot_w),
+                    lambda: [zennit_one(cc.get_contrast(c).grad(y, top[:, k])) for c in FOUR for k in range(3)],
+                    {}, "zennit"),
+            }
+            for method, (floor, peer_one, peer_twelve, opts, peer) in cases.items():
+                def ours_one(method: str = method, opts: dict = opts) -> None:
+                    cc.explain(model, x, method, "weighted", t, **opts)
+
+                def ours_twelve(method: str = method, opts: dict = opts) -> None:
+                    cc.explain(model, x, method, FOUR, cc.TopK(3), **opts)
+
+                one_s, one_ratio, mem = paired(floor, ours_one, torch.device("cpu"), args.repeats)
+                peer_s = once(peer_one, args.repeats)
+                twelve_s = once(ours_twelve, args.repeats)
+                peer12_s = once(peer_twelve, 1)
+                rows.append((name, batch, method, one_ratio, one_s / peer_s, twelve_s / one_s, peer12_s / twelve_s,
+                             mem, peer))
+                print(f"{name} b={batch} {method:22s} one map {one_s:6.2f} s = ×{one_ratio:.2f} floor, "
+                      f"×{one_s / peer_s:.2f} {peer}; 12 maps {twelve_s:6.2f} s = ×{twelve_s / one_s:.2f} one map, "
+                      f"{peer12_s / twelve_s:.1f}× faster than 12 {peer} calls; memory ×{mem:.2f}", flush=True)
+    print("\n| model | batch | method | one map × floor | one map × peer | 12 maps × one map | 12 peer calls ÷ ours |")
+    print("|---|---|---|---|---|---|---|")
+    for name, batch, method, r1, rp, r12, speed, _mem, peer in rows:
+        print(f"| {name} | {batch} | {method} | {r1:.2f} | {rp:.2f} ({peer}) | {r12:.2f} | {speed:.1f}× |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Layer-wise Relevance Propagation through zennit, with the contrast's gradient as output relevance."""
+
+from __future__ import annotations
+
+import inspect
+from contextlib import ExitStack
+from typing import Any
+
+from torch import Tensor, nn
+
+from ..errors import ClassContrastError
+from .base import Method, Recording
+
+# zennit composites whose rules are linear in the incoming relevance (guided backprop and deconvnet
+# rectify it), so every contrast map is the same linear combination of per-class maps
+LINEAR_COMPOSITES = {"epsilon_gamma_box", "epsilon_plus", "epsilon_alpha2_beta1", "epsilon_plus_flat",
+                     "epsilon_alpha2_beta1_flat", "excitation_backprop", "beta_smooth"}
+
+
+def _zennit() -> Any:
+    try:
+        import zennit.canonizers
+        import zennit.composites
+        import zennit.torchvision
+    except ImportError as e:  # pragma: no cover - zennit is a dependency
+        raise ClassContrastError("the lrp method needs zennit: pip install zennit") from e
+    return zennit
+
+
+def auto_canonizers(model: nn.Module) -> list[Any]:
+    """zennit's canonizers for ``model``: VGG / ResNet ones for torchvision's VGG and ResNet, BatchNorm
+    merging for other networks with BatchNorm, none otherwise."""
+    zennit = _zennit()
+    kind = type(model)
+    if kind.__module__.startswith("torchvision.models"):
+        if kind.__name__ == "VGG":
+            return [zennit.torchvision.VGGCanonizer()]
+        if kind.__name__ == "ResNet":
+            return [zennit.torchvision.ResNetCanonizer()]
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return [zennit.canonizers.SequentialMergeBatchNorm()]
+    return []
+
+
+class LRP(Method):
+    r"""Layer-wise Relevance Propagation by zennit's rules, started from the contrast's gradient:
+
+    the output relevance is :math:`\partial O/\partial y` (``original``: :math:`e_t`; ``probability``:
+    :math:`p_t(e_t - p)`, i.e. exactly Softmax-Gradient LRP, Iwana et al. 2019; ``weighted``: SGLRP divided
+    by :math:`p_t(1-p_t)`; ``Foil(s)``: :math:`e_t - e_s`, the relevance of t against s), propagated to
+    the input with the rules of ``composite`` (a name in zennit's registry, default
+    ``epsilon_plus_flat``, or a zennit ``Composite``), summed over colour channels unless
+    ``keep_channels``. For ``epsilon_gamma_box`` the box is the batch's per-channel value range (give a
+    zennit ``EpsilonGammaBox`` for other bounds).
+
+    ``canonizer``: ``"auto"`` (zennit's VGG / ResNet canonizers for torchvision VGG and ResNet,
+    BatchNorm merging for other networks with BatchNorm), ``"none"``, or zennit canonizer(s). Rules,
+    canonizers and hooks exist only during the call; the model is left as it was, also when zennit raises.
+    """
+
+    name = "lrp"
+    batched_vjp = False  # zennit's rules run in Python backward hooks, one objective at a time
+    # the logits, targets and output relevance come from the model itself: zennit's BatchNorm merging
+    # leaves the merged BatchNorm computing x/√(1+ε), which moves the canonized model's logits slightly
+    multipass = True
+    contrast_at_pass = False
+
+    def __init__(self, composite: str | Any = "epsilon_plus_flat", canonizer: str | Any = "auto",
+                 keep_channels: bool = False) -> None:
+        registry = _zennit().composites.COMPOSITES
+        if isinstance(composite, str) and composite not in registry:
+            names = ", ".join(sorted(registry))
+            raise ClassContrastError(f"unknown LRP composite {composite!r}; choose one of {names}")
+        if isinstance(canonizer, str) and canonizer not in ("auto", "none"):
+            raise ClassContrastError(f"unknown canonizer {canonizer!r}; choose auto, none or give zennit canonizers")
+        self.composite = composite
+        self.canonizer = canonizer
+        self.keep_channels = keep_channels
+
+    @property
+    def linear(self) -> bool:
+        return isinstance(self.composite, str) and self.composite in LINEAR_COMPOSITES
+
+    def options(self) -> dict[str, object]:
+        def label(v: Any) -> object:
+            return v if isinstance(v, str) else type(v).__name__
+
+        return {"composite": label(self.composite), "canonizer": label(self.canonizer),
+                "keep_channels": self.keep_channels}
+
+    def canonizers(self, model: nn.Module) -> list[Any]:
+        if self.canonizer == "auto":
+            return auto_canonizers(model)
+        if self.canonizer in ("none", None):
+            return []
+        return list(self.canonizer) if isinstance(self.canonizer, (list, tuple)) else [self.canonizer]
+
+    def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
+        if isinstance(self.composite, str):  # a fresh composite per call: composites hold per-model state
+            cls = _zennit().composites.COMPOSITES[self.composite]
+            kwargs: dict[str, Any] = {"canonizers": self.canonizers(model)}
+            if "low" in inspect.signature(cls).parameters:  # ZBox's input domain: the batch's channel range
+                kwargs["low"] = x.detach().amin((0, 2, 3), keepdim=True)
+                kwargs["high"] = x.detach().amax((0, 2, 3), keepdim=True)
+            composite = cls(**kwargs)
+        else:
+            composite = self.composite
+        try:
+            stack.enter_context(composite.context(model))
+        except Exception as e:
+            composite.remove()  # a registration that failed half-way is undone too
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ClassContrastError(f"zennit could not apply LRP to {type(model).__name__}: {first}") from e
+        xin = x.detach().requires_grad_(True)
+        return Recording(input=xin, tensors=[xin])
+
+    def compute(self, rec: Recording, grads: list[Tensor]) -> Tensor:
+        relevance = grads[0]
+        return relevance if self.keep_channels else relevance.sum(2)
