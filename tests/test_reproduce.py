@@ -48,6 +48,15 @@ kind = "norm_logit"
 name = "norm"
 limit = 2
 batch_size = 1
+
+[[experiment]]
+kind = "faithfulness"
+name = "faith"
+limit = 4
+methods = ["gradcam"]
+contrasts = ["weighted", "max"]
+baselines = ["zeros", "mean"]
+fractions = [0.25, 0.5, 0.75, 1.0]
 """
 
 
@@ -67,6 +76,7 @@ def _numbers(out: Path) -> dict[str, object]:
         "pert": json.loads((out / "pert" / "perturbation.json").read_text()),
         "mask": json.loads((out / "mask" / "masking.json").read_text())["records"],
         "norm": json.loads((out / "norm" / "norm_logit_summary.json").read_text()),
+        "faith": json.loads((out / "faith" / "faithfulness.json").read_text()),
     }
 
 
@@ -89,6 +99,7 @@ def single(config: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_report_is_written(single: Path) -> None:
     md = (single / "report.md").read_text()
     assert "## perturbation: pert" in md and "## masking: mask" in md and "The study's Table 1" in md
+    assert "## faithfulness: faith" in md and "| random | weighted |" in md
     html = (single / "report.html").read_text()
     assert html.startswith("<!doctype html>") and "data:image/png;base64," in html
     assert json.loads((single / "versions.json").read_text())["torch"]
@@ -121,7 +132,8 @@ def test_killed_run_resumes_with_identical_numbers(config: Path, single: Path, t
     assert again.returncode == 0, again.stderr[-2000:]
     assert _numbers(tmp_path) == _numbers(single)
     for sub, key in [("pert", ("id", "contrast", "epsilon", "steps")),
-                     ("mask", ("id", "method", "target_index", "baseline", "mode", "rule")), ("norm", ("id", "rank"))]:
+                     ("mask", ("id", "method", "target_index", "baseline", "mode", "rule")), ("norm", ("id", "rank")),
+                     ("faith", ("id", "method", "contrast", "baseline"))]:
         rows = _rows(tmp_path / sub, key)
         assert len(rows) == len(set(rows)), f"duplicates in {sub}"
 
@@ -154,5 +166,5 @@ def test_config_errors(tmp_path: Path) -> None:
 def test_shipped_configs_parse() -> None:
     root = Path(__file__).parent.parent / "configs"
     smoke, study = load_config(root / "smoke.toml"), load_config(root / "study.toml")
-    assert {e.kind for e in smoke.experiments} == {"perturbation", "masking", "figures", "norm_logit"}
+    assert {e.kind for e in smoke.experiments} == {"perturbation", "masking", "figures", "norm_logit", "faithfulness"}
     assert sum(e.kind == "perturbation" for e in study.experiments) == 9

@@ -165,3 +165,37 @@ def norm_logit_command(
         rows, summary = run_norm_logit(bundle, source, batch_size, dev, out / "norm_logit_samples.jsonl", tick)
     _done(write_norm_logit(rows, summary, out))
     console.print(summary)
+
+
+@evaluate_app.command("faithfulness")
+def faithfulness_command(
+    data: list[str] = DATA, model: str = MODEL, weights: str = WEIGHTS, num_classes: int = NUM_CLASSES,
+    method: list[str] = typer.Option(["gradcam", "linear_approx", "gradient_x_input"], "--method", "--methods",
+                                     help="Methods"),
+    contrast: list[str] = typer.Option(["original", "mean", "max", "weighted"], "--contrast", "--contrasts",
+                                       help="Contrasts"),
+    baseline: list[str] = typer.Option(["blur", "zeros", "mean"], "--baseline", "--baselines",
+                                       help="Baselines: blur zeros mean road (road: ROAD's noisy linear "
+                                       "imputation, a linear solve per curve point)"),
+    score: list[str] = typer.Option(["probability", "logit", "contrast"], "--score", "--scores",
+                                    help="Scores: probability (p_t) logit (y_t) contrast (the contrast's objective)"),
+    fractions: list[str] = typer.Option(None, help="Fractions of pixels in (0, 1] (default: 20 equal steps)"),
+    layer: str = typer.Option(None, help="Layer for the CAM methods"),
+    road_noise: float = typer.Option(0.01, help="ROAD: noise added to imputed pixels"),
+    limit: int = LIMIT, batch_size: int = BATCH, seed: int = SEED, device: str = DEVICE, out: Path = OUT,
+    preprocess: str = PREPROCESS,
+) -> None:
+    """Deletion / insertion (MoRF / LeRF) and ROAD curves, and average drop / increase, per method × contrast."""
+    from ..evaluation.faithfulness import check_grid, default_fractions, run_faithfulness, write_faithfulness
+
+    grid = split_numbers(fractions, "--fractions") if fractions else default_fractions()
+    check_grid(split_values(baseline), split_values(score), grid)  # bad input: one line, before any work
+    bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, device, preprocess)
+    with progress_bar(len(source), "faithfulness") as tick:
+        result = run_faithfulness(bundle, source, split_values(method), split_values(contrast),
+                                  split_values(baseline), split_values(score), grid, batch_size, dev, seed, layer,
+                                  road_noise, out / "faithfulness_samples.jsonl", tick)
+    _done(write_faithfulness(result, out))
+    from ..evaluation.faithfulness import markdown_tables
+
+    console.print(markdown_tables(result))

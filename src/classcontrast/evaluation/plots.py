@@ -67,3 +67,47 @@ def norm_logit_chart(logits: np.ndarray, norms: np.ndarray, ids: np.ndarray, coe
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)
     return path
+
+
+def faithfulness_chart(records: list[dict[str, Any]], fractions: list[float], path: Path, title: str = "") -> Path:
+    """Deletion (left) and insertion (right) curves, mean ± standard error over images, one line per
+    method × contrast (colour: contrast, line style: method; the random map dashed grey)."""
+    contrasts = list(dict.fromkeys(r["contrast"] for r in records))
+    methods = [m for m in dict.fromkeys(r["method"] for r in records) if m != "random"]
+    colours = dict(zip(contrasts, ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"], strict=False))
+    styles = dict(zip(methods, ["-", "--", ":", "-."], strict=False))
+    fig = Figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2, sharey=True)
+    x = np.asarray(fractions)
+    # the random map is the same under every contrast: one line, except on the contrast's own objective
+    per_contrast = bool(records) and records[0]["score"] == "contrast"
+    for ax, kind in zip(axes, ("deletion", "insertion"), strict=True):
+        drawn = set()
+        for r in records:
+            mean_curve = np.asarray(r[f"{kind}_curve"])
+            se = np.nan_to_num(np.asarray(r[f"{kind}_curve_se"], dtype=float))
+            if r["method"] == "random":
+                key = r["contrast"] if per_contrast else ""
+                if key in drawn:
+                    continue
+                drawn.add(key)
+                label = ("random map" + (f" · {key}" if key else "")) if kind == "deletion" else None
+                ax.plot(x, mean_curve, color=colours.get(key, "0.5") if key else "0.5", ls=(0, (1, 1)), lw=1.2,
+                        alpha=0.8, label=label)
+                continue
+            label = f"{r['method']} · {r['contrast']}" if kind == "deletion" else None
+            ax.plot(x, mean_curve, color=colours.get(r["contrast"], "k"), ls=styles.get(r["method"], "-"), lw=1.4,
+                    label=label)
+            ax.fill_between(x, mean_curve - se, mean_curve + se, color=colours.get(r["contrast"], "k"), alpha=0.12)
+        ax.set_xlabel("fraction of pixels " + ("removed, most relevant first" if kind == "deletion"
+                                               else "put back, most relevant first"))
+        ax.set_title(kind)
+        ax.grid(alpha=0.3)
+    names = {"probability": "p_t", "logit": "y_t", "contrast": "the contrast's objective O"}
+    axes[0].set_ylabel(names.get(records[0]["score"], records[0]["score"]) if records else "")
+    fig.legend(fontsize=7, ncol=4, loc="lower center", bbox_to_anchor=(0.5, -0.02))
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    return path

@@ -8,7 +8,7 @@ batch_size = 16
 seed = 0
 
 [[experiment]]
-kind = "perturbation"       # perturbation | masking | figures | norm_logit
+kind = "perturbation"       # perturbation | masking | figures | norm_logit | faithfulness
 name = "resnet18"           # output sub-folder (default: kind-model)
 model = "torchvision:resnet18"
 weights = "DEFAULT"         # or none, or a state-dict path; num_classes = 200 for a new head
@@ -33,7 +33,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-KINDS = {"perturbation", "masking", "figures", "norm_logit"}
+KINDS = {"perturbation", "masking", "figures", "norm_logit", "faithfulness"}
 COMMON = {"kind", "name", "model", "weights", "num_classes", "data", "limit", "batch_size", "seed", "device",
           "preprocess"}
 OPTIONS = {
@@ -41,6 +41,7 @@ OPTIONS = {
     "masking": {"methods", "baselines", "modes", "rule", "threshold", "below", "sigma", "layer"},
     "figures": {"methods", "layer", "threshold", "images"},
     "norm_logit": set(),
+    "faithfulness": {"methods", "contrasts", "baselines", "scores", "fractions", "layer", "road_noise"},
 }
 
 

@@ -99,6 +99,31 @@ def run_experiment(exp: Experiment, out: Path, shard: Dist, progress: Progress |
                               f"‖∇y‖ ≈ {a:.4f}·y² + {b:.4f}·y + {c:.3f}; the top class's norm is "
                               f"{summary['top_class_norm_over_mean_norm']:.2f}× the mean."),
                    Block("p", study.NORM_LOGIT), Block("image", paths[-1])]
+    elif exp.kind == "faithfulness":
+        from ..evaluation.faithfulness import (
+            BASELINES,
+            CONTRASTS,
+            METHODS,
+            SCORES,
+            default_fractions,
+            run_faithfulness,
+            tables,
+            write_faithfulness,
+        )
+
+        result = run_faithfulness(bundle, source, o.get("methods", METHODS), o.get("contrasts", CONTRASTS),
+                                  o.get("baselines", BASELINES), o.get("scores", SCORES),
+                                  o.get("fractions") or default_fractions(), exp.batch_size, exp.device, exp.seed,
+                                  o.get("layer"), o.get("road_noise", 0.01), where / "faithfulness_samples.jsonl",
+                                  tick, shard)
+        if not shard.main:
+            return []
+        paths = write_faithfulness(result, where)
+        blocks += [Block("p", f"Deletion / insertion areas (fractions {result['info']['fractions'][1:]}); "
+                              "a random map gives the chance row.")]
+        for caption, rows in tables(result):
+            blocks += [Block("p", caption), Block("table", rows)]
+        blocks += [Block("image", p) for p in paths if p.suffix == ".png"]
     return blocks
 
 
