@@ -4,13 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean chromium
+.PHONY: demo test docs lint bench clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip >/dev/null
 	$(BIN)/pip install torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -e ".[demo,test]"
+	$(BIN)/pip install -e ".[demo,test,docs,hf]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -20,6 +20,13 @@ demo: $(STAMP)
 test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+	$(MAKE) docs
+
+# The documentation site: the gallery regenerated, then built with --strict (broken links, missing
+# references and docstring errors fail the build) into site/.
+docs: $(STAMP)
+	$(BIN)/python docs/scripts/gallery.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # The page tests open the explorer in a real browser (headless Chromium, Debian's package).
 chromium:
@@ -33,4 +40,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
 
 clean:
-	rm -rf $(VENV) demo .pytest_cache
+	rm -rf $(VENV) demo site docs/gallery .pytest_cache dist build

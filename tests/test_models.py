@@ -69,10 +69,10 @@ def test_offline_torchvision_weights_say_how_to_supply_them(monkeypatch: pytest.
 
 
 def test_offline_timm_weights_fail_fast_and_clearly(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    from classcontrast.models import zoo
+    from classcontrast.models import hub
 
     monkeypatch.setenv("HF_HOME", str(tmp_path))
-    monkeypatch.setattr(zoo, "_hub_reachable", lambda: False)
+    monkeypatch.setattr(hub, "reachable", lambda: False)
     with pytest.raises(cc.ClassContrastError, match="weights=PATH"):
         cc.load_model("timm:resnet18")
 

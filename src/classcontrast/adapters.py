@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from .contrasts import Contrast, get_contrast
 from .engine import explain
+from .outputs import logits_of
 
 
 class ContrastModel(nn.Module):
@@ -33,7 +34,7 @@ class ContrastModel(nn.Module):
         self.contrast = get_contrast(contrast)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.contrast.score_all(self.model(x))
+        return self.contrast.score_all(logits_of(self.model(x)))
 
 
 def quantus_explain(model: nn.Module, inputs: Any, targets: Any, **kwargs: Any) -> np.ndarray:

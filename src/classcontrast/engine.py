@@ -14,6 +14,7 @@ from .contrasts import Contrast, Foil, get_contrast
 from .errors import ClassContrastError, ClassContrastWarning
 from .explanation import Explanation, Explanations
 from .methods import METHODS, LayerMethod, Method, get_method
+from .outputs import logits_of
 from .state import frozen_eval
 from .targets import resolve_targets
 
@@ -133,7 +134,7 @@ def _model_failed(x: Tensor, e: BaseException) -> ClassContrastError:
 def _forward(net: nn.Module, x: Tensor) -> Tensor:
     """The model's logits for ``x``; a failing model or a non-(B, C) output is a one-line error."""
     try:
-        logits = net(x)
+        logits = logits_of(net(x))
     except _MODEL_ERRORS as e:
         raise _model_failed(x, e) from e
     if not isinstance(logits, Tensor) or logits.ndim != 2:
@@ -172,22 +173,27 @@ def explain(
     """Explain why ``model`` scores each target class of each image in ``x`` against the others.
 
     Args:
-        model: an ``nn.Module`` returning logits (B, C), or a :class:`~classcontrast.ModelBundle`
+        model: an ``nn.Module`` returning logits (B, C) (or a tuple starting with them, or an object or
+            dict with ``logits``, as Hugging Face models return), or a :class:`~classcontrast.ModelBundle`
             (``DataParallel`` and ``torch.compile`` wrappers are looked through).
         x: preprocessed images (B, C, H, W), on the model's device, any floating dtype.
-        method: ``"gradient"``, ``"gradient_x_input"``, ``"linear_approx"``, ``"gradcam"``,
-            ``"xgradcam"``, ``"fullgrad"``, ``"vit_gradcam"``, ``"attention_rollout"`` (or any
-            method added with :func:`register_method`), or a :class:`Method`.
+        method: ``"gradient"``, ``"gradient_x_input"``, ``"integrated_gradients"``, ``"smoothgrad"``,
+            ``"lrp"``, ``"linear_approx"``, ``"gradcam"``, ``"xgradcam"``, ``"fullgrad"``,
+            ``"vit_gradcam"``, ``"attention_rollout"`` (or any method added with ``register_method``),
+            or a ``Method``.
         contrast: a name (``"original"``, ``"mean"``, ``"max"``, ``"weighted"``, ``"probability"``),
             a :class:`Contrast` such as ``Foil(s)``, or a list of them (then the result maps each
             contrast's name to its :class:`Explanation`).
         targets: None (top-1), an int, one class per image, (B, K) classes, or ``TopK(k)``.
-        layer, relu, **method_options: passed to the method (e.g. ``layer="features.40"``,
-            ``keep_channels=True``, ``abs=True``, ``discard_ratio=0.9``). With a ModelBundle and no
-            ``layer``, CAM methods use the bundle's own layer when it names one.
+        layer: the method's layer (a module name such as ``"features.40"``, a module, or a ViT block
+            index). With a ModelBundle and no ``layer``, CAM methods use the bundle's own layer when it
+            names one.
+        relu: the textbook ReLU on CAM maps.
         batched: back-propagate all objectives in one vectorised pass (``True``) or one pass each
             (``False``); the default does the first on accelerators and the second on CPUs, where
             measured it is as fast and needs no vectorisation machinery.
+        **method_options: the method's other options (e.g. ``keep_channels=True``, ``steps=16``,
+            ``abs=True``, ``discard_ratio=0.9``); an option the method does not have is an error.
 
     Returns:
         An :class:`Explanation` with ``maps`` (B, K, H, W), or :class:`Explanations` for a list of

@@ -40,9 +40,11 @@ class OutputRecorder:
             else module.register_forward_hook(self._hook)
         stack.callback(handle.remove)
 
-    def _hook(self, module: nn.Module, inputs: Any, output: Any) -> Tensor | None:
+    def _hook(self, module: nn.Module, inputs: Any, output: Any) -> Any:
         if not self.mine():
             return None
+        if isinstance(output, tuple) and output and isinstance(output[0], Tensor):  # e.g. (hidden states, ...)
+            return (self.capture(output[0]), *output[1:])
         if not isinstance(output, Tensor):
             raise ClassContrastError(
                 f"layer '{self.name}' returns {type(output).__name__}, not a tensor; choose another layer"

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .errors import ClassContrastError
+from .outputs import logits_of
 
 _REGISTRY = threading.Lock()
 _LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
@@ -94,6 +95,6 @@ def frozen_eval(model: nn.Module, freeze: bool = True) -> Iterator[nn.Module]:
 
 
 def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The model's output for ``x`` in eval mode, without a graph; the model's state restored."""
+    """The model's logits for ``x`` in eval mode, without a graph; the model's state restored."""
     with frozen_eval(model, freeze=False), torch.no_grad():
-        return model(x)
+        return logits_of(model(x))

@@ -19,7 +19,8 @@ _MAX_ROWS_PER_FIGURE = 8
 
 def explain_command(
     images: list[Path] = typer.Argument(None, help="Image files or folders. None: the bundled cat photo."),
-    model: str = typer.Option("efficientnet_lite0", help="efficientnet_lite0 | torchvision:<arch> | timm:<arch>"),
+    model: str = typer.Option("efficientnet_lite0",
+                              help="efficientnet_lite0 | torchvision:<arch> | timm:<arch> | hf:<hub id or folder>"),
     weights: str = typer.Option("DEFAULT", help="DEFAULT (pretrained), none (random) or a state-dict path"),
     num_classes: int = typer.Option(None, help="Class count of a checkpoint with a new head"),
     method: list[str] = typer.Option(["gradcam"], "--method", "--methods", help="One or more methods"),

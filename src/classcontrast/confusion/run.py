@@ -252,11 +252,14 @@ def audit(
         out: folder for ``audit_samples.jsonl``, ``maps/``, ``audit.json``, ``confusion.csv`` and
             ``audit.html``; re-running with the same folder resumes. None: nothing is written.
         methods: one or more method names (default GradCAM).
-        pairs, examples: how many confused pairs to show, and how many images per pair (mistakes, and
-            as many correctly classified images of the true class).
+        pairs: how many confused pairs to show.
+        examples: images per pair: the most confident mistakes, and as many correctly classified images
+            of the true class.
         top_k: the image's most probable classes offered in the explorer besides the pair.
-        batch_size, device, limit, seed: as for the experiments (``seed`` shuffles the order before
-            ``limit``; None keeps the source's order).
+        batch_size: images per forward pass.
+        device: where the model runs.
+        limit: use at most this many images.
+        seed: shuffles the order before ``limit`` (None keeps the source's order).
         shard: the torchrun rank and world (see :mod:`classcontrast.distributed`).
         progress: ``progress(phase, total)`` returns a callback advanced by the images done.
         **method_options: passed to the methods that accept them (e.g. ``layer``).

@@ -9,6 +9,7 @@ patch grid (14×14 for 224/16).
 from __future__ import annotations
 
 import math
+import threading
 from contextlib import ExitStack
 from typing import Any
 
@@ -27,17 +28,25 @@ def _is_attention(m: nn.Module) -> bool:
     return isinstance(m, nn.MultiheadAttention) or "attention" in type(m).__name__.lower()
 
 
+def _is_block_list(container: Any) -> bool:
+    return isinstance(container, (nn.Sequential, nn.ModuleList)) and len(container) > 0 \
+        and any(_is_attention(m) for m in container[0].modules())
+
+
 def transformer_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The transformer blocks in order, as (name, module): timm ``blocks`` or torchvision ``encoder.layers``."""
+    """The transformer blocks in order, as (name, module): timm ``blocks``, torchvision ``encoder.layers``,
+    or the first list of modules holding attention (Hugging Face ``vit.layers``, ``deit.layers``, ...)."""
     for path in ("blocks", "encoder.layers", "transformer.blocks", "layers"):
         container: Any = model
         for part in path.split("."):
             container = getattr(container, part, None)
-        if isinstance(container, (nn.Sequential, nn.ModuleList)) and len(container) > 0 \
-                and any(_is_attention(m) for m in container[0].modules()):
+        if _is_block_list(container):
             return [(f"{path}.{n}", m) for n, m in container.named_children()]
+    for name, container in model.named_modules():
+        if name and _is_block_list(container):
+            return [(f"{name}.{n}", m) for n, m in container.named_children()]
     raise ClassContrastError(
-        f"{type(model).__name__} has no transformer blocks (looked for 'blocks' and 'encoder.layers'); "
+        f"{type(model).__name__} has no transformer blocks (no list of modules holding attention); "
         "vit methods need a Vision Transformer"
     )
 
@@ -59,7 +68,8 @@ def resolve_block(model: nn.Module, layer: int | str | nn.Module) -> tuple[str, 
 
 def patch_grid(model: nn.Module, x: Tensor, n_tokens: int) -> tuple[int, int, int]:
     """(prefix tokens, grid height, grid width) for a token sequence of length ``n_tokens``."""
-    patch = getattr(getattr(model, "patch_embed", None), "patch_size", None) or getattr(model, "patch_size", None)
+    patch = getattr(getattr(model, "patch_embed", None), "patch_size", None) or getattr(model, "patch_size", None) \
+        or getattr(getattr(model, "config", None), "patch_size", None)  # timm, torchvision, Hugging Face
     h, w = x.shape[-2:]
     if patch is not None:
         ph, pw = (patch, patch) if isinstance(patch, int) else tuple(patch)
@@ -157,16 +167,55 @@ def _restore_attribute(obj: object, name: str, _missing: object = object()) -> A
     return restore
 
 
+_HF_NAME = "classcontrast_capture"
+_hf_recorders = threading.local()
+
+
+def _hf_attention(module: nn.Module, query: Tensor, key: Tensor, value: Tensor, attention_mask: Tensor | None,
+                  scaling: float | None = None, dropout: float = 0.0, **kwargs: Any) -> tuple[Tensor, Tensor]:
+    """Hugging Face's eager attention, with the post-softmax probabilities recorded for the calling
+    thread's rollout (other threads, and calls outside rollout, just get eager attention)."""
+    scaling = query.size(-1) ** -0.5 if scaling is None else scaling
+    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = F.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = F.dropout(weights, p=dropout, training=module.training)
+    recorder = getattr(_hf_recorders, "current", None)
+    if recorder is not None and recorder.mine():
+        weights = recorder.capture(weights)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
+def _hf_capture(config: Any, recorder: OutputRecorder, stack: ExitStack) -> int:
+    """Switch a Hugging Face model to :func:`_hf_attention` for the call (1 if it could be done)."""
+    try:
+        from transformers import AttentionInterface
+    except ImportError:  # pragma: no cover - a config with _attn_implementation comes from transformers
+        return 0
+    AttentionInterface.register(_HF_NAME, _hf_attention)
+    saved = config._attn_implementation
+    config._attn_implementation = _HF_NAME
+    stack.callback(setattr, config, "_attn_implementation", saved)
+    _hf_recorders.current = recorder
+    stack.callback(setattr, _hf_recorders, "current", None)
+    return 1
+
+
 def capture_attention(model: nn.Module, stack: ExitStack) -> OutputRecorder:
     """Record every block's post-softmax attention (B, heads, T, T) during the next forward pass,
     without changing the model's outputs (up to floating-point rounding of the unfused kernel).
 
     timm: ``fused_attn`` is switched off for the call and ``attn_drop`` (identity in eval) records its
     input. torchvision: each ``nn.MultiheadAttention`` runs an explicit implementation for the call.
-    Everything is undone when ``stack`` closes.
+    Hugging Face (ViT, DeiT, BEiT, DINOv2...): the model's attention implementation is switched for the
+    call to an eager one that records the probabilities. Everything is undone when ``stack`` closes.
     """
     recorder = OutputRecorder(None, "attention", None)
     found = 0
+    config = getattr(model, "config", None)
+    if hasattr(config, "_attn_implementation"):  # Hugging Face: route attention through our eager function
+        found += _hf_capture(config, recorder, stack)
     for module in model.modules():
         if isinstance(module, nn.MultiheadAttention):
             original = module.forward
@@ -186,8 +235,8 @@ def capture_attention(model: nn.Module, stack: ExitStack) -> OutputRecorder:
             found += 1
     if not found:
         raise ClassContrastError(
-            f"{type(model).__name__} has no attention modules to capture (torchvision MultiheadAttention or "
-            "timm Attention); attention_rollout needs a Vision Transformer"
+            f"{type(model).__name__} has no attention modules to capture (torchvision MultiheadAttention, timm "
+            "Attention or a Hugging Face ViT); attention_rollout needs a Vision Transformer"
         )
     return recorder
 

