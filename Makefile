@@ -22,9 +22,10 @@ test: $(STAMP) chromium
 	$(BIN)/python -m pytest
 	$(MAKE) docs
 
-# The documentation site: the gallery regenerated, then built with --strict (broken links, missing
-# references and docstring errors fail the build) into site/.
+# The documentation site: the pages shared with the README and the gallery regenerated, then built with
+# --strict (broken links, missing references and docstring errors fail the build) into site/.
 docs: $(STAMP)
+	$(BIN)/python docs/scripts/sections.py
 	$(BIN)/python docs/scripts/gallery.py
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 

@@ -57,3 +57,16 @@ def embedded() -> cc.ModelBundle:
 @pytest.fixture(scope="session")
 def cat_x(embedded: cc.ModelBundle) -> torch.Tensor:
     return embedded.transform(cc.sample_image("chelsea"))[None]
+
+
+@pytest.fixture(scope="session")
+def embedded64(embedded: cc.ModelBundle) -> nn.Module:
+    """The embedded model in float64 (for exactness tests against slow references)."""
+    import copy
+
+    return copy.deepcopy(embedded.model).double()
+
+
+@pytest.fixture(scope="session")
+def photo64(embedded: cc.ModelBundle) -> torch.Tensor:
+    return embedded.transform(cc.sample_image("coffee"))[None].double()

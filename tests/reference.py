@@ -92,3 +92,8 @@ def contrast_slow(phi: Tensor, y: Tensor, t: int, kind: str, foil: int | None = 
         assert foil is not None
         return phi[t] - phi[foil]
     raise ValueError(kind)
+
+
+def relerr(a: Tensor, b: Tensor) -> float:
+    """max |a − b| relative to max |b|."""
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-300))

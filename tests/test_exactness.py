@@ -13,6 +13,7 @@ from tests.reference import (
     input_jacobian,
     layer_jacobian,
     linear_approx_slow,
+    relerr,
     xgradcam_slow,
 )
 
@@ -27,10 +28,6 @@ def _contrasts(foil: int) -> list[object]:
     return [k if k != "foil" else cc.Foil(foil) for k in KINDS]
 
 
-def _relerr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-300))
-
-
 def _check(ex: cc.Explanations, phi: torch.Tensor, y: torch.Tensor, foil: int, tol: float = 1e-8) -> None:
     """phi: per-class maps (C, B, h, w); ex: the engine's maps for every contrast and target."""
     for kind, name in zip(KINDS, ex, strict=True):
@@ -39,7 +36,7 @@ def _check(ex: cc.Explanations, phi: torch.Tensor, y: torch.Tensor, foil: int, t
             for j, t in enumerate(e.targets[b].tolist()):
                 ref = contrast_slow(phi[:, b], y[b], t, kind, foil)
                 got = e.layer_maps[b, j]
-                assert _relerr(got, ref) < tol, (kind, b, t, _relerr(got, ref))
+                assert relerr(got, ref) < tol, (kind, b, t, relerr(got, ref))
 
 
 @pytest.mark.parametrize("method", list(CAM_SLOW))
@@ -74,18 +71,6 @@ def test_relu_is_applied_after_the_signed_map(tiny: nn.Module, tiny_x: torch.Ten
     relu = cc.explain(tiny, tiny_x, "gradcam", "weighted", layer="features.3", relu=True)
     assert (signed.layer_maps < 0).any()
     torch.testing.assert_close(relu.layer_maps, signed.layer_maps.clamp_min(0))
-
-
-@pytest.fixture(scope="module")
-def embedded64(embedded: cc.ModelBundle) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(embedded.model).double()
-
-
-@pytest.fixture(scope="module")
-def photo64(embedded: cc.ModelBundle) -> torch.Tensor:
-    return embedded.transform(cc.sample_image("coffee"))[None].double()
 
 
 @pytest.fixture(scope="module")

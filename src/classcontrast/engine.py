@@ -242,8 +242,7 @@ def explain(
                     _warn_foils(contrasts, y, t)
                 m.after_forward(rec)
                 cs = [c.select(p.rows, n_images) for c in contrasts] if m.multipass else contrasts
-                yl = logits.detach() if m.contrast_at_pass else y[p.rows]
-                tr = t[p.rows]
+                yl, tr = logits.detach(), t[p.rows]
                 cot = torch.stack([c.grad(yl, tr[:, j]) for c in cs for j in range(t.shape[1])])
                 reduced = low_rank(cot) if m.linear else None
                 vectorise = logits.device.type != "cpu" if batched is None else batched

@@ -39,7 +39,7 @@ from ..methods import method_options
 from ..models import ModelBundle
 from ..state import predict
 from .road import road_impute
-from .runner import batches, mean, sample_log, write_table
+from .runner import batch_generator, batches, mean, sample_log, write_table
 
 METHODS = ("gradcam", "linear_approx", "gradient_x_input")
 CONTRASTS = ("original", "mean", "max", "weighted")
@@ -161,8 +161,7 @@ def run_faithfulness(
             b_, _, h, w = x.shape
             ks = counts(grid, h * w)
             bases = {b: baseline(x, b) for b in baselines if b != "road"}
-            gen = torch.Generator().manual_seed(seed * 1_000_003 + batch.index)
-            random_map = torch.rand((b_, h, w), generator=gen, dtype=torch.float64).to(device)
+            random_map = torch.rand((b_, h, w), generator=batch_generator(seed, batch), dtype=torch.float64).to(device)
             maps: dict[tuple[str, str], Tensor] = {}
             for m in methods:
                 opts = {"layer": layer} if layer is not None and "layer" in method_options(m) else {}
@@ -177,8 +176,7 @@ def run_faithfulness(
                 for b in baselines:
                     if all(log.has(id=i, method=m, contrast=c, baseline=b) for i in batch.ids):
                         continue
-                    road = {"noise": road_noise, "generator": torch.Generator().manual_seed(
-                        seed * 1_000_003 + batch.index)} if b == "road" else None
+                    road = {"noise": road_noise, "generator": batch_generator(seed, batch)} if b == "road" else None
                     rows = []
                     for i, sid in enumerate(batch.ids):  # one image's curves at a time: memory stays bounded
                         row: dict[str, Any] = {"id": sid, "label": int(t[i]), "method": m, "contrast": c,

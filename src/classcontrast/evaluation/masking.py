@@ -23,7 +23,7 @@ from ..engine import explain
 from ..errors import ClassContrastError
 from ..models import ModelBundle
 from ..state import predict
-from .runner import batches, markdown_rows, mean, sample_log
+from .runner import batch_generator, batches, markdown_rows, mean, sample_log
 
 Rule = Literal["sign", "equal", "legacy"]
 Mode = Literal["positive", "negative"]
@@ -95,9 +95,7 @@ def run_masking(
     shard = shard or Dist()
     with sample_log(log_path, ("id", "method", "target_index", "baseline", "mode", "rule"), shard) as log:
         for batch in batches(source, bundle, batch_size, device, shard=shard):
-            # σ ~ U(lo, hi) is drawn from a generator seeded per batch: the same draws whatever the
-            # number of processes or interruptions
-            gen = torch.Generator().manual_seed(seed * 1_000_003 + batch.index)
+            gen = batch_generator(seed, batch)  # σ ~ U(lo, hi), if asked
             x = bundle.normalize(batch.pixels)
             y = predict(model, x)
             p = torch.softmax(y.double(), 1)

@@ -33,6 +33,12 @@ class Batch:
     index: int = 0  # position of the batch in the whole run
 
 
+def batch_generator(seed: int, batch: Batch) -> torch.Generator:
+    """A generator seeded by ``seed`` and the batch's position in the whole run: the same draws whatever
+    the number of processes or interruptions."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + batch.index)
+
+
 def batches(source: SampleSource, bundle: ModelBundle, batch_size: int, device: torch.device | str = "cpu",
             skip: Callable[[list[str]], bool] | None = None, shard: Dist | None = None,
             fill_labels: bool = True) -> Iterator[Batch]:

@@ -16,7 +16,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {"contrast_keys": "page", "entry": "page", "image_entry": "page", "fragment": "page", "page": "page",
-            "write_page": "page", "NAMED": "page", "display_pixels": "compute", "explore": "compute",
+            "write_page": "page", "NAMED": "page", "display_pixels": "encode", "explore": "compute",
             "explorer_data": "compute", "write_explorer": "compute"}
 
 

@@ -17,7 +17,7 @@ from ..errors import ClassContrastWarning
 from ..methods import method_options
 from ..state import predict
 from ..targets import TopK, resolve_targets
-from .encode import fit
+from .encode import display_pixels, fit
 from .page import NAMED, entry, image_entry, write_page
 
 
@@ -41,17 +41,6 @@ def explore(model: Any, x: torch.Tensor, methods: Sequence[str], classes: torch.
     return out, logits
 
 
-def display_pixels(model: Any, x: torch.Tensor) -> torch.Tensor:
-    """The images to show for model inputs ``x``: a ModelBundle's inverse normalisation, else each
-    image min-max scaled to [0, 1]."""
-    normalize = getattr(model, "normalize", None)
-    if normalize is not None and hasattr(normalize, "inverse"):
-        return normalize.inverse(x.detach()).clamp(0, 1)
-    flat = x.detach().flatten(1)
-    lo, hi = flat.min(1).values, flat.max(1).values
-    return ((x.detach() - lo[:, None, None, None]) / (hi - lo).clamp_min(1e-12)[:, None, None, None]).clamp(0, 1)
-
-
 def explorer_data(model: Any, x: torch.Tensor, methods: Sequence[str] = ("gradcam",), targets: Any = None,
                   titles: Sequence[str] | None = None, title: str = "classcontrast explorer",
                   categories: Sequence[str] | None = None, batch_size: int = 16, **options: Any) -> dict[str, Any]:
@@ -69,7 +58,7 @@ def explorer_data(model: Any, x: torch.Tensor, methods: Sequence[str] = ("gradca
         spec = targets[start : start + batch_size] if per_image else targets
         classes = resolve_targets(TopK(min(3, logits.shape[1])) if spec is None else spec, logits)
         maps, _ = explore(model, xb, methods, classes, **options)
-        pixels = display_pixels(model, xb).cpu()
+        pixels = display_pixels(xb, getattr(getattr(model, "normalize", None), "inverse", None))
         names = list(categories if categories is not None else getattr(model, "categories", None) or
                      [f"class {i}" for i in range(logits.shape[1])])
         top = p.topk(min(5, p.shape[1]), 1)

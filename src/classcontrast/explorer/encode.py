@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -70,3 +71,14 @@ def jpeg_data_url(pixels: torch.Tensor | np.ndarray, quality: int = 85) -> str:
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=quality)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def display_pixels(x: torch.Tensor, to_pixels: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """The images to show for model inputs ``x`` (B, C, H, W), in [0, 1] on the CPU: ``to_pixels(x)`` (a
+    ModelBundle's inverse normalisation) when given, else each image min-max scaled."""
+    x = x.detach()
+    if to_pixels is not None:
+        return to_pixels(x).clamp(0, 1).float().cpu()
+    flat = x.flatten(1)
+    lo, hi = flat.min(1).values, flat.max(1).values
+    return ((x - lo[:, None, None, None]) / (hi - lo).clamp_min(1e-12)[:, None, None, None]).clamp(0, 1).float().cpu()

@@ -9,18 +9,8 @@ import torch
 
 if TYPE_CHECKING:  # the explanation imports this module to render itself, not the other way round
     from ..explanation import Explanation
-from .encode import fit
+from .encode import display_pixels, fit
 from .page import entry, fragment, image_entry
-
-
-def _pixels(ex: Explanation) -> torch.Tensor:
-    assert ex.inputs is not None
-    x = ex.inputs.detach()
-    if ex.to_pixels is not None:
-        return ex.to_pixels(x).clamp(0, 1).float().cpu()
-    flat = x.flatten(1)
-    lo, hi = flat.min(1).values, flat.max(1).values
-    return ((x - lo[:, None, None, None]) / (hi - lo).clamp_min(1e-12)[:, None, None, None]).clamp(0, 1).float().cpu()
 
 
 def explanations_data(results: Mapping[str, Explanation]) -> dict[str, Any] | None:
@@ -31,7 +21,7 @@ def explanations_data(results: Mapping[str, Explanation]) -> dict[str, Any] | No
     names = first.categories or [f"class {i}" for i in range(first.logits.shape[1])]
     p = first.probabilities.double().cpu()
     targets = first.targets.cpu()
-    pixels = _pixels(first)
+    pixels = display_pixels(first.inputs, first.to_pixels)
     maps = fit(torch.stack([e.layer_maps.detach().float().cpu() for e in results.values()], 2))  # (B, K, M, h, w)
     top = p.topk(min(5, p.shape[1]), 1)
     images, entries = {}, []

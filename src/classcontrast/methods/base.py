@@ -54,10 +54,9 @@ class Method(ABC):
 
     name: ClassVar[str]
     batched_vjp: ClassVar[bool] = True
-    multipass: ClassVar[bool] = False  # True: targets and logits come from a clean forward pass of their own
-    # True: each pass's contrast gradient is taken at that pass's output (IG path points, noisy copies);
-    # False: at the images' clean output (LRP, whose canonizers may perturb the logits in the last digits)
-    contrast_at_pass: ClassVar[bool] = True
+    # True: the model runs on other inputs than the images (IG path points, noisy copies): targets and
+    # logits come from a clean forward pass of their own, the contrast from each pass's output
+    multipass: ClassVar[bool] = False
 
     @property
     def linear(self) -> bool:

@@ -56,14 +56,14 @@ class LRP(Method):
     ``canonizer``: ``"auto"`` (zennit's VGG / ResNet canonizers for torchvision VGG and ResNet,
     BatchNorm merging for other networks with BatchNorm), ``"none"``, or zennit canonizer(s). Rules,
     canonizers and hooks exist only during the call; the model is left as it was, also when zennit raises.
+
+    The logits, targets and output relevance are those of the canonized model, whose relevance is
+    propagated (as zennit's own attributor does with an output-relevance function). zennit's merged
+    BatchNorm computes x/√(1+ε) instead of x, which moves them from the model's own in the fifth digit.
     """
 
     name = "lrp"
     batched_vjp = False  # zennit's rules run in Python backward hooks, one objective at a time
-    # the logits, targets and output relevance come from the model itself: zennit's BatchNorm merging
-    # leaves the merged BatchNorm computing x/√(1+ε), which moves the canonized model's logits slightly
-    multipass = True
-    contrast_at_pass = False
 
     def __init__(self, composite: str | Any = "epsilon_plus_flat", canonizer: str | Any = "auto",
                  keep_channels: bool = False) -> None:
