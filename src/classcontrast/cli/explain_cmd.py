@@ -83,6 +83,7 @@ def explain_command(
         if not any(option in method_options(meth) for meth in methods):
             flag = "--" + option.replace("_", "-")
             raise ClassContrastError(f"{flag} is not an option of {', '.join(methods)}")
+    opts = {"layer": layer, "relu": relu or None, **given}  # each method takes the ones it has
     loaded = load_images(images) if images else [(Path("chelsea (bundled cat photo)"), sample_image("chelsea"))]
     bundle = load_model(model, weights=weights, num_classes=num_classes, device=dev)
     if foil is not None:
@@ -100,7 +101,6 @@ def explain_command(
         spec = TopK(top_k) if targets is None else [targets] * len(chunk)
         for meth in methods:
             accepted = method_options(meth)
-            opts = {"layer": layer, "relu": relu or None, **given}
             res = explain(bundle, x, meth, contrasts, spec, **{k: v for k, v in opts.items() if k in accepted})
             for name, ex in res.items():
                 key = f"{meth} · {name}" if len(methods) > 1 or len(res) > 1 else name
@@ -130,7 +130,6 @@ def explain_command(
 
         x_all = torch.stack([bundle.transform(img) for _, img in loaded]).to(dev)
         spec_all = TopK(top_k) if targets is None else [targets] * len(loaded)
-        opts = {"layer": layer, "relu": relu or None, **given}
         page = write_explorer(html, bundle, x_all, methods, spec_all, [p.name for p, _ in loaded],
                               batch_size=batch_size, **opts)
         console.print(f"wrote {page}")

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from ..contrasts import Foil
-from ..engine import explain, unwrap_model
+from ..engine import check_input, explain, unwrap_model
 from ..errors import ClassContrastWarning
 from ..methods import method_options
 from ..state import predict
@@ -48,8 +48,8 @@ def explorer_data(model: Any, x: torch.Tensor, methods: Sequence[str] = ("gradca
     ``TopK(3)``) with every named contrast and every foil among them, for each method (one forward
     pass per method and batch of ``batch_size`` images)."""
     net = unwrap_model(model)
+    x = check_input(x)
     images, entries = {}, []
-    names: list[str] = []
     for start in range(0, x.shape[0], batch_size):
         xb = x[start : start + batch_size]
         logits = predict(net, xb).double()
@@ -59,8 +59,6 @@ def explorer_data(model: Any, x: torch.Tensor, methods: Sequence[str] = ("gradca
         classes = resolve_targets(TopK(min(3, logits.shape[1])) if spec is None else spec, logits)
         maps, _ = explore(model, xb, methods, classes, **options)
         pixels = display_pixels(xb, getattr(getattr(model, "normalize", None), "inverse", None))
-        names = list(categories if categories is not None else getattr(model, "categories", None) or
-                     [f"class {i}" for i in range(logits.shape[1])])
         top = p.topk(min(5, p.shape[1]), 1)
         for i in range(xb.shape[0]):
             b = start + i
@@ -70,6 +68,8 @@ def explorer_data(model: Any, x: torch.Tensor, methods: Sequence[str] = ("gradca
             entries.append(entry(f"e{b}", f"i{b}", name, cls, p[i, classes[i]].tolist(),
                                  {m: v[i].numpy() for m, v in maps.items()},
                                  top=list(zip(top.indices[i].tolist(), top.values[i].tolist(), strict=True))))
+    names = list(categories if categories is not None else getattr(model, "categories", None) or
+                 [f"class {i}" for i in range(logits.shape[1])])
     model_name = getattr(model, "name", type(net).__name__)
     return {"kind": "explain", "title": title, "subtitle": f"{model_name}; methods: {', '.join(methods)}",
             "classes": names, "images": images, "entries": entries}
