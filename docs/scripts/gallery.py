@@ -3,8 +3,11 @@
     python docs/scripts/gallery.py [--out docs/gallery]
 
 Writes ``method_<name>.png`` (the contrasts as columns) and ``contrast_<name>.png`` (the methods as
-columns) for the cat photo's two most probable classes (tiger cat, Egyptian cat) and the coffee photo.
-The Vision Transformer methods need a Vision Transformer, and none ships offline: they are not drawn.
+columns) for the cat and coffee photos, each photo's most probable class. No pretrained Vision Transformer
+ships offline, so the two Vision Transformer methods are drawn on a small ViT (torchvision's
+VisionTransformer: 32×32 input, 8×8 patches, 4 blocks) trained here on scikit-learn's real handwritten
+digits in about ten seconds (≈96% held-out accuracy): ``method_vit_gradcam.png``,
+``method_attention_rollout.png``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import torch
+import torchvision
+from torch import nn
 
 import classcontrast as cc
 
@@ -21,6 +27,52 @@ CNN_METHODS = ["gradient", "gradient_x_input", "integrated_gradients", "smoothgr
                "gradcam", "xgradcam", "fullgrad"]
 CONTRASTS = ["original", "mean", "max", "weighted", "probability"]
 PHOTOS = ["chelsea", "coffee"]
+VIT_METHODS = ["vit_gradcam", "attention_rollout"]
+DIGITS = [3, 8, 9]
+
+
+def digits_vit(seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """Train the small ViT on 1,400 digits (upsampled to 32×32, grey as RGB); return it, the
+    held-out images in [0, 1] and their labels."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    order = np.random.default_rng(seed).permutation(len(d.target))
+    pixels = torch.from_numpy(d.images / 16.0).float()[:, None]
+    pixels = nn.functional.interpolate(pixels, size=32, mode="bilinear", align_corners=False).clamp(0, 1)
+    pixels = pixels.repeat(1, 3, 1, 1)
+    x, y = (pixels - 0.5) / 0.5, torch.from_numpy(d.target).long()
+    train, test = torch.from_numpy(order[:1400]), torch.from_numpy(order[1400:])
+    torch.manual_seed(seed)
+    model = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=4, num_heads=4,
+                                                 hidden_dim=64, mlp_dim=128, num_classes=10)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+    for _ in range(25):
+        model.train()
+        perm = train[torch.randperm(len(train))]
+        for i in range(0, len(perm), 64):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[perm[i:i + 64]]), y[perm[i:i + 64]]).backward()  # training
+            opt.step()
+    model.eval()
+    return model, pixels[test], y[test]
+
+
+def draw_vit(out: Path) -> list[Path]:
+    """The Vision Transformer methods on one held-out 3, 8 and 9, the contrasts as columns."""
+    model, pixels, labels = digits_vit()
+    with torch.no_grad():
+        accuracy = float((model((pixels - 0.5) / 0.5).argmax(1) == labels).float().mean())
+    print(f"digits ViT: held-out accuracy {accuracy:.3f}")
+    pick = [int(torch.nonzero(labels == c)[0]) for c in DIGITS]
+    x = (pixels[pick] - 0.5) / 0.5
+    written = []
+    for method in VIT_METHODS:
+        res = cc.explain(model, x, method, CONTRASTS, cc.TopK(1))
+        written.append(out / f"method_{method}.png")
+        cc.plot_explanations(pixels[pick], dict(res.items()), [str(i) for i in range(10)],
+                             titles=[f"digit {c}" for c in DIGITS], path=written[-1], cell=2.0)
+    return written
 
 
 def main() -> None:
@@ -46,6 +98,7 @@ def main() -> None:
         written.append(args.out / f"contrast_{contrast}.png")
         cc.plot_explanations(pixels, {m: results[m][contrast] for m in CNN_METHODS}, bundle.categories,
                              titles=PHOTOS, path=written[-1], cell=1.8)
+    written += draw_vit(args.out)
     print(f"wrote {len(written)} figures to {args.out}")
 
 
