@@ -60,3 +60,14 @@ def test_train_errors(cub: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "no checkpoint" in capsys.readouterr().err
     assert run(["train", "--data", str(tmp_path / "nothing"), *ARGS, "--out", str(tmp_path)]) == 2
     assert cc.ClassContrastError
+
+
+def test_milestones_take_the_one_multi_value_convention(cub: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    data = ["--data", f"cub200:{cub}", *ARGS, "--epochs", "1"]
+    for i, given in enumerate((["5", "9"], ["5,9"], ["5", "--milestones", "9"])):
+        out = tmp_path / str(i)
+        assert run(["train", *data, "--milestones", *given, "--out", str(out)]) == 0
+        assert torch.load(out / "last.pth", weights_only=False)["recipe"]["milestones"] == [5, 9], given
+    assert run(["train", *data, "--milestones", "2.5", "--out", str(tmp_path / "bad")]) == 2
+    assert "--milestones takes whole epochs" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..errors import ClassContrastError
 from .common import console, progress_tasks
+from .options import split_numbers
 
 
 def reproduce_command(
@@ -44,7 +45,7 @@ def train_command(
     out: Path = typer.Option(Path("runs/train"), help="Checkpoints and metrics"),
     epochs: int = typer.Option(200), batch_size: int = typer.Option(128), lr: float = typer.Option(1e-3),
     momentum: float = typer.Option(0.9), weight_decay: float = typer.Option(5e-4),
-    milestones: str = typer.Option("200", help="MultiStepLR milestones (the study's never fires)"),
+    milestones: list[str] = typer.Option(["200"], help="MultiStepLR milestones, epochs (the study's never fires)"),
     gamma: float = typer.Option(0.5), seed: int = typer.Option(0), image_size: int = typer.Option(224),
     workers: int = typer.Option(0, help="DataLoader workers"),
     limit: int = typer.Option(None, help="Use at most N training and N test images"),
@@ -58,10 +59,9 @@ def train_command(
     from .common import resolve_device
 
     dev = resolve_device(device)
-    try:
-        stones = [int(m) for m in milestones.split(",") if m.strip()]
-    except ValueError as e:
-        raise ClassContrastError(f"--milestones takes comma-separated integers, got {milestones!r}") from e
+    stones = split_numbers(milestones, "--milestones")
+    if any(m != int(m) for m in stones):
+        raise ClassContrastError(f"--milestones takes whole epochs, got {' '.join(f'{m:g}' for m in stones)}")
     train_src, test_src, classes = training_sources(data)
     if limit is not None:
         train_src, test_src = train_src.select(limit=limit, seed=seed), test_src.select(limit=limit, seed=seed)
@@ -69,7 +69,7 @@ def train_command(
     replace_head(bundle.model, len(classes), seed)
     bundle.categories = classes
     recipe = Recipe(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                    milestones=stones, gamma=gamma, seed=seed, image_size=image_size, workers=workers)
+                    milestones=[int(m) for m in stones], gamma=gamma, seed=seed, image_size=image_size, workers=workers)
     console.print(f"training {bundle.name} on {train_src.description} ({len(train_src)} images), testing on "
                   f"{len(test_src)}; {len(classes)} classes")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
