@@ -11,7 +11,7 @@ from PIL import Image
 
 import classcontrast as cc
 from classcontrast.cli.main import main
-from classcontrast.cli.options import expand_multi_options
+from classcontrast.cli.options import MULTI, expand_multi_options
 
 
 def run(argv: list[str]) -> int:
@@ -35,6 +35,25 @@ def test_multi_value_options_are_expanded() -> None:
         "explain", "a.jpg", "--contrast", "original", "--contrast", "weighted", "b.jpg",
         "--method", "gradcam", "--top-k", "2",
     ]
+
+
+def test_each_command_expands_exactly_its_list_options() -> None:
+    """The expansion table of every command equals the options its parser takes several times, so a
+    single-value option (explain's --steps, --sigma, --baseline) is never repeated into "last wins"."""
+    import typer.main
+
+    from classcontrast.cli.main import app
+
+    root = typer.main.get_command(app)
+    for name, command in root.commands.items():
+        subcommands = getattr(command, "commands", {name: command}).values()
+        listed = {opt for sub in subcommands for p in sub.params if getattr(p, "multiple", False)
+                  and not getattr(p, "is_flag", False) for opt in p.opts}
+        assert set(MULTI.get(name, {})) == listed, name
+    assert expand_multi_options(["explain", "a.jpg", "--steps", "16", "32"]) == ["explain", "a.jpg", "--steps",
+                                                                                  "16", "32"]
+    assert expand_multi_options(["evaluate", "perturbation", "--steps", "1", "2"]) == [
+        "evaluate", "perturbation", "--steps", "1", "--steps", "2"]
 
 
 def test_explain_writes_figure_and_maps(photo: str, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -40,25 +40,42 @@ def _known(names: Iterable[str]) -> Callable[[str], bool]:
     return lambda text: text.lower() in known
 
 
-# option -> does a following token continue its values?
-MULTI: dict[str, Callable[[str], bool]] = {
-    "--method": _all(_known(METHOD_NAMES)), "--methods": _all(_known(METHOD_NAMES)),
-    "--contrast": _all(_known(CONTRAST_NAMES)), "--contrasts": _all(_known(CONTRAST_NAMES)),
-    "--target": _all(lambda v: v.lstrip("-").isdigit()),
-    "--baseline": _all(_known(BASELINE_NAMES)), "--baselines": _all(_known(BASELINE_NAMES)),
-    "--score": _all(_known(SCORE_NAMES)), "--scores": _all(_known(SCORE_NAMES)),
-    "--epsilon": _all(_number), "--epsilons": _all(_number), "--steps": _all(_number),
-    "--sigma": _all(_number), "--milestones": _all(_number), "--fractions": _all(_number),
-    "--data": _any,
+_METHODS = _all(_known(METHOD_NAMES))
+_CONTRASTS = _all(_known(CONTRAST_NAMES))
+_BASELINES = _all(_known(BASELINE_NAMES))
+_SCORES = _all(_known(SCORE_NAMES))
+_NUMBERS = _all(_number)
+
+# command -> its multi-value options -> does a following token continue the option's values? Per
+# command, because one name can be a list in one command and a single value in another (``--steps``:
+# perturbation's iteration counts, Integrated Gradients' path points in ``explain``); a test keeps
+# each table equal to the command's list options.
+MULTI: dict[str, dict[str, Callable[[str], bool]]] = {
+    "explain": {"--method": _METHODS, "--methods": _METHODS, "--contrast": _CONTRASTS, "--contrasts": _CONTRASTS,
+                "--target": _all(lambda v: v.lstrip("-").isdigit())},
+    "evaluate": {"--method": _METHODS, "--methods": _METHODS, "--contrast": _CONTRASTS, "--contrasts": _CONTRASTS,
+                 "--baseline": _BASELINES, "--baselines": _BASELINES, "--score": _SCORES, "--scores": _SCORES,
+                 "--epsilon": _NUMBERS, "--epsilons": _NUMBERS, "--steps": _NUMBERS, "--sigma": _NUMBERS,
+                 "--fractions": _NUMBERS, "--data": _any},
+    "audit": {"--method": _METHODS, "--methods": _METHODS},
+    "train": {"--milestones": _NUMBERS},
 }
 
 
-def expand_multi_options(argv: Sequence[str], multi: dict[str, Callable[[str], bool]] = MULTI) -> list[str]:
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command a command line runs (its first token that is not an option)."""
+    return next((tok for tok in argv if not tok.startswith("-")), None)
+
+
+def expand_multi_options(argv: Sequence[str], multi: dict[str, Callable[[str], bool]] | None = None) -> list[str]:
     """Let ``--contrast original weighted`` mean ``--contrast original --contrast weighted``.
 
     The first token after a multi-value option is always its value; following tokens are taken as
-    more values while ``multi[option](token)`` says they are valid values.
+    more values while ``multi[option](token)`` says they are valid values. ``multi``: the command's
+    table in :data:`MULTI` unless given.
     """
+    if multi is None:
+        multi = MULTI.get(command_of(argv) or "", {})
     out: list[str] = []
     current: str | None = None
     for tok in argv:
