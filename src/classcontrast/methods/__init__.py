@@ -6,7 +6,7 @@ import inspect
 from typing import Any
 
 from ..errors import ClassContrastError
-from .base import Method, Recording
+from .base import InputMethod, Method, Recording
 from .cam import GradCAM, LayerMethod, LinearApprox, XGradCAM
 from .fullgrad import FullGrad
 from .gradient import Gradient, GradientXInput
@@ -62,6 +62,7 @@ __all__ = [
     "GradCAM",
     "Gradient",
     "GradientXInput",
+    "InputMethod",
     "IntegratedGradients",
     "LayerMethod",
     "LinearApprox",

@@ -11,6 +11,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from ..errors import ClassContrastError
+
 
 @dataclass
 class Pass:
@@ -85,3 +87,32 @@ class Method(ABC):
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.options().items())
         return f"{type(self).__name__}({opts})"
+
+
+class InputMethod(Method):
+    """A method whose map lives in input space: it differentiates the model input itself, and its
+    per-channel attributions are summed over colour channels unless ``keep_channels``."""
+
+    keep_channels: bool = False
+
+    def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
+        xin = x.detach().requires_grad_(True)
+        return Recording(input=xin, tensors=[xin])
+
+    def channels(self, a: Tensor) -> Tensor:
+        """(R, rows, C, H, W) attributions -> maps: (R, rows, H, W), or kept per channel."""
+        return a if self.keep_channels else a.sum(2)
+
+
+def check_internal_batch_size(size: int | None) -> int | None:
+    """``internal_batch_size`` (rows per forward pass of a sampling method): None or at least 1."""
+    if size is not None and size < 1:
+        raise ClassContrastError("internal_batch_size must be at least 1")
+    return size
+
+
+def row_chunks(total: int, size: int | None, device: torch.device) -> Iterator[Tensor]:
+    """The row indices 0 … total−1 in consecutive chunks of at most ``size`` (None: one chunk)."""
+    step = size or total
+    for first in range(0, total, step):
+        yield torch.arange(first, min(first + step, total), device=device)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from torch import Tensor
 
-from torch import Tensor, nn
-
-from .base import Method, Recording
+from .base import InputMethod, Recording
 
 
-class Gradient(Method):
+class Gradient(InputMethod):
     r"""The input gradient :math:`\phi = \partial O / \partial x` (signed, no abs).
 
     Summed over colour channels by default, giving an (H, W) map; ``keep_channels=True`` keeps the
@@ -21,17 +19,12 @@ class Gradient(Method):
     def __init__(self, keep_channels: bool = False) -> None:
         self.keep_channels = keep_channels
 
-    def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
-        xin = x.detach().requires_grad_(True)
-        return Recording(input=xin, tensors=[xin])
-
     def attribution(self, x: Tensor, g: Tensor) -> Tensor:
         """Per-channel attribution from the input ``x`` (B, C, H, W) and its gradient (R, B, C, H, W)."""
         return g
 
     def compute(self, rec: Recording, grads: list[Tensor]) -> Tensor:
-        a = self.attribution(rec.input.detach(), grads[0])
-        return a if self.keep_channels else a.sum(2)
+        return self.channels(self.attribution(rec.input.detach(), grads[0]))
 
 
 class GradientXInput(Gradient):

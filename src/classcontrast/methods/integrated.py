@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..baselines import baseline as baseline_image
 from ..errors import ClassContrastError
-from .base import Method, Pass, Recording
+from .base import InputMethod, Pass, Recording, check_internal_batch_size, row_chunks
 
 RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 
@@ -42,7 +41,7 @@ def quadrature(rule: str, n: int) -> tuple[Tensor, Tensor]:
     return k / (n - 1), weights
 
 
-class IntegratedGradients(Method):
+class IntegratedGradients(InputMethod):
     r"""Integrated Gradients (Sundararajan et al., ICML 2017) of the contrast's objective O:
 
     :math:`\phi = (x - x') \odot \sum_k w_k\, \nabla_x O\big(x' + \alpha_k (x - x')\big)`, summed over colour
@@ -65,13 +64,11 @@ class IntegratedGradients(Method):
         self.alphas, self.weights = quadrature(integration, int(steps))
         if isinstance(baseline, str) and baseline not in ("zeros", "blur"):
             raise ClassContrastError(f"unknown baseline {baseline!r}; choose zeros, blur or give a tensor")
-        if internal_batch_size is not None and internal_batch_size < 1:
-            raise ClassContrastError("internal_batch_size must be at least 1")
         self.steps = int(steps)
         self.baseline = baseline
         self.integration = integration
         self.keep_channels = keep_channels
-        self.internal_batch_size = internal_batch_size
+        self.internal_batch_size = check_internal_batch_size(internal_batch_size)
 
     def options(self) -> dict[str, object]:
         base = self.baseline if isinstance(self.baseline, str) else f"tensor{tuple(self.baseline.shape)}"
@@ -94,18 +91,11 @@ class IntegratedGradients(Method):
         delta = x.detach() - start
         alphas = self.alphas.to(device=x.device, dtype=x.dtype)
         weights = self.weights.to(device=x.device, dtype=x.dtype)
-        size = self.internal_batch_size or b * n
-        for first in range(0, b * n, size):
-            rows = torch.arange(first, min(first + size, b * n), device=x.device)
+        for rows in row_chunks(b * n, self.internal_batch_size, x.device):
             image, k = rows // n, rows % n
             points = start[image] + alphas[k].view(-1, 1, 1, 1) * delta[image]
             yield Pass(points, image, {"weights": weights[k], "delta": delta[image]})
 
-    def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
-        xin = x.detach().requires_grad_(True)
-        return Recording(input=xin, tensors=[xin])
-
     def compute(self, rec: Recording, grads: list[Tensor]) -> Tensor:
         w, delta = rec.state["weights"], rec.state["delta"]
-        a = grads[0] * w.view(1, -1, 1, 1, 1) * delta[None]
-        return a if self.keep_channels else a.sum(2)
+        return self.channels(grads[0] * w.view(1, -1, 1, 1, 1) * delta[None])

@@ -9,7 +9,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from ..errors import ClassContrastError
-from .base import Method, Recording
+from .base import InputMethod, Recording
 
 # zennit composites whose rules are linear in the incoming relevance (guided backprop and deconvnet
 # rectify it), so every contrast map is the same linear combination of per-class maps
@@ -42,7 +42,7 @@ def auto_canonizers(model: nn.Module) -> list[Any]:
     return []
 
 
-class LRP(Method):
+class LRP(InputMethod):
     r"""Layer-wise Relevance Propagation by zennit's rules, started from the contrast's gradient:
 
     the output relevance is :math:`\partial O/\partial y` (``original``: :math:`e_t`; ``probability``:
@@ -111,9 +111,7 @@ class LRP(Method):
             composite.remove()  # a registration that failed half-way is undone too
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ClassContrastError(f"zennit could not apply LRP to {type(model).__name__}: {first}") from e
-        xin = x.detach().requires_grad_(True)
-        return Recording(input=xin, tensors=[xin])
+        return super().record(model, x, stack)
 
     def compute(self, rec: Recording, grads: list[Tensor]) -> Tensor:
-        relevance = grads[0]
-        return relevance if self.keep_channels else relevance.sum(2)
+        return self.channels(grads[0])  # the relevance

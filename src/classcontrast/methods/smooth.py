@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from contextlib import ExitStack
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..errors import ClassContrastError
-from .base import Method, Pass, Recording
+from .base import InputMethod, Pass, Recording, check_internal_batch_size, row_chunks
 
 
-class SmoothGrad(Method):
+class SmoothGrad(InputMethod):
     r"""SmoothGrad (Smilkov et al., 2017) of the contrast's objective O:
 
     :math:`\phi = \frac{1}{n}\sum_{k=1}^{n} \nabla_x O(x + \epsilon_k)`, :math:`\epsilon_k \sim
@@ -36,14 +35,12 @@ class SmoothGrad(Method):
             raise ClassContrastError(f"smoothgrad needs at least 1 sample, got {samples}")
         if sigma < 0:
             raise ClassContrastError(f"sigma must be ≥ 0, got {sigma}")
-        if internal_batch_size is not None and internal_batch_size < 1:
-            raise ClassContrastError("internal_batch_size must be at least 1")
         self.samples = int(samples)
         self.sigma = float(sigma)
         self.seed = int(seed)
         self.squared = squared
         self.keep_channels = keep_channels
-        self.internal_batch_size = internal_batch_size
+        self.internal_batch_size = check_internal_batch_size(internal_batch_size)
 
     @property
     def linear(self) -> bool:
@@ -59,24 +56,15 @@ class SmoothGrad(Method):
         return eps.to(device=x.device, dtype=x.dtype)
 
     def passes(self, x: Tensor) -> Iterator[Pass]:
-        n, b = self.samples, x.shape[0]
-        size = self.internal_batch_size or b * n
-        cache: dict[int, Tensor] = {}
-        for first in range(0, b * n, size):
-            rows = torch.arange(first, min(first + size, b * n))
+        n = self.samples
+        noise: dict[int, Tensor] = {}  # the draws of the images the current chunk touches, each made once
+        for rows in row_chunks(x.shape[0] * n, self.internal_batch_size, x.device):
             images = rows // n
-            for i in set(images.tolist()) - set(cache):
-                cache = {j: v for j, v in cache.items() if j >= min(images.tolist())}
-                cache[i] = self.noise(x, i)
-            noisy = torch.stack([x[i].detach() + cache[i][k] for i, k in zip(images.tolist(), (rows % n).tolist(),
-                                                                             strict=True)])
-            yield Pass(noisy, images.to(x.device))
-
-    def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
-        xin = x.detach().requires_grad_(True)
-        return Recording(input=xin, tensors=[xin])
+            first, last = int(images[0]), int(images[-1])
+            noise = {i: noise[i] if i in noise else self.noise(x, i) for i in range(first, last + 1)}
+            eps = torch.cat([noise[i] for i in range(first, last + 1)])[rows - first * n]
+            yield Pass(x.detach()[images] + eps, images)
 
     def compute(self, rec: Recording, grads: list[Tensor]) -> Tensor:
         g = grads[0] * grads[0] if self.squared else grads[0]
-        a = g / self.samples
-        return a if self.keep_channels else a.sum(2)
+        return self.channels(g / self.samples)
