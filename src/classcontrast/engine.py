@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .contrasts import Contrast, Foil, get_contrast
-from .errors import ClassContrastError, ClassContrastWarning
+from .errors import ClassContrastError, ClassContrastWarning, first_line
 from .explanation import Explanation, Explanations
 from .methods import METHODS, LayerMethod, Method, get_method
 from .outputs import logits_of
@@ -127,8 +127,8 @@ _MODEL_ERRORS = (RuntimeError, AssertionError, TypeError)
 
 
 def _model_failed(x: Tensor, e: BaseException) -> ClassContrastError:
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return ClassContrastError(f"the model failed on an input of shape {tuple(x.shape)} and dtype {x.dtype}: {first}")
+    return ClassContrastError(f"the model failed on an input of shape {tuple(x.shape)} and dtype {x.dtype}: "
+                              f"{first_line(e)}")
 
 
 def _forward(net: nn.Module, x: Tensor) -> Tensor:

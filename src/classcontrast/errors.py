@@ -13,3 +13,10 @@ class ClassContrastError(ValueError):
 
 class ClassContrastWarning(UserWarning):
     """Something legal but probably unintended (e.g. a foil equal to the target); the result is still returned."""
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's message cut to its first line (its type's name when it has none): what a one-line
+    error quotes from a library's or a model's own exception."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -60,7 +60,7 @@ def explain_command(
     from ..data import load_images, sample_image
     from ..data.sources import class_index
     from ..engine import explain
-    from ..methods import METHODS, method_options
+    from ..methods import method_class, method_options
     from ..models import load_model
     from ..targets import TopK
 
@@ -72,8 +72,7 @@ def explain_command(
     methods = split_values(method)
     contrasts = [get_contrast(c) for c in split_values(contrast)]
     for meth in methods:  # an unknown method is an error before any work
-        if meth.lower() not in METHODS:
-            raise ClassContrastError(f"unknown method {meth!r}; choose one of {', '.join(METHODS)}")
+        method_class(meth)
     given = {k: v for k, v in {"steps": steps, "baseline": baseline, "integration": integration, "samples": samples,
                                "sigma": sigma, "seed": seed, "squared": squared,
                                "internal_batch_size": internal_batch_size, "composite": composite,

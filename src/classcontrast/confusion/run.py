@@ -32,7 +32,7 @@ from ..errors import ClassContrastError
 from ..evaluation.runner import batches, sample_log
 from ..explorer.compute import explore
 from ..explorer.page import NAMED, entry, image_entry, write_page
-from ..methods import METHODS
+from ..methods import method_class
 from ..models import ModelBundle
 from ..state import predict
 from .pairs import Pair, Row, accuracy, classes_for, confusion_matrix, labelled, rank_pairs
@@ -269,9 +269,8 @@ def audit(
     """
     if not isinstance(model, ModelBundle):
         raise ClassContrastError("audit needs a ModelBundle (cc.load_model(...)): preprocessing and class names")
-    for m in methods:
-        if m.lower() not in METHODS:
-            raise ClassContrastError(f"unknown method {m!r}; choose one of {', '.join(METHODS)}")
+    for m in methods:  # an unknown method is an error before any work
+        method_class(m)
     if pairs < 1 or examples < 1 or top_k < 1:
         raise ClassContrastError("--pairs, --examples and --top-k must be at least 1")
     source = data if isinstance(data, SampleSource) else open_source(data, model.categories)

@@ -28,6 +28,14 @@ def register_method(cls: type[Method]) -> type[Method]:
     return cls
 
 
+def method_class(name: str) -> type[Method]:
+    """The registered method class named ``name`` (any case); an unknown name is a one-line error."""
+    cls = METHODS.get(name.lower()) if isinstance(name, str) else None
+    if cls is None:
+        raise ClassContrastError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    return cls
+
+
 def method_options(name: str) -> set[str]:
     """The option names a registered method accepts (e.g. ``{"layer", "relu"}`` for ``gradcam``)."""
     cls = METHODS.get(name.lower())
@@ -44,9 +52,7 @@ def get_method(spec: str | Method, **options: Any) -> Method:
         if options:
             raise ClassContrastError(f"options {sorted(options)} cannot be combined with a method object")
         return spec
-    cls = METHODS.get(spec.lower()) if isinstance(spec, str) else None
-    if cls is None:
-        raise ClassContrastError(f"unknown method {spec!r}; choose one of {', '.join(METHODS)}")
+    cls = method_class(spec)
     accepted = inspect.signature(cls.__init__).parameters
     unknown = [k for k in options if k not in accepted]
     if unknown:
@@ -73,6 +79,7 @@ __all__ = [
     "XGradCAM",
     "capture_attention",
     "get_method",
+    "method_class",
     "method_options",
     "register_method",
     "transformer_blocks",

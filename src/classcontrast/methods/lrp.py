@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..errors import ClassContrastError
+from ..errors import ClassContrastError, first_line
 from .base import InputMethod, Recording
 
 # zennit composites whose rules are linear in the incoming relevance (guided backprop and deconvnet
@@ -109,8 +109,7 @@ class LRP(InputMethod):
             stack.enter_context(composite.context(model))
         except Exception as e:
             composite.remove()  # a registration that failed half-way is undone too
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ClassContrastError(f"zennit could not apply LRP to {type(model).__name__}: {first}") from e
+            raise ClassContrastError(f"zennit could not apply LRP to {type(model).__name__}: {first_line(e)}") from e
         return super().record(model, x, stack)
 
     def compute(self, rec: Recording, grads: list[Tensor]) -> Tensor:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..errors import ClassContrastError
+from ..errors import ClassContrastError, first_line
 from . import hub
 from .bundle import ModelBundle, Normalize
 
@@ -76,8 +76,7 @@ def load_hf(spec: str, weights: Any = "DEFAULT", num_classes: int | None = None)
         if isinstance(e, ClassContrastError):
             raise
         if local or not offline:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ClassContrastError(f"hf:{spec}: {first}") from e
+            raise ClassContrastError(f"hf:{spec}: {first_line(e)}") from e
         raise _offline(spec, type(e).__name__) from e
     labels = getattr(model.config, "id2label", None) or {}
     n = int(model.config.num_labels)
