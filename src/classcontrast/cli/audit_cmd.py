@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import typer
 
-from .common import console, progress_tasks
+from .common import console, shard_progress
 from .evaluate_cmd import BATCH, DEVICE, LIMIT, MODEL, NUM_CLASSES, PREPROCESS, SEED, WEIGHTS, setup_run
 from .options import split_values
 
@@ -32,11 +31,7 @@ def audit_command(
     shard = setup(device)
     bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, local_device(device), preprocess)
 
-    with progress_tasks(disable=not shard.main) as task:
-        def progress(phase: str, total: int) -> Callable[[int], None]:
-            advance = task(phase, total)
-            return lambda n: advance(n * shard.world)
-
+    with shard_progress(shard) as progress:
         result = audit(bundle, source, out, split_values(method), pairs=pairs, examples=examples, top_k=top_k,
                        batch_size=batch_size, device=dev, seed=None, shard=shard, progress=progress, layer=layer)
     if not shard.main:

@@ -60,6 +60,20 @@ def progress_bar(total: int | None, label: str, disable: bool = False) -> Iterat
         yield task(label, total)
 
 
+@contextmanager
+def shard_progress(shard: Any) -> Iterator[Callable[[str, int], Callable[[int], None]]]:
+    """Progress of a run sharded by torchrun (``shard``: a :class:`~classcontrast.distributed.Dist`), shown
+    by the main process: yields ``progress(phase, total)`` -> ``advance(n)``, each process's count scaled
+    by the number of processes (the whole run's progress, estimated from the main one)."""
+    with progress_tasks(disable=not shard.main) as task:
+
+        def progress(phase: str, total: int) -> Callable[[int], None]:
+            advance = task(phase, total)
+            return lambda n: advance(n * shard.world)
+
+        yield progress
+
+
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                       file: Any = None, line: str | None = None) -> None:
     sys.stderr.write(f"warning: {message}\n")

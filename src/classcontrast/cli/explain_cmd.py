@@ -93,7 +93,7 @@ def explain_command(
         raise ClassContrastError(f"--top-k {top_k} exceeds the model's {bundle.num_classes} classes")
 
     columns: dict[str, list[Any]] = {}
-    pixels, logits, target_rows = [], [], []
+    inputs, pixels, logits, target_rows = [], [], [], []
     for start in range(0, len(loaded), batch_size):
         chunk = loaded[start : start + batch_size]
         x = torch.stack([bundle.transform(img) for _, img in chunk]).to(dev)
@@ -105,6 +105,7 @@ def explain_command(
                 key = f"{meth} · {name}" if len(methods) > 1 or len(res) > 1 else name
                 columns.setdefault(key, []).append(ex)
         first = next(iter(columns.values()))[-1]
+        inputs.append(x)
         pixels.extend(bundle.normalize.inverse(x).cpu())
         logits.append(first.logits.cpu())
         target_rows.append(first.targets.cpu())
@@ -127,9 +128,7 @@ def explain_command(
     if html is not None:
         from ..explorer.compute import write_explorer
 
-        x_all = torch.stack([bundle.transform(img) for _, img in loaded]).to(dev)
-        spec_all = TopK(top_k) if targets is None else [targets] * len(loaded)
-        page = write_explorer(html, bundle, x_all, methods, spec_all, [p.name for p, _ in loaded],
+        page = write_explorer(html, bundle, torch.cat(inputs), methods, t.to(dev), [p.name for p, _ in loaded],
                               batch_size=batch_size, **opts)
         console.print(f"wrote {page}")
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import ClassContrastError
-from .common import console, progress_tasks
+from .common import console, shard_progress
 from .options import split_numbers
 
 
@@ -27,12 +26,7 @@ def reproduce_command(
 
         torch.set_num_threads(cfg.threads)
     shard = setup(cfg.experiments[0].device)
-    with progress_tasks(disable=not shard.main) as task:
-
-        def progress(name: str, total: int) -> Callable[[int], None]:
-            advance = task(name, total)
-            return lambda n: advance(n * shard.world)
-
+    with shard_progress(shard) as progress:
         paths = run_suite(cfg, out, shard, progress)
     for p in paths:
         console.print(f"wrote {p}")
