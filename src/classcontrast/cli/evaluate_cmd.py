@@ -187,7 +187,13 @@ def faithfulness_command(
     preprocess: str = PREPROCESS,
 ) -> None:
     """Deletion / insertion (MoRF / LeRF) and ROAD curves, and average drop / increase, per method × contrast."""
-    from ..evaluation.faithfulness import check_grid, default_fractions, run_faithfulness, write_faithfulness
+    from ..evaluation.faithfulness import (
+        check_grid,
+        default_fractions,
+        markdown_tables,
+        run_faithfulness,
+        write_faithfulness,
+    )
 
     grid = split_numbers(fractions, "--fractions") if fractions else default_fractions()
     check_grid(split_values(baseline), split_values(score), grid)  # bad input: one line, before any work
@@ -197,6 +203,4 @@ def faithfulness_command(
                                   split_values(baseline), split_values(score), grid, batch_size, dev, seed, layer,
                                   road_noise, out / "faithfulness_samples.jsonl", tick)
     _done(write_faithfulness(result, out))
-    from ..evaluation.faithfulness import markdown_tables
-
     console.print(markdown_tables(result))

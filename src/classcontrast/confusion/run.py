@@ -92,15 +92,18 @@ class Audit:
                       for p in self.pairs],
         }
 
+    def image_keys(self) -> dict[str, str]:
+        """Sample id -> the key of its image in the page."""
+        return {r["id"]: f"s{i}" for i, r in enumerate(self.rows)}
+
     def page_data(self, images: dict[str, dict[str, str]]) -> dict[str, Any]:
         """The explorer's data for ``audit.html`` (``images``: image key -> JPEG data URL and title)."""
-        key = {r["id"]: f"s{i}" for i, r in enumerate(self.rows)}
+        key = self.image_keys()
         entries = []
         for s in self.slots:
             got = self.maps[s.entry]
             entries.append(entry(s.entry, key[s.row["id"]], s.row["id"], s.classes, got["p"], got["maps"],
-                                          label=s.row["label"], top=[(c, p) for c, p in s.row["top"]],
-                                          default=s.default))
+                                 label=s.row["label"], top=[(c, p) for c, p in s.row["top"]], default=s.default))
         involved: list[int] = []
         for p in self.pairs:
             for c in (p.true, p.predicted):
@@ -306,13 +309,13 @@ def audit(
         result.paths = [folder / "audit.json", _write_confusion(folder / "confusion.csv", result.confusion,
                                                                  result.classes)]
         result.paths.append(write_page(result.page_data(shown_images(model, result, samples)),
-                                                folder / "audit.html"))
+                                       folder / "audit.html"))
     return result
 
 
 def shown_images(model: ModelBundle, result: Audit, samples: dict[str, Any]) -> dict[str, dict[str, str]]:
     """JPEG data URLs of the images the audit shows, keyed as in the page."""
-    key = {r["id"]: f"s{i}" for i, r in enumerate(result.rows)}
+    key = result.image_keys()
     out = {}
     for s in result.slots:
         k = key[s.row["id"]]

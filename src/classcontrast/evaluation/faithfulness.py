@@ -21,6 +21,7 @@ whose p rises.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,7 +40,7 @@ from ..methods import method_options
 from ..models import ModelBundle
 from ..state import predict
 from .road import road_impute
-from .runner import batch_generator, batches, mean, sample_log, write_table
+from .runner import batch_generator, batches, markdown_rows, mean, sample_log, write_table
 
 METHODS = ("gradcam", "linear_approx", "gradient_x_input")
 CONTRASTS = ("original", "mean", "max", "weighted")
@@ -281,8 +282,6 @@ def tables(result: dict[str, Any]) -> list[tuple[str, list[list[str]]]]:
 
 def markdown_tables(result: dict[str, Any]) -> str:
     """:func:`tables` as Markdown."""
-    from .runner import markdown_rows
-
     return "\n".join(f"{caption}\n\n{markdown_rows(rows)}\n" for caption, rows in tables(result))
 
 
@@ -295,7 +294,7 @@ def write_faithfulness(result: dict[str, Any], out: Path) -> list[Path]:
     flat = [{k: v for k, v in r.items() if not k.endswith("curve") and not k.endswith("curve_se")}
             for r in result["records"]]
     paths = write_table(flat, out, "faithfulness_summary")
-    (out / "faithfulness.json").write_text(_json(result["records"]))
+    (out / "faithfulness.json").write_text(json.dumps(result["records"], indent=1))
     paths.insert(0, out / "faithfulness.json")
     paths += write_table(result["confidence"], out, "faithfulness_confidence")
     (out / "faithfulness.md").write_text(markdown_tables(result))
@@ -306,9 +305,3 @@ def write_faithfulness(result: dict[str, Any], out: Path) -> list[Path]:
             paths.append(faithfulness_chart(rows, result["info"]["fractions"], out / f"faithfulness_{b}_{s}.png",
                                             f"{b} baseline, scored on {s}"))
     return paths
-
-
-def _json(obj: Any) -> str:
-    import json
-
-    return json.dumps(obj, indent=1)
