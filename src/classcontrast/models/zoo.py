@@ -25,10 +25,6 @@ def imagenet_categories() -> list[str]:
     return text.splitlines()
 
 
-def _preprocess(size: int, resize: int, interpolation: str) -> Preprocess:
-    return Preprocess(resize, size, interpolation)
-
-
 def _offline_help(what: str, reason: object) -> ClassContrastError:
     return ClassContrastError(
         f"could not get pretrained weights for {what} ({reason}); this machine may be offline. "
@@ -87,7 +83,7 @@ def _efficientnet_lite0(weights: Any) -> ModelBundle:
         _load_into(model, load_state(weights), str(weights))
     return ModelBundle(
         model=model.eval(),
-        preprocess=_preprocess(224, 256, "bicubic"),
+        preprocess=Preprocess(256, 224, "bicubic"),
         normalize=Normalize((0.5,) * 3, (0.5,) * 3),
         categories=imagenet_categories(),
         name=EMBEDDED,
@@ -125,11 +121,11 @@ def _torchvision(arch: str, weights: Any, num_classes: int | None) -> ModelBundl
         tf = default.transforms()
         crop = tf.crop_size[0]
         resize = tf.resize_size[0]
-        preprocess = _preprocess(crop, resize, tf.interpolation.value)
+        preprocess = Preprocess(resize, crop, tf.interpolation.value)
         mean, std = tf.mean, tf.std
         categories = list(default.meta.get("categories", []))
     else:
-        preprocess, mean, std, categories = _preprocess(224, 256, "bilinear"), _IMAGENET_MEAN, _IMAGENET_STD, []
+        preprocess, mean, std, categories = Preprocess(256, 224, "bilinear"), _IMAGENET_MEAN, _IMAGENET_STD, []
     n = num_classes or getattr(model, "num_classes", None) or len(categories) or 1000
     if len(categories) != n:
         categories = [f"class {i}" for i in range(n)]
@@ -159,7 +155,7 @@ def _timm(arch: str, weights: Any, num_classes: int | None) -> ModelBundle:
     n = model.num_classes
     categories = imagenet_categories() if n == 1000 else [f"class {i}" for i in range(n)]
     return ModelBundle(
-        model.eval(), _preprocess(size, resize, cfg.get("interpolation", "bicubic")),
+        model.eval(), Preprocess(resize, size, cfg.get("interpolation", "bicubic")),
         Normalize(cfg["mean"], cfg["std"]), categories, f"timm:{arch}",
     )
 
