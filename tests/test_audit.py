@@ -196,12 +196,25 @@ def _same_maps(a: dict, b: dict) -> bool:
         all(np.array_equal(a[e][k], b[e][k]) for k in a[e]) for e in a)
 
 
-@pytest.fixture(scope="module")
-def single_run(folders: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("single")
+def _assert_same_outputs(out: Path, reference: Path) -> dict:
+    """audit.json and every map of ``out`` equal those of ``reference``; returns the audit.json."""
+    a, b = _outputs(out), _outputs(reference)
+    assert a[0] == b[0] and _same_maps(a[1], b[1])
+    return a[0]
+
+
+def _audit(folders: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    """``classcontrast audit`` in a subprocess, as a user runs it; it must succeed."""
     proc = subprocess.run(_cli("audit", str(folders), "--out", str(out), *AUDIT_ARGS), capture_output=True,
                           text=True, timeout=600, env=ENV)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def single_run(folders: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("single")
+    proc = _audit(folders, out)
     assert "wrote" in proc.stdout and (out / "audit.html").exists()
     return out
 
@@ -215,13 +228,10 @@ def test_a_killed_audit_resumes_with_identical_results(folders: Path, single_run
     proc.send_signal(signal.SIGKILL)  # predictions done, maps under way
     proc.wait()
     assert not (tmp_path / "audit.html").exists()
-    again = subprocess.run(_cli("audit", str(folders), "--out", str(tmp_path), *AUDIT_ARGS), capture_output=True,
-                           text=True, timeout=600, env=ENV)
-    assert again.returncode == 0, again.stderr[-2000:]
-    a, b = _outputs(tmp_path), _outputs(single_run)
-    assert a[0] == b[0] and _same_maps(a[1], b[1])
+    _audit(folders, tmp_path)
+    result = _assert_same_outputs(tmp_path, single_run)
     ids = [json.loads(x)["id"] for x in (tmp_path / "audit_samples.jsonl").read_text().splitlines()]
-    assert len(ids) == len(set(ids)) == a[0]["n"]
+    assert len(ids) == len(set(ids)) == result["n"]
 
 
 def test_a_line_cut_by_a_crash_is_recomputed(folders: Path, single_run: Path, tmp_path: Path) -> None:
@@ -233,11 +243,8 @@ def test_a_line_cut_by_a_crash_is_recomputed(folders: Path, single_run: Path, tm
     log.write_text("\n".join(lines[:-3]) + "\n" + lines[-3][:30])
     for f in list((tmp_path / "maps").glob("*.npz"))[-2:]:
         f.unlink()
-    proc = subprocess.run(_cli("audit", str(folders), "--out", str(tmp_path), *AUDIT_ARGS), capture_output=True,
-                          text=True, timeout=600, env=ENV)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    a, b = _outputs(tmp_path), _outputs(single_run)
-    assert a[0] == b[0] and _same_maps(a[1], b[1])
+    _audit(folders, tmp_path)
+    _assert_same_outputs(tmp_path, single_run)
 
 
 def test_torchrun_shards_the_audit_with_identical_results(folders: Path, single_run: Path, tmp_path: Path) -> None:
@@ -246,8 +253,7 @@ def test_torchrun_shards_the_audit_with_identical_results(folders: Path, single_
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=ENV)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "audit_samples.rank1.jsonl").exists()  # rank 1 did its share
-    a, b = _outputs(tmp_path), _outputs(single_run)
-    assert a[0] == b[0] and _same_maps(a[1], b[1])
+    _assert_same_outputs(tmp_path, single_run)
 
 
 def test_audit_cli_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
