@@ -11,6 +11,7 @@ mean, max, weighted; the peers need 12 calls for it.
 
     python benchmarks/attribution.py                          # resnet50, batch 1, 16 steps / samples
     python benchmarks/attribution.py --models resnet18 resnet50 --batches 1 4 --steps 32 --repeats 3
+    python benchmarks/attribution.py --device cuda               # the same table on a GPU
 
 Targets (issue): one map ≤ 1.10× the floor and ≤ 1.0× Captum (zennit for LRP); 12 maps ≤ 1.5× one map.
 """
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ import torchvision
 
 sys.path.insert(0, str(Path(__file__).parent))
 import classcontrast as cc
-from bench import paired
+from bench import _time, paired
 
 FOUR = ["original", "mean", "max", "weighted"]
 
@@ -49,13 +49,9 @@ def frozen(model: torch.nn.Module, fn: Callable[[], Any]) -> Callable[[], Any]:
     return run
 
 
-def once(fn: Callable[[], Any], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+def once(fn: Callable[[], Any], repeats: int, device: torch.device) -> float:
+    """The median of ``repeats`` timings (CUDA synchronised)."""
+    return statistics.median(_time(fn, device) for _ in range(repeats))
 
 
 def main() -> None:
@@ -65,20 +61,23 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
     from zennit.attribution import Gradient
     from zennit.composites import EpsilonPlusFlat
     from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; n = {args.steps} steps / samples")
+    device = torch.device(args.device)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}; "
+          f"n = {args.steps} steps / samples")
     rows = []
     for name in args.models:
         torch.manual_seed(0)
-        model = torchvision.models.get_model(name).eval()
+        model = torchvision.models.get_model(name).eval().to(device)
         canonizer = ResNetCanonizer if name.startswith("resnet") else VGGCanonizer
         for batch in args.batches:
-            x = torch.randn(batch, 3, args.size, args.size)
+            x = torch.randn(batch, 3, args.size, args.size, device=device)
             with torch.no_grad():
                 y = model(x)
             t = y.argmax(1)
@@ -88,13 +87,15 @@ def main() -> None:
                 from classcontrast.methods.integrated import quadrature
 
                 a, w = quadrature("gausslegendre", n)
+                a, w = a.to(device), w.to(device)
                 pts = (a.float().view(1, n, 1, 1, 1) * x[:, None]).flatten(0, 1).requires_grad_(True)
                 out = model(pts)
                 (g,) = torch.autograd.grad(cc.Weighted().score(out, t.repeat_interleave(n)).sum(), pts)
                 (g.view(batch, n, *x.shape[1:]) * w.float().view(1, n, 1, 1, 1)).sum(1) * x
 
             def floor_sg() -> None:
-                noisy = (x[:, None] + 0.15 * torch.randn(batch, n, *x.shape[1:])).flatten(0, 1).requires_grad_(True)
+                eps = 0.15 * torch.randn(batch, n, *x.shape[1:], device=device)
+                noisy = (x[:, None] + eps).flatten(0, 1).requires_grad_(True)
                 (g,) = torch.autograd.grad(cc.Weighted().score(model(noisy), t.repeat_interleave(n)).sum(), noisy)
                 g.view(batch, n, *x.shape[1:]).mean(1)
 
@@ -131,10 +132,10 @@ def main() -> None:
                 def ours_twelve(method: str = method, opts: dict = opts) -> None:
                     cc.explain(model, x, method, FOUR, cc.TopK(3), **opts)
 
-                one_s, one_ratio, mem = paired(floor, ours_one, torch.device("cpu"), args.repeats)
-                peer_s = once(peer_one, args.repeats)
-                twelve_s = once(ours_twelve, args.repeats)
-                peer12_s = once(peer_twelve, 1)
+                one_s, one_ratio, mem = paired(floor, ours_one, device, args.repeats)
+                peer_s = once(peer_one, args.repeats, device)
+                twelve_s = once(ours_twelve, args.repeats, device)
+                peer12_s = once(peer_twelve, 1, device)
                 rows.append((name, batch, method, one_ratio, one_s / peer_s, twelve_s / one_s, peer12_s / twelve_s,
                              mem, peer))
                 print(f"{name} b={batch} {method:22s} one map {one_s:6.2f} s = ×{one_ratio:.2f} floor, "
