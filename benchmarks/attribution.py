@@ -61,6 +61,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--methods", nargs="+", default=["integrated_gradients", "smoothgrad", "lrp"])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
@@ -125,7 +126,8 @@ def main() -> None:
                     lambda: [zennit_one(cc.get_contrast(c).grad(y, top[:, k])) for c in FOUR for k in range(3)],
                     {}, "zennit"),
             }
-            for method, (floor, peer_one, peer_twelve, opts, peer) in cases.items():
+            for method in args.methods:
+                floor, peer_one, peer_twelve, opts, peer = cases[method]
                 def ours_one(method: str = method, opts: dict = opts) -> None:
                     cc.explain(model, x, method, "weighted", t, **opts)
 

@@ -48,11 +48,14 @@ class SmoothGrad(InputMethod):
 
     def noise(self, x: Tensor, image: int) -> Tensor:
         """The ``samples`` noise draws (n, C, H, W) for image ``image`` of the batch ``x``: seeded by ``seed``
-        and the image's own bytes, so an image gets the same noise alone or anywhere in a batch."""
+        and the image's own bytes, so an image gets the same noise alone or anywhere in a batch. Drawn on
+        the CPU (the same numbers on every device) in float64 for float64 images and in float32 otherwise
+        (a float64 draw costs four times as much: 4% of a 16-sample resnet50 call)."""
         digest = hashlib.sha256(x[image].detach().cpu().contiguous().numpy().tobytes()).digest()
         g = torch.Generator().manual_seed((self.seed * 1_000_003 + int.from_bytes(digest[:7], "little")) % 2**63)
         scale = self.sigma * float(x[image].max() - x[image].min())
-        eps = torch.randn((self.samples, *x.shape[1:]), generator=g, dtype=torch.float64) * scale
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        eps = torch.randn((self.samples, *x.shape[1:]), generator=g, dtype=dtype).mul_(scale)
         return eps.to(device=x.device, dtype=x.dtype)
 
     def passes(self, x: Tensor) -> Iterator[Pass]:
