@@ -19,7 +19,6 @@ Targets (issue): one map ≤ 1.10× the floor and ≤ 1.0× Captum (zennit for L
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -47,11 +46,6 @@ def frozen(model: torch.nn.Module, fn: Callable[[], Any]) -> Callable[[], Any]:
             for p in model.parameters():
                 p.requires_grad_(True)
     return run
-
-
-def once(fn: Callable[[], Any], repeats: int, device: torch.device) -> float:
-    """The median of ``repeats`` timings (CUDA synchronised)."""
-    return statistics.median(_time(fn, device) for _ in range(repeats))
 
 
 def main() -> None:
@@ -134,14 +128,14 @@ def main() -> None:
                 def ours_twelve(method: str = method, opts: dict = opts) -> None:
                     cc.explain(model, x, method, FOUR, cc.TopK(3), **opts)
 
+                # every ratio from alternating pairs (drifts of a shared machine hit both sides alike)
                 one_s, one_ratio, mem = paired(floor, ours_one, device, args.repeats)
-                peer_s = once(peer_one, args.repeats, device)
-                twelve_s = once(ours_twelve, args.repeats, device)
-                peer12_s = once(peer_twelve, 1, device)
-                rows.append((name, batch, method, one_ratio, one_s / peer_s, twelve_s / one_s, peer12_s / twelve_s,
-                             mem, peer))
+                _, peer_ratio, _ = paired(peer_one, ours_one, device, args.repeats)
+                twelve_s, twelve_ratio, _ = paired(ours_one, ours_twelve, device, args.repeats)
+                peer12_s = _time(peer_twelve, device)
+                rows.append((name, batch, method, one_ratio, peer_ratio, twelve_ratio, peer12_s / twelve_s, mem, peer))
                 print(f"{name} b={batch} {method:22s} one map {one_s:6.2f} s = ×{one_ratio:.2f} floor, "
-                      f"×{one_s / peer_s:.2f} {peer}; 12 maps {twelve_s:6.2f} s = ×{twelve_s / one_s:.2f} one map, "
+                      f"×{peer_ratio:.2f} {peer}; 12 maps {twelve_s:6.2f} s = ×{twelve_ratio:.2f} one map, "
                       f"{peer12_s / twelve_s:.1f}× faster than 12 {peer} calls; memory ×{mem:.2f}", flush=True)
     print("\n| model | batch | method | one map × floor | one map × peer | 12 maps × one map | 12 peer calls ÷ ours |")
     print("|---|---|---|---|---|---|---|")
