@@ -52,7 +52,8 @@ def test_captum_with_a_contrast_model(tiny: nn.Module, tiny_x: torch.Tensor) -> 
     gc = captum_attr.LayerGradCam(wrapped, tiny.features[3]).attribute(tiny_x, target=targets)  # the one line
     ours = cc.explain(tiny, tiny_x, "gradcam", "weighted", targets, layer="features.3")
     torch.testing.assert_close(gc[:, 0], ours.layer_maps[:, 0], rtol=1e-10, atol=1e-12)
-    sal = captum_attr.Saliency(cc.ContrastModel(tiny, "max")).attribute(tiny_x, target=targets, abs=False)
+    leaf = tiny_x.clone().requires_grad_(True)  # Saliency warns when it has to switch this on itself
+    sal = captum_attr.Saliency(cc.ContrastModel(tiny, "max")).attribute(leaf, target=targets, abs=False)
     grad = cc.explain(tiny, tiny_x, "gradient", "max", targets, keep_channels=True)
     torch.testing.assert_close(sal, grad.maps[:, 0], rtol=1e-10, atol=1e-12)
 
