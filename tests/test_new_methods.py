@@ -334,6 +334,38 @@ def test_lrp_leaves_the_model_as_found_when_zennit_raises(tiny: nn.Module, tiny_
     _assert_untouched(tiny, before)
 
 
+class TinyAttention(nn.Module):
+    """Patches → nn.MultiheadAttention (three inputs: zennit has no rule for it) → a linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(3, 8, 4, stride=4)
+        self.attention = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.embed(x).flatten(2).transpose(1, 2)
+        return self.head(self.attention(tokens, tokens, tokens)[0].mean(1))
+
+
+def test_lrp_on_a_layer_zennit_cannot_handle_is_one_line_and_leaves_the_model() -> None:
+    torch.manual_seed(0)
+    model = TinyAttention().double()
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    before = _snapshot(model)
+    with pytest.raises(cc.ClassContrastError, match=r"method lrp failed in the backward pass of TinyAttention: "
+                                                    r".*nn\.MultiheadAttention") as info:
+        cc.explain(model, x, "lrp", ["original", "weighted"], cc.TopK(2))
+    assert "\n" not in str(info.value)
+    _assert_untouched(model, before)
+    g = cc.explain(model, x, "gradient", "weighted")  # the model still works for the other methods
+    _assert_untouched(model, before)
+    y, jac = input_jacobian(model, x)
+    for b in range(2):  # the weighted contrast by its definition, from every class's own gradient
+        reference = contrast_slow(jac[:, b], y[b], int(g.targets[b, 0]), "weighted")
+        torch.testing.assert_close(g.maps[b, 0], reference.sum(0))
+
+
 @pytest.mark.parametrize("method", ["integrated_gradients", "smoothgrad", "lrp"])
 def test_hygiene_and_batching(tiny: nn.Module, tiny_x: torch.Tensor, method: str) -> None:
     tiny.train()

@@ -248,7 +248,11 @@ def explain(
                 vectorise = logits.device.type != "cpu" if batched is None else batched
                 chunks = vjp(logits, rec.tensors, cot if reduced is None else reduced[0],
                              batched=vectorise and m.batched_vjp)
-                maps = torch.cat([m.compute(rec, grads).detach() for grads in chunks])
+                try:
+                    maps = torch.cat([m.compute(rec, grads).detach() for grads in chunks])
+                except _MODEL_ERRORS as e:  # e.g. a rule's backward hook on a layer it cannot handle
+                    raise ClassContrastError(f"method {m.name} failed in the backward pass of "
+                                             f"{type(net).__name__}: {first_line(e)}{m.backward_hint}") from e
                 if reduced is not None:
                     maps = _combine(reduced[1], maps)
                 del logits

@@ -59,6 +59,8 @@ class Method(ABC):
     # True: the model runs on other inputs than the images (IG path points, noisy copies): targets and
     # logits come from a clean forward pass of their own, the contrast from each pass's output
     multipass: ClassVar[bool] = False
+    # appended to the one-line error when the backward pass fails (what the method cannot handle)
+    backward_hint: ClassVar[str] = ""
 
     @property
     def linear(self) -> bool:

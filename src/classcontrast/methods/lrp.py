@@ -64,6 +64,8 @@ class LRP(InputMethod):
 
     name = "lrp"
     batched_vjp = False  # zennit's rules run in Python backward hooks, one objective at a time
+    backward_hint = (" (zennit's rules cover convolutional, linear, pooling, normalisation and activation layers; "
+                     "a layer such as nn.MultiheadAttention, in torchvision's ViT, has none)")
 
     def __init__(self, composite: str | Any = "epsilon_plus_flat", canonizer: str | Any = "auto",
                  keep_channels: bool = False) -> None:
