@@ -324,3 +324,24 @@ def _not_blank(png: bytes) -> None:
     assert img.std() > 20
     red = ((img[..., 0] > 180) & (img[..., 1] < 150) & (img[..., 2] < 150)).sum()
     assert red > 200  # an overlay is drawn, not just text
+
+
+def test_audit_cli_method_options_reach_the_method_and_key_the_saved_maps(
+        embedded: cc.ModelBundle, folders: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["audit", str(folders), "--out", str(tmp_path / "cli"), "--pairs", "1", "--examples", "1",
+            "--batch-size", "2", "--method", "integrated_gradients"]
+    references = {}
+    for steps in (2, 3):
+        references[steps] = tmp_path / f"library{steps}"
+        cc.audit(embedded, str(folders), references[steps], methods=["integrated_gradients"], pairs=1, examples=1,
+                 batch_size=2, steps=steps)
+    assert not _same_maps(_maps(references[2]), _maps(references[3]))  # the option changes the maps
+    assert run([*args, "--steps", "2"]) == 0
+    _assert_same_outputs(tmp_path / "cli", references[2])
+    assert run([*args, "--steps", "3"]) == 0  # the same folder: maps made with 2 steps are not reused
+    _assert_same_outputs(tmp_path / "cli", references[3])
+    capsys.readouterr()
+    assert run([*args[:-1], "gradcam", "--steps", "4"]) == 2
+    assert "--steps is not an option of gradcam" in capsys.readouterr().err
+    with pytest.raises(cc.ClassContrastError, match="keep_channels"):
+        cc.audit(embedded, str(folders), None, methods=["gradient"], keep_channels=True)

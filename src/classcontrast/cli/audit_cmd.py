@@ -8,6 +8,20 @@ import typer
 
 from .common import console, shard_progress
 from .evaluate_cmd import BATCH, DEVICE, LIMIT, MODEL, NUM_CLASSES, PREPROCESS, SEED, WEIGHTS, setup_run
+from .method_flags import (
+    ABS,
+    BASELINE,
+    CANONIZER,
+    COMPOSITE,
+    DISCARD_RATIO,
+    INTEGRATION,
+    INTERNAL_BATCH_SIZE,
+    SAMPLES,
+    SIGMA,
+    SQUARED,
+    STEPS,
+    method_flags,
+)
 from .options import split_values
 
 
@@ -23,17 +37,25 @@ def audit_command(
     layer: str = typer.Option(None, help="Layer for CAM methods (module name)"),
     limit: int = LIMIT, batch_size: int = BATCH, seed: int = SEED, device: str = DEVICE,
     preprocess: str = PREPROCESS,
+    steps: int = STEPS, baseline: str = BASELINE, integration: str = INTEGRATION, samples: int = SAMPLES,
+    sigma: float = SIGMA, squared: bool = SQUARED, internal_batch_size: int = INTERNAL_BATCH_SIZE,
+    composite: str = COMPOSITE, canonizer: str = CANONIZER, discard_ratio: float = DISCARD_RATIO, abs_: bool = ABS,
 ) -> None:
     """Audit the model's confusions: "why A and not B" for the most confused pairs, in audit.html."""
     from ..confusion import audit
     from ..distributed import local_device, setup
 
+    methods = split_values(method)
+    given = method_flags(methods, steps=steps, baseline=baseline, integration=integration, samples=samples,
+                         sigma=sigma, squared=squared, internal_batch_size=internal_batch_size, composite=composite,
+                         canonizer=canonizer, discard_ratio=discard_ratio, abs=abs_)
     shard = setup(device)
     bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, local_device(device), preprocess)
 
     with shard_progress(shard) as progress:
-        result = audit(bundle, source, out, split_values(method), pairs=pairs, examples=examples, top_k=top_k,
-                       batch_size=batch_size, device=dev, seed=None, shard=shard, progress=progress, layer=layer)
+        result = audit(bundle, source, out, methods, pairs=pairs, examples=examples, top_k=top_k,
+                       batch_size=batch_size, device=dev, seed=None, shard=shard, progress=progress, layer=layer,
+                       **given)
     if not shard.main:
         return
     acc = "" if result.accuracy is None else f", accuracy {result.accuracy:.3f}"

@@ -12,6 +12,20 @@ import typer
 
 from ..errors import ClassContrastError
 from .common import console, resolve_device
+from .method_flags import (
+    ABS,
+    BASELINE,
+    CANONIZER,
+    COMPOSITE,
+    DISCARD_RATIO,
+    INTEGRATION,
+    INTERNAL_BATCH_SIZE,
+    SAMPLES,
+    SIGMA,
+    SQUARED,
+    STEPS,
+    method_flags,
+)
 from .options import split_values
 
 _MAX_ROWS_PER_FIGURE = 8
@@ -37,20 +51,11 @@ def explain_command(
     html: Path = typer.Option(None, help="Also write the interactive explorer: one self-contained HTML file"),
     batch_size: int = typer.Option(16, help="Images per forward pass"),
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N | auto"),
-    steps: int = typer.Option(None, help="integrated_gradients: path points (default 32)"),
-    baseline: str = typer.Option(None, help="integrated_gradients: zeros | blur"),
-    integration: str = typer.Option(None, help="integrated_gradients: gausslegendre | riemann_left | "
-                                    "riemann_right | riemann_middle | riemann_trapezoid"),
-    samples: int = typer.Option(None, help="smoothgrad: noisy copies (default 25)"),
-    sigma: float = typer.Option(None, help="smoothgrad: noise std as a fraction of the image's range (0.15)"),
-    seed: int = typer.Option(None, help="smoothgrad: noise seed (0)"),
-    squared: bool = typer.Option(None, "--squared", help="smoothgrad: SmoothGrad² (mean of squared gradients)"),
-    internal_batch_size: int = typer.Option(None, help="integrated_gradients, smoothgrad: rows per forward pass"),
-    composite: str = typer.Option(None, help="lrp: a zennit composite (default epsilon_plus_flat)"),
-    canonizer: str = typer.Option(None, help="lrp: auto | none"),
+    steps: int = STEPS, baseline: str = BASELINE, integration: str = INTEGRATION, samples: int = SAMPLES,
+    sigma: float = SIGMA, seed: int = typer.Option(None, help="smoothgrad: noise seed (0)"), squared: bool = SQUARED,
+    internal_batch_size: int = INTERNAL_BATCH_SIZE, composite: str = COMPOSITE, canonizer: str = CANONIZER,
     keep_channels: bool = typer.Option(None, "--keep-channels", help="input-space methods: per-channel maps"),
-    discard_ratio: float = typer.Option(None, help="attention_rollout: drop this fraction of the weakest links"),
-    abs_: bool = typer.Option(None, "--abs", help="fullgrad: the original abs'ed FullGrad"),
+    discard_ratio: float = DISCARD_RATIO, abs_: bool = ABS,
 ) -> None:
     """Explain why the model picks each class over the others, for every image."""
     import numpy as np
@@ -60,7 +65,7 @@ def explain_command(
     from ..data import load_images, sample_image
     from ..data.sources import class_index
     from ..engine import explain
-    from ..methods import method_class, method_options
+    from ..methods import method_options
     from ..models import load_model
     from ..targets import TopK
 
@@ -71,17 +76,10 @@ def explain_command(
         raise ClassContrastError("--top-k must be at least 1")
     methods = split_values(method)
     contrasts = [get_contrast(c) for c in split_values(contrast)]
-    for meth in methods:  # an unknown method is an error before any work
-        method_class(meth)
-    given = {k: v for k, v in {"steps": steps, "baseline": baseline, "integration": integration, "samples": samples,
-                               "sigma": sigma, "seed": seed, "squared": squared,
-                               "internal_batch_size": internal_batch_size, "composite": composite,
-                               "canonizer": canonizer, "keep_channels": keep_channels,
-                               "discard_ratio": discard_ratio, "abs": abs_}.items() if v is not None}
-    for option in given:  # a method option no chosen method has is an error too
-        if not any(option in method_options(meth) for meth in methods):
-            flag = "--" + option.replace("_", "-")
-            raise ClassContrastError(f"{flag} is not an option of {', '.join(methods)}")
+    given = method_flags(methods, steps=steps, baseline=baseline, integration=integration, samples=samples,
+                         sigma=sigma, seed=seed, squared=squared, internal_batch_size=internal_batch_size,
+                         composite=composite, canonizer=canonizer, keep_channels=keep_channels,
+                         discard_ratio=discard_ratio, abs=abs_)
     opts = {"layer": layer, "relu": relu or None, **given}  # each method takes the ones it has
     loaded = load_images(images) if images else [(Path("chelsea (bundled cat photo)"), sample_image("chelsea"))]
     bundle = load_model(model, weights=weights, num_classes=num_classes, device=dev)

@@ -167,13 +167,22 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     tmp.replace(path)
 
 
-def _load_batch(path: Path, entries: list[str], methods: Sequence[str]) -> dict[str, dict[str, Any]] | None:
-    """A finished batch's maps, or None when the file is missing or holds other entries/methods."""
+def _options_key(options: dict[str, Any]) -> str:
+    """The method options a batch's maps were made with, as stored beside them (None = not given)."""
+    return json.dumps({k: str(v) for k, v in sorted(options.items()) if v is not None})
+
+
+def _load_batch(path: Path, entries: list[str], methods: Sequence[str],
+                options: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """A finished batch's maps, or None when the file is missing or holds other entries, methods or
+    method options (a re-run with ``--steps 8`` recomputes what ``--steps 4`` made)."""
     if not path.exists():
         return None
     try:
         with np.load(path) as z:
-            if z["entries"].tolist() != entries or any(f"maps_{m}" not in z.files for m in methods):
+            stored = str(z["options"]) if "options" in z.files else _options_key({})
+            if z["entries"].tolist() != entries or any(f"maps_{m}" not in z.files for m in methods) \
+                    or stored != _options_key(options):
                 return None
             return {e: {"maps": {m: z[f"maps_{m}"][i] for m in methods}, "p": z["probabilities"][i].tolist()}
                     for i, e in enumerate(entries)}
@@ -193,7 +202,7 @@ def _phase2(bundle: ModelBundle, slots: list[Slot], samples: dict[str, Any], met
         path = out / "maps" / f"batch_{k:05d}.npz" if out is not None else None
         if not shard.owns(k):
             continue
-        done = _load_batch(path, entries, methods) if path is not None else None
+        done = _load_batch(path, entries, methods, options) if path is not None else None
         if done is None:
             pixels = torch.stack([bundle.preprocess(samples[s.row["id"]].load()) for s in chunk]).to(device)
             classes = torch.tensor([s.classes for s in chunk], device=device)
@@ -205,7 +214,8 @@ def _phase2(bundle: ModelBundle, slots: list[Slot], samples: dict[str, Any], met
                 arrays = {f"maps_{m}": maps[m].numpy() for m in methods}
                 _save_npz(path, {"entries": np.array(entries), "ids": np.array([s.row["id"] for s in chunk]),
                                  "classes": classes.cpu().numpy(), "probabilities": p,
-                                 "contrasts": np.array(contrast_names(classes.shape[1])), **arrays})
+                                 "contrasts": np.array(contrast_names(classes.shape[1])),
+                                 "options": np.array(_options_key(options)), **arrays})
         found.update(done)
         if progress is not None:
             progress(len(chunk))
@@ -214,7 +224,7 @@ def _phase2(bundle: ModelBundle, slots: list[Slot], samples: dict[str, Any], met
         for k, start in enumerate(range(0, len(slots), batch_size)):
             entries = [s.entry for s in slots[start : start + batch_size]]
             if entries[0] not in found:
-                got = _load_batch(out / "maps" / f"batch_{k:05d}.npz", entries, methods)
+                got = _load_batch(out / "maps" / f"batch_{k:05d}.npz", entries, methods, options)
                 if got is None:
                     raise ClassContrastError(f"maps of batch {k} are missing in {out / 'maps'}")
                 found.update(got)
@@ -274,6 +284,8 @@ def audit(
         raise ClassContrastError("audit needs a ModelBundle (cc.load_model(...)): preprocessing and class names")
     for m in methods:  # an unknown method is an error before any work
         method_class(m)
+    if method_options.get("keep_channels"):
+        raise ClassContrastError("the audit shows one map per class and contrast: keep_channels is not available")
     if pairs < 1 or examples < 1 or top_k < 1:
         raise ClassContrastError("--pairs, --examples and --top-k must be at least 1")
     source = data if isinstance(data, SampleSource) else open_source(data, model.categories)
