@@ -14,6 +14,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from classcontrast.data.sources import Sample, SampleSource
+from classcontrast.errors import ClassContrastError
 from classcontrast.evaluation.faithfulness import auc, ranking, run_faithfulness
 from classcontrast.evaluation.road import road_impute
 from classcontrast.methods import METHODS, Recording, register_method
@@ -217,11 +218,28 @@ def test_resumed_run_gives_the_same_numbers(digits: tuple, tmp_path) -> None:
     assert json.dumps(resumed, sort_keys=True) == json.dumps(whole, sort_keys=True)
 
 
+def test_method_options_reach_the_method_and_key_the_log(digits: tuple, tmp_path) -> None:
+    bundle, source = digits
+    small = source.select(limit=6)
+    args = (bundle, small, ["integrated_gradients"], ["weighted"], ["zeros"], ["probability"], [0.25, 0.5, 1.0], 3)
+    whole = {n: run_faithfulness(*args, method_options={"steps": n}) for n in (2, 3)}
+    assert json.dumps(whole[2]["records"]) != json.dumps(whole[3]["records"])  # the option changes the maps
+    assert whole[3]["info"]["method_options"] == {"integrated_gradients": {"steps": 3}}
+    log = tmp_path / "f.jsonl"
+    for n in (2, 3, 2):  # one log: each run sees only its own options' rows, and reuses them when resumed
+        got = run_faithfulness(*args, log_path=log, method_options={"steps": n})
+        assert json.dumps(got, sort_keys=True) == json.dumps(whole[n], sort_keys=True)
+    assert len(log.read_text().splitlines()) == 3 * 6  # IG with 2 and 3 steps, one random map; no row twice
+    with pytest.raises(ClassContrastError, match="samples is not an option of integrated_gradients"):
+        run_faithfulness(*args, method_options={"samples": 4})
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [(["--score", "accuracy"], "unknown score 'accuracy'"), (["--baseline", "noise"], "unknown baseline 'noise'"),
      (["--fractions", "0.5", "1.5"], "fractions must be in (0, 1]"), (["--fractions", "0"], "must be in (0, 1]"),
-     (["--limit", "0"], "no samples to evaluate")],
+     (["--limit", "0"], "no samples to evaluate"),
+     (["--method", "gradcam", "--steps", "4"], "--steps is not an option of gradcam")],
 )
 def test_bad_input_is_one_line(args: list[str], message: str, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["evaluate", "faithfulness", *args, "--out", str(tmp_path)]) == 2

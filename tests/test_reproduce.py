@@ -158,6 +158,12 @@ def test_config_errors(tmp_path: Path) -> None:
     bad.write_text('[[experiment]]\nkind = "dance"\n')
     with pytest.raises(cc.ClassContrastError, match="kind 'dance'"):
         load_config(bad)
+    bad.write_text('[[experiment]]\nkind = "faithfulness"\nmethods = ["gradcam"]\nmethod_options = { steps = 4 }\n')
+    with pytest.raises(cc.ClassContrastError, match=r"bad.toml: experiment 1 \(faithfulness\): steps is not an option"):
+        load_config(bad)
+    bad.write_text('[[experiment]]\nkind = "faithfulness"\nmethods = ["integrated_gradients"]\n'
+                   'method_options = { steps = 4 }\n')
+    assert load_config(bad).experiments[0].options["method_options"] == {"steps": 4}
     bad.write_text("not toml [")
     with pytest.raises(cc.ClassContrastError, match="not valid TOML"):
         load_config(bad)

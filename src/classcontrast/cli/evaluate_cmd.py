@@ -14,6 +14,19 @@ import typer
 
 from ..errors import ClassContrastError
 from .common import console, progress_bar, resolve_device
+from .method_flags import (
+    ABS,
+    CANONIZER,
+    COMPOSITE,
+    DISCARD_RATIO,
+    INTEGRATION,
+    INTERNAL_BATCH_SIZE,
+    SAMPLES,
+    SIGMA,
+    SQUARED,
+    STEPS,
+    method_flags,
+)
 from .options import split_numbers, split_values
 
 evaluate_app = typer.Typer(help="The paper's experiments: perturbation, masking, figures, norm-logit, faithfulness.",
@@ -185,6 +198,9 @@ def faithfulness_command(
     road_noise: float = typer.Option(0.01, help="ROAD: noise added to imputed pixels"),
     limit: int = LIMIT, batch_size: int = BATCH, seed: int = SEED, device: str = DEVICE, out: Path = OUT,
     preprocess: str = PREPROCESS,
+    steps: int = STEPS, integration: str = INTEGRATION, samples: int = SAMPLES, sigma: float = SIGMA,
+    squared: bool = SQUARED, internal_batch_size: int = INTERNAL_BATCH_SIZE, composite: str = COMPOSITE,
+    canonizer: str = CANONIZER, discard_ratio: float = DISCARD_RATIO, abs_: bool = ABS,
 ) -> None:
     """Deletion / insertion (MoRF / LeRF) and ROAD curves, and average drop / increase, per method × contrast."""
     from ..evaluation.faithfulness import (
@@ -197,10 +213,14 @@ def faithfulness_command(
 
     grid = split_numbers(fractions, "--fractions") if fractions else default_fractions()
     check_grid(split_values(baseline), split_values(score), grid)  # bad input: one line, before any work
+    given = method_flags(split_values(method), steps=steps, integration=integration, samples=samples, sigma=sigma,
+                         squared=squared, internal_batch_size=internal_batch_size, composite=composite,
+                         canonizer=canonizer, discard_ratio=discard_ratio, abs=abs_)
     bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, device, preprocess)
     with progress_bar(len(source), "faithfulness") as tick:
         result = run_faithfulness(bundle, source, split_values(method), split_values(contrast),
                                   split_values(baseline), split_values(score), grid, batch_size, dev, seed, layer,
-                                  road_noise, out / "faithfulness_samples.jsonl", tick)
+                                  road_noise, out / "faithfulness_samples.jsonl", tick,
+                                  method_options=given)
     _done(write_faithfulness(result, out))
     console.print(markdown_tables(result))

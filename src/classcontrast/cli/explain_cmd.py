@@ -65,7 +65,7 @@ def explain_command(
     from ..data import load_images, sample_image
     from ..data.sources import class_index
     from ..engine import explain
-    from ..methods import method_options
+    from ..methods import options_for
     from ..models import load_model
     from ..targets import TopK
 
@@ -97,8 +97,7 @@ def explain_command(
         x = torch.stack([bundle.transform(img) for _, img in chunk]).to(dev)
         spec = TopK(top_k) if targets is None else [targets] * len(chunk)
         for meth in methods:
-            accepted = method_options(meth)
-            res = explain(bundle, x, meth, contrasts, spec, **{k: v for k, v in opts.items() if k in accepted})
+            res = explain(bundle, x, meth, contrasts, spec, **options_for(meth, opts))
             for name, ex in res.items():
                 key = f"{meth} · {name}" if len(methods) > 1 or len(res) > 1 else name
                 columns.setdefault(key, []).append(ex)

@@ -10,8 +10,6 @@ from typing import Any
 
 import typer
 
-from ..errors import ClassContrastError
-
 STEPS = typer.Option(None, help="integrated_gradients: path points (default 32)")
 BASELINE = typer.Option(None, help="integrated_gradients: zeros | blur")
 INTEGRATION = typer.Option(None, help="integrated_gradients: gausslegendre | riemann_left | riemann_right | "
@@ -29,12 +27,7 @@ ABS = typer.Option(None, "--abs", help="fullgrad: the original abs'ed FullGrad")
 def method_flags(methods: list[str], **given: Any) -> dict[str, Any]:
     """The method options given on the command line (None = not given), checked against the chosen methods:
     an unknown method, or a flag none of them has, is a one-line error before any work."""
-    from ..methods import method_class, method_options
+    from ..methods import check_options
 
-    for meth in methods:
-        method_class(meth)
-    given = {k: v for k, v in given.items() if v is not None}
-    for option in given:
-        if not any(option in method_options(meth) for meth in methods):
-            raise ClassContrastError(f"--{option.replace('_', '-')} is not an option of {', '.join(methods)}")
-    return given
+    check_options(methods, given, cli=True)
+    return {k: v for k, v in given.items() if v is not None}

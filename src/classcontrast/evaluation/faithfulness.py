@@ -36,7 +36,7 @@ from ..data.sources import SampleSource
 from ..distributed import Dist
 from ..engine import explain
 from ..errors import ClassContrastError
-from ..methods import method_options
+from ..methods import check_options, options_for
 from ..models import ModelBundle
 from ..state import predict
 from .road import road_impute
@@ -135,6 +135,7 @@ def run_faithfulness(
     log_path: Path | None = None,
     progress: Any = None,
     shard: Dist | None = None,
+    method_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Deletion / insertion curves for methods × contrasts (+ a random map) × baselines.
 
@@ -142,19 +143,24 @@ def run_faithfulness(
     baseline × score (``auc_deletion``, ``auc_insertion``, ``morf_minus_lerf`` with standard errors, the
     mean curves, ``n``), and one confidence record per method × contrast (``average_drop``,
     ``increase_in_confidence``, in %). Per-sample rows go to ``log_path`` (resumable, torchrun-sharded).
+    ``method_options`` (e.g. ``{"steps": 16}``) go to the methods that accept them; rows are kept per
+    method and options, so a resumed run with other options recomputes instead of mixing.
     """
     grid = check_grid(baselines, scores, fractions or default_fractions())
     for c in contrasts:
         get_contrast(c)
     if len(source) == 0:
         raise ClassContrastError("no samples to evaluate")
+    check_options(methods, method_options or {})
     shard = shard or Dist()
-    key = ("id", "method", "contrast", "baseline")
+    opts = {m: options_for(m, {"layer": layer, **(method_options or {})}) for m in methods}
+    label = {m: json.dumps(o, sort_keys=True, default=str) for m, o in opts.items()} | {RANDOM: "{}"}
+    key = ("id", "method", "options", "contrast", "baseline")
     combos = [(m, c) for m in (*methods, RANDOM) for c in contrasts]
     with sample_log(log_path, key, shard) as log:
         def done(ids: list[str]) -> bool:
-            return all(log.has(id=i, method=m, contrast=c, baseline=b) for i in ids for m, c in combos
-                       for b in baselines)
+            return all(log.has(id=i, method=m, options=label[m], contrast=c, baseline=b) for i in ids
+                       for m, c in combos for b in baselines)
 
         for batch in batches(source, bundle, batch_size, device, skip=done, shard=shard):
             x = bundle.normalize(batch.pixels)
@@ -165,8 +171,7 @@ def run_faithfulness(
             random_map = torch.rand((b_, h, w), generator=batch_generator(seed, batch), dtype=torch.float64).to(device)
             maps: dict[tuple[str, str], Tensor] = {}
             for m in methods:
-                opts = {"layer": layer} if layer is not None and "layer" in method_options(m) else {}
-                ex = explain(bundle, x, m, list(contrasts), t, **opts)
+                ex = explain(bundle, x, m, list(contrasts), t, **opts[m])
                 maps.update({(m, c): ex[c].maps[:, 0].detach() for c in contrasts})
             maps.update({(RANDOM, c): random_map for c in contrasts})
             p_clean = _scores(predict(bundle.model, x), t, "original")["probability"]
@@ -175,13 +180,14 @@ def run_faithfulness(
                 masked = x * soft_mask(smap)[:, None].to(x.dtype)
                 p_masked = _scores(predict(bundle.model, masked), t, c)["probability"]
                 for b in baselines:
-                    if all(log.has(id=i, method=m, contrast=c, baseline=b) for i in batch.ids):
+                    if all(log.has(id=i, method=m, options=label[m], contrast=c, baseline=b) for i in batch.ids):
                         continue
                     road = {"noise": road_noise, "generator": batch_generator(seed, batch)} if b == "road" else None
                     rows = []
                     for i, sid in enumerate(batch.ids):  # one image's curves at a time: memory stays bounded
-                        row: dict[str, Any] = {"id": sid, "label": int(t[i]), "method": m, "contrast": c,
-                                               "baseline": b, "p": float(p_clean[i]), "p_masked": float(p_masked[i])}
+                        row: dict[str, Any] = {"id": sid, "label": int(t[i]), "method": m, "options": label[m],
+                                               "contrast": c, "baseline": b, "p": float(p_clean[i]),
+                                               "p_masked": float(p_masked[i])}
                         for kind in ("deletion", "insertion"):
                             base = bases[b][i : i + 1] if b in bases else None
                             images = curve_images(x[i : i + 1], base, ranks[i : i + 1], ks, kind, road)[0]
@@ -193,7 +199,10 @@ def run_faithfulness(
                     log.add(rows)
             if progress is not None:
                 progress(len(batch.ids))
-    return summarize(log.rows, combos, baselines, scores, grid)
+    current = [r for r in log.rows if r.get("options") == label.get(r["method"])]  # not other options' rows
+    result = summarize(current, combos, baselines, scores, grid)
+    result["info"]["method_options"] = {m: json.loads(label[m]) for m in methods}
+    return result
 
 
 def _se(values: list[float]) -> float:

@@ -10,7 +10,7 @@ import torch
 
 from ..data.sources import SampleSource
 from ..engine import explain
-from ..methods import method_options
+from ..methods import options_for
 from ..methods.transformer import transformer_blocks
 from ..models import ModelBundle
 from ..state import predict
@@ -53,7 +53,7 @@ def original_vs_weighted(bundle: ModelBundle, ids: Sequence[str], pixels: torch.
         x = bundle.normalize(pixels[i : i + 1])
         cols = {}
         for m in methods:
-            opts = {"layer": layer} if layer is not None and "layer" in method_options(m) else {}
+            opts = options_for(m, {"layer": layer})
             res = explain(bundle, x, m, ["original", "weighted"], TopK(2), **opts)
             cols.update({f"{m} · {c}": e for c, e in res.items()})
         path = out / f"original_vs_weighted_{i:03d}.png"
@@ -66,7 +66,7 @@ def mean_max_weighted(bundle: ModelBundle, ids: Sequence[str], pixels: torch.Ten
                       method: str = "gradcam", layer: str | None = None, scale: str = "map") -> list[Path]:
     """Study Figure 4: original, mean, max and weighted maps for t1, t2, t3; one PNG per image."""
     paths = []
-    opts = {"layer": layer} if layer is not None and "layer" in method_options(method) else {}
+    opts = options_for(method, {"layer": layer})
     for i, sid in enumerate(ids):
         x = bundle.normalize(pixels[i : i + 1])
         res = explain(bundle, x, method, ["original", "mean", "max", "weighted"], TopK(3), **opts)

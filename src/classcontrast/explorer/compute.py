@@ -14,7 +14,7 @@ import torch
 from ..contrasts import Foil
 from ..engine import check_input, explain, unwrap_model
 from ..errors import ClassContrastWarning
-from ..methods import method_options
+from ..methods import options_for
 from ..state import predict
 from ..targets import TopK, resolve_targets
 from .encode import display_pixels, fit
@@ -30,8 +30,7 @@ def explore(model: Any, x: torch.Tensor, methods: Sequence[str], classes: torch.
     contrasts: list[Any] = [*NAMED, *(Foil(classes[:, j]) for j in range(classes.shape[1]))]
     out, logits = {}, None
     for method in methods:
-        accepted = method_options(method)
-        opts = {k: v for k, v in options.items() if k in accepted and v is not None}
+        opts = options_for(method, options)
         with warnings.catch_warnings():  # t rather than t is part of the grid on purpose
             warnings.simplefilter("ignore", ClassContrastWarning)
             res = explain(model, x, method, contrasts, classes, **opts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ClassContrastError
@@ -42,6 +43,23 @@ def method_options(name: str) -> set[str]:
     return set() if cls is None else set(inspect.signature(cls.__init__).parameters) - {"self"}
 
 
+def options_for(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Of options meant for several methods, the ones method ``name`` accepts (None = not given)."""
+    accepted = method_options(name)
+    return {k: v for k, v in options.items() if k in accepted and v is not None}
+
+
+def check_options(methods: Sequence[str], options: dict[str, Any], cli: bool = False) -> None:
+    """Unknown methods, and a given (not None) option that none of ``methods`` has, are one-line errors
+    (naming the option as a command-line flag, ``--internal-batch-size``, when ``cli``)."""
+    for name in methods:
+        method_class(name)
+    for option, value in options.items():
+        if value is not None and not any(option in method_options(m) for m in methods):
+            shown = "--" + option.replace("_", "-") if cli else option
+            raise ClassContrastError(f"{shown} is not an option of {', '.join(methods)}")
+
+
 def get_method(spec: str | Method, **options: Any) -> Method:
     """A method from its name and options (e.g. ``layer="features.40"``, ``relu=True``) or an instance.
 
@@ -78,9 +96,11 @@ __all__ = [
     "VitGradCAM",
     "XGradCAM",
     "capture_attention",
+    "check_options",
     "get_method",
     "method_class",
     "method_options",
+    "options_for",
     "register_method",
     "transformer_blocks",
 ]

@@ -41,7 +41,8 @@ OPTIONS = {
     "masking": {"methods", "baselines", "modes", "rule", "threshold", "below", "sigma", "layer"},
     "figures": {"methods", "layer", "threshold", "images"},
     "norm_logit": set(),
-    "faithfulness": {"methods", "contrasts", "baselines", "scores", "fractions", "layer", "road_noise"},
+    "faithfulness": {"methods", "contrasts", "baselines", "scores", "fractions", "layer", "road_noise",
+                     "method_options"},
 }
 
 
@@ -96,6 +97,8 @@ def load_config(path: str | Path) -> Config:
         extra = set(merged) - COMMON - OPTIONS[kind]
         if extra:
             raise ClassContrastError(f"{p}: experiment {i + 1} ({kind}) has unknown option(s) {sorted(extra)}")
+        if "method_options" in merged:
+            _check_method_options(p, i, kind, merged)
         name = str(merged.get("name") or f"{kind}-{merged.get('model', 'efficientnet_lite0').replace(':', '_')}")
         if name in names:
             raise ClassContrastError(f"{p}: two experiments are named {name!r}; give each a distinct name")
@@ -109,3 +112,18 @@ def load_config(path: str | Path) -> Config:
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ClassContrastError(f"{p}: [run] threads must be a positive integer")
     return Config(p, text, experiments, threads)
+
+
+def _check_method_options(path: Path, i: int, kind: str, entry: dict[str, Any]) -> None:
+    """``method_options`` is a table of options that the experiment's methods have (one line, before any run)."""
+    from ..evaluation.faithfulness import METHODS
+    from ..methods import check_options
+
+    options = entry["method_options"]
+    if not isinstance(options, dict):
+        raise ClassContrastError(f"{path}: experiment {i + 1} ({kind}): method_options must be a table, "
+                                 "e.g. method_options = { steps = 16 }")
+    try:
+        check_options(entry.get("methods", METHODS), options)
+    except ClassContrastError as e:
+        raise ClassContrastError(f"{path}: experiment {i + 1} ({kind}): {e}") from e

@@ -115,7 +115,7 @@ def run_experiment(exp: Experiment, out: Path, shard: Dist, progress: Progress |
                                   o.get("baselines", BASELINES), o.get("scores", SCORES),
                                   o.get("fractions") or default_fractions(), exp.batch_size, exp.device, exp.seed,
                                   o.get("layer"), o.get("road_noise", 0.01), where / "faithfulness_samples.jsonl",
-                                  tick, shard)
+                                  tick, shard, o.get("method_options"))
         if not shard.main:
             return []
         paths = write_faithfulness(result, where)
