@@ -6,22 +6,9 @@ from pathlib import Path
 
 import typer
 
+from . import method_flags as flags
 from .common import console, shard_progress
 from .evaluate_cmd import BATCH, DEVICE, LIMIT, MODEL, NUM_CLASSES, PREPROCESS, SEED, WEIGHTS, setup_run
-from .method_flags import (
-    ABS,
-    BASELINE,
-    CANONIZER,
-    COMPOSITE,
-    DISCARD_RATIO,
-    INTEGRATION,
-    INTERNAL_BATCH_SIZE,
-    SAMPLES,
-    SIGMA,
-    SQUARED,
-    STEPS,
-    method_flags,
-)
 from .options import split_values
 
 
@@ -37,16 +24,17 @@ def audit_command(
     layer: str = typer.Option(None, help="Layer for CAM methods (module name)"),
     limit: int = LIMIT, batch_size: int = BATCH, seed: int = SEED, device: str = DEVICE,
     preprocess: str = PREPROCESS,
-    steps: int = STEPS, baseline: str = BASELINE, integration: str = INTEGRATION, samples: int = SAMPLES,
-    sigma: float = SIGMA, squared: bool = SQUARED, internal_batch_size: int = INTERNAL_BATCH_SIZE,
-    composite: str = COMPOSITE, canonizer: str = CANONIZER, discard_ratio: float = DISCARD_RATIO, abs_: bool = ABS,
+    steps: int = flags.STEPS, baseline: str = flags.BASELINE, integration: str = flags.INTEGRATION,
+    samples: int = flags.SAMPLES, sigma: float = flags.SIGMA, squared: bool = flags.SQUARED,
+    internal_batch_size: int = flags.INTERNAL_BATCH_SIZE, composite: str = flags.COMPOSITE,
+    canonizer: str = flags.CANONIZER, discard_ratio: float = flags.DISCARD_RATIO, abs_: bool = flags.ABS,
 ) -> None:
     """Audit the model's confusions: "why A and not B" for the most confused pairs, in audit.html."""
     from ..confusion import audit
     from ..distributed import local_device, setup
 
     methods = split_values(method)
-    given = method_flags(methods, steps=steps, baseline=baseline, integration=integration, samples=samples,
+    given = flags.method_flags(methods, steps=steps, baseline=baseline, integration=integration, samples=samples,
                          sigma=sigma, squared=squared, internal_batch_size=internal_batch_size, composite=composite,
                          canonizer=canonizer, discard_ratio=discard_ratio, abs=abs_)
     shard = setup(device)

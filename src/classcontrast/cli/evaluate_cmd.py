@@ -13,20 +13,8 @@ from typing import Any
 import typer
 
 from ..errors import ClassContrastError
+from . import method_flags as flags
 from .common import console, progress_bar, resolve_device
-from .method_flags import (
-    ABS,
-    CANONIZER,
-    COMPOSITE,
-    DISCARD_RATIO,
-    INTEGRATION,
-    INTERNAL_BATCH_SIZE,
-    SAMPLES,
-    SIGMA,
-    SQUARED,
-    STEPS,
-    method_flags,
-)
 from .options import split_numbers, split_values
 
 evaluate_app = typer.Typer(help="The paper's experiments: perturbation, masking, figures, norm-logit, faithfulness.",
@@ -198,9 +186,10 @@ def faithfulness_command(
     road_noise: float = typer.Option(0.01, help="ROAD: noise added to imputed pixels"),
     limit: int = LIMIT, batch_size: int = BATCH, seed: int = SEED, device: str = DEVICE, out: Path = OUT,
     preprocess: str = PREPROCESS,
-    steps: int = STEPS, integration: str = INTEGRATION, samples: int = SAMPLES, sigma: float = SIGMA,
-    squared: bool = SQUARED, internal_batch_size: int = INTERNAL_BATCH_SIZE, composite: str = COMPOSITE,
-    canonizer: str = CANONIZER, discard_ratio: float = DISCARD_RATIO, abs_: bool = ABS,
+    steps: int = flags.STEPS, integration: str = flags.INTEGRATION, samples: int = flags.SAMPLES,
+    sigma: float = flags.SIGMA, squared: bool = flags.SQUARED, internal_batch_size: int = flags.INTERNAL_BATCH_SIZE,
+    composite: str = flags.COMPOSITE, canonizer: str = flags.CANONIZER, discard_ratio: float = flags.DISCARD_RATIO,
+    abs_: bool = flags.ABS,
 ) -> None:
     """Deletion / insertion (MoRF / LeRF) and ROAD curves, and average drop / increase, per method × contrast."""
     from ..evaluation.faithfulness import (
@@ -213,7 +202,7 @@ def faithfulness_command(
 
     grid = split_numbers(fractions, "--fractions") if fractions else default_fractions()
     check_grid(split_values(baseline), split_values(score), grid)  # bad input: one line, before any work
-    given = method_flags(split_values(method), steps=steps, integration=integration, samples=samples, sigma=sigma,
+    given = flags.method_flags(split_values(method), steps=steps, integration=integration, samples=samples, sigma=sigma,
                          squared=squared, internal_batch_size=internal_batch_size, composite=composite,
                          canonizer=canonizer, discard_ratio=discard_ratio, abs=abs_)
     bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, device, preprocess)

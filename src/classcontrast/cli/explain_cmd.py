@@ -11,21 +11,8 @@ from typing import Any
 import typer
 
 from ..errors import ClassContrastError
+from . import method_flags as flags
 from .common import console, resolve_device
-from .method_flags import (
-    ABS,
-    BASELINE,
-    CANONIZER,
-    COMPOSITE,
-    DISCARD_RATIO,
-    INTEGRATION,
-    INTERNAL_BATCH_SIZE,
-    SAMPLES,
-    SIGMA,
-    SQUARED,
-    STEPS,
-    method_flags,
-)
 from .options import split_values
 
 _MAX_ROWS_PER_FIGURE = 8
@@ -51,11 +38,13 @@ def explain_command(
     html: Path = typer.Option(None, help="Also write the interactive explorer: one self-contained HTML file"),
     batch_size: int = typer.Option(16, help="Images per forward pass"),
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N | auto"),
-    steps: int = STEPS, baseline: str = BASELINE, integration: str = INTEGRATION, samples: int = SAMPLES,
-    sigma: float = SIGMA, seed: int = typer.Option(None, help="smoothgrad: noise seed (0)"), squared: bool = SQUARED,
-    internal_batch_size: int = INTERNAL_BATCH_SIZE, composite: str = COMPOSITE, canonizer: str = CANONIZER,
+    steps: int = flags.STEPS, baseline: str = flags.BASELINE, integration: str = flags.INTEGRATION,
+    samples: int = flags.SAMPLES, sigma: float = flags.SIGMA,
+    seed: int = typer.Option(None, help="smoothgrad: noise seed (0)"), squared: bool = flags.SQUARED,
+    internal_batch_size: int = flags.INTERNAL_BATCH_SIZE, composite: str = flags.COMPOSITE,
+    canonizer: str = flags.CANONIZER,
     keep_channels: bool = typer.Option(None, "--keep-channels", help="input-space methods: per-channel maps"),
-    discard_ratio: float = DISCARD_RATIO, abs_: bool = ABS,
+    discard_ratio: float = flags.DISCARD_RATIO, abs_: bool = flags.ABS,
 ) -> None:
     """Explain why the model picks each class over the others, for every image."""
     import numpy as np
@@ -76,7 +65,7 @@ def explain_command(
         raise ClassContrastError("--top-k must be at least 1")
     methods = split_values(method)
     contrasts = [get_contrast(c) for c in split_values(contrast)]
-    given = method_flags(methods, steps=steps, baseline=baseline, integration=integration, samples=samples,
+    given = flags.method_flags(methods, steps=steps, baseline=baseline, integration=integration, samples=samples,
                          sigma=sigma, seed=seed, squared=squared, internal_batch_size=internal_batch_size,
                          composite=composite, canonizer=canonizer, keep_channels=keep_channels,
                          discard_ratio=discard_ratio, abs=abs_)
