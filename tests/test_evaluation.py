@@ -172,3 +172,39 @@ def test_norm_logit_rows(digits) -> None:
     assert first["class"] == top and first["norm"] == pytest.approx(float(g.norm()), rel=1e-5)
     assert len(summary["quadratic_fit"]) == 3
     json.dumps(summary)
+
+
+def test_sample_log_keeps_each_setup_apart(tmp_path) -> None:
+    """Rows are stamped with the run's setup; a log reopened under another setup ignores them (and they stay
+    in the file, so going back to the first setup finds them again)."""
+    from classcontrast.evaluation.runner import SampleLog
+
+    path = tmp_path / "rows.jsonl"
+    first = SampleLog(path, ("id",), setup={"model": "a", "fractions": [0.5, 1.0]})
+    first.add([{"id": "x", "v": 1}, {"id": "y", "v": 2}])
+    first.close()
+    other = SampleLog(path, ("id",), setup={"model": "a", "fractions": [0.25, 0.5, 1.0]})
+    assert not other.has(id="x") and other.rows == []
+    other.add([{"id": "x", "v": 3}])
+    other.close()
+    again = SampleLog(path, ("id",), setup={"fractions": [0.5, 1.0], "model": "a"})  # key order does not matter
+    assert [(r["id"], r["v"]) for r in again.rows] == [("x", 1), ("y", 2)]
+    again.close()
+    assert [json.loads(line)["v"] for line in path.read_text().splitlines()] == [1, 2, 3]
+
+
+def test_model_fingerprint_tells_weights_apart() -> None:
+    from classcontrast.evaluation.runner import model_fingerprint
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(5))
+    net(torch.zeros(1, 3, 8, 8))
+    same = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(144, 5))
+    same.load_state_dict(net.state_dict())
+    assert model_fingerprint(same) == model_fingerprint(net)
+    with torch.no_grad():
+        same[0].weight[0, 0, 0, 0] += 1e-3
+    assert model_fingerprint(same) != model_fingerprint(net)
+    same.load_state_dict(net.state_dict())
+    same[1].running_mean += 0.5  # buffers count too
+    assert model_fingerprint(same) != model_fingerprint(net)

@@ -218,6 +218,18 @@ def test_resumed_run_gives_the_same_numbers(digits: tuple, tmp_path) -> None:
     assert json.dumps(resumed, sort_keys=True) == json.dumps(whole, sort_keys=True)
 
 
+def test_a_log_reused_with_other_fractions_or_scores_is_recomputed_not_mixed(digits: tuple, tmp_path) -> None:
+    bundle, source = digits
+    small = source.select(limit=4)
+    log = tmp_path / "f.jsonl"
+    grids = [(["probability"], [0.5, 1.0]), (["probability", "logit"], [0.25, 0.5, 1.0])]
+    for scores, fractions in grids + grids[:1]:
+        args = (bundle, small, ["gradient_x_input"], ["weighted"], ["zeros"], scores, fractions, 4)
+        got = run_faithfulness(*args, log_path=log)
+        assert json.dumps(got, sort_keys=True) == json.dumps(run_faithfulness(*args), sort_keys=True)
+    assert len(log.read_text().splitlines()) == 2 * 2 * 4  # two grids × (method, random) × images
+
+
 def test_method_options_reach_the_method_and_key_the_log(digits: tuple, tmp_path) -> None:
     bundle, source = digits
     small = source.select(limit=6)

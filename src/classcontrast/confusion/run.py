@@ -24,12 +24,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..data.sources import SampleSource
 from ..data.specs import open_source
 from ..distributed import Dist
 from ..errors import ClassContrastError
-from ..evaluation.runner import batches, sample_log
+from ..evaluation.runner import batches, model_fingerprint, sample_log
 from ..explorer.compute import explore
 from ..explorer.page import NAMED, entry, image_entry, write_page
 from ..methods import method_class
@@ -136,7 +137,7 @@ def _phase1_rows(bundle: ModelBundle, source: SampleSource, batch_size: int, dev
                  shard: Dist, progress: Callable[[int], None] | None) -> list[Row]:
     paths = {s.id: s.path for s in source}
     c = bundle.num_classes
-    with sample_log(log_path, ("id",), shard) as log:
+    with sample_log(log_path, ("id",), shard, {"model": model_fingerprint(bundle.model)}) as log:
         skip = lambda ids: all(log.has(id=i) for i in ids)  # noqa: E731
         if progress is not None:  # what a previous run already did
             progress(sum(log.has(id=s.id) for s in source) // shard.world)
@@ -167,22 +168,23 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     tmp.replace(path)
 
 
-def _options_key(options: dict[str, Any]) -> str:
-    """The method options a batch's maps were made with, as stored beside them (None = not given)."""
-    return json.dumps({k: str(v) for k, v in sorted(options.items()) if v is not None})
+def _maps_key(model: nn.Module, options: dict[str, Any]) -> str:
+    """What a batch's maps were made with, stored beside them: the model's fingerprint and the method
+    options (None = not given)."""
+    given = {k: str(v) for k, v in sorted(options.items()) if v is not None}
+    return json.dumps({"model": model_fingerprint(model), **given})
 
 
-def _load_batch(path: Path, entries: list[str], methods: Sequence[str],
-                options: dict[str, Any]) -> dict[str, dict[str, Any]] | None:
-    """A finished batch's maps, or None when the file is missing or holds other entries, methods or
-    method options (a re-run with ``--steps 8`` recomputes what ``--steps 4`` made)."""
+def _load_batch(path: Path, entries: list[str], methods: Sequence[str], key: str) -> dict[str, dict[str, Any]] | None:
+    """A finished batch's maps, or None when the file is missing or holds other entries or methods, or was
+    made by another model or with other method options (``--steps 8`` recomputes what ``--steps 4`` made)."""
     if not path.exists():
         return None
     try:
         with np.load(path) as z:
-            stored = str(z["options"]) if "options" in z.files else _options_key({})
+            stored = str(z["made_with"]) if "made_with" in z.files else None
             if z["entries"].tolist() != entries or any(f"maps_{m}" not in z.files for m in methods) \
-                    or stored != _options_key(options):
+                    or stored != key:
                 return None
             return {e: {"maps": {m: z[f"maps_{m}"][i] for m in methods}, "p": z["probabilities"][i].tolist()}
                     for i, e in enumerate(entries)}
@@ -194,6 +196,7 @@ def _phase2(bundle: ModelBundle, slots: list[Slot], samples: dict[str, Any], met
             batch_size: int, device: Any, out: Path | None, shard: Dist, progress: Callable[[int], None] | None,
             options: dict[str, Any]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
+    key = _maps_key(bundle.model, options)
     if out is not None:
         (out / "maps").mkdir(parents=True, exist_ok=True)
     for k, start in enumerate(range(0, len(slots), batch_size)):
@@ -202,7 +205,7 @@ def _phase2(bundle: ModelBundle, slots: list[Slot], samples: dict[str, Any], met
         path = out / "maps" / f"batch_{k:05d}.npz" if out is not None else None
         if not shard.owns(k):
             continue
-        done = _load_batch(path, entries, methods, options) if path is not None else None
+        done = _load_batch(path, entries, methods, key) if path is not None else None
         if done is None:
             pixels = torch.stack([bundle.preprocess(samples[s.row["id"]].load()) for s in chunk]).to(device)
             classes = torch.tensor([s.classes for s in chunk], device=device)
@@ -215,7 +218,7 @@ def _phase2(bundle: ModelBundle, slots: list[Slot], samples: dict[str, Any], met
                 _save_npz(path, {"entries": np.array(entries), "ids": np.array([s.row["id"] for s in chunk]),
                                  "classes": classes.cpu().numpy(), "probabilities": p,
                                  "contrasts": np.array(contrast_names(classes.shape[1])),
-                                 "options": np.array(_options_key(options)), **arrays})
+                                 "made_with": np.array(key), **arrays})
         found.update(done)
         if progress is not None:
             progress(len(chunk))
@@ -224,7 +227,7 @@ def _phase2(bundle: ModelBundle, slots: list[Slot], samples: dict[str, Any], met
         for k, start in enumerate(range(0, len(slots), batch_size)):
             entries = [s.entry for s in slots[start : start + batch_size]]
             if entries[0] not in found:
-                got = _load_batch(out / "maps" / f"batch_{k:05d}.npz", entries, methods, options)
+                got = _load_batch(out / "maps" / f"batch_{k:05d}.npz", entries, methods, key)
                 if got is None:
                     raise ClassContrastError(f"maps of batch {k} are missing in {out / 'maps'}")
                 found.update(got)

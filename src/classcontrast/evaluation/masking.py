@@ -23,7 +23,7 @@ from ..engine import explain
 from ..errors import ClassContrastError
 from ..models import ModelBundle
 from ..state import predict
-from .runner import batch_generator, batches, markdown_rows, mean, sample_log
+from .runner import batch_generator, batches, markdown_rows, mean, model_fingerprint, sample_log
 
 Rule = Literal["sign", "equal", "legacy"]
 Mode = Literal["positive", "negative"]
@@ -93,7 +93,9 @@ def run_masking(
     baseline × mode with ``r_clean``, ``r_original`` and ``r_weighted`` means, and the sample counts."""
     model = bundle.model
     shard = shard or Dist()
-    with sample_log(log_path, ("id", "method", "target_index", "baseline", "mode", "rule"), shard) as log:
+    setup = {"model": model_fingerprint(model), "threshold": threshold, "below": below, "sigma": sigma, "seed": seed,
+             "layer": layer}
+    with sample_log(log_path, ("id", "method", "target_index", "baseline", "mode", "rule"), shard, setup) as log:
         for batch in batches(source, bundle, batch_size, device, shard=shard):
             gen = batch_generator(seed, batch)  # σ ~ U(lo, hi), if asked
             x = bundle.normalize(batch.pixels)

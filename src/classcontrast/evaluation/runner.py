@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import itertools
 import json
 import math
 import os
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..data.sources import SampleSource
 from ..distributed import Dist
@@ -64,17 +66,32 @@ def batches(source: SampleSource, bundle: ModelBundle, batch_size: int, device: 
                     [s.label is None for s in chunk], index)
 
 
+def model_fingerprint(model: nn.Module) -> str:
+    """A short digest of a model's parameter and buffer names, shapes and sums (to 7 digits): results made
+    by other weights are told apart, while the same weights give the same digest in any process."""
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, t in itertools.chain(model.named_parameters(), model.named_buffers()):
+            h.update(f"{name}{tuple(t.shape)}{float(t.detach().double().sum()):.6e}".encode())
+    return h.hexdigest()[:16]
+
+
 class SampleLog:
     """Append-only per-sample results (JSON lines, flushed and synced as written): an interrupted run
     resumes where it stopped, with no sample lost or counted twice.
 
     Under torchrun every rank appends to its own file (``name.rankN.jsonl``) and reads all of them,
     so a resumed run may use any number of processes. Rows are identified by the ``key`` fields.
+    ``setup`` (the model's fingerprint and the settings every row depends on) is stamped on each row;
+    rows made under another setup are ignored (kept in the file, recomputed for this one), so re-using an
+    output folder with other settings never mixes or reuses their numbers.
     """
 
-    def __init__(self, path: Path | None, key: Sequence[str], rank: int = 0, world: int = 1) -> None:
+    def __init__(self, path: Path | None, key: Sequence[str], rank: int = 0, world: int = 1,
+                 setup: dict[str, Any] | None = None) -> None:
         self.path = path
         self.key = tuple(key)
+        self.setup = None if setup is None else json.dumps(setup, sort_keys=True, default=str)
         self.rows: list[dict[str, Any]] = []
         self._seen: set[tuple[Any, ...]] = set()
         self._fh = None
@@ -106,6 +123,8 @@ class SampleLog:
                 self._remember(row)
 
     def _remember(self, row: dict[str, Any]) -> bool:
+        if self.setup is not None and row.get("setup") != self.setup:
+            return False  # another setup's row
         k = tuple(row.get(f) for f in self.key)
         if k in self._seen:
             return False
@@ -117,7 +136,8 @@ class SampleLog:
         return tuple(key.get(f) for f in self.key) in self._seen
 
     def add(self, rows: Iterable[dict[str, Any]]) -> None:
-        new = [r for r in rows if self._remember(r)]
+        stamp = {} if self.setup is None else {"setup": self.setup}
+        new = [r for r in ({**r, **stamp} for r in rows) if self._remember(r)]
         if self._fh is not None and new:
             self._fh.write("".join(json.dumps(r) + "\n" for r in new))  # one write per batch
             self._fh.flush()
@@ -130,10 +150,11 @@ class SampleLog:
 
 
 @contextmanager
-def sample_log(path: Path | None, key: Sequence[str], shard: Dist) -> Iterator[SampleLog]:
+def sample_log(path: Path | None, key: Sequence[str], shard: Dist,
+               setup: dict[str, Any] | None = None) -> Iterator[SampleLog]:
     """A :class:`SampleLog` for one experiment: when the body finishes, every rank waits for the others
     and re-reads all ranks' rows, so the summary covers the whole run; the file is closed in any case."""
-    log = SampleLog(path, key, rank=shard.rank, world=shard.world)
+    log = SampleLog(path, key, rank=shard.rank, world=shard.world, setup=setup)
     try:
         yield log
         shard.barrier()
