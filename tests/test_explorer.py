@@ -187,3 +187,33 @@ def test_halfrange_ignores_a_few_extreme_pixels() -> None:
     spiky = np.concatenate([np.random.default_rng(0).uniform(-1, 1, 10_000), [500.0, -800.0]])
     assert halfrange(spiky) < 1.0  # two outliers do not set the scale
     assert halfrange(np.zeros(5)) == 1.0
+
+
+def test_per_channel_maps_are_drawn_as_the_map_without_keep_channels(tiny: torch.nn.Module, tiny_x: torch.Tensor,
+                                                                     tmp_path: Path) -> None:
+    """keep_channels gives (B, K, 3, H, W) maps; the figure, the explorer and the notebook viewer draw their
+    channel sum, which is the method's map without keep_channels (they used to fail on the extra axis)."""
+    from classcontrast.explanation import displayed
+    from classcontrast.explorer.compute import explore
+
+    per = cc.explain(tiny, tiny_x, "gradient_x_input", ["original", "weighted"], cc.TopK(2), keep_channels=True)
+    plain = cc.explain(tiny, tiny_x, "gradient_x_input", ["original", "weighted"], cc.TopK(2))
+    assert per["weighted"].maps.shape == (3, 2, 3, 12, 12)
+    torch.testing.assert_close(displayed(per["weighted"].maps), plain["weighted"].maps)
+    classes = plain["weighted"].targets
+    drawn, _ = explore(tiny, tiny_x, ["gradient_x_input"], classes, keep_channels=True)
+    expected, _ = explore(tiny, tiny_x, ["gradient_x_input"], classes)
+    torch.testing.assert_close(drawn["gradient_x_input"], expected["gradient_x_input"])
+    assert per._repr_html_() and per["weighted"]._repr_html_()
+    pixels = list(torch.rand(3, 3, 12, 12))
+    for name, ex in (("per", per), ("plain", plain)):
+        cc.plot_explanations(pixels, dict(ex), path=tmp_path / f"{name}.png")
+    assert (tmp_path / "per.png").read_bytes() == (tmp_path / "plain.png").read_bytes()
+
+
+def test_explain_cli_with_keep_channels_writes_figure_page_and_per_channel_arrays(tmp_path: Path) -> None:
+    assert run(["explain", "--method", "gradient", "--keep-channels", "--top-k", "1", "--out", str(tmp_path / "w.png"),
+                "--html", str(tmp_path / "w.html"), "--save-maps", str(tmp_path / "w.npz")]) == 0
+    with np.load(tmp_path / "w.npz") as z:
+        assert z["maps/gradient · original"].shape == (1, 1, 3, 224, 224)
+    assert (tmp_path / "w.png").stat().st_size > 0 and "<html" in (tmp_path / "w.html").read_text()[:500].lower()

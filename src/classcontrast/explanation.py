@@ -86,6 +86,12 @@ class Explanation:
         return explanations_html({self.contrast: self})
 
 
+def displayed(maps: Tensor) -> Tensor:
+    """Maps as figures and the explorer draw them: per-channel maps (B, K, C, H, W), from
+    ``keep_channels=True``, summed over the colour channels (the map the method gives without it)."""
+    return maps.sum(2) if maps.ndim == 5 else maps
+
+
 def upsample(maps: Tensor, size: Sequence[int]) -> Tensor:
     """Bilinear upsampling of (N, K, h, w) maps to ``size`` (half-pixel centres, align_corners=False)."""
     return F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=False)

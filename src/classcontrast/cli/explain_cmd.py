@@ -43,7 +43,8 @@ def explain_command(
     seed: int = typer.Option(None, help="smoothgrad: noise seed (0)"), squared: bool = flags.SQUARED,
     internal_batch_size: int = flags.INTERNAL_BATCH_SIZE, composite: str = flags.COMPOSITE,
     canonizer: str = flags.CANONIZER,
-    keep_channels: bool = typer.Option(None, "--keep-channels", help="input-space methods: per-channel maps"),
+    keep_channels: bool = typer.Option(None, "--keep-channels",
+                                       help="input-space methods: per-channel maps in --save-maps (drawn: their sum)"),
     discard_ratio: float = flags.DISCARD_RATIO, abs_: bool = flags.ABS,
 ) -> None:
     """Explain why the model picks each class over the others, for every image."""

@@ -14,6 +14,7 @@ import torch
 from ..contrasts import Foil
 from ..engine import check_input, explain, unwrap_model
 from ..errors import ClassContrastWarning
+from ..explanation import displayed
 from ..methods import options_for
 from ..state import predict
 from ..targets import TopK, resolve_targets
@@ -34,7 +35,7 @@ def explore(model: Any, x: torch.Tensor, methods: Sequence[str], classes: torch.
         with warnings.catch_warnings():  # t rather than t is part of the grid on purpose
             warnings.simplefilter("ignore", ClassContrastWarning)
             res = explain(model, x, method, contrasts, classes, **opts)
-        out[method] = fit(torch.stack([e.layer_maps for e in res.values()], 2).detach().float().cpu())
+        out[method] = fit(torch.stack([displayed(e.layer_maps) for e in res.values()], 2).detach().float().cpu())
         logits = res.logits.detach().cpu()
     assert logits is not None, "no method given"
     return out, logits

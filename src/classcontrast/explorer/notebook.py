@@ -22,7 +22,8 @@ def explanations_data(results: Mapping[str, Explanation]) -> dict[str, Any] | No
     p = first.probabilities.double().cpu()
     targets = first.targets.cpu()
     pixels = display_pixels(first.inputs, first.to_pixels)
-    maps = fit(torch.stack([e.layer_maps.detach().float().cpu() for e in results.values()], 2))  # (B, K, M, h, w)
+    per_contrast = [e.layer_maps.sum(2) if e.layer_maps.ndim == 5 else e.layer_maps for e in results.values()]
+    maps = fit(torch.stack([m.detach().float().cpu() for m in per_contrast], 2))  # (B, K, M, h, w); channels summed
     top = p.topk(min(5, p.shape[1]), 1)
     images, entries = {}, []
     for b in range(targets.shape[0]):

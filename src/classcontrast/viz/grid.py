@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..explanation import Explanation
+from ..explanation import Explanation, displayed
 from .overlay import colorbar, halfrange, overlay, to_numpy_image
 
 Scale = Literal["map", "row", "column", "figure"]
@@ -45,7 +45,7 @@ def plot_explanations(
     cols = list(results)
     first = results[cols[0]]
     b, k = first.targets.shape
-    maps = {c: results[c].maps.detach().float().cpu().numpy() for c in cols}
+    maps = {c: displayed(results[c].maps).detach().float().cpu().numpy() for c in cols}
     probs = first.target_probabilities.detach().float().cpu().numpy()
     targets = first.targets.cpu().numpy()
     fig = Figure(figsize=(cell * (len(cols) + 1), cell * b * k + 0.6))
