@@ -250,7 +250,7 @@ def test_method_options_reach_the_method_and_key_the_log(digits: tuple, tmp_path
     ("args", "message"),
     [(["--score", "accuracy"], "unknown score 'accuracy'"), (["--baseline", "noise"], "unknown baseline 'noise'"),
      (["--fractions", "0.5", "1.5"], "fractions must be in (0, 1]"), (["--fractions", "0"], "must be in (0, 1]"),
-     (["--limit", "0"], "no samples to evaluate"),
+     (["--limit", "0"], "--limit must be at least 1"),
      (["--method", "gradcam", "--steps", "4"], "--steps is not an option of gradcam")],
 )
 def test_bad_input_is_one_line(args: list[str], message: str, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:

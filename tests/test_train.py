@@ -43,8 +43,8 @@ def test_train_checkpoints_and_resumes_exactly(cub: Path, tmp_path: Path) -> Non
     m1 = json.loads((straight / "metrics.json").read_text())
     m2 = json.loads((split / "metrics.json").read_text())
     assert [r["epoch"] for r in m2] == [1, 2] and m1 == m2
-    a = torch.load(straight / "last.pth", weights_only=False)["model"]
-    b = torch.load(split / "last.pth", weights_only=False)["model"]
+    a = torch.load(straight / "last.pth", weights_only=True)["model"]
+    b = torch.load(split / "last.pth", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert (split / "best.pth").exists() and (split / "metrics.csv").read_text().startswith("epoch,")
     # the checkpoint explains from the command line, with its 3-class head
@@ -68,6 +68,6 @@ def test_milestones_take_the_one_multi_value_convention(cub: Path, tmp_path: Pat
     for i, given in enumerate((["5", "9"], ["5,9"], ["5", "--milestones", "9"])):
         out = tmp_path / str(i)
         assert run(["train", *data, "--milestones", *given, "--out", str(out)]) == 0
-        assert torch.load(out / "last.pth", weights_only=False)["recipe"]["milestones"] == [5, 9], given
+        assert torch.load(out / "last.pth", weights_only=True)["recipe"]["milestones"] == [5, 9], given
     assert run(["train", *data, "--milestones", "2.5", "--out", str(tmp_path / "bad")]) == 2
     assert "--milestones takes whole epochs" in capsys.readouterr().err

@@ -218,24 +218,25 @@ def explain(
     n_images = x.shape[0]
 
     with frozen_eval(net):
+        run = m.model_for_call(net)  # the model itself, or a private copy the method may change (LRP)
         if x.is_inference():  # a tensor made under inference_mode: a normal copy autograd can use
             x = x.clone()
         y: Tensor | None = None
         t = torch.empty(0)
         if m.multipass:  # targets come from the images themselves, not from the sampled inputs
             with torch.no_grad():
-                y = _forward(net, x).detach()
+                y = _forward(run, x).detach()
             t = resolve_targets(targets, y)
             _warn_foils(contrasts, y, t)
         total: Tensor | None = None
         for p in m.passes(x):
             with ExitStack() as hooks:  # open until the pass's backward is done (LRP rules act there)
                 try:  # record may run the model (e.g. to find the default layer)
-                    rec = m.record(net, p.input, hooks)
+                    rec = m.record(run, p.input, hooks)
                 except _MODEL_ERRORS as e:
                     raise _model_failed(p.input, e) from e
                 rec.state.update(p.state)
-                logits = _forward(net, rec.input)
+                logits = _forward(run, rec.input)
                 if y is None:
                     y = logits.detach()
                     t = resolve_targets(targets, y)

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import typer
 
+from ..errors import ClassContrastError
 from . import method_flags as flags
 from .common import console, shard_progress
-from .evaluate_cmd import BATCH, DEVICE, LIMIT, MODEL, NUM_CLASSES, PREPROCESS, SEED, WEIGHTS, setup_run
+from .evaluate_cmd import BATCH, DEVICE, LIMIT, MODEL, NUM_CLASSES, PREPROCESS, SEED, TRUST, WEIGHTS, setup_run
 from .options import split_values
 
 
@@ -23,7 +24,7 @@ def audit_command(
     top_k: int = typer.Option(3, "--top-k", help="Top classes offered in the explorer besides the pair"),
     layer: str = typer.Option(None, help="Layer for CAM methods (module name)"),
     limit: int = LIMIT, batch_size: int = BATCH, seed: int = SEED, device: str = DEVICE,
-    preprocess: str = PREPROCESS,
+    preprocess: str = PREPROCESS, trust_remote_code: bool = TRUST,
     steps: int = flags.STEPS, baseline: str = flags.BASELINE, integration: str = flags.INTEGRATION,
     samples: int = flags.SAMPLES, sigma: float = flags.SIGMA, squared: bool = flags.SQUARED,
     internal_batch_size: int = flags.INTERNAL_BATCH_SIZE, composite: str = flags.COMPOSITE,
@@ -38,7 +39,10 @@ def audit_command(
                          sigma=sigma, squared=squared, internal_batch_size=internal_batch_size, composite=composite,
                          canonizer=canonizer, discard_ratio=discard_ratio, abs=abs_)
     shard = setup(device)
-    bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, local_device(device), preprocess)
+    if min(pairs, examples, top_k) < 1:
+        raise ClassContrastError("--pairs, --examples and --top-k must be at least 1")
+    bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, local_device(device), preprocess,
+                                    out, trust_remote_code, batch_size)
 
     with shard_progress(shard) as progress:
         result = audit(bundle, source, out, methods, pairs=pairs, examples=examples, top_k=top_k,

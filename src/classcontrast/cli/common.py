@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 
 from ..errors import ClassContrastError
+from ..text import printable
 
 try:  # typer >= 0.20 carries its own copy of click
     from typer._click import exceptions as _click_errors
@@ -20,7 +21,18 @@ except ImportError:  # pragma: no cover - older typer uses click itself
 _NoArgsIsHelp = getattr(_click_errors, "NoArgsIsHelpError", ())
 _Abort = getattr(_click_errors, "Abort", None) or __import__("typer").Abort
 
-console = Console(stderr=False)
+class _PlainConsole(Console):
+    """rich's console for our output, printing text as text: no markup (``[bold]`` in a class or file
+    name stays as written), no emoji codes, and control characters (escape sequences) shown escaped."""
+
+    def __init__(self) -> None:
+        super().__init__(stderr=False, markup=False, emoji=False, highlight=False)
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        super().print(*(printable(o, lines=True) if isinstance(o, str) else o for o in objects), **kwargs)
+
+
+console = _PlainConsole()
 
 
 def resolve_device(device: str) -> Any:
@@ -43,11 +55,12 @@ def progress_tasks(disable: bool = False) -> Iterator[Callable[[str, int | None]
     """One progress display for several phases; yields ``task(label, total)`` -> ``advance(n)``."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(),
                   console=console, transient=False, disable=disable) as bar:
 
         def task(label: str, total: int | None) -> Callable[[int], None]:
-            t = bar.add_task(label, total=total)
+            t = bar.add_task(printable(label), total=total)
             return lambda n: bar.advance(t, n)
 
         yield task
@@ -76,7 +89,7 @@ def shard_progress(shard: Any) -> Iterator[Callable[[str, int], Callable[[int], 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                       file: Any = None, line: str | None = None) -> None:
-    sys.stderr.write(f"warning: {message}\n")
+    sys.stderr.write(f"warning: {printable(str(message))}\n")
 
 
 def run_cli(app: Any, argv: Sequence[str]) -> None:
@@ -96,6 +109,6 @@ def run_cli(app: Any, argv: Sequence[str]) -> None:
         sys.stderr.write("aborted\n")
         sys.exit(1)
     except ClassContrastError as e:
-        sys.stderr.write(f"error: {e}\n")  # one line, never wrapped
+        sys.stderr.write(f"error: {printable(str(e))}\n")  # one line, never wrapped, names shown as text
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)

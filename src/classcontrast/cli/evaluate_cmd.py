@@ -7,6 +7,7 @@ too); the old plural spellings (``--contrasts``, ``--methods``) are accepted as 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import typer
 
 from ..errors import ClassContrastError
 from . import method_flags as flags
+from .checks import check_number, check_out_dir
 from .common import console, progress_bar, resolve_device
 from .options import split_numbers, split_values
 
@@ -32,22 +34,51 @@ SEED = typer.Option(0, help="Seed for the sample order and random baselines")
 DEVICE = typer.Option("cpu", help="cpu | cuda | cuda:N | auto")
 OUT = typer.Option(Path("results"), help="Output folder")
 PREPROCESS = typer.Option("model", help="model (its own resize/crop) | study-imagenet | study-cub")
+TRUST = typer.Option(False, "--trust-remote-code",
+                     help="hf: models only: run Python code shipped with the model (auto_map); off by default")
 
 
 def setup_run(data: list[str] | None, model: str, weights: str, num_classes: int | None, limit: int | None,
-              seed: int, device: str, preprocess: str = "model") -> tuple[Any, Any, Any]:
-    """(bundle, source, device) for an experiment command; the source's description is printed."""
+              seed: int, device: str, preprocess: str = "model", out: Path | None = None,
+              trust_remote_code: bool = False, batch_size: int | None = None) -> tuple[Any, Any, Any]:
+    """(bundle, source, device) for an experiment command; the source's description is printed. The
+    output folder and numbers are checked first (one line, before the model loads); the output folder
+    is never read as data."""
     from ..data.specs import open_source
     from ..models import load_model, set_preprocess
 
+    check_common(out, limit, batch_size, num_classes)
     dev = resolve_device(device)
-    bundle = set_preprocess(load_model(model, weights=weights, num_classes=num_classes, device=dev), preprocess)
-    source = open_source(data, bundle.categories).select(limit=limit, seed=seed)
+    bundle = set_preprocess(load_model(model, weights=weights, num_classes=num_classes, device=dev,
+                                       trust_remote_code=trust_remote_code), preprocess)
+    source = open_source(data, bundle.categories, exclude=[out] if out is not None else []).select(
+        limit=limit, seed=seed)
     if len(source) == 0:
         raise ClassContrastError("no samples to evaluate")
-    console.print(f"[bold]{bundle.name}[/] on {source.description}: {len(source)} samples; "
+    console.print(f"{bundle.name} on {source.description}: {len(source)} samples; "
                   f"labels from {source.labels_from}")
     return bundle, source, dev
+
+
+def check_common(out: Path | None, limit: int | None = None, batch_size: int | None = None,
+                 num_classes: int | None = None) -> None:
+    """The options every experiment command shares, checked before any work."""
+    if out is not None:
+        check_out_dir(out)
+    if limit is not None and limit < 1:
+        raise ClassContrastError(f"--limit must be at least 1, got {limit}")
+    if batch_size is not None and batch_size < 1:
+        raise ClassContrastError(f"--batch-size must be at least 1, got {batch_size}")
+    if num_classes is not None and num_classes < 1:
+        raise ClassContrastError(f"--num-classes must be at least 1, got {num_classes}")
+
+
+def whole_numbers(values: list[float], option: str) -> list[int]:
+    """Counts given as numbers: each a whole number of at least 1."""
+    if any(not math.isfinite(v) or v != int(v) or v < 1 for v in values):
+        given = " ".join(f"{v:g}" for v in values)
+        raise ClassContrastError(f"{option} takes whole numbers of at least 1, got {given}")
+    return [int(v) for v in values]
 
 
 def _done(paths: list[Path]) -> None:
@@ -64,16 +95,23 @@ def perturbation_command(
                                       help="Perturbation limits ε (pixel space)"),
     steps: list[str] = typer.Option(["1", "2", "10"], "--steps", help="Iteration counts"),
     limit: int = LIMIT, batch_size: int = BATCH, seed: int = SEED, device: str = DEVICE, out: Path = OUT,
-    preprocess: str = PREPROCESS,
+    preprocess: str = PREPROCESS, trust_remote_code: bool = TRUST,
 ) -> None:
     """Gradient-sign perturbation (paper §5.1): Δaccuracy, Δy_t, Δp_t per contrast, ε and step count."""
     from ..data.sources import LABELS_FROM_PREDICTION
     from ..evaluation import run_perturbation, write_perturbation
+    from ..reproduce.config import MAX_STEPS
 
     contrasts = split_values(contrast)
     epsilons = split_numbers(epsilon, "--epsilon")
-    grid_steps = [int(s) for s in split_numbers(steps, "--steps")]
-    bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, device, preprocess)
+    for e in epsilons:
+        check_number(e, "--epsilon", above=0)
+    grid_steps = whole_numbers(split_numbers(steps, "--steps"), "--steps")
+    if max(grid_steps, default=0) > MAX_STEPS:
+        raise ClassContrastError(f"--steps {max(grid_steps):,}: at most {MAX_STEPS:,} gradient steps per setting "
+                                 f"(the study's largest is 10; each step is a forward and backward pass per image)")
+    bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, device, preprocess, out,
+                                    trust_remote_code, batch_size)
     with progress_bar(len(source), "perturbation") as tick:
         records = run_perturbation(bundle, source, contrasts, epsilons, grid_steps,
                                    batch_size, dev, out / "perturbation_samples.jsonl", tick)
@@ -98,7 +136,7 @@ def masking_command(
     sigma: list[str] = typer.Option(["15"], help="Blur σ, or LO HI for σ ~ U(LO, HI) per call"),
     layer: str = typer.Option(None, help="Layer for the CAM methods (e.g. features.40)"),
     limit: int = LIMIT, batch_size: int = BATCH, seed: int = SEED, device: str = DEVICE, out: Path = OUT,
-    preprocess: str = PREPROCESS,
+    preprocess: str = PREPROCESS, trust_remote_code: bool = TRUST,
 ) -> None:
     """Blurring / masking (paper Table 1): relative probability when keeping positive or negative features."""
     from ..evaluation import markdown_table, run_masking
@@ -108,8 +146,12 @@ def masking_command(
     sig = split_numbers(sigma, "--sigma")
     if len(sig) not in (1, 2):
         raise ClassContrastError(f"--sigma takes one value or two (LO HI), got {len(sig)}")
+    for s in sig:
+        check_number(s, "--sigma", above=0)
+    check_number(threshold, "--threshold", minimum=0, maximum=1)
     sig_value = sig[0] if len(sig) == 1 else (sig[0], sig[1])
-    bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, device, preprocess)
+    bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, device, preprocess, out,
+                                    trust_remote_code, batch_size)
     with progress_bar(len(source), "masking") as tick:
         records, info = run_masking(bundle, source, split_values(method), split_values(baseline),
                                     rule=rule,  # type: ignore[arg-type]
@@ -133,12 +175,15 @@ def figures_command(
     threshold: float = typer.Option(0.1, help="p_t2 (and p_t3) threshold for choosing images"),
     images: int = typer.Option(4, help="Images per figure kind"),
     limit: int = LIMIT, batch_size: int = BATCH, seed: int = SEED, device: str = DEVICE, out: Path = OUT,
-    preprocess: str = PREPROCESS,
+    preprocess: str = PREPROCESS, trust_remote_code: bool = TRUST,
 ) -> None:
     """Figures of maps: original vs weighted (t1, t2), original/mean/max/weighted (t1–t3), ViT layout."""
+    check_number(threshold, "--threshold", minimum=0, maximum=1)
+    check_number(images, "--images", minimum=1)
     from ..evaluation.figures import is_transformer, mean_max_weighted, original_vs_weighted, select, vit_comparison
 
-    bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, device, preprocess)
+    bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, device, preprocess, out,
+                                    trust_remote_code, batch_size)
     written: list[Path] = []
     ids2, px2 = select(bundle, source, 2, threshold, images, batch_size, dev)
     if is_transformer(bundle.model):
@@ -157,12 +202,13 @@ def figures_command(
 def norm_logit_command(
     data: list[str] = DATA, model: str = MODEL, weights: str = WEIGHTS, num_classes: int = NUM_CLASSES,
     limit: int = LIMIT, batch_size: int = typer.Option(4, help="Images per batch"), seed: int = SEED,
-    device: str = DEVICE, out: Path = OUT, preprocess: str = PREPROCESS,
+    device: str = DEVICE, out: Path = OUT, preprocess: str = PREPROCESS, trust_remote_code: bool = TRUST,
 ) -> None:
     """Explanation norm ‖∇_x y_t‖ against the logit y_t (study Figure 6)."""
     from ..evaluation import run_norm_logit, write_norm_logit
 
-    bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, device, preprocess)
+    bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, device, preprocess, out,
+                                    trust_remote_code, batch_size)
     with progress_bar(len(source), "norm-logit") as tick:
         rows, summary = run_norm_logit(bundle, source, batch_size, dev, out / "norm_logit_samples.jsonl", tick)
     _done(write_norm_logit(rows, summary, out))
@@ -185,7 +231,7 @@ def faithfulness_command(
     layer: str = typer.Option(None, help="Layer for the CAM methods"),
     road_noise: float = typer.Option(0.01, help="ROAD: noise added to imputed pixels"),
     limit: int = LIMIT, batch_size: int = BATCH, seed: int = SEED, device: str = DEVICE, out: Path = OUT,
-    preprocess: str = PREPROCESS,
+    preprocess: str = PREPROCESS, trust_remote_code: bool = TRUST,
     steps: int = flags.STEPS, integration: str = flags.INTEGRATION, samples: int = flags.SAMPLES,
     sigma: float = flags.SIGMA, squared: bool = flags.SQUARED, internal_batch_size: int = flags.INTERNAL_BATCH_SIZE,
     composite: str = flags.COMPOSITE, canonizer: str = flags.CANONIZER, discard_ratio: float = flags.DISCARD_RATIO,
@@ -200,12 +246,14 @@ def faithfulness_command(
         write_faithfulness,
     )
 
+    check_number(road_noise, "--road-noise", minimum=0)
     grid = split_numbers(fractions, "--fractions") if fractions else default_fractions()
     check_grid(split_values(baseline), split_values(score), grid)  # bad input: one line, before any work
     given = flags.method_flags(split_values(method), steps=steps, integration=integration, samples=samples, sigma=sigma,
                          squared=squared, internal_batch_size=internal_batch_size, composite=composite,
                          canonizer=canonizer, discard_ratio=discard_ratio, abs=abs_)
-    bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, device, preprocess)
+    bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, device, preprocess, out,
+                                    trust_remote_code, batch_size)
     with progress_bar(len(source), "faithfulness") as tick:
         result = run_faithfulness(bundle, source, split_values(method), split_values(contrast),
                                   split_values(baseline), split_values(score), grid, batch_size, dev, seed, layer,

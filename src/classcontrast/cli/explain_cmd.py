@@ -11,8 +11,11 @@ from typing import Any
 import typer
 
 from ..errors import ClassContrastError
+from ..text import printable
 from . import method_flags as flags
+from .checks import FIGURE_SUFFIXES, check_number, check_out_file
 from .common import console, resolve_device
+from .evaluate_cmd import TRUST, check_common
 from .options import split_values
 
 _MAX_ROWS_PER_FIGURE = 8
@@ -38,6 +41,7 @@ def explain_command(
     html: Path = typer.Option(None, help="Also write the interactive explorer: one self-contained HTML file"),
     batch_size: int = typer.Option(16, help="Images per forward pass"),
     device: str = typer.Option("cpu", help="cpu | cuda | cuda:N | auto"),
+    trust_remote_code: bool = TRUST,
     steps: int = flags.STEPS, baseline: str = flags.BASELINE, integration: str = flags.INTEGRATION,
     samples: int = flags.SAMPLES, sigma: float = flags.SIGMA,
     seed: int = typer.Option(None, help="smoothgrad: noise seed (0)"), squared: bool = flags.SQUARED,
@@ -64,6 +68,11 @@ def explain_command(
         raise ClassContrastError(f"unknown --scale {scale!r}; choose map, row, column or figure")
     if top_k < 1:
         raise ClassContrastError("--top-k must be at least 1")
+    check_common(None, batch_size=batch_size, num_classes=num_classes)
+    for value, option in ((steps, "--steps"), (samples, "--samples"), (internal_batch_size, "--internal-batch-size")):
+        check_number(value, option, minimum=1)
+    check_number(sigma, "--sigma", minimum=0)
+    check_number(discard_ratio, "--discard-ratio", minimum=0, maximum=1)
     methods = split_values(method)
     contrasts = [get_contrast(c) for c in split_values(contrast)]
     given = flags.method_flags(methods, steps=steps, baseline=baseline, integration=integration, samples=samples,
@@ -72,7 +81,12 @@ def explain_command(
                          discard_ratio=discard_ratio, abs=abs_)
     opts = {"layer": layer, "relu": relu or None, **given}  # each method takes the ones it has
     loaded = load_images(images) if images else [(Path("chelsea (bundled cat photo)"), sample_image("chelsea"))]
-    bundle = load_model(model, weights=weights, num_classes=num_classes, device=dev)
+    inputs = [p for p, _ in loaded] if images else []
+    check_out_file(out, "--out", inputs, FIGURE_SUFFIXES)  # before any work: never overwrite an input
+    check_out_file(save_maps, "--save-maps", inputs, {".npz"})
+    check_out_file(html, "--html", inputs, {".html", ".htm"})
+    bundle = load_model(model, weights=weights, num_classes=num_classes, device=dev,
+                        trust_remote_code=trust_remote_code)
     if foil is not None:
         contrasts.append(Foil(class_index(foil, bundle.categories, "--foil")))
     wanted = split_values(target) if target else []
@@ -84,7 +98,7 @@ def explain_command(
     inputs, pixels, logits, target_rows = [], [], [], []
     for start in range(0, len(loaded), batch_size):
         chunk = loaded[start : start + batch_size]
-        x = torch.stack([bundle.transform(img) for _, img in chunk]).to(dev)
+        x = torch.stack([_transformed(bundle, path, img) for path, img in chunk]).to(dev)
         spec = TopK(top_k) if targets is None else [targets] * len(chunk)
         for meth in methods:
             res = explain(bundle, x, meth, contrasts, spec, **options_for(meth, opts))
@@ -120,6 +134,14 @@ def explain_command(
         console.print(f"wrote {page}")
 
 
+def _transformed(bundle: Any, path: Path, image: Any) -> Any:
+    """The image as the model's input; a refusal (an extreme aspect ratio) names the file."""
+    try:
+        return bundle.transform(image)
+    except ClassContrastError as e:
+        raise ClassContrastError(f"{path}: {e}") from e
+
+
 def _cat(parts: list[Any]) -> Any:
     import torch
 
@@ -145,7 +167,7 @@ def _print_table(loaded: list[Any], logits: Any, targets: Any, categories: list[
     table.add_column("explained classes (probability)")
     for i, (path, _) in enumerate(loaded):
         cells = [f"{categories[int(c)]} ({p[i, int(c)]:.3f})" for c in targets[i]]
-        table.add_row(path.name, ", ".join(cells))
+        table.add_row(printable(path.name), printable(", ".join(cells)))
     console.print(table)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,18 +25,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..data.sources import SampleSource
 from ..data.specs import open_source
 from ..distributed import Dist
 from ..errors import ClassContrastError
-from ..evaluation.runner import batches, model_fingerprint, sample_log
+from ..evaluation.runner import batches, run_setup, sample_log
 from ..explorer.compute import explore
 from ..explorer.page import NAMED, entry, image_entry, write_page
 from ..methods import method_class
 from ..models import ModelBundle
 from ..state import predict
+from ..text import spreadsheet_cell
 from .pairs import Pair, Row, accuracy, classes_for, confusion_matrix, labelled, rank_pairs
 
 TOP = 5  # classes kept per image in the per-sample log
@@ -137,7 +138,7 @@ def _phase1_rows(bundle: ModelBundle, source: SampleSource, batch_size: int, dev
                  shard: Dist, progress: Callable[[int], None] | None) -> list[Row]:
     paths = {s.id: s.path for s in source}
     c = bundle.num_classes
-    with sample_log(log_path, ("id",), shard, {"model": model_fingerprint(bundle.model)}) as log:
+    with sample_log(log_path, ("id",), shard, run_setup(bundle), source, batch_size) as log:
         skip = lambda ids: all(log.has(id=i) for i in ids)  # noqa: E731
         if progress is not None:  # what a previous run already did
             progress(sum(log.has(id=s.id) for s in source) // shard.world)
@@ -157,7 +158,8 @@ def _phase1_rows(bundle: ModelBundle, source: SampleSource, batch_size: int, dev
             if progress is not None:
                 progress(len(batch.ids))
     order = {s.id: i for i, s in enumerate(source)}
-    return sorted((r for r in log.rows if r["id"] in order), key=lambda r: order[r["id"]])
+    # a reused row (same content) reports where the image is now: the same file may have moved
+    return sorted(({**r, "path": paths[r["id"]]} for r in log.rows if r["id"] in order), key=lambda r: order[r["id"]])
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -168,27 +170,28 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     tmp.replace(path)
 
 
-def _maps_key(model: nn.Module, options: dict[str, Any]) -> str:
-    """What a batch's maps were made with, stored beside them: the model's fingerprint and the method
-    options (None = not given)."""
+def _maps_key(setup: dict[str, Any], options: dict[str, Any], chunk: list[Slot], samples: dict[str, Any]) -> str:
+    """What a batch's maps were made with, stored beside them: the run's setup (model, preprocessing),
+    the method options (None = not given), and each shown image's id, content stamp and classes."""
     given = {k: str(v) for k, v in sorted(options.items()) if v is not None}
-    return json.dumps({"model": model_fingerprint(model), **given})
+    shown = [[s.entry, s.row["id"], samples[s.row["id"]].stamp(), s.classes] for s in chunk]
+    return json.dumps({**setup, **given, "shown": shown}, sort_keys=True)
 
 
 def _load_batch(path: Path, entries: list[str], methods: Sequence[str], key: str) -> dict[str, dict[str, Any]] | None:
-    """A finished batch's maps, or None when the file is missing or holds other entries or methods, or was
-    made by another model or with other method options (``--steps 8`` recomputes what ``--steps 4`` made)."""
+    """A finished batch's maps, or None when the file is missing, unreadable (truncated, empty) or holds
+    other entries or methods, or was made for other images, classes, model, preprocessing or method
+    options (``--steps 8`` recomputes what ``--steps 4`` made; another image of the same name too)."""
     if not path.exists():
         return None
     try:
         with np.load(path) as z:
             stored = str(z["made_with"]) if "made_with" in z.files else None
-            if z["entries"].tolist() != entries or any(f"maps_{m}" not in z.files for m in methods) \
-                    or stored != key:
+            if stored != key or z["entries"].tolist() != entries or any(f"maps_{m}" not in z.files for m in methods):
                 return None
             return {e: {"maps": {m: z[f"maps_{m}"][i] for m in methods}, "p": z["probabilities"][i].tolist()}
                     for i, e in enumerate(entries)}
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
 
 
@@ -196,7 +199,7 @@ def _phase2(bundle: ModelBundle, slots: list[Slot], samples: dict[str, Any], met
             batch_size: int, device: Any, out: Path | None, shard: Dist, progress: Callable[[int], None] | None,
             options: dict[str, Any]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
-    key = _maps_key(bundle.model, options)
+    setup = run_setup(bundle) if out is not None else {}
     if out is not None:
         (out / "maps").mkdir(parents=True, exist_ok=True)
     for k, start in enumerate(range(0, len(slots), batch_size)):
@@ -205,9 +208,10 @@ def _phase2(bundle: ModelBundle, slots: list[Slot], samples: dict[str, Any], met
         path = out / "maps" / f"batch_{k:05d}.npz" if out is not None else None
         if not shard.owns(k):
             continue
+        key = _maps_key(setup, options, chunk, samples) if path is not None else ""
         done = _load_batch(path, entries, methods, key) if path is not None else None
         if done is None:
-            pixels = torch.stack([bundle.preprocess(samples[s.row["id"]].load()) for s in chunk]).to(device)
+            pixels = torch.stack([samples[s.row["id"]].prepared(bundle.preprocess) for s in chunk]).to(device)
             classes = torch.tensor([s.classes for s in chunk], device=device)
             maps, logits = explore(bundle, bundle.normalize(pixels), methods, classes, **options)
             p = torch.softmax(logits.double(), 1).gather(1, classes.cpu()).numpy()
@@ -224,10 +228,16 @@ def _phase2(bundle: ModelBundle, slots: list[Slot], samples: dict[str, Any], met
             progress(len(chunk))
     shard.barrier()
     if out is not None and shard.main:  # every rank's batches, from disk
+        n_batches = -(-len(slots) // batch_size)
+        for stale in (out / "maps").glob("batch_*.npz"):  # a previous run's batches past this run's last
+            if not stale.stem[6:].isdigit() or int(stale.stem[6:]) >= n_batches:
+                stale.unlink()
         for k, start in enumerate(range(0, len(slots), batch_size)):
-            entries = [s.entry for s in slots[start : start + batch_size]]
+            chunk = slots[start : start + batch_size]
+            entries = [s.entry for s in chunk]
             if entries[0] not in found:
-                got = _load_batch(out / "maps" / f"batch_{k:05d}.npz", entries, methods, key)
+                got = _load_batch(out / "maps" / f"batch_{k:05d}.npz", entries, methods,
+                                  _maps_key(setup, options, chunk, samples))
                 if got is None:
                     raise ClassContrastError(f"maps of batch {k} are missing in {out / 'maps'}")
                 found.update(got)
@@ -237,9 +247,9 @@ def _phase2(bundle: ModelBundle, slots: list[Slot], samples: dict[str, Any], met
 def _write_confusion(path: Path, matrix: np.ndarray, classes: Sequence[str]) -> Path:
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["true \\ predicted", *classes])
+        w.writerow(["true \\ predicted", *map(spreadsheet_cell, classes)])
         for name, row in zip(classes, matrix.tolist(), strict=True):
-            w.writerow([name, *row])
+            w.writerow([spreadsheet_cell(name), *row])
     return path
 
 
@@ -335,5 +345,5 @@ def shown_images(model: ModelBundle, result: Audit, samples: dict[str, Any]) -> 
     for s in result.slots:
         k = key[s.row["id"]]
         if k not in out:
-            out[k] = image_entry(model.preprocess(samples[s.row["id"]].load()), s.row["id"])
+            out[k] = image_entry(samples[s.row["id"]].prepared(model.preprocess), s.row["id"])
     return out

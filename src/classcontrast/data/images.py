@@ -55,14 +55,29 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
     return img
 
 
-def list_images(paths: Iterable[str | os.PathLike[str]], allow_empty: bool = False) -> list[Path]:
-    """Expand files and folders (recursively, sorted) into image files; folders skip non-images.
-    A folder without images is an error unless ``allow_empty`` (e.g. a class with no validation images)."""
+def excluded(path: Path, exclude: Iterable[os.PathLike[str] | str]) -> bool:
+    """Whether ``path`` is one of the ``exclude`` paths or lies inside one (e.g. the run's own output
+    folder inside its data folder: a re-run must not read its outputs as images or classes)."""
+    here = Path(os.path.realpath(path))
+    for e in exclude:
+        other = Path(os.path.realpath(e))
+        if here == other or other in here.parents:
+            return True
+    return False
+
+
+def list_images(paths: Iterable[str | os.PathLike[str]], allow_empty: bool = False,
+                exclude: Iterable[os.PathLike[str] | str] = ()) -> list[Path]:
+    """Expand files and folders (recursively, sorted) into image files; folders skip non-images and
+    anything inside ``exclude``. A folder without images is an error unless ``allow_empty`` (e.g. a
+    class with no validation images)."""
+    exclude = list(exclude)
     out: list[Path] = []
     for path in paths:
         p = Path(path)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                           and not (exclude and excluded(f, exclude)))
             if not found and not allow_empty:
                 raise ClassContrastError(f"no images found in folder {p}")
             out.extend(found)

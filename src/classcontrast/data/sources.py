@@ -12,15 +12,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import random
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageOps
 
 from ..errors import ClassContrastError
-from .images import IMAGE_SUFFIXES, list_images, load_image
+from .images import IMAGE_SUFFIXES, excluded, list_images, load_image
 from .samples import SAMPLES, sample_image
 
 LABELS_FROM_FOLDERS = "folder names"
@@ -36,6 +39,36 @@ class Sample:
     load: Callable[[], Image.Image]
     label: int | None = None
     path: str | None = None
+    _stamp: str | None = field(default=None, repr=False, compare=False)
+
+    def prepared(self, preprocess: Callable[[Image.Image], Any]) -> Any:
+        """The sample's image through ``preprocess``; a refusal (e.g. an extreme aspect ratio) names the sample."""
+        image = self.load()
+        try:
+            return preprocess(image)
+        except ClassContrastError as e:
+            raise ClassContrastError(f"{self.path or self.id}: {e}") from e
+
+    def stamp(self) -> str:
+        """What a cached result of this sample depends on in the sample itself: a hash of its content (the
+        file's bytes, or the pixels of an image made in memory) and its label. Rows and maps saved for a
+        sample are reused only while its stamp is the same, so another image under the same name, or
+        another label, is recomputed."""
+        if self._stamp is None:
+            h = hashlib.sha256()
+            if self.path is not None:
+                try:
+                    with open(self.path, "rb") as fh:
+                        for chunk in iter(lambda: fh.read(1 << 20), b""):
+                            h.update(chunk)
+                except OSError as e:
+                    raise ClassContrastError(f"cannot read {self.path!r}: {e.strerror or e}") from e
+            else:
+                img = self.load()
+                h.update(f"{img.mode} {img.size} ".encode())
+                h.update(img.tobytes())
+            self._stamp = f"{h.hexdigest()[:24]}:{self.label}"
+        return self._stamp
 
 
 @dataclass
@@ -104,17 +137,23 @@ def bundled_source() -> SampleSource:
     return SampleSource(samples, LABELS_FROM_PREDICTION, f"{len(photos)} bundled photos × 6 views")
 
 
-def folder_source(root: Path, categories: Sequence[str]) -> SampleSource:
-    """A class-folder tree (labels from folder names) or a flat folder (labels from predictions)."""
-    subdirs = sorted(d for d in root.iterdir() if d.is_dir())
-    direct = [f for f in root.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+def folder_source(root: Path, categories: Sequence[str],
+                  exclude: Sequence[os.PathLike[str] | str] = ()) -> SampleSource:
+    """A class-folder tree (labels from folder names) or a flat folder (labels from predictions).
+    Folders and files inside ``exclude`` (the run's own output folder) are not data."""
+    try:
+        entries = sorted(e for e in root.iterdir() if not excluded(e, exclude))
+    except OSError as e:
+        raise ClassContrastError(f"cannot read the folder {root}: {e.strerror or e}") from e
+    subdirs = [d for d in entries if d.is_dir()]
+    direct = [f for f in entries if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
     if subdirs and not direct:
         samples = []
         for d in subdirs:
             label = class_index(d.name, categories, f"class folder {d}")
-            for f in list_images([d], allow_empty=True):
+            for f in list_images([d], allow_empty=True, exclude=exclude):
                 samples.append(Sample(str(f.relative_to(root)), lambda f=f: load_image(f), label, str(f)))
         return SampleSource(samples, LABELS_FROM_FOLDERS, f"class folders in {root}")
-    files = list_images([root])
+    files = list_images([root], exclude=exclude)
     return SampleSource([Sample(str(f.relative_to(root)), lambda f=f: load_image(f), None, str(f)) for f in files],
                         LABELS_FROM_PREDICTION, f"images in {root}")

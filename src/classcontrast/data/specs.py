@@ -13,14 +13,16 @@ from .images import list_images, load_image
 from .sources import LABELS_FROM_PREDICTION, Sample, SampleSource, bundled_source, folder_source
 
 
-def open_source(spec: str | Sequence[str] | None, categories: Sequence[str]) -> SampleSource:
-    """Resolve a ``--data`` specification (see the module docstring)."""
+def open_source(spec: str | Sequence[str] | None, categories: Sequence[str],
+                exclude: Sequence[os.PathLike[str] | str] = ()) -> SampleSource:
+    """Resolve a ``--data`` specification (see the module docstring). Anything inside ``exclude`` (the
+    run's own output folder, when it lies inside the data) is not read as data."""
     if spec is None or (not isinstance(spec, str) and len(spec) == 0):
         return bundled_source()
     if not isinstance(spec, str):
         if len(spec) == 1:
-            return open_source(spec[0], categories)
-        files = list_images(spec)
+            return open_source(spec[0], categories, exclude)
+        files = list_images(spec, exclude=exclude)
         return SampleSource([Sample(str(f), lambda f=f: load_image(f), None, str(f)) for f in files],
                             LABELS_FROM_PREDICTION, f"{len(files)} images")
     if ":" in spec and not os.path.exists(spec) and spec.split(":", 1)[0] in {"imagenet", "cub200", "food101"}:
@@ -28,7 +30,7 @@ def open_source(spec: str | Sequence[str] | None, categories: Sequence[str]) -> 
         return open_dataset(kind, Path(root), categories)
     p = Path(spec)
     if p.is_dir():
-        return folder_source(p, categories)
+        return folder_source(p, categories, exclude)
     if p.is_file():
         return SampleSource([Sample(str(p), lambda: load_image(p), None, str(p))], LABELS_FROM_PREDICTION, str(p))
     raise ClassContrastError(f"data {spec!r}: no such file or folder (give image files, a folder, or "

@@ -40,7 +40,7 @@ from ..methods import check_options, options_for
 from ..models import ModelBundle
 from ..state import predict
 from .road import road_impute
-from .runner import batch_generator, batches, markdown_rows, mean, model_fingerprint, sample_log, write_table
+from .runner import batch_generator, batches, markdown_rows, mean, run_setup, sample_log, write_table
 
 METHODS = ("gradcam", "linear_approx", "gradient_x_input")
 CONTRASTS = ("original", "mean", "max", "weighted")
@@ -157,9 +157,10 @@ def run_faithfulness(
     label = {m: json.dumps(o, sort_keys=True, default=str) for m, o in opts.items()} | {RANDOM: "{}"}
     key = ("id", "method", "options", "contrast", "baseline")
     combos = [(m, c) for m in (*methods, RANDOM) for c in contrasts]
-    setup = {"model": model_fingerprint(bundle.model), "fractions": list(grid), "scores": list(scores),
-             "seed": seed, "road_noise": road_noise}
-    with sample_log(log_path, key, shard, setup) as log:
+    # the random map is drawn per batch: the batch size is part of what a row depends on
+    setup = run_setup(bundle, fractions=list(grid), scores=list(scores), seed=seed, road_noise=road_noise,
+                      batch_size=batch_size)
+    with sample_log(log_path, key, shard, setup, source, batch_size) as log:
         def done(ids: list[str]) -> bool:
             return all(log.has(id=i, method=m, options=label[m], contrast=c, baseline=b) for i in ids
                        for m, c in combos for b in baselines)

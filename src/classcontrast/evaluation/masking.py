@@ -23,7 +23,7 @@ from ..engine import explain
 from ..errors import ClassContrastError
 from ..models import ModelBundle
 from ..state import predict
-from .runner import batch_generator, batches, markdown_rows, mean, model_fingerprint, sample_log
+from .runner import batch_generator, batches, markdown_rows, mean, run_setup, sample_log
 
 Rule = Literal["sign", "equal", "legacy"]
 Mode = Literal["positive", "negative"]
@@ -93,9 +93,11 @@ def run_masking(
     baseline × mode with ``r_clean``, ``r_original`` and ``r_weighted`` means, and the sample counts."""
     model = bundle.model
     shard = shard or Dist()
-    setup = {"model": model_fingerprint(model), "threshold": threshold, "below": below, "sigma": sigma, "seed": seed,
-             "layer": layer}
-    with sample_log(log_path, ("id", "method", "target_index", "baseline", "mode", "rule"), shard, setup) as log:
+    # σ is drawn per batch: the batch size is part of what a row depends on
+    setup = run_setup(bundle, threshold=threshold, below=below, sigma=sigma, seed=seed, layer=layer,
+                      batch_size=batch_size)
+    key = ("id", "method", "target_index", "baseline", "mode", "rule")
+    with sample_log(log_path, key, shard, setup, source, batch_size) as log:
         for batch in batches(source, bundle, batch_size, device, shard=shard):
             gen = batch_generator(seed, batch)  # σ ~ U(lo, hi), if asked
             x = bundle.normalize(batch.pixels)

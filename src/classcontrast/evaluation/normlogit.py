@@ -13,7 +13,7 @@ from ..distributed import Dist
 from ..engine import explain
 from ..models import ModelBundle
 from ..state import predict
-from .runner import batches, model_fingerprint, sample_log
+from .runner import batches, run_setup, sample_log
 
 
 def rank_selection(num_classes: int) -> list[int]:
@@ -35,7 +35,7 @@ def run_norm_logit(bundle: ModelBundle, source: SampleSource, batch_size: int = 
     """
     ranks = rank_selection(bundle.num_classes)
     shard = shard or Dist()
-    with sample_log(log_path, ("id", "rank"), shard, {"model": model_fingerprint(bundle.model)}) as log:
+    with sample_log(log_path, ("id", "rank"), shard, run_setup(bundle), source, batch_size) as log:
         skip = lambda ids: all(log.has(id=i, rank=r) for i in ids for r in ranks)  # noqa: E731
         for batch in batches(source, bundle, batch_size, device, skip=skip, shard=shard):
             x = bundle.normalize(batch.pixels)

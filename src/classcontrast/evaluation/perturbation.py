@@ -24,7 +24,7 @@ from ..engine import explain
 from ..errors import ClassContrastError
 from ..models import ModelBundle
 from ..state import predict
-from .runner import batches, mean, model_fingerprint, sample_log, write_table
+from .runner import batches, mean, run_setup, sample_log, write_table
 
 CONTRASTS = ("weighted", "original", "mean", "max")
 EPSILONS = (1e-3, 3e-3)
@@ -80,8 +80,8 @@ def run_perturbation(
     model = bundle.pixel_model()
     grid = [(c, float(e), int(n)) for c in contrasts for e in epsilons for n in steps]
     shard = shard or Dist()
-    setup = {"model": model_fingerprint(bundle.model)}
-    with sample_log(log_path, ("id", "contrast", "epsilon", "steps"), shard, setup) as log:
+    with sample_log(log_path, ("id", "contrast", "epsilon", "steps"), shard, run_setup(bundle), source,
+                    batch_size) as log:
         def done(ids: list[str], config: tuple[str, float, int]) -> bool:
             c, e, n = config
             return all(log.has(id=i, contrast=c, epsilon=e, steps=n) for i in ids)

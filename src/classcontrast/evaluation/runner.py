@@ -22,6 +22,7 @@ from ..distributed import Dist
 from ..errors import ClassContrastError
 from ..models import ModelBundle
 from ..state import predict
+from ..text import spreadsheet_cell
 
 
 @dataclass
@@ -54,7 +55,7 @@ def batches(source: SampleSource, bundle: ModelBundle, batch_size: int, device: 
         chunk = source.samples[start : start + batch_size]
         if (shard is not None and not shard.owns(index)) or (skip is not None and skip([s.id for s in chunk])):
             continue
-        pixels = torch.stack([bundle.preprocess(s.load()) for s in chunk]).to(device)
+        pixels = torch.stack([s.prepared(bundle.preprocess) for s in chunk]).to(device)
         labels = [s.label if s.label is not None else (None if fill_labels else -1) for s in chunk]
         if any(label is None for label in labels):
             pred = predict(bundle.model, bundle.normalize(pixels)).argmax(1).tolist()
@@ -76,6 +77,20 @@ def model_fingerprint(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+def preprocess_fingerprint(bundle: ModelBundle) -> str:
+    """A short digest of how a bundle turns an image into the model's input and names its classes:
+    the preprocessing's description, the normalisation and the class names."""
+    text = json.dumps([repr(bundle.preprocess), list(bundle.normalize.mean), list(bundle.normalize.std),
+                       list(bundle.categories)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_setup(bundle: ModelBundle, **settings: Any) -> dict[str, Any]:
+    """What every per-sample row of a run depends on besides the sample: the model's weights, its
+    preprocessing and class names, and the run's ``settings``."""
+    return {"model": model_fingerprint(bundle.model), "preprocess": preprocess_fingerprint(bundle), **settings}
+
+
 class SampleLog:
     """Append-only per-sample results (JSON lines, flushed and synced as written): an interrupted run
     resumes where it stopped, with no sample lost or counted twice.
@@ -84,14 +99,18 @@ class SampleLog:
     so a resumed run may use any number of processes. Rows are identified by the ``key`` fields.
     ``setup`` (the model's fingerprint and the settings every row depends on) is stamped on each row;
     rows made under another setup are ignored (kept in the file, recomputed for this one), so re-using an
-    output folder with other settings never mixes or reuses their numbers.
+    output folder with other settings never mixes or reuses their numbers. ``stamps`` (sample id -> its
+    :meth:`~classcontrast.data.sources.Sample.stamp`, the hash of its content and label) is stamped on
+    each row too: a row of a file that has since changed, or of another image of the same name, is
+    ignored and recomputed.
     """
 
     def __init__(self, path: Path | None, key: Sequence[str], rank: int = 0, world: int = 1,
-                 setup: dict[str, Any] | None = None) -> None:
+                 setup: dict[str, Any] | None = None, stamps: dict[str, str] | None = None) -> None:
         self.path = path
         self.key = tuple(key)
         self.setup = None if setup is None else json.dumps(setup, sort_keys=True, default=str)
+        self.stamps = stamps
         self.rows: list[dict[str, Any]] = []
         self._seen: set[tuple[Any, ...]] = set()
         self._fh = None
@@ -122,9 +141,13 @@ class SampleLog:
                     continue
                 self._remember(row)
 
-    def _remember(self, row: dict[str, Any]) -> bool:
+    def _remember(self, row: Any) -> bool:
+        if not isinstance(row, dict) or any(f not in row for f in self.key):
+            return False  # JSON, but not a row of this log (e.g. a line written by something else)
         if self.setup is not None and row.get("setup") != self.setup:
             return False  # another setup's row
+        if self.stamps is not None and row.get("content") != self.stamps.get(row.get("id")):  # type: ignore[arg-type]
+            return False  # a row of another image (or label) under this id
         k = tuple(row.get(f) for f in self.key)
         if k in self._seen:
             return False
@@ -137,6 +160,8 @@ class SampleLog:
 
     def add(self, rows: Iterable[dict[str, Any]]) -> None:
         stamp = {} if self.setup is None else {"setup": self.setup}
+        if self.stamps is not None:
+            rows = ({**r, "content": self.stamps.get(r.get("id"))} for r in rows)
         new = [r for r in ({**r, **stamp} for r in rows) if self._remember(r)]
         if self._fh is not None and new:
             self._fh.write("".join(json.dumps(r) + "\n" for r in new))  # one write per batch
@@ -149,12 +174,30 @@ class SampleLog:
             self._fh = None
 
 
+def _batch_stamps(source: SampleSource, batch_size: int | None) -> dict[str, str]:
+    """Each sample's content stamp, and with ``batch_size`` that of its whole batch."""
+    own = {s.id: s.stamp() for s in source}
+    if batch_size is None or batch_size < 1:
+        return own
+    out = {}
+    for start in range(0, len(source.samples), batch_size):
+        chunk = [s.id for s in source.samples[start : start + batch_size]]
+        batch = hashlib.sha256(json.dumps([own[i] for i in chunk]).encode()).hexdigest()[:12]
+        out.update({i: f"{own[i]}/batch {batch}" for i in chunk})
+    return out
+
+
 @contextmanager
-def sample_log(path: Path | None, key: Sequence[str], shard: Dist,
-               setup: dict[str, Any] | None = None) -> Iterator[SampleLog]:
+def sample_log(path: Path | None, key: Sequence[str], shard: Dist, setup: dict[str, Any] | None = None,
+               source: SampleSource | None = None, batch_size: int | None = None) -> Iterator[SampleLog]:
     """A :class:`SampleLog` for one experiment: when the body finishes, every rank waits for the others
-    and re-reads all ranks' rows, so the summary covers the whole run; the file is closed in any case."""
-    log = SampleLog(path, key, rank=shard.rank, world=shard.world, setup=setup)
+    and re-reads all ranks' rows, so the summary covers the whole run; the file is closed in any case.
+    With a ``path``, every row is stamped with its sample's content hash from ``source`` and with the
+    batch :func:`batches` puts it in (``batch_size``): a float32 result depends on its batch in the last
+    bits, so a row is reused only where a clean run would compute it in the same batch (see
+    :class:`SampleLog`)."""
+    stamps = _batch_stamps(source, batch_size) if path is not None and source is not None else None
+    log = SampleLog(path, key, rank=shard.rank, world=shard.world, setup=setup, stamps=stamps)
     try:
         yield log
         shard.barrier()
@@ -175,11 +218,11 @@ def write_table(records: list[dict[str, Any]], out: Path, name: str) -> list[Pat
     out.mkdir(parents=True, exist_ok=True)
     js, cs = out / f"{name}.json", out / f"{name}.csv"
     js.write_text(json.dumps(records, indent=2))
-    with cs.open("w", newline="") as fh:
+    with cs.open("w", newline="", encoding="utf-8") as fh:
         if records:
-            w = csv.DictWriter(fh, fieldnames=list(records[0]))
+            w = csv.DictWriter(fh, fieldnames=[spreadsheet_cell(k) for k in records[0]])
             w.writeheader()
-            w.writerows(records)
+            w.writerows({spreadsheet_cell(k): spreadsheet_cell(v) for k, v in r.items()} for r in records)
     return [js, cs]
 
 

@@ -3,6 +3,9 @@ self-contained HTML that shows them. No model here: see :mod:`classcontrast.expl
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import html
 import json
 import secrets
 from collections.abc import Mapping, Sequence
@@ -50,30 +53,51 @@ def _asset(name: str) -> str:
     return (resources.files(__package__) / "assets" / name).read_text(encoding="utf-8")
 
 
+# In a <script> element the HTML parser, not JSON, decides where the element ends: "</script>" ends it,
+# and "<!--<script>" makes it swallow the viewer's own script. Escaped as \\u003c etc. these characters
+# are still the same JSON strings, and no name (file, class, id2label) can change the page's structure.
+_JSON_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def json_for_html(data: Any) -> str:
+    """``data`` as JSON that is safe inside an HTML ``<script>`` element (see ``_JSON_ESCAPES``)."""
+    return json.dumps(data, separators=(",", ":"), allow_nan=False).translate(_JSON_ESCAPES)
+
+
 def _json_script(data: Mapping[str, Any], element_id: str) -> str:
-    text = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
-    return f'<script type="application/json" id="{element_id}">{text}</script>'
+    return f'<script type="application/json" id="{element_id}">{json_for_html(data)}</script>'
+
+
+def _parts(data: Mapping[str, Any]) -> tuple[str, str]:
+    """(markup with the data block, the viewer's script) for one viewer with its own element ids."""
+    uid = "cc" + secrets.token_hex(4)
+    markup = (f'<style>{_asset("viewer.css")}</style><div class="cc-viewer" id="{uid}" tabindex="0"></div>'
+              f"{_json_script(data, uid + '-data')}")
+    return markup, f"{_asset('viewer.js')}\nClassContrastViewer.mount({json_for_html(uid)});"
 
 
 def fragment(data: Mapping[str, Any]) -> str:
     """The viewer as an HTML fragment (for Jupyter): its own element ids, so several can share a page."""
-    uid = "cc" + secrets.token_hex(4)
-    return (f'<style>{_asset("viewer.css")}</style><div class="cc-viewer" id="{uid}" tabindex="0"></div>'
-            f"{_json_script(data, uid + '-data')}"
-            f"<script>{_asset('viewer.js')}\nClassContrastViewer.mount({json.dumps(uid)});</script>")
+    markup, script = _parts(data)
+    return f"{markup}<script>{script}</script>"
 
 
-CSP = ("default-src 'none'; img-src data: blob:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
-       "connect-src 'none'; font-src 'none'; form-action 'none'; base-uri 'none'")
+def csp(script: str) -> str:
+    """The page's Content-Security-Policy: no request of any kind, and only the viewer's own script runs
+    (allowed by its SHA-256 hash; an injected script or event handler attribute does not)."""
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode()
+    return (f"default-src 'none'; img-src data: blob:; style-src 'unsafe-inline'; script-src 'sha256-{digest}'; "
+            "connect-src 'none'; font-src 'none'; form-action 'none'; base-uri 'none'")
 
 
 def page(data: Mapping[str, Any]) -> str:
     """A complete, self-contained HTML page: no network, no CDN, no server (the policy forbids requests)."""
-    title = str(data.get("title", "classcontrast explorer")).replace("&", "&amp;").replace("<", "&lt;")
+    title = html.escape(str(data.get("title", "classcontrast explorer")))
+    markup, script = _parts(data)
     return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+            f'<meta http-equiv="Content-Security-Policy" content="{csp(script)}">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<title>{title}</title></head><body data-cc-page="1">{fragment(data)}</body></html>\n')
+            f'<title>{title}</title></head><body data-cc-page="1">{markup}<script>{script}</script></body></html>\n')
 
 
 def write_page(data: Mapping[str, Any], path: str | Path) -> Path:

@@ -75,6 +75,11 @@ class Method(ABC):
     def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
         """Prepare the input and hooks for one forward pass."""
 
+    def model_for_call(self, model: nn.Module) -> nn.Module:
+        """The module this call runs: the model itself, unless the method must change modules (LRP's
+        rules and canonizers), which it then does on a private copy so that no other thread sees it."""
+        return model
+
     def after_forward(self, rec: Recording) -> None:
         """Called after the forward pass: fill ``rec.tensors`` from what was recorded."""
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
+import itertools
 from contextlib import ExitStack
 from typing import Any
 
@@ -96,6 +98,26 @@ class LRP(InputMethod):
         if self.canonizer in ("none", None):
             return []
         return list(self.canonizer) if isinstance(self.canonizer, (list, tuple)) else [self.canonizer]
+
+    def model_for_call(self, model: nn.Module) -> nn.Module:
+        """A private copy of the model: zennit's canonizers rewrite parameters (BatchNorm merged into the
+        weights) and its rules hook every module for every thread, so on the shared model a plain forward
+        pass in another thread would be wrong, and would corrupt the relevance.
+
+        The copy's modules are new; its parameters and buffers are new tensor objects that share the
+        originals' memory (no weights are copied). zennit rebinds them (``p.data = ...``, never in place),
+        which changes only the copy's objects: the caller's model is never touched (tested against plain
+        forward passes in other threads). A canonizer of your own that writes into a parameter's memory in
+        place would reach the shared memory: give ``canonizer="none"`` or one that rebinds."""
+        memo: dict[int, object] = {}
+        for t in itertools.chain(model.parameters(), model.buffers()):
+            if id(t) not in memo:
+                memo[id(t)] = nn.Parameter(t.detach(), t.requires_grad) if isinstance(t, nn.Parameter) else t.detach()
+        try:
+            return copy.deepcopy(model, memo)
+        except Exception as e:  # e.g. a module holding a lock or an open file
+            raise ClassContrastError(f"lrp runs on a private copy of the model, and {type(model).__name__} "
+                                     f"cannot be copied: {first_line(e)}") from e
 
     def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
         if isinstance(self.composite, str):  # a fresh composite per call: composites hold per-model state

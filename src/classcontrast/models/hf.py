@@ -8,6 +8,8 @@ extra (``pip install 'classcontrast[hf]'``), imported only here.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -33,13 +35,18 @@ class HFPreprocess:
 
     def __init__(self, processor: Any) -> None:
         self.processor = processor
+        try:  # the processor's settings, so that cached results made with other settings are told apart
+            settings = processor.to_json_string()
+        except (AttributeError, TypeError, ValueError):
+            settings = repr(vars(processor))
+        self._settings = hashlib.sha256(settings.encode()).hexdigest()[:12]
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         out = self.processor(images=image.convert("RGB"), do_normalize=False, return_tensors="pt")
         return out["pixel_values"][0].float()
 
     def __repr__(self) -> str:
-        return f"HFPreprocess({type(self.processor).__name__})"
+        return f"HFPreprocess({type(self.processor).__name__}, settings {self._settings})"
 
 
 def _offline(spec: str, reason: object) -> ClassContrastError:
@@ -50,13 +57,35 @@ def _offline(spec: str, reason: object) -> ClassContrastError:
     )
 
 
-def load_hf(spec: str, weights: Any = "DEFAULT", num_classes: int | None = None) -> ModelBundle:
-    """``spec``: a hub id (downloads when online) or a folder written with ``save_pretrained``."""
+def _needs_remote_code(folder: Path) -> bool:
+    """Whether a save_pretrained folder's config or processor names Python code of its own (``auto_map``)."""
+    for name in ("config.json", "preprocessor_config.json"):
+        try:
+            data = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("auto_map"):
+            return True
+    return False
+
+
+def load_hf(spec: str, weights: Any = "DEFAULT", num_classes: int | None = None,
+            trust_remote_code: bool = False) -> ModelBundle:
+    """``spec``: a hub id (downloads when online) or a folder written with ``save_pretrained``.
+
+    ``trust_remote_code`` is passed to transformers explicitly, never left to its interactive prompt:
+    a model whose config names code of its own (``auto_map``) fails in one line unless it is True.
+    """
     tf = _transformers()
     tf.utils.logging.disable_progress_bar()  # no download / loading bars in our output
     local = Path(spec).is_dir()
+    if local and not trust_remote_code and _needs_remote_code(Path(spec)):
+        raise ClassContrastError(f"hf:{spec} needs to run Python code from its folder (auto_map in its config); "
+                                 "it was not run. If you trust that code, pass --trust-remote-code "
+                                 "(load_model(..., trust_remote_code=True))")
     offline = not local and not hub.reachable()
     kwargs: dict[str, Any] = {"local_files_only": True} if offline else {}
+    kwargs["trust_remote_code"] = trust_remote_code
     if num_classes is not None:
         kwargs |= {"num_labels": num_classes, "ignore_mismatched_sizes": True}
     try:
@@ -71,7 +100,8 @@ def load_hf(spec: str, weights: Any = "DEFAULT", num_classes: int | None = None)
         else:
             raise ClassContrastError("hf: models take their weights from the folder or hub id (use --weights "
                                      "DEFAULT or none)")
-        processor = tf.AutoImageProcessor.from_pretrained(spec, local_files_only=offline)
+        processor = tf.AutoImageProcessor.from_pretrained(spec, local_files_only=offline,
+                                                          trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as e:
         if isinstance(e, ClassContrastError):
             raise

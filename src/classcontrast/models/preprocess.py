@@ -19,9 +19,16 @@ _FILTERS = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BI
             "box": Image.Resampling.BOX, "hamming": Image.Resampling.HAMMING}
 
 
+# The most pixels a resized image may have (about 200 MB as a float tensor): a thin image (1 × 50 000
+# pixels passes Pillow's decompression-bomb check) resized so that its shorter side is 256 would need
+# gigabytes; it is refused in one line before any memory is taken.
+MAX_RESIZED_PIXELS = 16_777_216
+
+
 def resize(img: Image.Image, size: int | tuple[int, int], interpolation: str = "bilinear") -> Image.Image:
     """The shorter side to ``size`` (aspect kept, longer side truncated as torchvision does), or exactly
-    (height, width) for a pair."""
+    (height, width) for a pair. An image whose resized size would exceed ``MAX_RESIZED_PIXELS`` (an
+    extreme aspect ratio) is refused with a one-line error."""
     if interpolation not in _FILTERS:
         raise ClassContrastError(f"unknown interpolation {interpolation!r}; choose one of {', '.join(_FILTERS)}")
     w, h = img.size
@@ -31,6 +38,10 @@ def resize(img: Image.Image, size: int | tuple[int, int], interpolation: str = "
         new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
     else:
         new_h, new_w = size
+    if new_w * new_h > MAX_RESIZED_PIXELS:
+        raise ClassContrastError(
+            f"an image of {w}×{h} pixels would be resized to {new_w}×{new_h} ({new_w * new_h:,} pixels, more than "
+            f"{MAX_RESIZED_PIXELS:,}): its aspect ratio is too extreme; crop it first")
     if (new_w, new_h) == (w, h):
         return img
     return img.resize((new_w, new_h), _FILTERS[interpolation])

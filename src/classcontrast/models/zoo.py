@@ -184,6 +184,7 @@ def load_model(
     num_classes: int | None = None,
     device: str | torch.device = "cpu",
     categories: list[str] | None = None,
+    trust_remote_code: bool = False,
 ) -> ModelBundle:
     """Load a classifier with its preprocessing and class names, in eval mode.
 
@@ -197,6 +198,8 @@ def load_model(
         num_classes: the class count of a local checkpoint with a new head (e.g. 200 for CUB).
         device: where to put the model.
         categories: class names to use instead of the defaults.
+        trust_remote_code: ``hf:`` models only: run Python code shipped with the model (``auto_map`` in
+            its config). Off by default: such a model fails in one line saying so.
     """
     if isinstance(weights, str) and weights.lower() in {"none", "random"}:
         weights = None
@@ -216,7 +219,7 @@ def load_model(
         elif name.startswith("hf:"):
             from .hf import load_hf
 
-            bundle = load_hf(name.split(":", 1)[1], weights, num_classes)
+            bundle = load_hf(name.split(":", 1)[1], weights, num_classes, trust_remote_code)
         else:
             raise ClassContrastError(
                 f"unknown model {name!r}; use 'efficientnet_lite0', 'torchvision:<arch>', 'timm:<arch>' or "

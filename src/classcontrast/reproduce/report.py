@@ -39,7 +39,9 @@ def _bold(cell: str) -> str:
 
 
 def to_html(blocks: list[Block], title: str) -> str:
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><meta http-equiv='Content-Security-Policy' "
+             "content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">"
+             f"<title>{html.escape(title)}</title><style>"
              "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
              "table{border-collapse:collapse;margin:1em 0;font-size:13px}"
              "td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3f3}"

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
 from ..data.sources import SampleSource
-from ..errors import ClassContrastError
+from ..errors import ClassContrastError, first_line
 from ..evaluation.runner import write_table
 from ..models import ModelBundle
 from ..outputs import logits_of
@@ -67,7 +67,7 @@ class _Images(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         s = self.samples[i]
-        return self.normalize(self.transform(s.load())), int(s.label)  # type: ignore[arg-type]
+        return self.normalize(s.prepared(self.transform)), int(s.label)  # type: ignore[arg-type]
 
 
 def replace_head(model: nn.Module, num_classes: int, seed: int = 0) -> nn.Module:
@@ -95,6 +95,35 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _rng_state() -> dict[str, Any]:
+    """The random states as tensors, numbers and lists only, so the checkpoint loads with
+    ``weights_only=True`` (numpy's state holds an array, which that refuses)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": list(random.getstate()), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos,
+                                                         has_gauss, cached], "torch": torch.get_rng_state()}
+
+
+def _resume(last: Path, model: nn.Module, opt: torch.optim.Optimizer, sched: Any,
+            device: torch.device | str) -> tuple[int, float, list[dict[str, Any]]]:
+    """Restore a run from ``last.pth``, loaded with ``weights_only=True`` (a crafted file runs no code);
+    a corrupt, foreign or mismatched checkpoint is a one-line error naming it."""
+    try:
+        ck = torch.load(last, map_location=device, weights_only=True)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        start, best, metrics = int(ck["epoch"]), float(ck["best_accuracy"]), list(ck["metrics"])
+        rng = ck["rng"]
+        name, keys, pos, has_gauss, cached = rng["numpy"]
+        random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        torch.set_rng_state(rng["torch"])
+    except Exception as e:  # pickle, zip, key, shape and type errors alike: the file is not our checkpoint
+        raise ClassContrastError(f"--resume: {last} is not a usable checkpoint of this run "
+                                 f"({type(e).__name__}: {first_line(e)}); remove it or train into another --out") from e
+    return start, best, metrics
+
+
 def train(bundle: ModelBundle, train_source: SampleSource, test_source: SampleSource, out: Path,
           recipe: Recipe | None = None, resume: bool = False, device: torch.device | str = "cpu",
           progress: Callable[[str, int, int], None] | None = None) -> list[dict[str, Any]]:
@@ -111,14 +140,7 @@ def train(bundle: ModelBundle, train_source: SampleSource, test_source: SampleSo
     start, best, metrics = 0, -1.0, []
     last = out / "last.pth"
     if resume and last.exists():
-        ck = torch.load(last, map_location=device, weights_only=False)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        start, best, metrics = ck["epoch"], ck["best_accuracy"], ck["metrics"]
-        random.setstate(ck["rng"]["python"])
-        np.random.set_state(ck["rng"]["numpy"])
-        torch.set_rng_state(ck["rng"]["torch"])
+        start, best, metrics = _resume(last, model, opt, sched, device)
     elif resume:
         raise ClassContrastError(f"--resume: no checkpoint at {last}")
     gen = torch.Generator().manual_seed(recipe.seed)
@@ -151,7 +173,7 @@ def train(bundle: ModelBundle, train_source: SampleSource, test_source: SampleSo
         state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                  "epoch": epoch + 1, "best_accuracy": max(best, acc), "metrics": metrics,
                  "recipe": asdict(recipe), "num_classes": bundle.num_classes, "arch": bundle.name,
-                 "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}}
+                 "rng": _rng_state()}
         torch.save(state, out / "last.tmp")
         (out / "last.tmp").replace(last)  # atomic: a crash never leaves a half-written checkpoint
         if acc > best:

@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..explanation import Explanation, displayed
+from ..text import printable
 from .overlay import colorbar, halfrange, overlay, to_numpy_image
 
 Scale = Literal["map", "row", "column", "figure"]
@@ -63,7 +64,7 @@ def plot_explanations(
             ax.set_axis_off()
             label = f"{name}\np={probs[i, j]:.3f}"
             if titles is not None and j == 0:
-                label = f"{titles[i]}\n{label}"
+                label = f"{printable(titles[i])}\n{label}"  # a non-UTF-8 file name drawn with escapes
             ax.set_title(label, fontsize=8)
             row_scale = halfrange(np.stack([maps[c][i, j] for c in cols]))
             for col, c in enumerate(cols, start=1):

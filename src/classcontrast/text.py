@@ -1,0 +1,37 @@
+"""Names made safe to show: in a terminal (no escape sequences, no markup, one line) and in a
+spreadsheet (no formula runs). File, class and folder names come from users and data sets, so every
+place that prints or writes them as text goes through these."""
+
+from __future__ import annotations
+
+import os
+
+
+def printable(text: str, lines: bool = False) -> str:
+    """``text`` with control characters (ANSI escape sequences, new lines unless ``lines``) and
+    undecodable bytes (a non-UTF-8 file name) written as escapes, so a name can never drive the
+    terminal or split a line."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    keep = {" ", "\n"} if lines else {" "}
+    return "".join(c if c.isprintable() or c in keep else repr(c)[1:-1] for c in text)
+
+
+def shown(path: os.PathLike[str] | str) -> str:
+    """A path as text that prints safely (see :func:`printable`)."""
+    return printable(os.fspath(path))
+
+
+def lossless(text: str) -> str:
+    """A file name for JSON or CSV: valid UTF-8 text. A name that is not UTF-8 on disk (held by Python as
+    surrogate escapes) keeps its bytes as ``\\xNN`` escapes instead of failing the write."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def spreadsheet_cell(value: object) -> object:
+    """A CSV cell a spreadsheet shows as text: a string starting with ``= + - @`` (or a tab / carriage
+    return) would run as a formula, so it gets a leading apostrophe. Numbers are left as they are."""
+    if isinstance(value, str):
+        value = lossless(value)
+        if value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+            return "'" + value
+    return value
