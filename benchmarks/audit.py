@@ -36,15 +36,18 @@ def source(copies: int) -> SampleSource:
     return SampleSource(samples, "the model's clean top-1 prediction", f"{len(samples)} in-memory views")
 
 
-def floor(bundle: cc.ModelBundle, src: SampleSource, pairs: int, examples: int, top_k: int, batch: int) -> float:
-    """Seconds for the plain-torch audit work."""
+def floor(bundle: cc.ModelBundle, src: SampleSource, pairs: int, examples: int, top_k: int, batch: int,
+          device: torch.device = torch.device("cpu")) -> float:
+    """Seconds for the plain-torch audit work (on ``device``; results copied to the host as the audit does)."""
+    _sync(device)
     start = time.perf_counter()
     model, layer = bundle.model.eval(), dict(bundle.model.named_modules())[bundle.layer]
     rows = []
     with torch.no_grad():
         for i in range(0, len(src), batch):
             chunk = src.samples[i : i + batch]
-            p = torch.softmax(model(bundle.normalize(torch.stack([bundle.preprocess(s.load()) for s in chunk]))), 1)
+            pixels = torch.stack([bundle.preprocess(s.load()) for s in chunk]).to(device)
+            p = torch.softmax(model(bundle.normalize(pixels)), 1)
             top = p.double().topk(5, 1)
             for j, s in enumerate(chunk):
                 idx, val = top.indices[j].tolist(), top.values[j].tolist()
@@ -59,8 +62,8 @@ def floor(bundle: cc.ModelBundle, src: SampleSource, pairs: int, examples: int, 
         param.requires_grad_(False)
     for i in range(0, len(shown), batch):
         chunk = shown[i : i + batch]
-        x = bundle.normalize(torch.stack([bundle.preprocess(by_id[r["id"]].load()) for r, _ in chunk]))
-        classes = torch.tensor([c for _, c in chunk])
+        x = bundle.normalize(torch.stack([bundle.preprocess(by_id[r["id"]].load()) for r, _ in chunk]).to(device))
+        classes = torch.tensor([c for _, c in chunk], device=device)
         store = {}
         handle = layer.register_forward_hook(lambda m, a, o: store.setdefault("a", o.detach().requires_grad_(True)))
         try:
@@ -77,10 +80,16 @@ def floor(bundle: cc.ModelBundle, src: SampleSource, pairs: int, examples: int, 
             t = classes[:, k % classes.shape[1]]
             cot = torch.nn.functional.one_hot(t, y.shape[1]).to(y.dtype) - torch.softmax(y.detach(), 1)
             (g,) = torch.autograd.grad(y, a, cot, retain_graph=k < n_obj - 1)
-            torch.einsum("bk,bkhw->bhw", g.mean((-2, -1)), a.detach())
+            torch.einsum("bk,bkhw->bhw", g.mean((-2, -1)), a.detach()).cpu()
     for param in model.parameters():
         param.requires_grad_(True)
+    _sync(device)
     return time.perf_counter() - start
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def main() -> None:
@@ -90,24 +99,29 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=12)
     parser.add_argument("--examples", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    bundle = cc.load_model()
+    device = torch.device(args.device)
+    bundle = cc.load_model(device=device)
     src = source(args.copies)
-    kw = {"pairs": args.pairs, "examples": args.examples, "batch_size": args.batch_size, "seed": None}
+    kw = {"pairs": args.pairs, "examples": args.examples, "batch_size": args.batch_size, "seed": None,
+          "device": device}
     cc.audit(bundle, src, None, **kw)  # warm-up
     times: dict[str, list[float]] = {"floor": [], "audit (nothing written)": [], "audit (all files)": []}
     for _ in range(args.repeats):
-        times["floor"].append(floor(bundle, src, args.pairs, args.examples, 3, args.batch_size))
+        times["floor"].append(floor(bundle, src, args.pairs, args.examples, 3, args.batch_size, device))
         t = time.perf_counter()
         result = cc.audit(bundle, src, None, **kw)
+        _sync(device)
         times["audit (nothing written)"].append(time.perf_counter() - t)
         with tempfile.TemporaryDirectory() as d:
             t = time.perf_counter()
             cc.audit(bundle, src, d, **kw)
+            _sync(device)
             times["audit (all files)"].append(time.perf_counter() - t)
     n = len(src)
     base = statistics.median(times["floor"])
-    print(f"{n} images, {len(result.slots)} shown ({len(result.pairs)} pairs), "
+    print(f"device {device}: {n} images, {len(result.slots)} shown ({len(result.pairs)} pairs), "
           f"{len(NAMED) + 5} contrasts × 5 classes per shown image, GradCAM at {bundle.layer}")
     print(f"{'':26}{'seconds':>8}{'images/s':>10}{'× floor':>9}")
     for name, ts in times.items():

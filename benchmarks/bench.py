@@ -33,17 +33,18 @@ TARGETS = {"a": 1.05, "b": 1.5, "c": 1.1, "d": 1.3, "e": 1.1}
 MEMORY_TARGET = 1.2
 
 
-def build(name: str) -> tuple[nn.Module, str | None]:
-    """A randomly initialised model (weights do not change the cost) and its GradCAM layer."""
+def build(name: str, size: int = 224) -> tuple[nn.Module, str | None]:
+    """A randomly initialised model (weights do not change the cost) and its GradCAM layer; the
+    Vision Transformers are built for ``size`` × ``size`` images."""
     torch.manual_seed(0)
     if name == "resnet50":
         return torchvision.models.resnet50().eval(), "layer4"
     if name == "vgg16_bn":
         return torchvision.models.vgg16_bn().eval(), "features.40"
     if name == "vit_b_16":
-        return torchvision.models.vit_b_16().eval(), None
+        return torchvision.models.vit_b_16(image_size=size).eval(), None
     if name == "deit_tiny":
-        return timm.create_model("deit_tiny_patch16_224", pretrained=False).eval(), None
+        return timm.create_model("deit_tiny_patch16_224", pretrained=False, img_size=size).eval(), None
     raise SystemExit(f"unknown model {name}")
 
 
@@ -182,7 +183,7 @@ def run(models: list[str], batches: list[int], repeats: int, device: torch.devic
               f"mem ×{mem:.2f}", flush=True)
 
     for model_name in models:
-        model, layer_name = build(model_name)
+        model, layer_name = build(model_name, size)
         model.to(device)
         vit = layer_name is None
         for batch in batches:
