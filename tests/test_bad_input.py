@@ -183,13 +183,16 @@ def test_the_battery_is_large() -> None:
 
 
 @pytest.mark.parametrize(("args", "expected"), CASES, ids=[f"{c[0].split(' {p}')[0]}-{i}" for i, c in enumerate(CASES)])
-def test_bad_command_line(args: str, expected: str, place: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_command_line(args: str, expected: str, place: Path, capsys: pytest.CaptureFixture[str],
+                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a default output (why.png, results/) would land here
     before = _snapshot(place)
     argv = [a.replace("{p}", str(place)) for a in args.split(" ")]
     code = run(argv)
     _assert_one_line(code, capsys.readouterr().err, expected)
     after = _snapshot(place)
     assert {k: v for k, v in after.items() if k in before} == before  # nothing that existed was changed
+    assert not any(tmp_path.iterdir())  # and nothing was written where the command ran
 
 
 @pytest.mark.parametrize(("text", "expected"), CONFIGS, ids=[f"config-{i}" for i in range(len(CONFIGS))])
