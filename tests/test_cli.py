@@ -174,3 +174,9 @@ def test_foil_equal_to_the_target_is_a_one_line_warning(photo: str, tmp_path,
     err = capsys.readouterr().err.strip()
     assert err.startswith("warning: foil 967 is also the target") and len(err.splitlines()) == 1
     assert out.exists()
+
+
+@pytest.mark.parametrize("argv", [[], ["evaluate"]], ids=["classcontrast", "evaluate"])
+def test_a_bare_command_prints_its_help_once(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(argv) == 0
+    assert capsys.readouterr().out.count("Usage:") == 1

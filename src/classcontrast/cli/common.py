@@ -98,8 +98,7 @@ def run_cli(app: Any, argv: Sequence[str]) -> None:
     warnings.showwarning = _one_line_warning
     try:
         code = app(args=list(argv), prog_name="classcontrast", standalone_mode=False)
-    except _NoArgsIsHelp as e:  # `classcontrast` or `classcontrast evaluate` alone: the help
-        sys.stdout.write((e.ctx.get_help() if e.ctx else str(e)) + "\n")
+    except _NoArgsIsHelp:  # `classcontrast` or `classcontrast evaluate` alone: typer has printed the help
         sys.exit(0)
     except _click_errors.UsageError as e:  # unknown option, bad option value, missing argument
         path = e.ctx.command_path if e.ctx is not None else "classcontrast"
