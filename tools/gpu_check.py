@@ -38,7 +38,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 STUDY_GRID = 5.2e6  # image·iterations of the study's perturbation grid per network (reproduction.md)
 
 CONFIGS = {  # what each run measures: the full one on a GPU, a tiny one anywhere
-    "full": {"models": ["resnet50", "vgg16_bn", "vit_b_16", "deit_tiny"], "batches": [1, 8, 32, 128], "repeats": 5,
+    "full": {"models": ["resnet50", "vgg16_bn", "vit_b_16", "deit_tiny"], "batches": [1, 8, 32, 128], "repeats": 3,
              "size": 224, "attribution": {"models": ["resnet50"], "batches": [1, 8, 32], "steps": 16, "repeats": 3,
                                           "size": 224},
              "audit": ["--copies", "6", "--repeats", "3"], "timeout": 420},
