@@ -180,3 +180,13 @@ def test_foil_equal_to_the_target_is_a_one_line_warning(photo: str, tmp_path,
 def test_a_bare_command_prints_its_help_once(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert run(argv) == 0
     assert capsys.readouterr().out.count("Usage:") == 1
+
+
+def test_version_and_listed_choices(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"classcontrast {cc.__version__}"
+    assert run(["explain", "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    for name in ("integrated_gradients", "attention_rollout", "weighted", "probability"):
+        assert name in help_text.replace("│", "").replace(" ", "") or name in help_text
+    assert "auto (CUDA when available)" in help_text.replace("│ ", "")

@@ -10,7 +10,7 @@ from ..errors import ClassContrastError
 from . import method_flags as flags
 from .common import console, shard_progress
 from .evaluate_cmd import BATCH, DEVICE, LIMIT, MODEL, NUM_CLASSES, PREPROCESS, SEED, TRUST, WEIGHTS, setup_run
-from .options import split_values
+from .options import METHODS_HELP, split_values
 
 
 def audit_command(
@@ -18,7 +18,7 @@ def audit_command(
                                      "cub200:ROOT, food101:ROOT, or image files. None: the bundled photos"),
     out: Path = typer.Option(Path("audit"), help="Output folder (re-running it resumes)"),
     model: str = MODEL, weights: str = WEIGHTS, num_classes: int = NUM_CLASSES,
-    method: list[str] = typer.Option(["gradcam"], "--method", "--methods", help="One or more methods"),
+    method: list[str] = typer.Option(["gradcam"], "--method", "--methods", help=METHODS_HELP),
     pairs: int = typer.Option(12, help="How many confused pairs to show"),
     examples: int = typer.Option(6, help="Images per pair (mistakes, and as many correct ones)"),
     top_k: int = typer.Option(3, "--top-k", help="Top classes offered in the explorer besides the pair"),

@@ -17,7 +17,7 @@ from ..errors import ClassContrastError
 from . import method_flags as flags
 from .checks import check_number, check_out_dir
 from .common import console, progress_bar, resolve_device
-from .options import split_numbers, split_values
+from .options import CONTRASTS_HELP, METHODS_HELP, split_numbers, split_values
 
 evaluate_app = typer.Typer(help="The paper's experiments: perturbation, masking, figures, norm-logit, faithfulness.",
                            no_args_is_help=True)
@@ -31,7 +31,7 @@ NUM_CLASSES = typer.Option(None, help="Class count of a checkpoint with a new he
 LIMIT = typer.Option(None, help="Use at most N samples")
 BATCH = typer.Option(16, help="Images per batch")
 SEED = typer.Option(0, help="Seed for the sample order and random baselines")
-DEVICE = typer.Option("cpu", help="cpu | cuda | cuda:N | auto")
+DEVICE = typer.Option("auto", help="auto (CUDA when available) | cpu | cuda | cuda:N")
 OUT = typer.Option(Path("results"), help="Output folder")
 PREPROCESS = typer.Option("model", help="model (its own resize/crop) | study-imagenet | study-cub")
 TRUST = typer.Option(False, "--trust-remote-code",
@@ -90,7 +90,7 @@ def _done(paths: list[Path]) -> None:
 def perturbation_command(
     data: list[str] = DATA, model: str = MODEL, weights: str = WEIGHTS, num_classes: int = NUM_CLASSES,
     contrast: list[str] = typer.Option(["weighted", "original", "mean", "max"], "--contrast", "--contrasts",
-                                       help="Contrasts"),
+                                       help=CONTRASTS_HELP),
     epsilon: list[str] = typer.Option(["0.001", "0.003"], "--epsilon", "--epsilons",
                                       help="Perturbation limits ε (pixel space)"),
     steps: list[str] = typer.Option(["1", "2", "10"], "--steps", help="Iteration counts"),
@@ -128,7 +128,7 @@ def perturbation_command(
 def masking_command(
     data: list[str] = DATA, model: str = MODEL, weights: str = WEIGHTS, num_classes: int = NUM_CLASSES,
     method: list[str] = typer.Option(["linear_approx", "gradcam", "xgradcam"], "--method", "--methods",
-                                     help="Methods"),
+                                     help=METHODS_HELP),
     baseline: list[str] = typer.Option(["blur", "zeros", "mean"], "--baseline", "--baselines", help="Baselines"),
     rule: str = typer.Option("equal", help="Area rule: sign | equal | legacy"),
     threshold: float = typer.Option(0.1, help="Keep images with p_t2 > threshold"),
@@ -219,9 +219,9 @@ def norm_logit_command(
 def faithfulness_command(
     data: list[str] = DATA, model: str = MODEL, weights: str = WEIGHTS, num_classes: int = NUM_CLASSES,
     method: list[str] = typer.Option(["gradcam", "linear_approx", "gradient_x_input"], "--method", "--methods",
-                                     help="Methods"),
+                                     help=METHODS_HELP),
     contrast: list[str] = typer.Option(["original", "mean", "max", "weighted"], "--contrast", "--contrasts",
-                                       help="Contrasts"),
+                                       help=CONTRASTS_HELP),
     baseline: list[str] = typer.Option(["blur", "zeros", "mean"], "--baseline", "--baselines",
                                        help="Baselines: blur zeros mean road (road: ROAD's noisy linear "
                                        "imputation, a linear solve per curve point)"),

@@ -16,7 +16,7 @@ from . import method_flags as flags
 from .checks import FIGURE_SUFFIXES, check_number, check_out_file
 from .common import console, resolve_device
 from .evaluate_cmd import TRUST, check_common
-from .options import split_values
+from .options import CONTRASTS_HELP, METHODS_HELP, split_values
 
 _MAX_ROWS_PER_FIGURE = 8
 
@@ -27,9 +27,9 @@ def explain_command(
                               help="efficientnet_lite0 | torchvision:<arch> | timm:<arch> | hf:<hub id or folder>"),
     weights: str = typer.Option("DEFAULT", help="DEFAULT (pretrained), none (random) or a state-dict path"),
     num_classes: int = typer.Option(None, help="Class count of a checkpoint with a new head"),
-    method: list[str] = typer.Option(["gradcam"], "--method", "--methods", help="One or more methods"),
+    method: list[str] = typer.Option(["gradcam"], "--method", "--methods", help=METHODS_HELP),
     contrast: list[str] = typer.Option(["original", "weighted"], "--contrast", "--contrasts",
-                                       help="One or more contrasts"),
+                                       help=CONTRASTS_HELP),
     top_k: int = typer.Option(2, "--top-k", help="Explain the k most probable classes"),
     target: list[str] = typer.Option(None, help="Explain these classes (index or name) instead of --top-k"),
     foil: str = typer.Option(None, help="Add the contrast 'target rather than FOIL' (index or name)"),
@@ -40,7 +40,7 @@ def explain_command(
     save_maps: Path = typer.Option(None, help="Also write maps, targets and probabilities (.npz)"),
     html: Path = typer.Option(None, help="Also write the interactive explorer: one self-contained HTML file"),
     batch_size: int = typer.Option(16, help="Images per forward pass"),
-    device: str = typer.Option("cpu", help="cpu | cuda | cuda:N | auto"),
+    device: str = typer.Option("auto", help="auto (CUDA when available) | cpu | cuda | cuda:N"),
     trust_remote_code: bool = TRUST,
     steps: int = flags.STEPS, baseline: str = flags.BASELINE, integration: str = flags.INTEGRATION,
     samples: int = flags.SAMPLES, sigma: float = flags.SIGMA,

@@ -16,6 +16,8 @@ METHOD_NAMES = ("gradient", "gradient_x_input", "linear_approx", "gradcam", "xgr
 CONTRAST_NAMES = ("original", "mean", "max", "weighted", "probability")
 BASELINE_NAMES = ("blur", "zeros", "mean", "road")
 SCORE_NAMES = ("probability", "logit", "contrast")
+METHODS_HELP = f"One or more of: {', '.join(METHOD_NAMES)}"
+CONTRASTS_HELP = f"One or more of: {', '.join(CONTRAST_NAMES)}"
 
 
 def _all(ok: Callable[[str], bool]) -> Callable[[str], bool]:

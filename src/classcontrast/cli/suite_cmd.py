@@ -63,7 +63,7 @@ def train_command(
     limit: int = typer.Option(None, help="Use at most N training and N test images"),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pth"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start afresh in an OUT that already holds a run"),
-    device: str = typer.Option("cpu", help="cpu | cuda | cuda:N | auto"),
+    device: str = typer.Option("auto", help="auto (CUDA when available) | cpu | cuda | cuda:N"),
     trust_remote_code: bool = TRUST,
 ) -> None:
     """Fine-tune a classifier with the study's recipe (vgg16_bn on CUB-200 by default)."""
