@@ -3,9 +3,10 @@ host copy in its hot loop.
 
 The tests marked ``cuda`` run only where a CUDA device is present (``pytest -m cuda``, and
 ``make gpu-check`` runs them); elsewhere they are skipped with the reason "no CUDA device", never
-passed silently. ``CC_CUDA_TEST_DEVICE=cpu pytest -m cuda`` runs the same test code on the CPU. Tolerances: float64 where a method allows it (the CNN methods: 1e-9); float32 models
-(the embedded EfficientNet, the experiments) differ between cuDNN and oneDNN kernels in the last
-bits, so 1e-4 relative on maps and 1e-5 on probabilities.
+passed silently. ``CC_CUDA_TEST_DEVICE=cpu pytest -m cuda`` runs the same test code on the CPU.
+Tolerances: float64 where a method allows it (the CNN methods: 1e-9); float32 models (the embedded
+EfficientNet, the experiments) differ between cuDNN and oneDNN kernels in the last bits, so 1e-4
+relative on maps and 1e-5 on probabilities.
 """
 
 from __future__ import annotations
