@@ -35,7 +35,8 @@ def setup(device: torch.device | str = "cpu") -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
+        cuda = torch.cuda.is_available() if device == "auto" else torch.device(device).type == "cuda"
+        backend = "nccl" if cuda else "gloo"
         dist.init_process_group(backend=backend)
     return Dist(rank, world)
 
