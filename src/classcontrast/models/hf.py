@@ -85,23 +85,23 @@ def load_hf(spec: str, weights: Any = "DEFAULT", num_classes: int | None = None,
                                  "(load_model(..., trust_remote_code=True))")
     offline = not local and not hub.reachable()
     kwargs: dict[str, Any] = {"local_files_only": True} if offline else {}
-    kwargs["trust_remote_code"] = trust_remote_code
     if num_classes is not None:
         kwargs |= {"num_labels": num_classes, "ignore_mismatched_sizes": True}
     try:
         if weights is None:
-            config = tf.AutoConfig.from_pretrained(spec, **{k: v for k, v in kwargs.items()
-                                                            if k != "ignore_mismatched_sizes"})
+            config_kwargs = {k: v for k, v in kwargs.items() if k != "ignore_mismatched_sizes"}
+            config = tf.AutoConfig.from_pretrained(spec, trust_remote_code=trust_remote_code, **config_kwargs)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)
-                model = tf.AutoModelForImageClassification.from_config(config)
+                model = tf.AutoModelForImageClassification.from_config(config, trust_remote_code=trust_remote_code)
         elif weights == "DEFAULT":
-            model = tf.AutoModelForImageClassification.from_pretrained(spec, **kwargs)
+            model = tf.AutoModelForImageClassification.from_pretrained(spec, trust_remote_code=trust_remote_code,
+                                                                       **kwargs)
         else:
             raise ClassContrastError("hf: models take their weights from the folder or hub id (use --weights "
                                      "DEFAULT or none)")
-        processor = tf.AutoImageProcessor.from_pretrained(spec, local_files_only=offline,
-                                                          trust_remote_code=trust_remote_code)
+        processor = tf.AutoImageProcessor.from_pretrained(spec, trust_remote_code=trust_remote_code,
+                                                          local_files_only=offline)
     except (OSError, ValueError, KeyError) as e:
         if isinstance(e, ClassContrastError):
             raise
