@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 
-from ..errors import ClassContrastError
 from . import method_flags as flags
 from .common import console, shard_progress
 from .evaluate_cmd import BATCH, DEVICE, LIMIT, MODEL, NUM_CLASSES, PREPROCESS, SEED, TRUST, WEIGHTS, setup_run
@@ -32,6 +31,7 @@ def audit_command(
 ) -> None:
     """Audit the model's confusions: "why A and not B" for the most confused pairs, in audit.html."""
     from ..confusion import audit
+    from ..confusion.run import check_counts
     from ..distributed import local_device, setup
 
     methods = split_values(method)
@@ -39,8 +39,7 @@ def audit_command(
                          sigma=sigma, squared=squared, internal_batch_size=internal_batch_size, composite=composite,
                          canonizer=canonizer, discard_ratio=discard_ratio, abs=abs_)
     shard = setup(device)
-    if min(pairs, examples, top_k) < 1:
-        raise ClassContrastError("--pairs, --examples and --top-k must be at least 1")
+    check_counts(pairs, examples, top_k)  # before the model loads
     bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, local_device(device), preprocess,
                                     out, trust_remote_code, batch_size)
 

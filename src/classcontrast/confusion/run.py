@@ -253,6 +253,12 @@ def _write_confusion(path: Path, matrix: np.ndarray, classes: Sequence[str]) -> 
     return path
 
 
+def check_counts(pairs: int, examples: int, top_k: int) -> None:
+    """``pairs``, ``examples`` and ``top_k`` are each at least 1 (one line otherwise)."""
+    if min(pairs, examples, top_k) < 1:
+        raise ClassContrastError("--pairs, --examples and --top-k must be at least 1")
+
+
 def audit(
     model: ModelBundle,
     data: SampleSource | str | Sequence[str] | None = None,
@@ -299,8 +305,7 @@ def audit(
         method_class(m)
     if method_options.get("keep_channels"):
         raise ClassContrastError("the audit shows one map per class and contrast: keep_channels is not available")
-    if pairs < 1 or examples < 1 or top_k < 1:
-        raise ClassContrastError("--pairs, --examples and --top-k must be at least 1")
+    check_counts(pairs, examples, top_k)
     source = data if isinstance(data, SampleSource) else open_source(data, model.categories)
     source = source.select(limit=limit, seed=seed)
     if len(source) == 0:
