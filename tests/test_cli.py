@@ -67,8 +67,9 @@ def test_explain_writes_figure_and_maps(photo: str, tmp_path, capsys: pytest.Cap
         assert im.size[0] > 500 and im.size[1] > 300
     data = np.load(npz)
     assert data["targets"].shape == (1, 2)
-    assert data["maps/gradcam · weighted"].shape == (1, 2, 224, 224)
-    assert "maps/xgradcam · foil" in data.files
+    assert data["maps/gradcam/weighted"].shape == (1, 2, 224, 224)
+    assert "maps/xgradcam/foil:cup" in data.files  # keyed by the foil's class
+    assert all(k.isascii() and k.isprintable() for k in data.files)
     assert data["probabilities"].shape == (1, 1000)
     assert abs(float(data["probabilities"].sum()) - 1) < 1e-4
 
@@ -162,7 +163,7 @@ def test_explain_takes_values_space_or_comma_separated(photo: str, tmp_path) -> 
     assert run(["explain", photo, "--contrasts", "original,weighted", "--methods", "gradcam,gradient",
                 "--out", str(tmp_path / "b.png"), "--save-maps", str(b)]) == 0
     da, db = np.load(a), np.load(b)
-    assert sorted(da.files) == sorted(db.files) and "maps/gradient · weighted" in da.files
+    assert sorted(da.files) == sorted(db.files) and "maps/gradient/weighted" in da.files
     for k in da.files:
         np.testing.assert_array_equal(da[k], db[k])
 
@@ -172,7 +173,7 @@ def test_foil_equal_to_the_target_is_a_one_line_warning(photo: str, tmp_path,
     out = tmp_path / "w.png"
     assert run(["explain", photo, "--foil", "espresso", "--contrast", "weighted", "--out", str(out)]) == 0
     err = capsys.readouterr().err.strip()
-    assert err.startswith("warning: foil 967 is also the target") and len(err.splitlines()) == 1
+    assert err.startswith("warning: foil 967 (espresso) is also the target") and len(err.splitlines()) == 1
     assert out.exists()
 
 
@@ -190,3 +191,4 @@ def test_version_and_listed_choices(capsys: pytest.CaptureFixture[str]) -> None:
     for name in ("integrated_gradients", "attention_rollout", "weighted", "probability"):
         assert name in help_text.replace("│", "").replace(" ", "") or name in help_text
     assert "auto (CUDA when available)" in help_text.replace("│ ", "")
+    assert "<bool>" not in help_text and "--no-relu" in help_text  # flags take no value

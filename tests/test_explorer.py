@@ -215,5 +215,5 @@ def test_explain_cli_with_keep_channels_writes_figure_page_and_per_channel_array
     assert run(["explain", "--method", "gradient", "--keep-channels", "--top-k", "1", "--out", str(tmp_path / "w.png"),
                 "--html", str(tmp_path / "w.html"), "--save-maps", str(tmp_path / "w.npz")]) == 0
     with np.load(tmp_path / "w.npz") as z:
-        assert z["maps/gradient · original"].shape == (1, 1, 3, 224, 224)
+        assert z["maps/gradient/original"].shape == (1, 1, 3, 224, 224)
     assert (tmp_path / "w.png").stat().st_size > 0 and "<html" in (tmp_path / "w.html").read_text()[:500].lower()

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .errors import ClassContrastError
+from .classes import class_indices, names_classes
+from .errors import ClassContrastError, did_you_mean
 
 
 def _one_hot(t: Tensor, num_classes: int, like: Tensor) -> Tensor:
@@ -55,6 +56,15 @@ class Contrast(ABC):
         """This contrast for rows drawn from ``n_images`` images (``rows[i]`` = the image of row i), as
         when a method runs the model on several inputs per image. Only per-image settings change."""
         return self
+
+    def named(self, categories: Sequence[str] | None) -> Contrast:
+        """This contrast with any class it names by name resolved to its index in ``categories``."""
+        return self
+
+    def key(self, categories: Sequence[str] | None = None) -> str:
+        """The name of its result in :class:`~classcontrast.Explanations` (``"weighted"``,
+        ``"foil:Egyptian cat"``)."""
+        return self.name
 
     def __call__(self, logits: Tensor, target: Tensor) -> Tensor:
         return self.score(logits, target)
@@ -189,17 +199,45 @@ class Probability(Contrast):
 class Foil(Contrast):
     r"""Why the target rather than the foil :math:`s`: :math:`O = y_t - y_s`.
 
-    ``foil`` is one class for every image, or a sequence / 1-D tensor with one foil per image.
+    ``foil`` is one class for every image, or a sequence / 1-D tensor with one foil per image: class
+    indices, or class names (``Foil("Egyptian cat")``) when the model is a ModelBundle, which knows its
+    classes. Its result is keyed ``"foil:<class name>"`` (``ex["foil:Egyptian cat"]``; ``ex["foil"]``
+    also finds a call's only foil).
     """
 
     name = "foil"
 
-    def __init__(self, foil: int | Sequence[int] | Tensor) -> None:
+    def __init__(self, foil: int | str | Sequence[int] | Sequence[str] | Tensor) -> None:
+        if isinstance(foil, (bool, float)):
+            raise ClassContrastError(f"Foil needs a class index or a class name, got {foil!r}")
         self.foil = foil
+
+    def named(self, categories: Sequence[str] | None) -> Contrast:
+        """``Foil("Egyptian cat")`` resolved with the model's class names (a one-line error without)."""
+        if not names_classes(self.foil):
+            return self
+        return Foil(class_indices(self.foil, categories, f"Foil({self.foil!r})"))  # type: ignore[arg-type]
+
+    def key(self, categories: Sequence[str] | None = None) -> str:
+        """``foil:<class name>`` (``foil:<index>`` without class names) for one foil class; ``foil``
+        for one foil per image."""
+        f = self.foil
+        if isinstance(f, Tensor):
+            one = int(f.reshape(-1)[0]) if f.numel() == 1 else None
+        else:
+            one = f if not isinstance(f, (list, tuple)) else (f[0] if len(f) == 1 else None)
+        if one is None:
+            return "foil"
+        if isinstance(one, int) and categories is not None and 0 <= one < len(categories):
+            return f"foil:{categories[one]}"
+        return f"foil:{one}"
 
     def foils(self, logits: Tensor) -> Tensor:
         """The foil per row as a (N,) long tensor on the logits' device, validated."""
         n, c = logits.shape
+        if names_classes(self.foil):
+            raise ClassContrastError(f"Foil({self.foil!r}) names a class: explain a ModelBundle (it knows the "
+                                     "class names) or give the class index")
         f = torch.as_tensor(self.foil, device=logits.device).long().reshape(-1)
         if f.numel() == 1:
             f = f.expand(n)
@@ -250,5 +288,5 @@ def get_contrast(spec: str | Contrast) -> Contrast:
     if isinstance(spec, str) and spec.lower() == "foil":
         raise ClassContrastError("the 'foil' contrast needs a class: use Foil(s) (or --foil S on the command line)")
     raise ClassContrastError(
-        f"unknown contrast {spec!r}; choose one of {', '.join(CONTRASTS)} or Foil(s)"
+        f"unknown contrast {spec!r}{did_you_mean(str(spec), CONTRASTS)} (contrasts: {', '.join(CONTRASTS)}, or Foil(s))"
     )

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .classes import class_indices, names_classes
 from .contrasts import Contrast, Foil, get_contrast
 from .errors import ClassContrastError, ClassContrastWarning, first_line
 from .explanation import Explanation, Explanations
@@ -143,7 +144,8 @@ def _forward(net: nn.Module, x: Tensor) -> Tensor:
     return logits
 
 
-def _warn_foils(contrasts: Sequence[Contrast], logits: Tensor, targets: Tensor) -> None:
+def _warn_foils(contrasts: Sequence[Contrast], logits: Tensor, targets: Tensor,
+                categories: Sequence[str] | None) -> None:
     """A foil equal to its target asks "why t rather than t": legal (the map is 0), but said once."""
     for c in contrasts:
         if not isinstance(c, Foil):
@@ -151,9 +153,11 @@ def _warn_foils(contrasts: Sequence[Contrast], logits: Tensor, targets: Tensor) 
         same = (c.foils(logits)[:, None] == targets).nonzero()
         if len(same):
             b, j = (int(v) for v in same[0])
+            cls = int(targets[b, j])
+            name = f"{cls} ({categories[cls]})" if categories is not None and cls < len(categories) else str(cls)
             warnings.warn(
-                f"foil {int(targets[b, j])} is also the target (image {b}): "
-                "'why t rather than t' is zero everywhere",
+                f"foil {name} is also the target (image {b}): "
+                "'why t rather than t' is zero everywhere; explain other targets to avoid it",
                 ClassContrastWarning, stacklevel=3,
             )
 
@@ -183,8 +187,9 @@ def explain(
             or a ``Method``.
         contrast: a name (``"original"``, ``"mean"``, ``"max"``, ``"weighted"``, ``"probability"``),
             a :class:`Contrast` such as ``Foil(s)``, or a list of them (then the result maps each
-            contrast's name to its :class:`Explanation`).
-        targets: None (top-1), an int, one class per image, (B, K) classes, or ``TopK(k)``.
+            contrast's key, e.g. ``"weighted"`` or ``"foil:Egyptian cat"``, to its :class:`Explanation`).
+        targets: None (top-1), a class, one class per image, (B, K) classes, or ``TopK(k)``; a class
+            is an index, or a name (``"tiger cat"``) when ``model`` is a ModelBundle.
         layer: the method's layer (a module name such as ``"features.40"``, a module, or a ViT block
             index). With a ModelBundle and no ``layer``, CAM methods use the bundle's own layer when it
             names one.
@@ -211,10 +216,13 @@ def explain(
         layer = model.layer  # a ModelBundle's own CAM layer
     m = get_method(method, layer=layer, relu=relu, **method_options)
     many = isinstance(contrast, (list, tuple))
-    contrasts = [get_contrast(c) for c in (contrast if many else [contrast])]
+    categories = None if isinstance(model, nn.Module) else getattr(model, "categories", None)
+    contrasts = [get_contrast(c).named(categories) for c in (contrast if many else [contrast])]
     if not contrasts:
         raise ClassContrastError("no contrast given")
-    names = [_unique_name(c, contrasts[:i]) for i, c in enumerate(contrasts)]
+    names = _unique_names([c.key(categories) for c in contrasts])
+    if names_classes(targets):
+        targets = class_indices(targets, categories, f"targets={targets!r}")
     n_images = x.shape[0]
 
     with frozen_eval(net):
@@ -227,7 +235,7 @@ def explain(
             with torch.no_grad():
                 y = _forward(run, x).detach()
             t = resolve_targets(targets, y)
-            _warn_foils(contrasts, y, t)
+            _warn_foils(contrasts, y, t, categories)
         total: Tensor | None = None
         for p in m.passes(x):
             with ExitStack() as hooks:  # open until the pass's backward is done (LRP rules act there)
@@ -240,7 +248,7 @@ def explain(
                 if y is None:
                     y = logits.detach()
                     t = resolve_targets(targets, y)
-                    _warn_foils(contrasts, y, t)
+                    _warn_foils(contrasts, y, t, categories)
                 m.after_forward(rec)
                 cs = [c.select(p.rows, n_images) for c in contrasts] if m.multipass else contrasts
                 yl, tr = logits.detach(), t[p.rows]
@@ -266,7 +274,6 @@ def explain(
     k = t.shape[1]
     maps = total.reshape(len(contrasts), k, *total.shape[1:]).transpose(1, 2)  # (M, B, K, ...)
     normalize = None if isinstance(model, nn.Module) else getattr(model, "normalize", None)
-    categories = None if isinstance(model, nn.Module) else getattr(model, "categories", None)
     out = Explanations()
     for i, (name, c) in enumerate(zip(names, contrasts, strict=True)):
         out[name] = Explanation(
@@ -278,7 +285,7 @@ def explain(
     return out if many else out[names[0]]
 
 
-def _unique_name(c: Contrast, before: list[Contrast]) -> str:
-    name = c.name
-    n = sum(b.name == name for b in before)
-    return name if n == 0 else f"{name}_{n + 1}"
+def _unique_names(keys: list[str]) -> list[str]:
+    """The result keys: a key given twice gets ``_2``, ``_3``... (two per-image ``Foil`` lists: ``foil``,
+    ``foil_2``)."""
+    return [k if keys[:i].count(k) == 0 else f"{k}_{keys[:i].count(k) + 1}" for i, k in enumerate(keys)]

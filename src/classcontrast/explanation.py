@@ -98,7 +98,15 @@ def upsample(maps: Tensor, size: Sequence[int]) -> Tensor:
 
 
 class Explanations(dict[str, Explanation]):
-    """Several contrasts computed from one forward pass: ``ex["weighted"]``, ``ex["original"]``, ..."""
+    """Several contrasts computed from one forward pass: ``ex["weighted"]``, ``ex["original"]``,
+    ``ex["foil:Egyptian cat"]``... (``ex["foil"]`` finds the only foil of the call)."""
+
+    def __missing__(self, key: str) -> Explanation:
+        if key == "foil":
+            foils = [k for k in self if k.startswith("foil:")]
+            if len(foils) == 1:
+                return self[foils[0]]
+        raise KeyError(f"{key!r} (this result has {', '.join(map(repr, self))})")
 
     @property
     def logits(self) -> Tensor:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import threading
 import weakref
 
 import torch
 from torch import Tensor, nn
 
-from .errors import ClassContrastError
+from .errors import ClassContrastError, did_you_mean
 from .state import exclusive
 
 _POOLING = (
@@ -32,8 +31,12 @@ def module_name(model: nn.Module, module: nn.Module) -> str:
     raise ClassContrastError(f"the given layer {type(module).__name__} is not a module of this model")
 
 
-def find_module(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
-    """Resolve ``layer`` (a dotted module name such as ``"features.40"`` or a module) to (name, module)."""
+def find_module(model: nn.Module, layer: str | nn.Module, x: Tensor | None = None) -> tuple[str, nn.Module]:
+    """Resolve ``layer`` (a dotted module name such as ``"features.40"`` or a module) to (name, module).
+
+    An unknown name is a one-line error with the nearest names and, given an input ``x``, the model's
+    last spatial layers (the candidates for a CAM method).
+    """
     if isinstance(layer, nn.Module):
         return module_name(model, layer), layer
     if not isinstance(layer, str):
@@ -44,8 +47,14 @@ def find_module(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Modul
     for prefix in _WRAPPER_PREFIXES:  # a name written for the wrapped model (DataParallel, torch.compile)
         if layer.startswith(prefix) and layer.removeprefix(prefix) in modules:
             return find_module(model, layer.removeprefix(prefix))
-    close = difflib.get_close_matches(layer, [n for n in modules if n], n=3)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(layer, [n for n in modules if n])
+    if x is not None:
+        try:
+            last = spatial_layers(model, x)[-4:]
+        except (ClassContrastError, RuntimeError):
+            last = []
+        if last:
+            hint += f" (the last spatial layers: {', '.join(last)})"
     raise ClassContrastError(f"unknown layer {layer!r} for {type(model).__name__}{hint}")
 
 
@@ -63,6 +72,21 @@ def default_feature_layer(model: nn.Module, x: Tensor) -> str:
     with _cache_lock:
         if model in _default_cache:
             return _default_cache[model]
+    names = spatial_layers(model, x)
+    if not names:
+        raise ClassContrastError(
+            f"{type(model).__name__} has no spatial (B, C, H, W) feature map for a CAM method; "
+            "pass layer=... or use method='gradient'"
+        )
+    with _cache_lock:
+        _default_cache[model] = names[-1]
+    return names[-1]
+
+
+def spatial_layers(model: nn.Module, x: Tensor) -> list[str]:
+    """The modules whose output is a spatial feature map (B, C, H, W) with H·W > 1, in the order they
+    finish in one forward pass of ``x[:1]``, without pooling, dropout, identity and flatten outputs
+    (nor modules returning a pooling's output)."""
     order: list[tuple[str, Tensor]] = []
     pooled: set[int] = set()
     handles = []
@@ -88,12 +112,4 @@ def default_feature_layer(model: nn.Module, x: Tensor) -> str:
     finally:
         for h in handles:
             h.remove()
-    for name, out in reversed(order):
-        if id(out) not in pooled:
-            with _cache_lock:
-                _default_cache[model] = name
-            return name
-    raise ClassContrastError(
-        f"{type(model).__name__} has no spatial (B, C, H, W) feature map for a CAM method; "
-        "pass layer=... or use method='gradient'"
-    )
+    return [name for name, out in order if id(out) not in pooled]

@@ -92,10 +92,27 @@ def _one_line_warning(message: Warning | str, category: type[Warning], filename:
     sys.stderr.write(f"warning: {printable(str(message))}\n")
 
 
+def _flags_without_type() -> None:
+    """Help lists on/off flags (``--relu/--no-relu``, ``--help``) without a ``<bool>`` value type: they
+    take no value (typer >= 0.2x prints one for every boolean option)."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_classcontrast", False):
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    display_type_rich._classcontrast = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
 def run_cli(app: Any, argv: Sequence[str]) -> None:
     """Run a typer app. Bad input (a ClassContrastError, or an unknown option / bad option value)
     becomes a one-line message on stderr and exit code 2; warnings are one line too."""
     warnings.showwarning = _one_line_warning
+    _flags_without_type()
     try:
         code = app(args=list(argv), prog_name="classcontrast", standalone_mode=False)
     except _NoArgsIsHelp:  # `classcontrast` or `classcontrast evaluate` alone: typer has printed the help

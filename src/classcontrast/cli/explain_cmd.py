@@ -34,7 +34,8 @@ def explain_command(
     target: list[str] = typer.Option(None, help="Explain these classes (index or name) instead of --top-k"),
     foil: str = typer.Option(None, help="Add the contrast 'target rather than FOIL' (index or name)"),
     layer: str = typer.Option(None, help="Layer for CAM methods (module name, e.g. features.40)"),
-    relu: bool = typer.Option(False, "--relu", help="Textbook GradCAM/XGradCAM (ReLU on the map)"),
+    relu: bool = typer.Option(False, "--relu/--no-relu",
+                              help="Textbook GradCAM/XGradCAM (ReLU on the map); maps stay signed without it"),
     scale: str = typer.Option("map", help="Colour scale: map | row | column | figure"),
     out: Path = typer.Option(Path("why.png"), help="Where to write the figure (PNG)"),
     save_maps: Path = typer.Option(None, help="Also write maps, targets and probabilities (.npz)"),
@@ -55,9 +56,9 @@ def explain_command(
     import numpy as np
     import torch
 
+    from ..classes import class_index
     from ..contrasts import Foil, get_contrast
     from ..data import load_images, sample_image
-    from ..data.sources import class_index
     from ..engine import explain
     from ..methods import options_for
     from ..models import load_model
@@ -94,7 +95,7 @@ def explain_command(
     if targets is None and top_k > bundle.num_classes:
         raise ClassContrastError(f"--top-k {top_k} exceeds the model's {bundle.num_classes} classes")
 
-    columns: dict[str, list[Any]] = {}
+    columns: dict[tuple[str, str], list[Any]] = {}
     inputs, pixels, logits, target_rows = [], [], [], []
     for start in range(0, len(loaded), batch_size):
         chunk = loaded[start : start + batch_size]
@@ -103,25 +104,25 @@ def explain_command(
         for meth in methods:
             res = explain(bundle, x, meth, contrasts, spec, **options_for(meth, opts))
             for name, ex in res.items():
-                key = f"{meth} · {name}" if len(methods) > 1 or len(res) > 1 else name
-                columns.setdefault(key, []).append(ex)
+                columns.setdefault((meth, name), []).append(ex)
         first = next(iter(columns.values()))[-1]
         inputs.append(x)
         pixels.extend(bundle.normalize.inverse(x).cpu())
         logits.append(first.logits.cpu())
         target_rows.append(first.targets.cpu())
     merged = {k: _cat(v) for k, v in columns.items()}
+    titled = {column_title(m, c, len(methods) > 1 or len(contrasts) > 1): e for (m, c), e in merged.items()}
     y = torch.cat(logits)
     t = torch.cat(target_rows)
     _print_table(loaded, y, t, bundle.categories)
-    written = _write_figures(pixels, merged, bundle.categories, scale, [p.name for p, _ in loaded], out)
+    written = _write_figures(pixels, titled, bundle.categories, scale, [p.name for p, _ in loaded], out)
     for w in written:
         console.print(f"wrote {w}")
     if save_maps is not None:
         save_maps.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(
             save_maps,
-            **{f"maps/{k}": v.maps.float().cpu().numpy() for k, v in merged.items()},
+            **{npz_key(m, c): v.maps.float().cpu().numpy() for (m, c), v in merged.items()},
             targets=t.numpy(), logits=y.float().numpy(), probabilities=torch.softmax(y.float(), 1).numpy(),
             files=np.array([str(p) for p, _ in loaded]), model=np.array(bundle.name),
         )
@@ -132,6 +133,22 @@ def explain_command(
         page = write_explorer(html, bundle, torch.cat(inputs), methods, t.to(dev), [p.name for p, _ in loaded],
                               batch_size=batch_size, **opts)
         console.print(f"wrote {page}")
+
+
+def column_title(method: str, contrast: str, qualified: bool = True) -> str:
+    """A figure column's title: ``gradcam · weighted``, ``gradcam · rather than Egyptian cat``."""
+    name = f"rather than {contrast.removeprefix('foil:')}" if contrast.startswith("foil:") else contrast
+    return f"{method} · {name}" if qualified else name
+
+
+def npz_key(method: str, contrast: str) -> str:
+    """The ``--save-maps`` array name: ``maps/gradcam/original``, ``maps/gradcam/foil:Egyptian cat``
+    (printable ASCII: other characters as ``\\uXXXX`` escapes, ``/`` in a class name as ``\\x2f``)."""
+    def ascii_(text: str) -> str:
+        text = text.replace("\\", "\\x5c").replace("/", "\\x2f")
+        return "".join(ch if 32 <= ord(ch) < 127 else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+    return f"maps/{ascii_(method)}/{ascii_(contrast)}"
 
 
 def _transformed(bundle: Any, path: Path, image: Any) -> Any:

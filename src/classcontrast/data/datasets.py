@@ -7,9 +7,10 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..classes import class_index
 from ..errors import ClassContrastError
 from .images import list_images, load_image
-from .sources import LABELS_FROM_FOLDERS, Sample, SampleSource, class_index
+from .sources import LABELS_FROM_FOLDERS, Sample, SampleSource
 
 _WNID = re.compile(r"^n\d{8}$")
 

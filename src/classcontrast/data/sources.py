@@ -22,6 +22,7 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
+from ..classes import class_index
 from ..errors import ClassContrastError
 from .images import IMAGE_SUFFIXES, excluded, list_images, load_image
 from .samples import SAMPLES, sample_image
@@ -93,23 +94,6 @@ class SampleSource:
         if limit is not None:
             samples = samples[: max(0, limit)]
         return SampleSource(samples, self.labels_from, self.description)
-
-
-def class_index(value: str, categories: Sequence[str], what: str = "class") -> int:
-    """A class given by index or by name (case and '_' / ' ' insensitive), for ``--target``/``--foil``
-    values and class-folder names; ``what`` names the input in the error."""
-    where = "" if what == "class" else f" (from {what})"
-    if value.lstrip("-").isdigit():
-        i = int(value)
-        if not 0 <= i < len(categories):
-            raise ClassContrastError(f"class index {i}{where} is out of range for a model with "
-                                     f"{len(categories)} classes (0..{len(categories) - 1})")
-        return i
-    norm = {c.lower().replace("_", " "): i for i, c in enumerate(categories)}
-    key = value.lower().replace("_", " ")
-    if key in norm:
-        return norm[key]
-    raise ClassContrastError(f"unknown class {value!r}{where}: give a class index or one of the model's class names")
 
 
 def _views(name: str, image: Image.Image) -> list[tuple[str, Callable[[], Image.Image]]]:

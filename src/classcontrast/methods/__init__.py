@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import ClassContrastError
+from ..errors import ClassContrastError, did_you_mean
 from .base import InputMethod, Method, Recording
 from .cam import GradCAM, LayerMethod, LinearApprox, XGradCAM
 from .fullgrad import FullGrad
@@ -33,7 +33,8 @@ def method_class(name: str) -> type[Method]:
     """The registered method class named ``name`` (any case); an unknown name is a one-line error."""
     cls = METHODS.get(name.lower()) if isinstance(name, str) else None
     if cls is None:
-        raise ClassContrastError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+        raise ClassContrastError(f"unknown method {name!r}{did_you_mean(str(name), METHODS)} "
+                                 f"(methods: {', '.join(METHODS)})")
     return cls
 
 

@@ -38,7 +38,7 @@ class LayerMethod(Method):
 
     def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
         layer = self.layer if self.layer is not None else default_feature_layer(model, x)
-        name, module = find_module(model, layer)
+        name, module = find_module(model, layer, x)
         recorder = OutputRecorder(module, name, stack)
         return Recording(input=x, layer=name, state={"recorder": recorder})
 
