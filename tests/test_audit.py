@@ -165,18 +165,23 @@ def test_a_flat_folder_audits_the_most_confusable_predicted_pairs(embedded: cc.M
     flat.mkdir()
     for s in bundled_source().samples[:12]:  # chelsea and coffee views
         s.load().save(flat / f"{s.id.replace('/', '_')}.png")
-    result = cc.audit(embedded, str(flat), None, pairs=3, examples=2)
-    assert not result.labelled and result.accuracy is None
-    tops = []
+    tops, ratios = [], []
     for f in sorted(flat.iterdir()):
         with torch.no_grad():
-            y = embedded.model(embedded.transform(cc.load_image(f))[None])[0]
-        tops.append(tuple(y.topk(2).indices.tolist()))
-    counts = Counter((b, a) for a, b in tops)  # (runner-up, top-1)
-    assert {(p.true, p.predicted): p.count for p in result.pairs} == {k: counts[k] for k in
-                                                                       [(p.true, p.predicted) for p in result.pairs]}
-    assert result.pairs[0].count == max(counts.values())
-    assert all(len(p.mistakes) <= 2 for p in result.pairs) and not result.paths
+            p = torch.softmax(embedded.model(embedded.transform(cc.load_image(f))[None])[0], 0)
+        top = p.topk(2)
+        tops.append(tuple(top.indices.tolist()))
+        ratios.append(float(top.values[1] / top.values[0]))
+    for ambiguity in (0.0, 0.25, 0.6):
+        result = cc.audit(embedded, str(flat), None, pairs=3, examples=2, ambiguity=ambiguity)
+        assert not result.labelled and result.accuracy is None
+        # (top-2, top-1) of every image whose top-2 reaches the ratio, counted independently
+        counts = Counter((b, a) for (a, b), r in zip(tops, ratios, strict=True) if r >= ambiguity)
+        got = {(p.second, p.first): p.count for p in result.pairs}
+        assert got == {k: counts[k] for k in got}
+        assert (result.pairs[0].count if result.pairs else 0) == max(counts.values(), default=0)
+        assert all(len(p.mistakes) <= 2 for p in result.pairs) and not result.paths
+    assert min(ratios) < 0.25 <= max(ratios)  # the threshold does drop confident images here
 
 
 def _cli(*args: str) -> list[str]:
@@ -345,3 +350,42 @@ def test_audit_cli_method_options_reach_the_method_and_key_the_saved_maps(
     assert "--steps is not an option of gradcam" in capsys.readouterr().err
     with pytest.raises(cc.ClassContrastError, match="keep_channels"):
         cc.audit(embedded, str(folders), None, methods=["gradient"], keep_channels=True)
+
+
+def test_unlabelled_audit_speaks_of_top_1_and_top_2(embedded: cc.ModelBundle, tmp_path: Path) -> None:
+    """One vocabulary without labels: JSON keys first/second, "top-1 vs top-2" on the console and the
+    page (no "true", no "predicted"), the threshold stated, rows that look clickable, the hint above."""
+    from tools.browser import Browser
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for s in bundled_source().samples[:12]:
+        s.load().save(flat / f"{s.id.replace('/', '_')}.png")
+    out = tmp_path / "out"
+    proc = subprocess.run(_cli("audit", str(flat), "--out", str(out), "--pairs", "2", "--examples", "1",
+                               "--ambiguity", "0.2"), capture_output=True, text=True, env=ENV, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "no labels" in proc.stdout and "top-1 vs top-2" in proc.stdout and "taken for" not in proc.stdout
+    report = json.loads((out / "audit.json").read_text())
+    assert report["pairs"] and not report["labelled"] and "top-1 vs top-2" in report["pairs_are"]
+    assert all({"first", "second", "mean_p_first"} <= set(p) and "true" not in p and "predicted" not in p
+               for p in report["pairs"])
+    assert all(e["p_second"] / e["p_first"] >= 0.2 for p in report["pairs"] for e in p["examples"])
+    assert (out / "confusion.csv").read_text().startswith("top-2 \\ top-1,")
+    with Browser() as b:
+        b.open((out / "audit.html").resolve().as_uri())
+        b.settled()
+        text = b.eval("document.querySelector('.cc-viewer').innerText")
+        assert "top-1 vs top-2" in text and "0.2" in text and "true" not in text.lower().split()
+        assert "predicted" not in text
+        hint = b.eval("document.querySelector('.cc-hint').getBoundingClientRect().top")
+        table = b.eval("document.querySelector('table.cc-pairs').getBoundingClientRect().top")
+        assert hint < table  # the hint is read before the table
+        assert b.eval("getComputedStyle(document.querySelector('tr.cc-row')).cursor") == "pointer"
+        assert b.eval("document.querySelectorAll('tr.cc-row button.cc-open').length") == len(report["pairs"])
+        b.click("tr.cc-row button.cc-open")
+        b.settled()
+        assert b.eval("document.querySelector('.cc-viewer').dataset.view") == "pair"
+        heading = b.eval("document.querySelector('.cc-viewer h2').textContent")
+        first = report["pairs"][0]
+        assert heading.startswith(f"{first['first']} vs {first['second']} (top-1 vs top-2)")

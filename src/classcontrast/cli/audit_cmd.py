@@ -6,7 +6,9 @@ from pathlib import Path
 
 import typer
 
+from ..text import printable
 from . import method_flags as flags
+from .checks import check_number
 from .common import console, shard_progress
 from .evaluate_cmd import BATCH, DEVICE, LIMIT, MODEL, NUM_CLASSES, PREPROCESS, SEED, TRUST, WEIGHTS, setup_run
 from .options import METHODS_HELP, split_values
@@ -22,6 +24,8 @@ def audit_command(
     examples: int = typer.Option(6, help="Images per pair (mistakes, and as many correct ones)"),
     top_k: int = typer.Option(3, "--top-k", help="Top classes offered in the explorer besides the pair"),
     layer: str = typer.Option(None, help="Layer for CAM methods (module name)"),
+    ambiguity: float = typer.Option(0.25, help="Without labels: count an image in its top-1 vs top-2 pair only "
+                                    "when p(top-2) / p(top-1) is at least this"),
     limit: int = LIMIT, batch_size: int = BATCH, seed: int = SEED, device: str = DEVICE,
     preprocess: str = PREPROCESS, trust_remote_code: bool = TRUST,
     steps: int = flags.STEPS, baseline: str = flags.BASELINE, integration: str = flags.INTEGRATION,
@@ -40,19 +44,29 @@ def audit_command(
                          canonizer=canonizer, discard_ratio=discard_ratio, abs=abs_)
     shard = setup(device)
     check_counts(pairs, examples, top_k)  # before the model loads
+    check_number(ambiguity, "--ambiguity", minimum=0, maximum=1)
     bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, local_device(device), preprocess,
                                     out, trust_remote_code, batch_size)
 
     with shard_progress(shard) as progress:
         result = audit(bundle, source, out, methods, pairs=pairs, examples=examples, top_k=top_k,
                        batch_size=batch_size, device=dev, seed=None, shard=shard, progress=progress, layer=layer,
-                       **given)
+                       ambiguity=ambiguity, **given)
     if not shard.main:
         return
     acc = "" if result.accuracy is None else f", accuracy {result.accuracy:.3f}"
-    console.print(f"{result.n} images{acc}; {len(result.pairs)} confused pairs shown")
+    if result.labelled:
+        console.print(f"{result.n} images{acc}; {len(result.pairs)} confused pairs shown (true label taken for "
+                      "a prediction)")
+    else:
+        console.print(f"{result.n} images, no labels; {len(result.pairs)} pairs shown: each image's top-1 vs top-2, "
+                      f"counted when p(top-2) / p(top-1) >= {result.ambiguity}")
     for i, p in enumerate(result.pairs[:5], 1):
-        arrow = "taken for" if result.labelled else "or"
-        console.print(f"  {i}. {result.classes[p.true]} {arrow} {result.classes[p.predicted]}: {p.count}")
+        if result.labelled:
+            console.print(printable(f"  {i}. {result.classes[p.true]} taken for {result.classes[p.predicted]}: "
+                                    f"{p.count} images"))
+        else:
+            console.print(printable(f"  {i}. {result.classes[p.first]} vs {result.classes[p.second]} (top-1 vs "
+                                    f"top-2): {p.count} images"))
     for path in result.paths:
         console.print(f"wrote {path}")

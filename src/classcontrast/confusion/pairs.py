@@ -26,6 +26,26 @@ class Pair:
     mistakes: list[Row] = field(default_factory=list)  # the most confident mistakes first
     correct: list[Row] = field(default_factory=list)  # images the model gets right as `true`
 
+    @property
+    def first(self) -> int:
+        """Without labels: the pair's top-1 class (= ``predicted``)."""
+        return self.predicted
+
+    @property
+    def second(self) -> int:
+        """Without labels: the pair's top-2 class (= ``true``, which has no meaning there)."""
+        return self.true
+
+
+AMBIGUITY = 0.25  # without labels, an image joins its (top-1, top-2) pair only when p2 / p1 is at least this
+
+
+def ambiguous(row: Row, ratio: float = AMBIGUITY) -> bool:
+    """Whether the image's top-2 class is a real contender: p(top-2) / p(top-1) >= ``ratio``."""
+    p1 = float(row["p_predicted"])
+    p2 = float(row.get("p_runner_up", _p(row, row["runner_up"])))
+    return p1 > 0 and p2 / p1 >= ratio
+
 
 def labelled(rows: Sequence[Row]) -> bool:
     """Whether the audit has true labels (every row), or works on predictions alone."""
@@ -57,20 +77,21 @@ def _p(row: Row, cls: int) -> float:
     return 0.0
 
 
-def rank_pairs(rows: Sequence[Row], examples: int = 6) -> list[Pair]:
+def rank_pairs(rows: Sequence[Row], examples: int = 6, ambiguity: float = AMBIGUITY) -> list[Pair]:
     """Every confused pair, most frequent first (ties: higher mean probability of the wrong class, then
     class indices), each with up to ``examples`` mistakes (most confident first) and as many images
     the model gets right as the true class (most confident first).
 
-    Without labels the pairs are (runner-up, top-1) of each image: "most confusable predicted pairs";
-    their examples are the images closest to a tie, and their counterparts images predicted as the
-    runner-up class.
+    Without labels the pairs are each image's top-1 vs top-2 ("most confusable predicted pairs"),
+    counting only images whose top-2 is a real contender (p2 / p1 >= ``ambiguity``: a confident
+    "espresso, p = 0.95" is not a confusion with "cup"); their examples are the images closest to a
+    tie, and their counterparts images whose top-1 is the pair's top-2 class.
     """
     with_labels = labelled(rows)
     groups: dict[tuple[int, int], list[Row]] = defaultdict(list)
     for r in rows:
         key = (r["label"], r["predicted"]) if with_labels else (r["runner_up"], r["predicted"])
-        if key[0] != key[1]:
+        if key[0] != key[1] and (with_labels or ambiguous(r, ambiguity)):
             groups[key].append(r)
     pairs = [Pair(true, pred, len(members), float(np.mean([_p(r, pred) for r in members])),
                   float(np.mean([_p(r, true) for r in members]))) for (true, pred), members in groups.items()]

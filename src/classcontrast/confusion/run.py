@@ -37,7 +37,7 @@ from ..methods import method_class
 from ..models import ModelBundle
 from ..state import predict
 from ..text import spreadsheet_cell
-from .pairs import Pair, Row, accuracy, classes_for, confusion_matrix, labelled, rank_pairs
+from .pairs import AMBIGUITY, Pair, Row, accuracy, classes_for, confusion_matrix, labelled, rank_pairs
 
 TOP = 5  # classes kept per image in the per-sample log
 
@@ -61,7 +61,8 @@ class Slot:
 
 @dataclass
 class Audit:
-    """The result of :func:`audit`: numbers, ranked pairs, shown maps, and the files written."""
+    """The result of [`audit`][classcontrast.confusion.run.audit]: numbers, ranked pairs, shown maps, and the
+    files written."""
 
     model: str
     data: str
@@ -76,22 +77,34 @@ class Audit:
     slots: list[Slot] = field(default_factory=list)
     maps: dict[str, dict[str, Any]] = field(default_factory=dict)  # entry -> {"maps": {method: arr}, "p": [...]}
     paths: list[Path] = field(default_factory=list)
+    ambiguity: float = AMBIGUITY  # without labels: the p2 / p1 an image needs to count in its pair
 
     def to_json(self) -> dict[str, Any]:
         """The content of ``audit.json``."""
 
         def example(r: Row, true: int) -> dict[str, Any]:
-            p_true = r["p_label"] if self.labelled else next((p for c, p in r["top"] if c == true), 0.0)
-            return {"id": r["id"], "path": r["path"], "p_predicted": r["p_predicted"], "p_true": p_true}
+            if self.labelled:
+                return {"id": r["id"], "path": r["path"], "p_predicted": r["p_predicted"], "p_true": r["p_label"]}
+            p_second = next((p for c, p in r["top"] if c == true), 0.0)
+            return {"id": r["id"], "path": r["path"], "p_first": r["p_predicted"], "p_second": p_second}
 
+        def pair(p: Pair) -> dict[str, Any]:
+            shown = {"examples": [example(r, p.true) for r in p.mistakes],
+                     "correct": [{"id": r["id"], "path": r["path"], "p": r["p_predicted"]} for r in p.correct]}
+            if self.labelled:
+                return {"true": self.classes[p.true], "predicted": self.classes[p.predicted], "true_index": p.true,
+                        "predicted_index": p.predicted, "count": p.count, "mean_p_predicted": p.mean_p_predicted,
+                        **shown}
+            return {"first": self.classes[p.first], "second": self.classes[p.second], "first_index": p.first,
+                    "second_index": p.second, "count": p.count, "mean_p_first": p.mean_p_predicted,
+                    "mean_p_second": p.mean_p_true, **shown}
+
+        pairs_are = ("true label vs prediction" if self.labelled else
+                     f"top-1 vs top-2 of each image with p(top-2) / p(top-1) >= {self.ambiguity}")
         return {
             "model": self.model, "data": self.data, "n": self.n, "accuracy": self.accuracy,
-            "labelled": self.labelled, "methods": self.methods, "classes": self.classes,
-            "pairs": [{"true": self.classes[p.true], "predicted": self.classes[p.predicted], "true_index": p.true,
-                       "predicted_index": p.predicted, "count": p.count, "mean_p_predicted": p.mean_p_predicted,
-                       "examples": [example(r, p.true) for r in p.mistakes],
-                       "correct": [{"id": r["id"], "path": r["path"], "p": r["p_predicted"]} for r in p.correct]}
-                      for p in self.pairs],
+            "labelled": self.labelled, "pairs_are": pairs_are, "methods": self.methods, "classes": self.classes,
+            "pairs": [pair(p) for p in self.pairs],
         }
 
     def image_keys(self) -> dict[str, str]:
@@ -125,12 +138,13 @@ class Audit:
                   "correct": [s.entry for s in self.slots if s.pair == i and s.correct]}
                  for i, p in enumerate(self.pairs)]
         accuracy_text = "" if self.accuracy is None else f", accuracy {100 * self.accuracy:.1f}%"
+        unlabelled = {} if self.labelled else {"ambiguity": self.ambiguity}
         return {
             "kind": "audit", "title": f"classcontrast audit: {self.model}",
             "subtitle": f"{self.data}: {self.n} images{accuracy_text}; methods: {', '.join(self.methods)}",
             "classes": self.classes, "images": images, "entries": entries,
             "audit": {"n": self.n, "accuracy": self.accuracy, "labelled": self.labelled, "pairs": pairs,
-                      "confusion": {"classes": involved, "counts": counts}},
+                      "confusion": {"classes": involved, "counts": counts}, **unlabelled},
         }
 
 
@@ -244,10 +258,17 @@ def _phase2(bundle: ModelBundle, slots: list[Slot], samples: dict[str, Any], met
     return found
 
 
-def _write_confusion(path: Path, matrix: np.ndarray, classes: Sequence[str]) -> Path:
+def _write_confusion(path: Path, result: Audit) -> Path:
+    """``confusion.csv``: true label (rows) × prediction (columns); without labels, each image's top-2
+    (rows) × top-1 (columns), every image counted."""
+    classes, matrix, axes = result.classes, result.confusion, "true \\ predicted"
+    if not result.labelled:
+        matrix, axes = np.zeros_like(matrix), "top-2 \\ top-1"
+        for r in result.rows:
+            matrix[r["runner_up"], r["predicted"]] += 1
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["true \\ predicted", *map(spreadsheet_cell, classes)])
+        w.writerow([axes, *map(spreadsheet_cell, classes)])
         for name, row in zip(classes, matrix.tolist(), strict=True):
             w.writerow([spreadsheet_cell(name), *row])
     return path
@@ -273,13 +294,14 @@ def audit(
     seed: int | None = 0,
     shard: Dist | None = None,
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
+    ambiguity: float = AMBIGUITY,
     **method_options: Any,
 ) -> Audit:
     """Audit a classifier's confusions on a dataset: "why A and not B", pair by pair.
 
     Args:
-        model: a :class:`~classcontrast.ModelBundle` (preprocessing and class names are needed).
-        data: a :class:`SampleSource` or any ``--data`` value (class folders, a flat folder = no labels,
+        model: a [`ModelBundle`][classcontrast.models.bundle.ModelBundle] (preprocessing and class names are needed).
+        data: a `SampleSource` or any ``--data`` value (class folders, a flat folder = no labels,
             ``imagenet:`` / ``cub200:`` / ``food101:``); None: the bundled photos.
         out: folder for ``audit_samples.jsonl``, ``maps/``, ``audit.json``, ``confusion.csv`` and
             ``audit.html``; re-running with the same folder resumes. None: nothing is written.
@@ -292,11 +314,13 @@ def audit(
         device: where the model runs.
         limit: use at most this many images.
         seed: shuffles the order before ``limit`` (None keeps the source's order).
-        shard: the torchrun rank and world (see :mod:`classcontrast.distributed`).
+        shard: the torchrun rank and world (see `classcontrast.distributed`).
         progress: ``progress(phase, total)`` returns a callback advanced by the images done.
+        ambiguity: without labels, an image counts in its (top-1, top-2) pair only when
+            p(top-2) / p(top-1) is at least this (0.25): a confident prediction is not a confusion.
         **method_options: passed to the methods that accept them (e.g. ``layer``).
 
-    Every shown map comes from :func:`classcontrast.explain`: for a mistake (true B, predicted A),
+    Every shown map comes from [`explain`][classcontrast.engine.explain]: for a mistake (true B, predicted A),
     "why A rather than B" is ``Foil(B)`` for target A, "why B rather than A" ``Foil(A)`` for target B.
     """
     if not isinstance(model, ModelBundle):
@@ -319,7 +343,9 @@ def audit(
     rows = _phase1_rows(model, source, batch_size, device, folder / "audit_samples.jsonl" if folder else None,
                         shard, tick)
     c = model.num_classes
-    ranked = rank_pairs(rows, examples)[:pairs]
+    if not 0 <= ambiguity <= 1:
+        raise ClassContrastError(f"ambiguity must be between 0 and 1, got {ambiguity}")
+    ranked = rank_pairs(rows, examples, ambiguity)[:pairs]
     width = min(top_k + 2, c)
     slots = []
     for i, p in enumerate(ranked):
@@ -332,12 +358,11 @@ def audit(
     maps = _phase2(model, slots, samples, methods, batch_size, device, folder, shard, tick, method_options)
     result = Audit(model=model.name, data=source.description, n=len(rows), accuracy=accuracy(rows),
                    labelled=labelled(rows), classes=list(model.categories), confusion=confusion_matrix(rows, c),
-                   pairs=ranked, rows=rows, methods=list(methods), slots=slots, maps=maps)
+                   pairs=ranked, rows=rows, methods=list(methods), slots=slots, maps=maps, ambiguity=ambiguity)
     if folder is not None and shard.main:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "audit.json").write_text(json.dumps(result.to_json(), indent=1), encoding="utf-8")
-        result.paths = [folder / "audit.json", _write_confusion(folder / "confusion.csv", result.confusion,
-                                                                 result.classes)]
+        result.paths = [folder / "audit.json", _write_confusion(folder / "confusion.csv", result)]
         result.paths.append(write_page(result.page_data(shown_images(model, result, samples)),
                                        folder / "audit.html"))
     return result

@@ -281,21 +281,33 @@
       const a = this.data.audit;
       const acc = a.accuracy === null || a.accuracy === undefined ? "" : ", accuracy " + (100 * a.accuracy).toFixed(1) + "%";
       body.append(el("div", {class: "cc-sub"}, a.n + " images" + acc + (a.labelled ? "" :
-        " (no labels: pairs are the model's top-1 against its top-2)")));
-      if (!a.pairs.length) { body.append(el("p", {}, "No confused pairs: every image was classified correctly.")); return null; }
-      const rows = a.pairs.map((p, i) => el("tr", {class: "cc-row", "data-pair": i, onclick: () => this.openPair(i)},
-        el("td", {}, String(i + 1)), el("td", {}, this.name(p.true_index)), el("td", {}, "→"),
-        el("td", {}, this.name(p.predicted_index)), el("td", {}, String(p.count)),
-        el("td", {}, p.mean_p_predicted.toFixed(3)), el("td", {}, String(p.mistakes.length) + " / " + String(p.correct.length))));
+        " — no labels: each pair is an image's top-1 vs top-2, counted when p(top-2) / p(top-1) ≥ " + a.ambiguity)));
+      if (!a.pairs.length) {
+        body.append(el("p", {}, a.labelled ? "No confused pairs: every image was classified correctly." :
+          "No ambiguous pairs: no image's top-2 reaches the threshold."));
+        return null;
+      }
+      body.append(el("div", {class: "cc-keys cc-hint"}, "Click a pair (or a framed cell) to open its images. " +
+        "Keys: Enter opens the first pair, ←/→ move between pairs, Esc goes back."));
+      const open = (i) => el("button", {class: "cc-open", onclick: (ev) => { ev.stopPropagation(); this.openPair(i); }},
+        "open ›");
+      const rows = a.pairs.map((p, i) => el("tr", {class: "cc-row", "data-pair": i, tabindex: "0",
+          title: "open this pair", onclick: () => this.openPair(i)},
+        el("td", {}, String(i + 1)),
+        el("td", {}, this.name(a.labelled ? p.true_index : p.predicted_index)),
+        el("td", {}, a.labelled ? "→" : "vs"),
+        el("td", {}, this.name(a.labelled ? p.predicted_index : p.true_index)), el("td", {}, String(p.count)),
+        el("td", {}, p.mean_p_predicted.toFixed(3)), el("td", {}, String(p.mistakes.length) + " / " + String(p.correct.length)),
+        el("td", {}, open(i))));
       const table = el("table", {class: "cc-pairs"},
-        el("tr", {}, el("th", {}, "#"), el("th", {}, a.labelled ? "true" : "runner-up"), el("th", {}, ""),
-          el("th", {}, "predicted"), el("th", {}, "count"), el("th", {}, "mean p(predicted)"),
-          el("th", {}, a.labelled ? "mistakes / correct shown" : "images / counterparts shown")),
+        el("tr", {}, el("th", {}, "#"), el("th", {}, a.labelled ? "true" : "top-1"), el("th", {}, ""),
+          el("th", {}, a.labelled ? "predicted" : "top-2"), el("th", {}, "images"),
+          el("th", {}, a.labelled ? "mean p(predicted)" : "mean p(top-1)"),
+          el("th", {}, a.labelled ? "mistakes / correct shown" : "shown: top-1 / top-2 images"), el("th", {}, "")),
         rows);
       body.append(el("div", {class: "cc-cols"},
-        el("div", {}, el("h2", {}, "Most confused pairs"), table),
+        el("div", {}, el("h2", {}, a.labelled ? "Most confused pairs" : "Most ambiguous pairs (top-1 vs top-2)"), table),
         el("div", {}, el("h2", {}, "Confusion overview"), this.matrix())));
-      body.append(el("div", {class: "cc-keys"}, "Click a pair or a framed cell. Keys: Enter opens the first pair, ←/→ move between pairs, Esc goes back."));
       return null;
     }
 
@@ -304,7 +316,7 @@
       const m = a.confusion;
       const max = Math.max(1, ...m.counts.flat());
       const hit = new Map(a.pairs.map((p, i) => [p.true_index + "," + p.predicted_index, i]));
-      const head = el("tr", {}, el("th", {}, "true \\ predicted"),
+      const head = el("tr", {}, el("th", {}, a.labelled ? "true \\ predicted" : "top-2 \\ top-1"),
         m.classes.map((c) => el("th", {class: "cc-col", title: this.name(c)}, this.name(c))));
       const rows = m.classes.map((r, i) => el("tr", {}, el("th", {title: this.name(r)}, this.name(r)),
         m.classes.map((c, j) => {
@@ -328,8 +340,8 @@
         el("button", {onclick: () => this.step("entry", -1)}, "‹ previous pair"),
         el("button", {onclick: () => this.step("entry", 1)}, "next pair ›"),
         this.scaleButtons()));
-      body.append(el("h2", {}, (a.labelled ? B + " taken for " + A : A + " or " + B) + ": " + p.count +
-        (a.labelled ? " mistakes" : " images")));
+      body.append(el("h2", {}, (a.labelled ? B + " taken for " + A : A + " vs " + B + " (top-1 vs top-2)") + ": " +
+        p.count + (a.labelled ? " mistakes" : " images")));
       const list = [...p.mistakes, ...p.correct];
       const cards = [];
       const gallery = (ids, title, target, foil) => el("div", {},
@@ -345,9 +357,9 @@
         }) : el("p", {}, "none")));
       body.append(el("div", {class: "cc-cols"},
         gallery(p.mistakes, a.labelled ? "Mistakes: why " + A + " rather than " + B + "?" :
-          "Why " + A + " rather than " + B + "?", p.predicted_index, p.true_index),
+          "Top-1 " + A + ", top-2 " + B + ": why " + A + " rather than " + B + "?", p.predicted_index, p.true_index),
         gallery(p.correct, a.labelled ? "Correct " + B + ": why " + B + " rather than " + A + "?" :
-          "Called " + B + ": why " + B + " rather than " + A + "?", p.true_index, p.predicted_index)));
+          "Top-1 " + B + ": why " + B + " rather than " + A + "?", p.true_index, p.predicted_index)));
       body.append(this.colourBar(null, "the shown class"));
       const method = this.state.method;
       let shared;
