@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test docs lint bench clean chromium gpu-wheels gpu-check
+.PHONY: demo test docs docs-serve lint bench clean chromium page-browser gpu-wheels gpu-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,24 +17,37 @@ demo: $(STAMP)
 	$(BIN)/classcontrast explain --top-k 2 --contrast original weighted --out demo/why.png --save-maps demo/why.npz \
 	  --html demo/why.html
 
-test: $(STAMP) chromium
+test: $(STAMP) page-browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 	$(MAKE) docs
 
-# The documentation site: the pages shared with the README and the gallery regenerated, then built with
-# --strict (broken links, missing references and docstring errors fail the build) into site/.
+# The documentation site: the gallery regenerated, then built with --strict (broken links, missing
+# references, docstring errors and unrendered maths or roles fail the build) into site/.
 docs: $(STAMP)
-	$(BIN)/python docs/scripts/sections.py
 	$(BIN)/python docs/scripts/gallery.py
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
-# The page tests open the explorer in a real browser (headless Chromium, Debian's package).
+# The site served at http://127.0.0.1:8000, rebuilt on every change (its links need a server: opened as
+# files, a folder link shows a directory listing).
+docs-serve: $(STAMP)
+	test -d docs/gallery || $(BIN)/python docs/scripts/gallery.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+
+# The page tests open pages in a real browser (headless Chromium, Debian's package). As root (CI, a
+# container) `make test` installs it; otherwise it never calls sudo by itself: run `make chromium` once
+# (it asks for sudo) or the page tests are skipped, saying so.
 chromium:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
-	  { echo "installing chromium for the page tests"; \
+	  { echo "installing chromium for the page tests (apt-get install chromium)"; \
 	    if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+# Chromium when it can be installed without asking (root); a note otherwise.
+page-browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory chromium; \
+	    else echo "note: Chromium is missing, the page tests will be skipped: run 'make chromium' (uses sudo)"; fi; }
 
 bench: $(STAMP)
 	$(BIN)/pip install -e ".[bench]"

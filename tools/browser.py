@@ -23,12 +23,19 @@ from typing import Any, ClassVar
 
 
 def chromium() -> str:
-    """The Chromium executable; a failure (not a skip) when it is missing: `make test` installs it."""
+    """The Chromium executable. Missing: the page tests are skipped with the way to install it
+    (`make chromium`), except under CI (``CI`` set), where they must run and a missing browser fails."""
     for name in ("chromium", "chromium-browser", "google-chrome"):
         path = shutil.which(name)
         if path:
             return path
-    raise AssertionError("Chromium is not installed: `make test` installs it (apt-get install chromium)")
+    message = "Chromium is not installed: `make chromium` installs it (apt-get install chromium)"
+    if os.environ.get("CI"):
+        raise AssertionError(message)
+    import pytest
+
+    pytest.skip(message)
+    raise AssertionError(message)  # not reached
 
 
 class Browser:
