@@ -24,7 +24,7 @@ _CHUNK = 64  # objectives per batched backward pass
 
 
 def unwrap_model(model: Any) -> nn.Module:
-    """The ``nn.Module`` to explain: inside a :class:`~classcontrast.models.ModelBundle`, a
+    """The ``nn.Module`` to explain: inside a [`ModelBundle`][classcontrast.models.bundle.ModelBundle], a
     ``DataParallel`` / ``DistributedDataParallel`` wrapper or a ``torch.compile``'d module (the eager
     module computes the same function, and its layer names are the ones users know)."""
     net = model if isinstance(model, nn.Module) else getattr(model, "model", model)
@@ -112,7 +112,7 @@ def low_rank(cotangents: Tensor) -> tuple[Tensor, Tensor] | None:
 
 
 def _combine(coefficients: Tensor, maps: Tensor) -> Tensor:
-    """Maps (R, B, ...) from the basis maps (r, B, ...) and the coefficients (B, R, r) of :func:`low_rank`."""
+    """Maps (R, B, ...) from the basis maps (r, B, ...) and the coefficients (B, R, r) of `low_rank`."""
     flat = maps.flatten(2).double()  # (r, B, N)
     out = torch.einsum("bij,jbn->ibn", coefficients, flat)
     return out.reshape(out.shape[0], *maps.shape[1:]).to(maps.dtype)
@@ -178,7 +178,8 @@ def explain(
 
     Args:
         model: an ``nn.Module`` returning logits (B, C) (or a tuple starting with them, or an object or
-            dict with ``logits``, as Hugging Face models return), or a :class:`~classcontrast.ModelBundle`
+            dict with ``logits``, as Hugging Face models return), or a
+            [`ModelBundle`][classcontrast.models.bundle.ModelBundle]
             (``DataParallel`` and ``torch.compile`` wrappers are looked through).
         x: preprocessed images (B, C, H, W), on the model's device, any floating dtype.
         method: ``"gradient"``, ``"gradient_x_input"``, ``"integrated_gradients"``, ``"smoothgrad"``,
@@ -186,8 +187,9 @@ def explain(
             ``"vit_gradcam"``, ``"attention_rollout"`` (or any method added with ``register_method``),
             or a ``Method``.
         contrast: a name (``"original"``, ``"mean"``, ``"max"``, ``"weighted"``, ``"probability"``),
-            a :class:`Contrast` such as ``Foil(s)``, or a list of them (then the result maps each
-            contrast's key, e.g. ``"weighted"`` or ``"foil:Egyptian cat"``, to its :class:`Explanation`).
+            a [`Contrast`][classcontrast.contrasts.Contrast] such as ``Foil(s)``, or a list of them (then the
+            result maps each contrast's key, e.g. ``"weighted"`` or ``"foil:Egyptian cat"``, to its
+            [`Explanation`][classcontrast.explanation.Explanation]).
         targets: None (top-1), a class, one class per image, (B, K) classes, or ``TopK(k)``; a class
             is an index, or a name (``"tiger cat"``) when ``model`` is a ModelBundle.
         layer: the method's layer (a module name such as ``"features.40"``, a module, or a ViT block
@@ -201,12 +203,13 @@ def explain(
             ``abs=True``, ``discard_ratio=0.9``); an option the method does not have is an error.
 
     Returns:
-        An :class:`Explanation` with ``maps`` (B, K, H, W), or :class:`Explanations` for a list of
+        An [`Explanation`][classcontrast.explanation.Explanation] with ``maps`` (B, K, H, W), or
+        [`Explanations`][classcontrast.explanation.Explanations] for a list of
         contrasts. All contrasts and targets come from ONE forward pass (one per path point or
         noisy copy for the sampling methods).
 
     Thread safety: any number of threads may call this on the same model at once; calls on one model
-    are serialised and each leaves the model as it found it (see :mod:`classcontrast.state`).
+    are serialised and each leaves the model as it found it (see `classcontrast.state`).
     Works inside ``torch.no_grad()`` and ``torch.inference_mode()``.
     """
     net = unwrap_model(model)
@@ -280,7 +283,7 @@ def explain(
             maps=None, layer_maps=maps[i], targets=t, logits=y, method=m.name,
             contrast=name, layer=rec.layer, options=m.options(), inputs=x,
             to_pixels=getattr(normalize, "inverse", None), categories=categories,
-            foils=c.foils(y) if isinstance(c, Foil) else None, size=tuple(x.shape[-2:]),
+            foils=c.foils(y) if isinstance(c, Foil) else None, size=tuple(x.shape[-2:]), objective=c,
         )
     return out if many else out[names[0]]
 

@@ -28,7 +28,7 @@ class Explanation:
                  contrast: str, layer: str | None = None, options: dict[str, Any] | None = None,
                  inputs: Tensor | None = None, to_pixels: Callable[[Tensor], Tensor] | None = None,
                  categories: list[str] | None = None, foils: Tensor | None = None,
-                 size: tuple[int, int] | None = None) -> None:
+                 size: tuple[int, int] | None = None, objective: Any = None) -> None:
         self._maps = maps
         self.layer_maps = layer_maps
         self.targets = targets
@@ -42,6 +42,7 @@ class Explanation:
         self.categories = categories
         self.foils = foils
         self.size = tuple(size) if size is not None else (tuple(maps.shape[-2:]) if maps is not None else None)
+        self.objective = objective  # the Contrast whose gradient made the maps
 
     @property
     def maps(self) -> Tensor:
@@ -59,6 +60,28 @@ class Explanation:
         return torch.softmax(y if y.dtype in (torch.float32, torch.float64) else y.float(), 1)
 
     @property
+    def scores(self) -> Tensor | None:
+        """The contrast's score O for each explained target, (B, K) (None when the contrast is unknown):
+        what a map's red ("for t") and blue ("against t") are about."""
+        if self.objective is None:
+            return None
+        b, k = self.targets.shape
+        y = self.logits.double() if self.logits.dtype not in (torch.float32, torch.float64) else self.logits
+        rows = y.repeat_interleave(k, 0)
+        return self.objective.select(torch.arange(b, device=y.device).repeat_interleave(k), b).score(
+            rows, self.targets.reshape(-1)).reshape(b, k)
+
+    def disagreeing(self) -> Tensor | None:
+        """(B, K) True where the map's sum and the contrast's score have opposite signs (a map of a
+        decision it "contradicts": the method has no completeness at this layer, see the docs' map-sign
+        page); None when the contrast is unknown."""
+        scores = self.scores
+        if scores is None:
+            return None
+        sums = displayed(self.layer_maps).flatten(2).sum(-1).to(scores.dtype)
+        return (sums * scores) < 0
+
+    @property
     def target_probabilities(self) -> Tensor:
         """The probability of each explained target, (B, K)."""
         return self.probabilities.gather(1, self.targets)
@@ -70,7 +93,8 @@ class Explanation:
 
         return Explanation(move(self._maps), self.layer_maps.to(device), self.targets.to(device),
                            self.logits.to(device), self.method, self.contrast, self.layer, self.options,
-                           move(self.inputs), self.to_pixels, self.categories, move(self.foils), self.size)
+                           move(self.inputs), self.to_pixels, self.categories, move(self.foils), self.size,
+                           self.objective)
 
     def __repr__(self) -> str:
         b, k = self.targets.shape

@@ -135,10 +135,18 @@ def explain_command(
         console.print(f"wrote {page}")
 
 
+def _one_image(objective: Any, i: int, n: int) -> Any:
+    """A contrast for image ``i`` of ``n`` alone (a per-image foil keeps that image's class)."""
+    import torch
+
+    return None if objective is None else objective.select(torch.tensor([i]), n)
+
+
 def column_title(method: str, contrast: str, qualified: bool = True) -> str:
     """A figure column's title: ``gradcam · weighted``, ``gradcam · rather than Egyptian cat``."""
-    name = f"rather than {contrast.removeprefix('foil:')}" if contrast.startswith("foil:") else contrast
-    return f"{method} · {name}" if qualified else name
+    from ..viz.grid import readable
+
+    return readable(f"{method} · {contrast}" if qualified else contrast)
 
 
 def npz_key(method: str, contrast: str) -> str:
@@ -171,6 +179,7 @@ def _cat(parts: list[Any]) -> Any:
         maps=torch.cat([p.maps for p in parts]), layer_maps=torch.cat([p.layer_maps for p in parts]),
         targets=torch.cat([p.targets for p in parts]), logits=torch.cat([p.logits for p in parts]),
         method=first.method, contrast=first.contrast, layer=first.layer, options=first.options,
+        foils=None if first.foils is None else torch.cat([p.foils for p in parts]), objective=first.objective,
     )
 
 
@@ -202,7 +211,9 @@ def _write_figures(pixels: list[Any], merged: dict[str, Any], categories: list[s
     written = []
     for i in range(n):
         sub = {c: Explanation(e.maps[i : i + 1], e.layer_maps[i : i + 1], e.targets[i : i + 1],
-                              e.logits[i : i + 1], e.method, e.contrast, e.layer) for c, e in merged.items()}
+                              e.logits[i : i + 1], e.method, e.contrast, e.layer,
+                              foils=None if e.foils is None else e.foils[i : i + 1],
+                              objective=_one_image(e.objective, i, n)) for c, e in merged.items()}
         path = out.with_name(f"{out.stem}_{i:03d}_{Path(titles[i]).stem}{out.suffix}")
         plot_explanations(pixels[i : i + 1], sub, categories, scale=scale, titles=titles[i : i + 1],  # type: ignore[arg-type]
                           path=path)

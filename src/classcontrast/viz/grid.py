@@ -13,9 +13,30 @@ from matplotlib.figure import Figure
 
 from ..explanation import Explanation, displayed
 from ..text import printable
-from .overlay import colorbar, halfrange, overlay, to_numpy_image
+from .overlay import colorbar, halfrange, overlay, smooth, to_numpy_image
 
 Scale = Literal["map", "row", "column", "figure"]
+SMOOTH_FRACTION = 1 / 56  # σ of the display smoothing of input-space maps, as a fraction of the image side
+
+
+def readable(label: str) -> str:
+    """A column label as a title: a foil's key ``foil:Egyptian cat`` reads "rather than Egyptian cat"."""
+    return label.replace("foil:", "rather than ")
+
+
+def sign_note(score: float) -> str:
+    """The one line under a map whose sum has the other sign than its contrast's score."""
+    return f"note: map sums {'< 0' if score > 0 else '> 0'}, score {score:+.3g}"
+
+
+def _shown(ex: Explanation, smooth_input: bool) -> np.ndarray:
+    """An explanation's maps (B, K, H, W) as drawn: per-channel maps summed; input-space maps smoothed."""
+    maps = displayed(ex.maps).detach().float().cpu().numpy()
+    at_input = tuple(displayed(ex.layer_maps).shape[-2:]) == tuple(maps.shape[-2:])
+    if not smooth_input or not at_input or max(maps.shape[-2:]) < 64:
+        return maps
+    sigma = max(maps.shape[-2:]) * SMOOTH_FRACTION
+    return np.stack([[smooth(m, sigma) for m in row] for row in maps]).astype(np.float32)
 
 
 def plot_explanations(
@@ -26,19 +47,29 @@ def plot_explanations(
     titles: Sequence[str] | None = None,
     path: str | os.PathLike[str] | None = None,
     cell: float = 2.4,
+    smooth_input: bool = True,
 ) -> Figure:
     """A grid of signed overlays with a diverging colour bar ("against t" blue, 0 white, "for t" red).
 
     Args:
         images: the B input images in pixel space ([0, 1] (3, H, W) tensors, PIL images or arrays),
             at the resolution of the maps.
-        results: column label -> :class:`Explanation` (all for the same images and targets).
+        results: column label -> [`Explanation`][classcontrast.explanation.Explanation] (all for the same
+            images and targets); a result
+            of [`explain`][classcontrast.engine.explain] passed as ``dict(result)`` titles a foil "rather than <class>".
         categories: class names for the row labels.
         scale: ``"map"`` (each map its own symmetric range, as in the study), ``"row"``, ``"column"``
             or ``"figure"`` (one range shared so the maps are comparable; the colour bar then shows
             the values).
         titles: optional name per image (e.g. file names).
         path: if given, the figure is saved there (PNG, 150 dpi).
+        cell: the size of one map in inches.
+        smooth_input: draw input-space maps (gradients, IG, LRP...) Gaussian-smoothed (σ = 1/56 of the
+            image side, 4 pixels at 224) as the field shows them; the arrays are not changed.
+
+    The photo is drawn in colour in the first column and as a grey backdrop under the maps, whose
+    opacity grows with |value|. A map whose sum has the opposite sign of its contrast's score is marked
+    with one short line (the method has no completeness there; see the documentation's map-sign page).
 
     Returns:
         The matplotlib figure (made without pyplot: safe in threads, shown inline by Jupyter).
@@ -46,7 +77,9 @@ def plot_explanations(
     cols = list(results)
     first = results[cols[0]]
     b, k = first.targets.shape
-    maps = {c: displayed(results[c].maps).detach().float().cpu().numpy() for c in cols}
+    maps = {c: _shown(results[c], smooth_input) for c in cols}
+    notes = {c: results[c].disagreeing() for c in cols}
+    scores = {c: results[c].scores for c in cols}
     probs = first.target_probabilities.detach().float().cpu().numpy()
     targets = first.targets.cpu().numpy()
     fig = Figure(figsize=(cell * (len(cols) + 1), cell * b * k + 0.6))
@@ -72,7 +105,10 @@ def plot_explanations(
                 ax = fig.add_subplot(grid[row, col])
                 overlay(ax, img, maps[c][i, j], scale=s)
                 if row == 0:
-                    ax.set_title(c, fontsize=8)
+                    ax.set_title(readable(c), fontsize=8)
+                if notes[c] is not None and bool(notes[c][i, j]):
+                    ax.text(0.5, -0.02, sign_note(float(scores[c][i, j])), transform=ax.transAxes, ha="center",
+                            va="top", fontsize=6, color="0.25")
     colorbar(fig, fig.add_subplot(grid[b * k, 1:]), figure_scale if scale == "figure" else None)
     fig.tight_layout()
     if path is not None:

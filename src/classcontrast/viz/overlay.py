@@ -42,17 +42,64 @@ def halfrange(values: np.ndarray) -> float:
     return h if h > 0 else 1.0
 
 
-def overlay(ax: Any, image: Any, signed_map: Any, scale: float | None = None, alpha: float = 0.5,
-            cmap: str = "bwr") -> Any:
-    """Draw ``signed_map`` (H, W) over ``image`` on a matplotlib axis, as the study does (spec B.8):
-    ``bwr`` colormap, ``CenteredNorm(0)`` (white = 0), alpha 0.5 over the de-normalised image.
+def greyscale(image: Any) -> np.ndarray:
+    """The photo as a light grey (H, W, 3) backdrop for a coloured map: the map's red and blue never
+    blend into a red or blue object (a red cup under a red map reads as "all red")."""
+    rgb = to_numpy_image(image)
+    lum = rgb @ np.array([0.299, 0.587, 0.114])
+    return np.repeat((0.25 + 0.6 * lum)[..., None], 3, axis=2)
 
-    ``scale`` is the half-range of the colour scale; None uses the map's own max |value|. Pass the
-    same value to several overlays to make them comparable.
+
+def signed_rgba(signed_map: np.ndarray, scale: float, cmap: str = "bwr", gamma: float = 0.75) -> np.ndarray:
+    """A signed map as RGBA: colour from ``cmap`` centred on 0, opacity growing with |value| / scale
+    (0 is transparent, so the photo shows where the map says nothing)."""
+    from matplotlib import colormaps
+
+    z = np.clip(signed_map / scale, -1.0, 1.0)
+    rgba = colormaps[cmap](0.5 + 0.5 * z)
+    rgba[..., 3] = 0.9 * np.abs(z) ** gamma
+    return rgba
+
+
+def smooth(signed_map: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian-smoothed copy of an (H, W) map (σ in pixels, edges repeated), as input-space maps are
+    shown: the pixel speckle of gradients averaged into regions, the sign kept."""
+    if sigma <= 0:
+        return signed_map
+    import torch
+    import torch.nn.functional as F
+
+    radius = max(1, int(3 * sigma))
+    k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float64) / sigma) ** 2)
+    k = k / k.sum()
+    m = torch.as_tensor(np.asarray(signed_map, dtype=np.float64))[None, None]
+    m = F.conv2d(F.pad(m, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    m = F.conv2d(F.pad(m, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1))
+    return m[0, 0].numpy()
+
+
+def overlay(ax: Any, image: Any, signed_map: Any, scale: float | None = None, alpha: float | None = None,
+            cmap: str = "bwr", background: str = "grey") -> Any:
+    """Draw ``signed_map`` (H, W) over ``image`` on a matplotlib axis: red supports the target, blue
+    speaks against it, with a colour scale centred on 0.
+
+    ``scale`` is the half-range of the colour scale; None uses the map's own `halfrange`. Pass the
+    same value to several overlays to make them comparable. By default the photo is drawn as a light
+    grey backdrop and the map's opacity grows with |value| (readable on any photo, red objects
+    included); ``background="colour", alpha=0.5`` draws the study's figures (spec B.8: ``bwr``,
+    ``CenteredNorm(0)``, alpha 0.5 over the colour image).
     """
     m = signed_map.detach().float().cpu().numpy() if hasattr(signed_map, "detach") else np.asarray(signed_map)
-    ax.imshow(to_numpy_image(image))
-    im = ax.imshow(m, cmap=cmap, alpha=alpha, norm=CenteredNorm(0.0, scale if scale else halfrange(m)))
+    half = scale if scale else halfrange(m)
+    ax.imshow(greyscale(image) if background == "grey" else to_numpy_image(image))
+    norm = CenteredNorm(0.0, half)
+    if alpha is None:
+        ax.imshow(signed_rgba(m, half, cmap))
+        from matplotlib.cm import ScalarMappable
+
+        im = ScalarMappable(norm=norm, cmap=cmap)
+    else:
+        im = ax.imshow(m, cmap=cmap, alpha=alpha, norm=norm)
     ax.set_axis_off()
     return im
 
@@ -61,7 +108,7 @@ def colorbar(fig: Any, ax: Any, scale: float | None = None, cmap: str = "bwr") -
     """A horizontal diverging colour bar centred on 0: "against t" (blue) … 0 … "for t" (red).
 
     With ``scale`` (a shared half-range) the ticks show values; without it each map has its own range
-    (:func:`halfrange`) and the bar says so.
+    (`halfrange`) and the bar says so.
     """
     from matplotlib.cm import ScalarMappable
 
