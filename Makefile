@@ -19,8 +19,8 @@ demo: $(STAMP)
 
 test: $(STAMP) page-browser
 	$(BIN)/ruff check .
+	$(MAKE) --no-print-directory docs
 	$(BIN)/python -m pytest
-	$(MAKE) docs
 
 # The documentation site: the gallery regenerated, then built with --strict (broken links, missing
 # references, docstring errors and unrendered maths or roles fail the build) into site/.

@@ -201,8 +201,8 @@ def test_per_channel_maps_are_drawn_as_the_map_without_keep_channels(tiny: torch
     assert per["weighted"].maps.shape == (3, 2, 3, 12, 12)
     torch.testing.assert_close(displayed(per["weighted"].maps), plain["weighted"].maps)
     classes = plain["weighted"].targets
-    drawn, _ = explore(tiny, tiny_x, ["gradient_x_input"], classes, keep_channels=True)
-    expected, _ = explore(tiny, tiny_x, ["gradient_x_input"], classes)
+    drawn, _, _ = explore(tiny, tiny_x, ["gradient_x_input"], classes, keep_channels=True)
+    expected, _, _ = explore(tiny, tiny_x, ["gradient_x_input"], classes)
     torch.testing.assert_close(drawn["gradient_x_input"], expected["gradient_x_input"])
     assert per._repr_html_() and per["weighted"]._repr_html_()
     pixels = list(torch.rand(3, 3, 12, 12))

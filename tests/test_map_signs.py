@@ -96,3 +96,31 @@ def test_display_smoothing_keeps_sign_and_mass_and_leaves_arrays_alone(embedded:
     torch.testing.assert_close(ex.maps, raw, rtol=0, atol=0)
     drawn = fig.axes[1].images[-1].get_array()  # the RGBA overlay of the smoothed map
     assert drawn.shape[:2] == (224, 224)
+
+
+@pytest.mark.filterwarnings("ignore:foil .* is also the target")  # the page's grid has t rather than t
+def test_the_explorer_says_when_a_map_disagrees(embedded: cc.ModelBundle, cat_x: torch.Tensor, tmp_path) -> None:
+    """The page's data flags exactly the maps `disagreeing()` flags, and the page shows the note."""
+    from tools.browser import Browser
+
+    from classcontrast.explorer.compute import explorer_data, write_explorer
+    from classcontrast.explorer.page import contrast_keys
+
+    x = torch.cat([cat_x, cat_x.flip(-1)])
+    data = explorer_data(embedded, x, ["gradient"], cc.TopK(2))
+    entry = data["entries"][0]
+    keys = contrast_keys(entry["targets"])
+    contrasts = [k if not k.startswith("foil:") else cc.Foil(int(k[5:])) for k in keys]
+    ex = cc.explain(embedded, x[:1], "gradient", contrasts, [entry["targets"]])
+    expected = torch.stack([e.disagreeing()[0] for e in ex.values()], 1).int().tolist()  # (L, M)
+    assert entry["methods"]["gradient"]["disagree"] == expected and any(map(any, expected))
+    page = write_explorer(tmp_path / "why.html", embedded, x, ["gradient"], cc.TopK(2))
+    (j, c) = next((j, c) for j, row in enumerate(expected) for c, flag in enumerate(row) if flag)
+    with Browser() as b:
+        b.open(page.resolve().as_uri())
+        b.settled()
+        b.click(f'button[data-control="target"][data-value="{entry["targets"][j]}"]')
+        b.settled()
+        b.click(f'button[data-control="contrast"][data-value="{keys[c]}"]')
+        b.settled()
+        assert "sums to the other sign" in b.eval("document.querySelector('.cc-note').textContent")

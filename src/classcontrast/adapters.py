@@ -1,7 +1,7 @@
 """Contrasts inside other libraries: pytorch-grad-cam targets, a Captum-ready model, a Quantus explain_func.
 
 * pytorch-grad-cam: ``GradCAM(model, layers)(x, targets=[cc.targets.Weighted(t)])`` (the target
-  callables live in :mod:`classcontrast.targets`).
+  callables live in `classcontrast.targets`).
 * Captum (or anything that differentiates a model output column): ``cc.ContrastModel(model,
   "weighted")`` returns (B, C) whose column t is the contrast's score for target t, so
   ``LayerGradCam(cc.ContrastModel(model, "weighted"), layer).attribute(x, target=t)`` explains it.
@@ -41,7 +41,7 @@ def quantus_explain(model: nn.Module, inputs: Any, targets: Any, **kwargs: Any) 
     """A Quantus ``explain_func``: maps (N, 1, H, W) as numpy for numpy or tensor inputs.
 
     Keyword arguments ``method`` (default ``"gradcam"``), ``contrast`` (default ``"weighted"``) and any
-    method option (``layer``, ``relu``...) are passed to :func:`classcontrast.explain`; ``device``
+    method option (``layer``, ``relu``...) are passed to [`explain`][classcontrast.engine.explain]; ``device``
     places the inputs.
     """
     device = kwargs.pop("device", None) or next(model.parameters()).device

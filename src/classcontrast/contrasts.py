@@ -1,15 +1,15 @@
-r"""Contrasts: which scalar of the logits :math:`y` an explanation back-propagates.
+r"""Contrasts: which scalar of the logits $y$ an explanation back-propagates.
 
 Every contrast is a tiny object with two functions of the logits ``y`` (N, C) and one target class
 per row ``t`` (N,):
 
-* ``score(y, t)`` -> (N,) the scalar objective :math:`O`, differentiable;
-* ``grad(y, t)`` -> (N, C) its exact gradient :math:`\partial O / \partial y` in closed form.
+* ``score(y, t)`` -> (N,) the scalar objective $O$, differentiable;
+* ``grad(y, t)`` -> (N, C) its exact gradient $\partial O / \partial y$ in closed form.
 
 The explanation engine back-propagates ``grad`` from the logits as ``grad_outputs`` (one
 vector-Jacobian product), so every contrast costs one backward pass, never C per-class maps.
 For any method linear in the back-propagated gradient, ``grad`` is exactly the linear combination of
-per-class maps that defines the contrast, e.g. ``weighted`` = :math:`\phi_t - \sum_{s\ne t}\alpha_s\phi_s`.
+per-class maps that defines the contrast, e.g. ``weighted`` = $\phi_t - \sum_{s\ne t}\alpha_s\phi_s$.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class Contrast(ABC):
 
     @abstractmethod
     def grad(self, logits: Tensor, target: Tensor) -> Tensor:
-        """:math:`\\partial\\,score / \\partial\\,logits`, (N, C), computed without autograd."""
+        """$\\partial\\,score / \\partial\\,logits$, (N, C), computed without autograd."""
 
     def score_all(self, logits: Tensor) -> Tensor:
         """The objective for every class as the target, (N, C): column t is ``score(logits, t)``."""
@@ -62,7 +62,7 @@ class Contrast(ABC):
         return self
 
     def key(self, categories: Sequence[str] | None = None) -> str:
-        """The name of its result in :class:`~classcontrast.Explanations` (``"weighted"``,
+        """The name of its result in [`Explanations`][classcontrast.explanation.Explanations] (``"weighted"``,
         ``"foil:Egyptian cat"``)."""
         return self.name
 
@@ -74,7 +74,7 @@ class Contrast(ABC):
 
 
 class Original(Contrast):
-    r"""The logit of the target: :math:`O = y_t`, so :math:`\phi = \phi_t` (no contrast)."""
+    r"""The logit of the target: $O = y_t$, so $\phi = \phi_t$ (no contrast)."""
 
     name = "original"
 
@@ -89,10 +89,10 @@ class Original(Contrast):
 
 
 class Mean(Contrast):
-    r"""Target against the mean of the others: :math:`O = y_t - \frac{1}{C-1}\sum_{s\ne t} y_s`.
+    r"""Target against the mean of the others: $O = y_t - \frac{1}{C-1}\sum_{s\ne t} y_s$.
 
-    ``over_all_classes=True`` divides by :math:`C` instead, as the study's CUB code does
-    (spec A.2); the default is the true mean over the :math:`C-1` other classes.
+    ``over_all_classes=True`` divides by $C$ instead, as the study's CUB code does
+    (spec A.2); the default is the true mean over the $C-1$ other classes.
     """
 
     name = "mean"
@@ -120,13 +120,13 @@ class Mean(Contrast):
 
 
 class Max(Contrast):
-    r"""Target against the strongest other class: :math:`O = y_t - y_{s^*}`,
-    :math:`s^* = \arg\max_{s\ne t} y_s` of the current input (re-chosen at every call)."""
+    r"""Target against the strongest other class: $O = y_t - y_{s^*}$,
+    $s^* = \arg\max_{s\ne t} y_s$ of the current input (re-chosen at every call)."""
 
     name = "max"
 
     def runner_up(self, logits: Tensor, target: Tensor) -> Tensor:
-        """:math:`s^*` per row."""
+        """$s^*$ per row."""
         return _others(logits.detach(), target).argmax(1)
 
     def score(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -144,12 +144,12 @@ class Max(Contrast):
 
 
 class Weighted(Contrast):
-    r"""The paper's weighted contrast, :math:`\phi_t - \sum_{s\ne t}\alpha_s\phi_s` with
-    :math:`\alpha_s = e^{y_s}/\sum_{k\ne t} e^{y_k}`.
+    r"""The paper's weighted contrast, $\phi_t - \sum_{s\ne t}\alpha_s\phi_s$ with
+    $\alpha_s = e^{y_s}/\sum_{k\ne t} e^{y_k}$.
 
-    It is exactly the gradient of :math:`O = y_t - \log\sum_{s\ne t} e^{y_s} = \operatorname{logit}(p_t)`,
-    which we use: it is numerically stable and does not vanish when :math:`p_t` rounds to 1 in float32
-    (back-propagating :math:`p_t` gives :math:`p_t(1-p_t)` times the same map; see ``Probability``).
+    It is exactly the gradient of $O = y_t - \log\sum_{s\ne t} e^{y_s} = \operatorname{logit}(p_t)$,
+    which we use: it is numerically stable and does not vanish when $p_t$ rounds to 1 in float32
+    (back-propagating $p_t$ gives $p_t(1-p_t)$ times the same map; see ``Probability``).
     """
 
     name = "weighted"
@@ -158,7 +158,7 @@ class Weighted(Contrast):
         return logits.gather(1, target[:, None])[:, 0] - torch.logsumexp(_others(logits, target), 1)
 
     def alpha(self, logits: Tensor, target: Tensor) -> Tensor:
-        """:math:`\\alpha_s` (N, C), zero at the target."""
+        """$\\alpha_s$ (N, C), zero at the target."""
         return torch.softmax(_others(logits.detach(), target), 1)
 
     def grad(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -176,10 +176,10 @@ class Weighted(Contrast):
 
 
 class Probability(Contrast):
-    r"""The softmax probability of the target, :math:`O = p_t`, as the paper and the study compute it.
+    r"""The softmax probability of the target, $O = p_t$, as the paper and the study compute it.
 
-    :math:`\partial p_t/\partial y = p_t(e_t - p)`, so the map is :math:`p_t(1-p_t)` times ``weighted``;
-    it vanishes when :math:`p_t` rounds to 1.
+    $\partial p_t/\partial y = p_t(e_t - p)$, so the map is $p_t(1-p_t)$ times ``weighted``;
+    it vanishes when $p_t$ rounds to 1.
     """
 
     name = "probability"
@@ -197,7 +197,7 @@ class Probability(Contrast):
 
 
 class Foil(Contrast):
-    r"""Why the target rather than the foil :math:`s`: :math:`O = y_t - y_s`.
+    r"""Why the target rather than the foil $s$: $O = y_t - y_s$.
 
     ``foil`` is one class for every image, or a sequence / 1-D tensor with one foil per image: class
     indices, or class names (``Foil("Egyptian cat")``) when the model is a ModelBundle, which knows its
@@ -280,7 +280,7 @@ CONTRASTS: dict[str, type[Contrast]] = {
 
 def get_contrast(spec: str | Contrast) -> Contrast:
     """A contrast from its name (``"original"``, ``"mean"``, ``"max"``, ``"weighted"``,
-    ``"probability"``) or a :class:`Contrast` instance (e.g. ``Foil(3)``)."""
+    ``"probability"``) or a [`Contrast`][classcontrast.contrasts.Contrast] instance (e.g. ``Foil(3)``)."""
     if isinstance(spec, Contrast):
         return spec
     if isinstance(spec, str) and spec.lower() in CONTRASTS:

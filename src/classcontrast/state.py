@@ -1,6 +1,6 @@
 """Model state during a call: calls are serialised per model and leave it exactly as they found it.
 
-Guarantee (documented in the README): any number of threads may call :func:`classcontrast.explain`
+Guarantee (documented in the README): any number of threads may call [`explain`][classcontrast.engine.explain]
 (and everything built on it) on the same model at once. Each call gets exactly the maps a lone call
 gets, and the model ends as it was found (train/eval modes, ``requires_grad``, hooks, no ``.grad``),
 however the calls interleave and whether or not they raise. Calls on different models run

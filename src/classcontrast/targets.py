@@ -28,7 +28,7 @@ def resolve_targets(spec: object, logits: Tensor) -> Tensor:
 
     ``spec`` may be ``None`` (the top-1 class), an int (the same class for every image), a sequence
     with one class per image, a sequence of sequences or a (B, K) tensor (K classes per image), or
-    :class:`TopK`.
+    [`TopK`][classcontrast.targets.TopK].
     """
     b, c = logits.shape
     if spec is None:

@@ -17,7 +17,7 @@ def printable(text: str, lines: bool = False) -> str:
 
 
 def shown(path: os.PathLike[str] | str) -> str:
-    """A path as text that prints safely (see :func:`printable`)."""
+    """A path as text that prints safely (see `printable`)."""
     return printable(os.fspath(path))
 
 

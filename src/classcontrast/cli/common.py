@@ -75,7 +75,7 @@ def progress_bar(total: int | None, label: str, disable: bool = False) -> Iterat
 
 @contextmanager
 def shard_progress(shard: Any) -> Iterator[Callable[[str, int], Callable[[int], None]]]:
-    """Progress of a run sharded by torchrun (``shard``: a :class:`~classcontrast.distributed.Dist`), shown
+    """Progress of a run sharded by torchrun (``shard``: a `Dist`), shown
     by the main process: yields ``progress(phase, total)`` -> ``advance(n)``, each process's count scaled
     by the number of processes (the whole run's progress, estimated from the main one)."""
     with progress_tasks(disable=not shard.main) as task:

@@ -1,6 +1,6 @@
 """``classcontrast evaluate ...``: the paper's experiments from the command line.
 
-Multi-value options follow the one rule of :mod:`classcontrast.cli.options` (space-separated, commas
+Multi-value options follow the one rule of `classcontrast.cli.options` (space-separated, commas
 too); the old plural spellings (``--contrasts``, ``--methods``) are accepted as aliases.
 """
 

@@ -1,7 +1,7 @@
 """The methods' own options as command-line flags, shared by the commands that run methods.
 
 Each command declares the flags it offers with these defaults (None: the method's own default) and
-hands what was given to :func:`method_flags`, which refuses a flag that no chosen method has. No torch here.
+hands what was given to `method_flags`, which refuses a flag that no chosen method has. No torch here.
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ def expand_multi_options(argv: Sequence[str], multi: dict[str, Callable[[str], b
 
     The first token after a multi-value option is always its value; following tokens are taken as
     more values while ``multi[option](token)`` says they are valid values. ``multi``: the command's
-    table in :data:`MULTI` unless given.
+    table in `MULTI` unless given.
     """
     if multi is None:
         multi = MULTI.get(command_of(argv) or "", {})

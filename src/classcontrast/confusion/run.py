@@ -118,7 +118,8 @@ class Audit:
         for s in self.slots:
             got = self.maps[s.entry]
             entries.append(entry(s.entry, key[s.row["id"]], s.row["id"], s.classes, got["p"], got["maps"],
-                                 label=s.row["label"], top=[(c, p) for c, p in s.row["top"]], default=s.default))
+                                 label=s.row["label"], top=[(c, p) for c, p in s.row["top"]], default=s.default,
+                                 notes=got.get("notes")))
         involved: list[int] = []
         for p in self.pairs:
             for c in (p.true, p.predicted):
@@ -201,10 +202,11 @@ def _load_batch(path: Path, entries: list[str], methods: Sequence[str], key: str
     try:
         with np.load(path) as z:
             stored = str(z["made_with"]) if "made_with" in z.files else None
-            if stored != key or z["entries"].tolist() != entries or any(f"maps_{m}" not in z.files for m in methods):
+            if stored != key or z["entries"].tolist() != entries or any(
+                    f"maps_{m}" not in z.files or f"notes_{m}" not in z.files for m in methods):
                 return None
-            return {e: {"maps": {m: z[f"maps_{m}"][i] for m in methods}, "p": z["probabilities"][i].tolist()}
-                    for i, e in enumerate(entries)}
+            return {e: {"maps": {m: z[f"maps_{m}"][i] for m in methods}, "p": z["probabilities"][i].tolist(),
+                        "notes": {m: z[f"notes_{m}"][i] for m in methods}} for i, e in enumerate(entries)}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
 
@@ -227,12 +229,13 @@ def _phase2(bundle: ModelBundle, slots: list[Slot], samples: dict[str, Any], met
         if done is None:
             pixels = torch.stack([samples[s.row["id"]].prepared(bundle.preprocess) for s in chunk]).to(device)
             classes = torch.tensor([s.classes for s in chunk], device=device)
-            maps, logits = explore(bundle, bundle.normalize(pixels), methods, classes, **options)
+            maps, logits, notes = explore(bundle, bundle.normalize(pixels), methods, classes, **options)
             p = torch.softmax(logits.double(), 1).gather(1, classes.cpu()).numpy()
-            done = {e: {"maps": {m: maps[m][i].numpy() for m in methods}, "p": p[i].tolist()}
-                    for i, e in enumerate(entries)}
+            done = {e: {"maps": {m: maps[m][i].numpy() for m in methods}, "p": p[i].tolist(),
+                        "notes": {m: notes[m][i].numpy() for m in methods}} for i, e in enumerate(entries)}
             if path is not None:
                 arrays = {f"maps_{m}": maps[m].numpy() for m in methods}
+                arrays.update({f"notes_{m}": notes[m].numpy() for m in methods})
                 _save_npz(path, {"entries": np.array(entries), "ids": np.array([s.row["id"] for s in chunk]),
                                  "classes": classes.cpu().numpy(), "probabilities": p,
                                  "contrasts": np.array(contrast_names(classes.shape[1])),

@@ -5,9 +5,9 @@
 * a flat folder, or a list of images (labels = the model's clean top-1 prediction, said so);
 * no ``--data``: the bundled photos (scikit-image and scikit-learn), each in several views
   (centre and corner crops, mirrored), labelled by the model's clean prediction;
-* ``imagenet:ROOT``, ``cub200:ROOT``, ``food101:ROOT`` (see :mod:`classcontrast.data.datasets`).
+* ``imagenet:ROOT``, ``cub200:ROOT``, ``food101:ROOT`` (see `classcontrast.data.datasets`).
 
-:func:`classcontrast.data.specs.open_source` turns a ``--data`` value into one of these.
+`open_source` turns a ``--data`` value into one of these.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The paper's experiments as reusable functions (built on :func:`classcontrast.explain`)."""
+"""The paper's experiments as reusable functions (built on [`explain`][classcontrast.engine.explain])."""
 
 from ..baselines import baseline
 from .faithfulness import run_faithfulness, write_faithfulness

@@ -293,7 +293,7 @@ def tables(result: dict[str, Any]) -> list[tuple[str, list[list[str]]]]:
 
 
 def markdown_tables(result: dict[str, Any]) -> str:
-    """:func:`tables` as Markdown."""
+    """`tables` as Markdown."""
     return "\n".join(f"{caption}\n\n{markdown_rows(rows)}\n" for caption, rows in tables(result))
 
 

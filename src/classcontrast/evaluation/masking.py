@@ -1,10 +1,10 @@
 r"""Blurring / masking (paper Table 1; the study's Table 1 and its under-threshold table).
 
-For images whose second class is plausible (:math:`p_{t_2} > \tau` on the clean image), each of the
-top two classes :math:`t_i` is explained with the original (:math:`y_t`) and the weighted contrast;
+For images whose second class is plausible ($p_{t_2} > \tau$ on the clean image), each of the
+top two classes $t_i$ is explained with the original ($y_t$) and the weighted contrast;
 only the positive (or only the negative) features of a map are kept, the rest replaced by a baseline
-image, and the relative probability :math:`r_i = e^{y'_{t_i}} / (e^{y'_{t_1}} + e^{y'_{t_2}})` is
-measured on the clean :math:`t_1, t_2`. Everything happens in the model's normalised input space.
+image, and the relative probability $r_i = e^{y'_{t_i}} / (e^{y'_{t_1}} + e^{y'_{t_2}})$ is
+measured on the clean $t_1, t_2$. Everything happens in the model's normalised input space.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def keep_masks(s_orig: Tensor, s_wtd: Tensor, mode: Mode, rule: Rule) -> tuple[T
 
 
 def relative_probability(logits: Tensor, t1: Tensor, t2: Tensor, i: int) -> Tensor:
-    """:math:`r_i = e^{y_{t_i}}/(e^{y_{t_1}} + e^{y_{t_2}})`, computed stably as a sigmoid."""
+    """$r_i = e^{y_{t_i}}/(e^{y_{t_1}} + e^{y_{t_2}})$, computed stably as a sigmoid."""
     y1, y2 = logits.gather(1, t1[:, None])[:, 0], logits.gather(1, t2[:, None])[:, 0]
     return torch.sigmoid(y1 - y2) if i == 1 else torch.sigmoid(y2 - y1)
 
@@ -187,7 +187,7 @@ def _mark(value: float, other: float, mode: str) -> str:
 
 
 def markdown_table(records: list[dict[str, Any]], info: dict[str, Any] | None = None) -> str:
-    """:func:`masking_rows` as a Markdown table, with the sample counts below it."""
+    """`masking_rows` as a Markdown table, with the sample counts below it."""
     lines = [markdown_rows(masking_rows(records))]
     if info:
         sel = "p_t2 < " if info.get("below") else "p_t2 > "

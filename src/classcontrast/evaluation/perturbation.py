@@ -1,10 +1,9 @@
 r"""Gradient-sign input perturbation (paper §5.1; study Figures 1–2), with the corrected equations:
 
-.. math::
-    x^{n+1} = \operatorname{clamp}\big(x^n + \alpha\,\operatorname{sign}(\phi^t(x^n)),\
-    \max(x^0-\epsilon, 0),\ \min(x^0+\epsilon, 1)\big),\qquad \alpha = \epsilon / n_{tot}
+$$x^{n+1} = \operatorname{clamp}\big(x^n + \alpha\,\operatorname{sign}(\phi^t(x^n)),\
+\max(x^0-\epsilon, 0),\ \min(x^0+\epsilon, 1)\big),\qquad \alpha = \epsilon / n_{tot}$$
 
-in pixel space [0, 1], the model's normalisation inside the forward pass, :math:`\phi^t` the input
+in pixel space [0, 1], the model's normalisation inside the forward pass, $\phi^t$ the input
 gradient of the contrast's objective for the ground-truth target, recomputed at every iteration.
 """
 
@@ -32,7 +31,7 @@ STEPS = (1, 2, 10)
 
 
 def clamp_box(x: Tensor, x0: Tensor, epsilon: float) -> Tensor:
-    """Project onto :math:`[\\max(x^0-\\epsilon, 0), \\min(x^0+\\epsilon, 1)]`."""
+    """Project onto $[\\max(x^0-\\epsilon, 0), \\min(x^0+\\epsilon, 1)]$."""
     return torch.minimum(torch.maximum(x, (x0 - epsilon).clamp_min(0)), (x0 + epsilon).clamp_max(1))
 
 

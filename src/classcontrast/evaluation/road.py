@@ -4,8 +4,8 @@ Removed pixels are filled so that each equals the weighted mean of its (up to 8)
 1/6 for the four direct and 1/12 for the four diagonal neighbours (weights of neighbours outside the
 image dropped): for every removed pixel i,
 
-.. math:: \Big(\sum_{n \in N(i)} w_n\Big) v_i - \sum_{n \in N(i),\ \text{removed}} w_n v_n
-          = \sum_{n \in N(i),\ \text{kept}} w_n x_n,
+$$\Big(\sum_{n \in N(i)} w_n\Big) v_i - \sum_{n \in N(i),\ \text{removed}} w_n v_n
+= \sum_{n \in N(i),\ \text{kept}} w_n x_n,$$
 
 a sparse symmetric positive-definite system (as pytorch-grad-cam's ``NoisyLinearImputer``, which solves
 it with scipy), solved here by multigrid-preconditioned conjugate gradients on a 3×3 stencil, for every image and

@@ -100,7 +100,7 @@ class SampleLog:
     ``setup`` (the model's fingerprint and the settings every row depends on) is stamped on each row;
     rows made under another setup are ignored (kept in the file, recomputed for this one), so re-using an
     output folder with other settings never mixes or reuses their numbers. ``stamps`` (sample id -> its
-    :meth:`~classcontrast.data.sources.Sample.stamp`, the hash of its content and label) is stamped on
+    `stamp`, the hash of its content and label) is stamped on
     each row too: a row of a file that has since changed, or of another image of the same name, is
     ignored and recomputed.
     """
@@ -190,12 +190,12 @@ def _batch_stamps(source: SampleSource, batch_size: int | None) -> dict[str, str
 @contextmanager
 def sample_log(path: Path | None, key: Sequence[str], shard: Dist, setup: dict[str, Any] | None = None,
                source: SampleSource | None = None, batch_size: int | None = None) -> Iterator[SampleLog]:
-    """A :class:`SampleLog` for one experiment: when the body finishes, every rank waits for the others
+    """A `SampleLog` for one experiment: when the body finishes, every rank waits for the others
     and re-reads all ranks' rows, so the summary covers the whole run; the file is closed in any case.
     With a ``path``, every row is stamped with its sample's content hash from ``source`` and with the
-    batch :func:`batches` puts it in (``batch_size``): a float32 result depends on its batch in the last
+    batch `batches` puts it in (``batch_size``): a float32 result depends on its batch in the last
     bits, so a row is reused only where a clean run would compute it in the same batch (see
-    :class:`SampleLog`)."""
+    `SampleLog`)."""
     stamps = _batch_stamps(source, batch_size) if path is not None and source is not None else None
     log = SampleLog(path, key, rank=shard.rank, world=shard.world, setup=setup, stamps=stamps)
     try:

@@ -2,10 +2,10 @@
 image, its top classes with every contrast and every "t rather than s" foil, the method, the opacity
 and the colour scale under the reader's control.
 
-* :mod:`~classcontrast.explorer.encode`: images and quantised maps as data URLs;
-* :mod:`~classcontrast.explorer.page`: entries and the HTML page (no model involved);
-* :mod:`~classcontrast.explorer.compute`: the maps, from :func:`classcontrast.explain`;
-* :mod:`~classcontrast.explorer.notebook`: the viewer of an explanation in Jupyter.
+* `classcontrast.explorer.encode`: images and quantised maps as data URLs;
+* `classcontrast.explorer.page`: entries and the HTML page (no model involved);
+* `classcontrast.explorer.compute`: the maps, from [`explain`][classcontrast.engine.explain];
+* `classcontrast.explorer.notebook`: the viewer of an explanation in Jupyter.
 
 Names load on first use, so the Jupyter viewer does not pull in the engine.
 """

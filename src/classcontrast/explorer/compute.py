@@ -1,5 +1,5 @@
 """What the explorer shows, computed: every named contrast and every "t rather than s" foil among a
-few classes per image, for one or more methods, with :func:`classcontrast.explain` (one forward pass
+few classes per image, for one or more methods, with [`explain`][classcontrast.engine.explain] (one forward pass
 per method and batch)."""
 
 from __future__ import annotations
@@ -23,22 +23,24 @@ from .page import NAMED, entry, image_entry, write_page
 
 
 def explore(model: Any, x: torch.Tensor, methods: Sequence[str], classes: torch.Tensor,
-            **options: Any) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """(maps, logits): maps (B, L, M, h, w) per method for the L classes of each image (``classes``
-    (B, L)) under the M contrasts of :func:`contrast_keys` (the foil of a class against itself is 0),
-    and the images' logits (B, C). ``options`` go to the methods that accept them (e.g. ``layer``).
-    Maps are at the stored resolution (see ``encode.fit``); one forward pass per method."""
+            **options: Any) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
+    """(maps, logits, notes): maps (B, L, M, h, w) per method for the L classes of each image
+    (``classes`` (B, L)) under the M contrasts of `contrast_keys` (the foil of a class against itself is
+    0), the images' logits (B, C), and per method (B, L, M) flags of the maps whose sum disagrees in sign
+    with their score (`Explanation.disagreeing`). ``options`` go to the methods that accept them (e.g.
+    ``layer``). Maps are at the stored resolution (see ``encode.fit``); one forward pass per method."""
     contrasts: list[Any] = [*NAMED, *(Foil(classes[:, j]) for j in range(classes.shape[1]))]
-    out, logits = {}, None
+    out, notes, logits = {}, {}, None
     for method in methods:
         opts = options_for(method, options)
         with warnings.catch_warnings():  # t rather than t is part of the grid on purpose
             warnings.simplefilter("ignore", ClassContrastWarning)
             res = explain(model, x, method, contrasts, classes, **opts)
         out[method] = fit(torch.stack([displayed(e.layer_maps) for e in res.values()], 2).detach().float().cpu())
+        notes[method] = torch.stack([e.disagreeing() for e in res.values()], 2).cpu()  # type: ignore[misc]
         logits = res.logits.detach().cpu()
     assert logits is not None, "no method given"
-    return out, logits
+    return out, logits, notes
 
 
 def explorer_data(model: Any, x: torch.Tensor, methods: Sequence[str] = ("gradcam",), targets: Any = None,
@@ -57,7 +59,7 @@ def explorer_data(model: Any, x: torch.Tensor, methods: Sequence[str] = ("gradca
         per_image = isinstance(targets, (list, tuple, torch.Tensor)) and len(targets) == x.shape[0]
         spec = targets[start : start + batch_size] if per_image else targets
         classes = resolve_targets(TopK(min(3, logits.shape[1])) if spec is None else spec, logits)
-        maps, _ = explore(model, xb, methods, classes, **options)
+        maps, _, notes = explore(model, xb, methods, classes, **options)
         pixels = display_pixels(xb, getattr(getattr(model, "normalize", None), "inverse", None))
         top = p.topk(min(5, p.shape[1]), 1)
         for i in range(xb.shape[0]):
@@ -67,7 +69,8 @@ def explorer_data(model: Any, x: torch.Tensor, methods: Sequence[str] = ("gradca
             cls = classes[i].tolist()
             entries.append(entry(f"e{b}", f"i{b}", name, cls, p[i, classes[i]].tolist(),
                                  {m: v[i].numpy() for m, v in maps.items()},
-                                 top=list(zip(top.indices[i].tolist(), top.values[i].tolist(), strict=True))))
+                                 top=list(zip(top.indices[i].tolist(), top.values[i].tolist(), strict=True)),
+                                 notes={m: v[i].numpy() for m, v in notes.items()}))
     names = list(categories if categories is not None else getattr(model, "categories", None) or
                  [f"class {i}" for i in range(logits.shape[1])])
     model_name = getattr(model, "name", type(net).__name__)
@@ -77,9 +80,10 @@ def explorer_data(model: Any, x: torch.Tensor, methods: Sequence[str] = ("gradca
 
 def write_explorer(path: str | Path, model: Any, x: torch.Tensor, methods: Sequence[str] = ("gradcam",),
                    targets: Any = None, titles: Sequence[str] | None = None, **options: Any) -> Path:
-    """Write the self-contained explorer page for images ``x`` (see :func:`explorer_data`) to ``path``.
+    """Write the self-contained explorer page for images ``x`` (see
+    [`explorer_data`][classcontrast.explorer.compute.explorer_data]) to ``path``.
 
     ``targets``: None (each image's top 3 classes), ``TopK(k)``, or classes per image as for
-    :func:`classcontrast.explain`; every foil among an image's classes is offered.
+    [`explain`][classcontrast.engine.explain]; every foil among an image's classes is offered.
     """
     return write_page(explorer_data(model, x, methods, targets, titles, **options), path)

@@ -42,7 +42,7 @@ def quantise(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def dequantise(codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """The inverse of :func:`quantise`, up to half a code step (scale / 254)."""
+    """The inverse of `quantise`, up to half a code step (scale / 254)."""
     return (codes.astype(np.float32) - 127.0) / 127.0 * scales[..., None, None]
 
 

@@ -1,4 +1,4 @@
-"""The explorer for the result of one :func:`classcontrast.explain` call, inline in Jupyter."""
+"""The explorer for the result of one [`explain`][classcontrast.engine.explain] call, inline in Jupyter."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ def explanations_data(results: Mapping[str, Explanation]) -> dict[str, Any] | No
     pixels = display_pixels(first.inputs, first.to_pixels)
     per_contrast = [e.layer_maps.sum(2) if e.layer_maps.ndim == 5 else e.layer_maps for e in results.values()]
     maps = fit(torch.stack([m.detach().float().cpu() for m in per_contrast], 2))  # (B, K, M, h, w); channels summed
+    flags = [e.disagreeing() for e in results.values()]
+    notes = None if any(f is None for f in flags) else torch.stack(flags, 2).cpu()  # type: ignore[arg-type]
     top = p.topk(min(5, p.shape[1]), 1)
     images, entries = {}, []
     for b in range(targets.shape[0]):
@@ -32,7 +34,8 @@ def explanations_data(results: Mapping[str, Explanation]) -> dict[str, Any] | No
         entries.append(entry(f"e{b}", f"i{b}", f"image {b}", targets[b].tolist(), p[b, targets[b]].tolist(),
                              {first.method: maps[b].numpy()}, top=list(zip(top.indices[b].tolist(),
                                                                            top.values[b].tolist(), strict=True)),
-                             default=(int(targets[b, 0]), keys[0]), keys=keys))
+                             default=(int(targets[b, 0]), keys[0]), keys=keys,
+                             notes=None if notes is None else {first.method: notes[b].numpy()}))
     return {"kind": "explain", "title": f"{first.method}: {', '.join(results)}", "classes": list(names),
             "images": images, "entries": entries}
 

@@ -1,5 +1,5 @@
 """The explorer page: entries (an image, its classes and quantised maps per method) and the
-self-contained HTML that shows them. No model here: see :mod:`classcontrast.explorer.compute`."""
+self-contained HTML that shows them. No model here: see `classcontrast.explorer.compute`."""
 
 from __future__ import annotations
 
@@ -28,14 +28,18 @@ def contrast_keys(classes: Sequence[int]) -> list[str]:
 
 def entry(eid: str, image: str, title: str, classes: Sequence[int], probabilities: Sequence[float],
           maps: Mapping[str, np.ndarray], label: int | None = None, top: Sequence[tuple[int, float]] = (),
-          default: tuple[int, str] | None = None, keys: Sequence[str] | None = None) -> dict[str, Any]:
+          default: tuple[int, str] | None = None, keys: Sequence[str] | None = None,
+          notes: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
     """One explorable image: ``maps[method]`` is (L, M, h, w) for ``classes`` (L) under the M contrast
-    ``keys`` (default :func:`contrast_keys`; ``foil:s`` means "rather than class s")."""
+    ``keys`` (default `contrast_keys`; ``foil:s`` means "rather than class s"); ``notes[method]`` (L, M)
+    flags the maps whose sum disagrees in sign with their score (the page says so under them)."""
     keys = list(keys) if keys is not None else contrast_keys(classes)
     methods = {}
     for name, m in maps.items():
         url, scales, tw, th = atlas(np.asarray(m))
         methods[name] = {"atlas": url, "tw": tw, "th": th, "scales": scales, "contrasts": keys}
+        if notes is not None and name in notes:
+            methods[name]["disagree"] = np.asarray(notes[name]).astype(int).tolist()
     target, contrast = default or (int(classes[0]), "weighted")
     return {"id": eid, "image": image, "title": title, "label": label,
             "targets": [int(c) for c in classes], "p": [round(float(p), 6) for p in probabilities],
@@ -101,7 +105,7 @@ def page(data: Mapping[str, Any]) -> str:
 
 
 def write_page(data: Mapping[str, Any], path: str | Path) -> Path:
-    """Write :func:`page` to ``path`` (atomically) and return the path."""
+    """Write `page` to ``path`` (atomically) and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

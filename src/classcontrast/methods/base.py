@@ -41,16 +41,16 @@ class Recording:
 class Method(ABC):
     """A back-propagation explanation method.
 
-    Lifecycle of one call (driven by :func:`classcontrast.explain`): for each forward pass given by
+    Lifecycle of one call (driven by [`explain`][classcontrast.engine.explain]): for each forward pass given by
     ``passes`` (one, on the images themselves, for most methods), ``record`` registers hooks on the
-    ``ExitStack`` (removed when the pass's backward is done) and returns a :class:`Recording`; the
+    ``ExitStack`` (removed when the pass's backward is done) and returns a `Recording`; the
     engine runs the forward pass, calls ``after_forward``, back-propagates R objectives from the logits
     to ``Recording.tensors`` and calls ``compute`` with gradients of shape (R, rows, ...), which returns
     (R, rows, h, w) maps. Rows belonging to the same image are summed.
 
     ``linear`` is True when the map is linear in the back-propagated gradient (activations fixed):
     then every contrast identity holds exactly, e.g. probability = p_t(1-p_t)·weighted, and the engine
-    back-propagates only a basis of the objectives' gradients (see :func:`classcontrast.engine.low_rank`).
+    back-propagates only a basis of the objectives' gradients (see `low_rank`).
     ``batched_vjp`` is False for methods whose backward pass cannot be vectorised over objectives.
     """
 

@@ -21,7 +21,7 @@ class LayerMethod(Method):
     """A method that reads one layer's output A and its gradient G = ∂O/∂A.
 
     ``layer`` is a module name (``"features.40"``), a module, or None for the last spatial feature map
-    (:func:`classcontrast.layers.default_feature_layer`).
+    (`default_feature_layer`).
     """
 
     def __init__(self, layer: str | nn.Module | None = None, relu: bool = False) -> None:
@@ -62,7 +62,7 @@ class LayerMethod(Method):
 
 
 class LinearApprox(LayerMethod):
-    r"""Linear Approximation: :math:`M = \sum_k A^k \odot \partial O/\partial A^k` (a per-position
+    r"""Linear Approximation: $M = \sum_k A^k \odot \partial O/\partial A^k$ (a per-position
     first-order Taylor term; HiResCAM without ReLU). The original code's extra 1/K is dropped."""
 
     name = "linear_approx"
@@ -77,8 +77,8 @@ def gradcam_map(a: Tensor, g: Tensor) -> Tensor:
 
 
 class GradCAM(LayerMethod):
-    r"""GradCAM: :math:`w_k = \frac{1}{hw}\sum_{ij}\partial O/\partial A^k_{ij}`,
-    :math:`M = \sum_k w_k A^k` (signed; ``relu=True`` applies the textbook ReLU)."""
+    r"""GradCAM: $w_k = \frac{1}{hw}\sum_{ij}\partial O/\partial A^k_{ij}$,
+    $M = \sum_k w_k A^k$ (signed; ``relu=True`` applies the textbook ReLU)."""
 
     name = "gradcam"
 
@@ -87,8 +87,8 @@ class GradCAM(LayerMethod):
 
 
 class XGradCAM(LayerMethod):
-    r"""XGradCAM as modified by the study: :math:`w_k = \sum_{ij} \frac{A^k_{ij}}{\lVert A^k\rVert_1 + \varepsilon}
-    \partial O/\partial A^k_{ij}`, :math:`M = \sum_k w_k A^k`, :math:`\varepsilon = 10^{-7}`.
+    r"""XGradCAM as modified by the study: $w_k = \sum_{ij} \frac{A^k_{ij}}{\lVert A^k\rVert_1 + \varepsilon}
+    \partial O/\partial A^k_{ij}$, $M = \sum_k w_k A^k$, $\varepsilon = 10^{-7}$.
 
     The L1 normaliser (instead of XGradCAM's plain sum) keeps the weights well defined for signed,
     pre-ReLU activations.

@@ -26,10 +26,10 @@ def _effective_bias(m: nn.Module) -> Tensor | None:
 class FullGrad(Method):
     r"""FullGrad (Srinivas & Fleuret 2019) with the study's linear variant as the default:
 
-    :math:`S = \sum_c (\nabla_x O \odot x)_c + \sum_l \operatorname{up}\big(\sum_c (\nabla_{z_l} O \odot b_l)_c\big)`
+    $S = \sum_c (\nabla_x O \odot x)_c + \sum_l \operatorname{up}\big(\sum_c (\nabla_{z_l} O \odot b_l)_c\big)$
 
     over every Conv2d with a bias and every BatchNorm2d (effective bias
-    :math:`\beta - \mu\gamma/\sqrt{\sigma^2+\epsilon}`, at the BatchNorm's output before any fused
+    $\beta - \mu\gamma/\sqrt{\sigma^2+\epsilon}$, at the BatchNorm's output before any fused
     activation), bilinearly upsampled to the input size. No abs, so it is linear in the gradient and
     every contrast identity holds. Linear maps are mostly negative: view them with a shared, centred
     scale. ``abs=True`` gives the original FullGrad: each term abs'ed and min-max scaled to [0, 1]

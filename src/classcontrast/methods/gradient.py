@@ -8,7 +8,7 @@ from .base import InputMethod, Recording
 
 
 class Gradient(InputMethod):
-    r"""The input gradient :math:`\phi = \partial O / \partial x` (signed, no abs).
+    r"""The input gradient $\phi = \partial O / \partial x$ (signed, no abs).
 
     Summed over colour channels by default, giving an (H, W) map; ``keep_channels=True`` keeps the
     (C, H, W) gradient (what the gradient-sign perturbation experiment uses).
@@ -28,7 +28,7 @@ class Gradient(InputMethod):
 
 
 class GradientXInput(Gradient):
-    r"""Gradient times input, :math:`\phi = x \odot \partial O / \partial x`, summed over channels by default."""
+    r"""Gradient times input, $\phi = x \odot \partial O / \partial x$, summed over channels by default."""
 
     name = "gradient_x_input"
 

@@ -44,12 +44,12 @@ def quadrature(rule: str, n: int) -> tuple[Tensor, Tensor]:
 class IntegratedGradients(InputMethod):
     r"""Integrated Gradients (Sundararajan et al., ICML 2017) of the contrast's objective O:
 
-    :math:`\phi = (x - x') \odot \sum_k w_k\, \nabla_x O\big(x' + \alpha_k (x - x')\big)`, summed over colour
-    channels unless ``keep_channels``; :math:`(\alpha_k, w_k)` an n-point rule (``steps``, ``integration``:
+    $\phi = (x - x') \odot \sum_k w_k\, \nabla_x O\big(x' + \alpha_k (x - x')\big)$, summed over colour
+    channels unless ``keep_channels``; $(\alpha_k, w_k)$ an n-point rule (``steps``, ``integration``:
     Captum's ``riemann_left/right/middle/trapezoid`` or ``gausslegendre``, the default as in Captum).
 
     The contrast is back-propagated at every path point (for ``weighted``, α is that point's softmax over the
-    other classes), so completeness holds per contrast: :math:`\sum \phi = O(x) - O(x')` up to the
+    other classes), so completeness holds per contrast: $\sum \phi = O(x) - O(x')$ up to the
     quadrature error. ``baseline`` x′: ``"zeros"`` (zeros of the model's input space), ``"blur"`` (the
     Gaussian-blurred image, kernel 101, σ = 15) or a tensor broadcastable to x. All path points of all
     images run in batched forward passes of at most ``internal_batch_size`` rows (None: all at once), and

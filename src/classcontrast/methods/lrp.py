@@ -47,9 +47,9 @@ def auto_canonizers(model: nn.Module) -> list[Any]:
 class LRP(InputMethod):
     r"""Layer-wise Relevance Propagation by zennit's rules, started from the contrast's gradient:
 
-    the output relevance is :math:`\partial O/\partial y` (``original``: :math:`e_t`; ``probability``:
-    :math:`p_t(e_t - p)`, i.e. exactly Softmax-Gradient LRP, Iwana et al. 2019; ``weighted``: SGLRP divided
-    by :math:`p_t(1-p_t)`; ``Foil(s)``: :math:`e_t - e_s`, the relevance of t against s), propagated to
+    the output relevance is $\partial O/\partial y$ (``original``: $e_t$; ``probability``:
+    $p_t(e_t - p)$, i.e. exactly Softmax-Gradient LRP, Iwana et al. 2019; ``weighted``: SGLRP divided
+    by $p_t(1-p_t)$; ``Foil(s)``: $e_t - e_s$, the relevance of t against s), propagated to
     the input with the rules of ``composite`` (a name in zennit's registry, default
     ``epsilon_plus_flat``, or a zennit ``Composite``), summed over colour channels unless
     ``keep_channels``. For ``epsilon_gamma_box`` the box is the batch's per-channel value range (give a

@@ -15,9 +15,9 @@ from .base import InputMethod, Pass, Recording, check_internal_batch_size, row_c
 class SmoothGrad(InputMethod):
     r"""SmoothGrad (Smilkov et al., 2017) of the contrast's objective O:
 
-    :math:`\phi = \frac{1}{n}\sum_{k=1}^{n} \nabla_x O(x + \epsilon_k)`, :math:`\epsilon_k \sim
-    \mathcal N(0, \sigma^2)`, σ = ``sigma`` × (max − min of the image), signed, summed over colour channels
-    unless ``keep_channels``; SmoothGrad² (``squared``) averages :math:`(\nabla_x O)^2` instead (not
+    $\phi = \frac{1}{n}\sum_{k=1}^{n} \nabla_x O(x + \epsilon_k)$, $\epsilon_k \sim
+    \mathcal N(0, \sigma^2)$, σ = ``sigma`` × (max − min of the image), signed, summed over colour channels
+    unless ``keep_channels``; SmoothGrad² (``squared``) averages $(\nabla_x O)^2$ instead (not
     linear in the gradient, so its contrast is "back-propagate the scalar"). The contrast is taken at
     every noisy copy (for ``weighted``, α is that copy's softmax over the other classes).
 

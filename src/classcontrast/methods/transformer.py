@@ -86,8 +86,8 @@ def patch_grid(model: nn.Module, x: Tensor, n_tokens: int) -> tuple[int, int, in
 
 class VitGradCAM(Method):
     r"""GradCAM on the patch tokens of a transformer block: tokens (B, T, D) minus the prefix
-    tokens, reshaped to (B, D, h, w); :math:`w_d = \frac{1}{hw}\sum_{ij}\partial O/\partial A^d_{ij}`,
-    :math:`M = \sum_d w_d A^d`. Signed by default (``relu=True`` gives the standard version).
+    tokens, reshaped to (B, D, h, w); $w_d = \frac{1}{hw}\sum_{ij}\partial O/\partial A^d_{ij}$,
+    $M = \sum_d w_d A^d$. Signed by default (``relu=True`` gives the standard version).
 
     ``layer``: block index (0-based; negative from the end), module name or module; the default
     ``-2`` is the output of the second-to-last block, i.e. the input of the last one. (The last
@@ -188,7 +188,7 @@ def _hf_attention(module: nn.Module, query: Tensor, key: Tensor, value: Tensor, 
 
 
 def _hf_capture(config: Any, recorder: OutputRecorder, stack: ExitStack) -> int:
-    """Switch a Hugging Face model to :func:`_hf_attention` for the call (1 if it could be done)."""
+    """Switch a Hugging Face model to `_hf_attention` for the call (1 if it could be done)."""
     try:
         from transformers import AttentionInterface
     except ImportError:  # pragma: no cover - a config with _attn_implementation comes from transformers
@@ -245,10 +245,10 @@ class AttentionRollout(Method):
     r"""Gradient-weighted attention rollout (Gildenblat 2020; Chefer et al.), with the reference code's
     bugs fixed (each attention paired with its own gradient, true row normalisation).
 
-    Per block :math:`l`: :math:`F_l = \operatorname{mean}_{heads}(A_l \odot \partial O/\partial A_l)`
+    Per block $l$: $F_l = \operatorname{mean}_{heads}(A_l \odot \partial O/\partial A_l)$
     (ReLU'd with ``relu=True``, the standard variant; signed otherwise), the lowest ``discard_ratio``
-    fraction of entries set to 0, :math:`\hat A_l = (F_l + I)/2` with rows normalised to sum 1,
-    :math:`R = \hat A_L\cdots\hat A_1`; the map is the class-token row of :math:`R` over the patches.
+    fraction of entries set to 0, $\hat A_l = (F_l + I)/2$ with rows normalised to sum 1,
+    $R = \hat A_L\cdots\hat A_1$; the map is the class-token row of $R$ over the patches.
 
     Not linear in the gradient (rollout multiplies gradient-weighted matrices), so its contrastive
     version is "back-propagate the contrast's scalar"; the weighted/probability identities of the

@@ -429,7 +429,9 @@
         el("td", {}, this.name(cl)), el("td", {}, p.toFixed(3)))))) : null;
       body.append(nav, el("div", {class: "cc-explorer"},
         el("div", {class: "cc-stage"}, main, this.colourBar(scale, this.name(s.target)),
-          el("p", {class: "cc-question"}, this.question(s.contrast, s.target))),
+          el("p", {class: "cc-question"}, this.question(s.contrast, s.target)),
+          m.disagree && m.disagree[j] && m.disagree[j][c] ? el("p", {class: "cc-note"},
+            "Note: this map sums to the other sign than its score (no completeness at this layer: read where, not how much).") : null),
         el("div", {class: "cc-panel"},
           el("div", {class: "cc-group"}, el("b", {}, e.title),
             e.label !== null && e.label !== undefined ? el("div", {}, "true class: " + this.name(e.label)) : null),
