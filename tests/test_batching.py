@@ -53,7 +53,7 @@ def test_target_specs(tiny: nn.Module, tiny_x: torch.Tensor) -> None:
 @pytest.mark.parametrize(
     ("targets", "match"),
     [(7, "out of range"), (-1, "out of range"), ([1, 2], "one class per image"), ([[1], [2]], "rows"),
-     (cc.TopK(8), "more classes"), (1.5, "integer"), ("cat", "not class indices")],
+     (cc.TopK(8), "more classes"), (1.5, "integer"), ("cat", "is a name, but the model has no class names")],
 )
 def test_bad_targets(tiny: nn.Module, tiny_x: torch.Tensor, targets: object, match: str) -> None:
     with pytest.raises(cc.ClassContrastError, match=match):

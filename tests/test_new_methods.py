@@ -404,7 +404,8 @@ def test_cli_method_options_reach_the_method(tmp_path, embedded: cc.ModelBundle,
                 "--save-maps", str(npz)]) == 0
     x = embedded.transform(cc.load_image(photo))[None]
     ref = cc.explain(embedded, x, "integrated_gradients", "weighted", steps=4, integration="riemann_middle")
-    np.testing.assert_allclose(np.load(npz)["maps/weighted"], ref.maps.numpy(), rtol=1e-5, atol=1e-7)
+    got = np.load(npz)["maps/integrated_gradients/weighted"]
+    np.testing.assert_allclose(got, ref.maps.numpy(), rtol=1e-5, atol=1e-7)
     capsys.readouterr()
     assert run(["explain", str(photo), "--method", "gradcam", "--steps", "4", "--out", str(tmp_path / "g.png")]) == 2
     err = capsys.readouterr().err.strip()

@@ -89,7 +89,8 @@ CHANGES = ["content", "preprocess", "top_k", "limit", "model", "method_option"]
 def _audit_setting(change: str | None, images: Path, tmp: Path, embedded: cc.ModelBundle,
                    other_model: cc.ModelBundle) -> dict[str, Any]:
     s: dict[str, Any] = {"model": _bundle(embedded), "data": str(images), "methods": ["integrated_gradients"],
-                         "pairs": 3, "examples": 2, "top_k": 1, "limit": 5, "steps": 2, "batch_size": 4}
+                         "pairs": 3, "examples": 2, "top_k": 1, "limit": 5, "steps": 2, "batch_size": 4,
+                         "ambiguity": 0.0}  # every image counts in its top-1 vs top-2 pair: maps to reuse
     if change == "content":
         s["data"] = str(_changed_content(images, tmp / "changed"))
     elif change == "preprocess":

@@ -121,7 +121,7 @@ def soft_mask(maps: Tensor) -> Tensor:
 
 def run_faithfulness(
     bundle: ModelBundle,
-    source: SampleSource,
+    source: SampleSource | str | Sequence[str] | None,
     methods: Sequence[str] = METHODS,
     contrasts: Sequence[str] = CONTRASTS,
     baselines: Sequence[str] = BASELINES,
@@ -136,8 +136,13 @@ def run_faithfulness(
     progress: Any = None,
     shard: Dist | None = None,
     method_options: dict[str, Any] | None = None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     """Deletion / insertion curves for methods × contrasts (+ a random map) × baselines.
+
+    ``source`` is a `SampleSource` or any ``--data`` value (class folders, a flat folder, image files,
+    ``imagenet:`` / ``cub200:`` / ``food101:``; None: the bundled photos), as for the audit; ``limit``
+    keeps its first images.
 
     Returns ``{"records": [...], "confidence": [...], "info": {...}}``: one record per method × contrast ×
     baseline × score (``auc_deletion``, ``auc_insertion``, ``morf_minus_lerf`` with standard errors, the
@@ -146,6 +151,12 @@ def run_faithfulness(
     ``method_options`` (e.g. ``{"steps": 16}``) go to the methods that accept them; rows are kept per
     method and options, so a resumed run with other options recomputes instead of mixing.
     """
+    if not isinstance(source, SampleSource):
+        from ..data.specs import open_source
+
+        source = open_source(source, bundle.categories)
+    if limit is not None:
+        source = source.select(limit=limit, seed=None)
     grid = check_grid(baselines, scores, fractions or default_fractions())
     for c in contrasts:
         get_contrast(c)
