@@ -19,6 +19,7 @@ _EXPORTS: dict[str, str] = {
     "CONTRASTS": "contrasts", "Contrast": "contrasts", "Foil": "contrasts", "Max": "contrasts",
     "Mean": "contrasts", "Original": "contrasts", "Probability": "contrasts", "Weighted": "contrasts",
     "get_contrast": "contrasts",
+    "Finer": "peer_contrasts", "FinerMean": "peer_contrasts", "ContrastCAM": "peer_contrasts", "ReST": "peer_contrasts",
     "ClassContrastError": "errors", "ClassContrastWarning": "errors",
     "explain": "engine",
     "Explanation": "explanation", "Explanations": "explanation",
@@ -62,13 +63,14 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .explorer.compute import explorer_data, write_explorer
     from .methods import METHODS, Method, get_method, register_method
     from .models import ModelBundle, load_model
+    from .peer_contrasts import ContrastCAM, Finer, FinerMean, ReST
     from .targets import TopK, resolve_targets
     from .viz import overlay, plot_explanations
 
 __all__ = [
-    "CONTRASTS", "METHODS", "Audit", "ClassContrastError", "ClassContrastWarning", "Contrast", "ContrastModel",
-    "Explanation", "Explanations", "Foil", "Max", "Mean", "Method", "ModelBundle", "Original", "Probability",
-    "TopK", "Weighted", "audit", "explain", "explorer_data", "get_contrast", "get_method", "load_image",
-    "load_images", "load_model", "overlay", "plot_explanations", "quantus_explain", "register_method",
-    "resolve_targets", "sample_image", "targets", "write_explorer",
+    "CONTRASTS", "METHODS", "Audit", "ClassContrastError", "ClassContrastWarning", "Contrast", "ContrastCAM",
+    "ContrastModel", "Explanation", "Explanations", "Finer", "FinerMean", "Foil", "Max", "Mean", "Method",
+    "ModelBundle", "Original", "Probability", "ReST", "TopK", "Weighted", "audit", "explain", "explorer_data",
+    "get_contrast", "get_method", "load_image", "load_images", "load_model", "overlay", "plot_explanations",
+    "quantus_explain", "register_method", "resolve_targets", "sample_image", "targets", "write_explorer",
 ]

@@ -14,63 +14,15 @@ per-class maps that defines the contrast, e.g. ``weighted`` = $\phi_t - \sum_{s\
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from .classes import class_indices, names_classes
+from .contrast_base import Contrast, _one_hot, _others
 from .errors import ClassContrastError, did_you_mean
-
-
-def _one_hot(t: Tensor, num_classes: int, like: Tensor) -> Tensor:
-    return torch.nn.functional.one_hot(t, num_classes).to(dtype=like.dtype)
-
-
-def _others(y: Tensor, t: Tensor) -> Tensor:
-    """The logits with the target column set to -inf (the target excluded)."""
-    return y.scatter(1, t[:, None], float("-inf"))
-
-
-class Contrast(ABC):
-    """A scalar objective of the logits for one target class per row."""
-
-    name: str = "contrast"
-
-    @abstractmethod
-    def score(self, logits: Tensor, target: Tensor) -> Tensor:
-        """The objective per row, (N,), differentiable in ``logits``."""
-
-    @abstractmethod
-    def grad(self, logits: Tensor, target: Tensor) -> Tensor:
-        """$\\partial\\,score / \\partial\\,logits$, (N, C), computed without autograd."""
-
-    def score_all(self, logits: Tensor) -> Tensor:
-        """The objective for every class as the target, (N, C): column t is ``score(logits, t)``."""
-        n, c = logits.shape
-        cols = [self.score(logits, torch.full((n,), t, dtype=torch.long, device=logits.device)) for t in range(c)]
-        return torch.stack(cols, 1)
-
-    def select(self, rows: Tensor, n_images: int) -> Contrast:
-        """This contrast for rows drawn from ``n_images`` images (``rows[i]`` = the image of row i), as
-        when a method runs the model on several inputs per image. Only per-image settings change."""
-        return self
-
-    def named(self, categories: Sequence[str] | None) -> Contrast:
-        """This contrast with any class it names by name resolved to its index in ``categories``."""
-        return self
-
-    def key(self, categories: Sequence[str] | None = None) -> str:
-        """The name of its result in [`Explanations`][classcontrast.explanation.Explanations] (``"weighted"``,
-        ``"foil:Egyptian cat"``)."""
-        return self.name
-
-    def __call__(self, logits: Tensor, target: Tensor) -> Tensor:
-        return self.score(logits, target)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+from .peer_contrasts import Finer, FinerMean, ReST
 
 
 class Original(Contrast):
@@ -274,19 +226,23 @@ class Foil(Contrast):
 
 
 CONTRASTS: dict[str, type[Contrast]] = {
-    c.name: c for c in (Original, Mean, Max, Weighted, Probability)
+    c.name: c for c in (Original, Mean, Max, Weighted, Probability, Finer, FinerMean, ReST)
 }
 
 
 def get_contrast(spec: str | Contrast) -> Contrast:
     """A contrast from its name (``"original"``, ``"mean"``, ``"max"``, ``"weighted"``,
-    ``"probability"``) or a [`Contrast`][classcontrast.contrasts.Contrast] instance (e.g. ``Foil(3)``)."""
+    ``"probability"``, and the peers' ``"finer"``, ``"finer_mean"``, ``"rest"`` with their defaults) or a
+    [`Contrast`][classcontrast.contrast_base.Contrast] instance (e.g. ``Foil(3)``, ``ContrastCAM("cup")``)."""
     if isinstance(spec, Contrast):
         return spec
     if isinstance(spec, str) and spec.lower() in CONTRASTS:
         return CONTRASTS[spec.lower()]()
     if isinstance(spec, str) and spec.lower() == "foil":
         raise ClassContrastError("the 'foil' contrast needs a class: use Foil(s) (or --foil S on the command line)")
+    if isinstance(spec, str) and spec.lower() == "contrast_cam":
+        raise ClassContrastError("the 'contrast_cam' contrast needs a class Q: use ContrastCAM(q) "
+                                 "(or --contrast-cam Q)")
     raise ClassContrastError(
         f"unknown contrast {spec!r}{did_you_mean(str(spec), CONTRASTS)} (contrasts: {', '.join(CONTRASTS)}, or Foil(s))"
     )

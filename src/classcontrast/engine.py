@@ -187,7 +187,7 @@ def explain(
             ``"vit_gradcam"``, ``"attention_rollout"`` (or any method added with ``register_method``),
             or a ``Method``.
         contrast: a name (``"original"``, ``"mean"``, ``"max"``, ``"weighted"``, ``"probability"``),
-            a [`Contrast`][classcontrast.contrasts.Contrast] such as ``Foil(s)``, or a list of them (then the
+            a [`Contrast`][classcontrast.contrast_base.Contrast] such as ``Foil(s)``, or a list of them (then the
             result maps each contrast's key, e.g. ``"weighted"`` or ``"foil:Egyptian cat"``, to its
             [`Explanation`][classcontrast.explanation.Explanation]).
         targets: None (top-1), a class, one class per image, (B, K) classes, or ``TopK(k)``; a class

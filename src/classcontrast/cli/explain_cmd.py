@@ -33,6 +33,8 @@ def explain_command(
     top_k: int = typer.Option(2, "--top-k", help="Explain the k most probable classes"),
     target: list[str] = typer.Option(None, help="Explain these classes (index or name) instead of --top-k"),
     foil: str = typer.Option(None, help="Add the contrast 'target rather than FOIL' (index or name)"),
+    contrast_cam: str = typer.Option(None, "--contrast-cam",
+                                     help="Add ContrastCAM towards class Q (Prabhushankar et al.; index or name)"),
     layer: str = typer.Option(None, help="Layer for CAM methods (module name, e.g. features.40)"),
     relu: bool = typer.Option(False, "--relu/--no-relu",
                               help="Textbook GradCAM/XGradCAM (ReLU on the map); maps stay signed without it"),
@@ -90,6 +92,10 @@ def explain_command(
                         trust_remote_code=trust_remote_code)
     if foil is not None:
         contrasts.append(Foil(class_index(foil, bundle.categories, "--foil")))
+    if contrast_cam is not None:
+        from ..peer_contrasts import ContrastCAM
+
+        contrasts.append(ContrastCAM(class_index(contrast_cam, bundle.categories, "--contrast-cam")))
     wanted = split_values(target) if target else []
     targets = [class_index(t, bundle.categories, "--target") for t in wanted] or None
     if targets is None and top_k > bundle.num_classes:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 # The registries' names (classcontrast.METHODS / CONTRASTS); a test keeps them equal.
 METHOD_NAMES = ("gradient", "gradient_x_input", "linear_approx", "gradcam", "xgradcam", "fullgrad",
                 "vit_gradcam", "attention_rollout", "integrated_gradients", "smoothgrad", "lrp")
-CONTRAST_NAMES = ("original", "mean", "max", "weighted", "probability")
+CONTRAST_NAMES = ("original", "mean", "max", "weighted", "probability", "finer", "finer_mean", "rest")
 BASELINE_NAMES = ("blur", "zeros", "mean", "road")
 SCORE_NAMES = ("probability", "logit", "contrast")
 METHODS_HELP = f"One or more of: {', '.join(METHOD_NAMES)}"

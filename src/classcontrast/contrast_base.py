@@ -1,0 +1,59 @@
+"""The contrast interface: a scalar objective of the logits for one target class per row (see
+`classcontrast.contrasts` for the paper's contrasts and `classcontrast.peer_contrasts` for the peers')."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+
+def _one_hot(t: Tensor, num_classes: int, like: Tensor) -> Tensor:
+    return torch.nn.functional.one_hot(t, num_classes).to(dtype=like.dtype)
+
+
+def _others(y: Tensor, t: Tensor) -> Tensor:
+    """The logits with the target column set to -inf (the target excluded)."""
+    return y.scatter(1, t[:, None], float("-inf"))
+
+
+class Contrast(ABC):
+    """A scalar objective of the logits for one target class per row."""
+
+    name: str = "contrast"
+
+    @abstractmethod
+    def score(self, logits: Tensor, target: Tensor) -> Tensor:
+        """The objective per row, (N,), differentiable in ``logits``."""
+
+    @abstractmethod
+    def grad(self, logits: Tensor, target: Tensor) -> Tensor:
+        """$\\partial\\,score / \\partial\\,logits$, (N, C), computed without autograd."""
+
+    def score_all(self, logits: Tensor) -> Tensor:
+        """The objective for every class as the target, (N, C): column t is ``score(logits, t)``."""
+        n, c = logits.shape
+        cols = [self.score(logits, torch.full((n,), t, dtype=torch.long, device=logits.device)) for t in range(c)]
+        return torch.stack(cols, 1)
+
+    def select(self, rows: Tensor, n_images: int) -> Contrast:
+        """This contrast for rows drawn from ``n_images`` images (``rows[i]`` = the image of row i), as
+        when a method runs the model on several inputs per image. Only per-image settings change."""
+        return self
+
+    def named(self, categories: Sequence[str] | None) -> Contrast:
+        """This contrast with any class it names by name resolved to its index in ``categories``."""
+        return self
+
+    def key(self, categories: Sequence[str] | None = None) -> str:
+        """The name of its result in [`Explanations`][classcontrast.explanation.Explanations] (``"weighted"``,
+        ``"foil:Egyptian cat"``)."""
+        return self.name
+
+    def __call__(self, logits: Tensor, target: Tensor) -> Tensor:
+        return self.score(logits, target)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
