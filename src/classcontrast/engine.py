@@ -18,6 +18,7 @@ from .methods import METHODS, LayerMethod, Method, get_method
 from .outputs import logits_of
 from .state import frozen_eval
 from .targets import resolve_targets
+from .units import RegionUnits, dense_logits, is_region_spec
 
 ContrastSpec = str | Contrast
 _CHUNK = 64  # objectives per batched backward pass
@@ -133,15 +134,22 @@ def _model_failed(x: Tensor, e: BaseException) -> ClassContrastError:
 
 
 def _forward(net: nn.Module, x: Tensor) -> Tensor:
-    """The model's logits for ``x``; a failing model or a non-(B, C) output is a one-line error."""
+    """The model's logits for ``x``: (B, C) for a classifier, (B, C, H, W) at the input's size for a
+    segmenter (see `classcontrast.units.dense_logits`); a failing model or another output is a one-line
+    error."""
     try:
-        logits = logits_of(net(x))
+        raw = net(x)
     except _MODEL_ERRORS as e:
         raise _model_failed(x, e) from e
-    if not isinstance(logits, Tensor) or logits.ndim != 2:
-        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise ClassContrastError(f"the model must return logits of shape (B, C), got {shape}")
-    return logits
+    logits = logits_of(raw)
+    if isinstance(logits, Tensor) and logits.ndim == 2:
+        return logits
+    dense = dense_logits(raw, x.shape[-2:])
+    if dense is not None:
+        return dense
+    shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+    raise ClassContrastError(f"the model must return logits of shape (B, C) (a classifier) or (B, C, h, w) "
+                             f"(a segmenter), got {shape}")
 
 
 def _warn_foils(contrasts: Sequence[Contrast], logits: Tensor, targets: Tensor,
@@ -234,11 +242,24 @@ def explain(
             x = x.clone()
         y: Tensor | None = None
         t = torch.empty(0)
+        regions: RegionUnits | None = None
+
+        def resolve(y: Tensor) -> Tensor:
+            nonlocal regions
+            if y.ndim == 4:  # a segmenter: the units are regions of its per-pixel classification
+                regions = RegionUnits(targets, categories)
+                return regions.resolve(y)
+            if is_region_spec(targets):
+                raise ClassContrastError("Region targets need a segmentation model (per-pixel logits, (B, C, h, w)); "
+                                         f"this model returns {tuple(y.shape)}")
+            t = resolve_targets(targets, y)
+            _warn_foils(contrasts, y, t, categories)
+            return t
+
         if m.multipass:  # targets come from the images themselves, not from the sampled inputs
             with torch.no_grad():
                 y = _forward(run, x).detach()
-            t = resolve_targets(targets, y)
-            _warn_foils(contrasts, y, t, categories)
+            t = resolve(y)
         total: Tensor | None = None
         for p in m.passes(x):
             with ExitStack() as hooks:  # open until the pass's backward is done (LRP rules act there)
@@ -250,13 +271,15 @@ def explain(
                 logits = _forward(run, rec.input)
                 if y is None:
                     y = logits.detach()
-                    t = resolve_targets(targets, y)
-                    _warn_foils(contrasts, y, t, categories)
+                    t = resolve(y)
                 m.after_forward(rec)
-                cs = [c.select(p.rows, n_images) for c in contrasts] if m.multipass else contrasts
-                yl, tr = logits.detach(), t[p.rows]
-                cot = torch.stack([c.grad(yl, tr[:, j]) for c in cs for j in range(t.shape[1])])
-                reduced = low_rank(cot) if m.linear else None
+                if regions is not None:
+                    cot = regions.cotangents(contrasts, logits.detach(), t, p.rows, n_images)
+                else:
+                    cs = [c.select(p.rows, n_images) for c in contrasts] if m.multipass else contrasts
+                    yl, tr = logits.detach(), t[p.rows]
+                    cot = torch.stack([c.grad(yl, tr[:, j]) for c in cs for j in range(t.shape[1])])
+                reduced = low_rank(cot) if m.linear and regions is None else None
                 vectorise = logits.device.type != "cpu" if batched is None else batched
                 chunks = vjp(logits, rec.tensors, cot if reduced is None else reduced[0],
                              batched=vectorise and m.batched_vjp)
@@ -278,12 +301,16 @@ def explain(
     maps = total.reshape(len(contrasts), k, *total.shape[1:]).transpose(1, 2)  # (M, B, K, ...)
     normalize = None if isinstance(model, nn.Module) else getattr(model, "normalize", None)
     out = Explanations()
+    units = regions.records(y, t) if regions is not None else None
     for i, (name, c) in enumerate(zip(names, contrasts, strict=True)):
+        image_logits = y if regions is None else y.mean((-2, -1))  # a segmenter's: the mean over its pixels
         out[name] = Explanation(
-            maps=None, layer_maps=maps[i], targets=t, logits=y, method=m.name,
+            maps=None, layer_maps=maps[i], targets=t, logits=image_logits, method=m.name,
             contrast=name, layer=rec.layer, options=m.options(), inputs=x,
             to_pixels=getattr(normalize, "inverse", None), categories=categories,
-            foils=c.foils(y) if isinstance(c, Foil) else None, size=tuple(x.shape[-2:]), objective=c,
+            foils=c.foils(image_logits) if isinstance(c, Foil) else None, size=tuple(x.shape[-2:]), objective=c,
+            units=units, scores=None if regions is None else regions.scores(c, y, t),
+            target_probabilities=None if regions is None else regions.target_probabilities(y, t),
         )
     return out if many else out[names[0]]
 

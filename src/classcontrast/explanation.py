@@ -28,7 +28,9 @@ class Explanation:
                  contrast: str, layer: str | None = None, options: dict[str, Any] | None = None,
                  inputs: Tensor | None = None, to_pixels: Callable[[Tensor], Tensor] | None = None,
                  categories: list[str] | None = None, foils: Tensor | None = None,
-                 size: tuple[int, int] | None = None, objective: Any = None) -> None:
+                 size: tuple[int, int] | None = None, objective: Any = None,
+                 units: list[list[dict[str, Any]]] | None = None, scores: Tensor | None = None,
+                 target_probabilities: Tensor | None = None) -> None:
         self._maps = maps
         self.layer_maps = layer_maps
         self.targets = targets
@@ -43,6 +45,11 @@ class Explanation:
         self.foils = foils
         self.size = tuple(size) if size is not None else (tuple(maps.shape[-2:]) if maps is not None else None)
         self.objective = objective  # the Contrast whose gradient made the maps
+        # What was explained, per image and target: None for whole images (a classifier); for a segmenter,
+        # region records {"kind": "region", "target", "mask" (H, W), "logits" (pixels, C), "pixels"}
+        self.units = units
+        self._scores = scores
+        self._target_probabilities = target_probabilities
 
     @property
     def maps(self) -> Tensor:
@@ -63,6 +70,8 @@ class Explanation:
     def scores(self) -> Tensor | None:
         """The contrast's score O for each explained target, (B, K) (None when the contrast is unknown):
         what a map's red ("for t") and blue ("against t") are about."""
+        if self._scores is not None:
+            return self._scores
         if self.objective is None:
             return None
         b, k = self.targets.shape
@@ -83,7 +92,9 @@ class Explanation:
 
     @property
     def target_probabilities(self) -> Tensor:
-        """The probability of each explained target, (B, K)."""
+        """The probability of each explained target, (B, K) (for a region: the mean over its pixels)."""
+        if self._target_probabilities is not None:
+            return self._target_probabilities
         return self.probabilities.gather(1, self.targets)
 
     def to(self, device: str | torch.device) -> Explanation:
@@ -94,7 +105,7 @@ class Explanation:
         return Explanation(move(self._maps), self.layer_maps.to(device), self.targets.to(device),
                            self.logits.to(device), self.method, self.contrast, self.layer, self.options,
                            move(self.inputs), self.to_pixels, self.categories, move(self.foils), self.size,
-                           self.objective)
+                           self.objective, self.units, move(self._scores), move(self._target_probabilities))
 
     def __repr__(self) -> str:
         b, k = self.targets.shape

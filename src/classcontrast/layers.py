@@ -19,6 +19,7 @@ _POOLING = (
 )
 _PASS_THROUGH = (nn.modules.dropout._DropoutNd, nn.Identity, nn.Flatten)
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+_FEATURE_PARTS = ("backbone", "encoder")  # where a segmenter's or detector's features are
 _default_cache: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
 _cache_lock = threading.Lock()
 
@@ -67,12 +68,20 @@ def default_feature_layer(model: nn.Module, x: Tensor) -> str:
     (B, C, H, W) output, H·W > 1, that is not a pooling, dropout, identity or flatten output.
 
     For torchvision's VGG this is ``features.42`` (the last ReLU, 14×14), for ResNets ``layer4``,
-    for timm EfficientNets ``bn2``. Found with one forward pass on the first image, cached per model.
+    for timm EfficientNets ``bn2``. A model with a ``backbone`` or ``encoder`` (segmenters, detectors:
+    torchvision's FCN / DeepLabV3, Hugging Face's Segformer) gets the last one inside it — the head's
+    own outputs are class scores, not features. Found with one forward pass on the first image, cached
+    per model.
     """
     with _cache_lock:
         if model in _default_cache:
             return _default_cache[model]
     names = spatial_layers(model, x)
+    for part in _FEATURE_PARTS:
+        inside = [n for n in names if n == part or n.startswith(part + ".") or f".{part}." in f".{n}."]
+        if inside:
+            names = inside
+            break
     if not names:
         raise ClassContrastError(
             f"{type(model).__name__} has no spatial (B, C, H, W) feature map for a CAM method; "

@@ -105,6 +105,7 @@ def _torchvision(arch: str, weights: Any, num_classes: int | None) -> ModelBundl
     except ValueError as e:
         raise ClassContrastError(f"unknown torchvision architecture {arch!r}") from e
     default = tvm.get_model_weights(arch).DEFAULT if arch in tvm.list_models() else None
+    dense = arch in tvm.list_models(module=tvm.segmentation)  # a segmenter: per-pixel logits, no crop
     kwargs: dict[str, Any] = {}
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
@@ -117,12 +118,14 @@ def _torchvision(arch: str, weights: Any, num_classes: int | None) -> ModelBundl
         if arch in {"googlenet", "inception_v3"}:
             kwargs["aux_logits"] = False
             kwargs["init_weights"] = True
+        if dense:  # no download of the backbone's ImageNet weights either
+            kwargs["weights_backbone"] = None
         model = builder(weights=None, **kwargs)
         if weights not in (None, "DEFAULT"):
             _load_into(model, load_state(weights), str(weights))
     if default is not None:
         tf = default.transforms()
-        crop = tf.crop_size[0]
+        crop = None if dense else tf.crop_size[0]
         resize = tf.resize_size[0]
         preprocess = Preprocess(resize, crop, tf.interpolation.value)
         mean, std = tf.mean, tf.std

@@ -19,6 +19,16 @@ Scale = Literal["map", "row", "column", "figure"]
 SMOOTH_FRACTION = 1 / 56  # σ of the display smoothing of input-space maps, as a fraction of the image side
 
 
+def _region(ex: Explanation, i: int, j: int) -> np.ndarray | None:
+    """The explained region's mask (H, W) of image i, target j, when the unit is a region (drawn as an
+    outline on every map of the row); None for whole images."""
+    units = getattr(ex, "units", None)
+    if not units or j >= len(units[i]) or units[i][j].get("kind") != "region":
+        return None
+    mask = units[i][j]["mask"].float().cpu().numpy()
+    return mask if 0 < mask.sum() < mask.size else None
+
+
 def readable(label: str) -> str:
     """A column label as a title: a foil's key ``foil:Egyptian cat`` reads "rather than Egyptian cat"."""
     return label.replace("foil:", "rather than ")
@@ -96,14 +106,21 @@ def plot_explanations(
             ax.imshow(img)
             ax.set_axis_off()
             label = f"{name}\np={probs[i, j]:.3f}"
+            unit = first.units[i][j] if first.units and j < len(first.units[i]) else None
+            if unit is not None and unit.get("kind") == "region":
+                share = unit["pixels"] / max(1, unit["mask"].numel())
+                label = f"{name} (region: {share:.0%} of pixels)\nmean p={probs[i, j]:.3f}"
             if titles is not None and j == 0:
                 label = f"{printable(titles[i])}\n{label}"  # a non-UTF-8 file name drawn with escapes
             ax.set_title(label, fontsize=8)
             row_scale = halfrange(np.stack([maps[c][i, j] for c in cols]))
+            region = _region(first, i, j)
             for col, c in enumerate(cols, start=1):
                 s = {"map": None, "row": row_scale, "column": column_scale[c], "figure": figure_scale}[scale]
                 ax = fig.add_subplot(grid[row, col])
                 overlay(ax, img, maps[c][i, j], scale=s)
+                if region is not None:
+                    ax.contour(region, levels=[0.5], colors="black", linewidths=0.8)
                 if row == 0:
                     ax.set_title(readable(c), fontsize=8)
                 if notes[c] is not None and bool(notes[c][i, j]):

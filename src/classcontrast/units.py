@@ -1,0 +1,183 @@
+r"""What an explanation explains: an image (a classifier's logits, (B, C)) or a **region** of a semantic
+segmentation (per-pixel logits, (B, C, h, w)).
+
+Every pixel of a segmenter is its own softmax classification, so every contrast applies to it. A region's
+objective is the sum over its pixels of each pixel's contrast,
+
+$$O_{\text{region}} = \sum_{(i,j) \in \text{region}} O\big(y_{:,ij},\ t\big),$$
+
+(original: $\sum y_t$; weighted: $\sum \operatorname{logit}(p_t)$; `Foil(s)`: $\sum (y_t - y_s)$), so its
+gradient with respect to the dense logits is each pixel's contrast gradient inside the region and 0
+outside, and every identity of the contrasts holds pixel by pixel. A region's maps for K regions × M
+contrasts come from one forward pass, as for images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .contrast_base import Contrast
+from .errors import ClassContrastError
+from .outputs import logits_of
+from .targets import TopK
+
+
+@dataclass(frozen=True)
+class Region:
+    """A region of a segmentation to explain: the pixels of class ``target`` (a class index or, with a
+    ModelBundle, a name), or the pixels of ``mask`` — a boolean (H, W) or (B, H, W) tensor at the input's
+    or the model output's resolution — with ``target`` as the class explained there.
+
+    ``targets=cc.Region(t)`` explains that region in every image; a list of Regions explains several per
+    image; ``cc.Region.all(k)`` (or ``cc.TopK(k)`` on a segmenter) the ``k`` largest predicted classes of
+    each image, largest first.
+    """
+
+    target: int | str | None = None
+    mask: Tensor | None = None
+
+    @staticmethod
+    def all(k: int | None = None) -> AllRegions:
+        """One region per predicted class of each image (the ``k`` largest; all of them when None)."""
+        return AllRegions(k)
+
+
+@dataclass(frozen=True)
+class AllRegions:
+    """Each image's predicted classes as regions, largest first (see `Region.all`)."""
+
+    k: int | None = None
+
+
+def is_region_spec(spec: object) -> bool:
+    """Whether ``targets`` asks for regions (a Region, a list of them, or `Region.all`)."""
+    if isinstance(spec, (Region, AllRegions)):
+        return True
+    return isinstance(spec, (list, tuple)) and bool(spec) and all(isinstance(s, Region) for s in spec)
+
+
+def dense_logits(output: Any, size: Sequence[int]) -> Tensor | None:
+    """Per-pixel logits (B, C, H, W) at the input's size from a segmenter's output — a tensor,
+    torchvision's ``{"out": ...}``, or an object / dict with ``logits`` (Hugging Face, at a lower
+    resolution: upsampled bilinearly as its own post-processing does) — or None for a (B, C) output."""
+    if isinstance(output, Mapping) and "out" in output:
+        output = output["out"]
+    y = logits_of(output)
+    if not isinstance(y, Tensor) or y.ndim != 4:
+        return None
+    if tuple(y.shape[-2:]) != tuple(size):
+        y = F.interpolate(y, size=tuple(size), mode="bilinear", align_corners=False)
+    return y
+
+
+class RegionUnits:
+    """Regions of a segmentation as the explained units: targets, masks, the objectives' cotangents."""
+
+    def __init__(self, spec: object, categories: Sequence[str] | None) -> None:
+        self.spec = spec
+        self.categories = categories
+        self.masks: Tensor | None = None  # (B, K, H, W) in the logits' dtype, 1 inside the region
+
+    def resolve(self, y: Tensor) -> Tensor:
+        """The (B, K) target classes for dense logits ``y`` (B, C, H, W); the masks are kept."""
+        from .classes import class_index
+
+        b, c, h, w = y.shape
+        predicted = y.argmax(1)  # (B, H, W)
+        spec = self.spec
+        if spec is None:
+            spec = AllRegions(1)
+        if isinstance(spec, TopK):
+            spec = AllRegions(spec.k)
+        if isinstance(spec, AllRegions):
+            counts = torch.stack([torch.bincount(predicted[i].flatten(), minlength=c) for i in range(b)])
+            present = int((counts > 0).sum(1).max())
+            k = present if spec.k is None else spec.k
+            if k < 1 or k > c:
+                raise ClassContrastError(f"Region.all({spec.k}) asks for more regions than the model has classes ({c})")
+            t = counts.topk(k, dim=1).indices  # largest first; classes not present have empty masks
+            masks = predicted[:, None] == t[:, :, None, None]
+        else:
+            regions = [spec] if isinstance(spec, Region) else list(spec)  # type: ignore[arg-type]
+            ts, ms = [], []
+            for r in regions:
+                if r.target is None:
+                    raise ClassContrastError("a Region needs its class: cc.Region(t) or cc.Region(t, mask=...)")
+                cls = class_index(r.target, self.categories, "Region") if isinstance(r.target, str) else int(r.target)
+                if not 0 <= cls < c:
+                    raise ClassContrastError(f"Region class {cls} is out of range for a model with {c} classes")
+                ts.append(cls)
+                ms.append(predicted == cls if r.mask is None else _mask(r.mask, b, (h, w)))
+            t = torch.tensor(ts, device=y.device).expand(b, -1)
+            masks = torch.stack(ms, 1)
+        self.masks = masks.to(device=y.device, dtype=y.dtype)
+        return t.to(y.device).contiguous()
+
+    def cotangents(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor, rows: Tensor,
+                   n_images: int) -> Tensor:
+        """(M·K, B', C, H, W): for contrast m and region k, each pixel's contrast gradient inside the
+        region (rows: the image of each of the B' inputs, for the multi-pass methods)."""
+        assert self.masks is not None
+        b, c, h, w = y.shape
+        pixels = y.permute(0, 2, 3, 1).reshape(-1, c)
+        pixel_rows = rows.repeat_interleave(h * w)
+        out = []
+        for contrast in contrasts:
+            per_pixel = contrast.select(pixel_rows, n_images)
+            for j in range(t.shape[1]):
+                g = per_pixel.grad(pixels, t[rows, j].repeat_interleave(h * w))
+                g = g.reshape(b, h, w, c).permute(0, 3, 1, 2)
+                out.append(g * self.masks[rows, j][:, None])
+        return torch.stack(out)
+
+    def scores(self, contrast: Contrast, y: Tensor, t: Tensor) -> Tensor:
+        """(B, K) each region's objective: the sum over its pixels of the pixel's contrast."""
+        assert self.masks is not None
+        b, c, h, w = y.shape
+        pixels = y.permute(0, 2, 3, 1).reshape(-1, c)
+        per_pixel = contrast.select(torch.arange(b, device=y.device).repeat_interleave(h * w), b)
+        cols = [per_pixel.score(pixels, t[:, j].repeat_interleave(h * w)).reshape(b, h, w) for j in range(t.shape[1])]
+        return (torch.stack(cols, 1) * self.masks).sum((-2, -1))
+
+    def target_probabilities(self, y: Tensor, t: Tensor) -> Tensor:
+        """(B, K) the mean probability of each region's class over its pixels (0 for an empty region)."""
+        assert self.masks is not None
+        p = torch.softmax(y.float() if y.dtype not in (torch.float32, torch.float64) else y, 1)
+        pt = p.gather(1, t[:, :, None, None].expand(-1, -1, *p.shape[-2:]))
+        area = self.masks.sum((-2, -1))
+        return (pt * self.masks).sum((-2, -1)) / area.clamp_min(1)
+
+    def records(self, y: Tensor, t: Tensor) -> list[list[dict[str, Any]]]:
+        """`Explanation.units`: per image, one record per region (kind, target, mask, the pixels' logits)."""
+        assert self.masks is not None
+        out = []
+        for i in range(t.shape[0]):
+            image = []
+            for j in range(t.shape[1]):
+                m = self.masks[i, j] > 0
+                image.append({"kind": "region", "target": int(t[i, j]), "mask": m,
+                              "logits": y[i].permute(1, 2, 0)[m], "pixels": int(m.sum())})
+            out.append(image)
+        return out
+
+
+def _mask(mask: Tensor, b: int, size: tuple[int, int]) -> Tensor:
+    """A user's region mask as (B, H, W) booleans at the logits' size (nearest-neighbour resizing)."""
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+        raise ClassContrastError("a Region mask must be a boolean tensor of shape (H, W) or (B, H, W)")
+    m = mask[None] if mask.ndim == 2 else mask
+    if m.ndim != 3 or m.shape[0] not in (1, b):
+        raise ClassContrastError(f"a Region mask must have shape (H, W) or (B, H, W) for {b} images, "
+                                 f"got {tuple(mask.shape)}")
+    if tuple(m.shape[-2:]) != size:
+        m = F.interpolate(m[:, None].float(), size=size, mode="nearest")[:, 0] > 0.5
+    return m.expand(b, -1, -1)
+
+
+__all__ = ["AllRegions", "Region", "RegionUnits", "dense_logits", "is_region_spec"]
