@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -165,3 +166,16 @@ def test_figures_outline_the_region_and_name_it(seg: nn.Module, x: torch.Tensor)
     assert any("b (region: 25% of pixels)" in t for t in titles)
     maps = [ax for ax in fig.axes if ax.images and len(ax.images) == 2]  # photo + overlay: the map cells
     assert len(maps) == 4 and all(ax.collections for ax in maps)  # an outline on each of 2 images × 2 contrasts
+
+
+def test_the_command_line_explains_regions(tmp_path) -> None:
+    from tests.test_cli import run
+
+    out, npz = tmp_path / "seg.png", tmp_path / "seg.npz"
+    argv = ["explain", "--model", "torchvision:lraspp_mobilenet_v3_large", "--weights", "none", "--method", "gradcam",
+            "--contrast", "weighted", "--foil", "__background__", "--out", str(out), "--save-maps", str(npz)]
+    assert run([*argv, "--region", "0"]) == 0  # the background region: the random model's prediction
+    with np.load(npz) as z:
+        assert z["maps/gradcam/weighted"].shape[:2] == (1, 1) and z["maps/gradcam/foil:__background__"].any() == 0
+    assert run([*argv, "--region", "persn"]) == 2
+    assert run([*argv, "--region", "person", "--target", "person"]) == 2

@@ -14,6 +14,7 @@ contrasts come from one forward pass, as for images.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .contrast_base import Contrast
-from .errors import ClassContrastError
+from .errors import ClassContrastError, ClassContrastWarning
 from .outputs import logits_of
 from .targets import TopK
 
@@ -115,7 +116,13 @@ class RegionUnits:
                 ts.append(cls)
                 ms.append(predicted == cls if r.mask is None else _mask(r.mask, b, (h, w)))
             t = torch.tensor(ts, device=y.device).expand(b, -1)
-            masks = torch.stack(ms, 1)
+            masks = torch.stack(ms, 1).to(y.device)
+            empty = (masks.flatten(2).sum(-1) == 0).nonzero()
+            if len(empty):
+                i, j = (int(v) for v in empty[0])
+                name = self.categories[ts[j]] if self.categories is not None else str(ts[j])
+                warnings.warn(f"the region of class {name!r} has no pixels in image {i}: its maps are zero",
+                              ClassContrastWarning, stacklevel=4)
         self.masks = masks.to(device=y.device, dtype=y.dtype)
         return t.to(y.device).contiguous()
 

@@ -32,6 +32,8 @@ def explain_command(
                                        help=CONTRASTS_HELP),
     top_k: int = typer.Option(2, "--top-k", help="Explain the k most probable classes"),
     target: list[str] = typer.Option(None, help="Explain these classes (index or name) instead of --top-k"),
+    region: list[str] = typer.Option(None, help="Segmentation models: explain the pixels of these classes "
+                                     "(index or name); default: the --top-k largest predicted regions"),
     foil: str = typer.Option(None, help="Add the contrast 'target rather than FOIL' (index or name)"),
     contrast_cam: str = typer.Option(None, "--contrast-cam",
                                      help="Add ContrastCAM towards class Q (Prabhushankar et al.; index or name)"),
@@ -65,6 +67,7 @@ def explain_command(
     from ..methods import options_for
     from ..models import load_model
     from ..targets import TopK
+    from ..units import Region
 
     dev = resolve_device(device)
     if scale not in {"map", "row", "column", "figure"}:
@@ -98,29 +101,42 @@ def explain_command(
         contrasts.append(ContrastCAM(class_index(contrast_cam, bundle.categories, "--contrast-cam")))
     wanted = split_values(target) if target else []
     targets = [class_index(t, bundle.categories, "--target") for t in wanted] or None
+    regions = [Region(class_index(r, bundle.categories, "--region")) for r in split_values(region)] if region else None
+    if targets is not None and regions is not None:
+        raise ClassContrastError("give --target (classifiers) or --region (segmentation models), not both")
     if targets is None and top_k > bundle.num_classes:
         raise ClassContrastError(f"--top-k {top_k} exceeds the model's {bundle.num_classes} classes")
+    if getattr(bundle.preprocess, "crop", 0) is None:  # images keep their own sizes: one per batch
+        batch_size = 1
 
     columns: dict[tuple[str, str], list[Any]] = {}
-    inputs, pixels, logits, target_rows = [], [], [], []
+    inputs, pixels, logits, target_rows, probabilities = [], [], [], [], []
     for start in range(0, len(loaded), batch_size):
         chunk = loaded[start : start + batch_size]
         x = torch.stack([_transformed(bundle, path, img) for path, img in chunk]).to(dev)
-        spec = TopK(top_k) if targets is None else [targets] * len(chunk)
+        spec = regions or (TopK(top_k) if targets is None else [targets] * len(chunk))
         for meth in methods:
             res = explain(bundle, x, meth, contrasts, spec, **options_for(meth, opts))
             for name, ex in res.items():
                 columns.setdefault((meth, name), []).append(ex)
         first = next(iter(columns.values()))[-1]
+        if first.units is not None and html is not None:
+            raise ClassContrastError("--html: the explorer page does not show segmentation regions yet; "
+                                     "the figure (--out) and --save-maps do")
+        probabilities.append(first.target_probabilities.cpu())
         inputs.append(x)
         pixels.extend(bundle.normalize.inverse(x).cpu())
         logits.append(first.logits.cpu())
         target_rows.append(first.targets.cpu())
+    sizes = {tuple(p.shape[-2:]) for p in pixels}
+    t = torch.cat(target_rows)
+    _print_table(loaded, torch.cat(probabilities), t, bundle.categories)
+    if len(sizes) > 1:  # images of their own sizes (a segmenter without a crop): one figure and array each
+        _write_each(pixels, columns, bundle, scale, loaded, out, save_maps, len(methods) > 1 or len(contrasts) > 1)
+        return
     merged = {k: _cat(v) for k, v in columns.items()}
     titled = {column_title(m, c, len(methods) > 1 or len(contrasts) > 1): e for (m, c), e in merged.items()}
     y = torch.cat(logits)
-    t = torch.cat(target_rows)
-    _print_table(loaded, y, t, bundle.categories)
     written = _write_figures(pixels, titled, bundle.categories, scale, [p.name for p, _ in loaded], out)
     for w in written:
         console.print(f"wrote {w}")
@@ -139,6 +155,43 @@ def explain_command(
         page = write_explorer(html, bundle, torch.cat(inputs), methods, t.to(dev), [p.name for p, _ in loaded],
                               batch_size=batch_size, **opts)
         console.print(f"wrote {page}")
+
+
+def _one(e: Any, i: int, n: int) -> Any:
+    """Image ``i`` of an explanation of ``n`` images."""
+    from ..explanation import Explanation
+
+    def part(t: Any) -> Any:
+        return None if t is None else t[i : i + 1]
+
+    return Explanation(e.maps[i : i + 1], e.layer_maps[i : i + 1], e.targets[i : i + 1], e.logits[i : i + 1],
+                       e.method, e.contrast, e.layer, foils=part(e.foils), objective=_one_image(e.objective, i, n),
+                       units=part(e.units), scores=part(e._scores), target_probabilities=part(e._target_probabilities))
+
+
+def _write_each(pixels: list[Any], columns: dict[tuple[str, str], list[Any]], bundle: Any, scale: str,
+                loaded: list[Any], out: Path, save_maps: Path | None, qualified: bool) -> None:
+    """One figure per image (and, with --save-maps, arrays ``maps/<method>/<contrast>/<image index>``): for
+    images of their own sizes, explained one per batch."""
+    import numpy as np
+
+    from ..viz import plot_explanations
+
+    arrays: dict[str, Any] = {}
+    for i, (path, _) in enumerate(loaded):
+        results = {column_title(m, c, qualified): v[i] for (m, c), v in columns.items()}
+        figure = out.with_name(f"{out.stem}_{i:03d}_{Path(path.name).stem}{out.suffix}") if len(loaded) > 1 else out
+        plot_explanations(pixels[i : i + 1], results, bundle.categories, scale=scale,  # type: ignore[arg-type]
+                          titles=[path.name], path=figure)
+        console.print(f"wrote {figure}")
+        for (m, c), v in columns.items():
+            arrays[f"{npz_key(m, c)}/{i}"] = v[i].maps.float().cpu().numpy()
+            arrays[f"targets/{i}"] = v[i].targets.cpu().numpy()
+    if save_maps is not None:
+        save_maps.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(save_maps, **arrays, files=np.array([str(p) for p, _ in loaded]),
+                            model=np.array(bundle.name))
+        console.print(f"wrote {save_maps}")
 
 
 def _one_image(objective: Any, i: int, n: int) -> Any:
@@ -186,26 +239,28 @@ def _cat(parts: list[Any]) -> Any:
         targets=torch.cat([p.targets for p in parts]), logits=torch.cat([p.logits for p in parts]),
         method=first.method, contrast=first.contrast, layer=first.layer, options=first.options,
         foils=None if first.foils is None else torch.cat([p.foils for p in parts]), objective=first.objective,
+        units=None if first.units is None else [u for p in parts for u in p.units],
+        scores=None if first._scores is None else torch.cat([p._scores for p in parts]),
+        target_probabilities=None if first._target_probabilities is None else
+        torch.cat([p._target_probabilities for p in parts]),
     )
 
 
-def _print_table(loaded: list[Any], logits: Any, targets: Any, categories: list[str]) -> None:
-    import torch
+def _print_table(loaded: list[Any], p: Any, targets: Any, categories: list[str]) -> None:
+    """The explained classes of each image with their probability (for a region: the mean over its pixels)."""
     from rich.table import Table
 
-    p = torch.softmax(logits.float(), 1)
     table = Table(title="Top classes")
     table.add_column("image")
     table.add_column("explained classes (probability)")
     for i, (path, _) in enumerate(loaded):
-        cells = [f"{categories[int(c)]} ({p[i, int(c)]:.3f})" for c in targets[i]]
+        cells = [f"{categories[int(c)]} ({float(p[i, j]):.3f})" for j, c in enumerate(targets[i])]
         table.add_row(printable(path.name), printable(", ".join(cells)))
     console.print(table)
 
 
 def _write_figures(pixels: list[Any], merged: dict[str, Any], categories: list[str], scale: str,
                    titles: list[str], out: Path) -> list[Path]:
-    from ..explanation import Explanation
     from ..viz import plot_explanations
 
     n = len(pixels)
@@ -216,10 +271,7 @@ def _write_figures(pixels: list[Any], merged: dict[str, Any], categories: list[s
         return [out]
     written = []
     for i in range(n):
-        sub = {c: Explanation(e.maps[i : i + 1], e.layer_maps[i : i + 1], e.targets[i : i + 1],
-                              e.logits[i : i + 1], e.method, e.contrast, e.layer,
-                              foils=None if e.foils is None else e.foils[i : i + 1],
-                              objective=_one_image(e.objective, i, n)) for c, e in merged.items()}
+        sub = {c: _one(e, i, n) for c, e in merged.items()}
         path = out.with_name(f"{out.stem}_{i:03d}_{Path(titles[i]).stem}{out.suffix}")
         plot_explanations(pixels[i : i + 1], sub, categories, scale=scale, titles=titles[i : i + 1],  # type: ignore[arg-type]
                           path=path)

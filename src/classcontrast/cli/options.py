@@ -47,6 +47,7 @@ _CONTRASTS = _all(_known(CONTRAST_NAMES))
 _BASELINES = _all(_known(BASELINE_NAMES))
 _SCORES = _all(_known(SCORE_NAMES))
 _NUMBERS = _all(_number)
+_INDICES = _all(lambda v: v.lstrip("-").isdigit())  # class names continue with commas: --target "tiger cat",cup
 
 # command -> its multi-value options -> does a following token continue the option's values? Per
 # command, because one name can be a list in one command and a single value in another (``--steps``:
@@ -54,7 +55,7 @@ _NUMBERS = _all(_number)
 # each table equal to the command's list options.
 MULTI: dict[str, dict[str, Callable[[str], bool]]] = {
     "explain": {"--method": _METHODS, "--methods": _METHODS, "--contrast": _CONTRASTS, "--contrasts": _CONTRASTS,
-                "--target": _all(lambda v: v.lstrip("-").isdigit())},
+                "--target": _INDICES, "--region": _INDICES},
     "evaluate": {"--method": _METHODS, "--methods": _METHODS, "--contrast": _CONTRASTS, "--contrasts": _CONTRASTS,
                  "--baseline": _BASELINES, "--baselines": _BASELINES, "--score": _SCORES, "--scores": _SCORES,
                  "--epsilon": _NUMBERS, "--epsilons": _NUMBERS, "--steps": _NUMBERS, "--sigma": _NUMBERS,
