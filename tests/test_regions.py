@@ -179,3 +179,23 @@ def test_the_command_line_explains_regions(tmp_path) -> None:
         assert z["maps/gradcam/weighted"].shape[:2] == (1, 1) and z["maps/gradcam/foil:__background__"].any() == 0
     assert run([*argv, "--region", "persn"]) == 2
     assert run([*argv, "--region", "person", "--target", "person"]) == 2
+
+
+def test_a_hugging_face_segformer() -> None:
+    """A randomly initialised SegformerForSemanticSegmentation (logits at 1/4 of the input): regions,
+    upsampled logits, and GradCAM's automatic layer in the encoder's last stage, not the decode head."""
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.SegformerConfig(num_channels=3, num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1],
+                                       hidden_sizes=[8, 16], patch_sizes=[7, 3], strides=[4, 2],
+                                       num_attention_heads=[1, 2], mlp_ratios=[2, 2], decoder_hidden_size=16,
+                                       num_labels=5)
+    torch.manual_seed(0)
+    model = transformers.SegformerForSemanticSegmentation(cfg).eval()
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    ex = cc.explain(model, x, "gradcam", ["original", "weighted"], cc.Region.all(2))
+    assert "decode_head" not in ex["weighted"].layer and ex["weighted"].maps.shape == (1, 2, 64, 64)
+    with torch.no_grad():
+        up = F.interpolate(model(pixel_values=x).logits, size=(64, 64), mode="bilinear", align_corners=False)
+    for k, unit in enumerate(ex["original"].units[0]):
+        assert torch.equal(unit["mask"], up[0].argmax(0) == ex.targets[0, k])
+        torch.testing.assert_close(ex["original"].scores[0, k], up[0, int(ex.targets[0, k])][unit["mask"]].sum())

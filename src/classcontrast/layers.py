@@ -20,6 +20,7 @@ _POOLING = (
 _PASS_THROUGH = (nn.modules.dropout._DropoutNd, nn.Identity, nn.Flatten)
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _FEATURE_PARTS = ("backbone", "encoder")  # where a segmenter's or detector's features are
+_HEAD_PARTS = {"decode_head", "auxiliary_head", "segmentation_head", "aux_classifier"}  # class scores, not features
 _default_cache: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
 _cache_lock = threading.Lock()
 
@@ -69,8 +70,9 @@ def default_feature_layer(model: nn.Module, x: Tensor) -> str:
 
     For torchvision's VGG this is ``features.42`` (the last ReLU, 14×14), for ResNets ``layer4``,
     for timm EfficientNets ``bn2``. A model with a ``backbone`` or ``encoder`` (segmenters, detectors:
-    torchvision's FCN / DeepLabV3, Hugging Face's Segformer) gets the last one inside it — the head's
-    own outputs are class scores, not features. Found with one forward pass on the first image, cached
+    torchvision's FCN / DeepLabV3) gets the last one inside it, and a segmentation head's modules
+    (``decode_head``: Hugging Face's Segformer) are left out — their outputs are class scores, not
+    features. Found with one forward pass on the first image, cached
     per model.
     """
     with _cache_lock:
@@ -82,6 +84,9 @@ def default_feature_layer(model: nn.Module, x: Tensor) -> str:
         if inside:
             names = inside
             break
+    else:  # no backbone: leave out a segmentation head's modules (Segformer's decode_head), if others exist
+        features = [n for n in names if not set(n.split(".")) & _HEAD_PARTS]
+        names = features or names
     if not names:
         raise ClassContrastError(
             f"{type(model).__name__} has no spatial (B, C, H, W) feature map for a CAM method; "
