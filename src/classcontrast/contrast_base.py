@@ -43,6 +43,12 @@ class Contrast(ABC):
         when a method runs the model on several inputs per image. Only per-image settings change."""
         return self
 
+    def for_head(self, head: str) -> Contrast:
+        """This contrast for a model whose classes are scored by ``head``: ``"softmax"`` (one decision
+        among the classes, the default) or ``"sigmoid"`` (each class its own yes/no decision). Only the
+        contrasts defined through the softmax change (see `Weighted`, `Probability`)."""
+        return self
+
     def named(self, categories: Sequence[str] | None) -> Contrast:
         """This contrast with any class it names by name resolved to its index in ``categories``."""
         return self

@@ -109,6 +109,9 @@ class Weighted(Contrast):
     def score(self, logits: Tensor, target: Tensor) -> Tensor:
         return logits.gather(1, target[:, None])[:, 0] - torch.logsumexp(_others(logits, target), 1)
 
+    def for_head(self, head: str) -> Contrast:
+        return SigmoidLogit() if head == "sigmoid" else self
+
     def alpha(self, logits: Tensor, target: Tensor) -> Tensor:
         """$\\alpha_s$ (N, C), zero at the target."""
         return torch.softmax(_others(logits.detach(), target), 1)
@@ -136,6 +139,9 @@ class Probability(Contrast):
 
     name = "probability"
 
+    def for_head(self, head: str) -> Contrast:
+        return SigmoidProbability() if head == "sigmoid" else self
+
     def score(self, logits: Tensor, target: Tensor) -> Tensor:
         return torch.softmax(logits, 1).gather(1, target[:, None])[:, 0]
 
@@ -146,6 +152,34 @@ class Probability(Contrast):
 
     def score_all(self, logits: Tensor) -> Tensor:
         return torch.softmax(logits, 1)
+
+
+class SigmoidLogit(Contrast):
+    r"""`weighted` for a sigmoid (multi-label) head: each class is its own decision with probability
+    $\sigma(y_t)$, whose logit is $y_t$ itself: $O = \operatorname{logit}(\sigma(y_t)) = y_t$ — the same
+    map as `original` (the other classes do not compete)."""
+
+    name = "weighted"
+
+    def score(self, logits: Tensor, target: Tensor) -> Tensor:
+        return logits.gather(1, target[:, None])[:, 0]
+
+    def grad(self, logits: Tensor, target: Tensor) -> Tensor:
+        return _one_hot(target, logits.shape[1], logits)
+
+
+class SigmoidProbability(Contrast):
+    r"""`probability` for a sigmoid (multi-label) head: $O = \sigma(y_t)$, so
+    $\partial O/\partial y = \sigma(y_t)(1-\sigma(y_t))\,e_t$: $\sigma(1-\sigma)$ times `original`."""
+
+    name = "probability"
+
+    def score(self, logits: Tensor, target: Tensor) -> Tensor:
+        return torch.sigmoid(logits.gather(1, target[:, None])[:, 0])
+
+    def grad(self, logits: Tensor, target: Tensor) -> Tensor:
+        s = torch.sigmoid(logits.detach().gather(1, target[:, None]))
+        return s * (1 - s) * _one_hot(target, logits.shape[1], logits)
 
 
 class Foil(Contrast):

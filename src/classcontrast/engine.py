@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .classes import class_indices, names_classes
-from .contrasts import Contrast, Foil, get_contrast
+from .contrasts import CONTRASTS, Contrast, Foil, get_contrast
 from .errors import ClassContrastError, ClassContrastWarning, first_line
 from .explanation import Explanation, Explanations
 from .methods import METHODS, LayerMethod, Method, get_method
@@ -180,6 +180,7 @@ def explain(
     layer: str | nn.Module | int | None = None,
     relu: bool | None = None,
     batched: bool | None = None,
+    head: str | None = None,
     **method_options: Any,
 ) -> Explanation | Explanations:
     """Explain why ``model`` scores each target class of each image in ``x`` against the others.
@@ -204,6 +205,11 @@ def explain(
             index). With a ModelBundle and no ``layer``, CAM methods use the bundle's own layer when it
             names one.
         relu: the textbook ReLU on CAM maps.
+        head: how the model scores its classes: ``"softmax"`` (one decision among the classes) or
+            ``"sigmoid"`` (multi-label: each class its own yes/no decision, probability $\\sigma(y_t)$; then
+            ``probability`` is $\\sigma(y_t)$ and ``weighted`` is $y_t$, the same map as ``original``, while
+            ``mean``, ``max`` and ``Foil`` stay logit differences). Default: the ModelBundle's ``head``,
+            else softmax.
         batched: back-propagate all objectives in one vectorised pass (``True``) or one pass each
             (``False``); the default does the first on accelerators and the second on CPUs, where
             measured it is as fast and needs no vectorisation machinery.
@@ -228,9 +234,15 @@ def explain(
     m = get_method(method, layer=layer, relu=relu, **method_options)
     many = isinstance(contrast, (list, tuple))
     categories = None if isinstance(model, nn.Module) else getattr(model, "categories", None)
-    contrasts = [get_contrast(c).named(categories) for c in (contrast if many else [contrast])]
+    head = head or getattr(model, "head", None) or "softmax"
+    if head not in ("softmax", "sigmoid"):
+        raise ClassContrastError(f"head must be 'softmax' or 'sigmoid', got {head!r}")
+    contrasts = [get_contrast(c).named(categories).for_head(head) for c in (contrast if many else [contrast])]
     if not contrasts:
         raise ClassContrastError("no contrast given")
+    if head == "sigmoid" and {"original", "weighted"} <= {c.name for c in contrasts if c.name in CONTRASTS}:
+        warnings.warn("with a sigmoid head 'weighted' is y_t, the same map as 'original'", ClassContrastWarning,
+                      stacklevel=2)
     names = _unique_names([c.key(categories) for c in contrasts])
     if names_classes(targets):
         targets = class_indices(targets, categories, f"targets={targets!r}")
@@ -309,7 +321,7 @@ def explain(
             contrast=name, layer=rec.layer, options=m.options(), inputs=x,
             to_pixels=getattr(normalize, "inverse", None), categories=categories,
             foils=c.foils(image_logits) if isinstance(c, Foil) else None, size=tuple(x.shape[-2:]), objective=c,
-            units=units, scores=None if regions is None else regions.scores(c, y, t),
+            units=units, scores=None if regions is None else regions.scores(c, y, t), head=head,
             target_probabilities=None if regions is None else regions.target_probabilities(y, t),
         )
     return out if many else out[names[0]]

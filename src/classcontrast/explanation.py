@@ -30,7 +30,7 @@ class Explanation:
                  categories: list[str] | None = None, foils: Tensor | None = None,
                  size: tuple[int, int] | None = None, objective: Any = None,
                  units: list[list[dict[str, Any]]] | None = None, scores: Tensor | None = None,
-                 target_probabilities: Tensor | None = None) -> None:
+                 target_probabilities: Tensor | None = None, head: str = "softmax") -> None:
         self._maps = maps
         self.layer_maps = layer_maps
         self.targets = targets
@@ -49,6 +49,7 @@ class Explanation:
         # region records {"kind": "region", "target", "mask" (H, W), "logits" (pixels, C), "pixels"}
         self.units = units
         self._scores = scores
+        self.head = head  # "softmax" or "sigmoid" (multi-label: independent probabilities)
         self._target_probabilities = target_probabilities
 
     @property
@@ -62,9 +63,11 @@ class Explanation:
 
     @property
     def probabilities(self) -> Tensor:
-        """Softmax of the logits, (B, C)."""
+        """The class probabilities, (B, C): the softmax of the logits, or for a sigmoid head each class's
+        own $\\sigma(y)$ (independent: they need not sum to 1)."""
         y = self.logits
-        return torch.softmax(y if y.dtype in (torch.float32, torch.float64) else y.float(), 1)
+        y = y if y.dtype in (torch.float32, torch.float64) else y.float()
+        return torch.sigmoid(y) if self.head == "sigmoid" else torch.softmax(y, 1)
 
     @property
     def scores(self) -> Tensor | None:
@@ -105,7 +108,8 @@ class Explanation:
         return Explanation(move(self._maps), self.layer_maps.to(device), self.targets.to(device),
                            self.logits.to(device), self.method, self.contrast, self.layer, self.options,
                            move(self.inputs), self.to_pixels, self.categories, move(self.foils), self.size,
-                           self.objective, self.units, move(self._scores), move(self._target_probabilities))
+                           self.objective, self.units, move(self._scores), move(self._target_probabilities),
+                           self.head)
 
     def __repr__(self) -> str:
         b, k = self.targets.shape

@@ -38,6 +38,8 @@ def explain_command(
     contrast_cam: str = typer.Option(None, "--contrast-cam",
                                      help="Add ContrastCAM towards class Q (Prabhushankar et al.; index or name)"),
     layer: str = typer.Option(None, help="Layer for CAM methods (module name, e.g. features.40)"),
+    head: str = typer.Option(None, help="softmax (one class among all) | sigmoid (multi-label: each class its "
+                             "own decision); default: the model's"),
     relu: bool = typer.Option(False, "--relu/--no-relu",
                               help="Textbook GradCAM/XGradCAM (ReLU on the map); maps stay signed without it"),
     scale: str = typer.Option("map", help="Colour scale: map | row | column | figure"),
@@ -86,6 +88,8 @@ def explain_command(
                          composite=composite, canonizer=canonizer, keep_channels=keep_channels,
                          discard_ratio=discard_ratio, abs=abs_)
     opts = {"layer": layer, "relu": relu or None, **given}  # each method takes the ones it has
+    if head not in (None, "softmax", "sigmoid"):
+        raise ClassContrastError(f"unknown --head {head!r}; choose softmax or sigmoid")
     loaded = load_images(images) if images else [(Path("chelsea (bundled cat photo)"), sample_image("chelsea"))]
     inputs = [p for p, _ in loaded] if images else []
     check_out_file(out, "--out", inputs, FIGURE_SUFFIXES)  # before any work: never overwrite an input
@@ -116,7 +120,7 @@ def explain_command(
         x = torch.stack([_transformed(bundle, path, img) for path, img in chunk]).to(dev)
         spec = regions or (TopK(top_k) if targets is None else [targets] * len(chunk))
         for meth in methods:
-            res = explain(bundle, x, meth, contrasts, spec, **options_for(meth, opts))
+            res = explain(bundle, x, meth, contrasts, spec, head=head, **options_for(meth, opts))
             for name, ex in res.items():
                 columns.setdefault((meth, name), []).append(ex)
         first = next(iter(columns.values()))[-1]

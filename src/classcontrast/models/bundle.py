@@ -46,6 +46,7 @@ class ModelBundle:
     name: str = "model"
     info: dict[str, object] = field(default_factory=dict)
     layer: str | None = None  # the CAM layer used when a call names none (None: the automatic default)
+    head: str = "softmax"  # "sigmoid" for a multi-label head: each class its own decision
 
     def transform(self, image: Image.Image) -> Tensor:
         """PIL image -> normalised (C, H, W) model input."""

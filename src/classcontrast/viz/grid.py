@@ -105,7 +105,8 @@ def plot_explanations(
             ax = fig.add_subplot(grid[row, 0])
             ax.imshow(img)
             ax.set_axis_off()
-            label = f"{name}\np={probs[i, j]:.3f}"
+            label = f"{name}\np={probs[i, j]:.3f}" if first.head != "sigmoid" else \
+                f"{name}\nσ={probs[i, j]:.3f} (independent)"
             unit = first.units[i][j] if first.units and j < len(first.units[i]) else None
             if unit is not None and unit.get("kind") == "region":
                 share = unit["pixels"] / max(1, unit["mask"].numel())
