@@ -26,7 +26,7 @@ _EXPORTS: dict[str, str] = {
     "METHODS": "methods", "Method": "methods", "get_method": "methods", "register_method": "methods",
     "TopK": "targets", "resolve_targets": "targets", "Region": "units",
     "ContrastModel": "adapters", "quantus_explain": "adapters",
-    "ModelBundle": "models", "load_model": "models",
+    "ModelBundle": "models", "load_model": "models", "zero_shot": "models.zero_shot",
     "load_image": "data", "load_images": "data", "sample_image": "data",
     "plot_explanations": "viz", "overlay": "viz",
     "audit": "confusion", "Audit": "confusion",
@@ -63,6 +63,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .explorer.compute import explorer_data, write_explorer
     from .methods import METHODS, Method, get_method, register_method
     from .models import ModelBundle, load_model
+    from .models.zero_shot import zero_shot
     from .peer_contrasts import ContrastCAM, Finer, FinerMean, ReST
     from .targets import TopK, resolve_targets
     from .units import Region
@@ -73,5 +74,5 @@ __all__ = [
     "ContrastModel", "Explanation", "Explanations", "Finer", "FinerMean", "Foil", "Max", "Mean", "Method",
     "ModelBundle", "Original", "Probability", "ReST", "Region", "TopK", "Weighted", "audit", "explain", "explorer_data",
     "get_contrast", "get_method", "load_image", "load_images", "load_model", "overlay", "plot_explanations",
-    "quantus_explain", "register_method", "resolve_targets", "sample_image", "targets", "write_explorer",
+    "quantus_explain", "register_method", "resolve_targets", "sample_image", "targets", "write_explorer", "zero_shot",
 ]

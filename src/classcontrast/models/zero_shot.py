@@ -1,0 +1,106 @@
+r"""Zero-shot classifiers: the classes are text prompts the user writes.
+
+`zero_shot` turns a Hugging Face CLIP-style model (``CLIPModel``, ``SiglipModel``) and its processor or
+tokenizer into a [`ModelBundle`][classcontrast.models.bundle.ModelBundle] whose model maps images to logits
+over the prompts,
+
+$$y_c = s \cdot \cos\big(f(x),\ g(\text{prompt}_c)\big) + b,$$
+
+with the model's own logit scale $s$ (and SigLIP's bias $b$); the text embeddings $g$ are computed once,
+without gradient. A softmax over the prompts decides for CLIP — the paper's setting, with classes chosen
+at run time — and each prompt is its own sigmoid decision for SigLIP (``head="sigmoid"``). Only the image
+tower is part of the module, so `vit_gradcam` and `attention_rollout` find its blocks and GradCAM its
+layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ClassContrastError
+from .bundle import ModelBundle, Normalize
+from .hf import HFPreprocess
+
+
+class ZeroShot(nn.Module):
+    """Images -> logits (B, P) over P prompts: scale · cos(image embedding, prompt embedding) + bias."""
+
+    def __init__(self, vision: nn.Module, projection: nn.Module | None, prompts: Tensor, scale: Tensor,
+                 bias: Tensor | None, patch_size: int | None = None) -> None:
+        super().__init__()
+        self.vision = vision
+        self.projection = projection
+        self.register_buffer("prompts", prompts)  # (P, D), unit length
+        self.register_buffer("scale", scale)
+        self.register_buffer("bias", bias if bias is not None else torch.zeros((), dtype=prompts.dtype))
+        self.patch_size = patch_size  # for the Vision Transformer methods' patch grid
+        self.config = getattr(vision, "config", None)  # the image tower's: attention capture, patch size
+
+    def forward(self, pixel_values: Tensor) -> Tensor:
+        pooled = self.vision(pixel_values=pixel_values).pooler_output
+        features = self.projection(pooled) if self.projection is not None else pooled
+        features = features / features.norm(dim=-1, keepdim=True)
+        return self.scale * features @ self.prompts.T + self.bias
+
+
+def zero_shot(model: Any, processor: Any, classes: Sequence[str], template: str = "a photo of a {}.",
+              name: str | None = None) -> ModelBundle:
+    """A zero-shot classifier over ``classes`` as a ModelBundle (categories = the class names).
+
+    Args:
+        model: a Hugging Face ``CLIPModel`` or ``SiglipModel`` (or any model with ``vision_model``,
+            ``get_text_features`` and ``logit_scale``), or a ModelBundle holding one (``hf:<folder>``).
+        processor: its processor (``CLIPProcessor``: tokenizer and image processor) or its tokenizer
+            alone (then CLIP's 224-pixel preprocessing and OpenAI's mean and std are used).
+        classes: the class names, put into ``template`` (``"{}"`` marks the name) as the prompts.
+        template: the prompt for each class.
+    """
+    if isinstance(model, ModelBundle):
+        name = name or model.name
+        model = model.model
+    if not classes or len(set(classes)) != len(classes):
+        raise ClassContrastError("zero_shot needs distinct class names (--classes)")
+    if "{}" not in template:
+        raise ClassContrastError(f"the prompt template {template!r} needs '{{}}' where the class name goes")
+    vision = getattr(model, "vision_model", None)
+    if vision is None or not hasattr(model, "get_text_features"):
+        raise ClassContrastError(f"{type(model).__name__} is not a CLIP-style model (no vision_model / text tower)")
+    tokenizer = getattr(processor, "tokenizer", processor)
+    image_processor = getattr(processor, "image_processor", None)
+    sigmoid = getattr(model, "logit_bias", None) is not None  # SigLIP: one sigmoid per prompt
+    prompts = [template.format(c) for c in classes]
+    config = getattr(model, "config", None)
+    if sigmoid:  # SigLIP was trained on prompts padded to the text tower's full length
+        length = getattr(getattr(config, "text_config", None), "max_position_embeddings", 64)
+        tokens = tokenizer(prompts, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
+        tokens = {"input_ids": tokens["input_ids"]}  # SigLIP's text tower reads no attention mask
+    else:
+        tokens = tokenizer(prompts, padding=True, return_tensors="pt")
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        text = model.get_text_features(**{k: v.to(device) for k, v in tokens.items()})
+        text = getattr(text, "pooler_output", text)
+        text = text / text.norm(dim=-1, keepdim=True)
+        scale = model.logit_scale.detach().exp().clone()
+        bias = model.logit_bias.detach().clone() if sigmoid else None
+    patch = getattr(getattr(config, "vision_config", None), "patch_size", None)
+    net = ZeroShot(vision, getattr(model, "visual_projection", None), text, scale, bias, patch).eval()
+    if image_processor is not None:
+        preprocess: Any = HFPreprocess(image_processor)
+        mean = image_processor.image_mean
+        std = image_processor.image_std
+    else:
+        from .preprocess import Preprocess
+
+        preprocess, mean, std = Preprocess(224, 224, "bicubic"), _CLIP_MEAN, _CLIP_STD
+    return ModelBundle(net, preprocess, Normalize(mean, std), list(classes),
+                       name or f"zero-shot {type(model).__name__}", info={"prompts": prompts},
+                       head="sigmoid" if sigmoid else "softmax")
+
+
+_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
