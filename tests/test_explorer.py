@@ -20,7 +20,9 @@ VIEW = "document.querySelector('.cc-viewer').dataset.view"
 
 
 def test_named_contrasts_are_the_registry() -> None:
-    assert tuple(cc.CONTRASTS) == NAMED
+    from classcontrast.explorer.page import PEERS
+
+    assert tuple(cc.CONTRASTS) == (*NAMED, *PEERS)  # the paper's five by default; the peers' when asked
 
 
 def test_quantisation_keeps_zero_and_sign_and_half_a_step() -> None:

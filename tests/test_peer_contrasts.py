@@ -114,3 +114,21 @@ def test_peer_contrasts_by_name_and_on_every_method(resnet: torch.nn.Module, x: 
         cc.explain(resnet, x, "gradient", cc.Finer(references=[0, 1, 2]), [[0], [1], [2]])
     with pytest.raises(cc.ClassContrastError, match="needs a class Q"):
         cc.get_contrast("contrast_cam")
+
+
+def test_the_explorer_offers_the_peers_when_asked(tmp_path) -> None:
+    from tools.browser import Browser
+
+    from tests.test_cli import run
+
+    page = tmp_path / "why.html"
+    assert run(["explain", "--contrast", "weighted", "finer", "rest", "--out", str(tmp_path / "why.png"),
+                "--html", str(page)]) == 0
+    with Browser() as b:
+        b.open(page.resolve().as_uri())
+        b.settled()
+        buttons = b.eval("[...document.querySelectorAll('button[data-control=contrast]')].map(e => e.dataset.value)")
+        assert {"finer", "rest"} <= set(buttons) and "finer_mean" not in buttons
+        b.click('button[data-control="contrast"][data-value="finer"]')
+        b.settled()
+        assert "Finer-CAM" in b.eval("document.querySelector('.cc-question').textContent")

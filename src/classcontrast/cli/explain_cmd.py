@@ -155,9 +155,11 @@ def explain_command(
         console.print(f"wrote {save_maps}")
     if html is not None:
         from ..explorer.compute import write_explorer
+        from ..explorer.page import NAMED, PEERS
 
+        named = (*NAMED, *(c.name for c in contrasts if c.name in PEERS))  # the peers' buttons when asked for
         page = write_explorer(html, bundle, torch.cat(inputs), methods, t.to(dev), [p.name for p, _ in loaded],
-                              batch_size=batch_size, **opts)
+                              batch_size=batch_size, named=named, **opts)
         console.print(f"wrote {page}")
 
 

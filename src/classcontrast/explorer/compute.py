@@ -19,17 +19,18 @@ from ..methods import options_for
 from ..state import predict
 from ..targets import TopK, resolve_targets
 from .encode import display_pixels, fit
-from .page import NAMED, entry, image_entry, write_page
+from .page import NAMED, contrast_keys, entry, image_entry, write_page
 
 
 def explore(model: Any, x: torch.Tensor, methods: Sequence[str], classes: torch.Tensor,
-            **options: Any) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
+            named: Sequence[str] = NAMED, **options: Any
+            ) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
     """(maps, logits, notes): maps (B, L, M, h, w) per method for the L classes of each image
     (``classes`` (B, L)) under the M contrasts of `contrast_keys` (the foil of a class against itself is
     0), the images' logits (B, C), and per method (B, L, M) flags of the maps whose sum disagrees in sign
     with their score (`Explanation.disagreeing`). ``options`` go to the methods that accept them (e.g.
     ``layer``). Maps are at the stored resolution (see ``encode.fit``); one forward pass per method."""
-    contrasts: list[Any] = [*NAMED, *(Foil(classes[:, j]) for j in range(classes.shape[1]))]
+    contrasts: list[Any] = [*named, *(Foil(classes[:, j]) for j in range(classes.shape[1]))]
     out, notes, logits = {}, {}, None
     for method in methods:
         opts = options_for(method, options)
@@ -45,10 +46,12 @@ def explore(model: Any, x: torch.Tensor, methods: Sequence[str], classes: torch.
 
 def explorer_data(model: Any, x: torch.Tensor, methods: Sequence[str] = ("gradcam",), targets: Any = None,
                   titles: Sequence[str] | None = None, title: str = "classcontrast explorer",
-                  categories: Sequence[str] | None = None, batch_size: int = 16, **options: Any) -> dict[str, Any]:
+                  categories: Sequence[str] | None = None, batch_size: int = 16, named: Sequence[str] = NAMED,
+                  **options: Any) -> dict[str, Any]:
     """The explorer's data for images ``x``: for each image, the classes of ``targets`` (default
-    ``TopK(3)``) with every named contrast and every foil among them, for each method (one forward
-    pass per method and batch of ``batch_size`` images)."""
+    ``TopK(3)``) with every named contrast (``named``: the paper's five; add the peers' ``"finer"``,
+    ``"finer_mean"``, ``"rest"`` for their buttons) and every foil among them, for each method (one
+    forward pass per method and batch of ``batch_size`` images)."""
     net = unwrap_model(model)
     x = check_input(x)
     images, entries = {}, []
@@ -59,7 +62,7 @@ def explorer_data(model: Any, x: torch.Tensor, methods: Sequence[str] = ("gradca
         per_image = isinstance(targets, (list, tuple, torch.Tensor)) and len(targets) == x.shape[0]
         spec = targets[start : start + batch_size] if per_image else targets
         classes = resolve_targets(TopK(min(3, logits.shape[1])) if spec is None else spec, logits)
-        maps, _, notes = explore(model, xb, methods, classes, **options)
+        maps, _, notes = explore(model, xb, methods, classes, named, **options)
         pixels = display_pixels(xb, getattr(getattr(model, "normalize", None), "inverse", None))
         top = p.topk(min(5, p.shape[1]), 1)
         for i in range(xb.shape[0]):
@@ -68,7 +71,7 @@ def explorer_data(model: Any, x: torch.Tensor, methods: Sequence[str] = ("gradca
             images[f"i{b}"] = image_entry(pixels[i], name)
             cls = classes[i].tolist()
             entries.append(entry(f"e{b}", f"i{b}", name, cls, p[i, classes[i]].tolist(),
-                                 {m: v[i].numpy() for m, v in maps.items()},
+                                 maps={m: v[i].numpy() for m, v in maps.items()}, keys=contrast_keys(cls, named),
                                  top=list(zip(top.indices[i].tolist(), top.values[i].tolist(), strict=True)),
                                  notes={m: v[i].numpy() for m, v in notes.items()}))
     names = list(categories if categories is not None else getattr(model, "categories", None) or

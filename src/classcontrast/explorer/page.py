@@ -21,9 +21,12 @@ from .encode import atlas, jpeg_data_url
 NAMED = ("original", "mean", "max", "weighted", "probability")  # the named contrasts, in the page's order
 
 
-def contrast_keys(classes: Sequence[int]) -> list[str]:
+PEERS = ("finer", "finer_mean", "rest")  # the peers' named contrasts: offered when asked for (see explore)
+
+
+def contrast_keys(classes: Sequence[int], named: Sequence[str] = NAMED) -> list[str]:
     """The page's contrast keys for one image: the named contrasts, then ``foil:s`` for each class s."""
-    return [*NAMED, *(f"foil:{int(c)}" for c in classes)]
+    return [*named, *(f"foil:{int(c)}" for c in classes)]
 
 
 def entry(eid: str, image: str, title: str, classes: Sequence[int], probabilities: Sequence[float],

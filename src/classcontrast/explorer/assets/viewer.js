@@ -162,6 +162,9 @@
         mean: "Why " + t + " rather than the average other class?",
         max: "Why " + t + " rather than its strongest rival?",
         weighted: "Why " + t + " rather than the other classes, weighted by their probability?",
+        finer: "Why " + t + " rather than its nearest classes, weighted by their probability? (Finer-CAM, pytorch-grad-cam)",
+        finer_mean: "Why " + t + " rather than the mean of its nearest classes? (Finer-CAM, torch-cam)",
+        rest: "What speaks for " + t + ", logit minus cross-entropy? (ReST)",
         probability: "What raises p(" + t + ")? (p_t(1−p_t) × the weighted map)",
       }[key] || key;
     }
