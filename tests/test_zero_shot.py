@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -105,3 +106,25 @@ def test_zero_shot_needs_a_clip_model_and_distinct_classes(tmp_path: Path, tiny:
         cc.zero_shot(model, processor, CLASSES, template="a photo")
     with pytest.raises(cc.ClassContrastError, match="not a CLIP-style model"):
         cc.zero_shot(tiny, processor, CLASSES)
+
+
+def test_a_save_pretrained_folder_through_the_command_line(tmp_path: Path) -> None:
+    from tests.test_cli import run
+
+    model, processor = _clip(tmp_path)
+    folder = tmp_path / "clip"
+    model.float().save_pretrained(folder)
+    processor.save_pretrained(folder)
+    npz = tmp_path / "why.npz"
+    assert run(["explain", "--model", f"hf:{folder}", "--classes", "husky", "wolf", "arctic fox", "--template",
+                "a photo of a {}.", "--contrast", "weighted", "--foil", "wolf", "--method", "vit_gradcam",
+                "--out", str(tmp_path / "why.png"), "--save-maps", str(npz)]) == 0
+    with np.load(npz) as z:
+        assert z["probabilities"].shape == (1, 3) and "maps/vit_gradcam/foil:wolf" in z.files
+    bundle = cc.models.zero_shot.load_zero_shot(f"hf:{folder}", ["husky", "wolf", "arctic fox"])
+    x = bundle.transform(cc.sample_image("chelsea"))[None]
+    prompts = [f"a photo of a {c}." for c in ["husky", "wolf", "arctic fox"]]
+    raw = processor(text=prompts, images=cc.sample_image("chelsea"), return_tensors="pt", padding=True)
+    with torch.no_grad():
+        torch.testing.assert_close(bundle.model(x), model.float()(**raw).logits_per_image, rtol=1e-4, atol=1e-5)
+    assert run(["explain", "--model", "efficientnet_lite0", "--classes", "cat", "dog"]) == 2  # not a CLIP model

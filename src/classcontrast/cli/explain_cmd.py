@@ -32,6 +32,9 @@ def explain_command(
                                        help=CONTRASTS_HELP),
     top_k: int = typer.Option(2, "--top-k", help="Explain the k most probable classes"),
     target: list[str] = typer.Option(None, help="Explain these classes (index or name) instead of --top-k"),
+    classes: list[str] = typer.Option(None, "--classes", help="Zero-shot (CLIP-style hf: model): the class names, "
+                                      "put into --template as the prompts"),
+    template: str = typer.Option("a photo of a {}.", help="Zero-shot: the prompt, {} marking the class name"),
     region: list[str] = typer.Option(None, help="Segmentation models: explain the pixels of these classes "
                                      "(index or name); default: the --top-k largest predicted regions"),
     foil: str = typer.Option(None, help="Add the contrast 'target rather than FOIL' (index or name)"),
@@ -95,8 +98,13 @@ def explain_command(
     check_out_file(out, "--out", inputs, FIGURE_SUFFIXES)  # before any work: never overwrite an input
     check_out_file(save_maps, "--save-maps", inputs, {".npz"})
     check_out_file(html, "--html", inputs, {".html", ".htm"})
-    bundle = load_model(model, weights=weights, num_classes=num_classes, device=dev,
-                        trust_remote_code=trust_remote_code)
+    if classes:
+        from ..models.zero_shot import load_zero_shot
+
+        bundle = load_zero_shot(model, split_values(classes), template, trust_remote_code).to(dev)
+    else:
+        bundle = load_model(model, weights=weights, num_classes=num_classes, device=dev,
+                            trust_remote_code=trust_remote_code)
     if foil is not None:
         contrasts.append(Foil(class_index(foil, bundle.categories, "--foil")))
     if contrast_cam is not None:

@@ -104,3 +104,38 @@ def zero_shot(model: Any, processor: Any, classes: Sequence[str], template: str 
 
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def load_zero_shot(spec: str, classes: Sequence[str], template: str = "a photo of a {}.",
+                   trust_remote_code: bool = False) -> ModelBundle:
+    """``hf:<folder or hub id>`` of a CLIP-style model, as a zero-shot classifier over ``classes``: the
+    folder's model (``AutoModel``) and processor (``AutoProcessor``, or its tokenizer), with the same
+    offline and remote-code rules as every ``hf:`` model."""
+    from pathlib import Path
+
+    from . import hub
+    from .hf import _needs_remote_code, _offline, _transformers
+
+    if not spec.startswith("hf:"):
+        raise ClassContrastError(f"--classes needs a CLIP-style Hugging Face model (hf:<folder>), got {spec!r}")
+    folder = spec.removeprefix("hf:")
+    tf = _transformers()
+    tf.utils.logging.disable_progress_bar()
+    local = Path(folder).is_dir()
+    if local and not trust_remote_code and _needs_remote_code(Path(folder)):
+        raise ClassContrastError(f"{spec} needs to run Python code from its folder (auto_map); "
+                                 "pass --trust-remote-code")
+    offline = not local and not hub.reachable()
+    try:
+        model = tf.AutoModel.from_pretrained(folder, trust_remote_code=trust_remote_code, local_files_only=offline)
+        try:
+            processor: Any = tf.AutoProcessor.from_pretrained(folder, trust_remote_code=trust_remote_code,
+                                                               local_files_only=offline)
+        except (OSError, ValueError, KeyError, TypeError):
+            processor = tf.AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code,
+                                                         local_files_only=offline)
+    except (OSError, ValueError, KeyError) as e:
+        if local or not offline:
+            raise ClassContrastError(f"{spec}: {e}".splitlines()[0]) from e
+        raise _offline(folder, type(e).__name__) from e
+    return zero_shot(model.eval(), processor, classes, template, name=f"{spec} (zero-shot)")
