@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test docs docs-serve lint bench clean chromium page-browser gpu-wheels gpu-check
+.PHONY: demo test test-offline docs docs-serve lint bench clean chromium page-browser gpu-wheels gpu-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,6 +21,11 @@ test: $(STAMP) page-browser
 	$(BIN)/ruff check .
 	$(MAKE) --no-print-directory docs
 	$(BIN)/python -m pytest
+
+# The suite with the network cut (a new network namespace with only the loopback up; root): what
+# `make test` needs once the environment exists.
+test-offline: $(STAMP) page-browser
+	unshare -n sh -c 'ip link set lo up && $(MAKE) --no-print-directory test'
 
 # The documentation site: the gallery regenerated, then built with --strict (broken links, missing
 # references, docstring errors and unrendered maths or roles fail the build) into site/.

@@ -234,7 +234,8 @@ def explain(
     m = get_method(method, layer=layer, relu=relu, **method_options)
     many = isinstance(contrast, (list, tuple))
     categories = None if isinstance(model, nn.Module) else getattr(model, "categories", None)
-    head = head or getattr(model, "head", None) or "softmax"
+    if head is None:  # a ModelBundle's own (a module's `head` attribute is its classifier layer)
+        head = "softmax" if isinstance(model, nn.Module) else getattr(model, "head", None) or "softmax"
     if head not in ("softmax", "sigmoid"):
         raise ClassContrastError(f"head must be 'softmax' or 'sigmoid', got {head!r}")
     contrasts = [get_contrast(c).named(categories).for_head(head) for c in (contrast if many else [contrast])]
