@@ -315,8 +315,8 @@ def explain(
     normalize = None if isinstance(model, nn.Module) else getattr(model, "normalize", None)
     out = Explanations()
     units = regions.records(y, t) if regions is not None else None
+    image_logits = y if regions is None else y.mean((-2, -1))  # a segmenter's: the mean over its pixels
     for i, (name, c) in enumerate(zip(names, contrasts, strict=True)):
-        image_logits = y if regions is None else y.mean((-2, -1))  # a segmenter's: the mean over its pixels
         out[name] = Explanation(
             maps=None, layer_maps=maps[i], targets=t, logits=image_logits, method=m.name,
             contrast=name, layer=rec.layer, options=m.options(), inputs=x,
