@@ -54,3 +54,20 @@ def test_a_bundle_declares_its_head_and_figures_say_independent(tiny: nn.Module,
     torch.testing.assert_close(ex.target_probabilities, torch.sigmoid(tiny(tiny_x).detach()).topk(2, 1).values)
     fig = cc.plot_explanations(torch.rand(3, 3, 12, 12), {"p": ex}, bundle.categories)
     assert any("σ=" in ax.get_title() and "independent" in ax.get_title() for ax in fig.axes)
+
+
+def test_the_explorer_shows_independent_probabilities(tiny: nn.Module, tiny_x: torch.Tensor) -> None:
+    from classcontrast.explorer.compute import explorer_data
+    from classcontrast.explorer.notebook import explanations_data
+    from classcontrast.models.bundle import Normalize
+
+    bundle = cc.ModelBundle(tiny, lambda im: im, Normalize([0.0] * 3, [1.0] * 3), [f"tag {i}" for i in range(7)],
+                            head="sigmoid")
+    data = explorer_data(bundle, tiny_x, ["gradient"], cc.TopK(2))
+    s = torch.sigmoid(tiny(tiny_x).detach())
+    for b, e in enumerate(data["entries"]):
+        assert e["p"] == pytest.approx(s[b, e["targets"]].tolist(), abs=1e-6)
+    assert "independent" in data["subtitle"]
+    ex = cc.explain(bundle, tiny_x, "gradient", "probability", cc.TopK(2))
+    ex.inputs = tiny_x
+    assert "independent" in explanations_data({"probability": ex})["subtitle"]

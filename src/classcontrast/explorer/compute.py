@@ -54,11 +54,12 @@ def explorer_data(model: Any, x: torch.Tensor, methods: Sequence[str] = ("gradca
     forward pass per method and batch of ``batch_size`` images)."""
     net = unwrap_model(model)
     x = check_input(x)
+    head = "softmax" if isinstance(model, torch.nn.Module) else getattr(model, "head", "softmax")
     images, entries = {}, []
     for start in range(0, x.shape[0], batch_size):
         xb = x[start : start + batch_size]
         logits = predict(net, xb).double()
-        p = torch.softmax(logits, 1)
+        p = torch.sigmoid(logits) if head == "sigmoid" else torch.softmax(logits, 1)
         per_image = isinstance(targets, (list, tuple, torch.Tensor)) and len(targets) == x.shape[0]
         spec = targets[start : start + batch_size] if per_image else targets
         classes = resolve_targets(TopK(min(3, logits.shape[1])) if spec is None else spec, logits)
@@ -77,7 +78,9 @@ def explorer_data(model: Any, x: torch.Tensor, methods: Sequence[str] = ("gradca
     names = list(categories if categories is not None else getattr(model, "categories", None) or
                  [f"class {i}" for i in range(logits.shape[1])])
     model_name = getattr(model, "name", type(net).__name__)
-    return {"kind": "explain", "title": title, "subtitle": f"{model_name}; methods: {', '.join(methods)}",
+    independent = "; sigmoid head: independent probabilities (they need not sum to 1)" if head == "sigmoid" else ""
+    return {"kind": "explain", "title": title,
+            "subtitle": f"{model_name}; methods: {', '.join(methods)}{independent}",
             "classes": names, "images": images, "entries": entries}
 
 

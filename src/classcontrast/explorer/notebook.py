@@ -36,7 +36,9 @@ def explanations_data(results: Mapping[str, Explanation]) -> dict[str, Any] | No
                                                                            top.values[b].tolist(), strict=True)),
                              default=(int(targets[b, 0]), keys[0]), keys=keys,
                              notes=None if notes is None else {first.method: notes[b].numpy()}))
-    return {"kind": "explain", "title": f"{first.method}: {', '.join(results)}", "classes": list(names),
+    independent = {"subtitle": "sigmoid head: independent probabilities (they need not sum to 1)"} \
+        if first.head == "sigmoid" else {}
+    return {"kind": "explain", "title": f"{first.method}: {', '.join(results)}", "classes": list(names), **independent,
             "images": images, "entries": entries}
 
 
