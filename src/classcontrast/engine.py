@@ -316,6 +316,7 @@ def explain(
     out = Explanations()
     units = regions.records(y, t) if regions is not None else None
     image_logits = y if regions is None else y.mean((-2, -1))  # a segmenter's: the mean over its pixels
+    region_p = None if regions is None else regions.target_probabilities(y, t)
     for i, (name, c) in enumerate(zip(names, contrasts, strict=True)):
         out[name] = Explanation(
             maps=None, layer_maps=maps[i], targets=t, logits=image_logits, method=m.name,
@@ -323,7 +324,7 @@ def explain(
             to_pixels=getattr(normalize, "inverse", None), categories=categories,
             foils=c.foils(image_logits) if isinstance(c, Foil) else None, size=tuple(x.shape[-2:]), objective=c,
             units=units, scores=None if regions is None else regions.scores(c, y, t), head=head,
-            target_probabilities=None if regions is None else regions.target_probabilities(y, t),
+            target_probabilities=region_p,
         )
     return out if many else out[names[0]]
 

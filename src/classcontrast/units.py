@@ -116,7 +116,7 @@ class RegionUnits:
                 ts.append(cls)
                 ms.append(predicted == cls if r.mask is None else _mask(r.mask, b, (h, w)))
             t = torch.tensor(ts, device=y.device).expand(b, -1)
-            masks = torch.stack(ms, 1).to(y.device)
+            masks = torch.stack(ms, 1)
             empty = (masks.flatten(2).sum(-1) == 0).nonzero()
             if len(empty):
                 i, j = (int(v) for v in empty[0])
@@ -132,11 +132,9 @@ class RegionUnits:
         region (rows: the image of each of the B' inputs, for the multi-pass methods)."""
         assert self.masks is not None
         b, c, h, w = y.shape
-        pixels = y.permute(0, 2, 3, 1).reshape(-1, c)
-        pixel_rows = rows.repeat_interleave(h * w)
         out = []
         for contrast in contrasts:
-            per_pixel = contrast.select(pixel_rows, n_images)
+            pixels, per_pixel = _per_pixel(contrast, y, rows, n_images)
             for j in range(t.shape[1]):
                 g = per_pixel.grad(pixels, t[rows, j].repeat_interleave(h * w))
                 g = g.reshape(b, h, w, c).permute(0, 3, 1, 2)
@@ -146,9 +144,8 @@ class RegionUnits:
     def scores(self, contrast: Contrast, y: Tensor, t: Tensor) -> Tensor:
         """(B, K) each region's objective: the sum over its pixels of the pixel's contrast."""
         assert self.masks is not None
-        b, c, h, w = y.shape
-        pixels = y.permute(0, 2, 3, 1).reshape(-1, c)
-        per_pixel = contrast.select(torch.arange(b, device=y.device).repeat_interleave(h * w), b)
+        b, _, h, w = y.shape
+        pixels, per_pixel = _per_pixel(contrast, y, torch.arange(b, device=y.device), b)
         cols = [per_pixel.score(pixels, t[:, j].repeat_interleave(h * w)).reshape(b, h, w) for j in range(t.shape[1])]
         return (torch.stack(cols, 1) * self.masks).sum((-2, -1))
 
@@ -172,6 +169,13 @@ class RegionUnits:
                               "logits": y[i].permute(1, 2, 0)[m], "pixels": int(m.sum())})
             out.append(image)
         return out
+
+
+def _per_pixel(contrast: Contrast, y: Tensor, rows: Tensor, n_images: int) -> tuple[Tensor, Contrast]:
+    """Dense logits (B', C, H, W) as one row per pixel (B'·H·W, C), and ``contrast`` for those rows
+    (``rows``: the image of each of the B' inputs; a per-image foil follows its image's pixels)."""
+    _, c, h, w = y.shape
+    return y.permute(0, 2, 3, 1).reshape(-1, c), contrast.select(rows.repeat_interleave(h * w), n_images)
 
 
 def _mask(mask: Tensor, b: int, size: tuple[int, int]) -> Tensor:
