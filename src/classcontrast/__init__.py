@@ -24,7 +24,7 @@ _EXPORTS: dict[str, str] = {
     "explain": "engine",
     "Explanation": "explanation", "Explanations": "explanation",
     "METHODS": "methods", "Method": "methods", "get_method": "methods", "register_method": "methods",
-    "TopK": "targets", "resolve_targets": "targets", "Region": "units",
+    "TopK": "targets", "Threshold": "targets", "resolve_targets": "targets", "Region": "units",
     "ContrastModel": "adapters", "quantus_explain": "adapters",
     "ModelBundle": "models", "load_model": "models", "zero_shot": "models.zero_shot",
     "load_image": "data", "load_images": "data", "sample_image": "data",
@@ -65,14 +65,15 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .models import ModelBundle, load_model
     from .models.zero_shot import zero_shot
     from .peer_contrasts import ContrastCAM, Finer, FinerMean, ReST
-    from .targets import TopK, resolve_targets
+    from .targets import Threshold, TopK, resolve_targets
     from .units import Region
     from .viz import overlay, plot_explanations
 
 __all__ = [
     "CONTRASTS", "METHODS", "Audit", "ClassContrastError", "ClassContrastWarning", "Contrast", "ContrastCAM",
     "ContrastModel", "Explanation", "Explanations", "Finer", "FinerMean", "Foil", "Max", "Mean", "Method",
-    "ModelBundle", "Original", "Probability", "ReST", "Region", "TopK", "Weighted", "audit", "explain", "explorer_data",
+    "ModelBundle", "Original", "Probability", "ReST", "Region", "Threshold", "TopK", "Weighted", "audit", "explain",
+    "explorer_data",
     "get_contrast", "get_method", "load_image", "load_images", "load_model", "overlay", "plot_explanations",
     "quantus_explain", "register_method", "resolve_targets", "sample_image", "targets", "write_explorer", "zero_shot",
 ]

@@ -17,7 +17,7 @@ from .explanation import Explanation, Explanations
 from .methods import METHODS, LayerMethod, Method, get_method
 from .outputs import logits_of
 from .state import frozen_eval
-from .targets import resolve_targets
+from .targets import Threshold, resolve_targets
 from .units import RegionUnits, dense_logits, is_region_spec
 
 ContrastSpec = str | Contrast
@@ -199,8 +199,9 @@ def explain(
             a [`Contrast`][classcontrast.contrast_base.Contrast] such as ``Foil(s)``, or a list of them (then the
             result maps each contrast's key, e.g. ``"weighted"`` or ``"foil:Egyptian cat"``, to its
             [`Explanation`][classcontrast.explanation.Explanation]).
-        targets: None (top-1), a class, one class per image, (B, K) classes, or ``TopK(k)``; a class
-            is an index, or a name (``"tiger cat"``) when ``model`` is a ModelBundle.
+        targets: None (top-1), a class, one class per image, (B, K) classes, ``TopK(k)``, or
+            ``Threshold(p)`` (every class with probability >= p under the head: a multi-label model's
+            labels); a class is an index, or a name (``"tiger cat"``) when ``model`` is a ModelBundle.
         layer: the method's layer (a module name such as ``"features.40"``, a module, or a ViT block
             index). With a ModelBundle and no ``layer``, CAM methods use the bundle's own layer when it
             names one.
@@ -265,7 +266,7 @@ def explain(
             if is_region_spec(targets):
                 raise ClassContrastError("Region targets need a segmentation model (per-pixel logits, (B, C, h, w)); "
                                          f"this model returns {tuple(y.shape)}")
-            t = resolve_targets(targets, y)
+            t = resolve_targets(targets, y, head)
             _warn_foils(contrasts, y, t, categories)
             return t
 
@@ -317,6 +318,7 @@ def explain(
     units = regions.records(y, t) if regions is not None else None
     image_logits = y if regions is None else y.mean((-2, -1))  # a segmenter's: the mean over its pixels
     region_p = None if regions is None else regions.target_probabilities(y, t)
+    selected = targets.selected(y, t, head) if isinstance(targets, Threshold) and regions is None else None
     for i, (name, c) in enumerate(zip(names, contrasts, strict=True)):
         out[name] = Explanation(
             maps=None, layer_maps=maps[i], targets=t, logits=image_logits, method=m.name,
@@ -324,7 +326,7 @@ def explain(
             to_pixels=getattr(normalize, "inverse", None), categories=categories,
             foils=c.foils(image_logits) if isinstance(c, Foil) else None, size=tuple(x.shape[-2:]), objective=c,
             units=units, scores=None if regions is None else regions.scores(c, y, t), head=head,
-            target_probabilities=region_p,
+            target_probabilities=region_p, selected=selected,
         )
     return out if many else out[names[0]]
 

@@ -30,7 +30,8 @@ class Explanation:
                  categories: list[str] | None = None, foils: Tensor | None = None,
                  size: tuple[int, int] | None = None, objective: Any = None,
                  units: list[list[dict[str, Any]]] | None = None, scores: Tensor | None = None,
-                 target_probabilities: Tensor | None = None, head: str = "softmax") -> None:
+                 target_probabilities: Tensor | None = None, head: str = "softmax",
+                 selected: Tensor | None = None) -> None:
         self._maps = maps
         self.layer_maps = layer_maps
         self.targets = targets
@@ -51,6 +52,9 @@ class Explanation:
         self._scores = scores
         self.head = head  # "softmax" or "sigmoid" (multi-label: independent probabilities)
         self._target_probabilities = target_probabilities
+        # (B, K) bool for ``Threshold`` targets: False marks a filler (an image with fewer classes above
+        # the threshold than K); None: every target was asked for
+        self.selected = selected
 
     @property
     def maps(self) -> Tensor:
@@ -109,7 +113,7 @@ class Explanation:
                            self.logits.to(device), self.method, self.contrast, self.layer, self.options,
                            move(self.inputs), self.to_pixels, self.categories, move(self.foils), self.size,
                            self.objective, self.units, move(self._scores), move(self._target_probabilities),
-                           self.head)
+                           self.head, move(self.selected))
 
     def __repr__(self) -> str:
         b, k = self.targets.shape

@@ -23,16 +23,55 @@ class TopK:
             raise ClassContrastError(f"TopK needs k >= 1, got {self.k}")
 
 
-def resolve_targets(spec: object, logits: Tensor) -> Tensor:
+@dataclass(frozen=True)
+class Threshold:
+    """Every class whose probability is at least ``p``, most probable first: for a multi-label (sigmoid)
+    head each label with $\\sigma(y_t) \\ge p$, for a softmax head each class with $p_t \\ge p$.
+
+    Images of one batch may have different numbers of such classes: K is the largest (or ``k`` when
+    given, e.g. the largest over several batches), and an image with fewer is filled with its next most
+    probable classes, marked False in the result's ``selected`` (figures leave them out).
+    """
+
+    p: float = 0.5
+    k: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 < float(self.p) < 1.0:
+            raise ClassContrastError(f"Threshold needs 0 < p < 1, got {self.p}")
+        if self.k is not None and int(self.k) < 1:
+            raise ClassContrastError(f"Threshold needs k >= 1, got {self.k}")
+
+    def count(self, logits: Tensor, head: str) -> int:
+        """The most classes any image has at or above ``p``."""
+        return int((self.probabilities(logits, head) >= self.p).sum(1).max())
+
+    def probabilities(self, logits: Tensor, head: str) -> Tensor:
+        y = logits.detach().double()
+        return torch.sigmoid(y) if head == "sigmoid" else torch.softmax(y, 1)
+
+    def selected(self, logits: Tensor, targets: Tensor, head: str) -> Tensor:
+        """(B, K) True where the target's probability reaches ``p`` (False: a filler)."""
+        return self.probabilities(logits, head).gather(1, targets) >= self.p
+
+
+def resolve_targets(spec: object, logits: Tensor, head: str = "softmax") -> Tensor:
     """Turn a target specification into a (B, K) long tensor of class indices on the logits' device.
 
     ``spec`` may be ``None`` (the top-1 class), an int (the same class for every image), a sequence
-    with one class per image, a sequence of sequences or a (B, K) tensor (K classes per image), or
-    [`TopK`][classcontrast.targets.TopK].
+    with one class per image, a sequence of sequences or a (B, K) tensor (K classes per image),
+    [`TopK`][classcontrast.targets.TopK] (the K highest logits: the most probable under either head) or
+    [`Threshold`][classcontrast.targets.Threshold] (every class above a probability, under ``head``).
     """
     b, c = logits.shape
     if spec is None:
         spec = TopK(1)
+    if isinstance(spec, Threshold):
+        above = spec.count(logits, head)
+        if above == 0:
+            raise ClassContrastError(f"no class has probability >= {spec.p} in any image (the highest is "
+                                     f"{float(spec.probabilities(logits, head).max()):.3g}); lower the threshold")
+        return logits.detach().topk(min(c, max(above, spec.k or 0)), dim=1).indices
     if isinstance(spec, TopK):
         if spec.k > c:
             raise ClassContrastError(f"TopK({spec.k}) asks for more classes than the model has ({c})")
@@ -121,5 +160,5 @@ def FoilTarget(category: int, foil: int) -> ContrastTarget:
     return ContrastTarget(Foil(foil), category)
 
 
-__all__ = ["ContrastTarget", "FoilTarget", "Max", "Mean", "Original", "Probability", "TopK", "Weighted",
+__all__ = ["ContrastTarget", "FoilTarget", "Max", "Mean", "Original", "Probability", "Threshold", "TopK", "Weighted",
            "resolve_targets"]

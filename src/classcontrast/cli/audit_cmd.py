@@ -15,8 +15,9 @@ from .options import METHODS_HELP, split_values
 
 
 def audit_command(
-    data: list[str] = typer.Argument(None, help="Class folders, a flat folder (no labels), imagenet:ROOT, "
-                                     "cub200:ROOT, food101:ROOT, or image files. None: the bundled photos"),
+    data: list[str] = typer.Argument(None, help="Class folders, a flat folder (no labels), a labels.csv "
+                                     "(path,label;label: multi-label), imagenet:ROOT, cub200:ROOT, food101:ROOT, "
+                                     "or image files. None: the bundled photos"),
     out: Path = typer.Option(Path("audit"), help="Output folder (re-running it resumes)"),
     model: str = MODEL, weights: str = WEIGHTS, num_classes: int = NUM_CLASSES,
     method: list[str] = typer.Option(["gradcam"], "--method", "--methods", help=METHODS_HELP),
@@ -26,6 +27,12 @@ def audit_command(
     layer: str = typer.Option(None, help="Layer for CAM methods (module name)"),
     ambiguity: float = typer.Option(0.25, help="Without labels: count an image in its top-1 vs top-2 pair only "
                                     "when p(top-2) / p(top-1) is at least this"),
+    head: str = typer.Option(None, help="softmax | sigmoid (multi-label: each class its own decision); "
+                             "default: the model's"),
+    threshold: float = typer.Option(0.5, help="Multi-label: a label counts as predicted when sigma(y) >= this"),
+    classes: list[str] = typer.Option(None, "--classes", help="Zero-shot (CLIP-style hf: model): the class "
+                                      "names, put into --template as the prompts"),
+    template: str = typer.Option("a photo of a {}.", help="Zero-shot: the prompt, {} marking the class name"),
     limit: int = LIMIT, batch_size: int = BATCH, seed: int = SEED, device: str = DEVICE,
     preprocess: str = PREPROCESS, trust_remote_code: bool = TRUST,
     steps: int = flags.STEPS, baseline: str = flags.BASELINE, integration: str = flags.INTEGRATION,
@@ -45,24 +52,36 @@ def audit_command(
     shard = setup(device)
     check_counts(pairs, examples, top_k)  # before the model loads
     check_number(ambiguity, "--ambiguity", minimum=0, maximum=1)
+    check_number(threshold, "--threshold", minimum=0, maximum=1)
     bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, local_device(device), preprocess,
-                                    out, trust_remote_code, batch_size)
+                                    out, trust_remote_code, batch_size, head, split_values(classes) if classes
+                                    else None, template)
 
     with shard_progress(shard) as progress:
         result = audit(bundle, source, out, methods, pairs=pairs, examples=examples, top_k=top_k,
                        batch_size=batch_size, device=dev, seed=None, shard=shard, progress=progress, layer=layer,
-                       ambiguity=ambiguity, **given)
+                       ambiguity=ambiguity, threshold=threshold, **given)
     if not shard.main:
         return
     acc = "" if result.accuracy is None else f", accuracy {result.accuracy:.3f}"
-    if result.labelled:
+    if result.multilabel:
+        console.print(f"{result.n} images, label sets; exact match {result.accuracy:.3f}; {len(result.pairs)} pairs "
+                      f"shown (a label present but missed, another predicted instead; predicted: sigma >= "
+                      f"{result.threshold})")
+        for s in result.label_stats[:5]:
+            console.print(printable(f"  {s['class']}: {s['false_positives']} false positives, "
+                                    f"{s['false_negatives']} false negatives of {s['support']}"))
+    elif result.labelled:
         console.print(f"{result.n} images{acc}; {len(result.pairs)} confused pairs shown (true label taken for "
                       "a prediction)")
     else:
         console.print(f"{result.n} images, no labels; {len(result.pairs)} pairs shown: each image's top-1 vs top-2, "
                       f"counted when p(top-2) / p(top-1) >= {result.ambiguity}")
     for i, p in enumerate(result.pairs[:5], 1):
-        if result.labelled:
+        if result.multilabel:
+            console.print(printable(f"  {i}. {result.classes[p.true]} present, {result.classes[p.predicted]} "
+                                    f"predicted instead: {p.count} images"))
+        elif result.labelled:
             console.print(printable(f"  {i}. {result.classes[p.true]} taken for {result.classes[p.predicted]}: "
                                     f"{p.count} images"))
         else:

@@ -40,17 +40,29 @@ TRUST = typer.Option(False, "--trust-remote-code",
 
 def setup_run(data: list[str] | None, model: str, weights: str, num_classes: int | None, limit: int | None,
               seed: int, device: str, preprocess: str = "model", out: Path | None = None,
-              trust_remote_code: bool = False, batch_size: int | None = None) -> tuple[Any, Any, Any]:
+              trust_remote_code: bool = False, batch_size: int | None = None, head: str | None = None,
+              classes: list[str] | None = None, template: str = "a photo of a {}.") -> tuple[Any, Any, Any]:
     """(bundle, source, device) for an experiment command; the source's description is printed. The
     output folder and numbers are checked first (one line, before the model loads); the output folder
-    is never read as data."""
+    is never read as data. ``classes``: a zero-shot (CLIP-style) model over these prompts' classes;
+    ``head``: override the model's (``sigmoid`` for a multi-label model)."""
+    import dataclasses
+
     from ..data.specs import open_source
     from ..models import load_model, set_preprocess
 
     check_common(out, limit, batch_size, num_classes)
+    if head not in (None, "softmax", "sigmoid"):
+        raise ClassContrastError(f"unknown --head {head!r}; choose softmax or sigmoid")
     dev = resolve_device(device)
-    bundle = set_preprocess(load_model(model, weights=weights, num_classes=num_classes, device=dev,
-                                       trust_remote_code=trust_remote_code), preprocess)
+    if classes:
+        from ..models.zero_shot import load_zero_shot
+
+        loaded = load_zero_shot(model, classes, template, trust_remote_code).to(dev)
+    else:
+        loaded = load_model(model, weights=weights, num_classes=num_classes, device=dev,
+                            trust_remote_code=trust_remote_code)
+    bundle = set_preprocess(loaded if head is None else dataclasses.replace(loaded, head=head), preprocess)
     source = open_source(data, bundle.categories, exclude=[out] if out is not None else []).select(
         limit=limit, seed=seed)
     if len(source) == 0:

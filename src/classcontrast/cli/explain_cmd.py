@@ -32,6 +32,8 @@ def explain_command(
                                        help=CONTRASTS_HELP),
     top_k: int = typer.Option(2, "--top-k", help="Explain the k most probable classes"),
     target: list[str] = typer.Option(None, help="Explain these classes (index or name) instead of --top-k"),
+    threshold: float = typer.Option(None, help="Explain every class with probability >= THRESHOLD instead of "
+                                    "--top-k (a multi-label model's labels: use with --head sigmoid)"),
     classes: list[str] = typer.Option(None, "--classes", help="Zero-shot (CLIP-style hf: model): the class names, "
                                       "put into --template as the prompts"),
     template: str = typer.Option("a photo of a {}.", help="Zero-shot: the prompt, {} marking the class name"),
@@ -71,7 +73,7 @@ def explain_command(
     from ..engine import explain
     from ..methods import options_for
     from ..models import load_model
-    from ..targets import TopK
+    from ..targets import Threshold, TopK
     from ..units import Region
 
     dev = resolve_device(device)
@@ -114,8 +116,11 @@ def explain_command(
     wanted = split_values(target) if target else []
     targets = [class_index(t, bundle.categories, "--target") for t in wanted] or None
     regions = [Region(class_index(r, bundle.categories, "--region")) for r in split_values(region)] if region else None
-    if targets is not None and regions is not None:
-        raise ClassContrastError("give --target (classifiers) or --region (segmentation models), not both")
+    if sum(v is not None for v in (targets, regions, threshold)) > 1:
+        raise ClassContrastError("give one of --target, --threshold (classifiers) and --region (segmentation models)")
+    if threshold is not None:
+        check_number(threshold, "--threshold", minimum=0, maximum=1)
+        threshold_spec = Threshold(threshold, _most_above(bundle, loaded, threshold, head, batch_size, dev))
     if targets is None and top_k > bundle.num_classes:
         raise ClassContrastError(f"--top-k {top_k} exceeds the model's {bundle.num_classes} classes")
     if getattr(bundle.preprocess, "crop", 0) is None:  # images keep their own sizes: one per batch
@@ -126,7 +131,8 @@ def explain_command(
     for start in range(0, len(loaded), batch_size):
         chunk = loaded[start : start + batch_size]
         x = torch.stack([_transformed(bundle, path, img) for path, img in chunk]).to(dev)
-        spec = regions or (TopK(top_k) if targets is None else [targets] * len(chunk))
+        spec = regions or (threshold_spec if threshold is not None else
+                           TopK(top_k) if targets is None else [targets] * len(chunk))
         for meth in methods:
             res = explain(bundle, x, meth, contrasts, spec, head=head, **options_for(meth, opts))
             for name, ex in res.items():
@@ -142,7 +148,9 @@ def explain_command(
         target_rows.append(first.targets.cpu())
     sizes = {tuple(p.shape[-2:]) for p in pixels}
     t = torch.cat(target_rows)
-    _print_table(loaded, torch.cat(probabilities), t, bundle.categories)
+    selected = [c.selected for c in next(iter(columns.values()))]
+    _print_table(loaded, torch.cat(probabilities), t, bundle.categories,
+                 None if selected[0] is None else torch.cat(selected).cpu())
     if len(sizes) > 1:  # images of their own sizes (a segmenter without a crop): one figure and array each
         _write_each(pixels, columns, bundle, scale, loaded, out, save_maps, len(methods) > 1 or len(contrasts) > 1)
         return
@@ -154,10 +162,13 @@ def explain_command(
         console.print(f"wrote {w}")
     if save_maps is not None:
         save_maps.parent.mkdir(parents=True, exist_ok=True)
+        p_all = torch.sigmoid(y.float()) if first.head == "sigmoid" else torch.softmax(y.float(), 1)
         np.savez_compressed(
             save_maps,
             **{npz_key(m, c): v.maps.float().cpu().numpy() for (m, c), v in merged.items()},
-            targets=t.numpy(), logits=y.float().numpy(), probabilities=torch.softmax(y.float(), 1).numpy(),
+            targets=t.numpy(), logits=y.float().numpy(),
+            probabilities=p_all.numpy(),
+            **({} if selected[0] is None else {"selected": torch.cat(selected).cpu().numpy()}),
             files=np.array([str(p) for p, _ in loaded]), model=np.array(bundle.name),
         )
         console.print(f"wrote {save_maps}")
@@ -171,6 +182,31 @@ def explain_command(
         console.print(f"wrote {page}")
 
 
+def _most_above(bundle: Any, loaded: list[Any], threshold: float, head: str | None, batch_size: int,
+                dev: Any) -> int:
+    """--threshold: the most classes any image has at or above it (one forward pass without gradients), so
+    that every batch explains the same number of targets per image; none anywhere is an error."""
+    import torch
+
+    from ..state import predict
+    from ..targets import Threshold
+
+    spec, most, highest = Threshold(threshold), 0, 0.0
+    for start in range(0, len(loaded), batch_size):
+        chunk = loaded[start : start + batch_size]
+        x = torch.stack([_transformed(bundle, path, img) for path, img in chunk]).to(dev)
+        y = predict(bundle.model, bundle.normalize(x))
+        if y.ndim != 2:
+            raise ClassContrastError("--threshold needs a classifier (logits of shape (B, C)); "
+                                     "for a segmentation model use --region")
+        most = max(most, spec.count(y, head or bundle.head or "softmax"))
+        highest = max(highest, float(spec.probabilities(y, head or bundle.head or "softmax").max()))
+    if most == 0:
+        raise ClassContrastError(f"--threshold {threshold}: no class reaches it in any image (the highest "
+                                 f"probability is {highest:.3g})")
+    return most
+
+
 def _one(e: Any, i: int, n: int) -> Any:
     """Image ``i`` of an explanation of ``n`` images."""
     from ..explanation import Explanation
@@ -180,7 +216,8 @@ def _one(e: Any, i: int, n: int) -> Any:
 
     return Explanation(e.maps[i : i + 1], e.layer_maps[i : i + 1], e.targets[i : i + 1], e.logits[i : i + 1],
                        e.method, e.contrast, e.layer, foils=part(e.foils), objective=_one_image(e.objective, i, n),
-                       units=part(e.units), scores=part(e._scores), target_probabilities=part(e._target_probabilities))
+                       units=part(e.units), scores=part(e._scores), target_probabilities=part(e._target_probabilities),
+                       head=e.head, selected=part(e.selected))
 
 
 def _write_each(pixels: list[Any], columns: dict[tuple[str, str], list[Any]], bundle: Any, scale: str,
@@ -256,19 +293,22 @@ def _cat(parts: list[Any]) -> Any:
         units=None if first.units is None else [u for p in parts for u in p.units],
         scores=None if first._scores is None else torch.cat([p._scores for p in parts]),
         target_probabilities=None if first._target_probabilities is None else
-        torch.cat([p._target_probabilities for p in parts]),
+        torch.cat([p._target_probabilities for p in parts]), head=first.head,
+        selected=None if first.selected is None else torch.cat([p.selected for p in parts]),
     )
 
 
-def _print_table(loaded: list[Any], p: Any, targets: Any, categories: list[str]) -> None:
-    """The explained classes of each image with their probability (for a region: the mean over its pixels)."""
+def _print_table(loaded: list[Any], p: Any, targets: Any, categories: list[str], selected: Any = None) -> None:
+    """The explained classes of each image with their probability (for a region: the mean over its pixels;
+    with --threshold only the classes above it)."""
     from rich.table import Table
 
     table = Table(title="Top classes")
     table.add_column("image")
     table.add_column("explained classes (probability)")
     for i, (path, _) in enumerate(loaded):
-        cells = [f"{categories[int(c)]} ({float(p[i, j]):.3f})" for j, c in enumerate(targets[i])]
+        cells = [f"{categories[int(c)]} ({float(p[i, j]):.3f})" for j, c in enumerate(targets[i])
+                 if selected is None or bool(selected[i, j])]
         table.add_row(printable(path.name), printable(", ".join(cells)))
     console.print(table)
 

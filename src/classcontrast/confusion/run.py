@@ -37,9 +37,11 @@ from ..methods import method_class
 from ..models import ModelBundle
 from ..state import predict
 from ..text import spreadsheet_cell
+from .multilabel import exact_match, label_stats, missed_matrix, rank_multilabel_pairs
 from .pairs import AMBIGUITY, Pair, Row, accuracy, classes_for, confusion_matrix, labelled, rank_pairs
 
 TOP = 5  # classes kept per image in the per-sample log
+THRESHOLD = 0.5  # multi-label: a label is predicted when its sigma(y) reaches this
 
 
 def contrast_names(n_classes: int) -> list[str]:
@@ -78,6 +80,9 @@ class Audit:
     maps: dict[str, dict[str, Any]] = field(default_factory=dict)  # entry -> {"maps": {method: arr}, "p": [...]}
     paths: list[Path] = field(default_factory=list)
     ambiguity: float = AMBIGUITY  # without labels: the p2 / p1 an image needs to count in its pair
+    multilabel: bool = False  # label sets (a sigmoid head): pairs are "B present and missed, A predicted instead"
+    threshold: float = THRESHOLD  # multi-label: the sigma(y) at which a label counts as predicted
+    label_stats: list[dict[str, Any]] = field(default_factory=list)  # multi-label: per-label FP / FN
 
     def to_json(self) -> dict[str, Any]:
         """The content of ``audit.json``."""
@@ -89,6 +94,13 @@ class Audit:
             return {"id": r["id"], "path": r["path"], "p_first": r["p_predicted"], "p_second": p_second}
 
         def pair(p: Pair) -> dict[str, Any]:
+            if self.multilabel:
+                return {"present": self.classes[p.true], "predicted_instead": self.classes[p.predicted],
+                        "present_index": p.true, "predicted_instead_index": p.predicted, "count": p.count,
+                        "mean_p_predicted_instead": p.mean_p_predicted, "mean_p_present": p.mean_p_true,
+                        "examples": [{"id": r["id"], "path": r["path"], "labels": r["labels"],
+                                      "predicted_labels": r["predicted_labels"]} for r in p.mistakes],
+                        "correct": [{"id": r["id"], "path": r["path"], "labels": r["labels"]} for r in p.correct]}
             shown = {"examples": [example(r, p.true) for r in p.mistakes],
                      "correct": [{"id": r["id"], "path": r["path"], "p": r["p_predicted"]} for r in p.correct]}
             if self.labelled:
@@ -101,10 +113,16 @@ class Audit:
 
         pairs_are = ("true label vs prediction" if self.labelled else
                      f"top-1 vs top-2 of each image with p(top-2) / p(top-1) >= {self.ambiguity}")
+        multilabel: dict[str, Any] = {}
+        if self.multilabel:
+            pairs_are = (f"label present but not predicted vs label predicted but absent, in the same image "
+                         f"(predicted: sigma(y) >= {self.threshold})")
+            multilabel = {"multilabel": True, "threshold": self.threshold, "exact_match": self.accuracy,
+                          "labels": self.label_stats}
         return {
             "model": self.model, "data": self.data, "n": self.n, "accuracy": self.accuracy,
             "labelled": self.labelled, "pairs_are": pairs_are, "methods": self.methods, "classes": self.classes,
-            "pairs": [pair(p) for p in self.pairs],
+            "pairs": [pair(p) for p in self.pairs], **multilabel,
         }
 
     def image_keys(self) -> dict[str, str]:
@@ -119,7 +137,7 @@ class Audit:
             got = self.maps[s.entry]
             entries.append(entry(s.entry, key[s.row["id"]], s.row["id"], s.classes, got["p"], got["maps"],
                                  label=s.row["label"], top=[(c, p) for c, p in s.row["top"]], default=s.default,
-                                 notes=got.get("notes")))
+                                 notes=got.get("notes"), labels=s.row.get("labels")))
         involved: list[int] = []
         for p in self.pairs:
             for c in (p.true, p.predicted):
@@ -140,6 +158,9 @@ class Audit:
                  for i, p in enumerate(self.pairs)]
         accuracy_text = "" if self.accuracy is None else f", accuracy {100 * self.accuracy:.1f}%"
         unlabelled = {} if self.labelled else {"ambiguity": self.ambiguity}
+        if self.multilabel:
+            accuracy_text = "" if self.accuracy is None else f", exact label sets {100 * self.accuracy:.1f}%"
+            unlabelled = {"multilabel": True, "threshold": self.threshold, "labels": self.label_stats}
         return {
             "kind": "audit", "title": f"classcontrast audit: {self.model}",
             "subtitle": f"{self.data}: {self.n} images{accuracy_text}; methods: {', '.join(self.methods)}",
@@ -150,15 +171,19 @@ class Audit:
 
 
 def _phase1_rows(bundle: ModelBundle, source: SampleSource, batch_size: int, device: Any, log_path: Path | None,
-                 shard: Dist, progress: Callable[[int], None] | None) -> list[Row]:
+                 shard: Dist, progress: Callable[[int], None] | None, threshold: float = THRESHOLD) -> list[Row]:
     paths = {s.id: s.path for s in source}
+    label_sets = {s.id: s.labels for s in source}
     c = bundle.num_classes
-    with sample_log(log_path, ("id",), shard, run_setup(bundle), source, batch_size) as log:
+    sigmoid = bundle.head == "sigmoid"
+    setup = run_setup(bundle, head=bundle.head, **({"threshold": threshold} if sigmoid else {}))
+    with sample_log(log_path, ("id",), shard, setup, source, batch_size) as log:
         skip = lambda ids: all(log.has(id=i) for i in ids)  # noqa: E731
         if progress is not None:  # what a previous run already did
             progress(sum(log.has(id=s.id) for s in source) // shard.world)
         for batch in batches(source, bundle, batch_size, device, skip=skip, shard=shard, fill_labels=False):
-            p = torch.softmax(predict(bundle.model, bundle.normalize(batch.pixels)).double(), 1).cpu()
+            y = predict(bundle.model, bundle.normalize(batch.pixels)).double()
+            p = (torch.sigmoid(y) if sigmoid else torch.softmax(y, 1)).cpu()
             top = p.topk(min(TOP, c), 1)
             rows = []
             for i, sid in enumerate(batch.ids):
@@ -169,6 +194,12 @@ def _phase1_rows(bundle: ModelBundle, source: SampleSource, batch_size: int, dev
                              "p_runner_up": val[1] if c > 1 else 0.0,
                              "p_label": None if label is None else float(p[i, label]),
                              "top": [[a, b] for a, b in zip(idx, val, strict=True)]})
+                present = label_sets[sid]
+                if present is not None:  # multi-label: the label sets, and every class either names
+                    predicted = (p[i] >= threshold).nonzero()[:, 0].tolist() if sigmoid else idx[:1]
+                    named = sorted({*present, *predicted, *idx})
+                    rows[-1] |= {"labels": list(present), "predicted_labels": predicted,
+                                 "scores": [[k, float(p[i, k])] for k in named]}
             log.add(rows)
             if progress is not None:
                 progress(len(batch.ids))
@@ -215,7 +246,7 @@ def _phase2(bundle: ModelBundle, slots: list[Slot], samples: dict[str, Any], met
             batch_size: int, device: Any, out: Path | None, shard: Dist, progress: Callable[[int], None] | None,
             options: dict[str, Any]) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
-    setup = run_setup(bundle) if out is not None else {}
+    setup = run_setup(bundle, head=bundle.head) if out is not None else {}
     if out is not None:
         (out / "maps").mkdir(parents=True, exist_ok=True)
     for k, start in enumerate(range(0, len(slots), batch_size)):
@@ -230,7 +261,8 @@ def _phase2(bundle: ModelBundle, slots: list[Slot], samples: dict[str, Any], met
             pixels = torch.stack([samples[s.row["id"]].prepared(bundle.preprocess) for s in chunk]).to(device)
             classes = torch.tensor([s.classes for s in chunk], device=device)
             maps, logits, notes = explore(bundle, bundle.normalize(pixels), methods, classes, **options)
-            p = torch.softmax(logits.double(), 1).gather(1, classes.cpu()).numpy()
+            y = logits.double()
+            p = (torch.sigmoid(y) if bundle.head == "sigmoid" else torch.softmax(y, 1)).gather(1, classes.cpu()).numpy()
             done = {e: {"maps": {m: maps[m][i].numpy() for m in methods}, "p": p[i].tolist(),
                         "notes": {m: notes[m][i].numpy() for m in methods}} for i, e in enumerate(entries)}
             if path is not None:
@@ -265,7 +297,9 @@ def _write_confusion(path: Path, result: Audit) -> Path:
     """``confusion.csv``: true label (rows) × prediction (columns); without labels, each image's top-2
     (rows) × top-1 (columns), every image counted."""
     classes, matrix, axes = result.classes, result.confusion, "true \\ predicted"
-    if not result.labelled:
+    if result.multilabel:
+        axes = "present and missed \\ predicted but absent"
+    elif not result.labelled:
         matrix, axes = np.zeros_like(matrix), "top-2 \\ top-1"
         for r in result.rows:
             matrix[r["runner_up"], r["predicted"]] += 1
@@ -274,6 +308,19 @@ def _write_confusion(path: Path, result: Audit) -> Path:
         w.writerow([axes, *map(spreadsheet_cell, classes)])
         for name, row in zip(classes, matrix.tolist(), strict=True):
             w.writerow([spreadsheet_cell(name), *row])
+    return path
+
+
+def _write_labels(path: Path, result: Audit) -> Path:
+    """``labels.csv`` (multi-label): per label, its support, true / false positives, false negatives,
+    precision and recall."""
+    fields = ["class", "index", "support", "true_positives", "false_positives", "false_negatives", "precision",
+              "recall"]
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(fields)
+        for s in result.label_stats:
+            w.writerow([spreadsheet_cell(s["class"]), *("" if s[f] is None else s[f] for f in fields[1:])])
     return path
 
 
@@ -298,6 +345,7 @@ def audit(
     shard: Dist | None = None,
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
     ambiguity: float = AMBIGUITY,
+    threshold: float = THRESHOLD,
     **method_options: Any,
 ) -> Audit:
     """Audit a classifier's confusions on a dataset: "why A and not B", pair by pair.
@@ -321,10 +369,14 @@ def audit(
         progress: ``progress(phase, total)`` returns a callback advanced by the images done.
         ambiguity: without labels, an image counts in its (top-1, top-2) pair only when
             p(top-2) / p(top-1) is at least this (0.25): a confident prediction is not a confusion.
+        threshold: multi-label data (a CSV of label sets, a sigmoid head): a label counts as predicted
+            when its $\\sigma(y)$ reaches this (0.5). Pairs are then "B present and missed, A predicted
+            instead" in the same image, with per-label false positives and negatives (``labels.csv``).
         **method_options: passed to the methods that accept them (e.g. ``layer``).
 
     Every shown map comes from [`explain`][classcontrast.engine.explain]: for a mistake (true B, predicted A),
     "why A rather than B" is ``Foil(B)`` for target A, "why B rather than A" ``Foil(A)`` for target B.
+    With a sigmoid head these are the logit differences $y_A - y_B$ and $y_B - y_A$.
     """
     if not isinstance(model, ModelBundle):
         raise ClassContrastError("audit needs a ModelBundle (cc.load_model(...)): preprocessing and class names")
@@ -340,15 +392,21 @@ def audit(
     bad = next((s for s in source if s.label is not None and not 0 <= s.label < model.num_classes), None)
     if bad is not None:
         raise ClassContrastError(f"{bad.id}: label {bad.label} is not one of the model's {model.num_classes} classes")
+    multilabel = any(s.labels is not None for s in source)
+    if multilabel and model.head != "sigmoid":
+        raise ClassContrastError("multi-label data (a CSV of label sets) needs a multi-label model: a sigmoid head "
+                                 "(ModelBundle(..., head='sigmoid'), or --head sigmoid)")
+    if not 0 < threshold < 1:
+        raise ClassContrastError(f"threshold must be between 0 and 1, got {threshold}")
     shard = shard or Dist()
     folder = Path(out) if out is not None else None
     tick = progress("predictions", len(source)) if progress else None
     rows = _phase1_rows(model, source, batch_size, device, folder / "audit_samples.jsonl" if folder else None,
-                        shard, tick)
+                        shard, tick, threshold)
     c = model.num_classes
     if not 0 <= ambiguity <= 1:
         raise ClassContrastError(f"ambiguity must be between 0 and 1, got {ambiguity}")
-    ranked = rank_pairs(rows, examples, ambiguity)[:pairs]
+    ranked = (rank_multilabel_pairs(rows, examples) if multilabel else rank_pairs(rows, examples, ambiguity))[:pairs]
     width = min(top_k + 2, c)
     slots = []
     for i, p in enumerate(ranked):
@@ -359,13 +417,19 @@ def audit(
     samples = {s.id: s for s in source}
     tick = progress("maps", len(slots)) if progress else None
     maps = _phase2(model, slots, samples, methods, batch_size, device, folder, shard, tick, method_options)
-    result = Audit(model=model.name, data=source.description, n=len(rows), accuracy=accuracy(rows),
-                   labelled=labelled(rows), classes=list(model.categories), confusion=confusion_matrix(rows, c),
-                   pairs=ranked, rows=rows, methods=list(methods), slots=slots, maps=maps, ambiguity=ambiguity)
+    result = Audit(model=model.name, data=source.description, n=len(rows),
+                   accuracy=exact_match(rows) if multilabel else accuracy(rows),
+                   labelled=multilabel or labelled(rows), classes=list(model.categories),
+                   confusion=missed_matrix(rows, c) if multilabel else confusion_matrix(rows, c),
+                   pairs=ranked, rows=rows, methods=list(methods), slots=slots, maps=maps, ambiguity=ambiguity,
+                   multilabel=multilabel, threshold=threshold,
+                   label_stats=label_stats(rows, model.categories) if multilabel else [])
     if folder is not None and shard.main:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "audit.json").write_text(json.dumps(result.to_json(), indent=1), encoding="utf-8")
         result.paths = [folder / "audit.json", _write_confusion(folder / "confusion.csv", result)]
+        if multilabel:
+            result.paths.append(_write_labels(folder / "labels.csv", result))
         result.paths.append(write_page(result.page_data(shown_images(model, result, samples)),
                                        folder / "audit.html"))
     return result

@@ -2,6 +2,7 @@
 
 * an image folder with one sub-folder per class (labels from the folder names, mapped to the model's
   class names or indices);
+* a CSV file ``path,labels`` (multi-label: ``photos/a.jpg,dog;frisbee``; paths relative to the file);
 * a flat folder, or a list of images (labels = the model's clean top-1 prediction, said so);
 * no ``--data``: the bundled photos (scikit-image and scikit-learn), each in several views
   (centre and corner crops, mirrored), labelled by the model's clean prediction;
@@ -29,18 +30,20 @@ from .samples import SAMPLES, sample_image
 
 LABELS_FROM_FOLDERS = "folder names"
 LABELS_FROM_PREDICTION = "the model's clean top-1 prediction"
+LABELS_FROM_CSV = "a CSV of label sets (multi-label)"
 
 
 @dataclass
 class Sample:
-    """One image with a stable id, its label (None: use the model's clean prediction) and, for files,
-    where it lives."""
+    """One image with a stable id, its label (None: use the model's clean prediction) or, for multi-label
+    data, the set of labels present (``labels``, possibly empty), and, for files, where it lives."""
 
     id: str
     load: Callable[[], Image.Image]
     label: int | None = None
     path: str | None = None
     _stamp: str | None = field(default=None, repr=False, compare=False)
+    labels: tuple[int, ...] | None = None
 
     def prepared(self, preprocess: Callable[[Image.Image], Any]) -> Any:
         """The sample's image through ``preprocess``; a refusal (e.g. an extreme aspect ratio) names the sample."""
@@ -68,7 +71,8 @@ class Sample:
                 img = self.load()
                 h.update(f"{img.mode} {img.size} ".encode())
                 h.update(img.tobytes())
-            self._stamp = f"{h.hexdigest()[:24]}:{self.label}"
+            labels = self.label if self.labels is None else ";".join(map(str, self.labels))
+            self._stamp = f"{h.hexdigest()[:24]}:{labels}"
         return self._stamp
 
 
@@ -141,3 +145,32 @@ def folder_source(root: Path, categories: Sequence[str],
     files = list_images([root], exclude=exclude)
     return SampleSource([Sample(str(f.relative_to(root)), lambda f=f: load_image(f), None, str(f)) for f in files],
                         LABELS_FROM_PREDICTION, f"images in {root}")
+
+
+def csv_source(path: Path, categories: Sequence[str]) -> SampleSource:
+    """Multi-label data: a CSV file whose rows are ``image path,label;label;...`` (an optional header row
+    ``path,labels``; labels by class name or index, none for an image with no label present; paths
+    relative to the CSV file's folder)."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = [(n, r) for n, r in enumerate(csv.reader(fh), start=1) if any(cell.strip() for cell in r)]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise ClassContrastError(f"cannot read the label file {path}: {getattr(e, 'strerror', None) or e}") from e
+    if rows and [c.strip().lower() for c in rows[0][1][:2]] == ["path", "labels"]:
+        rows = rows[1:]
+    samples = []
+    for n, row in rows:
+        if len(row) > 2:
+            raise ClassContrastError(f"{path}, line {n}: expected 'path,label;label', got {len(row)} fields "
+                                     "(separate labels with ';', quote paths with commas)")
+        file = (path.parent / row[0].strip()).resolve()
+        if not file.is_file():
+            raise ClassContrastError(f"{path}, line {n}: no image {row[0].strip()!r} (relative to {path.parent})")
+        names = [v.strip() for v in (row[1] if len(row) > 1 else "").split(";") if v.strip()]
+        labels = tuple(sorted({class_index(v, categories, f"{path}, line {n}: label") for v in names}))
+        samples.append(Sample(row[0].strip(), lambda f=file: load_image(f), None, str(file), labels=labels))
+    if not samples:
+        raise ClassContrastError(f"the label file {path} lists no images")
+    return SampleSource(samples, LABELS_FROM_CSV, f"label sets in {path.name}")

@@ -1,5 +1,5 @@
-"""``--data`` specifications: a class-folder tree, a flat folder, files, the bundled photos, or
-``imagenet:ROOT`` / ``cub200:ROOT`` / ``food101:ROOT``."""
+"""``--data`` specifications: a class-folder tree, a flat folder, files, a multi-label CSV
+(``path,label;label``), the bundled photos, or ``imagenet:ROOT`` / ``cub200:ROOT`` / ``food101:ROOT``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import ClassContrastError
 from .datasets import cub_classes, food101_samples, open_dataset
 from .images import list_images, load_image
-from .sources import LABELS_FROM_PREDICTION, Sample, SampleSource, bundled_source, folder_source
+from .sources import LABELS_FROM_PREDICTION, Sample, SampleSource, bundled_source, csv_source, folder_source
 
 
 def open_source(spec: str | Sequence[str] | None, categories: Sequence[str],
@@ -31,10 +31,12 @@ def open_source(spec: str | Sequence[str] | None, categories: Sequence[str],
     p = Path(spec)
     if p.is_dir():
         return folder_source(p, categories, exclude)
+    if p.is_file() and p.suffix.lower() == ".csv":
+        return csv_source(p, categories)
     if p.is_file():
         return SampleSource([Sample(str(p), lambda: load_image(p), None, str(p))], LABELS_FROM_PREDICTION, str(p))
-    raise ClassContrastError(f"data {spec!r}: no such file or folder (give image files, a folder, or "
-                             "imagenet:ROOT, cub200:ROOT, food101:ROOT)")
+    raise ClassContrastError(f"data {spec!r}: no such file or folder (give image files, a folder, a labels.csv, "
+                             "or imagenet:ROOT, cub200:ROOT, food101:ROOT)")
 
 
 def training_sources(spec: str) -> tuple[SampleSource, SampleSource, list[str]]:

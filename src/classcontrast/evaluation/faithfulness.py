@@ -189,10 +189,15 @@ def run_faithfulness(
                 maps.update({(m, c): ex[c].maps[:, 0].detach() for c in contrasts})
             maps.update({(RANDOM, c): random_map for c in contrasts})
             p_clean = _scores(predict(bundle.model, x), t, "original")["probability"]
+            # the model's logits on a map's masked and deleted/inserted images, per map: the random map is
+            # the same for every contrast (only the score differs), so its images are made and run once
+            seen: dict[tuple[Any, ...], Tensor] = {}
             for (m, c), smap in maps.items():
                 ranks = ranking(smap)
-                masked = x * soft_mask(smap)[:, None].to(x.dtype)
-                p_masked = _scores(predict(bundle.model, masked), t, c)["probability"]
+                if (id(smap), "masked") not in seen:
+                    seen[id(smap), "masked"] = predict(bundle.model, x * soft_mask(smap)[:, None].to(x.dtype))
+                masked_logits = seen[id(smap), "masked"]
+                p_masked = _scores(masked_logits, t, c)["probability"]
                 for b in baselines:
                     if all(log.has(id=i, method=m, options=label[m], contrast=c, baseline=b) for i in batch.ids):
                         continue
@@ -204,9 +209,12 @@ def run_faithfulness(
                                                "p_masked": float(p_masked[i])}
                         for kind in ("deletion", "insertion"):
                             base = bases[b][i : i + 1] if b in bases else None
-                            images = curve_images(x[i : i + 1], base, ranks[i : i + 1], ks, kind, road)[0]
-                            logits = torch.cat([predict(bundle.model, images[j : j + batch_size])
-                                                for j in range(0, len(images), batch_size)])
+                            if (id(smap), b, i, kind) not in seen:
+                                images = curve_images(x[i : i + 1], base, ranks[i : i + 1], ks, kind, road)[0]
+                                seen[id(smap), b, i, kind] = torch.cat([
+                                    predict(bundle.model, images[j : j + batch_size])
+                                    for j in range(0, len(images), batch_size)])
+                            logits = seen[id(smap), b, i, kind]
                             got = _scores(logits, t[i : i + 1].expand(len(ks)), c)
                             row[kind] = {s: got[s].tolist() for s in scores}
                         rows.append(row)

@@ -32,10 +32,11 @@ def contrast_keys(classes: Sequence[int], named: Sequence[str] = NAMED) -> list[
 def entry(eid: str, image: str, title: str, classes: Sequence[int], probabilities: Sequence[float],
           maps: Mapping[str, np.ndarray], label: int | None = None, top: Sequence[tuple[int, float]] = (),
           default: tuple[int, str] | None = None, keys: Sequence[str] | None = None,
-          notes: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
+          notes: Mapping[str, np.ndarray] | None = None, labels: Sequence[int] | None = None) -> dict[str, Any]:
     """One explorable image: ``maps[method]`` is (L, M, h, w) for ``classes`` (L) under the M contrast
     ``keys`` (default `contrast_keys`; ``foil:s`` means "rather than class s"); ``notes[method]`` (L, M)
-    flags the maps whose sum disagrees in sign with their score (the page says so under them)."""
+    flags the maps whose sum disagrees in sign with their score (the page says so under them); ``labels``:
+    a multi-label image's labels present."""
     keys = list(keys) if keys is not None else contrast_keys(classes)
     methods = {}
     for name, m in maps.items():
@@ -47,7 +48,8 @@ def entry(eid: str, image: str, title: str, classes: Sequence[int], probabilitie
     return {"id": eid, "image": image, "title": title, "label": label,
             "targets": [int(c) for c in classes], "p": [round(float(p), 6) for p in probabilities],
             "top": [[int(c), round(float(p), 6)] for c, p in top], "methods": methods,
-            "default": {"target": int(target), "contrast": contrast}}
+            "default": {"target": int(target), "contrast": contrast},
+            **({} if labels is None else {"labels": [int(c) for c in labels]})}
 
 
 def image_entry(pixels: Any, title: str) -> dict[str, str]:

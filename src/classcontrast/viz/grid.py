@@ -92,42 +92,42 @@ def plot_explanations(
     scores = {c: results[c].scores for c in cols}
     probs = first.target_probabilities.detach().float().cpu().numpy()
     targets = first.targets.cpu().numpy()
-    fig = Figure(figsize=(cell * (len(cols) + 1), cell * b * k + 0.6))
-    grid = fig.add_gridspec(b * k + 1, len(cols) + 1, height_ratios=[1.0] * (b * k) + [0.06])
+    selected = first.selected  # Threshold targets: fillers (below the threshold) are not drawn
+    rows = [(i, j) for i in range(b) for j in range(k) if selected is None or bool(selected[i, j])]
+    fig = Figure(figsize=(cell * (len(cols) + 1), cell * len(rows) + 0.6))
+    grid = fig.add_gridspec(len(rows) + 1, len(cols) + 1, height_ratios=[1.0] * len(rows) + [0.06])
     figure_scale = halfrange(np.stack([maps[c] for c in cols]))
     column_scale = {c: halfrange(maps[c]) for c in cols}
-    for i in range(b):
+    for row, (i, j) in enumerate(rows):
         img = to_numpy_image(images[i])
-        for j in range(k):
-            row = i * k + j
-            cls = int(targets[i, j])
-            name = categories[cls] if categories is not None and cls < len(categories) else f"class {cls}"
-            ax = fig.add_subplot(grid[row, 0])
-            ax.imshow(img)
-            ax.set_axis_off()
-            label = f"{name}\np={probs[i, j]:.3f}" if first.head != "sigmoid" else \
-                f"{name}\nσ={probs[i, j]:.3f} (independent)"
-            unit = first.units[i][j] if first.units and j < len(first.units[i]) else None
-            if unit is not None and unit.get("kind") == "region":
-                share = unit["pixels"] / max(1, unit["mask"].numel())
-                label = f"{name} (region: {share:.0%} of pixels)\nmean p={probs[i, j]:.3f}"
-            if titles is not None and j == 0:
-                label = f"{printable(titles[i])}\n{label}"  # a non-UTF-8 file name drawn with escapes
-            ax.set_title(label, fontsize=8)
-            row_scale = halfrange(np.stack([maps[c][i, j] for c in cols]))
-            region = _region(first, i, j)
-            for col, c in enumerate(cols, start=1):
-                s = {"map": None, "row": row_scale, "column": column_scale[c], "figure": figure_scale}[scale]
-                ax = fig.add_subplot(grid[row, col])
-                overlay(ax, img, maps[c][i, j], scale=s)
-                if region is not None:
-                    ax.contour(region, levels=[0.5], colors="black", linewidths=0.8)
-                if row == 0:
-                    ax.set_title(readable(c), fontsize=8)
-                if notes[c] is not None and bool(notes[c][i, j]):
-                    ax.text(0.5, -0.02, sign_note(float(scores[c][i, j])), transform=ax.transAxes, ha="center",
-                            va="top", fontsize=6, color="0.25")
-    colorbar(fig, fig.add_subplot(grid[b * k, 1:]), figure_scale if scale == "figure" else None)
+        cls = int(targets[i, j])
+        name = categories[cls] if categories is not None and cls < len(categories) else f"class {cls}"
+        ax = fig.add_subplot(grid[row, 0])
+        ax.imshow(img)
+        ax.set_axis_off()
+        label = f"{name}\np={probs[i, j]:.3f}" if first.head != "sigmoid" else \
+            f"{name}\nσ={probs[i, j]:.3f} (independent)"
+        unit = first.units[i][j] if first.units and j < len(first.units[i]) else None
+        if unit is not None and unit.get("kind") == "region":
+            share = unit["pixels"] / max(1, unit["mask"].numel())
+            label = f"{name} (region: {share:.0%} of pixels)\nmean p={probs[i, j]:.3f}"
+        if titles is not None and (row == 0 or rows[row - 1][0] != i):
+            label = f"{printable(titles[i])}\n{label}"  # a non-UTF-8 file name drawn with escapes
+        ax.set_title(label, fontsize=8)
+        row_scale = halfrange(np.stack([maps[c][i, j] for c in cols]))
+        region = _region(first, i, j)
+        for col, c in enumerate(cols, start=1):
+            s = {"map": None, "row": row_scale, "column": column_scale[c], "figure": figure_scale}[scale]
+            ax = fig.add_subplot(grid[row, col])
+            overlay(ax, img, maps[c][i, j], scale=s)
+            if region is not None:
+                ax.contour(region, levels=[0.5], colors="black", linewidths=0.8)
+            if row == 0:
+                ax.set_title(readable(c), fontsize=8)
+            if notes[c] is not None and bool(notes[c][i, j]):
+                ax.text(0.5, -0.02, sign_note(float(scores[c][i, j])), transform=ax.transAxes, ha="center",
+                        va="top", fontsize=6, color="0.25")
+    colorbar(fig, fig.add_subplot(grid[len(rows), 1:]), figure_scale if scale == "figure" else None)
     fig.tight_layout()
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

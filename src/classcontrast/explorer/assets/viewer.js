@@ -282,12 +282,26 @@
 
     overview(body) {
       const a = this.data.audit;
-      const acc = a.accuracy === null || a.accuracy === undefined ? "" : ", accuracy " + (100 * a.accuracy).toFixed(1) + "%";
-      body.append(el("div", {class: "cc-sub"}, a.n + " images" + acc + (a.labelled ? "" :
+      const ml = !!a.multilabel;
+      const acc = a.accuracy === null || a.accuracy === undefined ? "" :
+        (ml ? ", exact label sets " : ", accuracy ") + (100 * a.accuracy).toFixed(1) + "%";
+      body.append(el("div", {class: "cc-sub"}, a.n + " images" + acc + (ml ?
+        " — multi-label: a label counts as predicted when σ(y) ≥ " + a.threshold + " (independent probabilities); " +
+        "each pair is a label present but missed and a label predicted instead, in the same image" : a.labelled ? "" :
         " — no labels: each pair is an image's top-1 vs top-2, counted when p(top-2) / p(top-1) ≥ " + a.ambiguity)));
+      const perLabel = ml && a.labels.length ? el("div", {}, el("h2", {}, "Per label"),
+        el("table", {class: "cc-pairs cc-labels"},
+          el("tr", {}, ["label", "present", "false positives", "false negatives", "precision", "recall"].map((h) =>
+            el("th", {}, h))),
+          a.labels.map((r) => el("tr", {}, el("td", {}, this.name(r.index)), el("td", {}, String(r.support)),
+            el("td", {}, String(r.false_positives)), el("td", {}, String(r.false_negatives)),
+            el("td", {}, r.precision === null ? "–" : r.precision.toFixed(2)),
+            el("td", {}, r.recall === null ? "–" : r.recall.toFixed(2)))))) : null;
       if (!a.pairs.length) {
-        body.append(el("p", {}, a.labelled ? "No confused pairs: every image was classified correctly." :
+        body.append(el("p", {}, ml ? "No pairs: no image has a label missed while another is predicted instead." :
+          a.labelled ? "No confused pairs: every image was classified correctly." :
           "No ambiguous pairs: no image's top-2 reaches the threshold."));
+        if (perLabel) body.append(perLabel);
         return null;
       }
       body.append(el("div", {class: "cc-keys cc-hint"}, "Click a pair (or a framed cell) to open its images. " +
@@ -303,14 +317,16 @@
         el("td", {}, p.mean_p_predicted.toFixed(3)), el("td", {}, String(p.mistakes.length) + " / " + String(p.correct.length)),
         el("td", {}, open(i))));
       const table = el("table", {class: "cc-pairs"},
-        el("tr", {}, el("th", {}, "#"), el("th", {}, a.labelled ? "true" : "top-1"), el("th", {}, ""),
-          el("th", {}, a.labelled ? "predicted" : "top-2"), el("th", {}, "images"),
-          el("th", {}, a.labelled ? "mean p(predicted)" : "mean p(top-1)"),
+        el("tr", {}, el("th", {}, "#"), el("th", {}, ml ? "present, missed" : a.labelled ? "true" : "top-1"),
+          el("th", {}, ""), el("th", {}, ml ? "predicted instead" : a.labelled ? "predicted" : "top-2"),
+          el("th", {}, "images"),
+          el("th", {}, ml ? "mean σ(predicted instead)" : a.labelled ? "mean p(predicted)" : "mean p(top-1)"),
           el("th", {}, a.labelled ? "mistakes / correct shown" : "shown: top-1 / top-2 images"), el("th", {}, "")),
         rows);
       body.append(el("div", {class: "cc-cols"},
-        el("div", {}, el("h2", {}, a.labelled ? "Most confused pairs" : "Most ambiguous pairs (top-1 vs top-2)"), table),
-        el("div", {}, el("h2", {}, "Confusion overview"), this.matrix())));
+        el("div", {}, el("h2", {}, ml ? "Labels missed, and what was predicted instead" : a.labelled ?
+          "Most confused pairs" : "Most ambiguous pairs (top-1 vs top-2)"), table, perLabel),
+        el("div", {}, el("h2", {}, ml ? "Missed × predicted instead" : "Confusion overview"), this.matrix())));
       return null;
     }
 
@@ -319,7 +335,8 @@
       const m = a.confusion;
       const max = Math.max(1, ...m.counts.flat());
       const hit = new Map(a.pairs.map((p, i) => [p.true_index + "," + p.predicted_index, i]));
-      const head = el("tr", {}, el("th", {}, a.labelled ? "true \\ predicted" : "top-2 \\ top-1"),
+      const head = el("tr", {}, el("th", {}, a.multilabel ? "missed \\ predicted instead" : a.labelled ?
+        "true \\ predicted" : "top-2 \\ top-1"),
         m.classes.map((c) => el("th", {class: "cc-col", title: this.name(c)}, this.name(c))));
       const rows = m.classes.map((r, i) => el("tr", {}, el("th", {title: this.name(r)}, this.name(r)),
         m.classes.map((c, j) => {
@@ -343,8 +360,10 @@
         el("button", {onclick: () => this.step("entry", -1)}, "‹ previous pair"),
         el("button", {onclick: () => this.step("entry", 1)}, "next pair ›"),
         this.scaleButtons()));
-      body.append(el("h2", {}, (a.labelled ? B + " taken for " + A : A + " vs " + B + " (top-1 vs top-2)") + ": " +
-        p.count + (a.labelled ? " mistakes" : " images")));
+      const ml = !!a.multilabel, pn = ml ? "σ(" : "p(";
+      body.append(el("h2", {}, (ml ? B + " present but missed, " + A + " predicted instead" : a.labelled ?
+        B + " taken for " + A : A + " vs " + B + " (top-1 vs top-2)") + ": " +
+        p.count + (a.labelled && !ml ? " mistakes" : " images")));
       const list = [...p.mistakes, ...p.correct];
       const cards = [];
       const gallery = (ids, title, target, foil) => el("div", {},
@@ -356,12 +375,14 @@
           const pt = e.p[e.targets.indexOf(target)], pf = e.p[e.targets.indexOf(foil)];
           return el("div", {class: "cc-card", "data-entry": id, onclick: () => this.openEntry(list, list.indexOf(id))},
             canvas, el("div", {}, e.title),
-            el("div", {}, "p(" + this.name(target) + ") = " + pt.toFixed(3) + ", p(" + this.name(foil) + ") = " + pf.toFixed(3)));
+            el("div", {}, pn + this.name(target) + ") = " + pt.toFixed(3) + ", " + pn + this.name(foil) + ") = " + pf.toFixed(3)));
         }) : el("p", {}, "none")));
       body.append(el("div", {class: "cc-cols"},
-        gallery(p.mistakes, a.labelled ? "Mistakes: why " + A + " rather than " + B + "?" :
+        gallery(p.mistakes, ml ? B + " present, " + A + " predicted instead: why " + A + " rather than " + B + "?" :
+          a.labelled ? "Mistakes: why " + A + " rather than " + B + "?" :
           "Top-1 " + A + ", top-2 " + B + ": why " + A + " rather than " + B + "?", p.predicted_index, p.true_index),
-        gallery(p.correct, a.labelled ? "Correct " + B + ": why " + B + " rather than " + A + "?" :
+        gallery(p.correct, ml ? B + " found, " + A + " rightly absent: why " + B + " rather than " + A + "?" :
+          a.labelled ? "Correct " + B + ": why " + B + " rather than " + A + "?" :
           "Top-1 " + B + ": why " + B + " rather than " + A + "?", p.true_index, p.predicted_index)));
       body.append(this.colourBar(null, "the shown class"));
       const method = this.state.method;
@@ -437,7 +458,9 @@
             "Note: this map sums to the other sign than its score (no completeness at this layer: read where, not how much).") : null),
         el("div", {class: "cc-panel"},
           el("div", {class: "cc-group"}, el("b", {}, e.title),
-            e.label !== null && e.label !== undefined ? el("div", {}, "true class: " + this.name(e.label)) : null),
+            e.label !== null && e.label !== undefined ? el("div", {}, "true class: " + this.name(e.label)) : null,
+            e.labels ? el("div", {}, "labels present: " + (e.labels.length ? e.labels.map((c) => this.name(c)).join(", ") :
+              "none")) : null),
           group("Target t", targets),
           group("Contrast", contrasts),
           methods.length > 1 ? group("Method", el("div", {class: "cc-buttons"}, methods.map((mm) => el("button", {
