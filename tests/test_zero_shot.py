@@ -128,3 +128,71 @@ def test_a_save_pretrained_folder_through_the_command_line(tmp_path: Path) -> No
     with torch.no_grad():
         torch.testing.assert_close(bundle.model(x), model.float()(**raw).logits_per_image, rtol=1e-4, atol=1e-5)
     assert run(["explain", "--model", "efficientnet_lite0", "--classes", "cat", "dog"]) == 2  # not a CLIP model
+
+
+def test_an_audit_of_class_folders_through_a_zero_shot_model(tmp_path: Path) -> None:
+    """`classcontrast audit FOLDERS --model hf:<clip> --classes ...`: the folders' names are the prompts'
+    classes; every image's prediction and the pairs equal a count through the raw model's logits."""
+    from classcontrast.data.sources import bundled_source
+    from tests.test_cli import run
+
+    model, processor = _clip(tmp_path)
+    folder = tmp_path / "clip"
+    model.float().save_pretrained(folder)
+    processor.save_pretrained(folder)
+    data = tmp_path / "data"
+    views = bundled_source().samples[:12]
+    for i, s in enumerate(views):  # 12 photos filed under 3 of the 4 classes
+        (data / CLASSES[i % 3]).mkdir(parents=True, exist_ok=True)
+        s.load().save(data / CLASSES[i % 3] / f"{i}.png")
+    out = tmp_path / "out"
+    assert run(["audit", str(data), "--model", f"hf:{folder}", "--classes", *CLASSES, "--out", str(out),
+                "--pairs", "2", "--examples", "1", "--method", "vit_gradcam"]) == 0
+    report = json.loads((out / "audit.json").read_text())
+    assert report["labelled"] and report["classes"] == CLASSES
+    prompts = [f"a photo of a {c}." for c in CLASSES]
+    counts: dict[tuple[int, int], int] = {}
+    for label in range(3):
+        for f in sorted((data / CLASSES[label]).iterdir()):
+            raw = processor(text=prompts, images=cc.load_image(f), return_tensors="pt", padding=True)
+            with torch.no_grad():
+                predicted = int(model.float()(**raw).logits_per_image.argmax())
+            if predicted != label:
+                counts[label, predicted] = counts.get((label, predicted), 0) + 1
+    assert sorted(p["count"] for p in report["pairs"]) == sorted(counts.values(), reverse=True)[:2][::-1]
+    assert all(counts[p["true_index"], p["predicted_index"]] == p["count"] for p in report["pairs"])
+
+
+def test_an_open_clip_model(tmp_path: Path) -> None:
+    """open_clip (optional): a tiny randomly initialised CLIP; the bundle's logits equal the model's own
+    scaled cosine similarities and every contrast's map equals autograd through the raw model; the ViT
+    methods find its blocks."""
+    open_clip = pytest.importorskip("open_clip")
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+    torch.manual_seed(0)
+    model = CLIP(embed_dim=16, vision_cfg=CLIPVisionCfg(layers=2, width=32, head_width=16, patch_size=8,
+                                                          image_size=32),
+                 text_cfg=CLIPTextCfg(context_length=16, vocab_size=49408, width=16, heads=2, layers=1)).double().eval()
+    tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=16)  # its BPE vocabulary ships in the package
+    bundle = cc.zero_shot(model, tokenizer, CLASSES)
+    x = bundle.transform(cc.sample_image("chelsea"))[None].double()
+    assert x.shape == (1, 3, 32, 32) and bundle.head == "softmax"
+    tokens = tokenizer([f"a photo of a {c}." for c in CLASSES])
+
+    def logits(pixels: torch.Tensor) -> torch.Tensor:
+        image, text, scale = model(pixels, tokens)
+        return scale * image @ text.T
+
+    with torch.no_grad():
+        torch.testing.assert_close(bundle.model(x), logits(x), rtol=1e-10, atol=1e-10)
+    contrasts = ["original", "weighted", "probability", cc.Foil("wolf")]
+    ex = cc.explain(bundle, x, "gradient", contrasts, targets="husky", keep_channels=True)
+    for key, c in zip(ex, contrasts, strict=True):
+        leaf = x.clone().requires_grad_(True)
+        score = cc.get_contrast(c if not isinstance(c, cc.Foil) else cc.Foil(1)).score(logits(leaf), torch.tensor([0]))
+        (g,) = torch.autograd.grad(score.sum(), leaf)
+        torch.testing.assert_close(ex[key].maps[:, 0], g, rtol=1e-8, atol=1e-12)
+    for method in ("vit_gradcam", "attention_rollout", "integrated_gradients"):
+        maps = cc.explain(bundle, x, method, "weighted", targets="husky").maps
+        assert maps.shape == (1, 1, 32, 32) and torch.isfinite(maps).all() and maps.abs().sum() > 0, method

@@ -27,12 +27,17 @@ from .hf import HFPreprocess
 
 
 class ZeroShot(nn.Module):
-    """Images -> logits (B, P) over P prompts: scale · cos(image embedding, prompt embedding) + bias."""
+    """Images -> logits (B, P) over P prompts: scale · cos(image embedding, prompt embedding) + bias.
+
+    ``vision`` is a Hugging Face image tower (``pixel_values=`` in, ``pooler_output`` out, then
+    ``projection``) or, with ``embeds=True``, a module mapping images to their embedding (open_clip's
+    ``visual``)."""
 
     def __init__(self, vision: nn.Module, projection: nn.Module | None, prompts: Tensor, scale: Tensor,
-                 bias: Tensor | None, patch_size: int | None = None) -> None:
+                 bias: Tensor | None, patch_size: int | None = None, embeds: bool = False) -> None:
         super().__init__()
         self.vision = vision
+        self.embeds = embeds
         self.projection = projection
         self.register_buffer("prompts", prompts)  # (P, D), unit length
         self.register_buffer("scale", scale)
@@ -41,8 +46,11 @@ class ZeroShot(nn.Module):
         self.config = getattr(vision, "config", None)  # the image tower's: attention capture, patch size
 
     def forward(self, pixel_values: Tensor) -> Tensor:
-        pooled = self.vision(pixel_values=pixel_values).pooler_output
-        features = self.projection(pooled) if self.projection is not None else pooled
+        if self.embeds:
+            features = self.vision(pixel_values)
+        else:
+            pooled = self.vision(pixel_values=pixel_values).pooler_output
+            features = self.projection(pooled) if self.projection is not None else pooled
         features = features / features.norm(dim=-1, keepdim=True)
         return self.scale * features @ self.prompts.T + self.bias
 
@@ -53,9 +61,11 @@ def zero_shot(model: Any, processor: Any, classes: Sequence[str], template: str 
 
     Args:
         model: a Hugging Face ``CLIPModel`` or ``SiglipModel`` (or any model with ``vision_model``,
-            ``get_text_features`` and ``logit_scale``), or a ModelBundle holding one (``hf:<folder>``).
+            ``get_text_features`` and ``logit_scale``), a ModelBundle holding one (``hf:<folder>``), or an
+            open_clip model (``visual``, ``encode_text``, ``logit_scale``; SigLIP ones with ``logit_bias``).
         processor: its processor (``CLIPProcessor``: tokenizer and image processor) or its tokenizer
-            alone (then CLIP's 224-pixel preprocessing and OpenAI's mean and std are used).
+            alone (then CLIP's 224-pixel preprocessing and OpenAI's mean and std are used); for open_clip,
+            ``open_clip.get_tokenizer(name)`` (the image preprocessing is the model's ``preprocess_cfg``).
         classes: the class names, put into ``template`` (``"{}"`` marks the name) as the prompts.
         template: the prompt for each class.
     """
@@ -66,6 +76,8 @@ def zero_shot(model: Any, processor: Any, classes: Sequence[str], template: str 
         raise ClassContrastError("zero_shot needs distinct class names (--classes)")
     if "{}" not in template:
         raise ClassContrastError(f"the prompt template {template!r} needs '{{}}' where the class name goes")
+    if _is_open_clip(model):
+        return _open_clip(model, processor, list(classes), template, name)
     vision = getattr(model, "vision_model", None)
     if vision is None or not hasattr(model, "get_text_features"):
         raise ClassContrastError(f"{type(model).__name__} is not a CLIP-style model (no vision_model / text tower)")
@@ -100,6 +112,38 @@ def zero_shot(model: Any, processor: Any, classes: Sequence[str], template: str 
     return ModelBundle(net, preprocess, Normalize(mean, std), list(classes),
                        name or f"zero-shot {type(model).__name__}", info={"prompts": prompts},
                        head="sigmoid" if sigmoid else "softmax")
+
+
+def _is_open_clip(model: Any) -> bool:
+    return isinstance(getattr(model, "visual", None), nn.Module) and hasattr(model, "encode_text") \
+        and hasattr(model, "logit_scale")
+
+
+def _open_clip(model: Any, tokenizer: Any, classes: list[str], template: str, name: str | None) -> ModelBundle:
+    """`zero_shot` for an open_clip model: its tokenizer gives token tensors, ``visual`` embeds images."""
+    from .preprocess import Preprocess
+
+    prompts = [template.format(c) for c in classes]
+    device = next(model.parameters()).device
+    if not callable(tokenizer):
+        raise ClassContrastError("an open_clip model needs its tokenizer: open_clip.get_tokenizer(model_name)")
+    with torch.no_grad():
+        text = model.encode_text(tokenizer(prompts).to(device))
+        text = text / text.norm(dim=-1, keepdim=True)
+        scale = model.logit_scale.detach().exp().clone()
+        bias = getattr(model, "logit_bias", None)
+        bias = bias.detach().clone() if bias is not None else None
+    visual = model.visual
+    cfg = dict(getattr(visual, "preprocess_cfg", None) or {})
+    size = cfg.get("size", getattr(visual, "image_size", 224))
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    patch = getattr(visual, "patch_size", None)
+    net = ZeroShot(visual, None, text, scale, bias, patch, embeds=True).eval()
+    interpolation = cfg.get("interpolation", "bicubic")
+    preprocess = Preprocess(h, w, interpolation) if h == w else Preprocess((h, w), None, interpolation)
+    normalize = Normalize(cfg.get("mean", _CLIP_MEAN), cfg.get("std", _CLIP_STD))
+    return ModelBundle(net, preprocess, normalize, classes, name or f"zero-shot open_clip {type(model).__name__}",
+                       info={"prompts": prompts}, head="sigmoid" if bias is not None else "softmax")
 
 
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
