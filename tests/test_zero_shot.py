@@ -118,9 +118,11 @@ def test_a_save_pretrained_folder_through_the_command_line(tmp_path: Path) -> No
     npz = tmp_path / "why.npz"
     assert run(["explain", "--model", f"hf:{folder}", "--classes", "husky", "wolf", "arctic fox", "--template",
                 "a photo of a {}.", "--contrast", "weighted", "--foil", "wolf", "--method", "vit_gradcam",
-                "--out", str(tmp_path / "why.png"), "--save-maps", str(npz)]) == 0
+                "--out", str(tmp_path / "why.png"), "--save-maps", str(npz), "--html", str(tmp_path / "why.html")]) == 0
     with np.load(npz) as z:
         assert z["probabilities"].shape == (1, 3) and "maps/vit_gradcam/foil:wolf" in z.files
+    page = (tmp_path / "why.html").read_text()  # the explorer page names the prompts' classes
+    assert all(json.dumps(c) in page for c in ["husky", "wolf", "arctic fox"])
     bundle = cc.models.zero_shot.load_zero_shot(f"hf:{folder}", ["husky", "wolf", "arctic fox"])
     x = bundle.transform(cc.sample_image("chelsea"))[None]
     prompts = [f"a photo of a {c}." for c in ["husky", "wolf", "arctic fox"]]
