@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "Explanation": "explanation", "Explanations": "explanation",
     "METHODS": "methods", "Method": "methods", "get_method": "methods", "register_method": "methods",
     "TopK": "targets", "Threshold": "targets", "resolve_targets": "targets", "Region": "units",
+    "Detections": "detection",
     "ContrastModel": "adapters", "quantus_explain": "adapters",
     "ModelBundle": "models", "load_model": "models", "zero_shot": "models.zero_shot",
     "load_image": "data", "load_images": "data", "sample_image": "data",
@@ -57,6 +58,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .confusion import Audit, audit
     from .contrasts import CONTRASTS, Contrast, Foil, Max, Mean, Original, Probability, Weighted, get_contrast
     from .data import load_image, load_images, sample_image
+    from .detection import Detections
     from .engine import explain
     from .errors import ClassContrastError, ClassContrastWarning
     from .explanation import Explanation, Explanations
@@ -71,7 +73,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
 
 __all__ = [
     "CONTRASTS", "METHODS", "Audit", "ClassContrastError", "ClassContrastWarning", "Contrast", "ContrastCAM",
-    "ContrastModel", "Explanation", "Explanations", "Finer", "FinerMean", "Foil", "Max", "Mean", "Method",
+    "ContrastModel", "Detections", "Explanation", "Explanations", "Finer", "FinerMean", "Foil", "Max", "Mean", "Method",
     "ModelBundle", "Original", "Probability", "ReST", "Region", "Threshold", "TopK", "Weighted", "audit", "explain",
     "explorer_data",
     "get_contrast", "get_method", "load_image", "load_images", "load_model", "overlay", "plot_explanations",

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from .classes import class_indices, names_classes
 from .contrasts import CONTRASTS, Contrast, Foil, get_contrast
+from .detection import Detections, DetectionUnits, capture, is_detection_output, is_torchvision_detector
 from .errors import ClassContrastError, ClassContrastWarning, first_line
 from .explanation import Explanation, Explanations
 from .methods import METHODS, LayerMethod, Method, get_method
@@ -133,14 +134,22 @@ def _model_failed(x: Tensor, e: BaseException) -> ClassContrastError:
                               f"{first_line(e)}")
 
 
-def _forward(net: nn.Module, x: Tensor) -> Tensor:
-    """The model's logits for ``x``: (B, C) for a classifier, (B, C, H, W) at the input's size for a
-    segmenter (see `classcontrast.units.dense_logits`); a failing model or another output is a one-line
-    error."""
+def _run(net: nn.Module, x: Tensor) -> Any:
+    """The model's raw output for ``x``; a failing model is a one-line error."""
     try:
-        raw = net(x)
+        return net(x)
     except _MODEL_ERRORS as e:
         raise _model_failed(x, e) from e
+
+
+def _forward(net: nn.Module, x: Tensor, raw: Any = None) -> Tensor:
+    """The model's logits for ``x``: (B, C) for a classifier, (B, C, H, W) at the input's size for a
+    segmenter (see `classcontrast.units.dense_logits`); another output is a one-line error. ``raw``: the
+    model's output when it already ran."""
+    raw = _run(net, x) if raw is None else raw
+    if is_detection_output(raw):
+        raise ClassContrastError("a detector's objects are explained by the single-pass methods (gradient, "
+                                 "gradient_x_input, GradCAM, XGradCAM, Linear Approximation, FullGrad) for now")
     logits = logits_of(raw)
     if isinstance(logits, Tensor) and logits.ndim == 2:
         return logits
@@ -257,15 +266,23 @@ def explain(
         y: Tensor | None = None
         t = torch.empty(0)
         regions: RegionUnits | None = None
+        objects: DetectionUnits | None = None
+        detector = is_torchvision_detector(run)
 
         def resolve(y: Tensor) -> Tensor:
             nonlocal regions
             if y.ndim == 4:  # a segmenter: the units are regions of its per-pixel classification
+                if isinstance(targets, Detections):
+                    raise ClassContrastError("Detections targets need a detector; this is a segmentation model "
+                                             "(use cc.Region)")
                 regions = RegionUnits(targets, categories)
                 return regions.resolve(y)
             if is_region_spec(targets):
                 raise ClassContrastError("Region targets need a segmentation model (per-pixel logits, (B, C, h, w)); "
                                          f"this model returns {tuple(y.shape)}")
+            if isinstance(targets, Detections):
+                raise ClassContrastError("Detections targets need a detector (torchvision Faster R-CNN, DETR-style "
+                                         f"models); this model returns logits of shape {tuple(y.shape)}")
             t = resolve_targets(targets, y, head)
             _warn_foils(contrasts, y, t, categories)
             return t
@@ -282,18 +299,29 @@ def explain(
                 except _MODEL_ERRORS as e:
                     raise _model_failed(p.input, e) from e
                 rec.state.update(p.state)
-                logits = _forward(run, rec.input)
+                got = capture(run, hooks) if detector else None
+                raw = _run(run, rec.input)
+                if got is not None or is_detection_output(raw):  # a detector: the units are its objects
+                    if m.multipass:
+                        _forward(run, rec.input, raw)  # the one-line refusal
+                    objects = objects or DetectionUnits(targets, run)
+                    logits, t = objects.rows(raw, got, rec.input)
+                    y = logits.detach()
+                else:
+                    logits = _forward(run, rec.input, raw)
                 if y is None:
                     y = logits.detach()
                     t = resolve(y)
                 m.after_forward(rec)
-                if regions is not None:
+                if objects is not None:
+                    cot = objects.cotangents(contrasts, logits.detach(), t)
+                elif regions is not None:
                     cot = regions.cotangents(contrasts, logits.detach(), t, p.rows, n_images)
                 else:
                     cs = [c.select(p.rows, n_images) for c in contrasts] if m.multipass else contrasts
                     yl, tr = logits.detach(), t[p.rows]
                     cot = torch.stack([c.grad(yl, tr[:, j]) for c in cs for j in range(t.shape[1])])
-                reduced = low_rank(cot) if m.linear and regions is None else None
+                reduced = low_rank(cot) if m.linear and regions is None and objects is None else None
                 vectorise = logits.device.type != "cpu" if batched is None else batched
                 chunks = vjp(logits, rec.tensors, cot if reduced is None else reduced[0],
                              batched=vectorise and m.batched_vjp)
@@ -315,17 +343,21 @@ def explain(
     maps = total.reshape(len(contrasts), k, *total.shape[1:]).transpose(1, 2)  # (M, B, K, ...)
     normalize = None if isinstance(model, nn.Module) else getattr(model, "normalize", None)
     out = Explanations()
-    units = regions.records(y, t) if regions is not None else None
+    units = regions.records(y, t) if regions is not None else objects.records(y, t) if objects is not None else None
     image_logits = y if regions is None else y.mean((-2, -1))  # a segmenter's: the mean over its pixels
     region_p = None if regions is None else regions.target_probabilities(y, t)
     selected = targets.selected(y, t, head) if isinstance(targets, Threshold) and regions is None else None
+    if objects is not None:  # per object: its own row; the Explanation's logits are the first object's
+        image_logits, region_p, selected = y[:, 0], objects.probabilities(y, t, head), objects.selected
     for i, (name, c) in enumerate(zip(names, contrasts, strict=True)):
         out[name] = Explanation(
             maps=None, layer_maps=maps[i], targets=t, logits=image_logits, method=m.name,
             contrast=name, layer=rec.layer, options=m.options(), inputs=x,
             to_pixels=getattr(normalize, "inverse", None), categories=categories,
             foils=c.foils(image_logits) if isinstance(c, Foil) else None, size=tuple(x.shape[-2:]), objective=c,
-            units=units, scores=None if regions is None else regions.scores(c, y, t), head=head,
+            units=units, head=head,
+            scores=regions.scores(c, y, t) if regions is not None else
+            objects.object_scores(c, y, t) if objects is not None else None,
             target_probabilities=region_p, selected=selected,
         )
     return out if many else out[names[0]]

@@ -19,6 +19,7 @@ from .evaluate_cmd import TRUST, check_common
 from .options import CONTRASTS_HELP, METHODS_HELP, split_values
 
 _MAX_ROWS_PER_FIGURE = 8
+_TASKS = {"classification": "image", "segmentation": "region", "detection": "object"}  # --task: its units
 
 
 def explain_command(
@@ -39,6 +40,11 @@ def explain_command(
     template: str = typer.Option("a photo of a {}.", help="Zero-shot: the prompt, {} marking the class name"),
     region: list[str] = typer.Option(None, help="Segmentation models: explain the pixels of these classes "
                                      "(index or name); default: the --top-k largest predicted regions"),
+    detections: int = typer.Option(None, help="Detectors: explain the N best detected objects (scoring at least "
+                                   "--min-score)"),
+    min_score: float = typer.Option(0.5, help="Detectors: the score a detection needs to be explained"),
+    task: str = typer.Option(None, help="classification | segmentation | detection: what the model does "
+                             "(default: read from its output)"),
     foil: str = typer.Option(None, help="Add the contrast 'target rather than FOIL' (index or name)"),
     contrast_cam: str = typer.Option(None, "--contrast-cam",
                                      help="Add ContrastCAM towards class Q (Prabhushankar et al.; index or name)"),
@@ -70,6 +76,7 @@ def explain_command(
     from ..classes import class_index
     from ..contrasts import Foil, get_contrast
     from ..data import load_images, sample_image
+    from ..detection import Detections
     from ..engine import explain
     from ..methods import options_for
     from ..models import load_model
@@ -116,8 +123,19 @@ def explain_command(
     wanted = split_values(target) if target else []
     targets = [class_index(t, bundle.categories, "--target") for t in wanted] or None
     regions = [Region(class_index(r, bundle.categories, "--region")) for r in split_values(region)] if region else None
-    if sum(v is not None for v in (targets, regions, threshold)) > 1:
-        raise ClassContrastError("give one of --target, --threshold (classifiers) and --region (segmentation models)")
+    if sum(v is not None for v in (targets, regions, threshold, detections)) > 1:
+        raise ClassContrastError("give one of --target, --threshold (classifiers), --region (segmentation models) and "
+                                 "--detections (detectors)")
+    if task not in (None, "classification", "segmentation", "detection"):
+        raise ClassContrastError(f"unknown --task {task!r}; choose classification, segmentation or detection")
+    check_number(min_score, "--min-score", minimum=0, maximum=1)
+    if detections is not None:
+        check_number(detections, "--detections", minimum=1)
+    objects = Detections(top=detections or top_k, threshold=min_score) if detections or task == "detection" else None
+    if task == "segmentation" and regions is None:
+        regions = Region.all(top_k)  # type: ignore[assignment]
+    if task == "classification" and regions is not None:
+        raise ClassContrastError("--region needs a segmentation model, not --task classification")
     if threshold is not None:
         check_number(threshold, "--threshold", minimum=0, maximum=1)
         threshold_spec = Threshold(threshold, _most_above(bundle, loaded, threshold, head, batch_size, dev))
@@ -131,16 +149,20 @@ def explain_command(
     for start in range(0, len(loaded), batch_size):
         chunk = loaded[start : start + batch_size]
         x = torch.stack([_transformed(bundle, path, img) for path, img in chunk]).to(dev)
-        spec = regions or (threshold_spec if threshold is not None else
-                           TopK(top_k) if targets is None else [targets] * len(chunk))
+        spec = regions or objects or (threshold_spec if threshold is not None else
+                                      TopK(top_k) if targets is None else [targets] * len(chunk))
         for meth in methods:
             res = explain(bundle, x, meth, contrasts, spec, head=head, **options_for(meth, opts))
             for name, ex in res.items():
                 columns.setdefault((meth, name), []).append(ex)
         first = next(iter(columns.values()))[-1]
+        kind = first.units[0][0]["kind"] if first.units else "image"
+        if task is not None and _TASKS[task] != kind:
+            found = next(name for name, unit in _TASKS.items() if unit == kind)
+            raise ClassContrastError(f"--task {task}: this model's output is a {found} model's")
         if first.units is not None and html is not None:
-            raise ClassContrastError("--html: the explorer page does not show segmentation regions yet; "
-                                     "the figure (--out) and --save-maps do")
+            raise ClassContrastError("--html: the explorer page does not show segmentation regions or detected "
+                                     "objects yet; the figure (--out) and --save-maps do")
         probabilities.append(first.target_probabilities.cpu())
         inputs.append(x)
         pixels.extend(bundle.normalize.inverse(x).cpu())
@@ -170,6 +192,7 @@ def explain_command(
             probabilities=p_all.numpy(),
             **({} if selected[0] is None else {"selected": torch.cat(selected).cpu().numpy()}),
             files=np.array([str(p) for p, _ in loaded]), model=np.array(bundle.name),
+            **unit_arrays(next(iter(merged.values()))),
         )
         console.print(f"wrote {save_maps}")
     if html is not None:
@@ -238,11 +261,28 @@ def _write_each(pixels: list[Any], columns: dict[tuple[str, str], list[Any]], bu
         for (m, c), v in columns.items():
             arrays[f"{npz_key(m, c)}/{i}"] = v[i].maps.float().cpu().numpy()
             arrays[f"targets/{i}"] = v[i].targets.cpu().numpy()
+            arrays.update(unit_arrays(v[i], f"/{i}"))
     if save_maps is not None:
         save_maps.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(save_maps, **arrays, files=np.array([str(p) for p, _ in loaded]),
                             model=np.array(bundle.name))
         console.print(f"wrote {save_maps}")
+
+
+def unit_arrays(ex: Any, suffix: str = "") -> dict[str, Any]:
+    """What ``--save-maps`` stores of the explained units, so a script can redraw them: regions as
+    ``region_masks`` (B, K, H, W) bit-packed along W (``np.unpackbits(..., axis=-1)[..., :W]``); objects as
+    ``boxes`` (B, K, 4: x0, y0, x1, y1 in input pixels), ``labels``, ``scores`` and ``detection_index``."""
+    import numpy as np
+
+    units = ex.units
+    if not units:
+        return {}
+    if units[0][0]["kind"] == "region":
+        masks = np.stack([[u["mask"].cpu().numpy() for u in image] for image in units])
+        return {f"region_masks{suffix}": np.packbits(masks, axis=-1)}
+    return {f"{name}{suffix}": np.array([[u[key] for u in image] for image in units])
+            for name, key in (("boxes", "box"), ("labels", "label"), ("scores", "score"), ("detection_index", "index"))}
 
 
 def _one_image(objective: Any, i: int, n: int) -> Any:

@@ -72,14 +72,16 @@ def to_tensor(img: Image.Image) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Preprocess:
-    """PIL image -> [0, 1] tensor: resize (shorter side to ``resize``, or exactly ``(h, w)``), centre crop
-    to ``crop`` (None: no crop), to tensor."""
+    """PIL image -> [0, 1] tensor: resize (shorter side to ``resize``, or exactly ``(h, w)``; 0: keep the
+    image's size), centre crop to ``crop`` (None: no crop), to tensor."""
 
     resize: int | tuple[int, int]
     crop: int | None = None
     interpolation: str = "bilinear"
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
+        if self.resize == 0:  # the model resizes itself (torchvision detectors): the image as it is
+            return to_tensor(img.convert("RGB"))
         img = resize(img, self.resize, self.interpolation)
         if self.crop is not None:
             img = center_crop(img, self.crop)

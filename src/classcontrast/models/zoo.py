@@ -106,6 +106,7 @@ def _torchvision(arch: str, weights: Any, num_classes: int | None) -> ModelBundl
         raise ClassContrastError(f"unknown torchvision architecture {arch!r}") from e
     default = tvm.get_model_weights(arch).DEFAULT if arch in tvm.list_models() else None
     dense = arch in tvm.list_models(module=tvm.segmentation)  # a segmenter: per-pixel logits, no crop
+    detector = arch in tvm.list_models(module=tvm.detection)  # resizes and normalises the images itself
     kwargs: dict[str, Any] = {}
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
@@ -118,11 +119,18 @@ def _torchvision(arch: str, weights: Any, num_classes: int | None) -> ModelBundl
         if arch in {"googlenet", "inception_v3"}:
             kwargs["aux_logits"] = False
             kwargs["init_weights"] = True
-        if dense:  # no download of the backbone's ImageNet weights either
+        if dense or detector:  # no download of the backbone's ImageNet weights either
             kwargs["weights_backbone"] = None
         model = builder(weights=None, **kwargs)
         if weights not in (None, "DEFAULT"):
             _load_into(model, load_state(weights), str(weights))
+    if detector:  # the model's own transform resizes and normalises: give it the image, in [0, 1]
+        categories = list(default.meta.get("categories", [])) if default is not None else []
+        n = num_classes or len(categories) or 91
+        if len(categories) != n:
+            categories = [f"class {i}" for i in range(n)]
+        return ModelBundle(model.eval(), Preprocess(0), Normalize((0.0,) * 3, (1.0,) * 3), categories,
+                           f"torchvision:{arch}")
     if default is not None:
         tf = default.transforms()
         crop = None if dense else tf.crop_size[0]

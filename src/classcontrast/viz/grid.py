@@ -29,6 +29,23 @@ def _region(ex: Explanation, i: int, j: int) -> np.ndarray | None:
     return mask if 0 < mask.sum() < mask.size else None
 
 
+def _object(ex: Explanation, i: int, j: int) -> dict[str, Any] | None:
+    """The detected object of image i, target j (its box drawn on every map of the row); None otherwise."""
+    units = getattr(ex, "units", None)
+    if not units or j >= len(units[i]) or units[i][j].get("kind") != "object":
+        return None
+    return units[i][j]
+
+
+def _draw_box(ax: Any, unit: dict[str, Any], name: str) -> None:
+    from matplotlib.patches import Rectangle
+
+    x0, y0, x1, y1 = unit["box"]
+    ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="black", linewidth=1.0))
+    ax.text(x0, y0, f" {name}", fontsize=5, va="bottom", ha="left", color="white",
+            bbox={"facecolor": "black", "alpha": 0.6, "pad": 0.5, "linewidth": 0})
+
+
 def readable(label: str) -> str:
     """A column label as a title: a foil's key ``foil:Egyptian cat`` reads "rather than Egyptian cat"."""
     return label.replace("foil:", "rather than ")
@@ -111,6 +128,10 @@ def plot_explanations(
         if unit is not None and unit.get("kind") == "region":
             share = unit["pixels"] / max(1, unit["mask"].numel())
             label = f"{name} (region: {share:.0%} of pixels)\nmean p={probs[i, j]:.3f}"
+        thing = _object(first, i, j)
+        if thing is not None:
+            label = f"{name} (object {thing['index']})\nscore {thing['score']:.3f}"
+            _draw_box(ax, thing, name)
         if titles is not None and (row == 0 or rows[row - 1][0] != i):
             label = f"{printable(titles[i])}\n{label}"  # a non-UTF-8 file name drawn with escapes
         ax.set_title(label, fontsize=8)
@@ -122,6 +143,8 @@ def plot_explanations(
             overlay(ax, img, maps[c][i, j], scale=s)
             if region is not None:
                 ax.contour(region, levels=[0.5], colors="black", linewidths=0.8)
+            if thing is not None:
+                _draw_box(ax, thing, name)
             if row == 0:
                 ax.set_title(readable(c), fontsize=8)
             if notes[c] is not None and bool(notes[c][i, j]):

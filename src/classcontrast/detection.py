@@ -1,0 +1,268 @@
+r"""Detected objects as the explained units.
+
+Every object a detector reports was classified by one row of class logits: the row of the proposal that
+produced the box (torchvision's Faster R-CNN, found through the model's own post-processing: the proposal
+whose softmax at the label is the reported score and whose decoded box is the reported box), or the row
+of the query (DETR-style models: ``logits`` (B, queries, C + 1) whose last class is "no object"). An
+object's objective is its contrast on that row,
+
+$$O_{\text{object}} = O\big(y^{(\text{row})},\ t\big),$$
+
+so "why a dog rather than a cat for box 3" is ``Foil("cat")`` on that object, and ``weighted`` compares
+its class with all the other classes of its own row (for DETR "no object" included, a class a foil may
+name). The maps of K objects × M contrasts come from one forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .contrast_base import Contrast
+from .errors import ClassContrastError
+
+
+@dataclass(frozen=True)
+class Detections:
+    """The objects a detector itself reports, in its own order: those scoring at least ``threshold``,
+    the ``top`` best of them when given; or the detections at ``indices`` (their places in the model's
+    own list of detections, whatever their score)."""
+
+    top: int | None = None
+    threshold: float = 0.5
+    indices: Sequence[int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.top is not None and int(self.top) < 1:
+            raise ClassContrastError(f"Detections needs top >= 1, got {self.top}")
+        if not 0.0 <= float(self.threshold) < 1.0:
+            raise ClassContrastError(f"Detections needs 0 <= threshold < 1, got {self.threshold}")
+
+
+def is_torchvision_detector(net: nn.Module) -> bool:
+    """A torchvision two-stage detector (Faster R-CNN family: a ``roi_heads`` with a box predictor)."""
+    heads = getattr(net, "roi_heads", None)
+    return heads is not None and hasattr(heads, "box_predictor") and hasattr(net, "transform")
+
+
+def is_detection_output(output: Any) -> bool:
+    """A detector's output: torchvision's list of {boxes, labels, scores}, or a DETR-style object / dict
+    with 3-dimensional ``logits`` (B, queries, C + 1) and ``pred_boxes``."""
+    if isinstance(output, (list, tuple)) and output and isinstance(output[0], dict) and "boxes" in output[0]:
+        return True
+    logits = output.get("logits") if isinstance(output, dict) else getattr(output, "logits", None)
+    boxes = output.get("pred_boxes") if isinstance(output, dict) else getattr(output, "pred_boxes", None)
+    return isinstance(logits, Tensor) and logits.ndim == 3 and isinstance(boxes, Tensor)
+
+
+class _Capture:
+    """Inside one call: the class logits and box regression of every proposal (with their graph), and
+    the proposals and image sizes the ROI heads received."""
+
+    def __init__(self) -> None:
+        self.class_logits: Tensor | None = None
+        self.box_regression: Tensor | None = None
+        self.proposals: list[Tensor] = []
+        self.image_shapes: list[tuple[int, int]] = []
+        self.heads_output: list[dict[str, Tensor]] = []
+
+
+def capture(net: nn.Module, stack: ExitStack) -> _Capture:
+    """Hooks (removed when ``stack`` closes) recording what `DetectionUnits` needs from a torchvision
+    detector's forward pass."""
+    got = _Capture()
+    heads = net.roi_heads  # type: ignore[union-attr]
+
+    def predictor(_m: nn.Module, _i: Any, out: Any) -> None:
+        got.class_logits, got.box_regression = out[0], out[1]
+
+    def heads_in(_m: nn.Module, args: Any, kwargs: Any) -> None:
+        proposals = args[1] if len(args) > 1 else kwargs["proposals"]
+        shapes = args[2] if len(args) > 2 else kwargs["image_shapes"]
+        got.proposals, got.image_shapes = list(proposals), list(shapes)
+
+    def heads_out(_m: nn.Module, _i: Any, out: Any) -> None:
+        got.heads_output = [dict(d) for d in out[0]]  # the model rescales the boxes in these dicts later
+
+    stack.callback(heads.box_predictor.register_forward_hook(predictor).remove)
+    stack.callback(heads.register_forward_pre_hook(heads_in, with_kwargs=True).remove)
+    stack.callback(heads.register_forward_hook(heads_out).remove)
+    return got
+
+
+class DetectionUnits:
+    """Detected objects as the explained units: which detections, their class-logit rows, cotangents."""
+
+    def __init__(self, spec: object, net: nn.Module) -> None:
+        from .targets import TopK
+
+        if spec is None:
+            spec = Detections()
+        elif isinstance(spec, TopK):  # the k best detections scoring at least the default threshold
+            spec = Detections(top=spec.k)
+        self.spec = spec
+        self.net = net
+        self.query: Tensor | None = None  # DETR: (B, K) the query of each object
+        self.selected: Tensor | None = None  # (B, K) False for fillers (an image with fewer objects)
+        self.boxes: Tensor | None = None  # (B, K, 4) x0, y0, x1, y1 in input pixels
+        self.scores: Tensor | None = None  # (B, K) the model's reported score
+        self.index: Tensor | None = None  # (B, K) the place in the model's own detections
+        self.proposal: Tensor | None = None  # torchvision: (B, K) the proposal whose row made the detection
+
+    # -- which objects ------------------------------------------------------------------------------
+
+    def _choose(self, scores: list[Tensor]) -> list[list[int]]:
+        """Per image, the chosen places in its own detection list (``scores``: the model's, in order)."""
+        spec = self.spec
+        if not isinstance(spec, Detections):
+            raise ClassContrastError("a detector's targets are cc.Detections(top=..., threshold=...) or "
+                                     "cc.Detections(indices=[...]): the objects it detects")
+        chosen = []
+        for i, s in enumerate(scores):
+            if spec.indices is not None:
+                bad = [j for j in spec.indices if not 0 <= int(j) < len(s)]
+                if bad:
+                    raise ClassContrastError(f"detection index {bad[0]} is out of range: image {i} has {len(s)} "
+                                             f"detections (0..{len(s) - 1})")
+                chosen.append([int(j) for j in spec.indices])
+                continue
+            s = s.detach()
+            keep = [j for j in torch.argsort(s, descending=True, stable=True).tolist() if float(s[j]) >= spec.threshold]
+            chosen.append(keep[: spec.top] if spec.top is not None else keep)
+        if not any(chosen):
+            best = max((float(s.max()) for s in scores if len(s)), default=None)
+            found = "no detections at all" if best is None else f"the best scores {best:.3g}"
+            raise ClassContrastError(f"no detection scores at least {spec.threshold} ({found}); lower the "
+                                     "threshold or name detections by index")
+        return chosen
+
+    def _layout(self, chosen: list[list[int]], device: torch.device) -> tuple[Tensor, int]:
+        k = max(len(c) for c in chosen)
+        selected = torch.zeros(len(chosen), k, dtype=torch.bool, device=device)
+        for i, c in enumerate(chosen):
+            selected[i, : len(c)] = True
+        return selected, k
+
+    # -- the rows ------------------------------------------------------------------------------------
+
+    def rows(self, output: Any, got: _Capture | None, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(rows (B, K, C'), targets (B, K)): each chosen object's class-logit row (with its graph) and its
+        label; the first call chooses the objects, later calls (other inputs) read the same ones."""
+        if got is not None:
+            return self._torchvision(output, got, x)
+        return self._detr(output, x)
+
+    def _detr(self, output: Any, x: Tensor) -> tuple[Tensor, Tensor]:
+        logits = output["logits"] if isinstance(output, dict) else output.logits  # (B, Q, C + 1)
+        boxes = output["pred_boxes"] if isinstance(output, dict) else output.pred_boxes  # (B, Q, 4) cx cy w h
+        c = logits.shape[-1]
+        if self.query is None:
+            p = torch.softmax(logits.detach().double(), -1)[..., :-1]
+            score, label = p.max(-1)  # as the model's own post-processing: the best real class
+            chosen = self._choose(list(score))
+            self.selected, k = self._layout(chosen, logits.device)
+            pad = [c_ + [0] * (k - len(c_)) for c_ in chosen]
+            self.query = torch.tensor(pad, device=logits.device)
+            self.index = self.query.clone()
+            self.scores = score.gather(1, self.query).to(logits.dtype)
+            self.labels = label.gather(1, self.query)
+            h, w = x.shape[-2:]
+            cx, cy, bw, bh = boxes.detach().gather(1, self.query[..., None].expand(-1, -1, 4)).unbind(-1)
+            scale = torch.tensor([w, h, w, h], device=boxes.device, dtype=boxes.dtype)
+            self.boxes = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], -1) * scale
+        rows = logits.gather(1, self.query[..., None].expand(-1, -1, c))
+        return rows, self.labels
+
+    def _torchvision(self, output: Any, got: _Capture, x: Tensor) -> tuple[Tensor, Tensor]:
+        if got.class_logits is None or not got.heads_output:
+            raise ClassContrastError(f"{type(self.net).__name__}: its ROI heads did not run (no proposals)")
+        if self.index is not None:
+            raise ClassContrastError("the sampling methods (Integrated Gradients, SmoothGrad) are not available for "
+                                     "torchvision detectors: their proposals move with the input")
+        heads = self.net.roi_heads  # type: ignore[union-attr]
+        counts = [len(p) for p in got.proposals]
+        logits = got.class_logits.split(counts)
+        decoded = heads.box_coder.decode(got.box_regression.detach(), got.proposals).split(counts)
+        chosen = self._choose([d["scores"] for d in output])
+        self.selected, k = self._layout(chosen, x.device)
+        b, c = len(output), got.class_logits.shape[-1]
+        labels = torch.zeros(b, k, dtype=torch.long, device=x.device)
+        proposal = torch.zeros(b, k, dtype=torch.long, device=x.device)
+        per_image = []
+        for i, places in enumerate(chosen):
+            p_all = torch.softmax(logits[i].detach(), -1)
+            clipped = _clip(decoded[i], got.image_shapes[i])
+            mine = []
+            for j, d in enumerate(places):
+                label = int(got.heads_output[i]["labels"][d])
+                score, box = got.heads_output[i]["scores"][d], got.heads_output[i]["boxes"][d]
+                match = ((p_all[:, label] == score) & (clipped[:, label] == box).all(-1)).nonzero()[:, 0]
+                if len(match) == 0:
+                    raise ClassContrastError(f"{type(self.net).__name__}: detection {d} of image {i} matches no "
+                                             "proposal's class logits (a changed post-processing?)")
+                proposal[i, j], labels[i, j] = int(match[0]), label
+                mine.append(logits[i][int(match[0])])
+            mine += [got.class_logits.new_zeros(c)] * (k - len(mine))  # fillers: no object, no gradient
+            per_image.append(torch.stack(mine))
+        rows = torch.stack(per_image)
+        self.index = torch.tensor([c_ + [0] * (k - len(c_)) for c_ in chosen], device=x.device)
+        self.proposal = proposal
+        self.labels = labels
+        self.scores = torch.stack([output[i]["scores"][self.index[i]] for i in range(b)]).detach()
+        self.boxes = torch.stack([output[i]["boxes"][self.index[i]] for i in range(b)]).detach()
+        return rows, labels
+
+    # -- objectives ----------------------------------------------------------------------------------
+
+    def cotangents(self, contrasts: Sequence[Contrast], rows: Tensor, t: Tensor) -> Tensor:
+        """(M·K, B, K, C'): for contrast m and object k, the contrast's gradient on object k's row (0 on
+        the other rows and on fillers)."""
+        assert self.selected is not None
+        k = rows.shape[1]
+        out = []
+        for contrast in contrasts:
+            for j in range(k):
+                g = torch.zeros_like(rows)
+                g[:, j] = contrast.grad(rows[:, j], t[:, j]) * self.selected[:, j, None].to(rows.dtype)
+                out.append(g)
+        return torch.stack(out)
+
+    def object_scores(self, contrast: Contrast, rows: Tensor, t: Tensor) -> Tensor:
+        """(B, K) each object's objective: the contrast on its row."""
+        return torch.stack([contrast.score(rows[:, j], t[:, j]) for j in range(rows.shape[1])], 1)
+
+    def probabilities(self, rows: Tensor, t: Tensor, head: str) -> Tensor:
+        """(B, K) each object's probability of its target (softmax over its row; sigmoid heads: sigma)."""
+        y = rows.double()
+        p = torch.sigmoid(y) if head == "sigmoid" else torch.softmax(y, -1)
+        return p.gather(2, t[..., None])[..., 0].to(rows.dtype)
+
+    def records(self, rows: Tensor, t: Tensor) -> list[list[dict[str, Any]]]:
+        """`Explanation.units`: per image, one record per object (kind, target, its row of logits, box,
+        label, score, index in the model's detections, and whether it was asked for)."""
+        assert self.boxes is not None and self.scores is not None and self.index is not None
+        assert self.selected is not None
+        out = []
+        for i in range(t.shape[0]):
+            out.append([{"kind": "object", "target": int(t[i, j]), "logits": rows[i, j].detach(),
+                         "box": [float(v) for v in self.boxes[i, j]], "label": int(self.labels[i, j]),
+                         "score": float(self.scores[i, j]), "index": int(self.index[i, j]),
+                         "selected": bool(self.selected[i, j]),
+                         **({} if self.proposal is None else {"proposal": int(self.proposal[i, j])})}
+                        for j in range(t.shape[1])])
+        return out
+
+
+def _clip(boxes: Tensor, size: tuple[int, int]) -> Tensor:
+    """Decoded boxes (N, C·4) clipped to the image as torchvision's post-processing does, as (N, C, 4)."""
+    from torchvision.ops import boxes as box_ops
+
+    return box_ops.clip_boxes_to_image(boxes.reshape(len(boxes), -1, 4), size)
+
+
+__all__ = ["DetectionUnits", "Detections", "capture", "is_detection_output", "is_torchvision_detector"]

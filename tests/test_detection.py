@@ -1,0 +1,172 @@
+"""Detected objects as explained units, on randomly initialised detectors (offline): a DETR-style Hugging
+Face model (YOLOS: ``logits`` (B, queries, C + 1) with "no object" last) and torchvision's Faster R-CNN.
+Every contrast's map of an object equals autograd of that contrast on the object's own row of class logits
+through the raw model; the detections are the model's own (its post-processing), and the score it
+reports is the softmax of that row at the label, exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import classcontrast as cc
+from tests.test_cli import run
+
+CONTRASTS = ["original", "mean", "max", "weighted", "probability"]
+
+
+class _Yolos(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> object:
+        return self.model(pixel_values=x)
+
+
+@pytest.fixture(scope="module")
+def yolos() -> nn.Module:
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.YolosConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                   image_size=[64, 64], patch_size=16, num_detection_tokens=6, num_labels=5)
+    torch.manual_seed(0)
+    model = transformers.YolosForObjectDetection(cfg).double().eval()
+    with torch.no_grad():  # spread the queries' classes so that they differ
+        model.class_labels_classifier.layers[-1].bias.copy_(torch.tensor([2.0, 0.5, -1.0, 1.0, 0.0, -3.0]))
+    return _Yolos(model)
+
+
+def test_detr_style_objects_against_autograd_through_the_raw_model(yolos: nn.Module) -> None:
+    transformers = pytest.importorskip("transformers")
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    no_object = 5
+    contrasts = [*CONTRASTS, cc.Foil(no_object)]
+    ex = cc.explain(yolos, x, "gradient", contrasts, cc.Detections(threshold=0.2), keep_channels=True)
+    first = ex["weighted"]
+    # the detections are the model's own post-processing's: HF's post_process_object_detection
+    processor = transformers.YolosImageProcessor()
+    with torch.no_grad():
+        raw = yolos(x)
+    post = processor.post_process_object_detection(raw, threshold=0.2, target_sizes=[(64, 64)] * 2)
+    for i in range(2):
+        units = [u for u in first.units[i] if u["selected"]]
+        assert sorted(u["score"] for u in units) == pytest.approx(sorted(post[i]["scores"].tolist()), abs=1e-12)
+        assert units and [u["score"] for u in units] == sorted((u["score"] for u in units), reverse=True)
+        for u in units:  # the box, in input pixels, as the model's post-processing gives it
+            j = [float(s) for s in post[i]["scores"]].index(pytest.approx(u["score"], abs=1e-12))
+            np.testing.assert_allclose(u["box"], post[i]["boxes"][j].tolist(), atol=1e-9)
+    leaf = x.clone().requires_grad_(True)
+    logits = yolos(leaf).logits  # one forward of the raw model; one backward per object and contrast
+    for key, c in zip(ex, contrasts, strict=True):
+        e = ex[key]
+        for i in range(2):
+            for j, u in enumerate(e.units[i]):
+                row = logits[i, u["index"]][None]
+                assert int(e.targets[i, j]) == int(row[0, :-1].argmax())  # the detection's label
+                score = cc.get_contrast(c).score(row, torch.tensor([u["target"]]))
+                (g,) = torch.autograd.grad(score.sum(), leaf, retain_graph=True)
+                want = g[i] * float(e.selected[i, j])  # fillers (an image with fewer objects) are zero
+                torch.testing.assert_close(e.maps[i, j], want, rtol=1e-8, atol=1e-14)
+                if e.selected[i, j]:
+                    assert float(e.scores[i, j]) == pytest.approx(float(score.detach()), rel=1e-10)
+
+
+def test_explicit_detection_indices_and_errors(yolos: nn.Module, tiny: nn.Module, tiny_x: torch.Tensor) -> None:
+    x = torch.randn(1, 3, 64, 64, dtype=torch.float64)
+    ex = cc.explain(yolos, x, "gradient", "weighted", cc.Detections(indices=[4, 1]))
+    assert [u["index"] for u in ex.units[0]] == [4, 1]
+    with pytest.raises(cc.ClassContrastError, match="detection index 9 is out of range: image 0 has 6 detections"):
+        cc.explain(yolos, x, "gradient", "weighted", cc.Detections(indices=[9]))
+    with pytest.raises(cc.ClassContrastError, match=r"no detection scores at least 0\.99"):
+        cc.explain(yolos, x, "gradient", "weighted", cc.Detections(threshold=0.99))
+    with pytest.raises(cc.ClassContrastError, match="single-pass methods"):
+        cc.explain(yolos, x, "integrated_gradients", "weighted", cc.Detections(threshold=0.0))
+    with pytest.raises(cc.ClassContrastError, match="Detections targets need a detector"):
+        cc.explain(tiny, tiny_x, "gradient", "weighted", cc.Detections())
+
+
+def _faster_rcnn(num_classes: int = 5) -> nn.Module:
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(
+        weights=None, weights_backbone=None, num_classes=num_classes)
+    with torch.no_grad():  # a random head scores every class near 1/C: make class 2 detectable
+        model.roi_heads.box_predictor.cls_score.bias[2] = 6.0
+    return model.eval()
+
+
+def test_faster_rcnn_objects_are_their_proposals_rows() -> None:
+    model = _faster_rcnn()
+    x = torch.rand(2, 3, 96, 128)
+    with torch.no_grad():
+        detections = model(x)
+    rows: list[torch.Tensor] = []
+    counts: list[int] = []
+    hooks = [model.roi_heads.box_predictor.register_forward_hook(lambda m, i, o: rows.append(o[0])),
+             model.roi_heads.register_forward_pre_hook(lambda m, a: counts.extend(len(p) for p in a[1]))]
+    try:
+        leaf = x.clone().requires_grad_(True)
+        model(leaf)  # an independent forward: the class logits of every proposal, with their graph
+    finally:
+        for h in hooks:
+            h.remove()
+    ex = cc.explain(model, x, "gradient", ["weighted", cc.Foil(0)], cc.Detections(top=2, threshold=0.5),
+                    keep_channels=True)
+    start = [0, counts[0]]  # image i's proposals start there in the concatenated rows
+    for key, contrast in (("weighted", cc.Weighted()), ("foil:0", cc.Foil(0))):
+        e = ex[key]
+        for j in range(2):  # object j of both images in one backward pass (the images are independent)
+            total = 0
+            for i in range(2):
+                u = e.units[i][j]
+                d = u["index"]
+                assert u["label"] == int(detections[i]["labels"][d]) and u["score"] == float(detections[i]["scores"][d])
+                np.testing.assert_array_equal(u["box"], detections[i]["boxes"][d].tolist())
+                row = rows[0][start[i] + u["proposal"]]
+                assert float(torch.softmax(row.detach(), -1)[u["label"]]) == u["score"]  # exactly the reported score
+                total = total + contrast.score(row[None], torch.tensor([u["label"]])).sum()
+            (g,) = torch.autograd.grad(total, leaf, retain_graph=True)
+            for i in range(2):
+                torch.testing.assert_close(e.maps[i, j], g[i], rtol=1e-4, atol=1e-6 * float(g[i].abs().max()))
+    with pytest.raises(cc.ClassContrastError, match="single-pass methods"):
+        cc.explain(model, x, "smoothgrad", "weighted", cc.Detections())
+    gradcam = cc.explain(model, x, "gradcam", "weighted", cc.Detections(top=2))
+    assert gradcam.layer.startswith("backbone.") and gradcam.maps.shape == (2, 2, 96, 128)  # an FPN level
+
+
+def test_figures_draw_each_objects_box() -> None:
+    from matplotlib.patches import Rectangle
+
+    model = _faster_rcnn()
+    x = torch.rand(1, 3, 96, 128)
+    ex = cc.explain(model, x, "gradcam", ["original", "weighted"], cc.Detections(top=2))
+    fig = cc.plot_explanations(list(x), dict(ex), [f"c{i}" for i in range(5)])
+    boxes = [p for ax in fig.axes for p in ax.patches if isinstance(p, Rectangle)]
+    assert len(boxes) == 2 * 3  # each object's box on its image and its two maps
+    x0, y0, x1, y1 = ex["weighted"].units[0][0]["box"]
+    assert y1 > y0
+    assert any(b.get_xy() == pytest.approx((x0, y0)) and b.get_width() == pytest.approx(x1 - x0) for b in boxes)
+    assert "(object 0)" in fig.axes[0].get_title()
+
+
+def test_the_command_line_explains_detections(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = _faster_rcnn()
+    torch.save(model.state_dict(), tmp_path / "det.pt")
+    cc.sample_image("chelsea").save(tmp_path / "cat.png")
+    base = ["explain", str(tmp_path / "cat.png"), "--model", "torchvision:fasterrcnn_mobilenet_v3_large_320_fpn",
+            "--weights", str(tmp_path / "det.pt"), "--num-classes", "5"]
+    assert run([*base, "--detections", "2", "--contrast", "weighted", "--foil", "0", "--out",
+                str(tmp_path / "why.png"), "--save-maps", str(tmp_path / "maps.npz")]) == 0
+    z = np.load(tmp_path / "maps.npz")
+    assert z["boxes"].shape == (1, 2, 4) and z["maps/gradcam/foil:class 0"].shape[:2] == (1, 2)
+    assert (z["scores"] >= 0.5).all() and (tmp_path / "why.png").stat().st_size > 0
+    capsys.readouterr()
+    assert run([*base, "--task", "segmentation", "--out", str(tmp_path / "no.png")]) == 2
+    assert run([*base, "--detections", "2", "--html", str(tmp_path / "no.html")]) == 2
+    err = capsys.readouterr().err
+    assert "Region" in err or "segmentation" in err
+    assert "does not show segmentation regions or detected objects" in err
