@@ -39,6 +39,8 @@ def build(name: str, size: int = 224) -> tuple[nn.Module, str | None]:
     torch.manual_seed(0)
     if name == "resnet50":
         return torchvision.models.resnet50().eval(), "layer4"
+    if name == "resnet18":  # the CPU rehearsal's
+        return torchvision.models.resnet18().eval(), "layer4"
     if name == "vgg16_bn":
         return torchvision.models.vgg16_bn().eval(), "features.40"
     if name == "vit_b_16":

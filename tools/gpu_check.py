@@ -42,7 +42,7 @@ CONFIGS = {  # what each run measures: the full one on a GPU, a tiny one anywher
              "size": 224, "attribution": {"models": ["resnet50"], "batches": [1, 8, 32], "steps": 16, "repeats": 3,
                                           "size": 224},
              "audit": ["--copies", "6", "--repeats", "3"], "timeout": 420},
-    "quick": {"models": ["resnet50", "deit_tiny"], "batches": [1], "repeats": 1, "size": 32,
+    "quick": {"models": ["resnet18", "deit_tiny"], "batches": [1], "repeats": 1, "size": 32,
               "attribution": {"models": ["resnet18"], "batches": [1], "steps": 2, "repeats": 1, "size": 32},
               "audit": ["--copies", "1", "--repeats", "1", "--pairs", "2", "--examples", "1"], "timeout": 300},
 }
