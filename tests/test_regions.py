@@ -203,3 +203,32 @@ def test_a_hugging_face_segformer() -> None:
     for k, unit in enumerate(ex["original"].units[0]):
         assert torch.equal(unit["mask"], up[0].argmax(0) == ex.targets[0, k])
         torch.testing.assert_close(ex["original"].scores[0, k], up[0, int(ex.targets[0, k])][unit["mask"]].sum())
+
+
+def test_region_gradcam_equals_pytorch_grad_cams_semantic_segmentation_target(seg: nn.Module) -> None:
+    """original = their SemanticSegmentationTarget on the same layer and mask; weighted = their GradCAM
+    given the region's weighted objective as a callable target (their ReLU and min-max applied to ours)."""
+    pgc = pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam.utils.model_targets import SemanticSegmentationTarget
+
+    from tests.test_peer_contrasts import _as_pytorch_grad_cam
+
+    x = torch.randn(1, 3, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    plain = TinySeg(dict_output=False)
+    plain.load_state_dict(seg.state_dict())
+    plain = plain.double().eval()
+    mask = torch.zeros(16, 16, dtype=torch.bool)
+    mask[3:11, 5:14] = True
+    layer = plain.backbone[3]
+    for t in range(4):
+        ours = cc.explain(plain, x, "gradcam", ["original", "weighted"], cc.Region(t, mask), layer="backbone.3",
+                          relu=True)
+
+        def weighted(out: torch.Tensor, t: int = t) -> torch.Tensor:
+            others = torch.cat([out[:t], out[t + 1 :]]).logsumexp(0)
+            return ((out[t] - others) * mask).sum()
+
+        for key, target in (("original", SemanticSegmentationTarget(t, mask.double().numpy())), ("weighted", weighted)):
+            with pgc.GradCAM(plain, [layer]) as cam:
+                theirs = cam(x, targets=[target])
+            np.testing.assert_allclose(theirs, _as_pytorch_grad_cam(ours[key].layer_maps[:, 0], 16), atol=1e-6)
