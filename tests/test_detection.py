@@ -170,3 +170,41 @@ def test_the_command_line_explains_detections(tmp_path: Path, capsys: pytest.Cap
     err = capsys.readouterr().err
     assert "Region" in err or "segmentation" in err
     assert "does not show segmentation regions or detected objects" in err
+
+
+@pytest.mark.parametrize("arch", ["retinanet_resnet50_fpn", "fcos_resnet50_fpn"])
+def test_sigmoid_scored_detectors(arch: str) -> None:
+    """RetinaNet and FCOS score each class with its own sigmoid: the object's row is its location's class
+    logits (the reported score is sigma(y) at the label, times FCOS's centerness under a square root,
+    exactly), the head is sigmoid (weighted = original), and the maps equal autograd on that row."""
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = getattr(torchvision.models.detection, arch)(weights=None, weights_backbone=None, num_classes=5,
+                                                         min_size=96, max_size=128).eval()
+    with torch.no_grad():  # the random head's prior (sigma = 0.01) detects nothing: make class 2 detectable
+        model.head.classification_head.cls_logits.bias[2] = 3.0
+    x = torch.rand(1, 3, 96, 128)
+    with torch.no_grad():
+        detections = model(x)
+    outputs: list[dict[str, torch.Tensor]] = []
+    hook = model.head.register_forward_hook(lambda m, i, o: outputs.append(o))
+    try:
+        leaf = x.clone().requires_grad_(True)
+        model(leaf)
+    finally:
+        hook.remove()
+    with pytest.warns(cc.ClassContrastWarning, match="the same map as 'original'"):
+        ex = cc.explain(model, x, "gradient", ["original", "weighted", cc.Foil(1)], cc.Detections(top=2),
+                        keep_channels=True)
+    assert ex["original"].head == "sigmoid"
+    torch.testing.assert_close(ex["weighted"].maps, ex["original"].maps)
+    for j, u in enumerate(ex["original"].units[0]):
+        assert u["score"] == float(detections[0]["scores"][u["index"]]) and u["label"] == 2
+        row = outputs[0]["cls_logits"][0, u["proposal"]]
+        score = torch.sigmoid(row.detach()[2])
+        if "bbox_ctrness" in outputs[0]:
+            score = torch.sqrt(score * torch.sigmoid(outputs[0]["bbox_ctrness"][0, u["proposal"], 0].detach()))
+        assert float(score) == u["score"]  # exactly the reported score
+        for key, contrast in (("original", cc.Original()), ("foil:1", cc.Foil(1))):
+            (g,) = torch.autograd.grad(contrast.score(row[None], torch.tensor([2])).sum(), leaf, retain_graph=True)
+            torch.testing.assert_close(ex[key].maps[0, j], g[0], rtol=1e-4, atol=1e-6 * float(g[0].abs().max()))

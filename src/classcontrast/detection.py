@@ -45,9 +45,19 @@ class Detections:
 
 
 def is_torchvision_detector(net: nn.Module) -> bool:
-    """A torchvision two-stage detector (Faster R-CNN family: a ``roi_heads`` with a box predictor)."""
+    """A torchvision detector whose rows `capture` finds: two-stage (Faster R-CNN family: ``roi_heads``
+    with a box predictor) or single-stage (RetinaNet, FCOS)."""
     heads = getattr(net, "roi_heads", None)
-    return heads is not None and hasattr(heads, "box_predictor") and hasattr(net, "transform")
+    two_stage = heads is not None and hasattr(heads, "box_predictor") and hasattr(net, "transform")
+    return two_stage or is_single_stage_detector(net)
+
+
+def is_single_stage_detector(net: nn.Module) -> bool:
+    """A torchvision single-stage, sigmoid-scored detector (RetinaNet, FCOS): a ``head`` with a
+    classification head, and an anchor generator."""
+    head = getattr(net, "head", None)
+    return head is not None and hasattr(head, "classification_head") and hasattr(net, "anchor_generator") \
+        and hasattr(net, "transform")
 
 
 def is_detection_output(output: Any) -> bool:
@@ -70,12 +80,24 @@ class _Capture:
         self.proposals: list[Tensor] = []
         self.image_shapes: list[tuple[int, int]] = []
         self.heads_output: list[dict[str, Tensor]] = []
+        self.head_outputs: dict[str, Tensor] = {}  # single-stage: cls_logits (B, anchors, C), ...
+        self.anchors: list[Tensor] = []
 
 
 def capture(net: nn.Module, stack: ExitStack) -> _Capture:
     """Hooks (removed when ``stack`` closes) recording what `DetectionUnits` needs from a torchvision
     detector's forward pass."""
     got = _Capture()
+    if is_single_stage_detector(net):
+        def head_out(_m: nn.Module, _i: Any, out: Any) -> None:
+            got.head_outputs = dict(out)
+
+        def anchors_io(_m: nn.Module, args: Any, out: Any) -> None:
+            got.image_shapes, got.anchors = list(args[0].image_sizes), list(out)
+
+        stack.callback(net.head.register_forward_hook(head_out).remove)  # type: ignore[union-attr]
+        stack.callback(net.anchor_generator.register_forward_hook(anchors_io).remove)  # type: ignore[union-attr]
+        return got
     heads = net.roi_heads  # type: ignore[union-attr]
 
     def predictor(_m: nn.Module, _i: Any, out: Any) -> None:
@@ -112,7 +134,7 @@ class DetectionUnits:
         self.boxes: Tensor | None = None  # (B, K, 4) x0, y0, x1, y1 in input pixels
         self.scores: Tensor | None = None  # (B, K) the model's reported score
         self.index: Tensor | None = None  # (B, K) the place in the model's own detections
-        self.proposal: Tensor | None = None  # torchvision: (B, K) the proposal whose row made the detection
+        self.proposal: Tensor | None = None  # torchvision: (B, K) the proposal / anchor whose row made it
 
     # -- which objects ------------------------------------------------------------------------------
 
@@ -178,12 +200,56 @@ class DetectionUnits:
         rows = logits.gather(1, self.query[..., None].expand(-1, -1, c))
         return rows, self.labels
 
+    def _single_stage(self, output: Any, got: _Capture, x: Tensor) -> tuple[Tensor, Tensor]:
+        """RetinaNet / FCOS: each detection's row is the class logits of the anchor (location) it came
+        from: the one whose score at the label is the reported score (RetinaNet: sigma(y); FCOS:
+        sqrt(sigma(y) sigma(centerness))), nearest the reported box when several tie."""
+        from torchvision.models.detection.transform import resize_boxes
+        from torchvision.ops import boxes as box_ops
+
+        logits = got.head_outputs["cls_logits"]  # (B, anchors, C)
+        ctr = got.head_outputs.get("bbox_ctrness")
+        chosen = self._choose([d["scores"] for d in output])
+        self.selected, k = self._layout(chosen, x.device)
+        b, c = len(output), logits.shape[-1]
+        labels = torch.zeros(b, k, dtype=torch.long, device=x.device)
+        anchor = torch.zeros(b, k, dtype=torch.long, device=x.device)
+        coder = self.net.box_coder  # type: ignore[union-attr]
+        per_image = []
+        for i, places in enumerate(chosen):
+            y = logits[i].detach()
+            scores = torch.sigmoid(y) if ctr is None else torch.sqrt(torch.sigmoid(y) * torch.sigmoid(ctr[i].detach()))
+            mine = []
+            for j, d in enumerate(places):
+                label, score = int(output[i]["labels"][d]), output[i]["scores"][d].detach()
+                match = (scores[:, label] == score).nonzero()[:, 0]
+                if len(match) == 0:
+                    raise ClassContrastError(f"{type(self.net).__name__}: detection {d} of image {i} matches no "
+                                             "location's class logits (a changed post-processing?)")
+                if len(match) > 1:  # ties: the location whose decoded box is the reported box
+                    reg = got.head_outputs["bbox_regression"][i].detach()[match]
+                    decode = getattr(coder, "decode_single", None) or coder.decode
+                    boxes = box_ops.clip_boxes_to_image(decode(reg, got.anchors[i][match]), got.image_shapes[i])
+                    boxes = resize_boxes(boxes, got.image_shapes[i], tuple(x.shape[-2:]))
+                    match = match[(boxes - output[i]["boxes"][d].detach()).abs().sum(-1).argmin()][None]
+                anchor[i, j], labels[i, j] = int(match[0]), label
+                mine.append(logits[i][int(match[0])])
+            mine += [logits.new_zeros(c)] * (k - len(mine))
+            per_image.append(torch.stack(mine))
+        self.index = torch.tensor([c_ + [0] * (k - len(c_)) for c_ in chosen], device=x.device)
+        self.proposal, self.labels = anchor, labels
+        self.scores = torch.stack([output[i]["scores"][self.index[i]] for i in range(b)]).detach()
+        self.boxes = torch.stack([output[i]["boxes"][self.index[i]] for i in range(b)]).detach()
+        return torch.stack(per_image), labels
+
     def _torchvision(self, output: Any, got: _Capture, x: Tensor) -> tuple[Tensor, Tensor]:
-        if got.class_logits is None or not got.heads_output:
-            raise ClassContrastError(f"{type(self.net).__name__}: its ROI heads did not run (no proposals)")
         if self.index is not None:
             raise ClassContrastError("the sampling methods (Integrated Gradients, SmoothGrad) are not available for "
                                      "torchvision detectors: their proposals move with the input")
+        if got.head_outputs:
+            return self._single_stage(output, got, x)
+        if got.class_logits is None or not got.heads_output:
+            raise ClassContrastError(f"{type(self.net).__name__}: its ROI heads did not run (no proposals)")
         heads = self.net.roi_heads  # type: ignore[union-attr]
         counts = [len(p) for p in got.proposals]
         logits = got.class_logits.split(counts)
@@ -265,4 +331,5 @@ def _clip(boxes: Tensor, size: tuple[int, int]) -> Tensor:
     return box_ops.clip_boxes_to_image(boxes.reshape(len(boxes), -1, 4), size)
 
 
-__all__ = ["DetectionUnits", "Detections", "capture", "is_detection_output", "is_torchvision_detector"]
+__all__ = ["DetectionUnits", "Detections", "capture", "is_detection_output", "is_single_stage_detector",
+           "is_torchvision_detector"]

@@ -12,7 +12,14 @@ from torch import Tensor, nn
 
 from .classes import class_indices, names_classes
 from .contrasts import CONTRASTS, Contrast, Foil, get_contrast
-from .detection import Detections, DetectionUnits, capture, is_detection_output, is_torchvision_detector
+from .detection import (
+    Detections,
+    DetectionUnits,
+    capture,
+    is_detection_output,
+    is_single_stage_detector,
+    is_torchvision_detector,
+)
 from .errors import ClassContrastError, ClassContrastWarning, first_line
 from .explanation import Explanation, Explanations
 from .methods import METHODS, LayerMethod, Method, get_method
@@ -246,6 +253,8 @@ def explain(
     categories = None if isinstance(model, nn.Module) else getattr(model, "categories", None)
     if head is None:  # a ModelBundle's own (a module's `head` attribute is its classifier layer)
         head = "softmax" if isinstance(model, nn.Module) else getattr(model, "head", None) or "softmax"
+        if is_single_stage_detector(net):  # RetinaNet, FCOS: each class its own sigmoid decision
+            head = "sigmoid"
     if head not in ("softmax", "sigmoid"):
         raise ClassContrastError(f"head must be 'softmax' or 'sigmoid', got {head!r}")
     contrasts = [get_contrast(c).named(categories).for_head(head) for c in (contrast if many else [contrast])]
