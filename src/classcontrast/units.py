@@ -129,25 +129,38 @@ class RegionUnits:
     def cotangents(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor, rows: Tensor,
                    n_images: int) -> Tensor:
         """(M·K, B', C, H, W): for contrast m and region k, each pixel's contrast gradient inside the
-        region (rows: the image of each of the B' inputs, for the multi-pass methods)."""
+        region (rows: the image of each of the B' inputs, for the multi-pass methods). Computed on the
+        region's pixels only (0 elsewhere)."""
         assert self.masks is not None
         b, c, h, w = y.shape
+        pixels = y.permute(0, 2, 3, 1).reshape(-1, c)
+        image_of = rows.repeat_interleave(h * w)
         out = []
         for contrast in contrasts:
-            pixels, per_pixel = _per_pixel(contrast, y, rows, n_images)
             for j in range(t.shape[1]):
-                g = per_pixel.grad(pixels, t[rows, j].repeat_interleave(h * w))
-                g = g.reshape(b, h, w, c).permute(0, 3, 1, 2)
-                out.append(g * self.masks[rows, j][:, None])
+                inside = self.masks[rows, j].reshape(-1)
+                idx = inside.nonzero()[:, 0]
+                g = pixels.new_zeros(pixels.shape)
+                if len(idx):
+                    here = contrast.select(image_of[idx], n_images)
+                    g[idx] = here.grad(pixels[idx], t[image_of[idx], j]) * inside[idx, None]
+                out.append(g.reshape(b, h, w, c).permute(0, 3, 1, 2))
         return torch.stack(out)
 
     def scores(self, contrast: Contrast, y: Tensor, t: Tensor) -> Tensor:
         """(B, K) each region's objective: the sum over its pixels of the pixel's contrast."""
         assert self.masks is not None
-        b, _, h, w = y.shape
-        pixels, per_pixel = _per_pixel(contrast, y, torch.arange(b, device=y.device), b)
-        cols = [per_pixel.score(pixels, t[:, j].repeat_interleave(h * w)).reshape(b, h, w) for j in range(t.shape[1])]
-        return (torch.stack(cols, 1) * self.masks).sum((-2, -1))
+        b, c, h, w = y.shape
+        pixels = y.permute(0, 2, 3, 1).reshape(-1, c)
+        image_of = torch.arange(b, device=y.device).repeat_interleave(h * w)
+        out = y.new_zeros(b, t.shape[1])
+        for j in range(t.shape[1]):
+            inside = self.masks[:, j].reshape(-1)
+            idx = inside.nonzero()[:, 0]
+            if len(idx):
+                score = contrast.select(image_of[idx], b).score(pixels[idx], t[image_of[idx], j]) * inside[idx]
+                out[:, j] = torch.zeros(b, dtype=score.dtype, device=y.device).index_add_(0, image_of[idx], score)
+        return out
 
     def target_probabilities(self, y: Tensor, t: Tensor) -> Tensor:
         """(B, K) the mean probability of each region's class over its pixels (0 for an empty region)."""
@@ -169,13 +182,6 @@ class RegionUnits:
                               "logits": y[i].permute(1, 2, 0)[m], "pixels": int(m.sum())})
             out.append(image)
         return out
-
-
-def _per_pixel(contrast: Contrast, y: Tensor, rows: Tensor, n_images: int) -> tuple[Tensor, Contrast]:
-    """Dense logits (B', C, H, W) as one row per pixel (B'·H·W, C), and ``contrast`` for those rows
-    (``rows``: the image of each of the B' inputs; a per-image foil follows its image's pixels)."""
-    _, c, h, w = y.shape
-    return y.permute(0, 2, 3, 1).reshape(-1, c), contrast.select(rows.repeat_interleave(h * w), n_images)
 
 
 def _mask(mask: Tensor, b: int, size: tuple[int, int]) -> Tensor:
