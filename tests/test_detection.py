@@ -208,3 +208,36 @@ def test_sigmoid_scored_detectors(arch: str) -> None:
         for key, contrast in (("original", cc.Original()), ("foil:1", cc.Foil(1))):
             (g,) = torch.autograd.grad(contrast.score(row[None], torch.tensor([2])).sum(), leaf, retain_graph=True)
             torch.testing.assert_close(ex[key].maps[0, j], g[0], rtol=1e-4, atol=1e-6 * float(g[0].abs().max()))
+
+
+def test_hugging_face_folders_of_detectors_and_segmenters(yolos: nn.Module, tmp_path: Path) -> None:
+    """`hf:FOLDER` loads the head the folder was saved with: a detector (its categories end with "no
+    object", a foil by name) and a segmenter (regions by name), through the command line."""
+    import copy
+
+    transformers = pytest.importorskip("transformers")
+    model = copy.deepcopy(yolos.model).float()  # the fixture's stays as it is
+    model.config.id2label = {i: f"digit{i}" for i in range(5)}
+    model.config.label2id = {f"digit{i}": i for i in range(5)}
+    model.save_pretrained(tmp_path / "yolos")
+    transformers.YolosImageProcessor(size={"shortest_edge": 64, "longest_edge": 96}).save_pretrained(tmp_path / "yolos")
+    bundle = cc.load_model(f"hf:{tmp_path / 'yolos'}")
+    assert bundle.categories[-1] == "no object" and len(bundle.categories) == 6
+    cc.sample_image("chelsea").save(tmp_path / "cat.png")
+    assert run(["explain", str(tmp_path / "cat.png"), "--model", f"hf:{tmp_path / 'yolos'}", "--detections", "2",
+                "--min-score", "0.2", "--foil", "no object", "--method", "gradient", "--out", str(tmp_path / "y.png"),
+                "--save-maps", str(tmp_path / "y.npz")]) == 0
+    with np.load(tmp_path / "y.npz") as z:
+        assert "maps/gradient/foil:no object" in z.files and z["boxes"].shape == (1, 2, 4)
+    cfg = transformers.SegformerConfig(num_channels=3, num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1],
+                                       hidden_sizes=[8, 16], patch_sizes=[7, 3], strides=[4, 2],
+                                       num_attention_heads=[1, 2], mlp_ratios=[2, 2], decoder_hidden_size=16,
+                                       num_labels=3, id2label={0: "road", 1: "sidewalk", 2: "sky"},
+                                       label2id={"road": 0, "sidewalk": 1, "sky": 2})
+    transformers.SegformerForSemanticSegmentation(cfg).save_pretrained(tmp_path / "seg")
+    transformers.SegformerImageProcessor(size={"height": 64, "width": 64}).save_pretrained(tmp_path / "seg")
+    assert cc.load_model(f"hf:{tmp_path / 'seg'}").categories == ["road", "sidewalk", "sky"]
+    assert run(["explain", str(tmp_path / "cat.png"), "--model", f"hf:{tmp_path / 'seg'}", "--task", "segmentation",
+                "--top-k", "1", "--out", str(tmp_path / "s.png"), "--save-maps", str(tmp_path / "s.npz")]) == 0
+    with np.load(tmp_path / "s.npz") as z:
+        assert z["region_masks"].shape[:2] == (1, 1)

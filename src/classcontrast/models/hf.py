@@ -1,6 +1,7 @@
-"""Hugging Face ``transformers`` image classifiers as ModelBundles (``hf:PATH_OR_ID``).
+"""Hugging Face ``transformers`` image models as ModelBundles (``hf:PATH_OR_ID``).
 
-The model is ``AutoModelForImageClassification``; preprocessing is the model's own
+The model is ``AutoModelForImageClassification``, or ``...ForSemanticSegmentation`` /
+``...ForObjectDetection`` when the folder's config says so (then the categories end with "no object"); preprocessing is the model's own
 ``AutoImageProcessor`` (its resize and crop, without its normalisation, which the bundle's
 ``Normalize`` applies), and the class names come from ``config.id2label``. transformers is an optional
 extra (``pip install 'classcontrast[hf]'``), imported only here.
@@ -69,6 +70,17 @@ def _needs_remote_code(folder: Path) -> bool:
     return False
 
 
+def _auto_class(tf: Any, config: Any) -> Any:
+    """The head the folder's model was saved with: semantic segmentation, object detection, or (default)
+    image classification."""
+    names = " ".join(getattr(config, "architectures", None) or [])
+    if "ForSemanticSegmentation" in names:
+        return tf.AutoModelForSemanticSegmentation
+    if "ForObjectDetection" in names:
+        return tf.AutoModelForObjectDetection
+    return tf.AutoModelForImageClassification
+
+
 def load_hf(spec: str, weights: Any = "DEFAULT", num_classes: int | None = None,
             trust_remote_code: bool = False) -> ModelBundle:
     """``spec``: a hub id (downloads when online) or a folder written with ``save_pretrained``.
@@ -88,15 +100,15 @@ def load_hf(spec: str, weights: Any = "DEFAULT", num_classes: int | None = None,
     if num_classes is not None:
         kwargs |= {"num_labels": num_classes, "ignore_mismatched_sizes": True}
     try:
+        config_kwargs = {k: v for k, v in kwargs.items() if k != "ignore_mismatched_sizes"}
+        config = tf.AutoConfig.from_pretrained(spec, trust_remote_code=trust_remote_code, **config_kwargs)
+        auto = _auto_class(tf, config)
         if weights is None:
-            config_kwargs = {k: v for k, v in kwargs.items() if k != "ignore_mismatched_sizes"}
-            config = tf.AutoConfig.from_pretrained(spec, trust_remote_code=trust_remote_code, **config_kwargs)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)
-                model = tf.AutoModelForImageClassification.from_config(config, trust_remote_code=trust_remote_code)
+                model = auto.from_config(config, trust_remote_code=trust_remote_code)
         elif weights == "DEFAULT":
-            model = tf.AutoModelForImageClassification.from_pretrained(spec, trust_remote_code=trust_remote_code,
-                                                                       **kwargs)
+            model = auto.from_pretrained(spec, trust_remote_code=trust_remote_code, **kwargs)
         else:
             raise ClassContrastError("hf: models take their weights from the folder or hub id (use --weights "
                                      "DEFAULT or none)")
@@ -111,6 +123,8 @@ def load_hf(spec: str, weights: Any = "DEFAULT", num_classes: int | None = None,
     labels = getattr(model.config, "id2label", None) or {}
     n = int(model.config.num_labels)
     categories = [str(labels.get(i, labels.get(str(i), f"class {i}"))) for i in range(n)]
+    if auto is tf.AutoModelForObjectDetection:  # DETR-style logits end with the "no object" class
+        categories.append("no object")
     mean = getattr(processor, "image_mean", None) or (0.5, 0.5, 0.5)
     std = getattr(processor, "image_std", None) or (0.5, 0.5, 0.5)
     name = f"hf:{Path(spec).name if local else spec}"
