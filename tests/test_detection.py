@@ -37,6 +37,8 @@ def yolos() -> nn.Module:
     model = transformers.YolosForObjectDetection(cfg).double().eval()
     with torch.no_grad():  # spread the queries' classes so that they differ
         model.class_labels_classifier.layers[-1].bias.copy_(torch.tensor([2.0, 0.5, -1.0, 1.0, 0.0, -3.0]))
+        model.vit.embeddings.detection_tokens.normal_(0, 1.0)  # initialised to zeros: every query the same
+        model.bbox_predictor.layers[-1].weight.normal_(0, 2.0)
     return _Yolos(model)
 
 
@@ -166,10 +168,10 @@ def test_the_command_line_explains_detections(tmp_path: Path, capsys: pytest.Cap
     assert (z["scores"] >= 0.5).all() and (tmp_path / "why.png").stat().st_size > 0
     capsys.readouterr()
     assert run([*base, "--task", "segmentation", "--out", str(tmp_path / "no.png")]) == 2
-    assert run([*base, "--detections", "2", "--html", str(tmp_path / "no.html")]) == 2
     err = capsys.readouterr().err
-    assert "Region" in err or "segmentation" in err
-    assert "does not show segmentation regions or detected objects" in err
+    assert "this model is a detector: its units are the objects it detects" in err
+    assert run([*base, "--detections", "2", "--html", str(tmp_path / "objects.html")]) == 0
+    assert "detected objects" in (tmp_path / "objects.html").read_text()
 
 
 @pytest.mark.parametrize("arch", ["retinanet_resnet50_fpn", "fcos_resnet50_fpn"])
@@ -241,3 +243,80 @@ def test_hugging_face_folders_of_detectors_and_segmenters(yolos: nn.Module, tmp_
                 "--top-k", "1", "--out", str(tmp_path / "s.png"), "--save-maps", str(tmp_path / "s.npz")]) == 0
     with np.load(tmp_path / "s.npz") as z:
         assert z["region_masks"].shape[:2] == (1, 1)
+
+
+def _tile(entry: dict, method: str, j: int, contrast: str) -> np.ndarray:
+    """An entry's stored map of its j-th target under ``contrast``, decoded from the page's atlas."""
+    from base64 import b64decode
+    from io import BytesIO
+
+    from PIL import Image
+
+    from classcontrast.explorer.encode import dequantise
+
+    m = entry["methods"][method]
+    codes = np.asarray(Image.open(BytesIO(b64decode(m["atlas"].split(",", 1)[1]))))
+    c = m["contrasts"].index(contrast)
+    tile = codes[j * m["th"] : (j + 1) * m["th"], c * m["tw"] : (c + 1) * m["tw"]]
+    return dequantise(tile, np.array(m["scales"][j][c]))
+
+
+def test_the_explorer_page_shows_objects_and_regions(yolos: nn.Module, tmp_path: Path) -> None:
+    """Objects: one entry per detection, maps equal to `explain` on that object, its box drawn, and a click
+    inside another box opens that object. Regions: one entry per region, the classes it ranks next as
+    targets (explained over the same pixels), its outline drawn, the other regions one click away."""
+    from tools.browser import Browser
+
+    from classcontrast.explorer.compute import explorer_data, write_explorer
+    from tests.test_regions import TinySeg
+
+    model = yolos
+    x = torch.randn(1, 3, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    data = explorer_data(model, x, ["gradient"], cc.Detections(top=3, threshold=0.0))
+    assert [e["unit"]["kind"] for e in data["entries"]] == ["object"] * 3
+    first = data["entries"][0]
+    index = int(first["title"].split("(object ")[1].split(",")[0])
+    want = cc.explain(model, x, "gradient", "weighted", cc.Detections(indices=[index])).layer_maps[0, 0]
+    want = torch.nn.functional.avg_pool2d(want[None], 64 // first["methods"]["gradient"]["th"])[0]  # stored size
+    got = _tile(first, "gradient", 0, "weighted")
+    np.testing.assert_allclose(got, want.numpy(), atol=float(want.abs().max()) / 100)  # 8-bit storage
+    page = write_explorer(tmp_path / "objects.html", model, x, ["gradient"], cc.Detections(top=3, threshold=0.0))
+    boxes = [e["unit"]["box"] for e in data["entries"]]
+    with Browser() as b:
+        b.open(page.resolve().as_uri())
+        before = b.settled()
+        assert b.eval("document.querySelectorAll('button[data-control=\"unit\"]').length") == 3
+        # a click inside another object's box, where it is the smallest box under the click (that one wins)
+        grid = [(i / 40, j / 40) for i in range(1, 40) for j in range(1, 40)]
+        inside = [[k for k, (x0, y0, x1, y1) in enumerate(boxes) if x0 <= fx <= x1 and y0 <= fy <= y1]
+                  for fx, fy in grid]
+        area = [(x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in boxes]
+        smallest = [min(ks, key=lambda k: area[k]) if ks else None for ks in inside]
+        k, (fx, fy) = next((c, p) for c, p in zip(smallest, grid, strict=True) if c not in (None, 0))
+        b.eval("(() => { const c = document.querySelector('canvas.cc-main'); const r = c.getBoundingClientRect();"
+               f" c.dispatchEvent(new MouseEvent('click', {{clientX: r.left + {fx} * r.width, "
+               f"clientY: r.top + {fy} * r.height, bubbles: true}})); }})()")
+        after = b.settled()
+        title = b.eval("document.querySelector('.cc-panel b').textContent")
+        assert title == data["entries"][k]["title"] and after != before
+    torch.manual_seed(0)  # a random segmenter that predicts two classes on this input
+    seg = TinySeg(dict_output=True).eval()
+    xs = torch.randn(1, 3, 24, 24, generator=torch.Generator().manual_seed(3))
+    page = write_explorer(tmp_path / "regions.html", seg, xs, ["gradient"], cc.Region.all(2))
+    data = explorer_data(seg, xs, ["gradient"], cc.Region.all(2))
+    region = data["entries"][0]
+    assert region["unit"]["kind"] == "region" and len(region["targets"]) == 3
+    mask = cc.explain(seg, xs, "gradient", "original", cc.Region.all(2)).units[0][0]["mask"]
+    other = region["targets"][1]
+    want = cc.explain(seg, xs, "gradient", cc.Foil(region["targets"][0]), [cc.Region(other, mask)]).layer_maps[0, 0]
+    got = _tile(region, "gradient", 1, f"foil:{region['targets'][0]}")
+    np.testing.assert_allclose(got, want.numpy(), atol=float(want.abs().max()) / 100)
+    with Browser() as b:
+        b.open(page.resolve().as_uri())
+        b.settled()
+        assert b.eval("document.querySelectorAll('button[data-control=\"unit\"]').length") == 2
+        b.click('button[data-control="unit"][aria-pressed="false"]')
+        b.settled()
+        assert "region" in b.eval("document.querySelector('.cc-panel b').textContent")
+        assert b.eval("document.querySelector('button[data-control=\"unit\"][aria-pressed=\"true\"]').dataset.value") \
+            == data["entries"][1]["id"]

@@ -142,8 +142,9 @@ class DetectionUnits:
         """Per image, the chosen places in its own detection list (``scores``: the model's, in order)."""
         spec = self.spec
         if not isinstance(spec, Detections):
-            raise ClassContrastError("a detector's targets are cc.Detections(top=..., threshold=...) or "
-                                     "cc.Detections(indices=[...]): the objects it detects")
+            raise ClassContrastError("this model is a detector: its units are the objects it detects "
+                                     "(cc.Detections(top=..., threshold=...) or cc.Detections(indices=[...]); "
+                                     "--detections N), not regions or classes")
         chosen = []
         for i, s in enumerate(scores):
             if spec.indices is not None:

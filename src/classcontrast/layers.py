@@ -70,7 +70,10 @@ def default_feature_layer(model: nn.Module, x: Tensor) -> str:
 
     For torchvision's VGG this is ``features.42`` (the last ReLU, 14×14), for ResNets ``layer4``,
     for timm EfficientNets ``bn2``. A model with a ``backbone`` or ``encoder`` (segmenters, detectors:
-    torchvision's FCN / DeepLabV3) gets the last one inside it, and a segmentation head's modules
+    torchvision's FCN / DeepLabV3) gets the last one inside it — for a feature pyramid (torchvision's
+    detectors: ``backbone.body`` and ``backbone.fpn``) the body's last map, which every pyramid level
+    depends on (a detection pooled from another level has no gradient at one level) — and a segmentation
+    head's modules
     (``decode_head``: Hugging Face's Segformer) are left out — their outputs are class scores, not
     features. Found with one forward pass on the first image, cached
     per model.
@@ -83,6 +86,9 @@ def default_feature_layer(model: nn.Module, x: Tensor) -> str:
         inside = [n for n in names if n == part or n.startswith(part + ".") or f".{part}." in f".{n}."]
         if inside:
             names = inside
+            body = [n for n in names if n.startswith(part + ".body.")]
+            if body:  # an FPN: the body's last map feeds every level (one level's map misses other boxes)
+                names = body
             break
     else:  # no backbone: leave out a segmentation head's modules (Segformer's decode_head), if others exist
         features = [n for n in names if not set(n.split(".")) & _HEAD_PARTS]

@@ -70,7 +70,6 @@ def explain_command(
     discard_ratio: float = flags.DISCARD_RATIO, abs_: bool = flags.ABS,
 ) -> None:
     """Explain why the model picks each class over the others, for every image."""
-    import numpy as np
     import torch
 
     from ..classes import class_index
@@ -160,9 +159,6 @@ def explain_command(
         if task is not None and _TASKS[task] != kind:
             found = next(name for name, unit in _TASKS.items() if unit == kind)
             raise ClassContrastError(f"--task {task}: this model's output is a {found} model's")
-        if first.units is not None and html is not None:
-            raise ClassContrastError("--html: the explorer page does not show segmentation regions or detected "
-                                     "objects yet; the figure (--out) and --save-maps do")
         probabilities.append(first.target_probabilities.cpu())
         inputs.append(x)
         pixels.extend(bundle.normalize.inverse(x).cpu())
@@ -175,34 +171,42 @@ def explain_command(
                  None if selected[0] is None else torch.cat(selected).cpu())
     if len(sizes) > 1:  # images of their own sizes (a segmenter without a crop): one figure and array each
         _write_each(pixels, columns, bundle, scale, loaded, out, save_maps, len(methods) > 1 or len(contrasts) > 1)
-        return
-    merged = {k: _cat(v) for k, v in columns.items()}
-    titled = {column_title(m, c, len(methods) > 1 or len(contrasts) > 1): e for (m, c), e in merged.items()}
-    y = torch.cat(logits)
-    written = _write_figures(pixels, titled, bundle.categories, scale, [p.name for p, _ in loaded], out)
-    for w in written:
-        console.print(f"wrote {w}")
-    if save_maps is not None:
-        save_maps.parent.mkdir(parents=True, exist_ok=True)
-        p_all = torch.sigmoid(y.float()) if first.head == "sigmoid" else torch.softmax(y.float(), 1)
-        np.savez_compressed(
-            save_maps,
-            **{npz_key(m, c): v.maps.float().cpu().numpy() for (m, c), v in merged.items()},
-            targets=t.numpy(), logits=y.float().numpy(),
-            probabilities=p_all.numpy(),
-            **({} if selected[0] is None else {"selected": torch.cat(selected).cpu().numpy()}),
-            files=np.array([str(p) for p, _ in loaded]), model=np.array(bundle.name),
-            **unit_arrays(next(iter(merged.values()))),
-        )
-        console.print(f"wrote {save_maps}")
+    else:
+        merged = {k: _cat(v) for k, v in columns.items()}
+        titled = {column_title(m, c, len(methods) > 1 or len(contrasts) > 1): e for (m, c), e in merged.items()}
+        for w in _write_figures(pixels, titled, bundle.categories, scale, [p.name for p, _ in loaded], out):
+            console.print(f"wrote {w}")
+        _save_maps(save_maps, merged, t, torch.cat(logits), first.head, selected, loaded, bundle.name)
     if html is not None:
         from ..explorer.compute import write_explorer
         from ..explorer.page import NAMED, PEERS
 
         named = (*NAMED, *(c.name for c in contrasts if c.name in PEERS))  # the peers' buttons when asked for
-        page = write_explorer(html, bundle, torch.cat(inputs), methods, t.to(dev), [p.name for p, _ in loaded],
+        units = regions or objects or (Region.all(top_k) if first.units is not None else None)
+        page = write_explorer(html, bundle, torch.cat(inputs) if len(sizes) == 1 else inputs, methods,
+                              units if units is not None else t.to(dev), [p.name for p, _ in loaded],
                               batch_size=batch_size, named=named, **opts)
         console.print(f"wrote {page}")
+
+
+def _save_maps(save_maps: Path | None, merged: dict[tuple[str, str], Any], t: Any, y: Any, head: str,
+               selected: list[Any], loaded: list[Any], model: str) -> None:
+    """``--save-maps`` for images of one size: every map, the targets, logits, probabilities, the units."""
+    import numpy as np
+    import torch
+
+    if save_maps is not None:
+        save_maps.parent.mkdir(parents=True, exist_ok=True)
+        p_all = torch.sigmoid(y.float()) if head == "sigmoid" else torch.softmax(y.float(), 1)
+        np.savez_compressed(
+            save_maps,
+            **{npz_key(m, c): v.maps.float().cpu().numpy() for (m, c), v in merged.items()},
+            targets=t.numpy(), logits=y.float().numpy(), probabilities=p_all.numpy(),
+            **({} if selected[0] is None else {"selected": torch.cat(selected).cpu().numpy()}),
+            files=np.array([str(p) for p, _ in loaded]), model=np.array(model),
+            **unit_arrays(next(iter(merged.values()))),
+        )
+        console.print(f"wrote {save_maps}")
 
 
 def _most_above(bundle: Any, loaded: list[Any], threshold: float, head: str | None, batch_size: int,

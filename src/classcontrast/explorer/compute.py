@@ -12,14 +12,16 @@ from typing import Any
 import torch
 
 from ..contrasts import Foil
+from ..detection import Detections
 from ..engine import check_input, explain, unwrap_model
-from ..errors import ClassContrastWarning
+from ..errors import ClassContrastError, ClassContrastWarning
 from ..explanation import displayed
 from ..methods import options_for
 from ..state import predict
 from ..targets import TopK, resolve_targets
 from .encode import display_pixels, fit
 from .page import NAMED, contrast_keys, entry, image_entry, write_page
+from .units import unit_entries, unit_spec
 
 
 def explore(model: Any, x: torch.Tensor, methods: Sequence[str], classes: torch.Tensor,
@@ -44,8 +46,8 @@ def explore(model: Any, x: torch.Tensor, methods: Sequence[str], classes: torch.
     return out, logits, notes
 
 
-def explorer_data(model: Any, x: torch.Tensor, methods: Sequence[str] = ("gradcam",), targets: Any = None,
-                  titles: Sequence[str] | None = None, title: str = "classcontrast explorer",
+def explorer_data(model: Any, x: torch.Tensor | Sequence[torch.Tensor], methods: Sequence[str] = ("gradcam",),
+                  targets: Any = None, titles: Sequence[str] | None = None, title: str = "classcontrast explorer",
                   categories: Sequence[str] | None = None, batch_size: int = 16, named: Sequence[str] = NAMED,
                   **options: Any) -> dict[str, Any]:
     """The explorer's data for images ``x``: for each image, the classes of ``targets`` (default
@@ -53,8 +55,25 @@ def explorer_data(model: Any, x: torch.Tensor, methods: Sequence[str] = ("gradca
     ``"finer_mean"``, ``"rest"`` for their buttons) and every foil among them, for each method (one
     forward pass per method and batch of ``batch_size`` images)."""
     net = unwrap_model(model)
-    x = check_input(x)
+    many = isinstance(x, (list, tuple))  # images of their own sizes, (1, C, H, W) each
+    batch = [check_input(v) for v in x] if many else [check_input(x)]
     head = "softmax" if isinstance(model, torch.nn.Module) else getattr(model, "head", "softmax")
+    model_name = getattr(model, "name", type(net).__name__)
+    units = unit_spec(net, batch[0], targets)
+    if units is not None:  # a segmenter's regions or a detector's objects: one entry per unit
+        names = list(categories if categories is not None else getattr(model, "categories", None) or [])
+        if not names:
+            probe = explain(model, batch[0][:1], methods[0], "original", units)
+            names = [f"class {i}" for i in range(probe.logits.shape[-1])]
+        one_each = batch if many else [v[None] for v in batch[0]]
+        images, entries = unit_entries(model, one_each, methods, units, titles, named, names, **options)
+        what = "detected objects" if isinstance(units, Detections) else "segmentation regions"
+        return {"kind": "explain", "title": title, "subtitle": f"{model_name}; {what}; methods: {', '.join(methods)}",
+                "classes": names, "images": images, "entries": entries}
+    if many:
+        raise ClassContrastError("images of different sizes go on one explorer page only for segmenters and "
+                                 "detectors; give a classifier one (B, C, H, W) batch")
+    x = batch[0]
     images, entries = {}, []
     for start in range(0, x.shape[0], batch_size):
         xb = x[start : start + batch_size]
@@ -77,19 +96,21 @@ def explorer_data(model: Any, x: torch.Tensor, methods: Sequence[str] = ("gradca
                                  notes={m: v[i].numpy() for m, v in notes.items()}))
     names = list(categories if categories is not None else getattr(model, "categories", None) or
                  [f"class {i}" for i in range(logits.shape[1])])
-    model_name = getattr(model, "name", type(net).__name__)
     independent = "; sigmoid head: independent probabilities (they need not sum to 1)" if head == "sigmoid" else ""
     return {"kind": "explain", "title": title,
             "subtitle": f"{model_name}; methods: {', '.join(methods)}{independent}",
             "classes": names, "images": images, "entries": entries}
 
 
-def write_explorer(path: str | Path, model: Any, x: torch.Tensor, methods: Sequence[str] = ("gradcam",),
-                   targets: Any = None, titles: Sequence[str] | None = None, **options: Any) -> Path:
+def write_explorer(path: str | Path, model: Any, x: torch.Tensor | Sequence[torch.Tensor],
+                   methods: Sequence[str] = ("gradcam",), targets: Any = None, titles: Sequence[str] | None = None,
+                   **options: Any) -> Path:
     """Write the self-contained explorer page for images ``x`` (see
     [`explorer_data`][classcontrast.explorer.compute.explorer_data]) to ``path``.
 
-    ``targets``: None (each image's top 3 classes), ``TopK(k)``, or classes per image as for
-    [`explain`][classcontrast.engine.explain]; every foil among an image's classes is offered.
+    ``targets``: None (each image's top 3 classes; a segmenter's 3 largest regions; a detector's 5 best
+    detections), ``TopK(k)``, classes per image as for [`explain`][classcontrast.engine.explain], a
+    `Region` spec or `Detections`; every foil among an image's classes is offered (for a unit: among the
+    classes it ranks next). Regions and objects are drawn on the image; a click on a box opens it.
     """
     return write_page(explorer_data(model, x, methods, targets, titles, **options), path)

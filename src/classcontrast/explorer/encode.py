@@ -51,7 +51,8 @@ def atlas(maps: np.ndarray) -> tuple[str, list[list[float]], int, int]:
     n_t, n_c, h, w = maps.shape
     codes, scales = quantise(maps.astype(np.float64))
     grid = codes.transpose(0, 2, 1, 3).reshape(n_t * h, n_c * w)
-    return png_data_url(grid), scales.round(8).tolist(), w, h
+    # 8 significant digits (not 8 decimals: a gradient map's half-range may be 1e-7)
+    return png_data_url(grid), [[float(f"{v:.8g}") for v in row] for row in scales.tolist()], w, h
 
 
 def png_data_url(gray: np.ndarray) -> str:

@@ -1,10 +1,10 @@
 """Hugging Face ``transformers`` image models as ModelBundles (``hf:PATH_OR_ID``).
 
 The model is ``AutoModelForImageClassification``, or ``...ForSemanticSegmentation`` /
-``...ForObjectDetection`` when the folder's config says so (then the categories end with "no object"); preprocessing is the model's own
-``AutoImageProcessor`` (its resize and crop, without its normalisation, which the bundle's
-``Normalize`` applies), and the class names come from ``config.id2label``. transformers is an optional
-extra (``pip install 'classcontrast[hf]'``), imported only here.
+``...ForObjectDetection`` when the folder's config says so (then the categories end with "no object");
+preprocessing is the model's own ``AutoImageProcessor`` (its resize and crop, without its normalisation,
+which the bundle's ``Normalize`` applies), and the class names come from ``config.id2label``. transformers
+is an optional extra (``pip install 'classcontrast[hf]'``), imported only here.
 """
 
 from __future__ import annotations

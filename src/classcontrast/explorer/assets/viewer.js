@@ -54,6 +54,8 @@
     return h.toString(16);
   }
 
+  function area(b) { return (b[2] - b[0]) * (b[3] - b[1]); }
+
   class Viewer {
     constructor(root, data) {
       this.root = root;
@@ -449,8 +451,23 @@
       const methods = Object.keys(e.methods);
       const opacity = el("input", {type: "range", min: 0, max: 1, step: 0.05, value: s.opacity, "data-control": "opacity"});
       opacity.addEventListener("input", () => this.set({opacity: Number(opacity.value)}));
-      const top = e.top.length ? group("Top classes", el("table", {}, e.top.map(([cl, p]) => el("tr", {},
-        el("td", {}, this.name(cl)), el("td", {}, p.toFixed(3)))))) : null;
+      const top = e.top.length ? group(e.unit ? "Its top classes" : "Top classes", el("table", {}, e.top.map(([cl, p]) =>
+        el("tr", {}, el("td", {}, this.name(cl)), el("td", {}, p.toFixed(3)))))) : null;
+      const siblings = e.unit ? this.siblings(e) : [];
+      const pick = (o) => { s.index = s.list.indexOf(o.id); this.settle(); this.render(); };
+      const units = siblings.length ? group(e.unit.kind === "object" ? "Object (or click its box)" : "Region",
+        el("div", {class: "cc-buttons"}, siblings.map((o) => el("button", {
+          "aria-pressed": String(o.id === e.id), "data-control": "unit", "data-value": o.id, onclick: () => pick(o),
+        }, this.name(o.default.target) + (o.unit.kind === "object" ? " (" + o.unit.score.toFixed(2) + ")" : ""))))) : null;
+      if (e.unit && e.unit.kind === "object") {
+        main.addEventListener("click", (ev) => {
+          const r = main.getBoundingClientRect();
+          const fx = (ev.clientX - r.left) / r.width, fy = (ev.clientY - r.top) / r.height;
+          const hit = siblings.filter((o) => fx >= o.unit.box[0] && fx <= o.unit.box[2] && fy >= o.unit.box[1] && fy <= o.unit.box[3])
+            .sort((a, b) => area(a.unit.box) - area(b.unit.box));
+          if (hit.length) pick(hit[0]);
+        });
+      }
       body.append(nav, el("div", {class: "cc-explorer"},
         el("div", {class: "cc-stage"}, main, this.colourBar(scale, this.name(s.target)),
           el("p", {class: "cc-question"}, this.question(s.contrast, s.target)),
@@ -461,6 +478,7 @@
             e.label !== null && e.label !== undefined ? el("div", {}, "true class: " + this.name(e.label)) : null,
             e.labels ? el("div", {}, "labels present: " + (e.labels.length ? e.labels.map((c) => this.name(c)).join(", ") :
               "none")) : null),
+          units,
           group("Target t", targets),
           group("Contrast", contrasts),
           methods.length > 1 ? group("Method", el("div", {class: "cc-buttons"}, methods.map((mm) => el("button", {
@@ -481,6 +499,50 @@
         })));
       }
       await this.paint(main, e, s.method, s.target, s.contrast, scale);
+      if (e.unit) this.drawUnits(main, e, siblings);
+    }
+
+    // the other regions / objects of the same image, in page order (this one included)
+    siblings(e) {
+      return this.state.list.map((id) => this.entries.get(id)).filter((o) => o.unit && o.image === e.image);
+    }
+
+    // an object's box (all boxes of the image, this one bold) or a region's outline, over the map
+    drawUnits(canvas, e, siblings) {
+      const ctx = canvas.getContext("2d");
+      const W = canvas.width, H = canvas.height;
+      ctx.save();
+      if (e.unit.kind === "object") {
+        for (const o of siblings) {
+          const [x0, y0, x1, y1] = o.unit.box;
+          const current = o.id === e.id;
+          ctx.lineWidth = current ? 3 : 1;
+          ctx.setLineDash(current ? [] : [4, 3]);
+          ctx.strokeStyle = current ? "#111" : "rgba(17,17,17,0.7)";
+          ctx.strokeRect(x0 * W, y0 * H, (x1 - x0) * W, (y1 - y0) * H);
+          if (current) {
+            const text = this.name(o.default.target);
+            ctx.font = "12px sans-serif";
+            ctx.fillStyle = "#111";
+            ctx.fillRect(x0 * W, Math.max(0, y0 * H - 16), ctx.measureText(text).width + 8, 16);
+            ctx.fillStyle = "#fff";
+            ctx.fillText(text, x0 * W + 4, Math.max(12, y0 * H - 4));
+          }
+        }
+      } else {
+        const m = e.unit.mask;
+        const at = (x, y) => x >= 0 && y >= 0 && x < m.w && y < m.h && m.rows[y][x] === "1";
+        ctx.fillStyle = "#111";
+        const sx = W / m.w, sy = H / m.h;
+        for (let y = 0; y < m.h; y++) {
+          for (let x = 0; x < m.w; x++) {
+            if (at(x, y) && !(at(x - 1, y) && at(x + 1, y) && at(x, y - 1) && at(x, y + 1))) {
+              ctx.fillRect(x * sx, y * sy, Math.max(1, sx), Math.max(1, sy));
+            }
+          }
+        }
+      }
+      ctx.restore();
     }
   }
 

@@ -1,0 +1,122 @@
+"""The explorer's entries for segmentation regions and detected objects: one entry per unit, with the
+unit drawn on the page (a region's outline, an object's box) and its siblings (the other units of the
+same image) one click away.
+
+A region offers as targets its class and the classes its pixels rank next (each explained over the same
+pixels); an object offers its own label, with foils among the classes its row ranks next ("no object"
+included for DETR-style models). Every map comes from [`explain`][classcontrast.engine.explain].
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..contrasts import Foil
+from ..detection import Detections
+from ..engine import explain
+from ..errors import ClassContrastWarning
+from ..explanation import displayed
+from ..methods import options_for
+from ..units import Region
+from .encode import display_pixels, fit
+from .page import entry, image_entry
+
+MASK_SIDE = 96  # a region's mask is sent at most this many pixels on a side
+
+
+def _mask_rows(mask: torch.Tensor) -> dict[str, Any]:
+    """A region's mask for the page: rows of '0'/'1' at no more than MASK_SIDE pixels on a side."""
+    h, w = mask.shape
+    f = min(1.0, MASK_SIDE / max(h, w))
+    small = F.interpolate(mask[None, None].float(), size=(max(1, round(h * f)), max(1, round(w * f))),
+                          mode="nearest")[0, 0] > 0.5
+    return {"w": small.shape[1], "h": small.shape[0],
+            "rows": ["".join("1" if v else "0" for v in row) for row in small.tolist()]}
+
+
+def _maps(model: Any, x: torch.Tensor, methods: Sequence[str], contrasts: list[Any], spec: Any,
+          options: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], Any]:
+    """Per method the (L, M, h, w) maps and (L, M) sign notes of one unit (one image), and the result."""
+    maps, notes, res = {}, {}, None
+    for method in methods:
+        with warnings.catch_warnings():  # "t rather than t" is part of the grid on purpose
+            warnings.simplefilter("ignore", ClassContrastWarning)
+            res = explain(model, x, method, contrasts, spec, **options_for(method, options))
+        maps[method] = fit(torch.stack([displayed(e.layer_maps) for e in res.values()], 2).detach().float().cpu())[0]
+        notes[method] = torch.stack([e.disagreeing() for e in res.values()], 2)[0].cpu().numpy()  # type: ignore[misc]
+    return {m: v.numpy() for m, v in maps.items()}, notes, res
+
+
+def unit_entries(model: Any, x: Sequence[torch.Tensor], methods: Sequence[str], spec: Any,
+                 titles: Sequence[str] | None, named: Sequence[str], categories: Sequence[str], **options: Any
+                 ) -> tuple[dict[str, dict[str, str]], list[dict[str, Any]]]:
+    """(images, entries) of the explorer for the units ``spec`` selects (Regions or `Detections`) in each
+    image of ``x`` (tensors (1, C, H, W): segmenters and detectors take images of their own sizes)."""
+    images: dict[str, dict[str, str]] = {}
+    entries: list[dict[str, Any]] = []
+    inverse = getattr(getattr(model, "normalize", None), "inverse", None)
+    for b, xb in enumerate(x):
+        name = titles[b] if titles is not None else f"image {b}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ClassContrastWarning)
+            probe = explain(model, xb, methods[0], "original", spec, **options_for(methods[0], options))
+        images[f"i{b}"] = image_entry(display_pixels(xb, inverse)[0], name)
+        for k, unit in enumerate(probe.units[0]):
+            if not unit.get("selected", True) or unit.get("pixels") == 0:  # a filler, an empty region
+                continue
+            t = int(unit["target"])
+            y = unit["logits"].detach().double()
+            row = y.mean(0) if unit["kind"] == "region" else y  # a region: its pixels' mean logits
+            p = torch.sigmoid(row) if unit["kind"] == "object" and probe.head == "sigmoid" else torch.softmax(row, -1)
+            ranked = [c for c in p.argsort(descending=True).tolist() if c != t]
+            top = [(c, float(p[c])) for c in p.argsort(descending=True)[:5].tolist()]
+            if unit["kind"] == "region":
+                classes = [t, *ranked[:2]]
+                mask = unit["mask"]
+                unit_spec: Any = [Region(c, mask) for c in classes]
+                foils = classes
+                shown = {"kind": "region", "mask": _mask_rows(mask.cpu())}
+                title = f"{name}: region {categories[t]} ({unit['pixels'] / mask.numel():.0%} of pixels)"
+            else:
+                classes, foils = [t], ranked[:3]
+                unit_spec = Detections(indices=[int(unit["index"])])
+                h, w = xb.shape[-2:]
+                x0, y0, x1, y1 = unit["box"]
+                shown = {"kind": "object", "box": [x0 / w, y0 / h, x1 / w, y1 / h], "score": unit["score"]}
+                title = f"{name}: {categories[t]} (object {unit['index']}, score {unit['score']:.3f})"
+            contrasts = [*named, *(Foil(c) for c in foils)]
+            keys = [*named, *(f"foil:{c}" for c in foils)]
+            maps, notes, res = _maps(model, xb, methods, contrasts, unit_spec, options)
+            probabilities = res[named[0]].target_probabilities[0].tolist()  # type: ignore[index]
+            e = entry(f"e{b}_{k}", f"i{b}", title, classes, probabilities, maps, top=top, keys=keys, notes=notes,
+                      default=(t, "weighted" if "weighted" in named else named[0]))
+            e["unit"] = shown
+            entries.append(e)
+    return images, entries
+
+
+def unit_spec(net: torch.nn.Module, x: torch.Tensor, targets: Any) -> Any:
+    """The units ``targets`` asks for on this model — a Region spec or `Detections` as given, or, for
+    None, the 3 largest regions of a segmenter or the 5 best detections of a detector — or None for a
+    classifier (one model call on the first image, without gradients, when ``targets`` is None)."""
+    from ..detection import is_detection_output
+    from ..state import frozen_eval
+    from ..units import dense_logits, is_region_spec
+
+    if is_region_spec(targets) or isinstance(targets, Detections):
+        return targets
+    if targets is not None:
+        return None
+    with frozen_eval(net, freeze=False), torch.no_grad():
+        raw = net(x[:1])
+    if is_detection_output(raw):
+        return Detections(top=5)
+    if dense_logits(raw, x.shape[-2:]) is not None:
+        return Region.all(3)
+    return None
