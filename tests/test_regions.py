@@ -183,6 +183,13 @@ def test_the_command_line_explains_regions(tmp_path) -> None:
         assert "maps/gradcam/foil:__background__" in z.files
     assert run([*argv, "--region", "persn"]) == 2
     assert run([*argv, "--region", "person", "--target", "person"]) == 2
+    bundle = cc.load_model("torchvision:lraspp_mobilenet_v3_large", weights="none")
+    with torch.no_grad():
+        y = bundle.model(bundle.transform(cc.sample_image("chelsea"))[None])["out"]
+    absent = next(c for c in range(len(bundle.categories)) if not (y.argmax(1) == c).any())
+    out.unlink()
+    assert run([*argv, "--region", bundle.categories[absent]]) == 2  # a region that does not exist
+    assert not out.exists()  # one line, before any file is written
 
 
 def test_a_hugging_face_segformer() -> None:

@@ -156,6 +156,12 @@ def explain_command(
                 columns.setdefault((meth, name), []).append(ex)
         first = next(iter(columns.values()))[-1]
         kind = first.units[0][0]["kind"] if first.units else "image"
+        if region:  # a region asked for by name that an image does not have: one line, before any file
+            for i, image_units in enumerate(first.units or []):
+                empty = next((u for u in image_units if u.get("pixels") == 0), None)
+                if empty is not None:
+                    raise ClassContrastError(f"--region {bundle.categories[empty['target']]}: "
+                                             f"{printable(chunk[i][0].name)} has no pixel of that class")
         if task is not None and _TASKS[task] != kind:
             found = next(name for name, unit in _TASKS.items() if unit == kind)
             raise ClassContrastError(f"--task {task}: this model's output is a {found} model's")
