@@ -6,6 +6,7 @@ reports is the softmax of that row at the label, exactly."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,37 @@ def test_detr_style_objects_against_autograd_through_the_raw_model(yolos: nn.Mod
                     assert float(e.scores[i, j]) == pytest.approx(float(score.detach()), rel=1e-10)
 
 
+class _Row(nn.Module):
+    """One query's row of a DETR-style model as a classifier's logits (B, C + 1): the reference."""
+
+    def __init__(self, model: nn.Module, query: int) -> None:
+        super().__init__()
+        self.model, self.query = model, query
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x).logits[:, self.query]
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "smoothgrad"])
+def test_sampling_methods_on_detr_style_objects(yolos: nn.Module, method: str) -> None:
+    """Integrated Gradients and SmoothGrad follow the same queries through every sampled input: each
+    object's map equals the method on the classifier made of that query's row (several objects per image,
+    per-image foils, one call)."""
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(11))
+    opts = {"steps": 4} if method == "integrated_gradients" else {"samples": 3, "seed": 1}
+    ex = cc.explain(yolos, x, method, ["weighted", cc.Foil(torch.tensor([5, 0]))], cc.Detections(top=2, threshold=0.0),
+                    **opts)
+    for key, contrast in (("weighted", cc.Weighted()), ("foil", None)):
+        e = ex[key]
+        for i in range(2):
+            for j, u in enumerate(e.units[i]):
+                c = contrast if contrast is not None else cc.Foil([5, 0][i])
+                with warnings.catch_warnings():  # the reference may ask "t rather than t" (0 everywhere)
+                    warnings.simplefilter("ignore", cc.ClassContrastWarning)
+                    want = cc.explain(_Row(yolos, u["index"]), x[i : i + 1], method, c, u["target"], **opts).maps[0, 0]
+                torch.testing.assert_close(e.maps[i, j], want, rtol=1e-7, atol=1e-12)
+
+
 def test_explicit_detection_indices_and_errors(yolos: nn.Module, tiny: nn.Module, tiny_x: torch.Tensor) -> None:
     x = torch.randn(1, 3, 64, 64, dtype=torch.float64)
     ex = cc.explain(yolos, x, "gradient", "weighted", cc.Detections(indices=[4, 1]))
@@ -85,8 +117,6 @@ def test_explicit_detection_indices_and_errors(yolos: nn.Module, tiny: nn.Module
         cc.explain(yolos, x, "gradient", "weighted", cc.Detections(indices=[9]))
     with pytest.raises(cc.ClassContrastError, match=r"no detection scores at least 0\.99"):
         cc.explain(yolos, x, "gradient", "weighted", cc.Detections(threshold=0.99))
-    with pytest.raises(cc.ClassContrastError, match="single-pass methods"):
-        cc.explain(yolos, x, "integrated_gradients", "weighted", cc.Detections(threshold=0.0))
     with pytest.raises(cc.ClassContrastError, match="Detections targets need a detector"):
         cc.explain(tiny, tiny_x, "gradient", "weighted", cc.Detections())
 
@@ -134,7 +164,7 @@ def test_faster_rcnn_objects_are_their_proposals_rows() -> None:
             (g,) = torch.autograd.grad(total, leaf, retain_graph=True)
             for i in range(2):
                 torch.testing.assert_close(e.maps[i, j], g[i], rtol=1e-4, atol=1e-6 * float(g[i].abs().max()))
-    with pytest.raises(cc.ClassContrastError, match="single-pass methods"):
+    with pytest.raises(cc.ClassContrastError, match="proposals move with the input"):
         cc.explain(model, x, "smoothgrad", "weighted", cc.Detections())
     gradcam = cc.explain(model, x, "gradcam", "weighted", cc.Detections(top=2))
     assert gradcam.layer.startswith("backbone.") and gradcam.maps.shape == (2, 2, 96, 128)  # an FPN level
@@ -209,7 +239,8 @@ def test_sigmoid_scored_detectors(arch: str) -> None:
         assert float(score) == u["score"]  # exactly the reported score
         for key, contrast in (("original", cc.Original()), ("foil:1", cc.Foil(1))):
             (g,) = torch.autograd.grad(contrast.score(row[None], torch.tensor([2])).sum(), leaf, retain_graph=True)
-            torch.testing.assert_close(ex[key].maps[0, j], g[0], rtol=1e-4, atol=1e-6 * float(g[0].abs().max()))
+            # float32, and the objectives combined from a low-rank basis: rounding at 1e-6 of the map's range
+            torch.testing.assert_close(ex[key].maps[0, j], g[0], rtol=1e-4, atol=1e-5 * float(g[0].abs().max()))
 
 
 def test_hugging_face_folders_of_detectors_and_segmenters(yolos: nn.Module, tmp_path: Path) -> None:
@@ -320,3 +351,21 @@ def test_the_explorer_page_shows_objects_and_regions(yolos: nn.Module, tmp_path:
         assert "region" in b.eval("document.querySelector('.cc-panel b').textContent")
         assert b.eval("document.querySelector('button[data-control=\"unit\"][aria-pressed=\"true\"]').dataset.value") \
             == data["entries"][1]["id"]
+
+
+def test_a_detector_is_left_as_found() -> None:
+    """Hooks only inside a call, modes and requires_grad restored, no .grad — after a call, and after a
+    call that fails (an index past the detections)."""
+    from tests.test_hygiene import _assert_untouched, _snapshot
+
+    model = _faster_rcnn()
+    model.roi_heads.train()  # a mixed state, as a user may leave it
+    for p in model.backbone.parameters():
+        p.requires_grad_(False)
+    before = _snapshot(model)
+    x = torch.rand(1, 3, 96, 128)
+    cc.explain(model, x, "gradcam", ["weighted", cc.Foil(0)], cc.Detections(top=2))
+    _assert_untouched(model, before)
+    with pytest.raises(cc.ClassContrastError, match="out of range"):
+        cc.explain(model, x, "gradient", "weighted", cc.Detections(indices=[999]))
+    _assert_untouched(model, before)

@@ -173,14 +173,17 @@ class DetectionUnits:
 
     # -- the rows ------------------------------------------------------------------------------------
 
-    def rows(self, output: Any, got: _Capture | None, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(rows (B, K, C'), targets (B, K)): each chosen object's class-logit row (with its graph) and its
-        label; the first call chooses the objects, later calls (other inputs) read the same ones."""
+    def rows(self, output: Any, got: _Capture | None, x: Tensor, images: Tensor | None = None
+             ) -> tuple[Tensor, Tensor]:
+        """(rows (B', K, C'), targets (B', K)): each chosen object's class-logit row (with its graph) and
+        its label; the first call chooses the objects on the images themselves, later calls (the sampled
+        inputs of Integrated Gradients and SmoothGrad, ``images``: the image of each) read the same
+        queries (DETR-style models only: a torchvision detector's proposals move with the input)."""
         if got is not None:
             return self._torchvision(output, got, x)
-        return self._detr(output, x)
+        return self._detr(output, x, images)
 
-    def _detr(self, output: Any, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _detr(self, output: Any, x: Tensor, images: Tensor | None = None) -> tuple[Tensor, Tensor]:
         logits = output["logits"] if isinstance(output, dict) else output.logits  # (B, Q, C + 1)
         boxes = output["pred_boxes"] if isinstance(output, dict) else output.pred_boxes  # (B, Q, 4) cx cy w h
         c = logits.shape[-1]
@@ -198,8 +201,9 @@ class DetectionUnits:
             cx, cy, bw, bh = boxes.detach().gather(1, self.query[..., None].expand(-1, -1, 4)).unbind(-1)
             scale = torch.tensor([w, h, w, h], device=boxes.device, dtype=boxes.dtype)
             self.boxes = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], -1) * scale
-        rows = logits.gather(1, self.query[..., None].expand(-1, -1, c))
-        return rows, self.labels
+        query, labels = (self.query, self.labels) if images is None else (self.query[images], self.labels[images])
+        rows = logits.gather(1, query[..., None].expand(-1, -1, c))
+        return rows, labels
 
     def _single_stage(self, output: Any, got: _Capture, x: Tensor) -> tuple[Tensor, Tensor]:
         """RetinaNet / FCOS: each detection's row is the class logits of the anchor (location) it came
@@ -286,16 +290,20 @@ class DetectionUnits:
 
     # -- objectives ----------------------------------------------------------------------------------
 
-    def cotangents(self, contrasts: Sequence[Contrast], rows: Tensor, t: Tensor) -> Tensor:
-        """(M·K, B, K, C'): for contrast m and object k, the contrast's gradient on object k's row (0 on
-        the other rows and on fillers)."""
+    def cotangents(self, contrasts: Sequence[Contrast], rows: Tensor, t: Tensor, images: Tensor | None = None,
+                   n_images: int | None = None) -> Tensor:
+        """(M·K, B', K, C'): for contrast m and object k, the contrast's gradient on object k's row (0 on
+        the other rows and on fillers); ``images``: the image of each of the B' inputs (sampling methods)."""
         assert self.selected is not None
+        images = torch.arange(len(rows), device=rows.device) if images is None else images
+        n = len(t) if n_images is None else n_images
         k = rows.shape[1]
         out = []
         for contrast in contrasts:
+            here = contrast.select(images, n)  # a per-image foil follows its image's inputs
             for j in range(k):
                 g = torch.zeros_like(rows)
-                g[:, j] = contrast.grad(rows[:, j], t[:, j]) * self.selected[:, j, None].to(rows.dtype)
+                g[:, j] = here.grad(rows[:, j], t[images, j]) * self.selected[images, j, None].to(rows.dtype)
                 out.append(g)
         return torch.stack(out)
 

@@ -297,9 +297,19 @@ def explain(
             return t
 
         if m.multipass:  # targets come from the images themselves, not from the sampled inputs
-            with torch.no_grad():
-                y = _forward(run, x).detach()
-            t = resolve(y)
+            with torch.no_grad(), ExitStack() as probe:
+                got = capture(run, probe) if detector else None
+                raw = _run(run, x)
+                if got is not None or is_detection_output(raw):  # the images' own objects (DETR: fixed queries)
+                    if got is not None:
+                        raise ClassContrastError("the sampling methods (Integrated Gradients, SmoothGrad) are not "
+                                                 "available for torchvision detectors: their proposals move with "
+                                                 "the input; use a single-pass method")
+                    objects = DetectionUnits(targets, run)
+                    y, t = (v.detach() for v in objects.rows(raw, None, x))
+                else:
+                    y = _forward(run, x, raw).detach()
+                    t = resolve(y)
         total: Tensor | None = None
         for p in m.passes(x):
             with ExitStack() as hooks:  # open until the pass's backward is done (LRP rules act there)
@@ -311,11 +321,10 @@ def explain(
                 got = capture(run, hooks) if detector else None
                 raw = _run(run, rec.input)
                 if got is not None or is_detection_output(raw):  # a detector: the units are its objects
-                    if m.multipass:
-                        _forward(run, rec.input, raw)  # the one-line refusal
                     objects = objects or DetectionUnits(targets, run)
-                    logits, t = objects.rows(raw, got, rec.input)
-                    y = logits.detach()
+                    logits, tp = objects.rows(raw, got, rec.input, p.rows)
+                    if not m.multipass:
+                        y, t = logits.detach(), tp
                 else:
                     logits = _forward(run, rec.input, raw)
                 if y is None:
@@ -323,14 +332,18 @@ def explain(
                     t = resolve(y)
                 m.after_forward(rec)
                 if objects is not None:
-                    cot = objects.cotangents(contrasts, logits.detach(), t)
+                    cot = objects.cotangents(contrasts, logits.detach(), t, p.rows, n_images)
                 elif regions is not None:
                     cot = regions.cotangents(contrasts, logits.detach(), t, p.rows, n_images)
                 else:
                     cs = [c.select(p.rows, n_images) for c in contrasts] if m.multipass else contrasts
                     yl, tr = logits.detach(), t[p.rows]
                     cot = torch.stack([c.grad(yl, tr[:, j]) for c in cs for j in range(t.shape[1])])
-                reduced = low_rank(cot) if m.linear and regions is None and objects is None else None
+                reduced = None
+                if m.linear and regions is None:  # objects: each image's K rows side by side, (R, B, K·C)
+                    reduced = low_rank(cot.flatten(2) if objects is not None else cot)
+                    if reduced is not None and objects is not None:
+                        reduced = (reduced[0].reshape(len(reduced[0]), *cot.shape[1:]), reduced[1])
                 vectorise = logits.device.type != "cpu" if batched is None else batched
                 chunks = vjp(logits, rec.tensors, cot if reduced is None else reduced[0],
                              batched=vectorise and m.batched_vjp)
