@@ -369,3 +369,21 @@ def test_a_detector_is_left_as_found() -> None:
     with pytest.raises(cc.ClassContrastError, match="out of range"):
         cc.explain(model, x, "gradient", "weighted", cc.Detections(indices=[999]))
     _assert_untouched(model, before)
+
+
+def test_units_record_images_regions_and_objects(yolos: nn.Module, tiny: nn.Module, tiny_x: torch.Tensor) -> None:
+    """`Explanation.units`: one record per explained unit, in the order of the maps' K axis."""
+    from tests.test_regions import TinySeg
+
+    ex = cc.explain(tiny, tiny_x, "gradient", "weighted", cc.TopK(2))
+    assert [[u["kind"] for u in image] for image in ex.units] == [["image", "image"]] * len(tiny_x)
+    assert all(u["target"] == int(ex.targets[i, j]) and torch.equal(u["logits"], ex.logits[i])
+               for i, image in enumerate(ex.units) for j, u in enumerate(image))
+    torch.manual_seed(0)
+    seg = cc.explain(TinySeg().eval(), torch.randn(1, 3, 24, 24, generator=torch.Generator().manual_seed(3)),
+                     "gradient", "weighted", cc.Region.all(2))
+    assert [u["kind"] for u in seg.units[0]] == ["region", "region"] and seg.units[0][0]["logits"].ndim == 2
+    obj = cc.explain(yolos, torch.randn(1, 3, 64, 64, dtype=torch.float64), "gradient", "weighted",
+                     cc.Detections(top=2, threshold=0.0))
+    assert [u["kind"] for u in obj.units[0]] == ["object", "object"]
+    assert {"box", "label", "score", "index", "logits", "target"} <= set(obj.units[0][0])

@@ -46,9 +46,8 @@ class Explanation:
         self.foils = foils
         self.size = tuple(size) if size is not None else (tuple(maps.shape[-2:]) if maps is not None else None)
         self.objective = objective  # the Contrast whose gradient made the maps
-        # What was explained, per image and target: None for whole images (a classifier); for a segmenter,
-        # region records {"kind": "region", "target", "mask" (H, W), "logits" (pixels, C), "pixels"}
-        self.units = units
+        # What was explained, per image and target (see `units`): None here for whole images (a classifier)
+        self._units = units
         self._scores = scores
         self.head = head  # "softmax" or "sigmoid" (multi-label: independent probabilities)
         self._target_probabilities = target_probabilities
@@ -64,6 +63,18 @@ class Explanation:
             same = self.size is None or lm.ndim != 4 or tuple(lm.shape[-2:]) == self.size
             self._maps = lm if same else upsample(lm, self.size)  # type: ignore[arg-type]
         return self._maps
+
+    @property
+    def units(self) -> list[list[dict[str, Any]]]:
+        """What was explained, per image a list in the order of the maps' K axis: records with ``kind``
+        (``"image"``, ``"region"`` or ``"object"``), ``target`` and ``logits`` (the unit's class logits as
+        the model computed them: the image's (C,), a region's pixels (N, C), an object's row (C,)); a
+        region adds ``mask`` (H, W) and ``pixels``; an object ``box`` (x0, y0, x1, y1 in input pixels),
+        ``label``, ``score`` (the model's), ``index`` (its place in the model's detections) and ``selected``."""
+        if self._units is not None:
+            return self._units
+        t = self.targets.tolist()
+        return [[{"kind": "image", "target": c, "logits": self.logits[i]} for c in row] for i, row in enumerate(t)]
 
     @property
     def probabilities(self) -> Tensor:
@@ -112,7 +123,7 @@ class Explanation:
         return Explanation(move(self._maps), self.layer_maps.to(device), self.targets.to(device),
                            self.logits.to(device), self.method, self.contrast, self.layer, self.options,
                            move(self.inputs), self.to_pixels, self.categories, move(self.foils), self.size,
-                           self.objective, self.units, move(self._scores), move(self._target_probabilities),
+                           self.objective, self._units, move(self._scores), move(self._target_probabilities),
                            self.head, move(self.selected))
 
     def __repr__(self) -> str:

@@ -155,9 +155,9 @@ def explain_command(
             for name, ex in res.items():
                 columns.setdefault((meth, name), []).append(ex)
         first = next(iter(columns.values()))[-1]
-        kind = first.units[0][0]["kind"] if first.units else "image"
+        kind = first.units[0][0]["kind"]
         if region:  # a region asked for by name that an image does not have: one line, before any file
-            for i, image_units in enumerate(first.units or []):
+            for i, image_units in enumerate(first.units):
                 empty = next((u for u in image_units if u.get("pixels") == 0), None)
                 if empty is not None:
                     raise ClassContrastError(f"--region {bundle.categories[empty['target']]}: "
@@ -188,7 +188,7 @@ def explain_command(
         from ..explorer.page import NAMED, PEERS
 
         named = (*NAMED, *(c.name for c in contrasts if c.name in PEERS))  # the peers' buttons when asked for
-        units = regions or objects or (Region.all(top_k) if first.units is not None else None)
+        units = regions or objects or (Region.all(top_k) if first.units[0][0]["kind"] == "region" else None)
         page = write_explorer(html, bundle, torch.cat(inputs) if len(sizes) == 1 else inputs, methods,
                               units if units is not None else t.to(dev), [p.name for p, _ in loaded],
                               batch_size=batch_size, named=named, **opts)
@@ -249,7 +249,7 @@ def _one(e: Any, i: int, n: int) -> Any:
 
     return Explanation(e.maps[i : i + 1], e.layer_maps[i : i + 1], e.targets[i : i + 1], e.logits[i : i + 1],
                        e.method, e.contrast, e.layer, foils=part(e.foils), objective=_one_image(e.objective, i, n),
-                       units=part(e.units), scores=part(e._scores), target_probabilities=part(e._target_probabilities),
+                       units=part(e._units), scores=part(e._scores), target_probabilities=part(e._target_probabilities),
                        head=e.head, selected=part(e.selected))
 
 
@@ -286,7 +286,7 @@ def unit_arrays(ex: Any, suffix: str = "") -> dict[str, Any]:
     import numpy as np
 
     units = ex.units
-    if not units:
+    if units[0][0]["kind"] == "image":
         return {}
     if units[0][0]["kind"] == "region":
         masks = np.stack([[u["mask"].cpu().numpy() for u in image] for image in units])
@@ -340,7 +340,7 @@ def _cat(parts: list[Any]) -> Any:
         targets=torch.cat([p.targets for p in parts]), logits=torch.cat([p.logits for p in parts]),
         method=first.method, contrast=first.contrast, layer=first.layer, options=first.options,
         foils=None if first.foils is None else torch.cat([p.foils for p in parts]), objective=first.objective,
-        units=None if first.units is None else [u for p in parts for u in p.units],
+        units=None if first._units is None else [u for p in parts for u in p._units],
         scores=None if first._scores is None else torch.cat([p._scores for p in parts]),
         target_probabilities=None if first._target_probabilities is None else
         torch.cat([p._target_probabilities for p in parts]), head=first.head,
