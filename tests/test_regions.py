@@ -239,3 +239,38 @@ def test_region_gradcam_equals_pytorch_grad_cams_semantic_segmentation_target(se
             with pgc.GradCAM(plain, [layer]) as cam:
                 theirs = cam(x, targets=[target])
             np.testing.assert_allclose(theirs, _as_pytorch_grad_cam(ours[key].layer_maps[:, 0], 16), atol=1e-6)
+
+
+def test_a_torchvision_segmenters_regions_against_per_class_per_pixel_maps() -> None:
+    """LR-ASPP (random weights, float64): a region's map for weighted, mean and a foil equals the
+    combination, pixel by pixel, of the gradients of every class at every pixel of the region, each
+    computed alone (one backward pass per class and pixel)."""
+    bundle = cc.load_model("torchvision:lraspp_mobilenet_v3_large", weights="none")
+    model = bundle.model.double()
+    try:
+        x = torch.randn(1, 3, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            y = model(x)["out"][0]  # (C, H, W)
+        mask = torch.zeros(16, 16, dtype=torch.bool)
+        pixels = [(3, 4), (3, 5), (9, 11), (12, 2)]
+        for i, j in pixels:
+            mask[i, j] = True
+        t = int(y[:, 3, 4].argmax())
+        s = int(y[:, 3, 4].argsort()[-2])
+        leaf = x.clone().requires_grad_(True)
+        out = model(leaf)["out"][0]
+        grads = {(c, p): torch.autograd.grad(out[c, p[0], p[1]], leaf, retain_graph=True)[0][0]
+                 for p in pixels for c in range(y.shape[0])}
+        want = {"weighted": 0, "mean": 0, f"foil:{bundle.categories[s]}": 0}
+        for p in pixels:
+            others = [c for c in range(y.shape[0]) if c != t]
+            alpha = torch.softmax(y[others, p[0], p[1]], 0)
+            want["weighted"] = want["weighted"] + grads[t, p] - sum(a * grads[c, p] for a, c in zip(alpha, others,
+                                                                                                   strict=True))
+            want["mean"] = want["mean"] + grads[t, p] - sum(grads[c, p] for c in others) / len(others)
+            want[f"foil:{bundle.categories[s]}"] = want[f"foil:{bundle.categories[s]}"] + grads[t, p] - grads[s, p]
+        ex = cc.explain(model, x, "gradient", ["weighted", "mean", cc.Foil(s)], cc.Region(t, mask), keep_channels=True)
+        for key, got in zip(want, ex.values(), strict=True):
+            torch.testing.assert_close(got.maps[0, 0], want[key], rtol=1e-8, atol=1e-12)
+    finally:
+        model.float()
