@@ -5,7 +5,9 @@ and per-pixel classes are known. Honest data for multi-label, segmentation and d
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -90,26 +92,37 @@ class SceneNet(nn.Module):
         return z.logsumexp(-1) - math.log(z.shape[-1])
 
 
-def train_multilabel(seed: int = 0, n: int = 2000, epochs: int = 6) -> ModelBundle:
-    """A multi-label digit-scene CNN (sigmoid head), trained with binary cross-entropy in a few seconds."""
-    from torchvision import transforms as T
-
+def _trained(make: Callable[[], nn.Module], seed: int, n: int, epochs: int, lr: float,
+             loss: Callable[[Any, Scenes, Any, slice], torch.Tensor],
+             prepare: Callable[[Scenes], Any] = lambda data: None) -> tuple[nn.Module, Normalize]:
+    """A model made by ``make`` (after seeding) trained with Adam on ``n`` training scenes of ``seed``,
+    batches of 64: ``loss(output, scenes, prepare(scenes), batch)``; in eval mode, with its normalisation."""
     data = make_scenes(n, seed=seed, split="train")
+    extra = prepare(data)
     torch.manual_seed(seed)
-    model = SceneNet()
+    model = make()
     norm = Normalize((0.5,), (0.5,))
     x = norm(data.images)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     for _ in range(epochs):
         for i in range(0, n, 64):
             opt.zero_grad()
-            loss = F.binary_cross_entropy_with_logits(model(x[i : i + 64]), data.labels[i : i + 64])
-            loss.backward()  # training, not an explanation
+            loss(model(x[i : i + 64]), data, extra, slice(i, i + 64)).backward()  # training, not an explanation
             opt.step()
-    model.eval()
-    return ModelBundle(model, T.Compose([T.Grayscale(), T.ToTensor()]), norm, [str(i) for i in range(10)],
-                       "digit-scenes-multilabel",
-                       head="sigmoid")
+    return model.eval(), norm
+
+
+def _bundle(model: nn.Module, norm: Normalize, categories: list[str], name: str, head: str = "softmax") -> ModelBundle:
+    from torchvision import transforms as T
+
+    return ModelBundle(model, T.Compose([T.Grayscale(), T.ToTensor()]), norm, categories, name, head=head)
+
+
+def train_multilabel(seed: int = 0, n: int = 2000, epochs: int = 6) -> ModelBundle:
+    """A multi-label digit-scene CNN (sigmoid head), trained with binary cross-entropy in a few seconds."""
+    model, norm = _trained(SceneNet, seed, n, epochs, 3e-3,
+                           lambda out, data, _, b: F.binary_cross_entropy_with_logits(out, data.labels[b]))
+    return _bundle(model, norm, [str(i) for i in range(10)], "digit-scenes-multilabel", head="sigmoid")
 
 
 class SceneSegNet(nn.Module):
@@ -129,24 +142,10 @@ class SceneSegNet(nn.Module):
 def train_segmenter(seed: int = 0, n: int = 1500, epochs: int = 5) -> ModelBundle:
     """A digit-scene segmenter (per-pixel softmax over background and the ten digits) trained with
     cross-entropy in a few seconds; its categories are ``background``, ``0`` … ``9``."""
-    from torchvision import transforms as T
-
-    data = make_scenes(n, seed=seed, split="train")
-    torch.manual_seed(seed)
-    model = SceneSegNet()
-    norm = Normalize((0.5,), (0.5,))
-    x = norm(data.images)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     weight = torch.tensor([0.1] + [1.0] * 10)  # ink is ~4% of the pixels: the background weighs less
-    for _ in range(epochs):
-        for i in range(0, n, 64):
-            opt.zero_grad()
-            loss = F.cross_entropy(model(x[i : i + 64])["out"], data.segmentation[i : i + 64], weight=weight)
-            loss.backward()  # training, not an explanation
-            opt.step()
-    model.eval()
-    return ModelBundle(model, T.Compose([T.Grayscale(), T.ToTensor()]), norm,
-                       ["background", *(str(i) for i in range(10))], "digit-scenes-segmenter")
+    model, norm = _trained(SceneSegNet, seed, n, epochs, 3e-3,
+                           lambda out, data, _, b: F.cross_entropy(out["out"], data.segmentation[b], weight=weight))
+    return _bundle(model, norm, ["background", *(str(i) for i in range(10))], "digit-scenes-segmenter")
 
 
 class SceneDetector(nn.Module):
@@ -183,25 +182,42 @@ def cell_targets(scenes: Scenes) -> tuple[torch.Tensor, torch.Tensor]:
 def train_detector(seed: int = 0, n: int = 1500, epochs: int = 6) -> ModelBundle:
     """The digit-scene detector trained in a few seconds (cross-entropy on each cell's class, L1 on the
     boxes of the cells that hold a digit); categories ``0`` … ``9``, ``no object``."""
-    from torchvision import transforms as T
-
-    data = make_scenes(n, seed=seed, split="train")
-    labels, boxes = cell_targets(data)
-    torch.manual_seed(seed)
-    model = SceneDetector()
-    norm = Normalize((0.5,), (0.5,))
-    x = norm(data.images)
-    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
     weight = torch.tensor([1.0] * 10 + [0.5])  # most cells hold no digit
-    for _ in range(epochs):
-        for i in range(0, n, 64):
-            opt.zero_grad()
-            out = model(x[i : i + 64])
-            has = labels[i : i + 64] < 10
-            loss = F.cross_entropy(out["logits"].reshape(-1, 11), labels[i : i + 64].reshape(-1), weight=weight) \
-                + 5 * F.l1_loss(out["pred_boxes"][has], boxes[i : i + 64][has])
-            loss.backward()  # training, not an explanation
-            opt.step()
-    model.eval()
-    return ModelBundle(model, T.Compose([T.Grayscale(), T.ToTensor()]), norm,
-                       [*(str(i) for i in range(10)), "no object"], "digit-scenes-detector")
+
+    def loss(out: dict[str, torch.Tensor], data: Scenes, targets: Any, b: slice) -> torch.Tensor:
+        labels, boxes = targets[0][b], targets[1][b]
+        has = labels < 10
+        return F.cross_entropy(out["logits"].reshape(-1, 11), labels.reshape(-1), weight=weight) \
+            + 5 * F.l1_loss(out["pred_boxes"][has], boxes[has])
+
+    model, norm = _trained(SceneDetector, seed, n, epochs, 5e-3, loss, cell_targets)
+    return _bundle(model, norm, [*(str(i) for i in range(10)), "no object"], "digit-scenes-detector")
+
+
+FRACTIONS = [0.0, 0.01, 0.02, 0.04, 0.08, 0.16]
+
+
+def deletion_area(score: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, maps: torch.Tensor) -> float:
+    """The mean area under ``score`` (one number per scene) as each map's top-ranked pixels become
+    background (−1 in the normalised input), over the deleted fraction FRACTIONS normalised to [0, 1]: a
+    slow, separate re-implementation of deletion, no classcontrast code in it."""
+    n, _, h, w = x.shape
+    order = maps.flatten(1).argsort(1, descending=True)
+    curve = []
+    for f in FRACTIONS:
+        keep = torch.ones(n, h * w)
+        keep.scatter_(1, order[:, : round(f * h * w)], 0.0)
+        keep = keep.view(n, 1, h, w)
+        with torch.no_grad():
+            curve.append(score(x * keep - (1 - keep)))
+    c, fr = torch.stack(curve, 1), torch.tensor(FRACTIONS)
+    return float((((c[:, 1:] + c[:, :-1]) / 2) * (fr[1:] - fr[:-1])).sum(1).mean() / FRACTIONS[-1])
+
+
+def box_share(maps: torch.Tensor, scenes: Scenes, digits: list[int]) -> float:
+    """The mean share of each map's positive mass inside the box of its digit."""
+    shares = []
+    for i, d in enumerate(digits):
+        m = maps[i].clamp(min=0)
+        shares.append(float(m[scenes.box_mask(i, d)].sum() / m.sum().clamp(min=1e-12)))
+    return sum(shares) / len(shares)

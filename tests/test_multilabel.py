@@ -13,7 +13,7 @@ from PIL import Image
 from torch import nn
 
 import classcontrast as cc
-from tests.scenes import Scenes, make_scenes, train_multilabel
+from tests.scenes import Scenes, box_share, deletion_area, make_scenes, train_multilabel
 from tests.test_cli import run
 
 SEEDS = (0, 1, 2)
@@ -72,32 +72,9 @@ def test_figures_leave_the_fillers_out() -> None:
     assert sum("(independent)" in t for t in titles) == shown
 
 
-def _box_share(maps: torch.Tensor, scenes: Scenes, targets: list[int]) -> float:
-    """The mean share of each map's positive mass inside the box of its target digit."""
-    shares = []
-    for i, t in enumerate(targets):
-        m = maps[i].clamp(min=0)
-        shares.append(float(m[scenes.box_mask(i, t)].sum() / m.sum().clamp(min=1e-12)))
-    return float(np.mean(shares))
-
-
-FRACTIONS = [0.0, 0.01, 0.02, 0.04, 0.08, 0.16]
-
-
 def _deletion_auc(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, t: torch.Tensor) -> float:
-    """Mean area under sigma(y_t) as the top-ranked pixels of each map become background (a slow,
-    separate re-implementation: no classcontrast code), x-axis normalised to [0, 1]."""
-    n, _, h, w = x.shape
-    order = maps.flatten(1).argsort(1, descending=True)
-    curve = []
-    for f in FRACTIONS:
-        keep = torch.ones(n, h * w)
-        keep.scatter_(1, order[:, : round(f * h * w)], 0.0)
-        keep = keep.view(n, 1, h, w)
-        with torch.no_grad():
-            curve.append(torch.sigmoid(model(x * keep - (1 - keep))).gather(1, t[:, None])[:, 0])
-    c, fr = torch.stack(curve, 1), torch.tensor(FRACTIONS)
-    return float((((c[:, 1:] + c[:, :-1]) / 2) * (fr[1:] - fr[:-1])).sum(1).mean() / FRACTIONS[-1])
+    """Deletion of sigma(y_t) in each map's order."""
+    return deletion_area(lambda xx: torch.sigmoid(model(xx)).gather(1, t[:, None])[:, 0], x, maps)
 
 
 def test_planted_evidence_on_digit_scenes_over_seeds(scene_models: list[cc.ModelBundle]) -> None:
@@ -113,7 +90,7 @@ def test_planted_evidence_on_digit_scenes_over_seeds(scene_models: list[cc.Model
         ex = cc.explain(bundle, x, "gradient_x_input", ["original", cc.Foil(s)], t[:, None])
         own, why_not_s = ex["original"].maps[:, 0], ex["foil"].maps[:, 0]
         other = cc.explain(bundle, x, "gradient_x_input", "original", s[:, None]).maps[:, 0]
-        assert _box_share(own, scenes, t.tolist()) > 0.4, seed
+        assert box_share(own, scenes, t.tolist()) > 0.4, seed
         random = torch.rand(own.shape, generator=torch.Generator().manual_seed(seed))
         auc_own = _deletion_auc(bundle.model, x, own, t)
         auc_random, auc_other = _deletion_auc(bundle.model, x, random, t), _deletion_auc(bundle.model, x, other, t)

@@ -10,32 +10,20 @@ import pytest
 import torch
 
 import classcontrast as cc
-from tests.scenes import Scenes, make_scenes, train_detector, train_segmenter
-
-FRACTIONS = [0.0, 0.01, 0.02, 0.04, 0.08, 0.16]
+from tests.scenes import Scenes, box_share, deletion_area, make_scenes, train_detector, train_segmenter
 
 
 def _margin(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor,
             masks: torch.Tensor) -> torch.Tensor:
     """Each scene's mean of y_t − y_s over its region's pixels (a separate re-implementation)."""
-    with torch.no_grad():
-        y = model(x)["out"]
+    y = model(x)["out"]
     n = torch.arange(len(t))
     return ((y[n, t] - y[n, s]) * masks).flatten(1).sum(1) / masks.flatten(1).sum(1)
 
 
 def _deletion(model: torch.nn.Module, x: torch.Tensor, maps: torch.Tensor, t: torch.Tensor, s: torch.Tensor,
               masks: torch.Tensor) -> float:
-    n, _, h, w = x.shape
-    order = maps.flatten(1).argsort(1, descending=True)
-    curve = []
-    for f in FRACTIONS:
-        keep = torch.ones(n, h * w)
-        keep.scatter_(1, order[:, : round(f * h * w)], 0.0)
-        keep = keep.view(n, 1, h, w)
-        curve.append(_margin(model, x * keep - (1 - keep), t, s, masks))
-    c, fr = torch.stack(curve, 1), torch.tensor(FRACTIONS)
-    return float((((c[:, 1:] + c[:, :-1]) / 2) * (fr[1:] - fr[:-1])).sum(1).mean() / FRACTIONS[-1])
+    return deletion_area(lambda xx: _margin(model, xx, t, s, masks), x, maps)
 
 
 def _maps(bundle: cc.ModelBundle, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor,
@@ -50,14 +38,6 @@ def _maps(bundle: cc.ModelBundle, x: torch.Tensor, t: torch.Tensor, s: torch.Ten
         for k in out:
             out[k][idx] = ex[k].maps[:, 0]
     return out
-
-
-def _box_share(maps: torch.Tensor, scenes: Scenes, digits: list[int]) -> float:
-    shares = []
-    for i, d in enumerate(digits):
-        m = maps[i].clamp(min=0)
-        shares.append(float(m[scenes.box_mask(i, d)].sum() / m.sum().clamp(min=1e-12)))
-    return sum(shares) / len(shares)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -76,33 +56,18 @@ def test_region_maps_on_digit_scenes(seed: int) -> None:
     mean[torch.arange(len(t)), t] = mean[:, 0] = -torch.inf
     s = mean.argmax(1)  # the digit class the region is most confusable with
     maps = _maps(bundle, x, t, s, masks)
-    assert _box_share(maps["weighted"], scenes, digits) > 0.3  # the digit's box is 3.5% of the canvas
+    assert box_share(maps["weighted"], scenes, digits) > 0.3  # the digit's box is 3.5% of the canvas
     random = torch.rand(maps["original"].shape, generator=torch.Generator().manual_seed(seed))
     deletion = {k: _deletion(bundle.model, x, m, t, s, masks.double()) for k, m in {**maps, "random": random}.items()}
     assert deletion["foil"] < deletion["original"] - 0.15, deletion
     assert max(deletion["foil"], deletion["original"], deletion["weighted"]) < deletion["random"] - 1.0, deletion
 
 
-def _object_margin(model: torch.nn.Module, x: torch.Tensor, q: torch.Tensor, t: torch.Tensor,
-                   s: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        y = model(x)["logits"]
-    n = torch.arange(len(t))
-    return y[n, q, t] - y[n, q, s]
-
-
 def _object_deletion(model: torch.nn.Module, x: torch.Tensor, maps: torch.Tensor, q: torch.Tensor,
                      t: torch.Tensor, s: torch.Tensor) -> float:
-    n, _, h, w = x.shape
-    order = maps.flatten(1).argsort(1, descending=True)
-    curve = []
-    for f in FRACTIONS:
-        keep = torch.ones(n, h * w)
-        keep.scatter_(1, order[:, : round(f * h * w)], 0.0)
-        keep = keep.view(n, 1, h, w)
-        curve.append(_object_margin(model, x * keep - (1 - keep), q, t, s))
-    c, fr = torch.stack(curve, 1), torch.tensor(FRACTIONS)
-    return float((((c[:, 1:] + c[:, :-1]) / 2) * (fr[1:] - fr[:-1])).sum(1).mean() / FRACTIONS[-1])
+    """Deletion of each scene's object margin y_t − y_s on its query's row."""
+    n = torch.arange(len(t))
+    return deletion_area(lambda xx: model(xx)["logits"][n, q, t] - model(xx)["logits"][n, q, s], x, maps)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -124,7 +89,7 @@ def test_object_maps_on_digit_scenes(seed: int) -> None:
     found = [i for i in range(len(x)) if int(t[i]) in scenes.boxes[i]]  # detections of a digit present
     assert len(found) >= 0.9 * len(x)
     weighted = ex["weighted"].maps[:, 0]
-    assert _box_share(weighted[found], Scenes(scenes.images[found], scenes.labels[found],
+    assert box_share(weighted[found], Scenes(scenes.images[found], scenes.labels[found],
                                               [scenes.boxes[i] for i in found], scenes.segmentation[found]),
                       [int(t[i]) for i in found]) > 0.25  # the box is 3.5% of the canvas
     random = torch.rand(foil.shape, generator=torch.Generator().manual_seed(seed))
