@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -70,3 +73,14 @@ def embedded64(embedded: cc.ModelBundle) -> nn.Module:
 @pytest.fixture(scope="session")
 def photo64(embedded: cc.ModelBundle) -> torch.Tensor:
     return embedded.transform(cc.sample_image("coffee"))[None].double()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_stray_files_in_the_repository() -> Iterator[None]:
+    """The tests write into their temporary folders only: a command line run without ``--out`` would
+    leave a ``why.png`` in the repository (and a commit would pick it up)."""
+    root = Path(__file__).resolve().parents[1]
+    before = {p.name for p in root.iterdir() if p.is_file()}
+    yield
+    stray = sorted(p.name for p in root.iterdir() if p.is_file() and p.name not in before)
+    assert not stray, f"tests wrote into the repository root: {stray}"

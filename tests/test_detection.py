@@ -200,7 +200,8 @@ def test_the_command_line_explains_detections(tmp_path: Path, capsys: pytest.Cap
     assert run([*base, "--task", "segmentation", "--out", str(tmp_path / "no.png")]) == 2
     err = capsys.readouterr().err
     assert "this model is a detector: its units are the objects it detects" in err
-    assert run([*base, "--detections", "2", "--html", str(tmp_path / "objects.html")]) == 0
+    assert run([*base, "--detections", "2", "--html", str(tmp_path / "objects.html"), "--out",
+                str(tmp_path / "o.png")]) == 0
     assert "detected objects" in (tmp_path / "objects.html").read_text()
 
 
