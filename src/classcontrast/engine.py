@@ -154,9 +154,6 @@ def _forward(net: nn.Module, x: Tensor, raw: Any = None) -> Tensor:
     segmenter (see `classcontrast.units.dense_logits`); another output is a one-line error. ``raw``: the
     model's output when it already ran."""
     raw = _run(net, x) if raw is None else raw
-    if is_detection_output(raw):
-        raise ClassContrastError("a detector's objects are explained by the single-pass methods (gradient, "
-                                 "gradient_x_input, GradCAM, XGradCAM, Linear Approximation, FullGrad) for now")
     logits = logits_of(raw)
     if isinstance(logits, Tensor) and logits.ndim == 2:
         return logits
