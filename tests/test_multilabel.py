@@ -70,6 +70,23 @@ def test_figures_leave_the_fillers_out() -> None:
     assert len(fig.axes) == shown * 3 + 1  # per shown target: the image and two maps; one colour bar
     titles = [a.get_title() for a in fig.axes]
     assert sum("(independent)" in t for t in titles) == shown
+    # the explorer offers each image its labels above the threshold only, with their own maps
+    from classcontrast.explorer.compute import explorer_data
+    from classcontrast.models import Normalize
+
+    bundle = cc.ModelBundle(model, lambda image: image, Normalize((0.0,) * 3, (1.0,) * 3),
+                            [f"label {i}" for i in range(12)], "multi-label", head="sigmoid")
+    data = explorer_data(bundle, x, ["gradient"], cc.Threshold(level))
+    from tests.test_detection import _tile
+
+    for i, e in enumerate(data["entries"]):
+        want = ex["original"].targets[i][ex["original"].selected[i]].tolist()
+        foils = e["methods"]["gradient"]["contrasts"][-len(want) :]
+        assert e["targets"] == want and foils == [f"foil:{c}" for c in want]
+        j = len(want) - 1
+        ref = cc.explain(bundle, x[i : i + 1], "gradient", "original", want[j]).layer_maps[0, 0]
+        np.testing.assert_allclose(_tile(e, "gradient", j, "original"), ref.float().numpy(),
+                                   atol=float(ref.abs().max()) / 100)
 
 
 def _deletion_auc(model: nn.Module, x: torch.Tensor, maps: torch.Tensor, t: torch.Tensor) -> float:

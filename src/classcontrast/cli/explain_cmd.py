@@ -190,7 +190,8 @@ def explain_command(
         named = (*NAMED, *(c.name for c in contrasts if c.name in PEERS))  # the peers' buttons when asked for
         units = regions or objects or (Region.all(top_k) if first.units[0][0]["kind"] == "region" else None)
         page = write_explorer(html, bundle, torch.cat(inputs) if len(sizes) == 1 else inputs, methods,
-                              units if units is not None else t.to(dev), [p.name for p, _ in loaded],
+                              units if units is not None else threshold_spec if threshold is not None else t.to(dev),
+                              [p.name for p, _ in loaded],
                               batch_size=batch_size, named=named, **opts)
         console.print(f"wrote {page}")
 

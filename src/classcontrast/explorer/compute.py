@@ -18,7 +18,7 @@ from ..errors import ClassContrastError, ClassContrastWarning
 from ..explanation import displayed
 from ..methods import options_for
 from ..state import predict
-from ..targets import TopK, resolve_targets
+from ..targets import Threshold, TopK, resolve_targets
 from .encode import display_pixels, fit
 from .page import NAMED, contrast_keys, entry, image_entry, write_page
 from .units import unit_entries, unit_spec
@@ -81,7 +81,9 @@ def explorer_data(model: Any, x: torch.Tensor | Sequence[torch.Tensor], methods:
         p = torch.sigmoid(logits) if head == "sigmoid" else torch.softmax(logits, 1)
         per_image = isinstance(targets, (list, tuple, torch.Tensor)) and len(targets) == x.shape[0]
         spec = targets[start : start + batch_size] if per_image else targets
-        classes = resolve_targets(TopK(min(3, logits.shape[1])) if spec is None else spec, logits)
+        classes = resolve_targets(TopK(min(3, logits.shape[1])) if spec is None else spec, logits, head)
+        # Threshold targets: an image's fillers (below the threshold) are not offered
+        keep = spec.selected(logits, classes, head) if isinstance(spec, Threshold) else classes >= 0
         maps, _, notes = explore(model, xb, methods, classes, named, **options)
         pixels = display_pixels(xb, getattr(getattr(model, "normalize", None), "inverse", None))
         top = p.topk(min(5, p.shape[1]), 1)
@@ -89,11 +91,14 @@ def explorer_data(model: Any, x: torch.Tensor | Sequence[torch.Tensor], methods:
             b = start + i
             name = titles[b] if titles is not None else f"image {b}"
             images[f"i{b}"] = image_entry(pixels[i], name)
-            cls = classes[i].tolist()
-            entries.append(entry(f"e{b}", f"i{b}", name, cls, p[i, classes[i]].tolist(),
-                                 maps={m: v[i].numpy() for m, v in maps.items()}, keys=contrast_keys(cls, named),
+            kept = keep[i].nonzero()[:, 0].tolist()
+            axis = [*range(len(named)), *(len(named) + j for j in kept)]  # the contrasts: named, kept foils
+            cls = classes[i, kept].tolist()
+            entries.append(entry(f"e{b}", f"i{b}", name, cls, p[i, classes[i, kept]].tolist(),
+                                 maps={m: v[i].numpy()[kept][:, axis] for m, v in maps.items()},
+                                 keys=contrast_keys(cls, named),
                                  top=list(zip(top.indices[i].tolist(), top.values[i].tolist(), strict=True)),
-                                 notes={m: v[i].numpy() for m, v in notes.items()}))
+                                 notes={m: v[i].numpy()[kept][:, axis] for m, v in notes.items()}))
     names = list(categories if categories is not None else getattr(model, "categories", None) or
                  [f"class {i}" for i in range(logits.shape[1])])
     independent = "; sigmoid head: independent probabilities (they need not sum to 1)" if head == "sigmoid" else ""
