@@ -164,12 +164,39 @@ class DetectionUnits:
                                      "threshold or name detections by index")
         return chosen
 
-    def _layout(self, chosen: list[list[int]], device: torch.device) -> tuple[Tensor, int]:
+    def _layout(self, chosen: list[list[int]], device: torch.device) -> int:
+        """K (the most objects of any image); sets ``selected`` and ``index`` (each image's chosen places,
+        padded with 0 as fillers)."""
         k = max(len(c) for c in chosen)
-        selected = torch.zeros(len(chosen), k, dtype=torch.bool, device=device)
+        self.selected = torch.zeros(len(chosen), k, dtype=torch.bool, device=device)
         for i, c in enumerate(chosen):
-            selected[i, : len(c)] = True
-        return selected, k
+            self.selected[i, : len(c)] = True
+        self.index = torch.tensor([c + [0] * (k - len(c)) for c in chosen], device=device)
+        return k
+
+    def _from_rows(self, output: Any, chosen: list[list[int]], match: Any, logits: Sequence[Tensor],
+                   x: Tensor) -> tuple[Tensor, Tensor]:
+        """A torchvision detector's objects: ``match(i, d, label)`` is the row (proposal or location) of
+        image i's detection d among ``logits[i]``; records which, the labels, the model's scores and boxes,
+        and returns (rows (B, K, C) with their graph, labels (B, K)); fillers are zero rows."""
+        k = self._layout(chosen, x.device)
+        b, c = len(output), logits[0].shape[-1]
+        labels = torch.zeros(b, k, dtype=torch.long, device=x.device)
+        row = torch.zeros(b, k, dtype=torch.long, device=x.device)
+        per_image = []
+        for i, places in enumerate(chosen):
+            mine = []
+            for j, d in enumerate(places):
+                label = int(output[i]["labels"][d])
+                row[i, j], labels[i, j] = match(i, d, label), label
+                mine.append(logits[i][int(row[i, j])])
+            mine += [logits[i].new_zeros(c)] * (k - len(mine))  # fillers: no object, no gradient
+            per_image.append(torch.stack(mine))
+        assert self.index is not None
+        self.proposal, self.labels = row, labels
+        self.scores = torch.stack([output[i]["scores"][self.index[i]] for i in range(b)]).detach()
+        self.boxes = torch.stack([output[i]["boxes"][self.index[i]] for i in range(b)]).detach()
+        return torch.stack(per_image), labels
 
     # -- the rows ------------------------------------------------------------------------------------
 
@@ -190,11 +217,9 @@ class DetectionUnits:
         if self.query is None:
             p = torch.softmax(logits.detach().double(), -1)[..., :-1]
             score, label = p.max(-1)  # as the model's own post-processing: the best real class
-            chosen = self._choose(list(score))
-            self.selected, k = self._layout(chosen, logits.device)
-            pad = [c_ + [0] * (k - len(c_)) for c_ in chosen]
-            self.query = torch.tensor(pad, device=logits.device)
-            self.index = self.query.clone()
+            self._layout(self._choose(list(score)), logits.device)
+            assert self.index is not None
+            self.query = self.index
             self.scores = score.gather(1, self.query).to(logits.dtype)
             self.labels = label.gather(1, self.query)
             h, w = x.shape[-2:]
@@ -214,43 +239,26 @@ class DetectionUnits:
 
         logits = got.head_outputs["cls_logits"]  # (B, anchors, C)
         ctr = got.head_outputs.get("bbox_ctrness")
-        chosen = self._choose([d["scores"] for d in output])
-        self.selected, k = self._layout(chosen, x.device)
-        b, c = len(output), logits.shape[-1]
-        labels = torch.zeros(b, k, dtype=torch.long, device=x.device)
-        anchor = torch.zeros(b, k, dtype=torch.long, device=x.device)
         coder = self.net.box_coder  # type: ignore[union-attr]
-        per_image = []
-        for i, places in enumerate(chosen):
-            y = logits[i].detach()
-            scores = torch.sigmoid(y) if ctr is None else torch.sqrt(torch.sigmoid(y) * torch.sigmoid(ctr[i].detach()))
-            mine = []
-            for j, d in enumerate(places):
-                label, score = int(output[i]["labels"][d]), output[i]["scores"][d].detach()
-                match = (scores[:, label] == score).nonzero()[:, 0]
-                if len(match) == 0:
-                    raise ClassContrastError(f"{type(self.net).__name__}: detection {d} of image {i} matches no "
-                                             "location's class logits (a changed post-processing?)")
-                if len(match) > 1:  # ties: the location whose decoded box is the reported box
-                    reg = got.head_outputs["bbox_regression"][i].detach()[match]
-                    decode = getattr(coder, "decode_single", None) or coder.decode
-                    boxes = box_ops.clip_boxes_to_image(decode(reg, got.anchors[i][match]), got.image_shapes[i])
-                    boxes = resize_boxes(boxes, got.image_shapes[i], tuple(x.shape[-2:]))
-                    match = match[(boxes - output[i]["boxes"][d].detach()).abs().sum(-1).argmin()][None]
-                anchor[i, j], labels[i, j] = int(match[0]), label
-                mine.append(logits[i][int(match[0])])
-            mine += [logits.new_zeros(c)] * (k - len(mine))
-            per_image.append(torch.stack(mine))
-        self.index = torch.tensor([c_ + [0] * (k - len(c_)) for c_ in chosen], device=x.device)
-        self.proposal, self.labels = anchor, labels
-        self.scores = torch.stack([output[i]["scores"][self.index[i]] for i in range(b)]).detach()
-        self.boxes = torch.stack([output[i]["boxes"][self.index[i]] for i in range(b)]).detach()
-        return torch.stack(per_image), labels
+
+        def match(i: int, d: int, label: int) -> int:
+            y = torch.sigmoid(logits[i, :, label].detach())
+            scores = y if ctr is None else torch.sqrt(y * torch.sigmoid(ctr[i, :, 0].detach()))
+            found = (scores == output[i]["scores"][d].detach()).nonzero()[:, 0]
+            if len(found) == 0:
+                raise ClassContrastError(f"{type(self.net).__name__}: detection {d} of image {i} matches no "
+                                         "location's class logits (a changed post-processing?)")
+            if len(found) > 1:  # ties: the location whose decoded box is the reported box
+                reg = got.head_outputs["bbox_regression"][i].detach()[found]
+                decode = getattr(coder, "decode_single", None) or coder.decode
+                boxes = box_ops.clip_boxes_to_image(decode(reg, got.anchors[i][found]), got.image_shapes[i])
+                boxes = resize_boxes(boxes, got.image_shapes[i], tuple(x.shape[-2:]))
+                found = found[(boxes - output[i]["boxes"][d].detach()).abs().sum(-1).argmin()][None]
+            return int(found[0])
+
+        return self._from_rows(output, self._choose([d["scores"] for d in output]), match, logits, x)
 
     def _torchvision(self, output: Any, got: _Capture, x: Tensor) -> tuple[Tensor, Tensor]:
-        if self.index is not None:
-            raise ClassContrastError("the sampling methods (Integrated Gradients, SmoothGrad) are not available for "
-                                     "torchvision detectors: their proposals move with the input")
         if got.head_outputs:
             return self._single_stage(output, got, x)
         if got.class_logits is None or not got.heads_output:
@@ -259,34 +267,21 @@ class DetectionUnits:
         counts = [len(p) for p in got.proposals]
         logits = got.class_logits.split(counts)
         decoded = heads.box_coder.decode(got.box_regression.detach(), got.proposals).split(counts)
-        chosen = self._choose([d["scores"] for d in output])
-        self.selected, k = self._layout(chosen, x.device)
-        b, c = len(output), got.class_logits.shape[-1]
-        labels = torch.zeros(b, k, dtype=torch.long, device=x.device)
-        proposal = torch.zeros(b, k, dtype=torch.long, device=x.device)
-        per_image = []
-        for i, places in enumerate(chosen):
-            p_all = torch.softmax(logits[i].detach(), -1)
-            clipped = _clip(decoded[i], got.image_shapes[i])
-            mine = []
-            for j, d in enumerate(places):
-                label = int(got.heads_output[i]["labels"][d])
-                score, box = got.heads_output[i]["scores"][d], got.heads_output[i]["boxes"][d]
-                match = ((p_all[:, label] == score) & (clipped[:, label] == box).all(-1)).nonzero()[:, 0]
-                if len(match) == 0:
-                    raise ClassContrastError(f"{type(self.net).__name__}: detection {d} of image {i} matches no "
-                                             "proposal's class logits (a changed post-processing?)")
-                proposal[i, j], labels[i, j] = int(match[0]), label
-                mine.append(logits[i][int(match[0])])
-            mine += [got.class_logits.new_zeros(c)] * (k - len(mine))  # fillers: no object, no gradient
-            per_image.append(torch.stack(mine))
-        rows = torch.stack(per_image)
-        self.index = torch.tensor([c_ + [0] * (k - len(c_)) for c_ in chosen], device=x.device)
-        self.proposal = proposal
-        self.labels = labels
-        self.scores = torch.stack([output[i]["scores"][self.index[i]] for i in range(b)]).detach()
-        self.boxes = torch.stack([output[i]["boxes"][self.index[i]] for i in range(b)]).detach()
-        return rows, labels
+
+        per_image: dict[int, tuple[Tensor, Tensor]] = {}  # each image's probabilities and clipped boxes, once
+
+        def match(i: int, d: int, label: int) -> int:
+            if i not in per_image:
+                per_image[i] = torch.softmax(logits[i].detach(), -1), _clip(decoded[i], got.image_shapes[i])
+            p, clipped = per_image[i]
+            score, box = got.heads_output[i]["scores"][d], got.heads_output[i]["boxes"][d]
+            found = ((p[:, label] == score) & (clipped[:, label] == box).all(-1)).nonzero()[:, 0]
+            if len(found) == 0:
+                raise ClassContrastError(f"{type(self.net).__name__}: detection {d} of image {i} matches no "
+                                         "proposal's class logits (a changed post-processing?)")
+            return int(found[0])
+
+        return self._from_rows(output, self._choose([d["scores"] for d in output]), match, logits, x)
 
     # -- objectives ----------------------------------------------------------------------------------
 
