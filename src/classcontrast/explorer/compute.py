@@ -4,7 +4,6 @@ per method and batch)."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,12 +13,11 @@ import torch
 from ..contrasts import Foil
 from ..detection import Detections
 from ..engine import check_input, explain, unwrap_model
-from ..errors import ClassContrastError, ClassContrastWarning
-from ..explanation import displayed
-from ..methods import options_for
+from ..errors import ClassContrastError
 from ..state import predict
 from ..targets import Threshold, TopK, resolve_targets
-from .encode import display_pixels, fit
+from .encode import display_pixels
+from .maps import grid
 from .page import NAMED, contrast_keys, entry, image_entry, write_page
 from .units import unit_entries, unit_spec
 
@@ -33,17 +31,8 @@ def explore(model: Any, x: torch.Tensor, methods: Sequence[str], classes: torch.
     with their score (`Explanation.disagreeing`). ``options`` go to the methods that accept them (e.g.
     ``layer``). Maps are at the stored resolution (see ``encode.fit``); one forward pass per method."""
     contrasts: list[Any] = [*named, *(Foil(classes[:, j]) for j in range(classes.shape[1]))]
-    out, notes, logits = {}, {}, None
-    for method in methods:
-        opts = options_for(method, options)
-        with warnings.catch_warnings():  # t rather than t is part of the grid on purpose
-            warnings.simplefilter("ignore", ClassContrastWarning)
-            res = explain(model, x, method, contrasts, classes, **opts)
-        out[method] = fit(torch.stack([displayed(e.layer_maps) for e in res.values()], 2).detach().float().cpu())
-        notes[method] = torch.stack([e.disagreeing() for e in res.values()], 2).cpu()  # type: ignore[misc]
-        logits = res.logits.detach().cpu()
-    assert logits is not None, "no method given"
-    return out, logits, notes
+    out, notes, res = grid(model, x, methods, contrasts, classes, **options)
+    return out, res.logits.detach().cpu(), notes
 
 
 def explorer_data(model: Any, x: torch.Tensor | Sequence[torch.Tensor], methods: Sequence[str] = ("gradcam",),

@@ -13,7 +13,6 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -21,10 +20,10 @@ from ..contrasts import Foil
 from ..detection import Detections
 from ..engine import explain
 from ..errors import ClassContrastWarning
-from ..explanation import displayed
 from ..methods import options_for
 from ..units import Region
-from .encode import display_pixels, fit
+from .encode import display_pixels
+from .maps import grid
 from .page import entry, image_entry
 
 MASK_SIDE = 96  # a region's mask is sent at most this many pixels on a side
@@ -38,19 +37,6 @@ def _mask_rows(mask: torch.Tensor) -> dict[str, Any]:
                           mode="nearest")[0, 0] > 0.5
     return {"w": small.shape[1], "h": small.shape[0],
             "rows": ["".join("1" if v else "0" for v in row) for row in small.tolist()]}
-
-
-def _maps(model: Any, x: torch.Tensor, methods: Sequence[str], contrasts: list[Any], spec: Any,
-          options: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], Any]:
-    """Per method the (L, M, h, w) maps and (L, M) sign notes of one unit (one image), and the result."""
-    maps, notes, res = {}, {}, None
-    for method in methods:
-        with warnings.catch_warnings():  # "t rather than t" is part of the grid on purpose
-            warnings.simplefilter("ignore", ClassContrastWarning)
-            res = explain(model, x, method, contrasts, spec, **options_for(method, options))
-        maps[method] = fit(torch.stack([displayed(e.layer_maps) for e in res.values()], 2).detach().float().cpu())[0]
-        notes[method] = torch.stack([e.disagreeing() for e in res.values()], 2)[0].cpu().numpy()  # type: ignore[misc]
-    return {m: v.numpy() for m, v in maps.items()}, notes, res
 
 
 def unit_entries(model: Any, x: Sequence[torch.Tensor], methods: Sequence[str], spec: Any,
@@ -92,7 +78,9 @@ def unit_entries(model: Any, x: Sequence[torch.Tensor], methods: Sequence[str], 
                 title = f"{name}: {categories[t]} (object {unit['index']}, score {unit['score']:.3f})"
             contrasts = [*named, *(Foil(c) for c in foils)]
             keys = [*named, *(f"foil:{c}" for c in foils)]
-            maps, notes, res = _maps(model, xb, methods, contrasts, unit_spec, options)
+            grids, signs, res = grid(model, xb, methods, contrasts, unit_spec, **options)
+            maps = {m: v[0].numpy() for m, v in grids.items()}
+            notes = {m: v[0].numpy() for m, v in signs.items()}
             probabilities = res[named[0]].target_probabilities[0].tolist()  # type: ignore[index]
             e = entry(f"e{b}_{k}", f"i{b}", title, classes, probabilities, maps, top=top, keys=keys, notes=notes,
                       default=(t, "weighted" if "weighted" in named else named[0]))
