@@ -10,6 +10,12 @@ import torch
 from torch import Tensor
 
 
+def head_probabilities(logits: Tensor, head: str, dim: int = -1) -> Tensor:
+    """The class probabilities a head gives: the softmax over ``dim``, or for a sigmoid (multi-label) head
+    each class's own $\\sigma(y)$."""
+    return torch.sigmoid(logits) if head == "sigmoid" else torch.softmax(logits, dim)
+
+
 def _one_hot(t: Tensor, num_classes: int, like: Tensor) -> Tensor:
     return torch.nn.functional.one_hot(t, num_classes).to(dtype=like.dtype)
 

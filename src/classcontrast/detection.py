@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .contrast_base import Contrast
+from .contrast_base import Contrast, head_probabilities
 from .errors import ClassContrastError
 
 
@@ -309,7 +309,7 @@ class DetectionUnits:
     def probabilities(self, rows: Tensor, t: Tensor, head: str) -> Tensor:
         """(B, K) each object's probability of its target (softmax over its row; sigmoid heads: sigma)."""
         y = rows.double()
-        p = torch.sigmoid(y) if head == "sigmoid" else torch.softmax(y, -1)
+        p = head_probabilities(y, head)
         return p.gather(2, t[..., None])[..., 0].to(rows.dtype)
 
     def records(self, rows: Tensor, t: Tensor) -> list[list[dict[str, Any]]]:

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .contrast_base import head_probabilities
+
 
 class Explanation:
     """Signed maps for K target classes of B images under one method and one contrast.
@@ -82,7 +84,7 @@ class Explanation:
         own $\\sigma(y)$ (independent: they need not sum to 1)."""
         y = self.logits
         y = y if y.dtype in (torch.float32, torch.float64) else y.float()
-        return torch.sigmoid(y) if self.head == "sigmoid" else torch.softmax(y, 1)
+        return head_probabilities(y, self.head, 1)
 
     @property
     def scores(self) -> Tensor | None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .contrast_base import head_probabilities
 from .contrasts import Contrast, Foil, get_contrast
 from .errors import ClassContrastError
 
@@ -48,7 +49,7 @@ class Threshold:
 
     def probabilities(self, logits: Tensor, head: str) -> Tensor:
         y = logits.detach().double()
-        return torch.sigmoid(y) if head == "sigmoid" else torch.softmax(y, 1)
+        return head_probabilities(y, head, 1)
 
     def selected(self, logits: Tensor, targets: Tensor, head: str) -> Tensor:
         """(B, K) True where the target's probability reaches ``p`` (False: a filler)."""

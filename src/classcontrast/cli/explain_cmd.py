@@ -202,9 +202,11 @@ def _save_maps(save_maps: Path | None, merged: dict[tuple[str, str], Any], t: An
     import numpy as np
     import torch
 
+    from ..contrast_base import head_probabilities
+
     if save_maps is not None:
         save_maps.parent.mkdir(parents=True, exist_ok=True)
-        p_all = torch.sigmoid(y.float()) if head == "sigmoid" else torch.softmax(y.float(), 1)
+        p_all = head_probabilities(y.float(), head, 1)
         np.savez_compressed(
             save_maps,
             **{npz_key(m, c): v.maps.float().cpu().numpy() for (m, c), v in merged.items()},

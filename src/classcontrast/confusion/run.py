@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..contrast_base import head_probabilities
 from ..data.sources import SampleSource
 from ..data.specs import open_source
 from ..distributed import Dist
@@ -183,7 +184,7 @@ def _phase1_rows(bundle: ModelBundle, source: SampleSource, batch_size: int, dev
             progress(sum(log.has(id=s.id) for s in source) // shard.world)
         for batch in batches(source, bundle, batch_size, device, skip=skip, shard=shard, fill_labels=False):
             y = predict(bundle.model, bundle.normalize(batch.pixels)).double()
-            p = (torch.sigmoid(y) if sigmoid else torch.softmax(y, 1)).cpu()
+            p = head_probabilities(y, bundle.head, 1).cpu()
             top = p.topk(min(TOP, c), 1)
             rows = []
             for i, sid in enumerate(batch.ids):
@@ -262,7 +263,7 @@ def _phase2(bundle: ModelBundle, slots: list[Slot], samples: dict[str, Any], met
             classes = torch.tensor([s.classes for s in chunk], device=device)
             maps, logits, notes = explore(bundle, bundle.normalize(pixels), methods, classes, **options)
             y = logits.double()
-            p = (torch.sigmoid(y) if bundle.head == "sigmoid" else torch.softmax(y, 1)).gather(1, classes.cpu()).numpy()
+            p = head_probabilities(y, bundle.head, 1).gather(1, classes.cpu()).numpy()
             done = {e: {"maps": {m: maps[m][i].numpy() for m in methods}, "p": p[i].tolist(),
                         "notes": {m: notes[m][i].numpy() for m in methods}} for i, e in enumerate(entries)}
             if path is not None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from ..contrast_base import head_probabilities
 from ..contrasts import Foil
 from ..detection import Detections
 from ..engine import check_input, explain, unwrap_model
@@ -67,7 +68,7 @@ def explorer_data(model: Any, x: torch.Tensor | Sequence[torch.Tensor], methods:
     for start in range(0, x.shape[0], batch_size):
         xb = x[start : start + batch_size]
         logits = predict(net, xb).double()
-        p = torch.sigmoid(logits) if head == "sigmoid" else torch.softmax(logits, 1)
+        p = head_probabilities(logits, head, 1)
         per_image = isinstance(targets, (list, tuple, torch.Tensor)) and len(targets) == x.shape[0]
         spec = targets[start : start + batch_size] if per_image else targets
         classes = resolve_targets(TopK(min(3, logits.shape[1])) if spec is None else spec, logits, head)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..contrast_base import head_probabilities
 from ..contrasts import Foil
 from ..detection import Detections
 from ..engine import explain
@@ -59,7 +60,7 @@ def unit_entries(model: Any, x: Sequence[torch.Tensor], methods: Sequence[str], 
             t = int(unit["target"])
             y = unit["logits"].detach().double()
             row = y.mean(0) if unit["kind"] == "region" else y  # a region: its pixels' mean logits
-            p = torch.sigmoid(row) if unit["kind"] == "object" and probe.head == "sigmoid" else torch.softmax(row, -1)
+            p = head_probabilities(row, probe.head if unit["kind"] == "object" else "softmax")
             ranked = [c for c in p.argsort(descending=True).tolist() if c != t]
             top = [(c, float(p[c])) for c in p.argsort(descending=True)[:5].tolist()]
             if unit["kind"] == "region":
