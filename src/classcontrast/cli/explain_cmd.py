@@ -235,8 +235,8 @@ def _most_above(bundle: Any, loaded: list[Any], threshold: float, head: str | No
         if y.ndim != 2:
             raise ClassContrastError("--threshold needs a classifier (logits of shape (B, C)); "
                                      "for a segmentation model use --region")
-        most = max(most, spec.count(y, head or bundle.head or "softmax"))
-        highest = max(highest, float(spec.probabilities(y, head or bundle.head or "softmax").max()))
+        p = spec.probabilities(y, head or bundle.head or "softmax")
+        most, highest = max(most, int((p >= threshold).sum(1).max())), max(highest, float(p.max()))
     if most == 0:
         raise ClassContrastError(f"--threshold {threshold}: no class reaches it in any image (the highest "
                                  f"probability is {highest:.3g})")
