@@ -383,6 +383,18 @@ def explain(
 
 
 def _unique_names(keys: list[str]) -> list[str]:
-    """The result keys: a key given twice gets ``_2``, ``_3``... (two per-image ``Foil`` lists: ``foil``,
-    ``foil_2``)."""
-    return [k if keys[:i].count(k) == 0 else f"{k}_{keys[:i].count(k) + 1}" for i, k in enumerate(keys)]
+    """The result keys: each contrast keeps its own key; a key given again gets ``_2``, ``_3``... skipping every
+    key another result has (a class named ``cat_2`` keeps ``foil:cat_2``; a second ``Foil("cat")`` then gets
+    ``foil:cat_3``), so every requested result is returned under a key of its own."""
+    taken = set(keys)
+    out: list[str] = []
+    for k in keys:
+        if k not in out:
+            out.append(k)
+            continue
+        n = 2
+        while f"{k}_{n}" in taken:
+            n += 1
+        out.append(f"{k}_{n}")
+        taken.add(out[-1])
+    return out
