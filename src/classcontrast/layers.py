@@ -5,11 +5,10 @@ from __future__ import annotations
 import threading
 import weakref
 
-import torch
 from torch import Tensor, nn
 
 from .errors import ClassContrastError, did_you_mean
-from .state import exclusive
+from .state import frozen_eval
 
 _POOLING = (
     nn.modules.pooling._AdaptiveAvgPoolNd,
@@ -21,7 +20,9 @@ _PASS_THROUGH = (nn.modules.dropout._DropoutNd, nn.Identity, nn.Flatten)
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _FEATURE_PARTS = ("backbone", "encoder")  # where a segmenter's or detector's features are
 _HEAD_PARTS = {"decode_head", "auxiliary_head", "segmentation_head", "aux_classifier"}  # class scores, not features
-_default_cache: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
+# model -> {(input shape, dtype, device type, module structure): layer name}, a few input shapes per model
+_default_cache: weakref.WeakKeyDictionary[nn.Module, dict[tuple[object, ...], str]] = weakref.WeakKeyDictionary()
+_CACHE_SIZES = 8
 _cache_lock = threading.Lock()
 
 
@@ -66,21 +67,27 @@ def _is_pooling(module: nn.Module) -> bool:
 
 def default_feature_layer(model: nn.Module, x: Tensor) -> str:
     """The last spatial feature map of a CNN: the module that finishes last in the forward pass with a
-    (B, C, H, W) output, H·W > 1, that is not a pooling, dropout, identity or flatten output.
+    (B, C, H, W) output, H·W > 1, **that depends on the input**, and that is not a pooling, dropout, identity
+    or flatten output (nor a module returning a pooling's output).
 
-    For torchvision's VGG this is ``features.42`` (the last ReLU, 14×14), for ResNets ``layer4``,
-    for timm EfficientNets ``bn2``. A model with a ``backbone`` or ``encoder`` (segmenters, detectors:
-    torchvision's FCN / DeepLabV3) gets the last one inside it — for a feature pyramid (torchvision's
-    detectors: ``backbone.body`` and ``backbone.fpn``) the body's last map, which every pyramid level
-    depends on (a detection pooled from another level has no gradient at one level) — and a segmentation
-    head's modules
-    (``decode_head``: Hugging Face's Segformer) are left out — their outputs are class scores, not
-    features. Found with one forward pass on the first image, cached
-    per model.
+    For torchvision's VGG this is the last ReLU (``features.29`` for vgg16, ``features.42`` for vgg16_bn at
+    224²), for ResNets ``layer4``, for timm EfficientNets ``bn2``. A model with a ``backbone`` or ``encoder``
+    (segmenters, detectors: torchvision's FCN / DeepLabV3) gets the last one inside it — for a feature
+    pyramid (torchvision's detectors: ``backbone.body`` and ``backbone.fpn``) the body's last map, which
+    every pyramid level depends on (a detection pooled from another level has no gradient at one level) —
+    and a segmentation head's modules (``decode_head``: Hugging Face's Segformer) are left out — their
+    outputs are class scores, not features. A module whose output does not depend on the image (YOLOS's
+    position-embedding ``interpolation``) is never chosen.
+
+    Found with one forward pass of the first image. The answer depends on the input's size (a small image
+    makes the deepest maps 1×1) and on the model's modules, so it is remembered per model for each input
+    shape, dtype and device and each module structure: a call's layer never depends on the calls before it.
     """
+    key = (tuple(x.shape[1:]), x.dtype, x.device.type, _structure(model))
     with _cache_lock:
-        if model in _default_cache:
-            return _default_cache[model]
+        known = _default_cache.get(model, {})
+        if key in known:
+            return known[key]
     names = spatial_layers(model, x)
     for part in _FEATURE_PARTS:
         inside = [n for n in names if n == part or n.startswith(part + ".") or f".{part}." in f".{n}."]
@@ -95,20 +102,34 @@ def default_feature_layer(model: nn.Module, x: Tensor) -> str:
         names = features or names
     if not names:
         raise ClassContrastError(
-            f"{type(model).__name__} has no spatial (B, C, H, W) feature map for a CAM method; "
-            "pass layer=... or use method='gradient'"
+            f"{type(model).__name__} has no spatial (B, C, H, W) feature map that depends on the input at this "
+            f"input size {tuple(x.shape[-2:])} for a CAM method; pass layer=..., use method='gradient' "
+            "(or, for a Vision Transformer, 'vit_gradcam')"
         )
     with _cache_lock:
-        _default_cache[model] = names[-1]
+        known = _default_cache.setdefault(model, {})
+        if len(known) >= _CACHE_SIZES:
+            known.pop(next(iter(known)))
+        known[key] = names[-1]
     return names[-1]
 
 
+def _structure(model: nn.Module) -> tuple[tuple[str, int, str], ...]:
+    """What the automatic layer depends on in the model besides the input: its modules, their types and
+    settings (a replaced block or a changed stride makes another answer)."""
+    return tuple((name, id(m), m.extra_repr()) for name, m in model.named_modules())
+
+
 def spatial_layers(model: nn.Module, x: Tensor) -> list[str]:
-    """The modules whose output is a spatial feature map (B, C, H, W) with H·W > 1, in the order they
-    finish in one forward pass of ``x[:1]``, without pooling, dropout, identity and flatten outputs
-    (nor modules returning a pooling's output)."""
+    """The modules whose output is a spatial feature map (B, C, H, W) with H·W > 1 that depends on the
+    input, in the order they finish in one forward pass of ``x[:1]``, without pooling, dropout, identity and
+    flatten outputs (nor modules returning a pooling's output).
+
+    The pass runs with the parameters frozen and the image requiring gradients, so an output depends on the
+    image exactly when it requires gradients. Every output is held until the pass ends, so outputs are
+    told apart by identity (a freed tensor's ``id`` is reused by later tensors)."""
     order: list[tuple[str, Tensor]] = []
-    pooled: set[int] = set()
+    pooled: list[Tensor] = []
     handles = []
     owner = threading.get_ident()
 
@@ -116,7 +137,7 @@ def spatial_layers(model: nn.Module, x: Tensor) -> list[str]:
         def fn(module: nn.Module, inputs: object, output: object) -> None:
             if isinstance(output, Tensor) and threading.get_ident() == owner:
                 if _is_pooling(module):
-                    pooled.add(id(output))
+                    pooled.append(output)
                 elif (not isinstance(module, _PASS_THROUGH) and output.ndim == 4
                       and output.shape[-1] * output.shape[-2] > 1):
                     order.append((name, output))
@@ -127,9 +148,10 @@ def spatial_layers(model: nn.Module, x: Tensor) -> list[str]:
         for name, m in model.named_modules():
             if name:
                 handles.append(m.register_forward_hook(hook(name)))
-        with exclusive(model), torch.no_grad():
-            model(x[:1])
+        with frozen_eval(model):
+            probe = x[:1].detach().requires_grad_(True)
+            model(probe)
     finally:
         for h in handles:
             h.remove()
-    return [name for name, out in order if id(out) not in pooled]
+    return [name for name, out in order if out.requires_grad and not any(out is p for p in pooled)]
