@@ -29,9 +29,10 @@ class Threshold:
     """Every class whose probability is at least ``p``, most probable first: for a multi-label (sigmoid)
     head each label with $\\sigma(y_t) \\ge p$, for a softmax head each class with $p_t \\ge p$.
 
-    Images of one batch may have different numbers of such classes: K is the largest (or ``k`` when
+    Images of one batch may have different numbers of such classes: K is the largest (at least ``k`` when
     given, e.g. the largest over several batches), and an image with fewer is filled with its next most
-    probable classes, marked False in the result's ``selected`` (figures leave them out).
+    probable classes, marked False in the result's ``selected`` (figures leave them out). No class above
+    ``p`` in any image is an error without ``k``; with ``k`` every target is then a filler.
     """
 
     p: float = 0.5
@@ -69,7 +70,7 @@ def resolve_targets(spec: object, logits: Tensor, head: str = "softmax") -> Tens
         spec = TopK(1)
     if isinstance(spec, Threshold):
         above = spec.count(logits, head)
-        if above == 0:
+        if above == 0 and spec.k is None:
             raise ClassContrastError(f"no class has probability >= {spec.p} in any image (the highest is "
                                      f"{float(spec.probabilities(logits, head).max()):.3g}); lower the threshold")
         return logits.detach().topk(min(c, max(above, spec.k or 0)), dim=1).indices

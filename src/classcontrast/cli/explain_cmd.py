@@ -137,23 +137,26 @@ def explain_command(
         raise ClassContrastError("--region needs a segmentation model, not --task classification")
     if threshold is not None:
         check_number(threshold, "--threshold", minimum=0, maximum=1)
-        threshold_spec = Threshold(threshold, _most_above(bundle, loaded, threshold, head, batch_size, dev))
+        threshold_spec = Threshold(threshold, 1)  # K grows to the most any batch has (see _same_k)
     if targets is None and top_k > bundle.num_classes:
         raise ClassContrastError(f"--top-k {top_k} exceeds the model's {bundle.num_classes} classes")
     if getattr(bundle.preprocess, "crop", 0) is None:  # images keep their own sizes: one per batch
         batch_size = 1
 
     columns: dict[tuple[str, str], list[Any]] = {}
-    inputs, pixels, logits, target_rows, probabilities = [], [], [], [], []
+    inputs, pixels = [], []
+
+    def explain_batch(x: Any, spec: Any) -> list[tuple[tuple[str, str], Any]]:
+        return [((meth, name), ex) for meth in methods
+                for name, ex in explain(bundle, x, meth, contrasts, spec, head=head, **options_for(meth, opts)).items()]
+
     for start in range(0, len(loaded), batch_size):
         chunk = loaded[start : start + batch_size]
         x = torch.stack([_transformed(bundle, path, img) for path, img in chunk]).to(dev)
         spec = regions or objects or (threshold_spec if threshold is not None else
                                       TopK(top_k) if targets is None else [targets] * len(chunk))
-        for meth in methods:
-            res = explain(bundle, x, meth, contrasts, spec, head=head, **options_for(meth, opts))
-            for name, ex in res.items():
-                columns.setdefault((meth, name), []).append(ex)
+        for key, ex in explain_batch(x, spec):
+            columns.setdefault(key, []).append(ex)
         first = next(iter(columns.values()))[-1]
         kind = first.units[0][0]["kind"]
         if region:  # a region asked for by name that an image does not have: one line, before any file
@@ -165,15 +168,15 @@ def explain_command(
         if task is not None and _TASKS[task] != kind:
             found = next(name for name, unit in _TASKS.items() if unit == kind)
             raise ClassContrastError(f"--task {task}: this model's output is a {found} model's")
-        probabilities.append(first.target_probabilities.cpu())
         inputs.append(x)
         pixels.extend(bundle.normalize.inverse(x).cpu())
-        logits.append(first.logits.cpu())
-        target_rows.append(first.targets.cpu())
+    if threshold is not None:  # the same K in every batch: a batch with fewer classes above it, explained again
+        threshold_spec = _same_k(columns, inputs, threshold, explain_batch)
+    batches = next(iter(columns.values()))
     sizes = {tuple(p.shape[-2:]) for p in pixels}
-    t = torch.cat(target_rows)
-    selected = [c.selected for c in next(iter(columns.values()))]
-    _print_table(loaded, torch.cat(probabilities), t, bundle.categories,
+    t = torch.cat([ex.targets.cpu() for ex in batches])
+    selected = [ex.selected for ex in batches]
+    _print_table(loaded, torch.cat([ex.target_probabilities.cpu() for ex in batches]), t, bundle.categories,
                  None if selected[0] is None else torch.cat(selected).cpu())
     if len(sizes) > 1:  # images of their own sizes (a segmenter without a crop): one figure and array each
         _write_each(pixels, columns, bundle, scale, loaded, out, save_maps, len(methods) > 1 or len(contrasts) > 1)
@@ -182,7 +185,8 @@ def explain_command(
         titled = {column_title(m, c, len(methods) > 1 or len(contrasts) > 1): e for (m, c), e in merged.items()}
         for w in _write_figures(pixels, titled, bundle.categories, scale, [p.name for p, _ in loaded], out):
             console.print(f"wrote {w}")
-        _save_maps(save_maps, merged, t, torch.cat(logits), first.head, selected, loaded, bundle.name)
+        _save_maps(save_maps, merged, t, torch.cat([ex.logits.cpu() for ex in batches]), first.head, selected, loaded,
+                   bundle.name)
     if html is not None:
         from ..explorer.compute import write_explorer
         from ..explorer.page import NAMED, PEERS
@@ -192,7 +196,7 @@ def explain_command(
         page = write_explorer(html, bundle, torch.cat(inputs) if len(sizes) == 1 else inputs, methods,
                               units if units is not None else threshold_spec if threshold is not None else t.to(dev),
                               [p.name for p, _ in loaded],
-                              batch_size=batch_size, named=named, **opts)
+                              batch_size=batch_size, named=named, head=head, **opts)
         console.print(f"wrote {page}")
 
 
@@ -218,29 +222,25 @@ def _save_maps(save_maps: Path | None, merged: dict[tuple[str, str], Any], t: An
         console.print(f"wrote {save_maps}")
 
 
-def _most_above(bundle: Any, loaded: list[Any], threshold: float, head: str | None, batch_size: int,
-                dev: Any) -> int:
-    """--threshold: the most classes any image has at or above it (one forward pass without gradients), so
-    that every batch explains the same number of targets per image; none anywhere is an error."""
-    import torch
-
-    from ..state import predict
+def _same_k(columns: dict[tuple[str, str], list[Any]], inputs: list[Any], threshold: float, explain_batch: Any) -> Any:
+    """--threshold: every batch was explained with the classes at or above the threshold (at least one per
+    image, fillers marked), from the explanation's own forward pass; a batch with fewer than the most any
+    batch has is explained again with that many, so that all batches stack. None anywhere is an error,
+    before any file is written. Returns the Threshold with the common K (for the explorer)."""
     from ..targets import Threshold
 
-    spec, most, highest = Threshold(threshold), 0, 0.0
-    for start in range(0, len(loaded), batch_size):
-        chunk = loaded[start : start + batch_size]
-        x = torch.stack([_transformed(bundle, path, img) for path, img in chunk]).to(dev)
-        y = predict(bundle.model, bundle.normalize(x))
-        if y.ndim != 2:
-            raise ClassContrastError("--threshold needs a classifier (logits of shape (B, C)); "
-                                     "for a segmentation model use --region")
-        p = spec.probabilities(y, head or bundle.head or "softmax")
-        most, highest = max(most, int((p >= threshold).sum(1).max())), max(highest, float(p.max()))
-    if most == 0:
+    results = next(iter(columns.values()))
+    if not any(bool(ex.selected.any()) for ex in results):
+        highest = max(float(ex.probabilities.max()) for ex in results)
         raise ClassContrastError(f"--threshold {threshold}: no class reaches it in any image (the highest "
                                  f"probability is {highest:.3g})")
-    return most
+    k = max(ex.targets.shape[1] for ex in results)
+    spec = Threshold(threshold, k)
+    for i, ex in enumerate(results):
+        if ex.targets.shape[1] < k:
+            for key, again in explain_batch(inputs[i], spec):
+                columns[key][i] = again
+    return spec
 
 
 def _one(e: Any, i: int, n: int) -> Any:

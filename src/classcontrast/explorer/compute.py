@@ -24,7 +24,7 @@ from .units import unit_entries, unit_spec
 
 
 def explore(model: Any, x: torch.Tensor, methods: Sequence[str], classes: torch.Tensor,
-            named: Sequence[str] = NAMED, **options: Any
+            named: Sequence[str] = NAMED, head: str | None = None, **options: Any
             ) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
     """(maps, logits, notes): maps (B, L, M, h, w) per method for the L classes of each image
     (``classes`` (B, L)) under the M contrasts of `contrast_keys` (the foil of a class against itself is
@@ -32,22 +32,24 @@ def explore(model: Any, x: torch.Tensor, methods: Sequence[str], classes: torch.
     with their score (`Explanation.disagreeing`). ``options`` go to the methods that accept them (e.g.
     ``layer``). Maps are at the stored resolution (see ``encode.fit``); one forward pass per method."""
     contrasts: list[Any] = [*named, *(Foil(classes[:, j]) for j in range(classes.shape[1]))]
-    out, notes, res = grid(model, x, methods, contrasts, classes, **options)
+    out, notes, res = grid(model, x, methods, contrasts, classes, head, **options)
     return out, res.logits.detach().cpu(), notes
 
 
 def explorer_data(model: Any, x: torch.Tensor | Sequence[torch.Tensor], methods: Sequence[str] = ("gradcam",),
                   targets: Any = None, titles: Sequence[str] | None = None, title: str = "classcontrast explorer",
                   categories: Sequence[str] | None = None, batch_size: int = 16, named: Sequence[str] = NAMED,
-                  **options: Any) -> dict[str, Any]:
+                  head: str | None = None, **options: Any) -> dict[str, Any]:
     """The explorer's data for images ``x``: for each image, the classes of ``targets`` (default
     ``TopK(3)``) with every named contrast (``named``: the paper's five; add the peers' ``"finer"``,
     ``"finer_mean"``, ``"rest"`` for their buttons) and every foil among them, for each method (one
-    forward pass per method and batch of ``batch_size`` images)."""
+    forward pass per method and batch of ``batch_size`` images). ``head``: as for `explain` (default: the
+    ModelBundle's)."""
     net = unwrap_model(model)
     many = isinstance(x, (list, tuple))  # images of their own sizes, (1, C, H, W) each
     batch = [check_input(v) for v in x] if many else [check_input(x)]
-    head = "softmax" if isinstance(model, torch.nn.Module) else getattr(model, "head", "softmax")
+    if head is None:
+        head = "softmax" if isinstance(model, torch.nn.Module) else getattr(model, "head", "softmax")
     model_name = getattr(model, "name", type(net).__name__)
     units = unit_spec(net, batch[0], targets)
     if units is not None:  # a segmenter's regions or a detector's objects: one entry per unit
@@ -56,7 +58,7 @@ def explorer_data(model: Any, x: torch.Tensor | Sequence[torch.Tensor], methods:
             probe = explain(model, batch[0][:1], methods[0], "original", units)
             names = [f"class {i}" for i in range(probe.logits.shape[-1])]
         one_each = batch if many else [v[None] for v in batch[0]]
-        images, entries = unit_entries(model, one_each, methods, units, titles, named, names, **options)
+        images, entries = unit_entries(model, one_each, methods, units, titles, named, names, head, **options)
         what = "detected objects" if isinstance(units, Detections) else "segmentation regions"
         return {"kind": "explain", "title": title, "subtitle": f"{model_name}; {what}; methods: {', '.join(methods)}",
                 "classes": names, "images": images, "entries": entries}
@@ -74,7 +76,7 @@ def explorer_data(model: Any, x: torch.Tensor | Sequence[torch.Tensor], methods:
         classes = resolve_targets(TopK(min(3, logits.shape[1])) if spec is None else spec, logits, head)
         # Threshold targets: an image's fillers (below the threshold) are not offered
         keep = spec.selected(logits, classes, head) if isinstance(spec, Threshold) else classes >= 0
-        maps, _, notes = explore(model, xb, methods, classes, named, **options)
+        maps, _, notes = explore(model, xb, methods, classes, named, head=head, **options)
         pixels = display_pixels(xb, getattr(getattr(model, "normalize", None), "inverse", None))
         top = p.topk(min(5, p.shape[1]), 1)
         for i in range(xb.shape[0]):

@@ -41,8 +41,8 @@ def _mask_rows(mask: torch.Tensor) -> dict[str, Any]:
 
 
 def unit_entries(model: Any, x: Sequence[torch.Tensor], methods: Sequence[str], spec: Any,
-                 titles: Sequence[str] | None, named: Sequence[str], categories: Sequence[str], **options: Any
-                 ) -> tuple[dict[str, dict[str, str]], list[dict[str, Any]]]:
+                 titles: Sequence[str] | None, named: Sequence[str], categories: Sequence[str], head: str | None = None,
+                 **options: Any) -> tuple[dict[str, dict[str, str]], list[dict[str, Any]]]:
     """(images, entries) of the explorer for the units ``spec`` selects (Regions or `Detections`) in each
     image of ``x`` (tensors (1, C, H, W): segmenters and detectors take images of their own sizes)."""
     images: dict[str, dict[str, str]] = {}
@@ -52,15 +52,15 @@ def unit_entries(model: Any, x: Sequence[torch.Tensor], methods: Sequence[str], 
         name = titles[b] if titles is not None else f"image {b}"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ClassContrastWarning)
-            probe = explain(model, xb, methods[0], "original", spec, **options_for(methods[0], options))
+            probe = explain(model, xb, methods[0], "original", spec, head=head, **options_for(methods[0], options))
         images[f"i{b}"] = image_entry(display_pixels(xb, inverse)[0], name)
         for k, unit in enumerate(probe.units[0]):
             if not unit.get("selected", True) or unit.get("pixels") == 0:  # a filler, an empty region
                 continue
             t = int(unit["target"])
             y = unit["logits"].detach().double()
-            row = y.mean(0) if unit["kind"] == "region" else y  # a region: its pixels' mean logits
-            p = head_probabilities(row, probe.head if unit["kind"] == "object" else "softmax")
+            # a region: its pixels' mean probability, as its targets' probabilities (one number per class)
+            p = head_probabilities(y, "softmax").mean(0) if unit["kind"] == "region" else head_probabilities(y, probe.head)
             ranked = [c for c in p.argsort(descending=True).tolist() if c != t]
             top = [(c, float(p[c])) for c in p.argsort(descending=True)[:5].tolist()]
             if unit["kind"] == "region":
@@ -79,7 +79,7 @@ def unit_entries(model: Any, x: Sequence[torch.Tensor], methods: Sequence[str], 
                 title = f"{name}: {categories[t]} (object {unit['index']}, score {unit['score']:.3f})"
             contrasts = [*named, *(Foil(c) for c in foils)]
             keys = [*named, *(f"foil:{c}" for c in foils)]
-            grids, signs, res = grid(model, xb, methods, contrasts, unit_spec, **options)
+            grids, signs, res = grid(model, xb, methods, contrasts, unit_spec, head, **options)
             maps = {m: v[0].numpy() for m, v in grids.items()}
             notes = {m: v[0].numpy() for m, v in signs.items()}
             probabilities = res[named[0]].target_probabilities[0].tolist()  # type: ignore[index]

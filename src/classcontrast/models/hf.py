@@ -128,5 +128,8 @@ def load_hf(spec: str, weights: Any = "DEFAULT", num_classes: int | None = None,
     mean = getattr(processor, "image_mean", None) or (0.5, 0.5, 0.5)
     std = getattr(processor, "image_std", None) or (0.5, 0.5, 0.5)
     name = f"hf:{Path(spec).name if local else spec}"
+    # a folder saved with problem_type="multi_label_classification" was trained with one sigmoid per class
+    multi = getattr(model.config, "problem_type", None) == "multi_label_classification"
     return ModelBundle(model.eval(), HFPreprocess(processor), Normalize(mean, std), categories, name,
-                       info={"source": os.fspath(spec), "architecture": type(model).__name__})
+                       info={"source": os.fspath(spec), "architecture": type(model).__name__},
+                       head="sigmoid" if multi else "softmax")
