@@ -196,6 +196,13 @@ class Foil(Contrast):
     def __init__(self, foil: int | str | Sequence[int] | Sequence[str] | Tensor) -> None:
         if isinstance(foil, (bool, float)):
             raise ClassContrastError(f"Foil needs a class index or a class name, got {foil!r}")
+        if not isinstance(foil, (str, int)) and not names_classes(foil):  # a tensor, an array, a list of indices
+            try:
+                kind = torch.as_tensor(foil).dtype
+            except (TypeError, ValueError, RuntimeError) as e:
+                raise ClassContrastError(f"Foil needs class indices or class names, got {foil!r}") from e
+            if kind.is_floating_point or kind.is_complex or kind == torch.bool:
+                raise ClassContrastError(f"Foil needs class indices (integers) or class names, got {foil!r}")
         self.foil = foil
 
     def named(self, categories: Sequence[str] | None) -> Contrast:

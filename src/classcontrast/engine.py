@@ -23,7 +23,7 @@ from .detection import (
 from .errors import ClassContrastError, ClassContrastWarning, first_line
 from .explanation import Explanation, Explanations
 from .methods import METHODS, LayerMethod, Method, get_method
-from .outputs import logits_of
+from .outputs import is_binary, logits_of
 from .state import frozen_eval
 from .targets import Threshold, resolve_targets
 from .units import RegionUnits, dense_logits, is_region_spec
@@ -254,7 +254,8 @@ def explain(
             head = "sigmoid"
     if head not in ("softmax", "sigmoid"):
         raise ClassContrastError(f"head must be 'softmax' or 'sigmoid', got {head!r}")
-    contrasts = [get_contrast(c).named(categories).for_head(head) for c in (contrast if many else [contrast])]
+    asked = [get_contrast(c).named(categories) for c in (contrast if many else [contrast])]
+    contrasts = [c.for_head(head) for c in asked]
     if not contrasts:
         raise ClassContrastError("no contrast given")
     if head == "sigmoid" and {"original", "weighted"} <= {c.name for c in contrasts if c.name in CONTRASTS}:
@@ -276,7 +277,10 @@ def explain(
         detector = is_torchvision_detector(run)
 
         def resolve(y: Tensor) -> Tensor:
-            nonlocal regions
+            nonlocal regions, head
+            if head == "sigmoid" and is_binary(y):  # one output: softmax([0, y]) is already sigma(y)
+                head = "softmax"
+                contrasts[:] = [c.for_head(head) for c in asked]
             if y.ndim == 4:  # a segmenter: the units are regions of its per-pixel classification
                 if isinstance(targets, Detections):
                     raise ClassContrastError("Detections targets need a detector; this is a segmentation model "

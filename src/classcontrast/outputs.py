@@ -1,16 +1,37 @@
-"""What a classifier returns, as logits: a tensor, a tuple whose first item is the logits, or an object
-or dict with ``logits`` (Hugging Face's ``ImageClassifierOutput``)."""
+r"""What a classifier returns, as logits: a tensor, a tuple whose first item is the logits, or an object
+or dict with ``logits`` (Hugging Face's ``ImageClassifierOutput``).
+
+A model with **one output** (a binary classifier, or a binary segmenter's one channel) is read as the usual
+sigmoid decision: its output $y$ is the logit of class 1 against class 0, so its logits are $[0, y]$ —
+whose softmax is $[1 - \sigma(y), \sigma(y)]$ — and every contrast is defined: ``original`` of class 1 is
+$y$ (of class 0 the constant 0: a zero map), ``weighted``, ``max``, ``mean`` and ``Foil`` are $\pm y$,
+``probability`` is $\sigma(\pm y)$.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import Tensor
 
 
 def logits_of(output: Any) -> Any:
-    """The logits inside a model's output (returned unchanged when no rule applies: callers check)."""
+    """The logits inside a model's output (returned unchanged when no rule applies: callers check); one
+    output column becomes the binary logits $[0, y]$ (see the module docstring)."""
+    y = _logits(output)
+    if isinstance(y, Tensor) and (y.ndim == 2 or y.ndim >= 4) and y.shape[1] == 1 and y.is_floating_point():
+        return torch.cat([torch.zeros_like(y), y], 1)
+    return y
+
+
+def is_binary(logits: Tensor) -> bool:
+    """Whether (B, C, ...) logits are a one-output model's $[0, y]$ (column 0 is exactly 0)."""
+    return logits.shape[1] == 2 and not bool(logits[:, 0].detach().any())
+
+
+def _logits(output: Any) -> Any:
     if isinstance(output, Tensor):
         return output
     if isinstance(output, Mapping) and "logits" in output:

@@ -150,7 +150,7 @@ def folder_source(root: Path, categories: Sequence[str],
 def csv_source(path: Path, categories: Sequence[str]) -> SampleSource:
     """Multi-label data: a CSV file whose rows are ``image path,label;label;...`` (an optional header row
     ``path,labels``; labels by class name or index, none for an image with no label present; paths
-    relative to the CSV file's folder)."""
+    relative to the CSV file's folder). An image listed on several lines has the labels of all of them."""
     import csv
 
     try:
@@ -160,7 +160,7 @@ def csv_source(path: Path, categories: Sequence[str]) -> SampleSource:
         raise ClassContrastError(f"cannot read the label file {path}: {getattr(e, 'strerror', None) or e}") from e
     if rows and [c.strip().lower() for c in rows[0][1][:2]] == ["path", "labels"]:
         rows = rows[1:]
-    samples = []
+    found: dict[Path, tuple[str, set[int]]] = {}  # each image once, in the order first listed: its labels
     for n, row in rows:
         if len(row) > 2:
             raise ClassContrastError(f"{path}, line {n}: expected 'path,label;label', got {len(row)} fields "
@@ -169,8 +169,11 @@ def csv_source(path: Path, categories: Sequence[str]) -> SampleSource:
         if not file.is_file():
             raise ClassContrastError(f"{path}, line {n}: no image {row[0].strip()!r} (relative to {path.parent})")
         names = [v.strip() for v in (row[1] if len(row) > 1 else "").split(";") if v.strip()]
-        labels = tuple(sorted({class_index(v, categories, f"{path}, line {n}: label") for v in names}))
-        samples.append(Sample(row[0].strip(), lambda f=file: load_image(f), None, str(file), labels=labels))
+        # an image on several lines (one label per line, a common layout) has the union of their labels
+        found.setdefault(file, (row[0].strip(), set()))[1].update(
+            class_index(v, categories, f"{path}, line {n}: label") for v in names)
+    samples = [Sample(name, lambda f=file: load_image(f), None, str(file), labels=tuple(sorted(labels)))
+               for file, (name, labels) in found.items()]
     if not samples:
         raise ClassContrastError(f"the label file {path} lists no images")
     return SampleSource(samples, LABELS_FROM_CSV, f"label sets in {path.name}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import threading
+import weakref
 from contextlib import ExitStack
 from typing import Any
 
@@ -187,6 +188,21 @@ def _hf_attention(module: nn.Module, query: Tensor, key: Tensor, value: Tensor, 
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
 
 
+_config_locks: dict[int, threading.RLock] = {}
+_config_registry = threading.Lock()
+
+
+def _config_lock(config: Any) -> threading.RLock:
+    """The lock of one Hugging Face config object, held while a call has switched its attention
+    implementation (models built from one config share it; the model's own lock does not cover them)."""
+    with _config_registry:
+        lock = _config_locks.get(id(config))
+        if lock is None:
+            lock = _config_locks[id(config)] = threading.RLock()
+            weakref.finalize(config, _config_locks.pop, id(config), None)
+        return lock
+
+
 def _hf_capture(config: Any, recorder: OutputRecorder, stack: ExitStack) -> int:
     """Switch a Hugging Face model to `_hf_attention` for the call (1 if it could be done)."""
     try:
@@ -194,6 +210,9 @@ def _hf_capture(config: Any, recorder: OutputRecorder, stack: ExitStack) -> int:
     except ImportError:  # pragma: no cover - a config with _attn_implementation comes from transformers
         return 0
     AttentionInterface.register(_HF_NAME, _hf_attention)
+    lock = _config_lock(config)  # several models may share one config object: the lock covers what changes
+    lock.acquire()
+    stack.callback(lock.release)
     saved = config._attn_implementation
     config._attn_implementation = _HF_NAME
     stack.callback(setattr, config, "_attn_implementation", saved)

@@ -30,6 +30,13 @@ class Normalize(nn.Module):
         return x * std + mean
 
 
+def binary_names(categories: Sequence[str]) -> list[str]:
+    """Class names for the logits: a one-output model's one name ``X`` becomes ``["not X", "X"]`` (its output
+    is read as the binary logits $[0, y]$, see `classcontrast.outputs`); other lists are kept."""
+    names = list(categories)
+    return [f"not {names[0]}", names[0]] if len(names) == 1 else names
+
+
 @dataclass
 class ModelBundle:
     """An eval-mode classifier with its preprocessing and class names.
@@ -47,6 +54,9 @@ class ModelBundle:
     info: dict[str, object] = field(default_factory=dict)
     layer: str | None = None  # the CAM layer used when a call names none (None: the automatic default)
     head: str = "softmax"  # "sigmoid" for a multi-label head: each class its own decision
+
+    def __post_init__(self) -> None:
+        self.categories = binary_names(self.categories)
 
     def transform(self, image: Image.Image) -> Tensor:
         """PIL image -> normalised (C, H, W) model input."""

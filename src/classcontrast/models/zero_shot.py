@@ -16,6 +16,7 @@ layers.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -67,7 +68,7 @@ def zero_shot(model: Any, processor: Any, classes: Sequence[str], template: str 
             alone (then CLIP's 224-pixel preprocessing and OpenAI's mean and std are used); for open_clip,
             ``open_clip.get_tokenizer(name)`` (the image preprocessing is the model's ``preprocess_cfg``).
         classes: the class names, put into ``template`` (``"{}"`` marks the name) as the prompts.
-        template: the prompt for each class.
+        template: the prompt for each class: every ``{}`` becomes the class name (other braces are text).
     """
     if isinstance(model, ModelBundle):
         name = name or model.name
@@ -76,6 +77,7 @@ def zero_shot(model: Any, processor: Any, classes: Sequence[str], template: str 
         raise ClassContrastError("zero_shot needs distinct class names (--classes)")
     if "{}" not in template:
         raise ClassContrastError(f"the prompt template {template!r} needs '{{}}' where the class name goes")
+    prompts = [template.replace("{}", c) for c in classes]
     if _is_open_clip(model):
         return _open_clip(model, processor, list(classes), template, name)
     vision = getattr(model, "vision_model", None)
@@ -83,9 +85,14 @@ def zero_shot(model: Any, processor: Any, classes: Sequence[str], template: str 
         raise ClassContrastError(f"{type(model).__name__} is not a CLIP-style model (no vision_model / text tower)")
     tokenizer = getattr(processor, "tokenizer", processor)
     image_processor = getattr(processor, "image_processor", None)
+    if not callable(getattr(tokenizer, "convert_tokens_to_ids", None)):
+        raise ClassContrastError(f"zero_shot needs the model's tokenizer (or a processor holding one), got "
+                                 f"{type(tokenizer).__name__}: save it with the model (tokenizer.save_pretrained("
+                                 "folder)); see the zero-shot page for building one offline")
     sigmoid = getattr(model, "logit_bias", None) is not None  # SigLIP: one sigmoid per prompt
-    prompts = [template.format(c) for c in classes]
     config = getattr(model, "config", None)
+    context = getattr(getattr(config, "text_config", None), "max_position_embeddings", None)
+    _check_lengths(prompts, [len(ids) for ids in tokenizer(prompts)["input_ids"]], context)
     if sigmoid:  # SigLIP was trained on prompts padded to the text tower's full length
         length = getattr(getattr(config, "text_config", None), "max_position_embeddings", 64)
         tokens = tokenizer(prompts, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
@@ -96,7 +103,7 @@ def zero_shot(model: Any, processor: Any, classes: Sequence[str], template: str 
     with torch.no_grad():
         text = model.get_text_features(**{k: v.to(device) for k, v in tokens.items()})
         text = getattr(text, "pooler_output", text)
-        text = text / text.norm(dim=-1, keepdim=True)
+        text = _distinct(text / text.norm(dim=-1, keepdim=True), prompts)
         scale = model.logit_scale.detach().exp().clone()
         bias = model.logit_bias.detach().clone() if sigmoid else None
     patch = getattr(getattr(config, "vision_config", None), "patch_size", None)
@@ -123,13 +130,18 @@ def _open_clip(model: Any, tokenizer: Any, classes: list[str], template: str, na
     """`zero_shot` for an open_clip model: its tokenizer gives token tensors, ``visual`` embeds images."""
     from .preprocess import Preprocess
 
-    prompts = [template.format(c) for c in classes]
+    prompts = [template.replace("{}", c) for c in classes]
     device = next(model.parameters()).device
     if not callable(tokenizer):
         raise ClassContrastError("an open_clip model needs its tokenizer: open_clip.get_tokenizer(model_name)")
+    inner = getattr(tokenizer, "tokenizer", None)  # open_clip's HFTokenizer / SimpleTokenizer: the lengths
+    encode = getattr(inner, "encode", None) or getattr(tokenizer, "encode", None)
+    if callable(encode):
+        context = getattr(model, "context_length", None) or getattr(tokenizer, "context_length", None)
+        _check_lengths(prompts, [len(encode(p)) + 2 for p in prompts], context)  # + start and end tokens
     with torch.no_grad():
         text = model.encode_text(tokenizer(prompts).to(device))
-        text = text / text.norm(dim=-1, keepdim=True)
+        text = _distinct(text / text.norm(dim=-1, keepdim=True), prompts)
         scale = model.logit_scale.detach().exp().clone()
         bias = getattr(model, "logit_bias", None)
         bias = bias.detach().clone() if bias is not None else None
@@ -146,6 +158,28 @@ def _open_clip(model: Any, tokenizer: Any, classes: list[str], template: str, na
                        info={"prompts": prompts}, head="sigmoid" if bias is not None else "softmax")
 
 
+def _check_lengths(prompts: Sequence[str], lengths: Sequence[int], context: int | None) -> None:
+    """A prompt longer than the text model's context is a one-line error (it would be cut, or fail inside)."""
+    if context is None:
+        return
+    for prompt, n in zip(prompts, lengths, strict=True):
+        if n > int(context):
+            raise ClassContrastError(f"the prompt {prompt!r} has {n} tokens, more than the text model's context of "
+                                     f"{int(context)}: shorten the class name or the template")
+
+
+def _distinct(text: Tensor, prompts: Sequence[str]) -> Tensor:
+    """The prompts' unit embeddings (P, D); prompts the text tower cannot tell apart (a tokenizer that maps
+    every word to one unknown token gives every class the probability 1/P) are a one-line error."""
+    if len(prompts) > 1:
+        same = (text @ text.T).triu(1) > 1 - 1e-6
+        if bool(same.any()):
+            i, j = (int(v) for v in same.nonzero()[0])
+            raise ClassContrastError(f"the prompts {prompts[i]!r} and {prompts[j]!r} have the same text embedding: "
+                                     "the tokenizer does not tell them apart (is it the model's own?)")
+    return text
+
+
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -155,8 +189,6 @@ def load_zero_shot(spec: str, classes: Sequence[str], template: str = "a photo o
     """``hf:<folder or hub id>`` of a CLIP-style model, as a zero-shot classifier over ``classes``: the
     folder's model (``AutoModel``) and processor (``AutoProcessor``, or its tokenizer), with the same
     offline and remote-code rules as every ``hf:`` model."""
-    from pathlib import Path
-
     from . import hub
     from .hf import _needs_remote_code, _offline, _transformers
 
@@ -169,6 +201,8 @@ def load_zero_shot(spec: str, classes: Sequence[str], template: str = "a photo o
     if local and not trust_remote_code and _needs_remote_code(Path(folder)):
         raise ClassContrastError(f"{spec} needs to run Python code from its folder (auto_map); "
                                  "pass --trust-remote-code")
+    if local:
+        _check_folder(Path(folder), spec)
     offline = not local and not hub.reachable()
     try:
         model = tf.AutoModel.from_pretrained(folder, trust_remote_code=trust_remote_code, local_files_only=offline)
@@ -183,3 +217,15 @@ def load_zero_shot(spec: str, classes: Sequence[str], template: str = "a photo o
             raise ClassContrastError(f"{spec}: {e}".splitlines()[0]) from e
         raise _offline(folder, type(e).__name__) from e
     return zero_shot(model.eval(), processor, classes, template, name=f"{spec} (zero-shot)")
+
+
+def _check_folder(folder: Path, spec: str) -> None:
+    """A zero-shot folder holds its tokenizer and its image processor, or a one-line error says what is missing."""
+    tokenizer = ("tokenizer.json", "vocab.json", "tokenizer.model", "spiece.model", "vocab.txt")
+    if not any((folder / name).is_file() for name in tokenizer):
+        raise ClassContrastError(f"{spec} has no tokenizer files ({', '.join(tokenizer)}): save the tokenizer into "
+                                 "the folder (processor.save_pretrained(folder)); the zero-shot page says how to "
+                                 "write one offline")
+    if not any((folder / name).is_file() for name in ("preprocessor_config.json", "processor_config.json")):
+        raise ClassContrastError(f"{spec} has no image processor (preprocessor_config.json or processor_config.json): "
+                                 "save it into the folder (processor.save_pretrained(folder))")

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..errors import ClassContrastError
 from . import hub
-from .bundle import ModelBundle, Normalize
+from .bundle import ModelBundle, Normalize, binary_names
 from .preprocess import Preprocess
 
 EMBEDDED = "efficientnet_lite0"
@@ -240,6 +240,7 @@ def load_model(
                 "'hf:<hub id or folder>'"
             )
     if categories is not None:
+        categories = binary_names(categories)
         if len(categories) != bundle.num_classes:
             raise ClassContrastError(f"{len(categories)} class names for a model with {bundle.num_classes} classes")
         bundle.categories = list(categories)
