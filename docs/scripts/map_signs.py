@@ -21,6 +21,7 @@ import torch
 
 import classcontrast as cc
 from classcontrast.data.sources import bundled_source
+from classcontrast.explanation import SIGN_NOTE
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = """# What a map's sign means
@@ -55,8 +56,9 @@ and the average share of their mass that is blue.
   a coin. **Integrated Gradients** sums to $O(x) - O(x')$, the score's change from the *baseline* image:
   a disagreement means the baseline scores higher for t than the image does (try `baseline="blur"`).
 * Figures mark every map whose sum disagrees with its score with one short line under it ("note: map
-  sums < 0, score +0.85"); `Explanation.disagreeing()` returns the same flags, and `Explanation.scores`
-  the scores.
+  sums < 0, score +0.85"), and the explorer says in full: "Note: {note}." At the default layer
+  that sum is the linearised, bias-free contrast above; at inner layers and for gradients it has no such
+  meaning. `Explanation.disagreeing()` returns the same flags, and `Explanation.scores` the scores.
 """
 CAM_LAYERS = ["blocks.5", "blocks.6", "conv_head", "bn2"]
 CAM_METHODS = ["gradcam", "xgradcam", "linear_approx"]
@@ -116,7 +118,7 @@ def main() -> None:
         *(f"| `{m}` | `{layer}`{' (default)' if layer == bundle.layer else ''} | {bad}/{n} = {bad / n:.0%} | "
           f"{pb}/{p} = {pb / max(p, 1):.0%} | {against:.0%} |" for m, layer, bad, n, pb, p, against in rows),
     ]
-    text = PAGE.format(n=len(x), source=source.description, table="\n".join(lines))
+    text = PAGE.format(n=len(x), source=source.description, table="\n".join(lines), note=SIGN_NOTE)
     if not args.quick:
         args.out.write_text(text)
         print(f"wrote {args.out}")

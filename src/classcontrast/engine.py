@@ -166,7 +166,7 @@ def _forward(net: nn.Module, x: Tensor, raw: Any = None) -> Tensor:
 
 
 def _warn_foils(contrasts: Sequence[Contrast], logits: Tensor, targets: Tensor,
-                categories: Sequence[str] | None) -> None:
+                categories: Sequence[str] | None, unit: str = "image") -> None:
     """A foil equal to its target asks "why t rather than t": legal (the map is 0), but said once."""
     for c in contrasts:
         if not isinstance(c, Foil):
@@ -176,11 +176,35 @@ def _warn_foils(contrasts: Sequence[Contrast], logits: Tensor, targets: Tensor,
             b, j = (int(v) for v in same[0])
             cls = int(targets[b, j])
             name = f"{cls} ({categories[cls]})" if categories is not None and cls < len(categories) else str(cls)
+            where = f"image {b}" if unit == "image" else f"{unit} {j} of image {b}"
             warnings.warn(
-                f"foil {name} is also the target (image {b}): "
+                f"foil {name} is also the target ({where}): "
                 "'why t rather than t' is zero everywhere; explain other targets to avoid it",
                 ClassContrastWarning, stacklevel=3,
             )
+
+
+def _warn_zero_maps(maps: Tensor, contrasts: Sequence[Contrast], logits: Tensor, t: Tensor, selected: Tensor | None,
+                    regions: RegionUnits | None, m: Method, layer: str | None) -> None:
+    """Maps (M, B, K, ...) that are exactly 0 everywhere although nothing asked for that (a foil equal to its
+    target, an empty region, a filler, ``relu=True`` are asked for) get one line naming the layer."""
+    if getattr(m, "relu", False):
+        return
+    zero = (maps.flatten(3) == 0).all(-1)  # (M, B, K)
+    if selected is not None:
+        zero &= selected[None].to(zero.device)
+    if regions is not None and regions.masks is not None:
+        zero &= (regions.masks.flatten(2).sum(-1) > 0)[None].to(zero.device)
+    for i, c in enumerate(contrasts):
+        if isinstance(c, Foil):
+            zero[i] &= c.foils(logits)[:, None].to(t.device) != t
+    if not bool(zero.any()):
+        return
+    where = f" at layer {layer!r}" if layer else ""
+    hint = ("another layer=... (one whose output depends on the image and reaches the logits), or "
+            "method='gradient'") if layer else "checking that the model's logits depend on its input"
+    warnings.warn(f"{m.name}{where} gave {int(zero.sum())} all-zero map(s) of {zero.numel()}: try {hint}",
+                  ClassContrastWarning, stacklevel=3)
 
 
 def explain(
@@ -370,8 +394,12 @@ def explain(
     image_logits = y if regions is None else y.mean((-2, -1))  # a segmenter's: the mean over its pixels
     region_p = None if regions is None else regions.target_probabilities(y, t)
     selected = targets.selected(y, t, head) if isinstance(targets, Threshold) and regions is None else None
+    if regions is not None:
+        selected = regions.selected
     if objects is not None:  # per object: its own row; the Explanation's logits are the first object's
         image_logits, region_p, selected = y[:, 0], objects.probabilities(y, t, head), objects.selected
+        _warn_foils(contrasts, image_logits, t, categories, "object")
+    _warn_zero_maps(maps, contrasts, image_logits, t, selected, regions, m, rec.layer)
     for i, (name, c) in enumerate(zip(names, contrasts, strict=True)):
         out[name] = Explanation(
             maps=None, layer_maps=maps[i], targets=t, logits=image_logits, method=m.name,

@@ -11,6 +11,12 @@ from torch import Tensor
 
 from .contrast_base import head_probabilities
 
+# What the figures, the explorer and the docs' map-sign page say of a map whose sum has the other sign than its
+# score: one sentence, the same everywhere (a test checks the page and the docs hold it).
+SIGN_NOTE = ("this map sums to the other sign than its score: what a map adds up to is the method's linearisation "
+             "of the score, not the score itself (see the map-sign page), so read where the evidence lies, not "
+             "how much")
+
 
 class Explanation:
     """Signed maps for K target classes of B images under one method and one contrast.
@@ -102,8 +108,8 @@ class Explanation:
 
     def disagreeing(self) -> Tensor | None:
         """(B, K) True where the map's sum and the contrast's score have opposite signs (a map of a
-        decision it "contradicts": the method has no completeness at this layer, see the docs' map-sign
-        page); None when the contrast is unknown."""
+        decision it "contradicts", see `SIGN_NOTE` and the docs' map-sign page); None when the contrast is
+        unknown."""
         scores = self.scores
         if scores is None:
             return None

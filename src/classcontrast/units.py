@@ -84,6 +84,7 @@ class RegionUnits:
         self.spec = spec
         self.categories = categories
         self.masks: Tensor | None = None  # (B, K, H, W) in the logits' dtype, 1 inside the region
+        self.selected: Tensor | None = None  # Region.all: (B, K) False for a filler (an image with fewer classes)
 
     def resolve(self, y: Tensor) -> Tensor:
         """The (B, K) target classes for dense logits ``y`` (B, C, H, W); the masks are kept."""
@@ -98,11 +99,18 @@ class RegionUnits:
             spec = AllRegions(spec.k)
         if isinstance(spec, AllRegions):
             counts = torch.stack([torch.bincount(predicted[i].flatten(), minlength=c) for i in range(b)])
-            present = int((counts > 0).sum(1).max())
-            k = present if spec.k is None else spec.k
-            if k < 1 or k > c:
+            found = (counts > 0).sum(1)
+            present = int(found.max())
+            if spec.k is not None and not 1 <= spec.k <= c:
                 raise ClassContrastError(f"Region.all({spec.k}) asks for more regions than the model has classes ({c})")
-            t = counts.topk(k, dim=1).indices  # largest first; classes not present have empty masks
+            k = present if spec.k is None else spec.k
+            if spec.k is not None and k > int(found.min()):
+                fewest = int(found.argmin())
+                warnings.warn(f"Region.all({spec.k}): image {fewest} has only {int(found[fewest])} predicted "
+                              f"class(es): its other regions are empty, zero maps marked as fillers (Explanation."
+                              "selected) and left out of figures", ClassContrastWarning, stacklevel=4)
+            t = counts.topk(k, dim=1).indices  # largest first; classes not present are fillers (empty masks)
+            self.selected = torch.arange(k, device=y.device)[None] < found[:, None]
             masks = predicted[:, None] == t[:, :, None, None]
         else:
             regions = [spec] if isinstance(spec, Region) else list(spec)  # type: ignore[arg-type]

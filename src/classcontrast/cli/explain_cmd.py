@@ -196,7 +196,8 @@ def explain_command(
         page = write_explorer(html, bundle, torch.cat(inputs) if len(sizes) == 1 else inputs, methods,
                               units if units is not None else threshold_spec if threshold is not None else t.to(dev),
                               [p.name for p, _ in loaded],
-                              batch_size=batch_size, named=named, head=head, **opts)
+                              batch_size=batch_size, named=named, head=head,
+                              foils=[int(c.foil) for c in contrasts if isinstance(c, Foil)], **opts)
         console.print(f"wrote {page}")
 
 

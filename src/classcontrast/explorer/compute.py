@@ -24,14 +24,16 @@ from .units import unit_entries, unit_spec
 
 
 def explore(model: Any, x: torch.Tensor, methods: Sequence[str], classes: torch.Tensor,
-            named: Sequence[str] = NAMED, head: str | None = None, **options: Any
+            named: Sequence[str] = NAMED, head: str | None = None, foils: Sequence[int] = (), **options: Any
             ) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
     """(maps, logits, notes): maps (B, L, M, h, w) per method for the L classes of each image
     (``classes`` (B, L)) under the M contrasts of `contrast_keys` (the foil of a class against itself is
-    0), the images' logits (B, C), and per method (B, L, M) flags of the maps whose sum disagrees in sign
-    with their score (`Explanation.disagreeing`). ``options`` go to the methods that accept them (e.g.
-    ``layer``). Maps are at the stored resolution (see ``encode.fit``); one forward pass per method."""
-    contrasts: list[Any] = [*named, *(Foil(classes[:, j]) for j in range(classes.shape[1]))]
+    0) followed by one ``Foil(f)`` per class of ``foils`` (the foils a user named), the images' logits (B, C),
+    and per method (B, L, M) flags of the maps whose sum disagrees in sign with their score
+    (`Explanation.disagreeing`). ``options`` go to the methods that accept them (e.g. ``layer``). Maps are at
+    the stored resolution (see ``encode.fit``); one forward pass per method."""
+    contrasts: list[Any] = [*named, *(Foil(classes[:, j]) for j in range(classes.shape[1])),
+                            *(Foil(int(f)) for f in foils)]
     out, notes, res = grid(model, x, methods, contrasts, classes, head, **options)
     return out, res.logits.detach().cpu(), notes
 
@@ -39,12 +41,13 @@ def explore(model: Any, x: torch.Tensor, methods: Sequence[str], classes: torch.
 def explorer_data(model: Any, x: torch.Tensor | Sequence[torch.Tensor], methods: Sequence[str] = ("gradcam",),
                   targets: Any = None, titles: Sequence[str] | None = None, title: str = "classcontrast explorer",
                   categories: Sequence[str] | None = None, batch_size: int = 16, named: Sequence[str] = NAMED,
-                  head: str | None = None, **options: Any) -> dict[str, Any]:
+                  head: str | None = None, foils: Sequence[int] = (), **options: Any) -> dict[str, Any]:
     """The explorer's data for images ``x``: for each image, the classes of ``targets`` (default
     ``TopK(3)``) with every named contrast (``named``: the paper's five; add the peers' ``"finer"``,
     ``"finer_mean"``, ``"rest"`` for their buttons) and every foil among them, for each method (one
     forward pass per method and batch of ``batch_size`` images). ``head``: as for `explain` (default: the
-    ModelBundle's)."""
+    ModelBundle's). ``foils``: classes (indices) offered as foils of every target besides those, the page
+    opening on the first (what ``explain --foil`` asked for)."""
     net = unwrap_model(model)
     many = isinstance(x, (list, tuple))  # images of their own sizes, (1, C, H, W) each
     batch = [check_input(v) for v in x] if many else [check_input(x)]
@@ -58,7 +61,8 @@ def explorer_data(model: Any, x: torch.Tensor | Sequence[torch.Tensor], methods:
             probe = explain(model, batch[0][:1], methods[0], "original", units)
             names = [f"class {i}" for i in range(probe.logits.shape[-1])]
         one_each = batch if many else [v[None] for v in batch[0]]
-        images, entries = unit_entries(model, one_each, methods, units, titles, named, names, head, **options)
+        images, entries = unit_entries(model, one_each, methods, units, titles, named, names, head, foils,
+                                       **options)
         what = "detected objects" if isinstance(units, Detections) else "segmentation regions"
         return {"kind": "explain", "title": title, "subtitle": f"{model_name}; {what}; methods: {', '.join(methods)}",
                 "classes": names, "images": images, "entries": entries}
@@ -76,7 +80,7 @@ def explorer_data(model: Any, x: torch.Tensor | Sequence[torch.Tensor], methods:
         classes = resolve_targets(TopK(min(3, logits.shape[1])) if spec is None else spec, logits, head)
         # Threshold targets: an image's fillers (below the threshold) are not offered
         keep = spec.selected(logits, classes, head) if isinstance(spec, Threshold) else classes >= 0
-        maps, _, notes = explore(model, xb, methods, classes, named, head=head, **options)
+        maps, _, notes = explore(model, xb, methods, classes, named, head=head, foils=foils, **options)
         pixels = display_pixels(xb, getattr(getattr(model, "normalize", None), "inverse", None))
         top = p.topk(min(5, p.shape[1]), 1)
         for i in range(xb.shape[0]):
@@ -84,11 +88,14 @@ def explorer_data(model: Any, x: torch.Tensor | Sequence[torch.Tensor], methods:
             name = titles[b] if titles is not None else f"image {b}"
             images[f"i{b}"] = image_entry(pixels[i], name)
             kept = keep[i].nonzero()[:, 0].tolist()
-            axis = [*range(len(named)), *(len(named) + j for j in kept)]  # the contrasts: named, kept foils
             cls = classes[i, kept].tolist()
+            extra = [j for j, f in enumerate(foils) if int(f) not in cls and int(f) not in foils[:j]]
+            width = len(named) + classes.shape[1]  # the contrasts: named, kept foils, the user's other foils
+            axis = [*range(len(named)), *(len(named) + j for j in kept), *(width + j for j in extra)]
+            keys = [*contrast_keys(cls, named), *(f"foil:{int(foils[j])}" for j in extra)]
             entries.append(entry(f"e{b}", f"i{b}", name, cls, p[i, classes[i, kept]].tolist(),
                                  maps={m: v[i].numpy()[kept][:, axis] for m, v in maps.items()},
-                                 keys=contrast_keys(cls, named),
+                                 keys=keys, default=(cls[0], f"foil:{int(foils[0])}") if foils else None,
                                  top=list(zip(top.indices[i].tolist(), top.values[i].tolist(), strict=True)),
                                  notes={m: v[i].numpy()[kept][:, axis] for m, v in notes.items()}))
     names = list(categories if categories is not None else getattr(model, "categories", None) or

@@ -42,9 +42,10 @@ def _mask_rows(mask: torch.Tensor) -> dict[str, Any]:
 
 def unit_entries(model: Any, x: Sequence[torch.Tensor], methods: Sequence[str], spec: Any,
                  titles: Sequence[str] | None, named: Sequence[str], categories: Sequence[str], head: str | None = None,
-                 **options: Any) -> tuple[dict[str, dict[str, str]], list[dict[str, Any]]]:
+                 foils: Sequence[int] = (), **options: Any) -> tuple[dict[str, dict[str, str]], list[dict[str, Any]]]:
     """(images, entries) of the explorer for the units ``spec`` selects (Regions or `Detections`) in each
-    image of ``x`` (tensors (1, C, H, W): segmenters and detectors take images of their own sizes)."""
+    image of ``x`` (tensors (1, C, H, W): segmenters and detectors take images of their own sizes); ``foils``:
+    classes offered as foils of every unit besides those it ranks next (the page opens on the first)."""
     images: dict[str, dict[str, str]] = {}
     entries: list[dict[str, Any]] = []
     inverse = getattr(getattr(model, "normalize", None), "inverse", None)
@@ -60,31 +61,34 @@ def unit_entries(model: Any, x: Sequence[torch.Tensor], methods: Sequence[str], 
             t = int(unit["target"])
             y = unit["logits"].detach().double()
             # a region: its pixels' mean probability, as its targets' probabilities (one number per class)
-            p = head_probabilities(y, "softmax").mean(0) if unit["kind"] == "region" else head_probabilities(y, probe.head)
+            p = head_probabilities(y, "softmax").mean(0) if unit["kind"] == "region" \
+                else head_probabilities(y, probe.head)
             ranked = [c for c in p.argsort(descending=True).tolist() if c != t]
             top = [(c, float(p[c])) for c in p.argsort(descending=True)[:5].tolist()]
             if unit["kind"] == "region":
                 classes = [t, *ranked[:2]]
                 mask = unit["mask"]
                 unit_spec: Any = [Region(c, mask) for c in classes]
-                foils = classes
+                unit_foils = classes
                 shown = {"kind": "region", "mask": _mask_rows(mask.cpu())}
                 title = f"{name}: region {categories[t]} ({unit['pixels'] / mask.numel():.0%} of pixels)"
             else:
-                classes, foils = [t], ranked[:3]
+                classes, unit_foils = [t], ranked[:3]
                 unit_spec = Detections(indices=[int(unit["index"])])
                 h, w = xb.shape[-2:]
                 x0, y0, x1, y1 = unit["box"]
                 shown = {"kind": "object", "box": [x0 / w, y0 / h, x1 / w, y1 / h], "score": unit["score"]}
                 title = f"{name}: {categories[t]} (object {unit['index']}, score {unit['score']:.3f})"
-            contrasts = [*named, *(Foil(c) for c in foils)]
-            keys = [*named, *(f"foil:{c}" for c in foils)]
+            shown_foils = [*unit_foils, *(int(f) for f in foils if int(f) not in unit_foils)]
+            contrasts = [*named, *(Foil(c) for c in shown_foils)]
+            keys = [*named, *(f"foil:{c}" for c in shown_foils)]
             grids, signs, res = grid(model, xb, methods, contrasts, unit_spec, head, **options)
             maps = {m: v[0].numpy() for m, v in grids.items()}
             notes = {m: v[0].numpy() for m, v in signs.items()}
             probabilities = res[named[0]].target_probabilities[0].tolist()  # type: ignore[index]
+            first = f"foil:{int(foils[0])}" if foils else "weighted" if "weighted" in named else named[0]
             e = entry(f"e{b}_{k}", f"i{b}", title, classes, probabilities, maps, top=top, keys=keys, notes=notes,
-                      default=(t, "weighted" if "weighted" in named else named[0]))
+                      default=(t, first))
             e["unit"] = shown
             entries.append(e)
     return images, entries
