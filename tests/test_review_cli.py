@@ -89,3 +89,33 @@ def test_a_multi_label_hugging_face_folder_loads_with_the_sigmoid_head(tmp_path:
     transformers.ResNetForImageClassification(cfg).save_pretrained(tmp_path)
     transformers.ConvNextImageProcessor(size={"shortest_edge": 32}).save_pretrained(tmp_path)
     assert cc.load_model(f"hf:{tmp_path}").head == "sigmoid"
+
+
+# -- 14: no output replaces an input or becomes one ---------------------------------------------------------
+
+def test_per_image_figures_never_overwrite_an_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Five photos and a sixth named as the first one's figure would be: more images than one figure holds,
+    so the run writes why_000_a.png — which is an input."""
+    d = tmp_path / "photos"
+    d.mkdir()
+    for i, name in enumerate("abcde"):
+        cc.sample_image(["chelsea", "coffee", "rocket", "astronaut", "chelsea"][i]).save(d / f"{name}.png")
+    cc.sample_image("coffee").save(d / "why_000_a.png")
+    before = (d / "why_000_a.png").read_bytes()
+    files = sorted(str(f) for f in d.iterdir())
+    assert run(["explain", *files, "--out", str(d / "why.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "would overwrite the input image" in err and len(err.splitlines()) == 1
+    assert (d / "why_000_a.png").read_bytes() == before
+    assert sorted(str(f) for f in d.iterdir()) == files  # nothing written
+
+
+def test_figures_inside_an_input_folder_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "photos"
+    d.mkdir()
+    cc.sample_image("coffee").save(d / "a.png")
+    assert run(["explain", str(d), "--out", str(d / "out" / "why.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "lies inside the input folder" in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in d.rglob("*")) == ["a.png"]
+    assert run(["explain", str(d), "--out", str(d / "why.pdf")]) == 0  # a format no run reads as an image

@@ -126,3 +126,44 @@ def test_models_sharing_one_config_are_left_as_found_by_concurrent_rollouts() ->
         t.join()
     assert not errors
     assert cfg._attn_implementation == before
+
+
+# -- 15: Integrated Gradients' memory does not grow with the number of images -------------------------------
+
+def test_integrated_gradients_runs_bounded_batches_and_the_maps_do_not_change(tiny: nn.Module,
+                                                                             tiny_x: torch.Tensor) -> None:
+    rows: list[int] = []
+    handle = tiny.register_forward_pre_hook(lambda m, args: rows.append(len(args[0])))
+    try:
+        bounded = cc.explain(tiny, tiny_x, "integrated_gradients", ["weighted", "max"], steps=32)
+    finally:
+        handle.remove()
+    assert max(rows) <= 16 and sum(rows) == len(tiny_x) * (32 + 1)  # + the clean pass for the targets
+    one_pass = cc.explain(tiny, tiny_x, "integrated_gradients", ["weighted", "max"], steps=32,
+                          internal_batch_size=len(tiny_x) * 32)
+    for k in ("weighted", "max"):
+        torch.testing.assert_close(bounded[k].maps, one_pass[k].maps, rtol=1e-10, atol=1e-12)
+    with pytest.raises(cc.ClassContrastError, match="internal_batch_size"):
+        cc.explain(tiny, tiny_x, "integrated_gradients", internal_batch_size=2.5)
+
+
+# -- 16: a large 16-bit image is read without a full-size float copy ----------------------------------------
+
+def test_a_16_bit_image_is_read_exactly_without_a_full_size_float_copy(tmp_path: Path) -> None:
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 65536, size=(2000, 1500), dtype=np.uint16)
+    values[0, :4] = [0, 257, 65535, 65534]
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    tracemalloc.start()
+    try:
+        img = cc.load_image(tmp_path / "deep.png")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    got = np.asarray(img)
+    want = (values.astype(np.uint64) * 255 // 65535).astype(np.uint8)  # floor(v · 255 / 65535)
+    assert got.shape == (2000, 1500, 3) and (got == want[..., None]).all()
+    assert got[0, :4, 0].tolist() == [0, 1, 255, 254]
+    assert peak < 8 * values.size, peak  # less than one float64 copy (8 bytes a pixel): bands of rows

@@ -198,6 +198,8 @@ def _warn_zero_maps(maps: Tensor, contrasts: Sequence[Contrast], logits: Tensor,
     for i, c in enumerate(contrasts):
         if isinstance(c, Foil):
             zero[i] &= c.foils(logits)[:, None].to(t.device) != t
+    if logits.ndim == 2 and is_binary(logits):  # a one-output model's class 0: its logit is the constant 0
+        zero &= (t != 0)[None].to(zero.device)
     if not bool(zero.any()):
         return
     where = f" at layer {layer!r}" if layer else ""

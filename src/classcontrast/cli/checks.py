@@ -91,3 +91,34 @@ def check_number(value: float | None, option: str, minimum: float | None = None,
         raise ClassContrastError(f"{option} must be greater than {above:g}, got {value:g}")
     if maximum is not None and value > maximum:
         raise ClassContrastError(f"{option} must be at most {maximum:g}, got {value:g}")
+
+
+def figure_name(out: Path, i: int, image: str) -> Path:
+    """The figure of image ``i`` (named ``image``) when a run writes one figure per image:
+    ``why_000_<image stem>.png`` beside ``--out why.png``."""
+    return out.with_name(f"{out.stem}_{i:03d}_{Path(image).stem}{out.suffix}")
+
+
+def check_figures(out: Path, option: str, inputs: Iterable[os.PathLike[str] | str],
+                  given: Iterable[os.PathLike[str] | str], names: list[str]) -> None:
+    """No figure a run may write (``out``, or one per image: `figure_name`) replaces an input image, and none
+    lands inside a folder given as input when it is in a format the image reader takes (the next run would
+    read the figures as images). Checked before any work."""
+    from ..data.images import IMAGE_SUFFIXES, excluded
+
+    files = [Path(p) for p in inputs]
+    for candidate in [out, *(figure_name(out, i, n) for i, n in enumerate(names))]:
+        for f in files:
+            try:
+                same = os.path.samefile(candidate, f)
+            except OSError:
+                same = os.path.abspath(candidate) == os.path.abspath(f)
+            if same:
+                raise ClassContrastError(f"{option} {shown(out)}: the figure {shown(candidate)} would overwrite the "
+                                         f"input image {shown(f)}; choose another output name or folder")
+    if out.suffix.lower() in IMAGE_SUFFIXES:
+        for folder in (Path(g) for g in given):
+            if folder.is_dir() and excluded(out.parent if out.parent != Path("") else Path("."), [folder]):
+                raise ClassContrastError(f"{option} {shown(out)} lies inside the input folder {shown(folder)}: its "
+                                         "figures would be read as images by the next run; write them outside it "
+                                         "(or as .pdf / .svg)")

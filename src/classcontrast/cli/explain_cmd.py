@@ -13,12 +13,13 @@ import typer
 from ..errors import ClassContrastError
 from ..text import printable
 from . import method_flags as flags
-from .checks import FIGURE_SUFFIXES, check_number, check_out_file
+from .checks import FIGURE_SUFFIXES, check_figures, check_number, check_out_file, figure_name
 from .common import console, resolve_device
 from .evaluate_cmd import TRUST, check_common
 from .options import CONTRASTS_HELP, METHODS_HELP, split_values
 
 _MAX_ROWS_PER_FIGURE = 8
+BUNDLED = Path("chelsea (bundled cat photo)")  # no image given: the bundled photo
 _TASKS = {"classification": "image", "segmentation": "region", "detection": "object"}  # --task: its units
 
 
@@ -60,6 +61,8 @@ def explain_command(
     batch_size: int = typer.Option(16, help="Images per forward pass"),
     device: str = typer.Option("auto", help="auto (CUDA when available) | cpu | cuda | cuda:N"),
     trust_remote_code: bool = TRUST,
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out images that cannot be read (each one named "
+                                  "in a warning) instead of stopping at the first"),
     steps: int = flags.STEPS, baseline: str = flags.BASELINE, integration: str = flags.INTEGRATION,
     samples: int = flags.SAMPLES, sigma: float = flags.SIGMA,
     seed: int = typer.Option(None, help="smoothgrad: noise seed (0)"), squared: bool = flags.SQUARED,
@@ -74,7 +77,7 @@ def explain_command(
 
     from ..classes import class_index
     from ..contrasts import Foil, get_contrast
-    from ..data import load_images, sample_image
+    from ..data.images import list_images
     from ..detection import Detections
     from ..engine import explain
     from ..methods import options_for
@@ -101,9 +104,10 @@ def explain_command(
     opts = {"layer": layer, "relu": relu or None, **given}  # each method takes the ones it has
     if head not in (None, "softmax", "sigmoid"):
         raise ClassContrastError(f"unknown --head {head!r}; choose softmax or sigmoid")
-    loaded = load_images(images) if images else [(Path("chelsea (bundled cat photo)"), sample_image("chelsea"))]
-    inputs = [p for p, _ in loaded] if images else []
+    files = list_images(images) if images else [BUNDLED]  # read batch by batch: no full-size image is kept
+    inputs = files if images else []
     check_out_file(out, "--out", inputs, FIGURE_SUFFIXES)  # before any work: never overwrite an input
+    check_figures(out, "--out", inputs, images or [], [f.name for f in files])
     check_out_file(save_maps, "--save-maps", inputs, {".npz"})
     check_out_file(html, "--html", inputs, {".html", ".htm"})
     if classes:
@@ -150,9 +154,13 @@ def explain_command(
         return [((meth, name), ex) for meth in methods
                 for name, ex in explain(bundle, x, meth, contrasts, spec, head=head, **options_for(meth, opts)).items()]
 
-    for start in range(0, len(loaded), batch_size):
-        chunk = loaded[start : start + batch_size]
-        x = torch.stack([_transformed(bundle, path, img) for path, img in chunk]).to(dev)
+    loaded: list[Path] = []  # the images explained, in order (without the unreadable ones --skip-bad skipped)
+    for start in range(0, len(files), batch_size):
+        chunk, x = _read(files[start : start + batch_size], bundle, skip_bad)
+        if not chunk:
+            continue
+        loaded.extend(chunk)
+        x = x.to(dev)
         spec = regions or objects or (threshold_spec if threshold is not None else
                                       TopK(top_k) if targets is None else [targets] * len(chunk))
         for key, ex in explain_batch(x, spec):
@@ -164,12 +172,14 @@ def explain_command(
                 empty = next((u for u in image_units if u.get("pixels") == 0), None)
                 if empty is not None:
                     raise ClassContrastError(f"--region {bundle.categories[empty['target']]}: "
-                                             f"{printable(chunk[i][0].name)} has no pixel of that class")
+                                             f"{printable(chunk[i].name)} has no pixel of that class")
         if task is not None and _TASKS[task] != kind:
             found = next(name for name, unit in _TASKS.items() if unit == kind)
             raise ClassContrastError(f"--task {task}: this model's output is a {found} model's")
         inputs.append(x)
         pixels.extend(bundle.normalize.inverse(x).cpu())
+    if not loaded:
+        raise ClassContrastError("none of the images could be read (each one is named above)")
     if threshold is not None:  # the same K in every batch: a batch with fewer classes above it, explained again
         threshold_spec = _same_k(columns, inputs, threshold, explain_batch)
     batches = next(iter(columns.values()))
@@ -183,7 +193,7 @@ def explain_command(
     else:
         merged = {k: _cat(v) for k, v in columns.items()}
         titled = {column_title(m, c, len(methods) > 1 or len(contrasts) > 1): e for (m, c), e in merged.items()}
-        for w in _write_figures(pixels, titled, bundle.categories, scale, [p.name for p, _ in loaded], out):
+        for w in _write_figures(pixels, titled, bundle.categories, scale, [p.name for p in loaded], out):
             console.print(f"wrote {w}")
         _save_maps(save_maps, merged, t, torch.cat([ex.logits.cpu() for ex in batches]), first.head, selected, loaded,
                    bundle.name)
@@ -195,7 +205,7 @@ def explain_command(
         units = regions or objects or (Region.all(top_k) if first.units[0][0]["kind"] == "region" else None)
         page = write_explorer(html, bundle, torch.cat(inputs) if len(sizes) == 1 else inputs, methods,
                               units if units is not None else threshold_spec if threshold is not None else t.to(dev),
-                              [p.name for p, _ in loaded],
+                              [p.name for p in loaded],
                               batch_size=batch_size, named=named, head=head,
                               foils=[int(c.foil) for c in contrasts if isinstance(c, Foil)], **opts)
         console.print(f"wrote {page}")
@@ -217,7 +227,7 @@ def _save_maps(save_maps: Path | None, merged: dict[tuple[str, str], Any], t: An
             **{npz_key(m, c): v.maps.float().cpu().numpy() for (m, c), v in merged.items()},
             targets=t.numpy(), logits=y.float().numpy(), probabilities=p_all.numpy(),
             **({} if selected[0] is None else {"selected": torch.cat(selected).cpu().numpy()}),
-            files=np.array([str(p) for p, _ in loaded]), model=np.array(model),
+            files=np.array([str(p) for p in loaded]), model=np.array(model),
             **unit_arrays(next(iter(merged.values()))),
         )
         console.print(f"wrote {save_maps}")
@@ -266,9 +276,9 @@ def _write_each(pixels: list[Any], columns: dict[tuple[str, str], list[Any]], bu
     from ..viz import plot_explanations
 
     arrays: dict[str, Any] = {}
-    for i, (path, _) in enumerate(loaded):
+    for i, path in enumerate(loaded):
         results = {column_title(m, c, qualified): v[i] for (m, c), v in columns.items()}
-        figure = out.with_name(f"{out.stem}_{i:03d}_{Path(path.name).stem}{out.suffix}") if len(loaded) > 1 else out
+        figure = figure_name(out, i, path.name) if len(loaded) > 1 else out
         plot_explanations(pixels[i : i + 1], results, bundle.categories, scale=scale,  # type: ignore[arg-type]
                           titles=[path.name], path=figure)
         console.print(f"wrote {figure}")
@@ -278,7 +288,7 @@ def _write_each(pixels: list[Any], columns: dict[tuple[str, str], list[Any]], bu
             arrays.update(unit_arrays(v[i], f"/{i}"))
     if save_maps is not None:
         save_maps.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(save_maps, **arrays, files=np.array([str(p) for p, _ in loaded]),
+        np.savez_compressed(save_maps, **arrays, files=np.array([str(p) for p in loaded]),
                             model=np.array(bundle.name))
         console.print(f"wrote {save_maps}")
 
@@ -323,12 +333,30 @@ def npz_key(method: str, contrast: str) -> str:
     return f"maps/{ascii_(method)}/{ascii_(contrast)}"
 
 
-def _transformed(bundle: Any, path: Path, image: Any) -> Any:
-    """The image as the model's input; a refusal (an extreme aspect ratio) names the file."""
-    try:
-        return bundle.transform(image)
-    except ClassContrastError as e:
-        raise ClassContrastError(f"{path}: {e}") from e
+def _read(paths: list[Path], bundle: Any, skip_bad: bool) -> tuple[list[Path], Any]:
+    """(the paths read, their model inputs (B, C, H, W)) for one batch: each image read and transformed at
+    once (no full-size copy is kept). An unreadable or refused file is a one-line error naming it, or, with
+    ``skip_bad``, a warning naming it and the file is left out."""
+    import warnings
+
+    import torch
+
+    from ..data import load_image, sample_image
+    from ..errors import ClassContrastWarning
+
+    kept, xs = [], []
+    for path in paths:
+        try:
+            image = sample_image("chelsea") if path == BUNDLED else load_image(path)
+            xs.append(bundle.transform(image))
+        except ClassContrastError as e:
+            text = str(e) if str(path) in str(e) else f"{path}: {e}"
+            if not skip_bad:
+                raise ClassContrastError(f"{text} (--skip-bad leaves unreadable images out)") from e
+            warnings.warn(f"skipped {text}", ClassContrastWarning, stacklevel=2)
+            continue
+        kept.append(path)
+    return kept, torch.stack(xs) if xs else None
 
 
 def _cat(parts: list[Any]) -> Any:
@@ -360,7 +388,7 @@ def _print_table(loaded: list[Any], p: Any, targets: Any, categories: list[str],
     table = Table(title="Top classes")
     table.add_column("image")
     table.add_column("explained classes (probability)")
-    for i, (path, _) in enumerate(loaded):
+    for i, path in enumerate(loaded):
         cells = [f"{categories[int(c)]} ({float(p[i, j]):.3f})" for j, c in enumerate(targets[i])
                  if selected is None or bool(selected[i, j])]
         table.add_row(printable(path.name), printable(", ".join(cells)))
@@ -380,7 +408,7 @@ def _write_figures(pixels: list[Any], merged: dict[str, Any], categories: list[s
     written = []
     for i in range(n):
         sub = {c: _one(e, i, n) for c, e in merged.items()}
-        path = out.with_name(f"{out.stem}_{i:03d}_{Path(titles[i]).stem}{out.suffix}")
+        path = figure_name(out, i, titles[i])
         plot_explanations(pixels[i : i + 1], sub, categories, scale=scale, titles=titles[i : i + 1],  # type: ignore[arg-type]
                           path=path)
         written.append(path)

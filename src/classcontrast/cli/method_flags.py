@@ -17,7 +17,8 @@ INTEGRATION = typer.Option(None, help="integrated_gradients: gausslegendre | rie
 SAMPLES = typer.Option(None, help="smoothgrad: noisy copies (default 25)")
 SIGMA = typer.Option(None, help="smoothgrad: noise std as a fraction of the image's range (0.15)")
 SQUARED = typer.Option(None, "--squared", help="smoothgrad: SmoothGrad² (mean of squared gradients)")
-INTERNAL_BATCH_SIZE = typer.Option(None, help="integrated_gradients, smoothgrad: rows per forward pass")
+INTERNAL_BATCH_SIZE = typer.Option(None, help="integrated_gradients, smoothgrad: rows (path points, noisy copies) "
+                                   "per forward pass (16): bounds memory, the maps are the same")
 COMPOSITE = typer.Option(None, help="lrp: a zennit composite (default epsilon_plus_flat)")
 CANONIZER = typer.Option(None, help="lrp: auto | none")
 DISCARD_RATIO = typer.Option(None, help="attention_rollout: drop this fraction of the weakest links")

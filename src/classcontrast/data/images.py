@@ -17,12 +17,33 @@ IMAGE_SUFFIXES = frozenset(
 )
 
 
+_ROWS = 512  # rows converted at a time: no full-size copy of a large 16-bit or float image
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit integer or float image as 8-bit grayscale: 16-bit values scaled by 255/65535 (integer
+    arithmetic, floored), others by 255 / their maximum; converted a band of rows at a time, so that the
+    only full-size arrays are the decoded image and the 8-bit result (an 8800² 16-bit PNG needs no 600 MB
+    float copy)."""
+    w, h = img.size
+    out = np.empty((h, w), np.uint8)
+    sixteen = img.mode.startswith("I;16")
+    hi = 65535.0
+    if not sixteen:  # the maximum, band by band
+        hi = max([1.0, *(float(np.asarray(img.crop((0, r, w, min(h, r + _ROWS)))).max()) for r in range(0, h, _ROWS))])
+    for r in range(0, h, _ROWS):
+        band = np.asarray(img.crop((0, r, w, min(h, r + _ROWS))))
+        if sixteen:
+            out[r : r + _ROWS] = (band.astype(np.uint32) * 255 // 65535).astype(np.uint8)
+        else:
+            out[r : r + _ROWS] = np.clip(band.astype(np.float32) / np.float32(hi) * 255, 0, 255).astype(np.uint8)
+    return Image.fromarray(out, "L")
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
     """Grayscale, palette, 16-bit, CMYK and alpha images as 8-bit RGB (alpha composited on white)."""
     if img.mode in {"I;16", "I;16B", "I;16L", "I", "F"}:
-        arr = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
-        img = Image.fromarray(np.clip(arr / hi * 255.0, 0, 255).astype(np.uint8), "L")
+        img = _to_8bit(img)
     if img.mode in {"RGBA", "LA", "PA"} or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

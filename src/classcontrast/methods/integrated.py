@@ -52,8 +52,9 @@ class IntegratedGradients(InputMethod):
     other classes), so completeness holds per contrast: $\sum \phi = O(x) - O(x')$ up to the
     quadrature error. ``baseline`` x′: ``"zeros"`` (zeros of the model's input space), ``"blur"`` (the
     Gaussian-blurred image, kernel 101, σ = 15) or a tensor broadcastable to x. All path points of all
-    images run in batched forward passes of at most ``internal_batch_size`` rows (None: all at once), and
-    every target × contrast comes from the same passes.
+    images run in batched forward passes of at most ``internal_batch_size`` rows (16 unless given, as
+    Captum's option of that name: memory does not grow with the number of images; the maps are the same
+    for any value), and every target × contrast comes from the same passes.
     """
 
     name = "integrated_gradients"

@@ -22,8 +22,8 @@ class SmoothGrad(InputMethod):
     every noisy copy (for ``weighted``, α is that copy's softmax over the other classes).
 
     Each image's noise comes from a generator seeded with ``seed`` and the image itself, so a call is
-    reproducible whatever the batch and ``internal_batch_size`` (rows per forward pass; None: all copies
-    of all images at once).
+    reproducible whatever the batch and ``internal_batch_size`` (noisy copies per forward pass, 16 unless
+    given: memory does not grow with the number of images).
     """
 
     name = "smoothgrad"
