@@ -40,7 +40,7 @@ def reference_layer(model: nn.Module, x: torch.Tensor) -> str:
     for n, m, o in outputs:
         if not isinstance(o, torch.Tensor) or o.ndim != 4 or o.shape[-1] * o.shape[-2] <= 1:
             continue
-        if isinstance(m, (nn.modules.dropout._DropoutNd, nn.Identity, nn.Flatten)) or m in [] or not o.requires_grad:
+        if isinstance(m, (nn.modules.dropout._DropoutNd, nn.Identity, nn.Flatten)) or not o.requires_grad:
             continue
         if any(o is p for p in pooled):
             continue

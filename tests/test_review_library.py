@@ -5,7 +5,6 @@ for, empty regions, detection foils equal to their targets, memory-bounded Integ
 from __future__ import annotations
 
 import threading
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,6 @@ import classcontrast as cc
 from classcontrast.models.bundle import Normalize
 
 from .conftest import TinyCNN, randomize_bn
-
 
 # -- 5: a multi-label CSV listing an image on several lines --------------------------------------------------
 
@@ -116,7 +114,7 @@ def test_models_sharing_one_config_are_left_as_found_by_concurrent_rollouts() ->
         try:
             for _ in range(15):
                 cc.explain(m, x, "attention_rollout", "weighted")
-        except BaseException as e:  # noqa: BLE001 - reported below
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=work, args=(m,)) for m in models]

@@ -23,6 +23,7 @@ from .classes import class_indices, names_classes
 from .contrast_base import Contrast, _one_hot, _others
 from .errors import ClassContrastError, did_you_mean
 from .peer_contrasts import Finer, FinerMean, ReST
+from .text import count
 
 
 class Original(Contrast):
@@ -235,7 +236,8 @@ class Foil(Contrast):
         if f.numel() == 1:
             f = f.expand(n)
         elif f.numel() != n:
-            raise ClassContrastError(f"Foil has {f.numel()} classes for {n} images; give one, or one per image")
+            raise ClassContrastError(f"Foil has {count(f.numel(), 'class', 'classes')} for {count(n, 'image')}; "
+                                     "give one, or one per image")
         bad = f[(f < 0) | (f >= c)]
         if bad.numel():
             raise ClassContrastError(
@@ -248,7 +250,8 @@ class Foil(Contrast):
         if f.numel() == 1:
             return self
         if f.numel() != n_images:
-            raise ClassContrastError(f"Foil has {f.numel()} classes for {n_images} images; give one, or one per image")
+            raise ClassContrastError(f"Foil has {count(f.numel(), 'class', 'classes')} for "
+                                     f"{count(n_images, 'image')}; give one, or one per image")
         return Foil(f.to(rows.device)[rows])
 
     def score(self, logits: Tensor, target: Tensor) -> Tensor:

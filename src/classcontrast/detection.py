@@ -38,10 +38,18 @@ class Detections:
     indices: Sequence[int] | None = None
 
     def __post_init__(self) -> None:
-        if self.top is not None and int(self.top) < 1:
-            raise ClassContrastError(f"Detections needs top >= 1, got {self.top}")
-        if not 0.0 <= float(self.threshold) < 1.0:
-            raise ClassContrastError(f"Detections needs 0 <= threshold < 1, got {self.threshold}")
+        from .targets import fraction, whole
+
+        if self.top is not None:
+            object.__setattr__(self, "top", whole(self.top, "Detections(top=...)"))
+        object.__setattr__(self, "threshold", fraction(self.threshold, "Detections(threshold=...)", 0.0, 1.0,
+                                                       closed=True))
+        if self.indices is not None:
+            if isinstance(self.indices, (str, bytes)) or not isinstance(self.indices, (Sequence, Tensor)):
+                raise ClassContrastError(f"Detections(indices=...) needs a list of detection indices, got "
+                                         f"{self.indices!r}")
+            for i in self.indices:
+                whole(i, "Detections(indices=...)", minimum=0)
 
 
 def is_torchvision_detector(net: nn.Module) -> bool:
@@ -159,9 +167,14 @@ class DetectionUnits:
             chosen.append(keep[: spec.top] if spec.top is not None else keep)
         if not any(chosen):
             best = max((float(s.max()) for s in scores if len(s)), default=None)
-            found = "no detections at all" if best is None else f"the best scores {best:.3g}"
-            raise ClassContrastError(f"no detection scores at least {spec.threshold} ({found}); lower the "
-                                     "threshold or name detections by index")
+            if best is None:
+                where = "this image" if len(scores) == 1 else "these images"
+                raise ClassContrastError(f"the model detected no object in {where}: nothing to explain (a "
+                                         "detector with random or unsuited weights detects nothing; check its "
+                                         "weights and the image)")
+            raise ClassContrastError(f"no detection scores at least {spec.threshold} (the best scores {best:.3g}): "
+                                     "lower the threshold (cc.Detections(threshold=...), --min-score on the command "
+                                     "line) or name detections by index (cc.Detections(indices=[...]))")
         return chosen
 
     def _layout(self, chosen: list[list[int]], device: torch.device) -> int:

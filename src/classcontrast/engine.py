@@ -156,13 +156,26 @@ def _forward(net: nn.Module, x: Tensor, raw: Any = None) -> Tensor:
     raw = _run(net, x) if raw is None else raw
     logits = logits_of(raw)
     if isinstance(logits, Tensor) and logits.ndim == 2:
-        return logits
+        return _finite(logits)
     dense = dense_logits(raw, x.shape[-2:])
     if dense is not None:
-        return dense
+        return _finite(dense)
     shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
     raise ClassContrastError(f"the model must return logits of shape (B, C) (a classifier) or (B, C, h, w) "
                              f"(a segmenter), got {shape}")
+
+
+def _finite(logits: Tensor) -> Tensor:
+    """Logits with a NaN or an infinity (an overflow: float16 or float32 beyond its range) give no contrast
+    and no map: a one-line error naming the first image."""
+    bad = ~torch.isfinite(logits.detach())
+    if bool(bad.any()):
+        image = int(bad.flatten(1).any(1).nonzero()[0])
+        kind = "NaN" if bool(torch.isnan(logits.detach()[image]).any()) else "an infinite value"
+        raise ClassContrastError(f"the model's logits contain {kind} for image {image} (an overflow in "
+                                 f"{str(logits.dtype).removeprefix('torch.')}?): no contrast of them is defined; "
+                                 "check the model and the input, or run the model in float64")
+    return logits
 
 
 def _warn_foils(contrasts: Sequence[Contrast], logits: Tensor, targets: Tensor,
@@ -350,6 +363,7 @@ def explain(
                 if got is not None or is_detection_output(raw):  # a detector: the units are its objects
                     objects = objects or DetectionUnits(targets, run)
                     logits, tp = objects.rows(raw, got, rec.input, p.rows)
+                    _finite(logits)
                     if not m.multipass:
                         y, t = logits.detach(), tp
                 else:

@@ -23,6 +23,7 @@ from torch import Tensor
 from .classes import class_indices, names_classes
 from .contrast_base import Contrast, _one_hot
 from .errors import ClassContrastError
+from .text import count
 
 
 def closest_classes(logits: Tensor, target: Tensor, k: int) -> Tensor:
@@ -63,8 +64,8 @@ class _References(Contrast):
         r = torch.as_tensor(self.references, device=logits.device).long()
         r = r.reshape(1, -1).expand(logits.shape[0], -1) if r.ndim <= 1 else r
         if r.shape[0] != logits.shape[0]:
-            raise ClassContrastError(f"{type(self).__name__} has {r.shape[0]} reference rows for "
-                                     f"{logits.shape[0]} rows")
+            raise ClassContrastError(f"{type(self).__name__} has {count(r.shape[0], 'reference row')} for "
+                                     f"{count(logits.shape[0], 'row')}")
         if ((r < 0) | (r >= logits.shape[1])).any():
             raise ClassContrastError(f"{type(self).__name__} reference out of range for {logits.shape[1]} classes")
         if (r == target[:, None]).any():

@@ -3,6 +3,7 @@ libraries (pytorch-grad-cam's ``targets=``)."""
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -11,6 +12,30 @@ from torch import Tensor
 from .contrast_base import head_probabilities
 from .contrasts import Contrast, Foil, get_contrast
 from .errors import ClassContrastError
+from .text import count
+
+
+def whole(value: object, what: str, minimum: int = 1) -> int:
+    """``value`` as a whole number of at least ``minimum`` (``TopK(1.5)``, ``Detections(top="3")``: a one-line
+    error naming ``what``)."""
+    number: int | None = None
+    if not isinstance(value, bool):
+        if hasattr(value, "__index__"):  # int, numpy integers, a 0-d integer tensor
+            number = operator.index(value)  # type: ignore[arg-type]
+        elif isinstance(value, float) and value.is_integer():
+            number = int(value)
+    if number is None or number < minimum:
+        raise ClassContrastError(f"{what} needs a whole number >= {minimum}, got {value!r}")
+    return number
+
+
+def fraction(value: object, what: str, low: float, high: float, closed: bool = False) -> float:
+    """``value`` as a number in (low, high) — [low, high) with ``closed`` — or a one-line error naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ClassContrastError(f"{what} needs a number, got {value!r}")
+    if not ((low <= value if closed else low < value) and value < high):
+        raise ClassContrastError(f"{what} needs {low:g} {'<=' if closed else '<'} value < {high:g}, got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -20,8 +45,7 @@ class TopK:
     k: int = 1
 
     def __post_init__(self) -> None:
-        if int(self.k) < 1:
-            raise ClassContrastError(f"TopK needs k >= 1, got {self.k}")
+        object.__setattr__(self, "k", whole(self.k, "TopK"))
 
 
 @dataclass(frozen=True)
@@ -39,10 +63,9 @@ class Threshold:
     k: int | None = None
 
     def __post_init__(self) -> None:
-        if not 0.0 < float(self.p) < 1.0:
-            raise ClassContrastError(f"Threshold needs 0 < p < 1, got {self.p}")
-        if self.k is not None and int(self.k) < 1:
-            raise ClassContrastError(f"Threshold needs k >= 1, got {self.k}")
+        object.__setattr__(self, "p", fraction(self.p, "Threshold", 0.0, 1.0))
+        if self.k is not None:
+            object.__setattr__(self, "k", whole(self.k, "Threshold's k"))
 
     def count(self, logits: Tensor, head: str) -> int:
         """The most classes any image has at or above ``p``."""
@@ -94,13 +117,14 @@ def resolve_targets(spec: object, logits: Tensor, head: str = "softmax") -> Tens
     elif t.ndim == 1:
         if t.numel() != b:
             raise ClassContrastError(
-                f"targets has {t.numel()} entries for {b} image(s); give one class per image, "
+                f"targets has {count(t.numel(), 'entry', 'entries')} for {count(b, 'image')}; give one class per "
+                "image, "
                 f"or a list of lists / (B, K) tensor for several classes per image"
             )
         t = t[:, None]
     elif t.ndim == 2:
         if t.shape[0] != b:
-            raise ClassContrastError(f"targets has {t.shape[0]} rows for {b} image(s)")
+            raise ClassContrastError(f"targets has {count(t.shape[0], 'row')} for {count(b, 'image')}")
         if t.shape[1] == 0:
             raise ClassContrastError("targets has no class for the images")
     else:

@@ -35,3 +35,9 @@ def spreadsheet_cell(value: object) -> object:
         if value[:1] in ("=", "+", "-", "@", "\t", "\r"):
             return "'" + value
     return value
+
+
+def count(n: int, word: str, plural: str | None = None) -> str:
+    """``"1 image"``, ``"2 images"``, ``"0 pairs"``: a number with its noun in the right number (``plural``
+    when not the noun + "s")."""
+    return f"{n:,} {word if n == 1 else plural or word + 's'}"

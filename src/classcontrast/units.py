@@ -27,6 +27,7 @@ from .contrast_base import Contrast
 from .errors import ClassContrastError, ClassContrastWarning
 from .outputs import logits_of
 from .targets import TopK
+from .text import count
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,11 @@ class RegionUnits:
             spec = AllRegions(1)
         if isinstance(spec, TopK):
             spec = AllRegions(spec.k)
+        if not (isinstance(spec, AllRegions) or is_region_spec(spec)):
+            shown = type(spec).__name__ if not isinstance(spec, (int, str, list, tuple)) else repr(spec)
+            raise ClassContrastError(f"targets={shown[:60]}: a segmentation model explains regions of pixels; give "
+                                     "cc.Region(t) (the pixels of class t), cc.Region(t, mask=...), a list of "
+                                     "Regions, or cc.Region.all(k) (the k largest predicted regions)")
         if isinstance(spec, AllRegions):
             counts = torch.stack([torch.bincount(predicted[i].flatten(), minlength=c) for i in range(b)])
             found = (counts > 0).sum(1)
@@ -198,7 +204,7 @@ def _mask(mask: Tensor, b: int, size: tuple[int, int]) -> Tensor:
         raise ClassContrastError("a Region mask must be a boolean tensor of shape (H, W) or (B, H, W)")
     m = mask[None] if mask.ndim == 2 else mask
     if m.ndim != 3 or m.shape[0] not in (1, b):
-        raise ClassContrastError(f"a Region mask must have shape (H, W) or (B, H, W) for {b} images, "
+        raise ClassContrastError(f"a Region mask must have shape (H, W) or (B, H, W) for {count(b, 'image')}, "
                                  f"got {tuple(mask.shape)}")
     if tuple(m.shape[-2:]) != size:
         m = F.interpolate(m[:, None].float(), size=size, mode="nearest")[:, 0] > 0.5

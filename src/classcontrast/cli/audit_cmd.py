@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ..text import printable
+from ..text import count, printable
 from . import method_flags as flags
 from .checks import check_number
 from .common import console, shard_progress
@@ -65,27 +65,30 @@ def audit_command(
         return
     acc = "" if result.accuracy is None else f", accuracy {result.accuracy:.3f}"
     if result.multilabel:
-        console.print(f"{result.n} images, label sets; exact match {result.accuracy:.3f}; {len(result.pairs)} pairs "
+        console.print(f"{count(result.n, 'image')}, label sets; exact match {result.accuracy:.3f}; "
+                      f"{count(len(result.pairs), 'pair')} "
                       f"shown (a label present but missed, another predicted instead; predicted: sigma >= "
                       f"{result.threshold})")
         for s in result.label_stats[:5]:
-            console.print(printable(f"  {s['class']}: {s['false_positives']} false positives, "
-                                    f"{s['false_negatives']} false negatives of {s['support']}"))
+            console.print(printable(f"  {s['class']}: {count(s['false_positives'], 'false positive')}, "
+                                    f"{count(s['false_negatives'], 'false negative')} of {s['support']}"))
     elif result.labelled:
-        console.print(f"{result.n} images{acc}; {len(result.pairs)} confused pairs shown (true label taken for "
+        console.print(f"{count(result.n, 'image')}{acc}; {count(len(result.pairs), 'confused pair')} shown "
+                      "(true label taken for "
                       "a prediction)")
     else:
-        console.print(f"{result.n} images, no labels; {len(result.pairs)} pairs shown: each image's top-1 vs top-2, "
+        console.print(f"{count(result.n, 'image')}, no labels; {count(len(result.pairs), 'pair')} shown: each "
+                      "image's top-1 vs top-2, "
                       f"counted when p(top-2) / p(top-1) >= {result.ambiguity}")
     for i, p in enumerate(result.pairs[:5], 1):
         if result.multilabel:
             console.print(printable(f"  {i}. {result.classes[p.true]} present, {result.classes[p.predicted]} "
-                                    f"predicted instead: {p.count} images"))
+                                    f"predicted instead: {count(p.count, 'image')}"))
         elif result.labelled:
             console.print(printable(f"  {i}. {result.classes[p.true]} taken for {result.classes[p.predicted]}: "
-                                    f"{p.count} images"))
+                                    f"{count(p.count, 'image')}"))
         else:
             console.print(printable(f"  {i}. {result.classes[p.first]} vs {result.classes[p.second]} (top-1 vs "
-                                    f"top-2): {p.count} images"))
+                                    f"top-2): {count(p.count, 'image')}"))
     for path in result.paths:
         console.print(f"wrote {path}")

@@ -14,6 +14,7 @@ from typing import Any
 import typer
 
 from ..errors import ClassContrastError
+from ..text import count
 from . import method_flags as flags
 from .checks import check_number, check_out_dir
 from .common import console, progress_bar, resolve_device
@@ -66,8 +67,9 @@ def setup_run(data: list[str] | None, model: str, weights: str, num_classes: int
     source = open_source(data, bundle.categories, exclude=[out] if out is not None else []).select(
         limit=limit, seed=seed)
     if len(source) == 0:
-        raise ClassContrastError("no samples to evaluate")
-    console.print(f"{bundle.name} on {source.description}: {len(source)} samples; "
+        raise ClassContrastError(f"{source.description}: no images to evaluate" + (
+            f" (--limit {limit})" if limit is not None and limit < 1 else ""))
+    console.print(f"{bundle.name} on {source.description}: {count(len(source), 'sample')}; "
                   f"labels from {source.labels_from}")
     return bundle, source, dev
 

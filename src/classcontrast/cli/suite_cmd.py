@@ -8,7 +8,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import ClassContrastError
-from ..text import shown
+from ..text import count, shown
 from .checks import check_number, check_out_dir
 from .common import console, shard_progress
 from .evaluate_cmd import TRUST, check_common
@@ -40,7 +40,8 @@ def reproduce_command(
         if exp.kind == "perturbation":
             o = exp.options
             per_image = len(o.get("contrasts", "1234")) * len(o.get("epsilons", "12")) * sum(o.get("steps", (1, 2, 10)))
-            images = f" × {exp.limit:,} images = {per_image * exp.limit:,}" if exp.limit else " × the number of images"
+            images = f" × {count(exp.limit, 'image')} = {per_image * exp.limit:,}" if exp.limit \
+                else " × the number of images"
             console.print(f"{exp.name}: {per_image:,} forward+backward passes per image{images} "
                           "(the progress bar estimates the time)")
     shard = setup(cfg.experiments[0].device)
@@ -96,8 +97,8 @@ def train_command(
     bundle.categories = classes
     recipe = Recipe(epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
                     milestones=[int(m) for m in stones], gamma=gamma, seed=seed, image_size=image_size, workers=workers)
-    console.print(f"training {bundle.name} on {train_src.description} ({len(train_src)} images), testing on "
-                  f"{len(test_src)}; {len(classes)} classes")
+    console.print(f"training {bundle.name} on {train_src.description} ({count(len(train_src), 'image')}), testing on "
+                  f"{len(test_src)}; {count(len(classes), 'class', 'classes')}")
     with Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(),
                   console=console) as bar:

@@ -37,7 +37,7 @@ from ..explorer.page import NAMED, entry, image_entry, write_page
 from ..methods import method_class
 from ..models import ModelBundle
 from ..state import predict
-from ..text import spreadsheet_cell
+from ..text import count, spreadsheet_cell
 from .multilabel import exact_match, label_stats, missed_matrix, rank_multilabel_pairs
 from .pairs import AMBIGUITY, Pair, Row, accuracy, classes_for, confusion_matrix, labelled, rank_pairs
 
@@ -164,7 +164,7 @@ class Audit:
             unlabelled = {"multilabel": True, "threshold": self.threshold, "labels": self.label_stats}
         return {
             "kind": "audit", "title": f"classcontrast audit: {self.model}",
-            "subtitle": f"{self.data}: {self.n} images{accuracy_text}; methods: {', '.join(self.methods)}",
+            "subtitle": f"{self.data}: {count(self.n, 'image')}{accuracy_text}; methods: {', '.join(self.methods)}",
             "classes": self.classes, "images": images, "entries": entries,
             "audit": {"n": self.n, "accuracy": self.accuracy, "labelled": self.labelled, "pairs": pairs,
                       "confusion": {"classes": involved, "counts": counts}, **unlabelled},

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..classes import class_index
 from ..errors import ClassContrastError
+from ..text import count
 from .images import list_images, load_image
 from .sources import LABELS_FROM_FOLDERS, Sample, SampleSource
 
@@ -69,11 +70,11 @@ def open_dataset(kind: str, root: Path, categories: Sequence[str], split: str = 
     if kind == "cub200":
         rows = cub_samples(root, split)
         return SampleSource([Sample(i, lambda p=p: load_image(p), y, str(p)) for i, p, y in rows],
-                            "CUB image_class_labels.txt", f"CUB-200-2011 {split} split ({len(rows)} images)")
+                            "CUB image_class_labels.txt", f"CUB-200-2011 {split} split ({count(len(rows), 'image')})")
     if kind == "food101":
         _, rows = food101_samples(root, split)
         return SampleSource([Sample(i, lambda p=p: load_image(p), y, str(p)) for i, p, y in rows],
-                            "Food-101 meta", f"Food-101 {split} split ({len(rows)} images)")
+                            "Food-101 meta", f"Food-101 {split} split ({count(len(rows), 'image')})")
     if kind == "imagenet":
         val = root / "val" if (root / "val").is_dir() else root
         folders = sorted(d for d in val.iterdir() if d.is_dir())

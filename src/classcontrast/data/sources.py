@@ -141,6 +141,10 @@ def folder_source(root: Path, categories: Sequence[str],
             label = class_index(d.name, categories, f"class folder {d}")
             for f in list_images([d], allow_empty=True, exclude=exclude):
                 samples.append(Sample(str(f.relative_to(root)), lambda f=f: load_image(f), label, str(f)))
+        if not samples:
+            names = ", ".join(d.name for d in subdirs[:5]) + (", ..." if len(subdirs) > 5 else "")
+            raise ClassContrastError(f"the class folders in {root} ({names}) hold no images (image files: "
+                                     ".jpg, .png, ...)")
         return SampleSource(samples, LABELS_FROM_FOLDERS, f"class folders in {root}")
     files = list_images([root], exclude=exclude)
     return SampleSource([Sample(str(f.relative_to(root)), lambda f=f: load_image(f), None, str(f)) for f in files],

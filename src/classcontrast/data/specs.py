@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import ClassContrastError
+from ..text import count
 from .datasets import cub_classes, food101_samples, open_dataset
 from .images import list_images, load_image
 from .sources import LABELS_FROM_PREDICTION, Sample, SampleSource, bundled_source, csv_source, folder_source
@@ -24,7 +25,7 @@ def open_source(spec: str | Sequence[str] | None, categories: Sequence[str],
             return open_source(spec[0], categories, exclude)
         files = list_images(spec, exclude=exclude)
         return SampleSource([Sample(str(f), lambda f=f: load_image(f), None, str(f)) for f in files],
-                            LABELS_FROM_PREDICTION, f"{len(files)} images")
+                            LABELS_FROM_PREDICTION, f"{count(len(files), 'image')}")
     if ":" in spec and not os.path.exists(spec) and spec.split(":", 1)[0] in {"imagenet", "cub200", "food101"}:
         kind, root = spec.split(":", 1)
         return open_dataset(kind, Path(root), categories)

@@ -161,7 +161,8 @@ def run_faithfulness(
     for c in contrasts:
         get_contrast(c)
     if len(source) == 0:
-        raise ClassContrastError("no samples to evaluate")
+        raise ClassContrastError(f"{source.description}: no images to evaluate" + (
+            f" (--limit {limit})" if limit is not None and limit < 1 else ""))
     check_options(methods, method_options or {})
     shard = shard or Dist()
     opts = {m: options_for(m, {"layer": layer, **(method_options or {})}) for m in methods}

@@ -23,6 +23,7 @@ from ..engine import explain
 from ..errors import ClassContrastError
 from ..models import ModelBundle
 from ..state import predict
+from ..text import count
 from .runner import batch_generator, batches, markdown_rows, mean, run_setup, sample_log
 
 Rule = Literal["sign", "equal", "legacy"]
@@ -192,6 +193,7 @@ def markdown_table(records: list[dict[str, Any]], info: dict[str, Any] | None = 
     if info:
         sel = "p_t2 < " if info.get("below") else "p_t2 > "
         lines.append("")
-        lines.append(f"{info['images_selected']} of {info['images_seen']} images with {sel}{info['threshold']}; "
+        lines.append(f"{info['images_selected']} of {count(info['images_seen'], 'image')} with "
+                     f"{sel}{info['threshold']}; "
                      f"area rule: {info['rule']}.")
     return "\n".join(lines) + "\n"

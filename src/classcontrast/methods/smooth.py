@@ -51,7 +51,8 @@ class SmoothGrad(InputMethod):
         and the image's own bytes, so an image gets the same noise alone or anywhere in a batch. Drawn on
         the CPU (the same numbers on every device) in float64 for float64 images and in float32 otherwise
         (a float64 draw costs four times as much: 4% of a 16-sample resnet50 call)."""
-        digest = hashlib.sha256(x[image].detach().cpu().contiguous().numpy().tobytes()).digest()
+        raw = x[image].detach().cpu().contiguous().reshape(-1).view(torch.uint8)  # its bytes, any dtype (bfloat16)
+        digest = hashlib.sha256(raw.numpy().tobytes()).digest()
         g = torch.Generator().manual_seed((self.seed * 1_000_003 + int.from_bytes(digest[:7], "little")) % 2**63)
         scale = self.sigma * float(x[image].max() - x[image].min())
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32

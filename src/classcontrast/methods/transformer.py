@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from ..errors import ClassContrastError
 from ..hooks import OutputRecorder
 from ..layers import find_module
+from ..text import count
 from .base import Method, Recording
 from .cam import gradcam_map
 
@@ -58,7 +59,7 @@ def resolve_block(model: nn.Module, layer: int | str | nn.Module) -> tuple[str, 
         blocks = transformer_blocks(model)
         if not -len(blocks) <= layer < len(blocks):
             raise ClassContrastError(
-                f"block index {layer} is out of range for a transformer with {len(blocks)} blocks "
+                f"block index {layer} is out of range for a transformer with {count(len(blocks), 'block')} "
                 f"(use 0..{len(blocks) - 1}, or negative indices from the end)"
             )
         return blocks[layer]
@@ -81,7 +82,7 @@ def patch_grid(model: nn.Module, x: Tensor, n_tokens: int) -> tuple[int, int, in
         gw = n // max(gh, 1)
     prefix = n_tokens - gh * gw
     if prefix < 0:
-        raise ClassContrastError(f"{n_tokens} tokens do not fit a {gh}×{gw} patch grid")
+        raise ClassContrastError(f"{count(n_tokens, 'token')} do not fit a {gh}×{gw} patch grid")
     return prefix, gh, gw
 
 

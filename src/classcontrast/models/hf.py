@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..errors import ClassContrastError, first_line
+from ..errors import ClassContrastError, did_you_mean, first_line
 from . import hub
 from .bundle import ModelBundle, Normalize
 
@@ -52,10 +52,31 @@ class HFPreprocess:
 
 def _offline(spec: str, reason: object) -> ClassContrastError:
     return ClassContrastError(
-        f"could not get hf:{spec} ({reason}); this machine may be offline. Give a local folder written with "
-        "save_pretrained (--model hf:/path/to/folder, holding the model and its image processor), or "
-        "--weights none for a randomly initialised model of a local config"
+        f"could not get hf:{spec} ({reason}): there is no folder {spec!r} here, and as a hub id it needs the "
+        "network (this machine may be offline). Give a local folder written with save_pretrained (--model "
+        "hf:/path/to/folder, holding the model and its image processor), or --weights none for a randomly "
+        "initialised model of a local config"
     )
+
+
+def check_path(spec: str) -> bool:
+    """Whether ``hf:spec`` names a local folder (True); a path that is not one — it starts with ``/``, ``.`` or
+    ``~``, has more parts than a hub id's ``org/name``, or its first part is a folder here — is a one-line
+    error naming the nearest folders, instead of being sent to the hub as an id."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return True
+    parent = path.parent
+    looks_local = spec.startswith(("/", ".", "~")) or "\\" in spec or spec.count("/") >= 2 or path.exists() or (
+        str(parent) not in ("", ".") and parent.is_dir())
+    if not looks_local:
+        return False
+    if path.exists():
+        raise ClassContrastError(f"hf:{spec} is a file; give the folder written with save_pretrained")
+    where = parent if parent.is_dir() else Path(".")
+    near = did_you_mean(path.name, [d.name for d in where.iterdir() if d.is_dir()]) if where.is_dir() else ""
+    raise ClassContrastError(f"hf:{spec}: no such folder{near} (an hf: model is a folder written with save_pretrained "
+                             "or a hub id such as google/vit-base-patch16-224)")
 
 
 def _needs_remote_code(folder: Path) -> bool:
@@ -90,7 +111,7 @@ def load_hf(spec: str, weights: Any = "DEFAULT", num_classes: int | None = None,
     """
     tf = _transformers()
     tf.utils.logging.disable_progress_bar()  # no download / loading bars in our output
-    local = Path(spec).is_dir()
+    local = check_path(spec)
     if local and not trust_remote_code and _needs_remote_code(Path(spec)):
         raise ClassContrastError(f"hf:{spec} needs to run Python code from its folder (auto_map in its config); "
                                  "it was not run. If you trust that code, pass --trust-remote-code "

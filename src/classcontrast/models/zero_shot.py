@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ClassContrastError
+from ..text import count
 from .bundle import ModelBundle, Normalize
 from .hf import HFPreprocess
 
@@ -164,7 +165,8 @@ def _check_lengths(prompts: Sequence[str], lengths: Sequence[int], context: int 
         return
     for prompt, n in zip(prompts, lengths, strict=True):
         if n > int(context):
-            raise ClassContrastError(f"the prompt {prompt!r} has {n} tokens, more than the text model's context of "
+            raise ClassContrastError(f"the prompt {prompt!r} has {count(n, 'token')}, more than the text model's "
+                                     "context of "
                                      f"{int(context)}: shorten the class name or the template")
 
 
@@ -190,14 +192,14 @@ def load_zero_shot(spec: str, classes: Sequence[str], template: str = "a photo o
     folder's model (``AutoModel``) and processor (``AutoProcessor``, or its tokenizer), with the same
     offline and remote-code rules as every ``hf:`` model."""
     from . import hub
-    from .hf import _needs_remote_code, _offline, _transformers
+    from .hf import _needs_remote_code, _offline, _transformers, check_path
 
     if not spec.startswith("hf:"):
         raise ClassContrastError(f"--classes needs a CLIP-style Hugging Face model (hf:<folder>), got {spec!r}")
     folder = spec.removeprefix("hf:")
     tf = _transformers()
     tf.utils.logging.disable_progress_bar()
-    local = Path(folder).is_dir()
+    local = check_path(folder)
     if local and not trust_remote_code and _needs_remote_code(Path(folder)):
         raise ClassContrastError(f"{spec} needs to run Python code from its folder (auto_map); "
                                  "pass --trust-remote-code")

@@ -19,6 +19,7 @@ from ..evaluation import masking_rows, run_masking, run_norm_logit, run_perturba
 from ..evaluation.figures import is_transformer, mean_max_weighted, original_vs_weighted, select, vit_comparison
 from ..evaluation.perturbation import write_perturbation
 from ..models import load_model, set_preprocess
+from ..text import count
 from . import study
 from .config import Config, Experiment
 from .report import Block, write_report
@@ -47,7 +48,7 @@ def run_experiment(exp: Experiment, out: Path, shard: Dist, progress: Progress |
     tick = progress(exp.name, len(source)) if progress and shard.main and exp.kind != "figures" else None
     o = exp.options
     blocks = [Block("h2", f"{exp.kind}: {exp.name}"),
-              Block("p", f"{bundle.name} on {source.description}: {len(source)} samples; labels from "
+              Block("p", f"{bundle.name} on {source.description}: {count(len(source), 'sample')}; labels from "
                          f"{source.labels_from}.")]
     if exp.kind == "perturbation":
         records = run_perturbation(bundle, source, o.get("contrasts", ("weighted", "original", "mean", "max")),
@@ -71,7 +72,7 @@ def run_experiment(exp: Experiment, out: Path, shard: Dist, progress: Progress |
         where.mkdir(parents=True, exist_ok=True)
         (where / "masking.json").write_text(json.dumps({"records": records, "info": info}, indent=2))
         blocks += [Block("table", masking_rows(records)),
-                   Block("p", f"{info['images_selected']} of {info['images_seen']} images with p_t2 "
+                   Block("p", f"{info['images_selected']} of {count(info['images_seen'], 'image')} with p_t2 "
                               f"{'<' if info['below'] else '>'} {info['threshold']}; area rule {info['rule']}."),
                    Block("p", "The study's Table 1 (CUB-200, vgg16_bn, p_t2 > 0.1, equal blurring):"),
                    Block("table", _study_masking_rows())]
@@ -95,7 +96,8 @@ def run_experiment(exp: Experiment, out: Path, shard: Dist, progress: Progress |
             return []
         paths = write_norm_logit(rows, summary, where)
         a, b, c = summary["quadratic_fit"]
-        blocks += [Block("p", f"{summary['images']} images × {summary['ranks_per_image']} classes; quadratic fit "
+        blocks += [Block("p", f"{count(summary['images'], 'image')} × "
+                              f"{count(summary['ranks_per_image'], 'class', 'classes')}; quadratic fit "
                               f"‖∇y‖ ≈ {a:.4f}·y² + {b:.4f}·y + {c:.3f}; the top class's norm is "
                               f"{summary['top_class_norm_over_mean_norm']:.2f}× the mean."),
                    Block("p", study.NORM_LOGIT), Block("image", paths[-1])]
