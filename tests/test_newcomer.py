@@ -2,9 +2,15 @@
 Python example, every command-line line) and every Python snippet of the documentation — each must run
 as written and print no warning.
 
-Files a snippet names are given as a newcomer has them: ``photo.jpg`` / ``cat.jpg`` (the bundled cat
-photo) and ``photos/`` (class folders named after ImageNet classes) in the working folder. A docs block
-that is a fragment (it uses your own ``model``) is marked ``<!-- not run: why -->`` right above it.
+Files a command line names are given as a newcomer has them: ``photo.jpg`` / ``cat.jpg`` / ``dog.jpg`` /
+``img.png`` / ``xray.png`` (bundled photos), ``photos/`` (class folders named after ImageNet classes),
+``animals/`` (class folders of the zero-shot page's classes) and the CSVs of label sets the pages use, in
+the working folder. Python snippets use only what they make themselves (``cc.sample_image``, models with
+random weights, folders they write) and run first, in page order; then every command line runs, in one
+process. A block of command lines that takes minutes, installs packages or needs a dataset is marked
+``<!-- not run: why -->`` right above it: its ``classcontrast`` lines are parsed (the command and every
+option exist, every value has the right type), its ``make`` lines name targets that exist. Python blocks
+are never marked.
 """
 
 from __future__ import annotations
@@ -51,14 +57,22 @@ def code_blocks(path: Path) -> list[tuple[str, str, bool]]:
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A newcomer's working folder: photo.jpg, cat.jpg and photos/<class>/<photo>.jpg."""
+    """A newcomer's working folder: the photos and folders the documentation's command lines name."""
     d = tmp_path_factory.mktemp("newcomer")
-    cc.sample_image("chelsea").convert("RGB").save(d / "photo.jpg", quality=92)
-    cc.sample_image("chelsea").convert("RGB").save(d / "cat.jpg", quality=92)
+    for name, photo in (("photo.jpg", "chelsea"), ("cat.jpg", "chelsea"), ("dog.jpg", "chelsea"),
+                        ("img.png", "coffee"), ("xray.png", "astronaut")):
+        cc.sample_image(photo).convert("RGB").save(d / name, **({"quality": 92} if name.endswith("jpg") else {}))
     for cls, names in PHOTOS.items():
         (d / "photos" / cls).mkdir(parents=True)
         for n in names:
             cc.sample_image(n).convert("RGB").save(d / "photos" / cls / f"{n}.jpg", quality=92)
+    for cls, names in (("husky", ["chelsea"]), ("wolf", ["coffee", "rocket"])):
+        (d / "animals" / cls).mkdir(parents=True)
+        for n in names:
+            cc.sample_image(n).convert("RGB").save(d / "animals" / cls / f"{n}.jpg", quality=92)
+    (d / "labels.csv").write_text("path,labels\nphotos/tiger cat/chelsea.jpg,tiger cat;Egyptian cat\n"
+                                  "photos/espresso/coffee.jpg,espresso\nphotos/espresso/coffee.jpg,cup\n")
+    (d / "findings.csv").write_text("path,labels\nxray.png,effusion;nodule\nimg.png,\nphoto.jpg,normal\n")
     return d
 
 
@@ -119,10 +133,84 @@ def test_readme_python_and_command_line_run_as_written(workdir: Path) -> None:
     assert all(m.split()[1] in targets for m in makes), makes  # make demo, make test, make docs-serve
 
 
+CLI_RUNNER = r'''
+import contextlib, io, json, sys, warnings
+from pathlib import Path
+from classcontrast.cli.main import main
+lines = json.loads(Path(sys.argv[1]).read_text())
+results = []
+for where, argv in lines:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            main(argv)
+            code = 0
+        except SystemExit as e:
+            code = int(e.code or 0)
+    results.append({"where": where, "code": code, "stderr": err.getvalue()})
+print("RESULTS " + json.dumps(results))
+'''
+
+
+def command_lines(code: str) -> list[str]:
+    """The shell lines of a block: continuation lines joined, comments dropped."""
+    joined = re.sub(r"\\\n\s*", " ", code)
+    return [re.sub(r"\s+#.*$", "", line).strip() for line in joined.splitlines() if line.strip() and
+            not line.strip().startswith("#")]
+
+
+def parses(argv: list[str]) -> str | None:
+    """None when the command and every option of ``argv`` exist and every value has the right type."""
+    import typer.main
+
+    from classcontrast.cli.main import app
+    from classcontrast.cli.options import expand_multi_options
+
+    command: object = typer.main.get_command(app)
+    args = expand_multi_options(argv)
+    while hasattr(command, "commands") and args and args[0] in command.commands:  # type: ignore[attr-defined]
+        command, args = command.commands[args[0]], args[1:]  # type: ignore[attr-defined]
+    try:
+        command.make_context("classcontrast", [a for a in args if a != "..."])  # type: ignore[attr-defined]
+    except Exception as e:  # click's usage errors
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
 def test_every_documentation_snippet_runs(workdir: Path) -> None:
     pages = sorted((ROOT / "docs").rglob("*.md"))
-    blocks = [(str(p.relative_to(ROOT)), code) for p in pages for lang, code, skip in code_blocks(p)
-              if lang == "python" and not skip]
-    assert len(blocks) >= 17  # every method and contrast page has one
-    failed = [r for r in run_python_blocks(blocks, workdir) if r["error"] or r["warnings"]]
+    found = [(str(p.relative_to(ROOT)), lang, code, skip) for p in pages for lang, code, skip in code_blocks(p)]
+    python = [(where, code) for where, lang, code, _ in found if lang == "python"]
+    assert not [where for where, lang, _, skip in found if lang == "python" and skip]  # Python blocks all run
+    assert len(python) >= 25  # every method and contrast page has one, and every guide
+    failed = [r for r in run_python_blocks(python, workdir) if r["error"] or r["warnings"]]
     assert not failed, "\n".join(f"{r['where']}: {r['error'] or r['warnings']}" for r in failed)
+
+    targets = set(re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), re.M))
+    run, parsed = [], 0
+    for where, lang, code, skip in found:
+        if lang not in ("", "bash"):
+            continue
+        lines = command_lines(code)
+        for line in lines:
+            if line.startswith("make "):
+                assert line.split()[1] in targets, (where, line)
+            elif line.startswith("classcontrast "):
+                argv = shlex.split(line)[1:]
+                if skip:
+                    assert parses(argv) is None, (where, line, parses(argv))
+                    parsed += 1
+                else:
+                    run.append((where, argv))
+            elif any(line.startswith(c) for c in ("git ", "pip ", "torchrun ")):
+                assert skip, f"{where}: {line!r} cannot run in the tests; mark its block <!-- not run: why -->"
+    assert len(run) >= 20 and parsed >= 8
+    spec = workdir / "lines.json"
+    spec.write_text(json.dumps(run))
+    (workdir / "cli_runner.py").write_text(CLI_RUNNER)
+    proc = subprocess.run([sys.executable, "cli_runner.py", str(spec)], capture_output=True, text=True, cwd=workdir,
+                          timeout=900, env=_env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULTS ")).removeprefix("RESULTS "))
+    bad = [r for r in results if r["code"] != 0 or "warning" in r["stderr"].lower()]
+    assert not bad, "\n".join(f"{r['where']} ({r['code']}): {r['stderr'][-600:]}" for r in bad)

@@ -6,6 +6,9 @@
   offline and from a local server alike).
 * The build fails on text that was meant to be rendered and was not: a ``$`` or a LaTeX command outside
   code, or a Sphinx role such as ``:class:`` (docstrings must use mkdocstrings' ``[Name][path]``).
+* The build fails on control characters (a tab or a backspace outside fenced code, in a page or in a
+  docstring the API page shows): ``"\text"`` or ``"\big"`` written in a Python string that is not raw become
+  a tab and a backspace, and the formula renders as ``O_{ext...}``.
 """
 
 from __future__ import annotations
@@ -32,10 +35,29 @@ def _mathml(tex: str, display: str) -> str:
         raise PluginError(f"cannot render the formula {tex!r}: {e}") from e
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x09\x0b\x0c\x0e-\x1f\x7f]")
+_FENCED = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
+
+
+def _no_control(text: str, where: str) -> None:
+    found = _CONTROL.search(text)
+    if found:
+        line = text.count("\n", 0, found.start()) + 1
+        around = text[max(0, found.start() - 30) : found.end() + 30]
+        raise PluginError(f"{where}: the control character {found.group(0)!r} on line {line} (a '\\t' or '\\b' "
+                          f"in a string that is not raw?): {around!r}")
+
+
+def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
+    _no_control(_FENCED.sub(lambda m: "\n" * m.group(0).count("\n"), markdown), page.file.src_path)
+    return markdown
+
+
 def on_page_content(content: str, page: Any, **kwargs: Any) -> str:
     content = _BLOCK.sub(lambda m: f'<div class="math">{_mathml(m.group(1), "block")}</div>', content)
     content = _INLINE.sub(lambda m: _mathml(m.group(1), "inline"), content)
     text = html.unescape(_TAGS.sub(" ", _CODE.sub(" ", re.sub(r"<math\b.*?</math>", " ", content, flags=re.S))))
+    _no_control(text, f"{page.file.src_path} (as rendered, docstrings included)")
     found = _LEFTOVER.search(text)
     if found:
         around = " ".join(text[max(0, found.start() - 60) : found.end() + 60].split())
