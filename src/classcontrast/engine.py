@@ -48,8 +48,9 @@ def unwrap_model(model: Any) -> nn.Module:
             return net
 
 
-def check_input(x: Any) -> Tensor:
-    """Validate an image batch: a finite floating-point (B, C, H, W) tensor."""
+def check_input(x: Any, finite: bool = True) -> Tensor:
+    """Validate an image batch: a finite floating-point (B, C, H, W) tensor (``finite=False``: the values
+    are checked later, by the caller, without a device sync here)."""
     if not isinstance(x, Tensor):
         raise ClassContrastError(f"x must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
     if x.ndim == 3:
@@ -60,9 +61,12 @@ def check_input(x: Any) -> Tensor:
         raise ClassContrastError(f"x must be a floating-point tensor, got {x.dtype}")
     if x.shape[0] == 0:
         raise ClassContrastError("x is an empty batch")
-    if not torch.isfinite(x).all():
-        raise ClassContrastError("x contains NaN or Inf values")
+    if finite and not torch.isfinite(x).all():
+        raise ClassContrastError(_NOT_FINITE)
     return x
+
+
+_NOT_FINITE = "x contains NaN or Inf values"
 
 
 def vjp(output: Tensor, inputs: list[Tensor], cotangents: Tensor, batched: bool = True) -> Iterator[list[Tensor]]:
@@ -110,7 +114,10 @@ def low_rank(cotangents: Tensor) -> tuple[Tensor, Tensor] | None:
     if r_in < 2 or cotangents.dtype not in (torch.float32, torch.float64):
         return None
     m = cotangents.transpose(0, 1).double()  # (B, R, C)
-    u, s, vh = torch.linalg.svd(m, full_matrices=False)
+    try:
+        u, s, vh = torch.linalg.svd(m, full_matrices=False)
+    except RuntimeError:  # non-finite cotangents (NaN logits): no basis; the result's check says why
+        return None
     tol = s.amax(-1, keepdim=True) * max(r_in, c) * torch.finfo(cotangents.dtype).eps
     rank = int((s > tol).sum(-1).max())
     if rank >= r_in:
@@ -156,10 +163,10 @@ def _forward(net: nn.Module, x: Tensor, raw: Any = None) -> Tensor:
     raw = _run(net, x) if raw is None else raw
     logits = logits_of(raw)
     if isinstance(logits, Tensor) and logits.ndim == 2:
-        return _finite(logits)
+        return logits
     dense = dense_logits(raw, x.shape[-2:])
     if dense is not None:
-        return _finite(dense)
+        return dense
     shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
     raise ClassContrastError(f"the model must return logits of shape (B, C) (a classifier) or (B, C, h, w) "
                              f"(a segmenter), got {shape}")
@@ -197,13 +204,16 @@ def _warn_foils(contrasts: Sequence[Contrast], logits: Tensor, targets: Tensor,
             )
 
 
-def _warn_zero_maps(maps: Tensor, contrasts: Sequence[Contrast], logits: Tensor, t: Tensor, selected: Tensor | None,
-                    regions: RegionUnits | None, m: Method, layer: str | None) -> None:
-    """Maps (M, B, K, ...) that are exactly 0 everywhere although nothing asked for that (a foil equal to its
-    target, an empty region, a filler, ``relu=True`` are asked for) get one line naming the layer."""
-    if getattr(m, "relu", False):
-        return
+def _check_result(bad_input: Tensor, y: Tensor, maps: Tensor, contrasts: Sequence[Contrast], logits: Tensor,
+                  t: Tensor, selected: Tensor | None, regions: RegionUnits | None, m: Method,
+                  layer: str | None) -> None:
+    """The checks of a call's result, with one device sync when all is well: an input or logits with NaN or
+    inf are a one-line error (an overflow gives no contrast and no map); maps (M, B, K, ...) that are
+    exactly 0 everywhere although nothing asked for that (a foil equal to its target, an empty region, a
+    filler, ``relu=True``, a one-output model's class 0 are asked for) get one line naming the layer."""
     zero = (maps.flatten(3) == 0).all(-1)  # (M, B, K)
+    if getattr(m, "relu", False):
+        zero = torch.zeros_like(zero)
     if selected is not None:
         zero &= selected[None].to(zero.device)
     if regions is not None and regions.masks is not None:
@@ -211,10 +221,14 @@ def _warn_zero_maps(maps: Tensor, contrasts: Sequence[Contrast], logits: Tensor,
     for i, c in enumerate(contrasts):
         if isinstance(c, Foil):
             zero[i] &= c.foils(logits)[:, None].to(t.device) != t
-    if logits.ndim == 2 and is_binary(logits):  # a one-output model's class 0: its logit is the constant 0
-        zero &= (t != 0)[None].to(zero.device)
-    if not bool(zero.any()):
+    if logits.ndim == 2 and logits.shape[1] == 2:  # a one-output model's class 0: its logit is the constant 0
+        zero &= ((t != 0) | logits[:, :1].detach().ne(0).any())[None].to(zero.device)
+    problems = torch.stack([bad_input.to(zero.device), ~torch.isfinite(y.detach()).all().to(zero.device), zero.any()])
+    if not bool(problems.any()):
         return
+    if bool(problems[0]):
+        raise ClassContrastError(_NOT_FINITE)
+    _finite(y)
     where = f" at layer {layer!r}" if layer else ""
     hint = ("another layer=... (one whose output depends on the image and reaches the logits), or "
             "method='gradient'") if layer else "checking that the model's logits depend on its input"
@@ -280,7 +294,8 @@ def explain(
     Works inside ``torch.no_grad()`` and ``torch.inference_mode()``.
     """
     net = unwrap_model(model)
-    x = check_input(x)
+    x = check_input(x, finite=False)  # checked with the logits and the maps at the end: one device sync a call
+    bad_input = ~torch.isfinite(x).all()
     if layer is None and getattr(model, "layer", None) and isinstance(method, str) \
             and issubclass(METHODS.get(method.lower(), Method), LayerMethod):
         layer = model.layer  # a ModelBundle's own CAM layer
@@ -415,7 +430,7 @@ def explain(
     if objects is not None:  # per object: its own row; the Explanation's logits are the first object's
         image_logits, region_p, selected = y[:, 0], objects.probabilities(y, t, head), objects.selected
         _warn_foils(contrasts, image_logits, t, categories, "object")
-    _warn_zero_maps(maps, contrasts, image_logits, t, selected, regions, m, rec.layer)
+    _check_result(bad_input, y, maps, contrasts, image_logits, t, selected, regions, m, rec.layer)
     for i, (name, c) in enumerate(zip(names, contrasts, strict=True)):
         out[name] = Explanation(
             maps=None, layer_maps=maps[i], targets=t, logits=image_logits, method=m.name,
