@@ -32,7 +32,7 @@ def test_the_docs_build_refuses_control_characters() -> None:
         sys.path.pop(0)
 
     class Page:
-        class file:  # noqa: N801 - mkdocs' attribute names
+        class file:
             src_path = "regions.md"
 
     with pytest.raises(PluginError, match=r"control character '\\t' on line 2"):

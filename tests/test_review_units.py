@@ -128,7 +128,7 @@ def test_a_detections_foil_equal_to_its_target_warns() -> None:
 
 def test_the_page_and_the_docs_say_the_same_of_a_disagreeing_map(embedded: cc.ModelBundle, cat_x: torch.Tensor,
                                                                   tmp_path: Path) -> None:
-    from classcontrast.explanation import SIGN_NOTE
+    from classcontrast.text import SIGN_NOTE
 
     page = cc.write_explorer(tmp_path / "p.html", embedded, cat_x, ["gradient"])
     assert page_data(page)["sign_note"] == SIGN_NOTE + "."

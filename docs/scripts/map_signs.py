@@ -21,7 +21,7 @@ import torch
 
 import classcontrast as cc
 from classcontrast.data.sources import bundled_source
-from classcontrast.explanation import SIGN_NOTE
+from classcontrast.text import SIGN_NOTE
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = """# What a map's sign means

@@ -42,8 +42,8 @@ class Detections:
 
         if self.top is not None:
             object.__setattr__(self, "top", whole(self.top, "Detections(top=...)"))
-        object.__setattr__(self, "threshold", fraction(self.threshold, "Detections(threshold=...)", 0.0, 1.0,
-                                                       closed=True))
+        object.__setattr__(self, "threshold", fraction(self.threshold, "Detections", 0.0, 1.0, closed=True,
+                                                       name="threshold"))
         if self.indices is not None:
             if isinstance(self.indices, (str, bytes)) or not isinstance(self.indices, (Sequence, Tensor)):
                 raise ClassContrastError(f"Detections(indices=...) needs a list of detection indices, got "

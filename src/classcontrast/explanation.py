@@ -11,12 +11,6 @@ from torch import Tensor
 
 from .contrast_base import head_probabilities
 
-# What the figures, the explorer and the docs' map-sign page say of a map whose sum has the other sign than its
-# score: one sentence, the same everywhere (a test checks the page and the docs hold it).
-SIGN_NOTE = ("this map sums to the other sign than its score: what a map adds up to is the method's linearisation "
-             "of the score, not the score itself (see the map-sign page), so read where the evidence lies, not "
-             "how much")
-
 
 class Explanation:
     """Signed maps for K target classes of B images under one method and one contrast.

@@ -29,12 +29,13 @@ def whole(value: object, what: str, minimum: int = 1) -> int:
     return number
 
 
-def fraction(value: object, what: str, low: float, high: float, closed: bool = False) -> float:
-    """``value`` as a number in (low, high) — [low, high) with ``closed`` — or a one-line error naming ``what``."""
+def fraction(value: object, what: str, low: float, high: float, closed: bool = False, name: str = "value") -> float:
+    """``value`` as a number in (low, high) — [low, high) with ``closed`` — or a one-line error naming ``what``
+    (and the parameter, ``name``)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
         raise ClassContrastError(f"{what} needs a number, got {value!r}")
     if not ((low <= value if closed else low < value) and value < high):
-        raise ClassContrastError(f"{what} needs {low:g} {'<=' if closed else '<'} value < {high:g}, got {value!r}")
+        raise ClassContrastError(f"{what} needs {low:g} {'<=' if closed else '<'} {name} < {high:g}, got {value!r}")
     return float(value)
 
 
@@ -63,7 +64,7 @@ class Threshold:
     k: int | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "p", fraction(self.p, "Threshold", 0.0, 1.0))
+        object.__setattr__(self, "p", fraction(self.p, "Threshold", 0.0, 1.0, name="p"))
         if self.k is not None:
             object.__setattr__(self, "k", whole(self.k, "Threshold's k"))
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..text import SIGN_NOTE
 from .encode import atlas, jpeg_data_url
 
 NAMED = ("original", "mean", "max", "weighted", "probability")  # the named contrasts, in the page's order
@@ -79,8 +80,6 @@ def _json_script(data: Mapping[str, Any], element_id: str) -> str:
 
 def _parts(data: Mapping[str, Any]) -> tuple[str, str]:
     """(markup with the data block, the viewer's script) for one viewer with its own element ids."""
-    from ..explanation import SIGN_NOTE
-
     data = {**data, "sign_note": SIGN_NOTE + "."}
     uid = "cc" + secrets.token_hex(4)
     markup = (f'<style>{_asset("viewer.css")}</style><div class="cc-viewer" id="{uid}" tabindex="0"></div>'

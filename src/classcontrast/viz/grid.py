@@ -96,7 +96,7 @@ def plot_explanations(
 
     The photo is drawn in colour in the first column and as a grey backdrop under the maps, whose
     opacity grows with |value|. A map whose sum has the opposite sign of its contrast's score is marked
-    with one short line (`classcontrast.explanation.SIGN_NOTE` says what it means; see the map-sign page).
+    with one short line (`classcontrast.text.SIGN_NOTE` says what it means; see the map-sign page).
 
     Returns:
         The matplotlib figure (made without pyplot: safe in threads, shown inline by Jupyter).
