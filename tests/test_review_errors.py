@@ -91,12 +91,12 @@ def test_a_mistyped_local_folder_is_not_called_offline(tmp_path: Path, monkeypat
 
 
 def test_the_detector_messages_name_the_options() -> None:
-    from classcontrast.detection import DetectionUnits
+    from classcontrast.units.objects import ObjectUnits
 
-    nothing = DetectionUnits(cc.Detections(threshold=0.0), torch.nn.Identity())
+    nothing = ObjectUnits(cc.Detections(threshold=0.0), torch.nn.Identity())
     message = one_line(lambda: nothing._choose([torch.empty(0)]), "detected no object")
     assert "lower the threshold" not in message
-    low = DetectionUnits(cc.Detections(threshold=0.5), torch.nn.Identity())
+    low = ObjectUnits(cc.Detections(threshold=0.5), torch.nn.Identity())
     one_line(lambda: low._choose([torch.tensor([0.2, 0.1])]), r"--min-score.*indices")
 
 

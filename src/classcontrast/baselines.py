@@ -18,7 +18,10 @@ def baseline(x: Tensor, kind: str, sigma: float | tuple[float, float] = 15.0, ke
     if kind == "zeros":
         return torch.zeros_like(x)
     if kind == "mean":
-        return x.mean((-2, -1), keepdim=True).expand_as(x)
+        return x.flatten(2).mean(-1).reshape(*x.shape[:2], *([1] * (x.ndim - 2))).expand_as(x)
+    if kind == "blur" and x.ndim != 4:
+        raise ClassContrastError(f"the blur baseline is for images (B, C, H, W); this input has shape "
+                                 f"{tuple(x.shape)}: use baseline='zeros' or 'mean'")
     if kind == "blur":
         if isinstance(sigma, tuple):
             lo, hi = sigma

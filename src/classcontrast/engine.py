@@ -1,35 +1,33 @@
-"""The engine: one forward pass, one batched backward, any method × any contrasts × K targets."""
+"""The engine: one forward pass, one batched backward, any method × any contrasts × K units per input.
+
+Orchestration alone: what is explained (images, regions, objects) is the units' business
+(`classcontrast.units`), how a map is made the method's (`classcontrast.methods`), which scalar the
+contrast's (`classcontrast.contrasts`), and the many objectives' backward passes `classcontrast.backprop`'s.
+"""
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from .backprop import combine, low_rank, vjp
 from .classes import class_indices, names_classes
-from .contrasts import CONTRASTS, Contrast, Foil, get_contrast
-from .detection import (
-    Detections,
-    DetectionUnits,
-    capture,
-    is_detection_output,
-    is_single_stage_detector,
-    is_torchvision_detector,
-)
+from .contrasts import CONTRASTS, Contrast, get_contrast
+from .detection import is_single_stage_detector
 from .errors import ClassContrastError, ClassContrastWarning, first_line
 from .explanation import Explanation, Explanations
-from .methods import METHODS, LayerMethod, Method, get_method
-from .outputs import is_binary, logits_of
+from .methods import METHODS, LayerMethod, Method, Recording, get_method
+from .outputs import finite, is_binary
 from .state import frozen_eval
-from .targets import Threshold, resolve_targets
-from .units import RegionUnits, dense_logits, is_region_spec
+from .units import Units, claim, from_output
 
 ContrastSpec = str | Contrast
-_CHUNK = 64  # objectives per batched backward pass
+__all__ = ["check_input", "explain", "low_rank", "unwrap_model", "vjp"]
 
 
 def unwrap_model(model: Any) -> nn.Module:
@@ -49,14 +47,16 @@ def unwrap_model(model: Any) -> nn.Module:
 
 
 def check_input(x: Any, finite: bool = True) -> Tensor:
-    """Validate an image batch: a finite floating-point (B, C, H, W) tensor (``finite=False``: the values
-    are checked later, by the caller, without a device sync here)."""
+    """Validate a batch: a finite floating-point (B, C, *S) tensor, S of 1 to 3 spatial dimensions — images
+    (B, C, H, W), clips (B, C, T, H, W), volumes (B, C, D, H, W), signals (B, C, L) — (``finite=False``: the
+    values are checked later, by the caller, without a device sync here)."""
     if not isinstance(x, Tensor):
-        raise ClassContrastError(f"x must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
-    if x.ndim == 3:
-        raise ClassContrastError(f"x has shape {tuple(x.shape)}; add the batch dimension: x[None] or torch.stack")
-    if x.ndim != 4:
-        raise ClassContrastError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
+        raise ClassContrastError(f"x must be a torch.Tensor of shape (B, C, H, W) (or (B, C, *S) for 1 to 3 "
+                                 f"spatial dimensions), got {type(x).__name__}")
+    if not 3 <= x.ndim <= 5:
+        one = " (one input without its batch dimension? x[None])" if x.ndim == 2 else ""
+        raise ClassContrastError(f"x must have shape (B, C, *S) with 1 to 3 spatial dimensions S (images: (B, C, "
+                                 f"H, W)), got {tuple(x.shape)}{one}")
     if not x.dtype.is_floating_point:
         raise ClassContrastError(f"x must be a floating-point tensor, got {x.dtype}")
     if x.shape[0] == 0:
@@ -69,171 +69,23 @@ def check_input(x: Any, finite: bool = True) -> Tensor:
 _NOT_FINITE = "x contains NaN or Inf values"
 
 
-def vjp(output: Tensor, inputs: list[Tensor], cotangents: Tensor, batched: bool = True) -> Iterator[list[Tensor]]:
-    """Vector-Jacobian products of ``output`` (B, C) for R cotangents (R, B, C), chunk by chunk: each
-    item holds, for every input, the gradients (R_chunk, ...) of the next cotangents, in order. Only
-    ``torch.autograd.grad`` (no parameter gradients are ever computed); the consumer turns each chunk
-    into maps before the next is computed, so memory does not grow with R.
-
-    ``batched`` vectorises chunks of cotangents over one backward pass (``is_grads_batched``), falling
-    back to one pass per cotangent where an operator has no batching rule.
-    """
-    r = cotangents.shape[0]
-    if batched and r > 1:
-        try:
-            first = torch.autograd.grad(output, inputs, cotangents[:_CHUNK], retain_graph=True,
-                                        is_grads_batched=True, allow_unused=True)
-        except RuntimeError:
-            first = None
-        if first is not None:
-            yield [_zeros_if_none(g, x, min(r, _CHUNK)) for g, x in zip(first, inputs, strict=True)]
-            for i in range(_CHUNK, r, _CHUNK):
-                gs = torch.autograd.grad(output, inputs, cotangents[i : i + _CHUNK], retain_graph=i + _CHUNK < r,
-                                         is_grads_batched=True, allow_unused=True)
-                yield [_zeros_if_none(g, x, len(cotangents[i : i + _CHUNK])) for g, x in zip(gs, inputs, strict=True)]
-            return
-    for i in range(r):
-        # the scalar <output, cotangent> has the same gradient (J^T c, exactly: the product's backward
-        # passes c on); written this way, autograd needs no grad_outputs checks (a 0.3 s import)
-        gs = torch.autograd.grad((output * cotangents[i]).sum(), inputs, retain_graph=i < r - 1, allow_unused=True)
-        yield [_zeros_if_none(g, x)[None] for g, x in zip(gs, inputs, strict=True)]
-
-
-def low_rank(cotangents: Tensor) -> tuple[Tensor, Tensor] | None:
-    """A smaller set of objectives spanning R cotangents (R, B, C), per image: (basis (r, B, C), coefficients
-    (B, R, r)) with ``cotangents[i, b] = Σ_j coefficients[b, i, j] · basis[j, b]``, or None when r = R.
-
-    Contrasts of the same images share few directions in logit space: top-3 targets × original, mean,
-    max and weighted span only e_t1, e_t2, e_t3, p and 1 (weighted's α is (p − p_t e_t)/(1 − p_t)). For a
-    method linear in the gradient, back-propagating the r basis vectors and combining the r maps gives
-    every map exactly (up to rounding): 12 maps for the price of 5 backward passes. The basis is the SVD
-    of each image's R × C cotangent matrix in float64, singular values below R·C-scaled machine precision
-    dropped.
-    """
-    r_in, _, c = cotangents.shape
-    if r_in < 2 or cotangents.dtype not in (torch.float32, torch.float64):
-        return None
-    m = cotangents.transpose(0, 1).double()  # (B, R, C)
-    try:
-        u, s, vh = torch.linalg.svd(m, full_matrices=False)
-    except RuntimeError:  # non-finite cotangents (NaN logits): no basis; the result's check says why
-        return None
-    tol = s.amax(-1, keepdim=True) * max(r_in, c) * torch.finfo(cotangents.dtype).eps
-    rank = int((s > tol).sum(-1).max())
-    if rank >= r_in:
-        return None
-    rank = max(rank, 1)
-    basis = vh[:, :rank].transpose(0, 1).to(cotangents.dtype)  # (r, B, C)
-    return basis, u[:, :, :rank] * s[:, None, :rank]
-
-
-def _combine(coefficients: Tensor, maps: Tensor) -> Tensor:
-    """Maps (R, B, ...) from the basis maps (r, B, ...) and the coefficients (B, R, r) of `low_rank`."""
-    flat = maps.flatten(2).double()  # (r, B, N)
-    out = torch.einsum("bij,jbn->ibn", coefficients, flat)
-    return out.reshape(out.shape[0], *maps.shape[1:]).to(maps.dtype)
-
-
-def _zeros_if_none(g: Tensor | None, x: Tensor, batch: int | None = None) -> Tensor:
-    if g is not None:
-        return g
-    return torch.zeros((batch, *x.shape) if batch else x.shape, dtype=x.dtype, device=x.device)
-
-
-_MODEL_ERRORS = (RuntimeError, AssertionError, TypeError)
+_MODEL_ERRORS = (RuntimeError, AssertionError, TypeError, ValueError)  # what a model's own checks raise
 
 
 def _model_failed(x: Tensor, e: BaseException) -> ClassContrastError:
+    hint = "; if x is one image, add the batch dimension: x[None]" if x.ndim == 3 else ""
     return ClassContrastError(f"the model failed on an input of shape {tuple(x.shape)} and dtype {x.dtype}: "
-                              f"{first_line(e)}")
+                              f"{first_line(e)}{hint}")
 
 
 def _run(net: nn.Module, x: Tensor) -> Any:
     """The model's raw output for ``x``; a failing model is a one-line error."""
     try:
         return net(x)
+    except ClassContrastError:
+        raise
     except _MODEL_ERRORS as e:
         raise _model_failed(x, e) from e
-
-
-def _forward(net: nn.Module, x: Tensor, raw: Any = None) -> Tensor:
-    """The model's logits for ``x``: (B, C) for a classifier, (B, C, H, W) at the input's size for a
-    segmenter (see `classcontrast.units.dense_logits`); another output is a one-line error. ``raw``: the
-    model's output when it already ran."""
-    raw = _run(net, x) if raw is None else raw
-    logits = logits_of(raw)
-    if isinstance(logits, Tensor) and logits.ndim == 2:
-        return logits
-    dense = dense_logits(raw, x.shape[-2:])
-    if dense is not None:
-        return dense
-    shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-    raise ClassContrastError(f"the model must return logits of shape (B, C) (a classifier) or (B, C, h, w) "
-                             f"(a segmenter), got {shape}")
-
-
-def _finite(logits: Tensor) -> Tensor:
-    """Logits with a NaN or an infinity (an overflow: float16 or float32 beyond its range) give no contrast
-    and no map: a one-line error naming the first image."""
-    bad = ~torch.isfinite(logits.detach())
-    if bool(bad.any()):
-        image = int(bad.flatten(1).any(1).nonzero()[0])
-        kind = "NaN" if bool(torch.isnan(logits.detach()[image]).any()) else "an infinite value"
-        raise ClassContrastError(f"the model's logits contain {kind} for image {image} (an overflow in "
-                                 f"{str(logits.dtype).removeprefix('torch.')}?): no contrast of them is defined; "
-                                 "check the model and the input, or run the model in float64")
-    return logits
-
-
-def _warn_foils(contrasts: Sequence[Contrast], logits: Tensor, targets: Tensor,
-                categories: Sequence[str] | None, unit: str = "image") -> None:
-    """A foil equal to its target asks "why t rather than t": legal (the map is 0), but said once."""
-    for c in contrasts:
-        if not isinstance(c, Foil):
-            continue
-        same = (c.foils(logits)[:, None] == targets).nonzero()
-        if len(same):
-            b, j = (int(v) for v in same[0])
-            cls = int(targets[b, j])
-            name = f"{cls} ({categories[cls]})" if categories is not None and cls < len(categories) else str(cls)
-            where = f"image {b}" if unit == "image" else f"{unit} {j} of image {b}"
-            warnings.warn(
-                f"foil {name} is also the target ({where}): "
-                "'why t rather than t' is zero everywhere; explain other targets to avoid it",
-                ClassContrastWarning, stacklevel=3,
-            )
-
-
-def _check_result(bad_input: Tensor, y: Tensor, maps: Tensor, contrasts: Sequence[Contrast], logits: Tensor,
-                  t: Tensor, selected: Tensor | None, regions: RegionUnits | None, m: Method,
-                  layer: str | None) -> None:
-    """The checks of a call's result, with one device sync when all is well: an input or logits with NaN or
-    inf are a one-line error (an overflow gives no contrast and no map); maps (M, B, K, ...) that are
-    exactly 0 everywhere although nothing asked for that (a foil equal to its target, an empty region, a
-    filler, ``relu=True``, a one-output model's class 0 are asked for) get one line naming the layer."""
-    zero = (maps.flatten(3) == 0).all(-1)  # (M, B, K)
-    if getattr(m, "relu", False):
-        zero = torch.zeros_like(zero)
-    if selected is not None:
-        zero &= selected[None].to(zero.device)
-    if regions is not None and regions.masks is not None:
-        zero &= (regions.masks.flatten(2).sum(-1) > 0)[None].to(zero.device)
-    for i, c in enumerate(contrasts):
-        if isinstance(c, Foil):
-            zero[i] &= c.foils(logits)[:, None].to(t.device) != t
-    if logits.ndim == 2 and logits.shape[1] == 2:  # a one-output model's class 0: its logit is the constant 0
-        zero &= ((t != 0) | logits[:, :1].detach().ne(0).any())[None].to(zero.device)
-    problems = torch.stack([bad_input.to(zero.device), ~torch.isfinite(y.detach()).all().to(zero.device), zero.any()])
-    if not bool(problems.any()):
-        return
-    if bool(problems[0]):
-        raise ClassContrastError(_NOT_FINITE)
-    _finite(y)
-    where = f" at layer {layer!r}" if layer else ""
-    hint = ("another layer=... (one whose output depends on the image and reaches the logits), or "
-            "method='gradient'") if layer else "checking that the model's logits depend on its input"
-    warnings.warn(f"{m.name}{where} gave {int(zero.sum())} all-zero map(s) of {zero.numel()}: try {hint}",
-                  ClassContrastWarning, stacklevel=3)
 
 
 def explain(
@@ -256,7 +108,8 @@ def explain(
             dict with ``logits``, as Hugging Face models return), or a
             [`ModelBundle`][classcontrast.models.bundle.ModelBundle]
             (``DataParallel`` and ``torch.compile`` wrappers are looked through).
-        x: preprocessed images (B, C, H, W), on the model's device, any floating dtype.
+        x: preprocessed inputs (B, C, *S), on the model's device, any floating dtype: images (B, C, H, W),
+            clips (B, C, T, H, W), volumes (B, C, D, H, W), signals (B, C, L).
         method: ``"gradient"``, ``"gradient_x_input"``, ``"integrated_gradients"``, ``"smoothgrad"``,
             ``"lrp"``, ``"linear_approx"``, ``"gradcam"``, ``"xgradcam"``, ``"fullgrad"``,
             ``"vit_gradcam"``, ``"attention_rollout"`` (or any method added with ``register_method``),
@@ -268,6 +121,8 @@ def explain(
         targets: None (top-1), a class, one class per image, (B, K) classes, ``TopK(k)``, or
             ``Threshold(p)`` (every class with probability >= p under the head: a multi-label model's
             labels); a class is an index, or a name (``"tiger cat"``) when ``model`` is a ModelBundle.
+            A segmenter's units are regions (`classcontrast.units.Region`), a detector's the objects it
+            reports (`classcontrast.detection.Detections`).
         layer: the method's layer (a module name such as ``"features.40"``, a module, or a ViT block
             index). With a ModelBundle and no ``layer``, CAM methods use the bundle's own layer when it
             names one.
@@ -284,7 +139,7 @@ def explain(
             ``abs=True``, ``discard_ratio=0.9``); an option the method does not have is an error.
 
     Returns:
-        An [`Explanation`][classcontrast.explanation.Explanation] with ``maps`` (B, K, H, W), or
+        An [`Explanation`][classcontrast.explanation.Explanation] with ``maps`` (B, K, *S), or
         [`Explanations`][classcontrast.explanation.Explanations] for a list of
         contrasts. All contrasts and targets come from ONE forward pass (one per path point or
         noisy copy for the sampling methods).
@@ -296,153 +151,152 @@ def explain(
     net = unwrap_model(model)
     x = check_input(x, finite=False)  # checked with the logits and the maps at the end: one device sync a call
     bad_input = ~torch.isfinite(x).all()
-    if layer is None and getattr(model, "layer", None) and isinstance(method, str) \
-            and issubclass(METHODS.get(method.lower(), Method), LayerMethod):
-        layer = model.layer  # a ModelBundle's own CAM layer
-    m = get_method(method, layer=layer, relu=relu, **method_options)
+    m = get_method(method, layer=_bundle_layer(model, method, layer), relu=relu, **method_options)
     many = isinstance(contrast, (list, tuple))
     categories = None if isinstance(model, nn.Module) else getattr(model, "categories", None)
-    if head is None:  # a ModelBundle's own (a module's `head` attribute is its classifier layer)
-        head = "softmax" if isinstance(model, nn.Module) else getattr(model, "head", None) or "softmax"
-        if is_single_stage_detector(net):  # RetinaNet, FCOS: each class its own sigmoid decision
-            head = "sigmoid"
-    if head not in ("softmax", "sigmoid"):
-        raise ClassContrastError(f"head must be 'softmax' or 'sigmoid', got {head!r}")
     asked = [get_contrast(c).named(categories) for c in (contrast if many else [contrast])]
-    contrasts = [c.for_head(head) for c in asked]
-    if not contrasts:
+    if not asked:
         raise ClassContrastError("no contrast given")
-    if head == "sigmoid" and {"original", "weighted"} <= {c.name for c in contrasts if c.name in CONTRASTS}:
-        warnings.warn("with a sigmoid head 'weighted' is y_t, the same map as 'original'", ClassContrastWarning,
-                      stacklevel=2)
-    names = _unique_names([c.key(categories) for c in contrasts])
+    names = _unique_names([c.key(categories) for c in asked])
     if names_classes(targets):
         targets = class_indices(targets, categories, f"targets={targets!r}")
-    n_images = x.shape[0]
-
+    n, head = x.shape[0], _head(model, net, head)
     with frozen_eval(net):
         run = m.model_for_call(net)  # the model itself, or a private copy the method may change (LRP)
         if x.is_inference():  # a tensor made under inference_mode: a normal copy autograd can use
             x = x.clone()
+        units = claim(run, targets, categories, head)
         y: Tensor | None = None
-        t = torch.empty(0)
-        regions: RegionUnits | None = None
-        objects: DetectionUnits | None = None
-        detector = is_torchvision_detector(run)
-
-        def resolve(y: Tensor) -> Tensor:
-            nonlocal regions, head
-            if head == "sigmoid" and is_binary(y):  # one output: softmax([0, y]) is already sigma(y)
-                head = "softmax"
-                contrasts[:] = [c.for_head(head) for c in asked]
-            if y.ndim == 4:  # a segmenter: the units are regions of its per-pixel classification
-                if isinstance(targets, Detections):
-                    raise ClassContrastError("Detections targets need a detector; this is a segmentation model "
-                                             "(use cc.Region)")
-                regions = RegionUnits(targets, categories)
-                return regions.resolve(y)
-            if is_region_spec(targets):
-                raise ClassContrastError("Region targets need a segmentation model (per-pixel logits, (B, C, h, w)); "
-                                         f"this model returns {tuple(y.shape)}")
-            if isinstance(targets, Detections):
-                raise ClassContrastError("Detections targets need a detector (torchvision Faster R-CNN, DETR-style "
-                                         f"models); this model returns logits of shape {tuple(y.shape)}")
-            t = resolve_targets(targets, y, head)
-            _warn_foils(contrasts, y, t, categories)
-            return t
-
         if m.multipass:  # targets come from the images themselves, not from the sampled inputs
+            if units is not None and not units.follows_samples:
+                raise ClassContrastError(units.refusal)
             with torch.no_grad(), ExitStack() as probe:
-                got = capture(run, probe) if detector else None
-                raw = _run(run, x)
-                if got is not None or is_detection_output(raw):  # the images' own objects (DETR: fixed queries)
-                    if got is not None:
-                        raise ClassContrastError("the sampling methods (Integrated Gradients, SmoothGrad) are not "
-                                                 "available for torchvision detectors: their proposals move with "
-                                                 "the input; use a single-pass method")
-                    objects = DetectionUnits(targets, run)
-                    y, t = (v.detach() for v in objects.rows(raw, None, x))
-                else:
-                    y = _forward(run, x, raw).detach()
-                    t = resolve(y)
+                units, logits = _outputs(units, run, x, torch.arange(n, device=x.device), probe, targets,
+                                         categories, head)
+            y, t, contrasts = _resolve(units, logits.detach(), asked)
         total: Tensor | None = None
         for p in m.passes(x):
             with ExitStack() as hooks:  # open until the pass's backward is done (LRP rules act there)
-                try:  # record may run the model (e.g. to find the default layer)
-                    rec = m.record(run, p.input, hooks)
-                except _MODEL_ERRORS as e:
-                    raise _model_failed(p.input, e) from e
+                rec = _record(m, run, p.input, hooks)
                 rec.state.update(p.state)
-                got = capture(run, hooks) if detector else None
-                raw = _run(run, rec.input)
-                if got is not None or is_detection_output(raw):  # a detector: the units are its objects
-                    objects = objects or DetectionUnits(targets, run)
-                    logits, tp = objects.rows(raw, got, rec.input, p.rows)
-                    _finite(logits)
-                    if not m.multipass:
-                        y, t = logits.detach(), tp
-                else:
-                    logits = _forward(run, rec.input, raw)
+                units, logits = _outputs(units, run, rec.input, p.rows, hooks, targets, categories, head)
                 if y is None:
-                    y = logits.detach()
-                    t = resolve(y)
+                    y, t, contrasts = _resolve(units, logits.detach(), asked)
                 m.after_forward(rec)
-                if objects is not None:
-                    cot = objects.cotangents(contrasts, logits.detach(), t, p.rows, n_images)
-                elif regions is not None:
-                    cot = regions.cotangents(contrasts, logits.detach(), t, p.rows, n_images)
-                else:
-                    cs = [c.select(p.rows, n_images) for c in contrasts] if m.multipass else contrasts
-                    yl, tr = logits.detach(), t[p.rows]
-                    cot = torch.stack([c.grad(yl, tr[:, j]) for c in cs for j in range(t.shape[1])])
-                reduced = None
-                if m.linear and regions is None:  # objects: each image's K rows side by side, (R, B, K·C)
-                    reduced = low_rank(cot.flatten(2) if objects is not None else cot)
-                    if reduced is not None and objects is not None:
-                        reduced = (reduced[0].reshape(len(reduced[0]), *cot.shape[1:]), reduced[1])
-                vectorise = logits.device.type != "cpu" if batched is None else batched
-                chunks = vjp(logits, rec.tensors, cot if reduced is None else reduced[0],
-                             batched=vectorise and m.batched_vjp)
-                try:
-                    maps = torch.cat([m.compute(rec, grads).detach() for grads in chunks])
-                except _MODEL_ERRORS as e:  # e.g. a rule's backward hook on a layer it cannot handle
-                    raise ClassContrastError(f"method {m.name} failed in the backward pass of "
-                                             f"{type(net).__name__}: {first_line(e)}{m.backward_hint}") from e
-                if reduced is not None:
-                    maps = _combine(reduced[1], maps)
+                maps = _backward(m, units, contrasts, logits, rec, t, p.rows, n, batched, net)
                 del logits
             if not m.multipass:
                 total = maps
-            else:
-                total = maps.new_zeros((maps.shape[0], n_images, *maps.shape[2:])) if total is None else total
+            else:  # rows of the same image are summed
+                total = maps.new_zeros((maps.shape[0], n, *maps.shape[2:])) if total is None else total
                 total.index_add_(1, p.rows, maps)
     assert total is not None and y is not None
-    k = t.shape[1]
-    maps = total.reshape(len(contrasts), k, *total.shape[1:]).transpose(1, 2)  # (M, B, K, ...)
+    maps = total.reshape(len(contrasts), t.shape[1], *total.shape[1:]).transpose(1, 2)  # (M, B, K, ...)
+    _check_result(bad_input, y, maps, units.expected_zero(contrasts, y, t), m, rec.layer)
     normalize = None if isinstance(model, nn.Module) else getattr(model, "normalize", None)
     out = Explanations()
-    units = regions.records(y, t) if regions is not None else objects.records(y, t) if objects is not None else None
-    image_logits = y if regions is None else y.mean((-2, -1))  # a segmenter's: the mean over its pixels
-    region_p = None if regions is None else regions.target_probabilities(y, t)
-    selected = targets.selected(y, t, head) if isinstance(targets, Threshold) and regions is None else None
-    if regions is not None:
-        selected = regions.selected
-    if objects is not None:  # per object: its own row; the Explanation's logits are the first object's
-        image_logits, region_p, selected = y[:, 0], objects.probabilities(y, t, head), objects.selected
-        _warn_foils(contrasts, image_logits, t, categories, "object")
-    _check_result(bad_input, y, maps, contrasts, image_logits, t, selected, regions, m, rec.layer)
     for i, (name, c) in enumerate(zip(names, contrasts, strict=True)):
-        out[name] = Explanation(
-            maps=None, layer_maps=maps[i], targets=t, logits=image_logits, method=m.name,
-            contrast=name, layer=rec.layer, options=m.options(), inputs=x,
-            to_pixels=getattr(normalize, "inverse", None), categories=categories,
-            foils=c.foils(image_logits) if isinstance(c, Foil) else None, size=tuple(x.shape[-2:]), objective=c,
-            units=units, head=head,
-            scores=regions.scores(c, y, t) if regions is not None else
-            objects.object_scores(c, y, t) if objects is not None else None,
-            target_probabilities=region_p, selected=selected,
-        )
+        out[name] = Explanation(maps=None, layer_maps=maps[i], targets=t, method=m.name, contrast=name,
+                                layer=rec.layer, options=m.options(), inputs=x,
+                                to_pixels=getattr(normalize, "inverse", None), categories=categories,
+                                size=tuple(x.shape[2:]), objective=c, head=units.head, **units.results(c, y, t))
     return out if many else out[names[0]]
+
+
+def _bundle_layer(model: Any, method: str | Method, layer: Any) -> Any:
+    """The call's layer: the one given, else a ModelBundle's own CAM layer for a CAM method."""
+    if layer is None and getattr(model, "layer", None) and isinstance(method, str) \
+            and issubclass(METHODS.get(method.lower(), Method), LayerMethod):
+        return model.layer
+    return layer
+
+
+def _head(model: Any, net: nn.Module, head: str | None) -> str:
+    """The call's head: the one given, else a ModelBundle's (a module's ``head`` attribute is its classifier
+    layer), else softmax — sigmoid for torchvision's single-stage detectors (RetinaNet, FCOS)."""
+    if head is None:
+        head = "softmax" if isinstance(model, nn.Module) else getattr(model, "head", None) or "softmax"
+        if is_single_stage_detector(net):
+            head = "sigmoid"
+    if head not in ("softmax", "sigmoid"):
+        raise ClassContrastError(f"head must be 'softmax' or 'sigmoid', got {head!r}")
+    return head
+
+
+def _record(m: Method, run: nn.Module, x: Tensor, hooks: ExitStack) -> Recording:
+    """The method's recording for one pass (its hooks on ``hooks``); recording may run the model (to find the
+    default layer), whose failure is one line."""
+    try:
+        return m.record(run, x, hooks)
+    except ClassContrastError:
+        raise
+    except _MODEL_ERRORS as e:
+        raise _model_failed(x, e) from e
+
+
+def _outputs(units: Units | None, run: nn.Module, x: Tensor, rows: Tensor, stack: ExitStack, targets: Any,
+             categories: Sequence[str] | None, head: str) -> tuple[Units, Tensor]:
+    """One forward pass: (the call's units — chosen from the first output when no kind claimed the model
+    before —, the logits the objectives are functions of, with their graph)."""
+    if units is not None:
+        units.watch(run, stack)
+    raw = _run(run, x)
+    if units is None:
+        units = from_output(raw, x, run, targets, categories, head)
+    return units, units.logits(raw, x, rows)
+
+
+def _resolve(units: Units, y: Tensor, asked: Sequence[Contrast]) -> tuple[Tensor, Tensor, list[Contrast]]:
+    """On the images' own logits ``y``: the targets and the contrasts for the call's head (a one-output model
+    read as [0, y] is a softmax of sigma(y), whatever head was asked for)."""
+    if units.head == "sigmoid" and is_binary(y):
+        units.head = "softmax"
+    contrasts = [c.for_head(units.head) for c in asked]
+    if units.head == "sigmoid" and {"original", "weighted"} <= {c.name for c in contrasts if c.name in CONTRASTS}:
+        warnings.warn("with a sigmoid head 'weighted' is y_t, the same map as 'original'", ClassContrastWarning,
+                      stacklevel=3)
+    t = units.resolve(y)
+    units.warn_foils(contrasts, y, t)
+    return y, t, contrasts
+
+
+def _backward(m: Method, units: Units, contrasts: Sequence[Contrast], logits: Tensor, rec: Recording, t: Tensor,
+              rows: Tensor, n: int, batched: bool | None, net: nn.Module) -> Tensor:
+    """(M·K, B', ...) maps of one pass: every contrast's cotangent for every unit back-propagated (through a
+    shared low-rank basis when the method is linear in the gradient) and turned into maps by the method."""
+    cot = units.cotangents(contrasts, logits.detach(), t, rows, n)
+    reduced = units.basis(cot) if m.linear else None
+    vectorise = logits.device.type != "cpu" if batched is None else batched
+    chunks = vjp(logits, rec.tensors, cot if reduced is None else reduced[0], batched=vectorise and m.batched_vjp)
+    try:
+        maps = torch.cat([m.compute(rec, grads).detach() for grads in chunks])
+    except ClassContrastError:
+        raise
+    except _MODEL_ERRORS as e:  # e.g. a rule's backward hook on a layer it cannot handle
+        raise ClassContrastError(f"method {m.name} failed in the backward pass of {type(net).__name__}: "
+                                 f"{first_line(e)}{m.backward_hint}") from e
+    return maps if reduced is None else combine(reduced[1], maps)
+
+
+def _check_result(bad_input: Tensor, y: Tensor, maps: Tensor, asked_zero: Tensor, m: Method, layer: str | None) -> None:
+    """The checks of a call's result, with one device sync when all is well: an input or logits with NaN or
+    inf are a one-line error (an overflow gives no contrast and no map); maps (M, B, K, ...) that are exactly
+    0 everywhere although nothing asked for that (``asked_zero``: a foil equal to its target, an empty region,
+    a filler, a one-output model's class 0; or ``relu=True``) get one line naming the layer."""
+    zero = (maps.flatten(3) == 0).all(-1) & ~asked_zero.to(maps.device)  # (M, B, K)
+    if getattr(m, "relu", False):
+        zero = torch.zeros_like(zero)
+    problems = torch.stack([bad_input.to(zero.device), ~torch.isfinite(y.detach()).all().to(zero.device), zero.any()])
+    if not bool(problems.any()):
+        return
+    if bool(problems[0]):
+        raise ClassContrastError(_NOT_FINITE)
+    finite(y)
+    where = f" at layer {layer!r}" if layer else ""
+    hint = ("another layer=... (one whose output depends on the image and reaches the logits), or "
+            "method='gradient'") if layer else "checking that the model's logits depend on its input"
+    warnings.warn(f"{m.name}{where} gave {int(zero.sum())} all-zero map(s) of {zero.numel()}: try {hint}",
+                  ClassContrastWarning, stacklevel=3)
 
 
 def _unique_names(keys: list[str]) -> list[str]:

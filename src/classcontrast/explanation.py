@@ -6,10 +6,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .contrast_base import head_probabilities
+from .spatial import resize
 
 
 class Explanation:
@@ -46,7 +46,7 @@ class Explanation:
         self.to_pixels = to_pixels
         self.categories = categories
         self.foils = foils
-        self.size = tuple(size) if size is not None else (tuple(maps.shape[-2:]) if maps is not None else None)
+        self.size = tuple(size) if size is not None else (tuple(maps.shape[2:]) if maps is not None else None)
         self.objective = objective  # the Contrast whose gradient made the maps
         # What was explained, per image and target (see `units`): None here for whole images (a classifier)
         self._units = units
@@ -59,10 +59,10 @@ class Explanation:
 
     @property
     def maps(self) -> Tensor:
-        """(B, K, H, W) maps at input resolution (computed from ``layer_maps`` on first access)."""
+        """(B, K, *S) maps at input resolution (computed from ``layer_maps`` on first access)."""
         if self._maps is None:
             lm = self.layer_maps
-            same = self.size is None or lm.ndim != 4 or tuple(lm.shape[-2:]) == self.size
+            same = self.size is None or lm.ndim != 2 + len(self.size) or tuple(lm.shape[2:]) == self.size
             self._maps = lm if same else upsample(lm, self.size)  # type: ignore[arg-type]
         return self._maps
 
@@ -133,7 +133,7 @@ class Explanation:
         size = "x".join(str(v) for v in self.size) if self.size else "?"
         return (f"Explanation(method={self.method!r}, contrast={self.contrast!r}, layer={self.layer!r}, "
                 f"images={b}, targets per image={k}, maps {size}, layer maps "
-                f"{'x'.join(str(v) for v in self.layer_maps.shape[-2:])})")
+                f"{'x'.join(str(v) for v in self.layer_maps.shape[2:])})")
 
     def _repr_html_(self) -> str | None:
         """The interactive viewer in Jupyter (None, i.e. the plain repr, without the input images)."""
@@ -149,8 +149,9 @@ def displayed(maps: Tensor) -> Tensor:
 
 
 def upsample(maps: Tensor, size: Sequence[int]) -> Tensor:
-    """Bilinear upsampling of (N, K, h, w) maps to ``size`` (half-pixel centres, align_corners=False)."""
-    return F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=False)
+    """Linear upsampling of (N, K, *s) maps to ``size`` in every spatial dimension (bilinear for images,
+    trilinear for clips and volumes; half-pixel centres, align_corners=False)."""
+    return resize(maps, size)
 
 
 class Explanations(dict[str, Explanation]):

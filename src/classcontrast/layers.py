@@ -66,9 +66,11 @@ def _is_pooling(module: nn.Module) -> bool:
 
 
 def default_feature_layer(model: nn.Module, x: Tensor) -> str:
-    """The last spatial feature map of a CNN: the module that finishes last in the forward pass with a
-    (B, C, H, W) output, H·W > 1, **that depends on the input**, and that is not a pooling, dropout, identity
-    or flatten output (nor a module returning a pooling's output).
+    """The last spatial feature map of a CNN: the module that finishes last in the forward pass with an
+    output of the input's number of dimensions — (B, C, H, W) for images, (B, C, T, H, W) for clips and
+    volumes — of more than one position, **that depends on the input**, and that is not a pooling, dropout, identity
+    or flatten output (nor a module returning a pooling's output, nor the model's own output: a segmenter's class
+    scores, e.g. MONAI's UNet, whose last block returns them).
 
     For torchvision's VGG this is the last ReLU (``features.29`` for vgg16, ``features.42`` for vgg16_bn at
     224²), for ResNets ``layer4``, for timm EfficientNets ``bn2``. A model with a ``backbone`` or ``encoder``
@@ -102,8 +104,8 @@ def default_feature_layer(model: nn.Module, x: Tensor) -> str:
         names = features or names
     if not names:
         raise ClassContrastError(
-            f"{type(model).__name__} has no spatial (B, C, H, W) feature map that depends on the input at this "
-            f"input size {tuple(x.shape[-2:])} for a CAM method; pass layer=..., use method='gradient' "
+            f"{type(model).__name__} has no spatial feature map like its input's that depends on the input at this "
+            f"input size {tuple(x.shape[2:])} for a CAM method; pass layer=..., use method='gradient' "
             "(or, for a Vision Transformer, 'vit_gradcam')"
         )
     with _cache_lock:
@@ -121,9 +123,11 @@ def _structure(model: nn.Module) -> tuple[tuple[str, int, str], ...]:
 
 
 def spatial_layers(model: nn.Module, x: Tensor) -> list[str]:
-    """The modules whose output is a spatial feature map (B, C, H, W) with H·W > 1 that depends on the
-    input, in the order they finish in one forward pass of ``x[:1]``, without pooling, dropout, identity and
-    flatten outputs (nor modules returning a pooling's output).
+    """The modules whose output is a spatial feature map like the input's — (B, C, H, W) for images,
+    (B, C, T, H, W) for clips and volumes — of more than one position that depends on the input, in the
+    order they finish in one forward pass of ``x[:1]``, without pooling, dropout, identity and flatten
+    outputs (nor modules returning a pooling's output, nor the modules whose output is the model's own output:
+    a segmenter's last modules return its class scores, which are not features).
 
     The pass runs with the parameters frozen and the image requiring gradients, so an output depends on the
     image exactly when it requires gradients. Every output is held until the pass ends, so outputs are
@@ -138,8 +142,8 @@ def spatial_layers(model: nn.Module, x: Tensor) -> list[str]:
             if isinstance(output, Tensor) and threading.get_ident() == owner:
                 if _is_pooling(module):
                     pooled.append(output)
-                elif (not isinstance(module, _PASS_THROUGH) and output.ndim == 4
-                      and output.shape[-1] * output.shape[-2] > 1):
+                elif (not isinstance(module, _PASS_THROUGH) and output.ndim == x.ndim
+                      and output[0, 0].numel() > 1):
                     order.append((name, output))
 
         return fn
@@ -150,8 +154,21 @@ def spatial_layers(model: nn.Module, x: Tensor) -> list[str]:
                 handles.append(m.register_forward_hook(hook(name)))
         with frozen_eval(model):
             probe = x[:1].detach().requires_grad_(True)
-            model(probe)
+            final = _outputs(model(probe))
     finally:
         for h in handles:
             h.remove()
-    return [name for name, out in order if out.requires_grad and not any(out is p for p in pooled)]
+    return [name for name, out in order if out.requires_grad and not any(out is p for p in pooled)
+            and not any(out is f for f in final)]
+
+
+def _outputs(raw: object) -> list[Tensor]:
+    """The tensors a model returns (its logits: a segmenter's last modules return them, and class scores are
+    not features)."""
+    if isinstance(raw, Tensor):
+        return [raw]
+    if isinstance(raw, dict):
+        return [v for v in raw.values() if isinstance(v, Tensor)]
+    if isinstance(raw, (list, tuple)):
+        return [v for v in raw if isinstance(v, Tensor)]
+    return [v for v in vars(raw).values() if isinstance(v, Tensor)] if hasattr(raw, "__dict__") else []

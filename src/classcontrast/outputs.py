@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .errors import ClassContrastError
+
 
 def logits_of(output: Any) -> Any:
     """The logits inside a model's output (returned unchanged when no rule applies: callers check); one
@@ -42,3 +44,16 @@ def _logits(output: Any) -> Any:
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
         return output[0]
     return output
+
+
+def finite(logits: Tensor) -> Tensor:
+    """Logits with a NaN or an infinity (an overflow: float16 or float32 beyond its range) give no contrast
+    and no map: a one-line error naming the first image."""
+    bad = ~torch.isfinite(logits.detach())
+    if bool(bad.any()):
+        image = int(bad.flatten(1).any(1).nonzero()[0])
+        kind = "NaN" if bool(torch.isnan(logits.detach()[image]).any()) else "an infinite value"
+        raise ClassContrastError(f"the model's logits contain {kind} for image {image} (an overflow in "
+                                 f"{str(logits.dtype).removeprefix('torch.')}?): no contrast of them is defined; "
+                                 "check the model and the input, or run the model in float64")
+    return logits

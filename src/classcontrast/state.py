@@ -59,6 +59,9 @@ def exclusive(model: nn.Module) -> Iterator[None]:
 def check_not_inference(model: nn.Module) -> None:
     """A one-line error for a model whose tensors were created under ``torch.inference_mode()``."""
     for name, t in (*model.named_parameters(), *model.named_buffers()):
+        if torch.nn.parameter.is_lazy(t):
+            raise ClassContrastError(f"the model's tensor '{name}' is not initialised yet (a lazy module): run the "
+                                     "model once on an input before explaining it")
         if t.is_inference():
             raise ClassContrastError(
                 f"the model's tensor '{name}' was created under torch.inference_mode() and cannot be "

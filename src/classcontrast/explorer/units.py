@@ -110,6 +110,6 @@ def unit_spec(net: torch.nn.Module, x: torch.Tensor, targets: Any) -> Any:
         raw = net(x[:1])
     if is_detection_output(raw):
         return Detections(top=5)
-    if dense_logits(raw, x.shape[-2:]) is not None:
+    if dense_logits(raw, x.shape[2:]) is not None:
         return Region.all(3)
     return None

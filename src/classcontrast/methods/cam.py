@@ -1,4 +1,5 @@
-"""Layer methods on a (B, K, h, w) feature map A: Linear Approximation, GradCAM, XGradCAM.
+"""Layer methods on a (B, K, *s) feature map A (s: the layer's spatial dimensions, one to three): Linear
+Approximation, GradCAM, XGradCAM.
 
 All are signed by default (no ReLU), as in the paper and the study, so that they stay linear in
 the gradient and every contrast identity holds. ``relu=True`` gives the textbook maps.
@@ -48,15 +49,16 @@ class LayerMethod(Method):
         return m.clamp_min(0) if self.relu else m
 
     def cam(self, a: Tensor, g: Tensor) -> Tensor:
-        """Map (R, B, h, w) from activations A (B, K, h, w) and gradients G (R, B, K, h, w)."""
+        """Map (R, B, *s) from activations A (B, K, *s) and gradients G (R, B, K, *s)."""
         raise NotImplementedError
 
     def after_forward(self, rec: Recording) -> None:
         a = rec.state["recorder"].single()
-        if a.ndim != 4:
+        if a.ndim != rec.input.ndim:
+            shape = {3: "(B, C, L)", 4: "(B, C, H, W)", 5: "(B, C, D, H, W)"}[rec.input.ndim]
             raise ClassContrastError(
-                f"layer '{rec.layer}' outputs shape {tuple(a.shape)}, but {self.name} needs a (B, C, H, W) "
-                "feature map; choose a convolutional layer (vit_gradcam handles transformer tokens)"
+                f"layer '{rec.layer}' outputs shape {tuple(a.shape)}, but {self.name} needs a feature map "
+                f"{shape} like its input's; choose a convolutional layer (vit_gradcam handles transformer tokens)"
             )
         rec.tensors = [a]
 
@@ -72,8 +74,8 @@ class LinearApprox(LayerMethod):
 
 
 def gradcam_map(a: Tensor, g: Tensor) -> Tensor:
-    """Σ_k w_k A^k with w_k the spatial mean of G^k; A (B, K, h, w), G (R, B, K, h, w) -> (R, B, h, w)."""
-    return torch.einsum("rbk,bkhw->rbhw", g.mean((-2, -1)), a)
+    """Σ_k w_k A^k with w_k the spatial mean of G^k; A (B, K, *s), G (R, B, K, *s) -> (R, B, *s)."""
+    return torch.einsum("rbk,bk...->rb...", g.flatten(3).mean(-1), a)
 
 
 class GradCAM(LayerMethod):
@@ -98,6 +100,6 @@ class XGradCAM(LayerMethod):
     eps = 1e-7
 
     def cam(self, a: Tensor, g: Tensor) -> Tensor:
-        norm = a.abs().sum((-2, -1), keepdim=True) + self.eps
-        w = (g * (a / norm)).sum((-2, -1))
-        return torch.einsum("rbk,bkhw->rbhw", w, a)
+        norm = a.abs().flatten(2).sum(-1).reshape(*a.shape[:2], *([1] * (a.ndim - 2))) + self.eps
+        w = (g * (a / norm)).flatten(3).sum(-1)
+        return torch.einsum("rbk,bk...->rb...", w, a)

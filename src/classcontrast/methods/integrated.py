@@ -94,9 +94,9 @@ class IntegratedGradients(InputMethod):
         weights = self.weights.to(device=x.device, dtype=x.dtype)
         for rows in row_chunks(b * n, self.internal_batch_size, x.device):
             image, k = rows // n, rows % n
-            points = start[image] + alphas[k].view(-1, 1, 1, 1) * delta[image]
+            points = start[image] + alphas[k].view(-1, *([1] * (x.ndim - 1))) * delta[image]
             yield Pass(points, image, {"weights": weights[k], "delta": delta[image]})
 
     def compute(self, rec: Recording, grads: list[Tensor]) -> Tensor:
         w, delta = rec.state["weights"], rec.state["delta"]
-        return self.channels(grads[0] * w.view(1, -1, 1, 1, 1) * delta[None])
+        return self.channels(grads[0] * w.view(1, -1, *([1] * (delta.ndim - 1))) * delta[None])

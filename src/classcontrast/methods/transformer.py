@@ -68,10 +68,19 @@ def resolve_block(model: nn.Module, layer: int | str | nn.Module) -> tuple[str, 
     return find_module(model, layer)
 
 
+def _images_only(x: Tensor) -> None:
+    """The Vision Transformer methods lay tokens out on a 2-D patch grid: other inputs are one line."""
+    if x.ndim != 4:
+        raise ClassContrastError(f"the Vision Transformer methods explain images (B, C, H, W) on a 2-D patch grid; "
+                                 f"this input has shape {tuple(x.shape)}: use gradient, integrated_gradients or "
+                                 "smoothgrad")
+
+
 def patch_grid(model: nn.Module, x: Tensor, n_tokens: int) -> tuple[int, int, int]:
     """(prefix tokens, grid height, grid width) for a token sequence of length ``n_tokens``."""
     patch = getattr(getattr(model, "patch_embed", None), "patch_size", None) or getattr(model, "patch_size", None) \
         or getattr(getattr(model, "config", None), "patch_size", None)  # timm, torchvision, Hugging Face
+    _images_only(x)
     h, w = x.shape[-2:]
     if patch is not None:
         ph, pw = (patch, patch) if isinstance(patch, int) else tuple(patch)
@@ -112,6 +121,7 @@ class VitGradCAM(Method):
         return {"layer": layer, "relu": self.relu}
 
     def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
+        _images_only(x)
         name, module = resolve_block(model, self.layer)
         return Recording(input=x, layer=name, state={"recorder": OutputRecorder(module, name, stack), "model": model})
 
@@ -288,6 +298,7 @@ class AttentionRollout(Method):
         self.discard_ratio = discard_ratio
 
     def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
+        _images_only(x)
         return Recording(input=x, layer="attention", state={"recorder": capture_attention(model, stack),
                                                              "model": model})
 

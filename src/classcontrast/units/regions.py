@@ -1,15 +1,15 @@
-r"""What an explanation explains: an image (a classifier's logits, (B, C)) or a **region** of a semantic
-segmentation (per-pixel logits, (B, C, h, w)).
+r"""Regions of a segmentation as the explained units: per-pixel (per-voxel) logits (B, C, *S), S of one to
+three dimensions.
 
 Every pixel of a segmenter is its own softmax classification, so every contrast applies to it. A region's
 objective is the sum over its pixels of each pixel's contrast,
 
-$$O_{\text{region}} = \sum_{(i,j) \in \text{region}} O\big(y_{:,ij},\ t\big),$$
+$$O_{\text{region}} = \sum_{p \in \text{region}} O\big(y_{:,p},\ t\big),$$
 
 (original: $\sum y_t$; weighted: $\sum \operatorname{logit}(p_t)$; `Foil(s)`: $\sum (y_t - y_s)$), so its
 gradient with respect to the dense logits is each pixel's contrast gradient inside the region and 0
-outside, and every identity of the contrasts holds pixel by pixel. A region's maps for K regions × M
-contrasts come from one forward pass, as for images.
+outside, and every identity of the contrasts holds pixel by pixel (voxel by voxel for a 3-D segmenter). A
+region's maps for K regions × M contrasts come from one forward pass, as for images.
 """
 
 from __future__ import annotations
@@ -20,21 +20,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .contrast_base import Contrast
-from .errors import ClassContrastError, ClassContrastWarning
-from .outputs import logits_of
-from .targets import TopK
-from .text import count
+from ..contrast_base import Contrast, head_probabilities
+from ..errors import ClassContrastError, ClassContrastWarning
+from ..outputs import logits_of
+from ..spatial import resize
+from ..targets import TopK
+from ..text import count
+from .base import Units, register_units
 
 
 @dataclass(frozen=True)
 class Region:
-    """A region of a segmentation to explain: the pixels of class ``target`` (a class index or, with a
-    ModelBundle, a name), or the pixels of ``mask`` — a boolean (H, W) or (B, H, W) tensor at the input's
-    or the model output's resolution — with ``target`` as the class explained there.
+    """A region of a segmentation to explain: the pixels (voxels) of class ``target`` (a class index or, with
+    a ModelBundle, a name), or the pixels of ``mask`` — a boolean (*S) or (B, *S) tensor at the input's or
+    the model output's resolution — with ``target`` as the class explained there.
 
     ``targets=cc.Region(t)`` explains that region in every image; a list of Regions explains several per
     image; ``cc.Region.all(k)`` (or ``cc.TopK(k)`` on a segmenter) the ``k`` largest predicted classes of
@@ -65,34 +66,50 @@ def is_region_spec(spec: object) -> bool:
 
 
 def dense_logits(output: Any, size: Sequence[int]) -> Tensor | None:
-    """Per-pixel logits (B, C, H, W) at the input's size from a segmenter's output — a tensor,
-    torchvision's ``{"out": ...}``, or an object / dict with ``logits`` (Hugging Face, at a lower
-    resolution: upsampled bilinearly as its own post-processing does) — or None for a (B, C) output."""
+    """Per-pixel logits (B, C, *S) at the input's size from a segmenter's output — a tensor, torchvision's
+    ``{"out": ...}``, or an object / dict with ``logits`` (Hugging Face, at a lower resolution: upsampled
+    linearly, as its own post-processing does) — or None for another output (a classifier's (B, C))."""
     if isinstance(output, Mapping) and "out" in output:
         output = output["out"]
     y = logits_of(output)
-    if not isinstance(y, Tensor) or y.ndim != 4:
+    if not isinstance(y, Tensor) or y.ndim != len(size) + 2:
         return None
-    if tuple(y.shape[-2:]) != tuple(size):
-        y = F.interpolate(y, size=tuple(size), mode="bilinear", align_corners=False)
-    return y
+    return resize(y, size)
 
 
-class RegionUnits:
+def _pixels(y: Tensor) -> Tensor:
+    """(B, C, *S) -> (B·prod(S), C): one row of logits per pixel."""
+    return y.movedim(1, -1).reshape(-1, y.shape[1])
+
+
+@register_units
+class RegionUnits(Units):
     """Regions of a segmentation as the explained units: targets, masks, the objectives' cotangents."""
 
-    def __init__(self, spec: object, categories: Sequence[str] | None) -> None:
-        self.spec = spec
-        self.categories = categories
-        self.masks: Tensor | None = None  # (B, K, H, W) in the logits' dtype, 1 inside the region
-        self.selected: Tensor | None = None  # Region.all: (B, K) False for a filler (an image with fewer classes)
+    kind = "region"
+    order = 60
+    masks: Tensor | None = None  # (B, K, *S) in the logits' dtype, 1 inside the region
+    _selected: Tensor | None = None  # Region.all: (B, K) False for a filler (an image with fewer classes)
+
+    @classmethod
+    def accepts(cls, raw: Any, x: Tensor) -> bool:
+        return dense_logits(raw, x.shape[2:]) is not None
+
+    def logits(self, raw: Any, x: Tensor, rows: Tensor) -> Tensor:
+        y = dense_logits(raw, x.shape[2:])
+        assert y is not None
+        return y
 
     def resolve(self, y: Tensor) -> Tensor:
-        """The (B, K) target classes for dense logits ``y`` (B, C, H, W); the masks are kept."""
-        from .classes import class_index
+        """The (B, K) target classes for dense logits ``y`` (B, C, *S); the masks are kept."""
+        from ..classes import class_index
+        from ..detection import Detections
 
-        b, c, h, w = y.shape
-        predicted = y.argmax(1)  # (B, H, W)
+        if isinstance(self.spec, Detections):
+            raise ClassContrastError("Detections targets need a detector; this is a segmentation model (use cc.Region)")
+        b, c = y.shape[:2]
+        spatial = tuple(y.shape[2:])
+        predicted = y.argmax(1)  # (B, *S)
         spec = self.spec
         if spec is None:
             spec = AllRegions(1)
@@ -112,12 +129,13 @@ class RegionUnits:
             k = present if spec.k is None else spec.k
             if spec.k is not None and k > int(found.min()):
                 fewest = int(found.argmin())
-                warnings.warn(f"Region.all({spec.k}): image {fewest} has only {int(found[fewest])} predicted "
-                              f"class(es): its other regions are empty, zero maps marked as fillers (Explanation."
-                              "selected) and left out of figures", ClassContrastWarning, stacklevel=4)
+                classes = count(int(found[fewest]), "predicted class", "predicted classes")
+                warnings.warn(f"Region.all({spec.k}): image {fewest} has only {classes}: its other regions are "
+                              "empty, zero maps marked as fillers (Explanation.selected) and left out of figures",
+                              ClassContrastWarning, stacklevel=4)
             t = counts.topk(k, dim=1).indices  # largest first; classes not present are fillers (empty masks)
-            self.selected = torch.arange(k, device=y.device)[None] < found[:, None]
-            masks = predicted[:, None] == t[:, :, None, None]
+            self._selected = torch.arange(k, device=y.device)[None] < found[:, None]
+            masks = predicted[:, None] == t.reshape(b, k, *([1] * len(spatial)))
         else:
             regions = [spec] if isinstance(spec, Region) else list(spec)  # type: ignore[arg-type]
             ts, ms = [], []
@@ -128,7 +146,7 @@ class RegionUnits:
                 if not 0 <= cls < c:
                     raise ClassContrastError(f"Region class {cls} is out of range for a model with {c} classes")
                 ts.append(cls)
-                ms.append(predicted == cls if r.mask is None else _mask(r.mask, b, (h, w)))
+                ms.append(predicted == cls if r.mask is None else _mask(r.mask, b, spatial))
             t = torch.tensor(ts, device=y.device).expand(b, -1)
             masks = torch.stack(ms, 1)
             empty = (masks.flatten(2).sum(-1) == 0).nonzero()
@@ -140,15 +158,15 @@ class RegionUnits:
         self.masks = masks.to(device=y.device, dtype=y.dtype)
         return t.to(y.device).contiguous()
 
-    def cotangents(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor, rows: Tensor,
-                   n_images: int) -> Tensor:
-        """(M·K, B', C, H, W): for contrast m and region k, each pixel's contrast gradient inside the
-        region (rows: the image of each of the B' inputs, for the multi-pass methods). Computed on the
-        region's pixels only (0 elsewhere)."""
+    def cotangents(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor, rows: Tensor, n_images: int) -> Tensor:
+        """(M·K, B', C, *S): for contrast m and region k, each pixel's contrast gradient inside the region
+        (rows: the image of each of the B' inputs, for the multi-pass methods). Computed on the region's
+        pixels only (0 elsewhere)."""
         assert self.masks is not None
-        b, c, h, w = y.shape
-        pixels = y.permute(0, 2, 3, 1).reshape(-1, c)
-        image_of = rows.repeat_interleave(h * w)
+        b, c = y.shape[:2]
+        n = y[0, 0].numel()
+        pixels = _pixels(y)
+        image_of = rows.repeat_interleave(n)
         out = []
         for contrast in contrasts:
             for j in range(t.shape[1]):
@@ -158,15 +176,25 @@ class RegionUnits:
                 if len(idx):
                     here = contrast.select(image_of[idx], n_images)
                     g[idx] = here.grad(pixels[idx], t[image_of[idx], j]) * inside[idx, None]
-                out.append(g.reshape(b, h, w, c).permute(0, 3, 1, 2))
+                out.append(g.reshape(b, *y.shape[2:], c).movedim(-1, 1))
         return torch.stack(out)
+
+    def basis(self, cotangents: Tensor) -> tuple[Tensor, Tensor] | None:
+        return None  # one cotangent per pixel and unit: no shared basis worth the SVD
+
+    def selected(self) -> Tensor | None:
+        return self._selected
+
+    def image_logits(self, y: Tensor) -> Tensor:
+        return y.flatten(2).mean(-1)  # a segmenter's image-level logits: the mean over its pixels
 
     def scores(self, contrast: Contrast, y: Tensor, t: Tensor) -> Tensor:
         """(B, K) each region's objective: the sum over its pixels of the pixel's contrast."""
         assert self.masks is not None
-        b, c, h, w = y.shape
-        pixels = y.permute(0, 2, 3, 1).reshape(-1, c)
-        image_of = torch.arange(b, device=y.device).repeat_interleave(h * w)
+        b = y.shape[0]
+        n = y[0, 0].numel()
+        pixels = _pixels(y)
+        image_of = torch.arange(b, device=y.device).repeat_interleave(n)
         out = y.new_zeros(b, t.shape[1])
         for j in range(t.shape[1]):
             inside = self.masks[:, j].reshape(-1)
@@ -179,10 +207,10 @@ class RegionUnits:
     def target_probabilities(self, y: Tensor, t: Tensor) -> Tensor:
         """(B, K) the mean probability of each region's class over its pixels (0 for an empty region)."""
         assert self.masks is not None
-        p = torch.softmax(y.float() if y.dtype not in (torch.float32, torch.float64) else y, 1)
-        pt = p.gather(1, t[:, :, None, None].expand(-1, -1, *p.shape[-2:]))
-        area = self.masks.sum((-2, -1))
-        return (pt * self.masks).sum((-2, -1)) / area.clamp_min(1)
+        p = head_probabilities(y.float() if y.dtype not in (torch.float32, torch.float64) else y, "softmax", 1)
+        pt = p.gather(1, t.reshape(*t.shape, *([1] * (y.ndim - 2))).expand(-1, -1, *p.shape[2:]))
+        area = self.masks.flatten(2).sum(-1)
+        return (pt * self.masks).flatten(2).sum(-1) / area.clamp_min(1)
 
     def records(self, y: Tensor, t: Tensor) -> list[list[dict[str, Any]]]:
         """`Explanation.units`: per image, one record per region (kind, target, mask, the pixels' logits)."""
@@ -193,22 +221,35 @@ class RegionUnits:
             for j in range(t.shape[1]):
                 m = self.masks[i, j] > 0
                 image.append({"kind": "region", "target": int(t[i, j]), "mask": m,
-                              "logits": y[i].permute(1, 2, 0)[m], "pixels": int(m.sum())})
+                              "logits": y[i].movedim(0, -1)[m], "pixels": int(m.sum())})
             out.append(image)
         return out
 
+    def fields(self, contrast: Contrast, y: Tensor, t: Tensor) -> dict[str, Any]:
+        if not hasattr(self, "_records"):  # the same for every contrast of the call
+            self._records = self.records(y, t)
+            self._probabilities = self.target_probabilities(y, t)
+        return {"units": self._records, "scores": self.scores(contrast, y, t),
+                "target_probabilities": self._probabilities}
 
-def _mask(mask: Tensor, b: int, size: tuple[int, int]) -> Tensor:
-    """A user's region mask as (B, H, W) booleans at the logits' size (nearest-neighbour resizing)."""
+    def expected_zero(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor) -> Tensor:
+        assert self.masks is not None
+        empty = self.masks.flatten(2).sum(-1) == 0
+        return super().expected_zero(contrasts, y, t) | empty[None]
+
+
+def _mask(mask: Tensor, b: int, size: tuple[int, ...]) -> Tensor:
+    """A user's region mask as (B, *S) booleans at the logits' size (nearest-neighbour resizing)."""
+    dims = {1: "L", 2: "H, W", 3: "D, H, W"}[len(size)]
     if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
-        raise ClassContrastError("a Region mask must be a boolean tensor of shape (H, W) or (B, H, W)")
-    m = mask[None] if mask.ndim == 2 else mask
-    if m.ndim != 3 or m.shape[0] not in (1, b):
-        raise ClassContrastError(f"a Region mask must have shape (H, W) or (B, H, W) for {count(b, 'image')}, "
+        raise ClassContrastError(f"a Region mask must be a boolean tensor of shape ({dims}) or (B, {dims})")
+    m = mask[None] if mask.ndim == len(size) else mask
+    if m.ndim != len(size) + 1 or m.shape[0] not in (1, b):
+        raise ClassContrastError(f"a Region mask must have shape ({dims}) or (B, {dims}) for {count(b, 'image')}, "
                                  f"got {tuple(mask.shape)}")
-    if tuple(m.shape[-2:]) != size:
-        m = F.interpolate(m[:, None].float(), size=size, mode="nearest")[:, 0] > 0.5
-    return m.expand(b, -1, -1)
+    if tuple(m.shape[1:]) != size:
+        m = resize(m[:, None].float(), size, "nearest")[:, 0] > 0.5
+    return m.expand(b, *size)
 
 
 __all__ = ["AllRegions", "Region", "RegionUnits", "dense_logits", "is_region_spec"]

@@ -1,0 +1,12 @@
+"""What an explanation explains — its units: whole images (a classifier), regions of a segmentation, detected
+objects. One protocol (`classcontrast.units.base.Units`), one class per kind; the engine asks the units."""
+
+from __future__ import annotations
+
+from .base import UNITS, Units, claim, from_output, register_units
+from .images import ImageUnits
+from .objects import ObjectUnits
+from .regions import AllRegions, Region, RegionUnits, dense_logits, is_region_spec
+
+__all__ = ["UNITS", "AllRegions", "ImageUnits", "ObjectUnits", "Region", "RegionUnits", "Units", "claim",
+           "dense_logits", "from_output", "is_region_spec", "register_units"]

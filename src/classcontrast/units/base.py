@@ -1,0 +1,173 @@
+r"""What is explained, as one protocol: the **units** of a call.
+
+A classifier explains whole images (one row of logits per image), a segmenter regions of its per-pixel
+(or per-voxel) classification, a detector the objects it reports (one row per object). For the engine they
+are the same thing: from the model's raw output, a tensor of logits with its graph; for each image, K units
+with a target class each; for each contrast and unit, the cotangent of its objective with respect to that
+tensor; and, per unit, its score, its probability and a record of what it is. The engine asks the units and
+never which kind they are (`classcontrast.engine.explain`); adding a kind of unit is one class here.
+
+Lifecycle of one call: `claim` (before any forward: a kind that must hook the model, such as torchvision's
+detectors) or `from_output` (from the first forward's raw output) chooses the class; `watch` registers its
+hooks for each forward; `logits` reads the differentiable tensor from the raw output; `resolve`, on the
+images' own forward, fixes the targets (and which regions or objects); `cotangents` gives each contrast's
+gradient for every unit; `fields` gives the `Explanation`'s per-unit fields.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from contextlib import ExitStack
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..contrast_base import Contrast
+from ..contrasts import Foil
+from ..errors import ClassContrastError
+
+
+class Units(ABC):
+    """The explained units of one call (see the module docstring). ``spec`` is the call's ``targets``."""
+
+    kind: ClassVar[str]
+    # asked in this order (lowest first) which kind a model's output is: detections before dense logits
+    order: ClassVar[int] = 50
+    # sampled inputs (Integrated Gradients' path points, SmoothGrad's noisy copies) read the same units;
+    # when they cannot, ``refusal`` says why in one line
+    follows_samples: bool = True
+    refusal: str = ""
+
+    def __init__(self, spec: object, net: nn.Module, categories: Sequence[str] | None, head: str) -> None:
+        self.spec = spec
+        self.net = net
+        self.categories = categories
+        self.head = head
+
+    # -- choosing the kind ---------------------------------------------------------------------------
+
+    @classmethod
+    def claims(cls, net: nn.Module) -> bool:
+        """Whether this kind is the model's before any forward pass (it must hook the forward)."""
+        return False
+
+    @classmethod
+    def accepts(cls, raw: Any, x: Tensor) -> bool:
+        """Whether the model's raw output ``raw`` for inputs ``x`` is made of this kind of unit."""
+        return False
+
+    # -- one forward pass ----------------------------------------------------------------------------
+
+    def watch(self, net: nn.Module, stack: ExitStack) -> None:
+        """Hooks this kind needs during a forward pass, removed when ``stack`` closes."""
+
+    @abstractmethod
+    def logits(self, raw: Any, x: Tensor, rows: Tensor) -> Tensor:
+        """The tensor of logits the objectives are functions of, with its graph: (B', C) rows, (B', C, *S)
+        dense logits, (B', K, C) object rows; ``rows``: the image of each of the B' inputs."""
+
+    @abstractmethod
+    def resolve(self, y: Tensor) -> Tensor:
+        """(B, K) target classes from the images' own logits ``y`` (detached); fixes the units."""
+
+    @abstractmethod
+    def cotangents(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor, rows: Tensor, n_images: int) -> Tensor:
+        """(M·K, *y.shape): contrast m's gradient for unit k with respect to ``y`` (detached logits of B'
+        inputs, ``rows`` the image of each), contrasts outer, units inner."""
+
+    def basis(self, cotangents: Tensor) -> tuple[Tensor, Tensor] | None:
+        """A smaller set of objectives spanning the cotangents, per image (`classcontrast.backprop.low_rank`),
+        or None: for methods linear in the gradient, M·K maps for the price of a few backward passes."""
+        from ..backprop import low_rank
+
+        return low_rank(cotangents)
+
+    # -- results -------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def fields(self, contrast: Contrast, y: Tensor, t: Tensor) -> dict[str, Any]:
+        """This kind's own `Explanation` fields for one contrast (``units``, ``scores``,
+        ``target_probabilities``; none for whole images, whose Explanation computes them)."""
+
+    def results(self, contrast: Contrast, y: Tensor, t: Tensor) -> dict[str, Any]:
+        """Every `Explanation` field about the units for one contrast: the logits standing for each image,
+        the fillers, a foil's class per image, and this kind's own `fields`."""
+        logits = self.image_logits(y)
+        return {"logits": logits, "selected": self.selected(),
+                "foils": contrast.foils(logits) if isinstance(contrast, Foil) else None,
+                **self.fields(contrast, y, t)}
+
+    def selected(self) -> Tensor | None:
+        """(B, K) False for a filler (an image with fewer units than K), None when every unit was asked for."""
+        return None
+
+    def expected_zero(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor) -> Tensor:
+        """(M, B, K) True where an all-zero map was asked for: a foil equal to its target, a filler."""
+        logits = self.image_logits(y)
+        out = torch.zeros(len(contrasts), *t.shape, dtype=torch.bool, device=t.device)
+        for i, c in enumerate(contrasts):
+            if isinstance(c, Foil):
+                out[i] = c.foils(logits)[:, None].to(t.device) == t
+        filler = self.selected()
+        if filler is not None:
+            out |= ~filler[None].to(t.device)
+        return out
+
+    def image_logits(self, y: Tensor) -> Tensor:
+        """(B, C) logits standing for each image (a foil per image is validated against them)."""
+        return y
+
+    def warn_foils(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor) -> None:
+        """A foil equal to its target asks "why t rather than t": legal (the map is 0), but said once."""
+        import warnings
+
+        from ..errors import ClassContrastWarning
+
+        logits = self.image_logits(y)
+        for c in contrasts:
+            if not isinstance(c, Foil):
+                continue
+            same = (c.foils(logits)[:, None] == t).nonzero()
+            if len(same):
+                b, j = (int(v) for v in same[0])
+                cls = int(t[b, j])
+                names = self.categories
+                name = f"{cls} ({names[cls]})" if names is not None and cls < len(names) else str(cls)
+                where = f"image {b}" if self.kind == "image" else f"{self.kind} {j} of image {b}"
+                warnings.warn(f"foil {name} is also the target ({where}): 'why t rather than t' is zero everywhere; "
+                              "explain other targets to avoid it", ClassContrastWarning, stacklevel=4)
+
+
+UNITS: list[type[Units]] = []
+
+
+def register_units(cls: type[Units]) -> type[Units]:
+    """Add a kind of unit (usable as a decorator); kinds are asked in their ``order``."""
+    UNITS.append(cls)
+    UNITS.sort(key=lambda k: k.order)
+    return cls
+
+
+def claim(net: nn.Module, spec: object, categories: Sequence[str] | None, head: str) -> Units | None:
+    """The units of a model that must be hooked before its first forward pass (torchvision detectors)."""
+    for cls in UNITS:
+        if cls.claims(net):
+            return cls(spec, net, categories, head)
+    return None
+
+
+def from_output(raw: Any, x: Tensor, net: nn.Module, spec: object, categories: Sequence[str] | None,
+                head: str) -> Units:
+    """The units the model's raw output is made of; an output no kind takes is a one-line error."""
+    for cls in UNITS:
+        if cls.accepts(raw, x):
+            return cls(spec, net, categories, head)
+    from ..outputs import logits_of
+
+    y = logits_of(raw)
+    shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+    hint = "; if x is one image, add the batch dimension: x[None]" if x.ndim == 3 else ""
+    raise ClassContrastError(f"the model must return logits of shape (B, C) (a classifier), (B, C, *spatial) at "
+                             f"its input's size or lower (a segmenter) or detections (a detector), got {shape}{hint}")

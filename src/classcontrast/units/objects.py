@@ -1,0 +1,291 @@
+r"""Detected objects as the explained units.
+
+Every object a detector reports was classified by one row of class logits: the row of the proposal that
+produced the box (torchvision's Faster R-CNN, found through the model's own post-processing: the proposal
+whose softmax at the label is the reported score and whose decoded box is the reported box), the row of the
+location (RetinaNet, FCOS: sigmoid-scored), or the row of the query (DETR-style models: ``logits``
+(B, queries, C + 1) whose last class is "no object"). An object's objective is its contrast on that row,
+
+$$O_{\text{object}} = O\big(y^{(\text{row})},\ t\big),$$
+
+so "why a dog rather than a cat for box 3" is ``Foil("cat")`` on that object, and ``weighted`` compares
+its class with all the other classes of its own row (for DETR "no object" included, a class a foil may
+name). The maps of K objects × M contrasts come from one forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import ExitStack
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..contrast_base import Contrast, head_probabilities
+from ..detection import Detections, _Capture, capture, is_detection_output, is_torchvision_detector
+from ..errors import ClassContrastError
+from ..outputs import finite
+from .base import Units, register_units
+
+
+@register_units
+class ObjectUnits(Units):
+    """Detected objects as the explained units: which detections, their class-logit rows, cotangents."""
+
+    kind = "object"
+    order = 10
+
+    @classmethod
+    def claims(cls, net: nn.Module) -> bool:
+        return is_torchvision_detector(net)
+
+    @classmethod
+    def accepts(cls, raw: Any, x: Tensor) -> bool:
+        return is_detection_output(raw)
+
+    def __init__(self, spec: object, net: nn.Module, categories: Sequence[str] | None = None,
+                 head: str = "softmax") -> None:
+        from ..targets import TopK
+
+        super().__init__(spec, net, categories, head)
+        self.torchvision = is_torchvision_detector(net)
+        self.follows_samples = not self.torchvision  # a torchvision detector's proposals move with the input
+        self.got: _Capture | None = None
+        self.labels: Tensor | None = None  # (B, K) each object's label (its target)
+        if spec is None:
+            spec = Detections()
+        elif isinstance(spec, TopK):  # the k best detections scoring at least the default threshold
+            spec = Detections(top=spec.k)
+        self.spec = spec
+        self.net = net
+        self.query: Tensor | None = None  # DETR: (B, K) the query of each object
+        self._selected: Tensor | None = None  # (B, K) False for fillers (an image with fewer objects)
+        self.boxes: Tensor | None = None  # (B, K, 4) x0, y0, x1, y1 in input pixels
+        self.reported: Tensor | None = None  # (B, K) the model's reported score
+        self.index: Tensor | None = None  # (B, K) the place in the model's own detections
+        self.proposal: Tensor | None = None  # torchvision: (B, K) the proposal / anchor whose row made it
+
+    # -- which objects ------------------------------------------------------------------------------
+
+    def _choose(self, scores: list[Tensor]) -> list[list[int]]:
+        """Per image, the chosen places in its own detection list (``scores``: the model's, in order)."""
+        spec = self.spec
+        if not isinstance(spec, Detections):
+            raise ClassContrastError("this model is a detector: its units are the objects it detects "
+                                     "(cc.Detections(top=..., threshold=...) or cc.Detections(indices=[...]); "
+                                     "--detections N), not regions or classes")
+        chosen = []
+        for i, s in enumerate(scores):
+            if spec.indices is not None:
+                bad = [j for j in spec.indices if not 0 <= int(j) < len(s)]
+                if bad:
+                    raise ClassContrastError(f"detection index {bad[0]} is out of range: image {i} has {len(s)} "
+                                             f"detections (0..{len(s) - 1})")
+                chosen.append([int(j) for j in spec.indices])
+                continue
+            s = s.detach()
+            keep = [j for j in torch.argsort(s, descending=True, stable=True).tolist() if float(s[j]) >= spec.threshold]
+            chosen.append(keep[: spec.top] if spec.top is not None else keep)
+        if not any(chosen):
+            best = max((float(s.max()) for s in scores if len(s)), default=None)
+            if best is None:
+                where = "this image" if len(scores) == 1 else "these images"
+                raise ClassContrastError(f"the model detected no object in {where}: nothing to explain (a "
+                                         "detector with random or unsuited weights detects nothing; check its "
+                                         "weights and the image)")
+            raise ClassContrastError(f"no detection scores at least {spec.threshold} (the best scores {best:.3g}): "
+                                     "lower the threshold (cc.Detections(threshold=...), --min-score on the command "
+                                     "line) or name detections by index (cc.Detections(indices=[...]))")
+        return chosen
+
+    def _layout(self, chosen: list[list[int]], device: torch.device) -> int:
+        """K (the most objects of any image); sets ``selected`` and ``index`` (each image's chosen places,
+        padded with 0 as fillers)."""
+        k = max(len(c) for c in chosen)
+        self._selected = torch.zeros(len(chosen), k, dtype=torch.bool, device=device)
+        for i, c in enumerate(chosen):
+            self._selected[i, : len(c)] = True
+        self.index = torch.tensor([c + [0] * (k - len(c)) for c in chosen], device=device)
+        return k
+
+    def _from_rows(self, output: Any, chosen: list[list[int]], match: Any, logits: Sequence[Tensor],
+                   x: Tensor) -> tuple[Tensor, Tensor]:
+        """A torchvision detector's objects: ``match(i, d, label)`` is the row (proposal or location) of
+        image i's detection d among ``logits[i]``; records which, the labels, the model's scores and boxes,
+        and returns (rows (B, K, C) with their graph, labels (B, K)); fillers are zero rows."""
+        k = self._layout(chosen, x.device)
+        b, c = len(output), logits[0].shape[-1]
+        labels = torch.zeros(b, k, dtype=torch.long, device=x.device)
+        row = torch.zeros(b, k, dtype=torch.long, device=x.device)
+        per_image = []
+        for i, places in enumerate(chosen):
+            mine = []
+            for j, d in enumerate(places):
+                label = int(output[i]["labels"][d])
+                row[i, j], labels[i, j] = match(i, d, label), label
+                mine.append(logits[i][int(row[i, j])])
+            mine += [logits[i].new_zeros(c)] * (k - len(mine))  # fillers: no object, no gradient
+            per_image.append(torch.stack(mine))
+        assert self.index is not None
+        self.proposal, self.labels = row, labels
+        self.reported = torch.stack([output[i]["scores"][self.index[i]] for i in range(b)]).detach()
+        self.boxes = torch.stack([output[i]["boxes"][self.index[i]] for i in range(b)]).detach()
+        return torch.stack(per_image), labels
+
+    # -- the rows ------------------------------------------------------------------------------------
+
+    refusal = ("the sampling methods (Integrated Gradients, SmoothGrad) are not available for torchvision "
+               "detectors: their proposals move with the input; use a single-pass method")
+
+    def watch(self, net: nn.Module, stack: ExitStack) -> None:
+        self.got = capture(net, stack) if self.torchvision else None
+
+    def logits(self, raw: Any, x: Tensor, rows: Tensor) -> Tensor:
+        """(B', K, C') each chosen object's class-logit row (with its graph); the first call chooses the
+        objects on the images themselves, later calls (the sampled inputs of Integrated Gradients and
+        SmoothGrad, ``rows``: the image of each) read the same queries (DETR-style models only)."""
+        if self.got is not None:
+            y, self.labels = self._torchvision(raw, self.got, x)
+        else:
+            y, _ = self._detr(raw, x, None if self.query is None else rows)
+        return finite(y)
+
+    def resolve(self, y: Tensor) -> Tensor:
+        assert self.labels is not None
+        return self.labels
+
+    def _detr(self, output: Any, x: Tensor, images: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        logits = output["logits"] if isinstance(output, dict) else output.logits  # (B, Q, C + 1)
+        boxes = output["pred_boxes"] if isinstance(output, dict) else output.pred_boxes  # (B, Q, 4) cx cy w h
+        c = logits.shape[-1]
+        if self.query is None:
+            p = torch.softmax(logits.detach().double(), -1)[..., :-1]
+            score, label = p.max(-1)  # as the model's own post-processing: the best real class
+            self._layout(self._choose(list(score)), logits.device)
+            assert self.index is not None
+            self.query = self.index
+            self.reported = score.gather(1, self.query).to(logits.dtype)
+            self.labels = label.gather(1, self.query)
+            h, w = x.shape[-2:]
+            cx, cy, bw, bh = boxes.detach().gather(1, self.query[..., None].expand(-1, -1, 4)).unbind(-1)
+            scale = torch.tensor([w, h, w, h], device=boxes.device, dtype=boxes.dtype)
+            self.boxes = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], -1) * scale
+        query, labels = (self.query, self.labels) if images is None else (self.query[images], self.labels[images])
+        rows = logits.gather(1, query[..., None].expand(-1, -1, c))
+        return rows, labels
+
+    def _single_stage(self, output: Any, got: _Capture, x: Tensor) -> tuple[Tensor, Tensor]:
+        """RetinaNet / FCOS: each detection's row is the class logits of the anchor (location) it came
+        from: the one whose score at the label is the reported score (RetinaNet: sigma(y); FCOS:
+        sqrt(sigma(y) sigma(centerness))), nearest the reported box when several tie."""
+        from torchvision.models.detection.transform import resize_boxes
+        from torchvision.ops import boxes as box_ops
+
+        logits = got.head_outputs["cls_logits"]  # (B, anchors, C)
+        ctr = got.head_outputs.get("bbox_ctrness")
+        coder = self.net.box_coder  # type: ignore[union-attr]
+
+        def match(i: int, d: int, label: int) -> int:
+            y = torch.sigmoid(logits[i, :, label].detach())
+            scores = y if ctr is None else torch.sqrt(y * torch.sigmoid(ctr[i, :, 0].detach()))
+            found = (scores == output[i]["scores"][d].detach()).nonzero()[:, 0]
+            if len(found) == 0:
+                raise ClassContrastError(f"{type(self.net).__name__}: detection {d} of image {i} matches no "
+                                         "location's class logits (a changed post-processing?)")
+            if len(found) > 1:  # ties: the location whose decoded box is the reported box
+                reg = got.head_outputs["bbox_regression"][i].detach()[found]
+                decode = getattr(coder, "decode_single", None) or coder.decode
+                boxes = box_ops.clip_boxes_to_image(decode(reg, got.anchors[i][found]), got.image_shapes[i])
+                boxes = resize_boxes(boxes, got.image_shapes[i], tuple(x.shape[-2:]))
+                found = found[(boxes - output[i]["boxes"][d].detach()).abs().sum(-1).argmin()][None]
+            return int(found[0])
+
+        return self._from_rows(output, self._choose([d["scores"] for d in output]), match, logits, x)
+
+    def _torchvision(self, output: Any, got: _Capture, x: Tensor) -> tuple[Tensor, Tensor]:
+        if got.head_outputs:
+            return self._single_stage(output, got, x)
+        if got.class_logits is None or not got.heads_output:
+            raise ClassContrastError(f"{type(self.net).__name__}: its ROI heads did not run (no proposals)")
+        heads = self.net.roi_heads  # type: ignore[union-attr]
+        counts = [len(p) for p in got.proposals]
+        logits = got.class_logits.split(counts)
+        decoded = heads.box_coder.decode(got.box_regression.detach(), got.proposals).split(counts)
+
+        per_image: dict[int, tuple[Tensor, Tensor]] = {}  # each image's probabilities and clipped boxes, once
+
+        def match(i: int, d: int, label: int) -> int:
+            if i not in per_image:
+                per_image[i] = torch.softmax(logits[i].detach(), -1), _clip(decoded[i], got.image_shapes[i])
+            p, clipped = per_image[i]
+            score, box = got.heads_output[i]["scores"][d], got.heads_output[i]["boxes"][d]
+            found = ((p[:, label] == score) & (clipped[:, label] == box).all(-1)).nonzero()[:, 0]
+            if len(found) == 0:
+                raise ClassContrastError(f"{type(self.net).__name__}: detection {d} of image {i} matches no "
+                                         "proposal's class logits (a changed post-processing?)")
+            return int(found[0])
+
+        return self._from_rows(output, self._choose([d["scores"] for d in output]), match, logits, x)
+
+    # -- objectives ----------------------------------------------------------------------------------
+
+    def cotangents(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor, rows: Tensor, n_images: int) -> Tensor:
+        """(M·K, B', K, C'): for contrast m and object k, the contrast's gradient on object k's row (0 on
+        the other rows and on fillers); ``rows``: the image of each of the B' inputs (sampling methods)."""
+        assert self._selected is not None
+        k = y.shape[1]
+        out = []
+        for contrast in contrasts:
+            here = contrast.select(rows, n_images)  # a per-image foil follows its image's inputs
+            for j in range(k):
+                g = torch.zeros_like(y)
+                g[:, j] = here.grad(y[:, j], t[rows, j]) * self._selected[rows, j, None].to(y.dtype)
+                out.append(g)
+        return torch.stack(out)
+
+    def selected(self) -> Tensor | None:
+        return self._selected
+
+    def image_logits(self, y: Tensor) -> Tensor:
+        return y[:, 0]  # the Explanation's logits: the first object's row
+
+    def fields(self, contrast: Contrast, y: Tensor, t: Tensor) -> dict[str, Any]:
+        return {"units": self.records(y, t), "scores": self.object_scores(contrast, y, t),
+                "target_probabilities": self.probabilities(y, t, self.head)}
+
+    def object_scores(self, contrast: Contrast, rows: Tensor, t: Tensor) -> Tensor:
+        """(B, K) each object's objective: the contrast on its row."""
+        return torch.stack([contrast.score(rows[:, j], t[:, j]) for j in range(rows.shape[1])], 1)
+
+    def probabilities(self, rows: Tensor, t: Tensor, head: str) -> Tensor:
+        """(B, K) each object's probability of its target (softmax over its row; sigmoid heads: sigma)."""
+        y = rows.double()
+        p = head_probabilities(y, head)
+        return p.gather(2, t[..., None])[..., 0].to(rows.dtype)
+
+    def records(self, rows: Tensor, t: Tensor) -> list[list[dict[str, Any]]]:
+        """`Explanation.units`: per image, one record per object (kind, target, its row of logits, box,
+        label, score, index in the model's detections, and whether it was asked for)."""
+        assert self.boxes is not None and self.reported is not None and self.index is not None
+        assert self._selected is not None
+        out = []
+        for i in range(t.shape[0]):
+            out.append([{"kind": "object", "target": int(t[i, j]), "logits": rows[i, j].detach(),
+                         "box": [float(v) for v in self.boxes[i, j]], "label": int(self.labels[i, j]),
+                         "score": float(self.reported[i, j]), "index": int(self.index[i, j]),
+                         "selected": bool(self._selected[i, j]),
+                         **({} if self.proposal is None else {"proposal": int(self.proposal[i, j])})}
+                        for j in range(t.shape[1])])
+        return out
+
+
+def _clip(boxes: Tensor, size: tuple[int, int]) -> Tensor:
+    """Decoded boxes (N, C·4) clipped to the image as torchvision's post-processing does, as (N, C, 4)."""
+    from torchvision.ops import boxes as box_ops
+
+    return box_ops.clip_boxes_to_image(boxes.reshape(len(boxes), -1, 4), size)
+
+
+
+__all__ = ["ObjectUnits"]
