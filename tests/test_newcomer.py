@@ -3,7 +3,8 @@ Python example, every command-line line) and every Python snippet of the documen
 as written and print no warning.
 
 Files a command line names are given as a newcomer has them: ``photo.jpg`` / ``cat.jpg`` / ``dog.jpg`` /
-``img.png`` / ``xray.png`` (bundled photos), ``photos/`` (class folders named after ImageNet classes),
+``img.png`` / ``xray.png`` (bundled photos), ``clip.mp4`` (8 frames of noise), ``scan.nii.gz`` (a 32³ volume),
+``photos/`` (class folders named after ImageNet classes),
 ``animals/`` (class folders of the zero-shot page's classes) and the CSVs of label sets the pages use, in
 the working folder. Python snippets use only what they make themselves (``cc.sample_image``, models with
 random weights, folders they write) and run first, in page order; then every command line runs, in one
@@ -23,6 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nibabel
+import numpy as np
 import pytest
 
 import classcontrast as cc
@@ -70,6 +73,10 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (d / "animals" / cls).mkdir(parents=True)
         for n in names:
             cc.sample_image(n).convert("RGB").save(d / "animals" / cls / f"{n}.jpg", quality=92)
+    frames = (np.random.default_rng(0).uniform(0, 1, size=(8, 48, 64, 3)) * 255).astype(np.uint8)
+    cc.save_video(d / "clip.mp4", frames, fps=8)
+    nibabel.save(nibabel.Nifti1Image(np.random.default_rng(1).normal(size=(32, 32, 32)).astype(np.float32),
+                                     np.diag([1.5, 1.5, 2.0, 1.0])), d / "scan.nii.gz")
     (d / "labels.csv").write_text("path,labels\nphotos/tiger cat/chelsea.jpg,tiger cat;Egyptian cat\n"
                                   "photos/espresso/coffee.jpg,espresso\nphotos/espresso/coffee.jpg,cup\n")
     (d / "findings.csv").write_text("path,labels\nxray.png,effusion;nodule\nimg.png,\nphoto.jpg,normal\n")

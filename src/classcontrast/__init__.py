@@ -28,7 +28,9 @@ _EXPORTS: dict[str, str] = {
     "Detections": "detection",
     "ContrastModel": "adapters", "quantus_explain": "adapters",
     "ModelBundle": "models", "load_model": "models", "zero_shot": "models.zero_shot",
-    "load_image": "data", "load_images": "data", "sample_image": "data",
+    "SlidingWindow": "models.windows",
+    "load_image": "data", "load_images": "data", "sample_image": "data", "load_video": "data.video",
+    "save_video": "data.video", "load_volume": "data.volume", "save_volume": "data.volume",
     "plot_explanations": "viz", "overlay": "viz",
     "audit": "confusion", "Audit": "confusion",
     "explorer_data": "explorer.compute", "write_explorer": "explorer.compute",
@@ -58,6 +60,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .confusion import Audit, audit
     from .contrasts import CONTRASTS, Contrast, Foil, Max, Mean, Original, Probability, Weighted, get_contrast
     from .data import load_image, load_images, sample_image
+    from .data.video import load_video, save_video
+    from .data.volume import load_volume, save_volume
     from .detection import Detections
     from .engine import explain
     from .errors import ClassContrastError, ClassContrastWarning
@@ -65,6 +69,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .explorer.compute import explorer_data, write_explorer
     from .methods import METHODS, Method, get_method, register_method
     from .models import ModelBundle, load_model
+    from .models.windows import SlidingWindow
     from .models.zero_shot import zero_shot
     from .peer_contrasts import ContrastCAM, Finer, FinerMean, ReST
     from .targets import Threshold, TopK, resolve_targets
@@ -72,10 +77,51 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .viz import overlay, plot_explanations
 
 __all__ = [
-    "CONTRASTS", "METHODS", "Audit", "ClassContrastError", "ClassContrastWarning", "Contrast", "ContrastCAM",
-    "ContrastModel", "Detections", "Explanation", "Explanations", "Finer", "FinerMean", "Foil", "Max", "Mean", "Method",
-    "ModelBundle", "Original", "Probability", "ReST", "Region", "Threshold", "TopK", "Weighted", "audit", "explain",
+    "CONTRASTS",
+    "METHODS",
+    "Audit",
+    "ClassContrastError",
+    "ClassContrastWarning",
+    "Contrast",
+    "ContrastCAM",
+    "ContrastModel",
+    "Detections",
+    "Explanation",
+    "Explanations",
+    "Finer",
+    "FinerMean",
+    "Foil",
+    "Max",
+    "Mean",
+    "Method",
+    "ModelBundle",
+    "Original",
+    "Probability",
+    "ReST",
+    "Region",
+    "SlidingWindow",
+    "Threshold",
+    "TopK",
+    "Weighted",
+    "audit",
+    "explain",
     "explorer_data",
-    "get_contrast", "get_method", "load_image", "load_images", "load_model", "overlay", "plot_explanations",
-    "quantus_explain", "register_method", "resolve_targets", "sample_image", "targets", "write_explorer", "zero_shot",
+    "get_contrast",
+    "get_method",
+    "load_image",
+    "load_images",
+    "load_model",
+    "load_video",
+    "load_volume",
+    "overlay",
+    "plot_explanations",
+    "quantus_explain",
+    "register_method",
+    "resolve_targets",
+    "sample_image",
+    "save_video",
+    "save_volume",
+    "targets",
+    "write_explorer",
+    "zero_shot",
 ]

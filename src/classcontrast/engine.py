@@ -225,7 +225,11 @@ def _head(model: Any, net: nn.Module, head: str | None) -> str:
 
 def _record(m: Method, run: nn.Module, x: Tensor, hooks: ExitStack) -> Recording:
     """The method's recording for one pass (its hooks on ``hooks``); recording may run the model (to find the
-    default layer), whose failure is one line."""
+    default layer), whose failure is one line. A model run window by window takes the input-space methods only."""
+    if getattr(run, "windowed", False) and not m.windows:
+        raise ClassContrastError(f"{m.name} reads the model's layers, which run once per window under a sliding "
+                                 "window; explain it with gradient, gradient_x_input, integrated_gradients or "
+                                 "smoothgrad")
     try:
         return m.record(run, x, hooks)
     except ClassContrastError:

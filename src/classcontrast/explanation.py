@@ -66,6 +66,11 @@ class Explanation:
             self._maps = lm if same else upsample(lm, self.size)  # type: ignore[arg-type]
         return self._maps
 
+    def shown(self, layer: bool = False) -> Tensor:
+        """The maps as drawn (B, K, *S): per-channel maps (``keep_channels``) summed over the channels; ``layer``:
+        at the layer's resolution."""
+        return displayed(self.layer_maps if layer else self.maps, len(self.size) if self.size else 2)
+
     @property
     def units(self) -> list[list[dict[str, Any]]]:
         """What was explained, per image a list in the order of the maps' K axis: records with ``kind``
@@ -107,7 +112,7 @@ class Explanation:
         scores = self.scores
         if scores is None:
             return None
-        sums = displayed(self.layer_maps).flatten(2).sum(-1).to(scores.dtype)
+        sums = self.shown(layer=True).flatten(2).sum(-1).to(scores.dtype)
         return (sums * scores) < 0
 
     @property
@@ -142,10 +147,11 @@ class Explanation:
         return explanations_html({self.contrast: self})
 
 
-def displayed(maps: Tensor) -> Tensor:
-    """Maps as figures and the explorer draw them: per-channel maps (B, K, C, H, W), from
-    ``keep_channels=True``, summed over the colour channels (the map the method gives without it)."""
-    return maps.sum(2) if maps.ndim == 5 else maps
+def displayed(maps: Tensor, spatial: int = 2) -> Tensor:
+    """Maps as figures and the explorer draw them: per-channel maps (B, K, C, *S), from ``keep_channels=True``,
+    summed over the channels (the map the method gives without it); ``spatial``: the number of dimensions S
+    (2 for images, 3 for clips and volumes)."""
+    return maps.sum(2) if maps.ndim == 3 + spatial else maps
 
 
 def upsample(maps: Tensor, size: Sequence[int]) -> Tensor:

@@ -67,7 +67,7 @@ class OutputRecorder:
         """The one recorded output; a clear error if the layer did not run exactly once."""
         if len(self.outputs) != 1:
             raise ClassContrastError(
-                f"layer '{self.name}' ran {len(self.outputs)} times in one forward pass; "
-                "choose a module that runs exactly once (for example its parent block)"
+                f"layer '{self.name}' ran {len(self.outputs)} times in one forward pass (a shared or recurrent "
+                "block?); choose a module that runs exactly once (for example its parent block)"
             )
         return self.outputs[0]

@@ -1,4 +1,5 @@
-"""``classcontrast explain``: signed, class-contrastive maps for images, as a figure and arrays.
+"""``classcontrast explain``: signed, class-contrastive maps for images, clips and volumes, as figures, arrays,
+the explorer page and (a clip) an overlay video.
 
 Only the option declarations live at module level (no torch): the work imports what it needs.
 """
@@ -13,20 +14,22 @@ import typer
 from ..errors import ClassContrastError
 from ..text import printable
 from . import method_flags as flags
-from .checks import FIGURE_SUFFIXES, check_figures, check_number, check_out_file, figure_name
+from .checks import FIGURE_SUFFIXES, check_figures, check_number, check_out_file
 from .common import console, resolve_device
 from .evaluate_cmd import TRUST, check_common
+from .explain_out import column_title, npz_key, save_arrays, save_clip_video, save_nifti, split, write_figures
 from .options import CONTRASTS_HELP, METHODS_HELP, split_values
 
-_MAX_ROWS_PER_FIGURE = 8
 BUNDLED = Path("chelsea (bundled cat photo)")  # no image given: the bundled photo
 _TASKS = {"classification": "image", "segmentation": "region", "detection": "object"}  # --task: its units
 
 
 def explain_command(
-    images: list[Path] = typer.Argument(None, help="Image files or folders. None: the bundled cat photo."),
+    images: list[Path] = typer.Argument(None, help="Image files or folders, video clips (.mp4, ... with a video "
+                                        "model), NIfTI volumes (.nii.gz). None: the bundled cat photo."),
     model: str = typer.Option("efficientnet_lite0",
-                              help="efficientnet_lite0 | torchvision:<arch> | timm:<arch> | hf:<hub id or folder>"),
+                              help="efficientnet_lite0 | torchvision:<arch> | timm:<arch> | hf:<hub id or folder> | "
+                              "monai:<network>"),
     weights: str = typer.Option("DEFAULT", help="DEFAULT (pretrained), none (random) or a state-dict path"),
     num_classes: int = typer.Option(None, help="Class count of a checkpoint with a new head"),
     method: list[str] = typer.Option(["gradcam"], "--method", "--methods", help=METHODS_HELP),
@@ -56,7 +59,10 @@ def explain_command(
                               help="Textbook GradCAM/XGradCAM (ReLU on the map); maps stay signed without it"),
     scale: str = typer.Option("map", help="Colour scale: map | row | column | figure"),
     out: Path = typer.Option(Path("why.png"), help="Where to write the figure (PNG)"),
-    save_maps: Path = typer.Option(None, help="Also write maps, targets and probabilities (.npz)"),
+    save_maps: Path = typer.Option(None, help="Also write maps, targets and probabilities (.npz); for NIfTI volumes "
+                                   "a .nii.gz: the maps aligned with the scan"),
+    video: Path = typer.Option(None, "--video", help="Clips: also write the overlay as a video (.mp4): the clip and "
+                               "each map of its first target, frame by frame"),
     html: Path = typer.Option(None, help="Also write the interactive explorer: one self-contained HTML file"),
     batch_size: int = typer.Option(16, help="Images per forward pass"),
     device: str = typer.Option("auto", help="auto (CUDA when available) | cpu | cuda | cuda:N"),
@@ -77,7 +83,8 @@ def explain_command(
 
     from ..classes import class_index
     from ..contrasts import Foil, get_contrast
-    from ..data.images import list_images
+    from ..data.inputs import list_inputs
+    from ..data.volume import is_volume
     from ..detection import Detections
     from ..engine import explain
     from ..methods import options_for
@@ -104,12 +111,14 @@ def explain_command(
     opts = {"layer": layer, "relu": relu or None, **given}  # each method takes the ones it has
     if head not in (None, "softmax", "sigmoid"):
         raise ClassContrastError(f"unknown --head {head!r}; choose softmax or sigmoid")
-    files = list_images(images) if images else [BUNDLED]  # read batch by batch: no full-size image is kept
+    files = list_inputs(images) if images else [BUNDLED]  # read batch by batch: no full-size image is kept
     inputs = files if images else []
     check_out_file(out, "--out", inputs, FIGURE_SUFFIXES)  # before any work: never overwrite an input
     check_figures(out, "--out", inputs, images or [], [f.name for f in files])
-    check_out_file(save_maps, "--save-maps", inputs, {".npz"})
+    nifti = save_maps is not None and is_volume(save_maps)
+    check_out_file(save_maps, "--save-maps", inputs, {".gz", ".nii"} if nifti else {".npz"})
     check_out_file(html, "--html", inputs, {".html", ".htm"})
+    check_out_file(video, "--video", inputs, {".mp4", ".mov", ".mkv", ".webm"})
     if classes:
         from ..models.zero_shot import load_zero_shot
 
@@ -148,18 +157,19 @@ def explain_command(
         batch_size = 1
 
     columns: dict[tuple[str, str], list[Any]] = {}
-    inputs, pixels = [], []
+    inputs, pixels, affines = [], [], []
 
     def explain_batch(x: Any, spec: Any) -> list[tuple[tuple[str, str], Any]]:
         return [((meth, name), ex) for meth in methods
                 for name, ex in explain(bundle, x, meth, contrasts, spec, head=head, **options_for(meth, opts)).items()]
 
-    loaded: list[Path] = []  # the images explained, in order (without the unreadable ones --skip-bad skipped)
+    loaded: list[Path] = []  # the inputs explained, in order (without the unreadable ones --skip-bad skipped)
     for start in range(0, len(files), batch_size):
-        chunk, x = _read(files[start : start + batch_size], bundle, skip_bad)
+        chunk, x, scans = _read(files[start : start + batch_size], bundle, skip_bad)
         if not chunk:
             continue
         loaded.extend(chunk)
+        affines.extend(scans)
         x = x.to(dev)
         spec = regions or objects or (threshold_spec if threshold is not None else
                                       TopK(top_k) if targets is None else [targets] * len(chunk))
@@ -183,54 +193,40 @@ def explain_command(
     if threshold is not None:  # the same K in every batch: a batch with fewer classes above it, explained again
         threshold_spec = _same_k(columns, inputs, threshold, explain_batch)
     batches = next(iter(columns.values()))
-    sizes = {tuple(p.shape[-2:]) for p in pixels}
     t = torch.cat([ex.targets.cpu() for ex in batches])
     selected = [ex.selected for ex in batches]
     _print_table(loaded, torch.cat([ex.target_probabilities.cpu() for ex in batches]), t, bundle.categories,
                  None if selected[0] is None else torch.cat(selected).cpu())
-    if len(sizes) > 1:  # images of their own sizes (a segmenter without a crop): one figure and array each
-        _write_each(pixels, columns, bundle, scale, loaded, out, save_maps, len(methods) > 1 or len(contrasts) > 1)
-    else:
-        merged = {k: _cat(v) for k, v in columns.items()}
-        titled = {column_title(m, c, len(methods) > 1 or len(contrasts) > 1): e for (m, c), e in merged.items()}
-        for w in _write_figures(pixels, titled, bundle.categories, scale, [p.name for p in loaded], out):
-            console.print(f"wrote {w}")
-        _save_maps(save_maps, merged, t, torch.cat([ex.logits.cpu() for ex in batches]), first.head, selected, loaded,
-                   bundle.name)
+    images_ = split(columns)
+    names = [p.name for p in loaded]
+    qualified = len(methods) > 1 or len(contrasts) > 1
+    for w in write_figures(images_, pixels, names, [a is not None for a in affines], bundle.categories, scale, out,
+                           qualified):
+        console.print(f"wrote {w}")
+    if save_maps is not None:
+        if nifti:
+            save_nifti(save_maps, images_, affines, names)
+        else:
+            save_arrays(save_maps, images_, loaded, bundle.name)
+    if video is not None:
+        if pixels[0].ndim != 4 or affines[0] is not None:
+            raise ClassContrastError("--video is for clips (a video model's input); these inputs are not clips")
+        save_clip_video(video, images_[0], pixels[0])
     if html is not None:
         from ..explorer.compute import write_explorer
         from ..explorer.page import NAMED, PEERS
 
+        if pixels[0].ndim != 3:
+            raise ClassContrastError("--html draws images; for clips and volumes use the figures (--out), the "
+                                     "arrays (--save-maps) and, for a clip, --video")
         named = (*NAMED, *(c.name for c in contrasts if c.name in PEERS))  # the peers' buttons when asked for
         units = regions or objects or (Region.all(top_k) if first.units[0][0]["kind"] == "region" else None)
+        sizes = {tuple(p.shape[-2:]) for p in pixels}
         page = write_explorer(html, bundle, torch.cat(inputs) if len(sizes) == 1 else inputs, methods,
                               units if units is not None else threshold_spec if threshold is not None else t.to(dev),
-                              [p.name for p in loaded],
-                              batch_size=batch_size, named=named, head=head,
+                              names, batch_size=batch_size, named=named, head=head,
                               foils=[int(c.foil) for c in contrasts if isinstance(c, Foil)], **opts)
         console.print(f"wrote {page}")
-
-
-def _save_maps(save_maps: Path | None, merged: dict[tuple[str, str], Any], t: Any, y: Any, head: str,
-               selected: list[Any], loaded: list[Any], model: str) -> None:
-    """``--save-maps`` for images of one size: every map, the targets, logits, probabilities, the units."""
-    import numpy as np
-    import torch
-
-    from ..contrast_base import head_probabilities
-
-    if save_maps is not None:
-        save_maps.parent.mkdir(parents=True, exist_ok=True)
-        p_all = head_probabilities(y.float(), head, 1)
-        np.savez_compressed(
-            save_maps,
-            **{npz_key(m, c): v.maps.float().cpu().numpy() for (m, c), v in merged.items()},
-            targets=t.numpy(), logits=y.float().numpy(), probabilities=p_all.numpy(),
-            **({} if selected[0] is None else {"selected": torch.cat(selected).cpu().numpy()}),
-            files=np.array([str(p) for p in loaded]), model=np.array(model),
-            **unit_arrays(next(iter(merged.values()))),
-        )
-        console.print(f"wrote {save_maps}")
 
 
 def _same_k(columns: dict[tuple[str, str], list[Any]], inputs: list[Any], threshold: float, explain_batch: Any) -> Any:
@@ -254,101 +250,33 @@ def _same_k(columns: dict[tuple[str, str], list[Any]], inputs: list[Any], thresh
     return spec
 
 
-def _one(e: Any, i: int, n: int) -> Any:
-    """Image ``i`` of an explanation of ``n`` images."""
-    from ..explanation import Explanation
-
-    def part(t: Any) -> Any:
-        return None if t is None else t[i : i + 1]
-
-    return Explanation(e.maps[i : i + 1], e.layer_maps[i : i + 1], e.targets[i : i + 1], e.logits[i : i + 1],
-                       e.method, e.contrast, e.layer, foils=part(e.foils), objective=_one_image(e.objective, i, n),
-                       units=part(e._units), scores=part(e._scores), target_probabilities=part(e._target_probabilities),
-                       head=e.head, selected=part(e.selected))
-
-
-def _write_each(pixels: list[Any], columns: dict[tuple[str, str], list[Any]], bundle: Any, scale: str,
-                loaded: list[Any], out: Path, save_maps: Path | None, qualified: bool) -> None:
-    """One figure per image (and, with --save-maps, arrays ``maps/<method>/<contrast>/<image index>``): for
-    images of their own sizes, explained one per batch."""
-    import numpy as np
-
-    from ..viz import plot_explanations
-
-    arrays: dict[str, Any] = {}
-    for i, path in enumerate(loaded):
-        results = {column_title(m, c, qualified): v[i] for (m, c), v in columns.items()}
-        figure = figure_name(out, i, path.name) if len(loaded) > 1 else out
-        plot_explanations(pixels[i : i + 1], results, bundle.categories, scale=scale,  # type: ignore[arg-type]
-                          titles=[path.name], path=figure)
-        console.print(f"wrote {figure}")
-        for (m, c), v in columns.items():
-            arrays[f"{npz_key(m, c)}/{i}"] = v[i].maps.float().cpu().numpy()
-            arrays[f"targets/{i}"] = v[i].targets.cpu().numpy()
-            arrays.update(unit_arrays(v[i], f"/{i}"))
-    if save_maps is not None:
-        save_maps.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(save_maps, **arrays, files=np.array([str(p) for p in loaded]),
-                            model=np.array(bundle.name))
-        console.print(f"wrote {save_maps}")
-
-
-def unit_arrays(ex: Any, suffix: str = "") -> dict[str, Any]:
-    """What ``--save-maps`` stores of the explained units, so a script can redraw them: regions as
-    ``region_masks`` (B, K, H, W) bit-packed along W (``np.unpackbits(..., axis=-1)[..., :W]``); objects as
-    ``boxes`` (B, K, 4: x0, y0, x1, y1 in input pixels), ``labels``, ``scores`` and ``detection_index``."""
-    import numpy as np
-
-    units = ex.units
-    if units[0][0]["kind"] == "image":
-        return {}
-    if units[0][0]["kind"] == "region":
-        masks = np.stack([[u["mask"].cpu().numpy() for u in image] for image in units])
-        return {f"region_masks{suffix}": np.packbits(masks, axis=-1)}
-    return {f"{name}{suffix}": np.array([[u[key] for u in image] for image in units])
-            for name, key in (("boxes", "box"), ("labels", "label"), ("scores", "score"), ("detection_index", "index"))}
-
-
-def _one_image(objective: Any, i: int, n: int) -> Any:
-    """A contrast for image ``i`` of ``n`` alone (a per-image foil keeps that image's class)."""
-    import torch
-
-    return None if objective is None else objective.select(torch.tensor([i]), n)
-
-
-def column_title(method: str, contrast: str, qualified: bool = True) -> str:
-    """A figure column's title: ``gradcam · weighted``, ``gradcam · rather than Egyptian cat``."""
-    from ..viz.grid import readable
-
-    return readable(f"{method} · {contrast}" if qualified else contrast)
-
-
-def npz_key(method: str, contrast: str) -> str:
-    """The ``--save-maps`` array name: ``maps/gradcam/original``, ``maps/gradcam/foil:Egyptian cat``
-    (printable ASCII: other characters as ``\\uXXXX`` escapes, ``/`` in a class name as ``\\x2f``)."""
-    def ascii_(text: str) -> str:
-        text = text.replace("\\", "\\x5c").replace("/", "\\x2f")
-        return "".join(ch if 32 <= ord(ch) < 127 else ch.encode("unicode_escape").decode("ascii") for ch in text)
-
-    return f"maps/{ascii_(method)}/{ascii_(contrast)}"
-
-
-def _read(paths: list[Path], bundle: Any, skip_bad: bool) -> tuple[list[Path], Any]:
-    """(the paths read, their model inputs (B, C, H, W)) for one batch: each image read and transformed at
-    once (no full-size copy is kept). An unreadable or refused file is a one-line error naming it, or, with
+def _read(paths: list[Path], bundle: Any, skip_bad: bool) -> tuple[list[Path], Any, list[Any]]:
+    """(the paths read, their model inputs (B, C, *S), each NIfTI volume's affine or None) for one batch: each
+    input read and transformed at once (no full-size copy is kept) — an image, a clip (``bundle.frames`` frames
+    spread over it) or a NIfTI volume. An unreadable or refused file is a one-line error naming it, or, with
     ``skip_bad``, a warning naming it and the file is left out."""
     import warnings
 
     import torch
 
     from ..data import load_image, sample_image
+    from ..data.video import VIDEO_SUFFIXES, load_video
+    from ..data.volume import is_volume, load_volume
     from ..errors import ClassContrastWarning
 
-    kept, xs = [], []
+    kept, xs, affines = [], [], []
     for path in paths:
         try:
-            image = sample_image("chelsea") if path == BUNDLED else load_image(path)
-            xs.append(bundle.transform(image))
+            affine = None
+            if path == BUNDLED:
+                data: Any = sample_image("chelsea")
+            elif is_volume(path):
+                data, affine = load_volume(path)
+            elif path.suffix.lower() in VIDEO_SUFFIXES:
+                data = load_video(path, frames=bundle.frames)
+            else:
+                data = load_image(path)
+            xs.append(bundle.transform(data))
         except ClassContrastError as e:
             text = str(e) if str(path) in str(e) else f"{path}: {e}"
             if not skip_bad:
@@ -356,28 +284,12 @@ def _read(paths: list[Path], bundle: Any, skip_bad: bool) -> tuple[list[Path], A
             warnings.warn(f"skipped {text}", ClassContrastWarning, stacklevel=2)
             continue
         kept.append(path)
-    return kept, torch.stack(xs) if xs else None
-
-
-def _cat(parts: list[Any]) -> Any:
-    import torch
-
-    from ..explanation import Explanation
-
-    first = parts[0]
-    if len(parts) == 1:
-        return first
-    return Explanation(
-        maps=torch.cat([p.maps for p in parts]), layer_maps=torch.cat([p.layer_maps for p in parts]),
-        targets=torch.cat([p.targets for p in parts]), logits=torch.cat([p.logits for p in parts]),
-        method=first.method, contrast=first.contrast, layer=first.layer, options=first.options,
-        foils=None if first.foils is None else torch.cat([p.foils for p in parts]), objective=first.objective,
-        units=None if first._units is None else [u for p in parts for u in p._units],
-        scores=None if first._scores is None else torch.cat([p._scores for p in parts]),
-        target_probabilities=None if first._target_probabilities is None else
-        torch.cat([p._target_probabilities for p in parts]), head=first.head,
-        selected=None if first.selected is None else torch.cat([p.selected for p in parts]),
-    )
+        affines.append(affine)
+    if len({x.shape for x in xs}) > 1:
+        shapes = ", ".join(sorted({str(tuple(x.shape)) for x in xs}))
+        raise ClassContrastError(f"inputs of different shapes in one batch ({shapes}): give one kind at a time, "
+                                 "or --batch-size 1")
+    return kept, torch.stack(xs) if xs else None, affines
 
 
 def _print_table(loaded: list[Any], p: Any, targets: Any, categories: list[str], selected: Any = None) -> None:
@@ -395,21 +307,4 @@ def _print_table(loaded: list[Any], p: Any, targets: Any, categories: list[str],
     console.print(table)
 
 
-def _write_figures(pixels: list[Any], merged: dict[str, Any], categories: list[str], scale: str,
-                   titles: list[str], out: Path) -> list[Path]:
-    from ..viz import plot_explanations
-
-    n = len(pixels)
-    k = next(iter(merged.values())).targets.shape[1]
-    per_figure = max(1, _MAX_ROWS_PER_FIGURE // k)
-    if n <= per_figure:
-        plot_explanations(pixels, merged, categories, scale=scale, titles=titles, path=out)  # type: ignore[arg-type]
-        return [out]
-    written = []
-    for i in range(n):
-        sub = {c: _one(e, i, n) for c, e in merged.items()}
-        path = figure_name(out, i, titles[i])
-        plot_explanations(pixels[i : i + 1], sub, categories, scale=scale, titles=titles[i : i + 1],  # type: ignore[arg-type]
-                          path=path)
-        written.append(path)
-    return written
+__all__ = ["column_title", "explain_command", "npz_key"]  # the figure titles and array names, for scripts

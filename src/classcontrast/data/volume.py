@@ -52,14 +52,15 @@ def load_volume(path: str | os.PathLike[str]) -> tuple[Tensor, np.ndarray]:
 
 
 def save_volume(path: str | os.PathLike[str], array: Tensor | np.ndarray, affine: np.ndarray | None = None) -> Path:
-    """Write a map — a tensor or array of shape (*spatial) or (1, *spatial) — as NIfTI (float32) with the scan's
-    ``affine``, so that it opens aligned with the scan in any viewer (identity when None)."""
+    """Write a map — a tensor or array of shape (*spatial), or (K, *spatial) for K maps (stored on the file's 4th
+    dimension, as `load_volume` reads them back) — as NIfTI (float32) with the scan's ``affine``, so that it
+    opens aligned with the scan in any viewer (identity when None)."""
     nib = _nib()
     arr = array.detach().float().cpu().numpy() if isinstance(array, Tensor) else np.asarray(array, np.float32)
-    if arr.ndim == 4 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.ndim != 3:
-        raise ClassContrastError(f"save_volume takes a (D, H, W) or (1, D, H, W) map, got shape {arr.shape}")
+    if arr.ndim == 4:
+        arr = arr[0] if arr.shape[0] == 1 else np.moveaxis(arr, 0, -1)
+    elif arr.ndim != 3:
+        raise ClassContrastError(f"save_volume takes a (D, H, W) map or (K, D, H, W) maps, got shape {arr.shape}")
     a = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
     if a.shape != (4, 4):
         raise ClassContrastError(f"the affine must be 4×4, got shape {a.shape}")

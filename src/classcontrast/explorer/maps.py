@@ -11,7 +11,6 @@ import torch
 
 from ..engine import explain
 from ..errors import ClassContrastWarning
-from ..explanation import displayed
 from ..methods import options_for
 from .encode import fit
 
@@ -26,7 +25,7 @@ def grid(model: Any, x: torch.Tensor, methods: Sequence[str], contrasts: Sequenc
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ClassContrastWarning)
             res = explain(model, x, method, list(contrasts), targets, head=head, **options_for(method, options))
-        out[method] = fit(torch.stack([displayed(e.layer_maps) for e in res.values()], 2).detach().float().cpu())
+        out[method] = fit(torch.stack([e.shown(layer=True) for e in res.values()], 2).detach().float().cpu())
         notes[method] = torch.stack([e.disagreeing() for e in res.values()], 2).cpu()  # type: ignore[misc]
     assert res is not None, "no method given"
     return out, notes, res

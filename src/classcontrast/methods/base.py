@@ -61,6 +61,9 @@ class Method(ABC):
     multipass: ClassVar[bool] = False
     # appended to the one-line error when the backward pass fails (what the method cannot handle)
     backward_hint: ClassVar[str] = ""
+    # True: the method reads only the input and its gradient, so a model run window by window
+    # (`classcontrast.models.windows.SlidingWindow`, whose layers run once per window) is explained by it
+    windows: ClassVar[bool] = False
 
     @property
     def linear(self) -> bool:
@@ -101,6 +104,7 @@ class InputMethod(Method):
     per-channel attributions are summed over colour channels unless ``keep_channels``."""
 
     keep_channels: bool = False
+    windows = True
 
     def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
         xin = x.detach().requires_grad_(True)

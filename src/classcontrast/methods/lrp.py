@@ -65,6 +65,7 @@ class LRP(InputMethod):
     """
 
     name = "lrp"
+    windows = False  # zennit's rules hook the layers, which run once per window
     batched_vjp = False  # zennit's rules run in Python backward hooks, one objective at a time
     backward_hint = (" (zennit's rules cover convolutional, linear, pooling, normalisation and activation layers; "
                      "a layer such as nn.MultiheadAttention, in torchvision's ViT, has none)")

@@ -11,23 +11,25 @@ from torch import Tensor, nn
 
 
 class Normalize(nn.Module):
-    """Channel-wise (x - mean) / std as a module, on the input's device and dtype."""
+    """Channel-wise (x - mean) / std as a module, on the input's device and dtype; ``spatial``: the inputs'
+    spatial dimensions after the channel (2 for images (C, H, W) and batches of them, 3 for clips (C, T, H, W)
+    and volumes)."""
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+    def __init__(self, mean: Sequence[float], std: Sequence[float], spatial: int = 2) -> None:
         super().__init__()
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
+        self.spatial = spatial
+
+    def _shaped(self, values: tuple[float, ...], x: Tensor) -> Tensor:
+        return torch.tensor(values, dtype=x.dtype, device=x.device).reshape(-1, *([1] * self.spatial))
 
     def forward(self, x: Tensor) -> Tensor:
-        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device)[:, None, None]
-        std = torch.tensor(self.std, dtype=x.dtype, device=x.device)[:, None, None]
-        return (x - mean) / std
+        return (x - self._shaped(self.mean, x)) / self._shaped(self.std, x)
 
     def inverse(self, x: Tensor) -> Tensor:
         """Back to pixel space [0, 1]."""
-        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device)[:, None, None]
-        std = torch.tensor(self.std, dtype=x.dtype, device=x.device)[:, None, None]
-        return x * std + mean
+        return x * self._shaped(self.std, x) + self._shaped(self.mean, x)
 
 
 def binary_names(categories: Sequence[str]) -> list[str]:
@@ -54,12 +56,14 @@ class ModelBundle:
     info: dict[str, object] = field(default_factory=dict)
     layer: str | None = None  # the CAM layer used when a call names none (None: the automatic default)
     head: str = "softmax"  # "sigmoid" for a multi-label head: each class its own decision
+    frames: int | None = None  # a video classifier: the frames per clip it takes (a clip is read with that many)
 
     def __post_init__(self) -> None:
         self.categories = binary_names(self.categories)
 
-    def transform(self, image: Image.Image) -> Tensor:
-        """PIL image -> normalised (C, H, W) model input."""
+    def transform(self, image: Image.Image | Tensor) -> Tensor:
+        """PIL image -> normalised (C, H, W) model input (a video classifier's: a clip (C, T, H, W) in [0, 1] ->
+        its (C, T, h, w) input)."""
         return self.normalize(self.preprocess(image))
 
     def pixel_model(self) -> nn.Module:

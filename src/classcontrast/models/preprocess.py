@@ -86,3 +86,29 @@ class Preprocess:
         if self.crop is not None:
             img = center_crop(img, self.crop)
         return to_tensor(img)
+
+
+@dataclass(frozen=True)
+class ClipPreprocess:
+    """A clip (C, T, H, W) in [0, 1] -> each frame resized (shorter side to ``resize``, or exactly (h, w);
+    bilinear, antialiased) and centre-cropped to ``crop``: torchvision's ``VideoClassification`` transform
+    without its normalisation (the bundle's ``Normalize`` applies it)."""
+
+    resize: int | tuple[int, int]
+    crop: tuple[int, int]
+
+    def __call__(self, clip: torch.Tensor) -> torch.Tensor:
+        if not isinstance(clip, torch.Tensor) or clip.ndim != 4:
+            raise ClassContrastError("a video classifier takes clips (C, T, H, W) in [0, 1]: cc.load_video(path, "
+                                     "frames=bundle.frames)")
+        frames = clip.transpose(0, 1).float()  # (T, C, H, W)
+        h, w = frames.shape[-2:]
+        if isinstance(self.resize, int):  # the shorter side, the longer truncated as torchvision does
+            size = (self.resize, int(self.resize * w / h)) if h <= w else (int(self.resize * h / w), self.resize)
+        else:
+            size = self.resize
+        frames = torch.nn.functional.interpolate(frames, size=size, mode="bilinear", align_corners=False,
+                                                 antialias=True)
+        ch, cw = self.crop
+        top, left = round((frames.shape[-2] - ch) / 2.0), round((frames.shape[-1] - cw) / 2.0)
+        return frames[..., top : top + ch, left : left + cw].transpose(0, 1).contiguous()

@@ -107,6 +107,7 @@ def _torchvision(arch: str, weights: Any, num_classes: int | None) -> ModelBundl
     default = tvm.get_model_weights(arch).DEFAULT if arch in tvm.list_models() else None
     dense = arch in tvm.list_models(module=tvm.segmentation)  # a segmenter: per-pixel logits, no crop
     detector = arch in tvm.list_models(module=tvm.detection)  # resizes and normalises the images itself
+    video = arch in tvm.list_models(module=tvm.video)  # clips (B, C, T, H, W)
     kwargs: dict[str, Any] = {}
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
@@ -124,6 +125,8 @@ def _torchvision(arch: str, weights: Any, num_classes: int | None) -> ModelBundl
         model = builder(weights=None, **kwargs)
         if weights not in (None, "DEFAULT"):
             _load_into(model, load_state(weights), str(weights))
+    if video:
+        return _video_bundle(model, arch, default, num_classes)
     if detector:  # the model's own transform resizes and normalises: give it the image, in [0, 1]
         categories = list(default.meta.get("categories", [])) if default is not None else []
         n = num_classes or len(categories) or 91
@@ -144,6 +147,24 @@ def _torchvision(arch: str, weights: Any, num_classes: int | None) -> ModelBundl
     if len(categories) != n:
         categories = [f"class {i}" for i in range(n)]
     return ModelBundle(model.eval(), preprocess, Normalize(mean, std), categories, f"torchvision:{arch}")
+
+
+VIDEO_FRAMES = 16  # the clip length torchvision's Kinetics-400 video models were trained on
+
+
+def _video_bundle(model: nn.Module, arch: str, default: Any, num_classes: int | None) -> ModelBundle:
+    """A torchvision video classifier: clips of 16 frames, each frame resized and centre-cropped as its
+    weights' ``VideoClassification`` transform says, normalised; the Kinetics-400 class names."""
+    from .preprocess import ClipPreprocess
+
+    tf = default.transforms()
+    resize = tf.resize_size[0] if len(tf.resize_size) == 1 else tuple(tf.resize_size)
+    categories = list(default.meta.get("categories", []))
+    n = num_classes or len(categories)
+    if len(categories) != n:
+        categories = [f"class {i}" for i in range(n)]
+    return ModelBundle(model.eval(), ClipPreprocess(resize, tuple(tf.crop_size)), Normalize(tf.mean, tf.std, spatial=3),
+                       categories, f"torchvision:{arch}", frames=VIDEO_FRAMES)
 
 
 def _timm(arch: str, weights: Any, num_classes: int | None) -> ModelBundle:
@@ -234,10 +255,14 @@ def load_model(
             from .hf import load_hf
 
             bundle = load_hf(name.split(":", 1)[1], weights, num_classes, trust_remote_code)
+        elif name.startswith("monai:"):
+            from .medical import load_monai
+
+            bundle = load_monai(name.split(":", 1)[1], weights, num_classes)
         else:
             raise ClassContrastError(
-                f"unknown model {name!r}; use 'efficientnet_lite0', 'torchvision:<arch>', 'timm:<arch>' or "
-                "'hf:<hub id or folder>'"
+                f"unknown model {name!r}; use 'efficientnet_lite0', 'torchvision:<arch>', 'timm:<arch>', "
+                "'hf:<hub id or folder>' or 'monai:<network>'"
             )
     if categories is not None:
         categories = binary_names(categories)

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..explanation import Explanation, displayed
+from ..explanation import Explanation
 from ..text import printable
 from .overlay import colorbar, halfrange, overlay, smooth, to_numpy_image
 
@@ -58,8 +58,8 @@ def sign_note(score: float) -> str:
 
 def _shown(ex: Explanation, smooth_input: bool) -> np.ndarray:
     """An explanation's maps (B, K, H, W) as drawn: per-channel maps summed; input-space maps smoothed."""
-    maps = displayed(ex.maps).detach().float().cpu().numpy()
-    at_input = tuple(displayed(ex.layer_maps).shape[-2:]) == tuple(maps.shape[-2:])
+    maps = ex.shown().detach().float().cpu().numpy()
+    at_input = tuple(ex.shown(layer=True).shape[-2:]) == tuple(maps.shape[-2:])
     if not smooth_input or not at_input or max(maps.shape[-2:]) < 64:
         return maps
     sigma = max(maps.shape[-2:]) * SMOOTH_FRACTION

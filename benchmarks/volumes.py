@@ -1,0 +1,110 @@
+"""Clips and volumes against the forward+backward floor: a 16-frame ``r3d_18`` clip (112², random weights) and a
+96³ MONAI UNet region, four contrasts each, and the same region under a sliding window of 64³.
+
+    python benchmarks/volumes.py                 # 3 repeats
+    python benchmarks/volumes.py --repeats 5
+
+The floor is plain torch: one forward pass and ``torch.autograd.grad`` of the weighted objective (a region's:
+summed over its voxels) to the tensor the method reads (the CAM layer, or the input). Printed: the median
+time of 4 contrasts (original, mean, max, weighted) in one call, its ratio to the floor (goal ≤ 1.1× for
+CAMs), and the peak resident-memory growth (also / the floor's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import classcontrast as cc
+from bench import paired
+
+CONTRASTS = ["original", "mean", "max", "weighted"]
+
+
+def floor(model: nn.Module, x: torch.Tensor, objective: Any, layer: nn.Module | None) -> None:
+    """Plain torch: forward (a hook keeping the layer's output, the graph starting there), autograd.grad of
+    the objective to the layer's output, or to the input."""
+    store: list[torch.Tensor] = []
+    handle = None
+    if layer is not None:
+        def hook(m: nn.Module, i: Any, o: torch.Tensor) -> torch.Tensor:
+            store.append(o.detach().requires_grad_())
+            return store[-1]
+
+        handle = layer.register_forward_hook(hook)
+    flags = [p.requires_grad for p in model.parameters()]
+    try:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        with torch.enable_grad():
+            xi = x.detach().requires_grad_(layer is None)
+            out = model(xi)
+            torch.autograd.grad(objective(out), store[0] if layer is not None else xi)
+    finally:
+        if handle is not None:
+            handle.remove()
+        for p, f in zip(model.parameters(), flags, strict=True):
+            p.requires_grad_(f)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    device = torch.device("cpu")
+    rows = []
+
+    import torchvision
+
+    torch.manual_seed(0)
+    r3d = torchvision.models.video.r3d_18(weights=None).eval()
+    clip = torch.randn(1, 3, 16, 112, 112)
+    t = torch.tensor([0])
+    weighted = cc.get_contrast("weighted")
+    for method, layer in (("gradcam", r3d.layer4), ("gradient", None)):
+        time, ratio, memory = paired(lambda layer=layer: floor(r3d, clip, lambda y: weighted.score(y, t).sum(), layer),
+                                     lambda method=method: cc.explain(r3d, clip, method, CONTRASTS, t), device,
+                                     args.repeats)
+        rows.append(("r3d_18, 16×112² clip", method, time, ratio, memory))
+
+    import monai
+
+    torch.manual_seed(0)
+    unet = monai.networks.nets.UNet(spatial_dims=3, in_channels=1, out_channels=3, channels=(16, 32, 64, 128, 256),
+                                    strides=(2, 2, 2, 2), num_res_units=2).eval()
+    volume = torch.randn(1, 1, 96, 96, 96)
+    with torch.no_grad():
+        y = unet(volume)
+    cls = int(y.argmax(1).flatten().bincount(minlength=3).argmax())
+    mask = y.argmax(1)[0] == cls
+
+    def region(out: torch.Tensor) -> torch.Tensor:
+        pixels = out[0].movedim(0, -1)[mask]
+        return weighted.score(pixels, torch.full((len(pixels),), cls)).sum()
+
+    layer_name = cc.explain(unet, volume[..., :32, :32, :32], "gradcam", "weighted", cc.Region.all(1)).layer
+    layer = dict(unet.named_modules())[layer_name]
+    for method, lay in (("gradcam", layer), ("gradient", None)):
+        time, ratio, memory = paired(lambda lay=lay: floor(unet, volume, region, lay),
+                                     lambda method=method: cc.explain(unet, volume, method, CONTRASTS, cc.Region(cls)),
+                                     device, args.repeats)
+        rows.append((f"UNet, 96³ region ({layer_name})" if lay is not None else "UNet, 96³ region", method, time,
+                     ratio, memory))
+    windowed = cc.SlidingWindow(unet, roi_size=64, sw_batch_size=1, overlap=0.25)
+    time, ratio, memory = paired(lambda: floor(unet, volume, region, None),
+                                 lambda: cc.explain(windowed, volume, "gradient", CONTRASTS, cc.Region(cls)), device,
+                                 args.repeats)
+    rows.append(("UNet, 96³ region, 64³ windows", "gradient", time, ratio, memory))
+    print(f"{'workload':38} {'method':10} {'4 contrasts (s)':>16} {'/ floor':>8} {'memory / floor':>15}")
+    for workload, method, time, ratio, memory in rows:
+        print(f"{workload:38} {method:10} {time:16.2f} {ratio:8.2f} {memory:15.2f}")
+
+
+if __name__ == "__main__":
+    main()

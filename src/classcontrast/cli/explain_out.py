@@ -1,0 +1,211 @@
+"""What ``classcontrast explain`` writes: the figures (one writer for images of one size, images of their own
+sizes, clips and volumes), the arrays (``--save-maps``: ``.npz``, or NIfTI maps aligned with a scan) and the
+overlay video of a clip (``--video``). Torch is imported on use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import ClassContrastError
+from .checks import figure_name
+from .common import console
+
+MAX_ROWS = 8  # rows (images × targets) one figure holds
+CLIP_FRAMES = 4  # frames a clip's figure shows
+
+
+def split(columns: dict[tuple[str, str], list[Any]]) -> list[dict[tuple[str, str], Any]]:
+    """Per image, its explanation under every (method, contrast), from the explanations of each batch."""
+    out: list[dict[tuple[str, str], Any]] = []
+    for batch, first in enumerate(next(iter(columns.values()))):
+        n = first.targets.shape[0]
+        for i in range(n):
+            out.append({key: _one(results[batch], i, n) for key, results in columns.items()})
+    return out
+
+
+def _one(e: Any, i: int, n: int) -> Any:
+    """Image ``i`` of an explanation of ``n`` images."""
+    import torch
+
+    from ..explanation import Explanation
+
+    if n == 1:
+        return e
+
+    def part(t: Any) -> Any:
+        return None if t is None else t[i : i + 1]
+
+    objective = None if e.objective is None else e.objective.select(torch.tensor([i]), n)  # a per-image foil's own
+    return Explanation(e.maps[i : i + 1], e.layer_maps[i : i + 1], e.targets[i : i + 1], e.logits[i : i + 1],
+                       e.method, e.contrast, e.layer, e.options, part(e.inputs), e.to_pixels, e.categories,
+                       part(e.foils), e.size, objective, part(e._units), part(e._scores),
+                       part(e._target_probabilities), e.head, part(e.selected))
+
+
+def _cat(parts: list[Any]) -> Any:
+    """One explanation of the images of ``parts`` (explanations of single images of one size)."""
+    import torch
+
+    from ..explanation import Explanation
+
+    first = parts[0]
+    if len(parts) == 1:
+        return first
+
+    def cat(name: str) -> Any:
+        values = [getattr(p, name) for p in parts]
+        return None if values[0] is None else torch.cat(values)
+
+    return Explanation(cat("maps"), cat("layer_maps"), cat("targets"), cat("logits"), first.method, first.contrast,
+                       first.layer, first.options, None, first.to_pixels, first.categories, cat("foils"), first.size,
+                       first.objective, None if first._units is None else [u for p in parts for u in p._units],
+                       cat("_scores"), cat("_target_probabilities"), first.head, cat("selected"))
+
+
+def column_title(method: str, contrast: str, qualified: bool = True) -> str:
+    """A figure column's title: ``gradcam · weighted``, ``gradcam · rather than Egyptian cat``."""
+    from ..viz.grid import readable
+
+    return readable(f"{method} · {contrast}" if qualified else contrast)
+
+
+def write_figures(images: list[dict[tuple[str, str], Any]], pixels: list[Any], names: list[str], volumes: list[bool],
+                  categories: list[str], scale: str, out: Path, qualified: bool) -> list[Path]:
+    """The figures of a run: every image in one figure when they have one size and fit (``MAX_ROWS`` rows);
+    otherwise one figure per input, ``why_000_<name>.png`` — a clip as a strip of frames, a volume as three
+    orthogonal slices through the explained region's centre."""
+    from ..viz import plot_explanations
+    from ..viz.views import clip_views, volume_views
+
+    k = next(iter(images[0].values())).targets.shape[1]
+    flat = all(p.ndim == 3 for p in pixels) and len({tuple(p.shape) for p in pixels}) == 1
+    if flat and len(images) * k <= MAX_ROWS:
+        merged = {column_title(m, c, qualified): _cat([im[(m, c)] for im in images]) for (m, c) in images[0]}
+        plot_explanations(pixels, merged, categories, scale=scale, titles=names, path=out)  # type: ignore[arg-type]
+        return [out]
+    written = []
+    for i, (image, px) in enumerate(zip(images, pixels, strict=True)):
+        path = out if len(images) == 1 else figure_name(out, i, names[i])
+        results = {column_title(m, c, qualified): e for (m, c), e in image.items()}
+        if px.ndim == 3:
+            shown, views, titles = [px], results, [names[i]]
+        elif volumes[i]:
+            shown, views, titles = volume_views(px, results)
+            titles = [f"{names[i]}: {t}" for t in titles]
+        else:
+            shown, views, titles = clip_views(px, results, frames=max(1, min(CLIP_FRAMES, MAX_ROWS // k)))
+            titles = [f"{names[i]}: {t}" for t in titles]
+        plot_explanations(shown, views, categories, scale=scale, titles=titles, path=path)  # type: ignore[arg-type]
+        written.append(path)
+    return written
+
+
+def save_arrays(path: Path, images: list[dict[tuple[str, str], Any]], files: list[Path], model: str) -> None:
+    """``--save-maps`` as ``.npz``: every map (``maps/<method>/<contrast>``), the targets, logits and
+    probabilities, the files and the model, and the explained units (`unit_arrays`). Inputs of one shape are
+    stacked (B, K, *S); inputs of their own shapes are stored one by one (``maps/<method>/<contrast>/<i>``,
+    ``targets/<i>``)."""
+    import numpy as np
+    import torch
+
+    from ..contrast_base import head_probabilities
+
+    arrays: dict[str, Any] = {}
+    same = len({tuple(next(iter(im.values())).maps.shape) for im in images}) == 1
+    if same:
+        for key in images[0]:
+            arrays[npz_key(*key)] = torch.cat([im[key].maps for im in images]).float().cpu().numpy()
+        first = [next(iter(im.values())) for im in images]
+        y = torch.cat([e.logits for e in first]).float().cpu()
+        arrays |= {"targets": torch.cat([e.targets for e in first]).cpu().numpy(), "logits": y.numpy(),
+                   "probabilities": head_probabilities(y, first[0].head, 1).numpy()}
+        if first[0].selected is not None:
+            arrays["selected"] = torch.cat([e.selected for e in first]).cpu().numpy()
+        arrays |= unit_arrays([u for e in first for u in e.units])
+    else:
+        for i, im in enumerate(images):
+            for key, e in im.items():
+                arrays[f"{npz_key(*key)}/{i}"] = e.maps.float().cpu().numpy()
+            e = next(iter(im.values()))
+            arrays[f"targets/{i}"] = e.targets.cpu().numpy()
+            arrays |= unit_arrays(e.units, f"/{i}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays, files=np.array([str(p) for p in files]), model=np.array(model))
+    console.print(f"wrote {path}")
+
+
+def save_nifti(path: Path, images: list[dict[tuple[str, str], Any]], affines: list[Any], names: list[str]) -> None:
+    """``--save-maps x.nii.gz`` for volumes: each (method, contrast) map as a NIfTI file with the scan's affine
+    (it opens aligned with the scan in any viewer), the targets on the 4th dimension when several;
+    ``x_<method>_<contrast>.nii.gz`` when the run has several maps, ``..._<image>`` when several volumes."""
+    import re
+
+    from ..data.volume import save_volume
+
+    several = len(images[0]) > 1
+    for i, image in enumerate(images):
+        if affines[i] is None:
+            raise ClassContrastError(f"--save-maps {path}: NIfTI maps are for NIfTI volumes; {names[i]} is not one "
+                                     "(give --save-maps a .npz)")
+        for (method, contrast), e in image.items():
+            stem = path.name[: -len(".nii.gz")] if path.name.lower().endswith(".nii.gz") else path.stem
+            suffix = "".join(path.suffixes[-2:]) if path.name.lower().endswith(".nii.gz") else path.suffix
+            parts = [stem, *((method, re.sub(r"[^\w.-]+", "_", contrast)) if several else ()),
+                     *((Path(names[i]).stem.split(".")[0],) if len(images) > 1 else ())]
+            target = path.with_name("_".join(parts) + suffix)
+            written = save_volume(target, e.shown()[0].float().cpu(), affines[i])  # (K, D, H, W)
+            console.print(f"wrote {written}")
+
+
+def save_clip_video(path: Path, image: dict[tuple[str, str], Any], pixels: Any, fps: float = 8.0) -> None:
+    """``--video``: the clip and, beside it, each (method, contrast) map of its first target, frame by frame."""
+    import numpy as np
+
+    from ..data.video import save_video
+    from ..viz.overlay import greyscale, halfrange, signed_rgba
+
+    frames = pixels.permute(1, 2, 3, 0).float().cpu().numpy()  # (T, H, W, 3)
+    panels = [frames]
+    for e in image.values():
+        maps = e.shown()[0, 0].float().cpu().numpy()  # (T, H, W)
+        scale = halfrange(maps)
+        shown = []
+        for t in range(len(frames)):
+            rgba = signed_rgba(maps[t], scale)
+            grey = greyscale(frames[t])
+            shown.append(grey * (1 - rgba[..., 3:]) + rgba[..., :3] * rgba[..., 3:])
+        panels.append(np.stack(shown))
+    written = save_video(path, np.concatenate(panels, axis=2), fps=fps)
+    console.print(f"wrote {written}")
+
+
+def unit_arrays(units: list[list[dict[str, Any]]], suffix: str = "") -> dict[str, Any]:
+    """What ``--save-maps`` stores of the explained units, so a script can redraw them: regions as
+    ``region_masks`` (B, K, *S) bit-packed along the last axis (``np.unpackbits(..., axis=-1)[..., :W]``);
+    objects as ``boxes`` (B, K, 4: x0, y0, x1, y1 in input pixels), ``labels``, ``scores`` and
+    ``detection_index``."""
+    import numpy as np
+
+    if units[0][0]["kind"] == "image":
+        return {}
+    if units[0][0]["kind"] == "region":
+        masks = np.stack([[u["mask"].cpu().numpy() for u in image] for image in units])
+        return {f"region_masks{suffix}": np.packbits(masks, axis=-1)}
+    return {f"{name}{suffix}": np.array([[u[key] for u in image] for image in units])
+            for name, key in (("boxes", "box"), ("labels", "label"), ("scores", "score"), ("detection_index", "index"))}
+
+
+def npz_key(method: str, contrast: str) -> str:
+    """The ``--save-maps`` array name: ``maps/gradcam/original``, ``maps/gradcam/foil:Egyptian cat``
+    (printable ASCII: other characters as ``\\uXXXX`` escapes, ``/`` in a class name as ``\\x2f``)."""
+    def ascii_(text: str) -> str:
+        text = text.replace("\\", "\\x5c").replace("/", "\\x2f")
+        return "".join(ch if 32 <= ord(ch) < 127 else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+    return f"maps/{ascii_(method)}/{ascii_(contrast)}"
+
+
+__all__ = ["column_title", "npz_key", "save_arrays", "save_clip_video", "save_nifti", "split", "unit_arrays",
+           "write_figures"]

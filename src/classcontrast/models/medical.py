@@ -1,0 +1,63 @@
+"""MONAI's 3-D networks as ModelBundles (``monai:<network>``): classifiers and segmenters of volumes
+(B, C, D, H, W), the values of a scan as stored (no resizing, no normalisation). MONAI is an optional extra
+(``pip install "classcontrast[medical]"``), imported only here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import Tensor, nn
+
+from ..errors import ClassContrastError, did_you_mean
+from .bundle import ModelBundle, Normalize
+
+# name -> builder(in_channels, out_channels), MONAI's defaults for 3-D as its tutorials use them
+NETWORKS: dict[str, Callable[[Any, int, int], nn.Module]] = {
+    "densenet121": lambda m, i, o: m.DenseNet121(spatial_dims=3, in_channels=i, out_channels=o),
+    "unet": lambda m, i, o: m.UNet(spatial_dims=3, in_channels=i, out_channels=o, channels=(16, 32, 64, 128, 256),
+                                   strides=(2, 2, 2, 2), num_res_units=2),
+    "segresnet": lambda m, i, o: m.SegResNet(spatial_dims=3, in_channels=i, out_channels=o),
+    "swinunetr": lambda m, i, o: m.SwinUNETR(in_channels=i, out_channels=o, feature_size=48, spatial_dims=3),
+}
+
+
+class VolumePreprocess:
+    """A volume (C, D, H, W) as the model takes it: as stored (the scan's own values and voxel grid)."""
+
+    def __call__(self, volume: Tensor) -> Tensor:
+        if not isinstance(volume, Tensor) or volume.ndim != 4:
+            raise ClassContrastError("a volume model takes volumes (C, D, H, W): cc.load_volume(path)[0]")
+        return volume.float()
+
+    def __repr__(self) -> str:
+        return "VolumePreprocess()"
+
+
+def load_monai(name: str, weights: Any, num_classes: int | None, in_channels: int = 1) -> ModelBundle:
+    """``monai:<network>`` (densenet121, unet, segresnet, swinunetr; any case) with ``num_classes`` outputs (2
+    unless given) on ``in_channels``-channel volumes; ``weights`` a state dict's path or None (random, seeded).
+    MONAI's networks ship without weights: ``DEFAULT`` is a one-line error saying so."""
+    try:
+        import monai.networks.nets as nets
+    except ImportError as e:
+        raise ClassContrastError("monai: models need MONAI: pip install 'classcontrast[medical]'") from e
+    key = name.lower().replace("-", "").replace("_", "")
+    if key not in NETWORKS:
+        raise ClassContrastError(f"unknown MONAI network {name!r}{did_you_mean(key, NETWORKS)} (choose "
+                                 f"{', '.join(NETWORKS)})")
+    if weights == "DEFAULT":
+        raise ClassContrastError(f"monai:{name} comes without weights: give --weights PATH (a state dict saved with "
+                                 "torch.save) or --weights none (random initialisation)")
+    from .zoo import _load_into, load_state
+
+    n = num_classes or 2
+    model = NETWORKS[key](nets, in_channels, n)
+    if weights is not None:
+        _load_into(model, load_state(weights), str(weights))
+    return ModelBundle(model.eval(), VolumePreprocess(), Normalize((0.0,) * in_channels, (1.0,) * in_channels,
+                                                                  spatial=3),
+                       [f"class {i}" for i in range(n)], f"monai:{key}")
+
+
+__all__ = ["NETWORKS", "VolumePreprocess", "load_monai"]

@@ -1,0 +1,160 @@
+"""3-D volumes: NIfTI in and out (nibabel), regions of voxels under MONAI's sliding-window inference (equal to
+autograd through ``sliding_window_inference`` itself, and to the whole-volume map when one window covers the
+volume), and clips read in order (PyAV)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import classcontrast as cc
+from tests.reference import relerr
+
+monai = pytest.importorskip("monai")
+CONTRASTS = ["original", "mean", "max", "weighted", "probability", cc.Foil(0)]
+
+
+def _unet(dims: int = 3) -> nn.Module:
+    torch.manual_seed(0)
+    return monai.networks.nets.UNet(spatial_dims=dims, in_channels=1, out_channels=3, channels=(4, 8), strides=(2,),
+                                    num_res_units=1).double().eval()
+
+
+def test_nifti_round_trip_keeps_array_and_affine(tmp_path: Path) -> None:
+    nibabel = pytest.importorskip("nibabel")
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(5, 6, 7)).astype(np.float32)
+    affine = np.array([[0, -2.0, 0, 10], [1.5, 0, 0, -4], [0, 0, 3.0, 7], [0, 0, 0, 1]])
+    nibabel.save(nibabel.Nifti1Image(data, affine), tmp_path / "scan.nii.gz")
+    volume, read = cc.load_volume(tmp_path / "scan.nii.gz")
+    assert volume.shape == (1, 5, 6, 7) and np.array_equal(volume[0].numpy(), data) and np.array_equal(read, affine)
+    cc.save_volume(tmp_path / "map.nii.gz", volume[0] * 2, read)
+    back = nibabel.load(tmp_path / "map.nii.gz")
+    assert np.allclose(back.get_fdata(), data * 2, atol=1e-6) and np.allclose(back.affine, affine)
+    four = rng.normal(size=(4, 5, 6, 2)).astype(np.float32)  # channels last in the file: first in the tensor
+    nibabel.save(nibabel.Nifti1Image(four, np.eye(4)), tmp_path / "two.nii")
+    assert torch.equal(cc.load_volume(tmp_path / "two.nii")[0], torch.from_numpy(np.moveaxis(four, -1, 0)))
+    with pytest.raises(cc.ClassContrastError, match=r"ends with \.nii"):
+        cc.save_volume(tmp_path / "map.png", volume[0])
+    (tmp_path / "bad.nii.gz").write_bytes(b"not a volume")
+    with pytest.raises(cc.ClassContrastError, match="could not be read as a NIfTI volume"):
+        cc.load_volume(tmp_path / "bad.nii.gz")
+
+
+def test_a_clip_reads_every_frame_in_order_and_evenly_spaced_frames(tmp_path: Path) -> None:
+    pytest.importorskip("av")
+    frames = np.zeros((12, 32, 48, 3), np.uint8)
+    for t in range(12):
+        frames[t] = t * 20  # each frame its own grey level
+    cc.save_video(tmp_path / "clip.mp4", frames, fps=6)
+    clip = cc.load_video(tmp_path / "clip.mp4")
+    assert clip.shape == (3, 12, 32, 48)
+    levels = clip.mean((0, 2, 3)) * 255
+    assert torch.all(levels[1:] > levels[:-1]) and (levels - torch.arange(12) * 20).abs().max() < 4
+    four = cc.load_video(tmp_path / "clip.mp4", frames=4, size=16)
+    assert four.shape == (3, 4, 16, 24)
+    assert (four.mean((0, 2, 3)) * 255 - torch.tensor([1.0, 4, 7, 10]) * 20).abs().max() < 4  # frames 1, 4, 7, 10
+    with pytest.raises(cc.ClassContrastError, match="could not be read as a video"):
+        (tmp_path / "bad.mp4").write_bytes(b"not a video")
+        cc.load_video(tmp_path / "bad.mp4")
+
+
+@pytest.mark.parametrize(("mode", "methods"), [("constant", ("gradient", "gradient_x_input", "integrated_gradients")),
+                                               ("gaussian", ("gradient",))])
+def test_regions_under_sliding_windows_equal_autograd_through_monai(mode: str, methods: tuple[str, ...]) -> None:
+    from monai.inferers import sliding_window_inference
+
+    net = _unet()
+    x = torch.randn(1, 1, 20, 20, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    windowed = cc.SlidingWindow(net, roi_size=12, sw_batch_size=2, overlap=0.25, mode=mode)
+    with torch.no_grad():
+        y = sliding_window_inference(x, 12, 2, net, 0.25, mode)
+    cls = int(y.argmax(1).flatten().bincount(minlength=3).argmax())
+    mask = y.argmax(1)[0] == cls
+    for method in methods:
+        ex = cc.explain(windowed, x, method, CONTRASTS, cc.Region(cls), **({"steps": 2} if method[0] == "i" else {}))
+        assert torch.equal(ex["weighted"].units[0][0]["mask"], mask)
+        for key, c in zip(ex, CONTRASTS, strict=True):
+            contrast = cc.get_contrast(c)
+
+            def score(inp: torch.Tensor, contrast: object = contrast) -> torch.Tensor:
+                out = sliding_window_inference(inp, 12, 2, net, 0.25, mode)  # MONAI's own, no checkpoint
+                pixels = out[0].movedim(0, -1)[mask]
+                return contrast.score(pixels, torch.full((len(pixels),), cls)).sum()  # type: ignore[attr-defined]
+
+            if method == "integrated_gradients":
+                from classcontrast.methods.integrated import quadrature
+
+                alphas, weights = quadrature("gausslegendre", 2)
+                g = torch.zeros_like(x)
+                for a, w in zip(alphas.tolist(), weights.tolist(), strict=True):
+                    point = (a * x).requires_grad_(True)
+                    g += w * torch.autograd.grad(score(point), point)[0]
+                ref = (g * x).sum(1)[0]
+            else:
+                leaf = x.clone().requires_grad_(True)
+                g = torch.autograd.grad(score(leaf), leaf)[0]
+                ref = (g if method == "gradient" else g * x).sum(1)[0]
+            got = ex[key].maps[0, 0]
+            if key == "foil:0" and cls == 0:
+                assert got.abs().max() == 0
+                continue
+            assert relerr(got, ref) < 1e-9, (method, key, relerr(got, ref))
+
+
+def test_one_window_over_the_whole_volume_is_the_whole_volume_map() -> None:
+    net = _unet()
+    x = torch.randn(2, 1, 12, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    whole = cc.explain(net, x, "gradient", ["weighted", cc.Foil(1)], cc.Region.all(1))
+    one = cc.explain(cc.SlidingWindow(net, roi_size=12), x, "gradient", ["weighted", cc.Foil(1)], cc.Region.all(1))
+    for key in whole:
+        torch.testing.assert_close(one[key].maps, whole[key].maps, rtol=1e-12, atol=1e-14)
+
+
+def test_layer_methods_under_a_sliding_window_say_what_to_use() -> None:
+    windowed = cc.SlidingWindow(_unet().float(), roi_size=8)
+    for method in ("gradcam", "fullgrad", "lrp"):
+        with pytest.raises(cc.ClassContrastError, match=r"once per window.*gradient, gradient_x_input"):
+            cc.explain(windowed, torch.randn(1, 1, 12, 12, 12), method, "weighted", cc.Region.all(1))
+
+
+def test_the_command_line_explains_a_clip_and_writes_its_video(tmp_path: Path) -> None:
+    pytest.importorskip("av")
+    from tests.test_cli import run
+
+    frames = (np.random.default_rng(0).uniform(0, 1, size=(8, 48, 64, 3)) * 255).astype(np.uint8)
+    cc.save_video(tmp_path / "clip.mp4", frames, fps=8)
+    npz, video = tmp_path / "maps.npz", tmp_path / "why.mp4"
+    assert run(["explain", str(tmp_path / "clip.mp4"), "--model", "torchvision:r3d_18", "--weights", "none",
+                "--top-k", "1", "--contrast", "original", "weighted", "--out", str(tmp_path / "why.png"),
+                "--save-maps", str(npz), "--video", str(video)]) == 0
+    saved = np.load(npz)
+    assert saved["maps/gradcam/weighted"].shape == (1, 1, 8, 112, 112)  # every frame read (fewer than 16)
+    assert (tmp_path / "why.png").stat().st_size > 10_000
+    back = cc.load_video(video)
+    assert back.shape[1] == 8 and back.shape[-1] == 3 * 112  # the clip beside its two maps, frame by frame
+    assert run(["explain", str(tmp_path / "clip.mp4"), "--model", "torchvision:r3d_18", "--weights", "none",
+                "--out", str(tmp_path / "a.png"), "--html", str(tmp_path / "a.html")]) == 2
+
+
+def test_the_command_line_explains_a_volume_and_writes_nifti_maps(tmp_path: Path) -> None:
+    nibabel = pytest.importorskip("nibabel")
+    from tests.test_cli import run
+
+    affine = np.diag([1.5, 1.5, 2.0, 1.0])
+    scan = np.random.default_rng(1).normal(size=(32, 32, 32)).astype(np.float32)
+    nibabel.save(nibabel.Nifti1Image(scan, affine), tmp_path / "scan.nii.gz")
+    assert run(["explain", str(tmp_path / "scan.nii.gz"), "--model", "monai:unet", "--weights", "none", "--method",
+                "gradient", "--contrast", "weighted", "--top-k", "1", "--out", str(tmp_path / "why.png"),
+                "--save-maps", str(tmp_path / "map.nii.gz")]) == 0
+    written = nibabel.load(tmp_path / "map.nii.gz")
+    assert written.shape == scan.shape and np.allclose(written.affine, affine)
+    torch.manual_seed(0)  # the same random network the command built: the map equals the library's
+    bundle = cc.load_model("monai:unet", weights="none")
+    x = bundle.transform(cc.load_volume(tmp_path / "scan.nii.gz")[0])[None]
+    ex = cc.explain(bundle, x, "gradient", "weighted", cc.Region.all(1))
+    assert np.allclose(written.get_fdata(), ex.maps[0, 0].numpy(), atol=1e-5 * float(ex.maps.abs().max()))
