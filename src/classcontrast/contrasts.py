@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .classes import class_indices, names_classes
-from .contrast_base import Contrast, _one_hot, _others
+from .contrast_base import Contrast, _one_hot, _others, argmax
 from .errors import ClassContrastError, did_you_mean
 from .peer_contrasts import Finer, FinerMean, ReST
 from .text import count
@@ -80,7 +80,7 @@ class Max(Contrast):
 
     def runner_up(self, logits: Tensor, target: Tensor) -> Tensor:
         """$s^*$ per row."""
-        return _others(logits.detach(), target).argmax(1)
+        return argmax(_others(logits.detach(), target))
 
     def score(self, logits: Tensor, target: Tensor) -> Tensor:
         s = self.runner_up(logits, target)

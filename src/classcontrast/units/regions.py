@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..contrast_base import Contrast, head_probabilities
+from ..contrast_base import Contrast, argmax, head_probabilities
 from ..errors import ClassContrastError, ClassContrastWarning
 from ..outputs import logits_of
 from ..spatial import resize
@@ -109,7 +109,7 @@ class RegionUnits(Units):
             raise ClassContrastError("Detections targets need a detector; this is a segmentation model (use cc.Region)")
         b, c = y.shape[:2]
         spatial = tuple(y.shape[2:])
-        predicted = y.argmax(1)  # (B, *S)
+        predicted = argmax(y)  # (B, *S)
         spec = self.spec
         if spec is None:
             spec = AllRegions(1)
@@ -158,24 +158,32 @@ class RegionUnits(Units):
         self.masks = masks.to(device=y.device, dtype=y.dtype)
         return t.to(y.device).contiguous()
 
+    def _inside(self, y: Tensor, rows: Tensor) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
+        """Per region j: (the flat indices of its pixels among the B' inputs' pixels, those pixels' logits
+        (N, C), the image of each, their mask weights), gathered once for every contrast."""
+        assert self.masks is not None
+        n = y[0, 0].numel()
+        pixels = _pixels(y)
+        out = []
+        for j in range(self.masks.shape[1]):
+            inside = self.masks[rows, j].reshape(-1)
+            idx = inside.nonzero()[:, 0]
+            out.append((idx, pixels[idx], rows[idx // n], inside[idx]))
+        return out
+
     def cotangents(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor, rows: Tensor, n_images: int) -> Tensor:
         """(M·K, B', C, *S): for contrast m and region k, each pixel's contrast gradient inside the region
         (rows: the image of each of the B' inputs, for the multi-pass methods). Computed on the region's
-        pixels only (0 elsewhere)."""
-        assert self.masks is not None
+        pixels only (0 elsewhere), laid out as the logits (no copy to make)."""
         b, c = y.shape[:2]
         n = y[0, 0].numel()
-        pixels = _pixels(y)
-        image_of = rows.repeat_interleave(n)
-        out = y.new_zeros(len(contrasts) * t.shape[1], b, c, n)  # laid out as the logits: no copy to make
-        for m, contrast in enumerate(contrasts):
-            for j in range(t.shape[1]):
-                inside = self.masks[rows, j].reshape(-1)
-                idx = inside.nonzero()[:, 0]
-                if len(idx):
-                    here = contrast.select(image_of[idx], n_images)
-                    g = here.grad(pixels[idx], t[image_of[idx], j]) * inside[idx, None]
-                    out[m * t.shape[1] + j, idx // n, :, idx % n] = g
+        k = t.shape[1]
+        out = y.new_zeros(len(contrasts) * k, b, c, n)
+        for j, (idx, pixels, image_of, weight) in enumerate(self._inside(y, rows)):
+            if len(idx):
+                for m, contrast in enumerate(contrasts):
+                    g = contrast.select(image_of, n_images).grad(pixels, t[image_of, j]) * weight[:, None]
+                    out[m * k + j, idx // n, :, idx % n] = g
         return out.reshape(len(out), *y.shape)
 
     def basis(self, cotangents: Tensor) -> tuple[Tensor, Tensor] | None:
@@ -189,18 +197,14 @@ class RegionUnits(Units):
 
     def scores(self, contrast: Contrast, y: Tensor, t: Tensor) -> Tensor:
         """(B, K) each region's objective: the sum over its pixels of the pixel's contrast."""
-        assert self.masks is not None
         b = y.shape[0]
-        n = y[0, 0].numel()
-        pixels = _pixels(y)
-        image_of = torch.arange(b, device=y.device).repeat_interleave(n)
+        if getattr(self, "_scored", None) is None or self._scored[0] is not y:  # the pixels, once per call
+            self._scored = (y, self._inside(y, torch.arange(b, device=y.device)))
         out = y.new_zeros(b, t.shape[1])
-        for j in range(t.shape[1]):
-            inside = self.masks[:, j].reshape(-1)
-            idx = inside.nonzero()[:, 0]
+        for j, (idx, pixels, image_of, weight) in enumerate(self._scored[1]):
             if len(idx):
-                score = contrast.select(image_of[idx], b).score(pixels[idx], t[image_of[idx], j]) * inside[idx]
-                out[:, j] = torch.zeros(b, dtype=score.dtype, device=y.device).index_add_(0, image_of[idx], score)
+                score = contrast.select(image_of, b).score(pixels, t[image_of, j]) * weight
+                out[:, j] = torch.zeros(b, dtype=score.dtype, device=y.device).index_add_(0, image_of, score)
         return out
 
     def target_probabilities(self, y: Tensor, t: Tensor) -> Tensor:
