@@ -138,7 +138,12 @@ def test_the_command_line_explains_a_clip_and_writes_its_video(tmp_path: Path) -
     back = cc.load_video(video)
     assert back.shape[1] == 8 and back.shape[-1] == 3 * 112  # the clip beside its two maps, frame by frame
     assert run(["explain", str(tmp_path / "clip.mp4"), "--model", "torchvision:r3d_18", "--weights", "none",
-                "--out", str(tmp_path / "a.png"), "--html", str(tmp_path / "a.html")]) == 2
+                "--top-k", "1", "--contrast", "weighted", "--out", str(tmp_path / "a.png"), "--html",
+                str(tmp_path / "a.html")]) == 0
+    from tests.test_review_cli import page_data
+
+    entries = page_data(tmp_path / "a.html")["entries"]
+    assert [e["view"]["index"] for e in entries] == list(range(8)) and entries[0]["view"]["label"] == "frame 1 of 8"
 
 
 def test_the_command_line_explains_a_volume_and_writes_nifti_maps(tmp_path: Path) -> None:
@@ -158,3 +163,27 @@ def test_the_command_line_explains_a_volume_and_writes_nifti_maps(tmp_path: Path
     x = bundle.transform(cc.load_volume(tmp_path / "scan.nii.gz")[0])[None]
     ex = cc.explain(bundle, x, "gradient", "weighted", cc.Region.all(1))
     assert np.allclose(written.get_fdata(), ex.maps[0, 0].numpy(), atol=1e-5 * float(ex.maps.abs().max()))
+
+
+def test_the_explorer_slides_through_a_volumes_slices_in_a_real_browser(tmp_path: Path) -> None:
+    """A volume classifier's page: one entry per slice, a slider between them keeping the target and contrast."""
+    from tools.browser import Browser
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool3d(1), nn.Flatten(),
+                        nn.Linear(4, 3)).eval()
+    page = cc.write_explorer(tmp_path / "volume.html", net, torch.rand(1, 1, 6, 24, 24), ["gradient"])
+    with Browser() as b:
+        b.open(page.resolve().as_uri())
+        b.settled()
+        assert "slice 1 of 6" in b.eval("document.querySelector('.cc-panel').textContent")
+        b.click('button[data-control="contrast"][data-value="max"]')
+        b.settled()
+        b.eval("const r = document.querySelector('input[data-control=\"view\"]'); r.value = 3; "
+               "r.dispatchEvent(new Event('input'))")
+        b.settled()
+        panel = b.eval("document.querySelector('.cc-panel').textContent")
+        assert "slice 4 of 6" in panel
+        pressed = b.eval("document.querySelector('button[data-control=\"contrast\"][aria-pressed=\"true\"]')"
+                         ".dataset.value")
+        assert pressed == "max"  # the contrast is kept while sliding

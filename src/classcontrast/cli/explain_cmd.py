@@ -216,9 +216,6 @@ def explain_command(
         from ..explorer.compute import write_explorer
         from ..explorer.page import NAMED, PEERS
 
-        if pixels[0].ndim != 3:
-            raise ClassContrastError("--html draws images; for clips and volumes use the figures (--out), the "
-                                     "arrays (--save-maps) and, for a clip, --video")
         named = (*NAMED, *(c.name for c in contrasts if c.name in PEERS))  # the peers' buttons when asked for
         units = regions or objects or (Region.all(top_k) if first.units[0][0]["kind"] == "region" else None)
         sizes = {tuple(p.shape[-2:]) for p in pixels}

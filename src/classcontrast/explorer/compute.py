@@ -17,7 +17,7 @@ from ..engine import check_input, explain, unwrap_model
 from ..errors import ClassContrastError
 from ..state import predict
 from ..targets import Threshold, TopK, resolve_targets
-from .encode import display_pixels
+from .encode import display_pixels, fit
 from .maps import grid
 from .page import NAMED, contrast_keys, entry, image_entry, write_page
 from .units import unit_entries, unit_spec
@@ -55,6 +55,9 @@ def explorer_data(model: Any, x: torch.Tensor | Sequence[torch.Tensor], methods:
         head = "softmax" if isinstance(model, torch.nn.Module) else getattr(model, "head", "softmax")
     model_name = getattr(model, "name", type(net).__name__)
     units = unit_spec(net, batch[0], targets)
+    if units is not None and batch[0].ndim != 4:
+        raise ClassContrastError("the explorer shows the regions of 2-D segmentations; for a volume's regions use "
+                                 "the figures (three orthogonal slices) and the NIfTI maps")
     if units is not None:  # a segmenter's regions or a detector's objects: one entry per unit
         names = list(categories if categories is not None else getattr(model, "categories", None) or [])
         if not names:
@@ -66,6 +69,8 @@ def explorer_data(model: Any, x: torch.Tensor | Sequence[torch.Tensor], methods:
         what = "detected objects" if isinstance(units, Detections) else "segmentation regions"
         return {"kind": "explain", "title": title, "subtitle": f"{model_name}; {what}; methods: {', '.join(methods)}",
                 "classes": names, "images": images, "entries": entries}
+    if batch[0].ndim == 5 and not many:  # clips or volumes: one entry per frame (slice), a slider between them
+        return view_data(model, batch[0], methods, targets, titles, title, categories, named, head, foils, **options)
     if many:
         raise ClassContrastError("images of different sizes go on one explorer page only for segmenters and "
                                  "detectors; give a classifier one (B, C, H, W) batch")
@@ -118,3 +123,81 @@ def write_explorer(path: str | Path, model: Any, x: torch.Tensor | Sequence[torc
     classes it ranks next). Regions and objects are drawn on the image; a click on a box opens it.
     """
     return write_page(explorer_data(model, x, methods, targets, titles, **options), path)
+
+
+MAX_VIEWS = 32  # frames (slices) a page holds per clip (volume), spread evenly
+
+
+def view_data(model: Any, x: torch.Tensor, methods: Sequence[str], targets: Any, titles: Sequence[str] | None,
+              title: str, categories: Sequence[str] | None, named: Sequence[str], head: str | None,
+              foils: Sequence[int], **options: Any) -> dict[str, Any]:
+    """The explorer's data for clips (B, C, T, H, W) or volumes (B, C, D, H, W) of a classifier: every input
+    explained once per method (its classes, every named contrast and foil), then shown as one entry per frame
+    (axial slice) — at most `MAX_VIEWS`, spread evenly — each entry's ``view`` naming its input and place, so
+    the page offers a slider over them (the target and contrast kept as it moves)."""
+    from ..viz.views import evenly
+
+    if head is None:
+        head = "softmax" if isinstance(model, torch.nn.Module) else getattr(model, "head", "softmax")
+    volume = not getattr(model, "frames", None)  # a video classifier's bundle knows its clip length
+    word = "slice" if volume else "frame"
+    images, entries = {}, []
+    pixels = display_pixels(x, getattr(getattr(model, "normalize", None), "inverse", None)) if x.shape[1] != 1 \
+        else display_pixels(x)
+    names: list[str] = list(categories if categories is not None else getattr(model, "categories", None) or [])
+    for b in range(x.shape[0]):
+        xb = x[b : b + 1]
+        spec = targets[b : b + 1] if isinstance(targets, (list, tuple, torch.Tensor)) and len(targets) == len(x) \
+            else targets
+        probe = explain(model, xb, methods[0], "original", TopK(2) if spec is None else spec, head=head)
+        classes = probe.targets
+        logits = probe.logits.detach().double()
+        if not names:
+            names = [f"class {i}" for i in range(logits.shape[1])]
+        p = head_probabilities(logits, head, 1)[0]
+        contrasts: list[Any] = [*named, *(Foil(classes[:, j]) for j in range(classes.shape[1])),
+                                *(Foil(int(f)) for f in foils)]
+        maps, notes = {}, {}
+        for method in methods:
+            res = grid_at_input(model, xb, method, contrasts, classes, head, **options)
+            maps[method], notes[method] = res
+        cls = classes[0].tolist()
+        extra = [j for j, f in enumerate(foils) if int(f) not in cls and int(f) not in foils[:j]]
+        width = len(named) + classes.shape[1]
+        axis = [*range(width), *(width + j for j in extra)]
+        keys = [*contrast_keys(cls, named), *(f"foil:{int(foils[j])}" for j in extra)]
+        depth = x.shape[2]
+        chosen = evenly(depth, MAX_VIEWS)
+        name = titles[b] if titles is not None else f"input {b}"
+        top = p.topk(min(5, p.shape[0]))
+        for i, d in enumerate(chosen):
+            view_id = f"i{b}_{d}"
+            images[view_id] = image_entry(pixels[b][:, d], f"{name}: {word} {d + 1} of {depth}")
+            e = entry(f"e{b}_{d}", view_id, f"{name}: {word} {d + 1} of {depth}", cls, p[classes[0]].tolist(),
+                      maps={m: fit(v[0][:, axis][..., d, :, :]).numpy() for m, v in maps.items()}, keys=keys,
+                      top=list(zip(top.indices.tolist(), top.values.tolist(), strict=True)),
+                      notes={m: v[0][:, axis].numpy() for m, v in notes.items()},
+                      default=(cls[0], f"foil:{int(foils[0])}") if foils else None)
+            e["view"] = {"group": f"g{b}", "index": i, "count": len(chosen), "label": f"{word} {d + 1} of {depth}"}
+            entries.append(e)
+    model_name = getattr(model, "name", type(unwrap_model(model)).__name__)
+    return {"kind": "explain", "title": title,
+            "subtitle": f"{model_name}; {'volumes' if volume else 'clips'}: one {word} at a time; methods: "
+                        f"{', '.join(methods)}", "classes": names, "images": images, "entries": entries}
+
+
+def grid_at_input(model: Any, x: torch.Tensor, method: str, contrasts: Sequence[Any], classes: torch.Tensor,
+                  head: str | None, **options: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(maps (B, L, M, *S) at the input's size, notes (B, L, M)) of one method: a clip's or a volume's maps are
+    shown a frame (slice) at a time, so they are kept at the input's resolution, not the layer's."""
+    import warnings
+
+    from ..errors import ClassContrastWarning
+    from ..methods import options_for
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ClassContrastWarning)
+        res = explain(model, x, method, list(contrasts), classes, head=head, **options_for(method, options))
+    maps = torch.stack([e.shown() for e in res.values()], 2).detach().float().cpu()
+    notes = torch.stack([e.disagreeing() for e in res.values()], 2).cpu()  # type: ignore[misc]
+    return maps, notes

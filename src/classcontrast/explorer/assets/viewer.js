@@ -454,6 +454,20 @@
       const top = e.top.length ? group(e.unit ? "Its top classes" : "Top classes", el("table", {}, e.top.map(([cl, p]) =>
         el("tr", {}, el("td", {}, this.name(cl)), el("td", {}, p.toFixed(3)))))) : null;
       const siblings = e.unit ? this.siblings(e) : [];
+      // a clip's frames or a volume's slices: a slider between the entries of one input (target and contrast kept)
+      let views = null;
+      if (e.view) {
+        const group = s.list.map((id) => this.entries.get(id)).filter((o) => o.view && o.view.group === e.view.group)
+          .sort((a, b) => a.view.index - b.view.index);
+        const slider = el("input", {type: "range", min: 0, max: group.length - 1, step: 1, value: e.view.index,
+          "data-control": "view", "aria-label": "frame or slice"});
+        slider.addEventListener("input", () => {
+          const o = group[Number(slider.value)];
+          if (o) { s.index = s.list.indexOf(o.id); this.focusView = true; this.settle(); this.render(); }
+        });
+        views = el("div", {class: "cc-group"}, el("div", {class: "cc-label"}, e.view.label), slider);
+        if (this.focusView) { this.focusView = false; setTimeout(() => slider.focus(), 0); }  // keys keep moving it
+      }
       const pick = (o) => { s.index = s.list.indexOf(o.id); this.settle(); this.render(); };
       const units = siblings.length ? group(e.unit.kind === "object" ? "Object (or click its box)" : "Region",
         el("div", {class: "cc-buttons"}, siblings.map((o) => el("button", {
@@ -478,6 +492,7 @@
             e.labels ? el("div", {}, "labels present: " + (e.labels.length ? e.labels.map((c) => this.name(c)).join(", ") :
               "none")) : null),
           units,
+          views,
           group("Target t", targets),
           group("Contrast", contrasts),
           methods.length > 1 ? group("Method", el("div", {class: "cc-buttons"}, methods.map((mm) => el("button", {
