@@ -1,7 +1,9 @@
 """Second hostile review, wrong answers about *which layer*: the automatic CAM layer is exactly the documented
 rule on every architecture and every call — at two input sizes, in both orders, in one process (it was
 cached per model from the first call's size, and on VGG pooled outputs were remembered by the ``id`` of
-freed tensors, whose ids are reused)."""
+freed tensors, whose ids are reused). The rule also leaves out channels-last tensors (ConvNeXt's blocks
+permute to (B, H, W, C): at 32 px one was taken for a map), attention's inner tensors and the model's own
+output."""
 
 from __future__ import annotations
 
@@ -28,21 +30,29 @@ def reference_layer(model: nn.Module, x: torch.Tensor) -> str:
             p.requires_grad_(False)
         image = x[:1].detach().clone().requires_grad_(True)
         with torch.enable_grad():
-            model.eval()(image)
+            out = model.eval()(image)
+            out = getattr(out, "logits", out)
     finally:
         for h in handles:
             h.remove()
         for p, f in flags:
             p.requires_grad_(f)
+    final = [v for v in (out if isinstance(out, tuple) else (out,)) if isinstance(v, torch.Tensor)]
     pooled = [o for _, m, o in outputs if isinstance(o, torch.Tensor)
               and (isinstance(m, POOLING) or "pool" in type(m).__name__.lower())]
+    attention = [n for n, m in model.named_modules() if n and (isinstance(m, nn.MultiheadAttention)
+                                                               or "attention" in type(m).__name__.lower())]
     names = []
     for n, m, o in outputs:
-        if not isinstance(o, torch.Tensor) or o.ndim != 4 or o.shape[-1] * o.shape[-2] <= 1:
+        if not isinstance(o, torch.Tensor) or o.ndim != 4 or o.shape[-1] * o.shape[-2] <= 1 or o.shape[0] != 1:
+            continue
+        if o.shape[-2] > x.shape[-2] or o.shape[-1] > x.shape[-1]:  # channels last (B, H, W, C): not a map
+            continue
+        if any(n.startswith(a + ".") for a in attention):
             continue
         if isinstance(m, (nn.modules.dropout._DropoutNd, nn.Identity, nn.Flatten)) or not o.requires_grad:
             continue
-        if any(o is p for p in pooled):
+        if any(o is p for p in pooled) or any(o is f for f in final):
             continue
         names.append(n)
     for part in ("backbone", "encoder"):

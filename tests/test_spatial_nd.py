@@ -248,3 +248,39 @@ def test_vit_methods_say_what_they_need() -> None:
         cc.explain(model, x, "vit_gradcam")
     with pytest.raises(cc.ClassContrastError, match="blur baseline is for images"):
         cc.explain(model, x, "integrated_gradients", baseline="blur")
+
+
+class TokensLast(nn.Module):
+    """A video transformer's shape habits: a patch-embedding conv (a map), attention whose inner tensors have a
+    (B·heads, ...) batch, blocks whose outputs are channels-last (B, T, H, W, C) — none of them a CAM layer."""
+
+    class Attention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pool = nn.Conv3d(16, 16, 1)
+
+        def forward(self, x: Tensor) -> Tensor:  # x: (B, T, H, W, 32) -> two heads of 16 channels
+            b, t, h, w, c = x.shape
+            heads = x.reshape(b, t, h, w, 2, 16).permute(0, 4, 5, 1, 2, 3).reshape(b * 2, 16, t, h, w)
+            pooled = self.pool(heads)  # (B·2, 16, T, H, W): five dimensions, not the batch
+            return pooled.reshape(b, 2, 16, t, h, w).permute(0, 3, 4, 5, 1, 2).reshape(b, t, h, w, c)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Conv3d(3, 32, 2, stride=2)
+        self.attention = self.Attention()
+        self.norm = nn.LayerNorm(32)  # channels last: (B, T, H, W, 32), wider than the input's 8 × 8
+        self.head = nn.Linear(32, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        tokens = self.embed(x).permute(0, 2, 3, 4, 1)  # (B, T, H, W, C): channels last
+        return self.head(self.norm(self.attention(tokens)).mean((1, 2, 3)))
+
+
+def test_channels_last_tokens_and_attention_tensors_are_never_the_cam_layer() -> None:
+    torch.manual_seed(0)
+    model = TokensLast().eval()
+    x = torch.randn(2, 3, 4, 8, 8)
+    assert cc.explain(model, x, "gradcam", "weighted").layer == "embed"
+    with pytest.raises(cc.ClassContrastError, match=r"not the batch of 2"):
+        cc.explain(model, x, "gradcam", "weighted", layer="attention.pool")

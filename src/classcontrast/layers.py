@@ -124,7 +124,9 @@ def _structure(model: nn.Module) -> tuple[tuple[str, int, str], ...]:
 
 def spatial_layers(model: nn.Module, x: Tensor) -> list[str]:
     """The modules whose output is a spatial feature map like the input's — (B, C, H, W) for images,
-    (B, C, T, H, W) for clips and volumes — of more than one position that depends on the input, in the
+    (B, C, T, H, W) for clips and volumes: the input's batch, no spatial side larger than the input's (a
+    transformer's channels-last tokens (B, T, H, W, C) are not one, nor the tensors inside an attention
+    module) — of more than one position that depends on the input, in the
     order they finish in one forward pass of ``x[:1]``, without pooling, dropout, identity and flatten
     outputs (nor modules returning a pooling's output, nor the modules whose output is the model's own output:
     a segmenter's last modules return its class scores, which are not features).
@@ -142,15 +144,18 @@ def spatial_layers(model: nn.Module, x: Tensor) -> list[str]:
             if isinstance(output, Tensor) and threading.get_ident() == owner:
                 if _is_pooling(module):
                     pooled.append(output)
-                elif (not isinstance(module, _PASS_THROUGH) and output.ndim == x.ndim
-                      and output[0, 0].numel() > 1):
+                elif (not isinstance(module, _PASS_THROUGH) and output.ndim == x.ndim and output.shape[0] == 1
+                      and output[0, 0].numel() > 1
+                      and all(o <= i for o, i in zip(output.shape[2:], x.shape[2:], strict=True))):
                     order.append((name, output))
 
         return fn
 
+    attention = [n for n, m in model.named_modules() if n and (isinstance(m, nn.MultiheadAttention)
+                                                               or "attention" in type(m).__name__.lower())]
     try:
         for name, m in model.named_modules():
-            if name:
+            if name and not any(name.startswith(a + ".") for a in attention):  # attention's inner tensors: no maps
                 handles.append(m.register_forward_hook(hook(name)))
         with frozen_eval(model):
             probe = x[:1].detach().requires_grad_(True)

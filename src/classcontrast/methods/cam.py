@@ -54,6 +54,10 @@ class LayerMethod(Method):
 
     def after_forward(self, rec: Recording) -> None:
         a = rec.state["recorder"].single()
+        if a.ndim == rec.input.ndim and a.shape[0] != rec.input.shape[0]:
+            raise ClassContrastError(f"layer '{rec.layer}' outputs shape {tuple(a.shape)}: its first dimension is "
+                                     f"not the batch of {rec.input.shape[0]} (an attention block's inner tensor?); "
+                                     "choose a layer whose output is (B, C, *spatial)")
         if a.ndim != rec.input.ndim:
             shape = {3: "(B, C, L)", 4: "(B, C, H, W)", 5: "(B, C, D, H, W)"}[rec.input.ndim]
             raise ClassContrastError(
