@@ -89,13 +89,14 @@ class _Row(nn.Module):
         return self.model(x).logits[:, self.query]
 
 
-@pytest.mark.parametrize("method", ["integrated_gradients", "smoothgrad"])
+@pytest.mark.parametrize("method", ["integrated_gradients", "smoothgrad", "occlusion"])
 def test_sampling_methods_on_detr_style_objects(yolos: nn.Module, method: str) -> None:
-    """Integrated Gradients and SmoothGrad follow the same queries through every sampled input: each
+    """Integrated Gradients, SmoothGrad and occlusion follow the same queries through every sampled input: each
     object's map equals the method on the classifier made of that query's row (several objects per image,
     per-image foils, one call)."""
     x = torch.randn(2, 3, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(11))
-    opts = {"steps": 4} if method == "integrated_gradients" else {"samples": 3, "seed": 1}
+    opts = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"samples": 3, "seed": 1},
+            "occlusion": {"window": 32, "stride": 32}}[method]
     ex = cc.explain(yolos, x, method, ["weighted", cc.Foil(torch.tensor([5, 0]))], cc.Detections(top=2, threshold=0.0),
                     **opts)
     for key, contrast in (("weighted", cc.Weighted()), ("foil", None)):

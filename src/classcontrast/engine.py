@@ -22,6 +22,8 @@ from .detection import is_single_stage_detector
 from .errors import ClassContrastError, ClassContrastWarning, first_line
 from .explanation import Explanation, Explanations
 from .methods import METHODS, LayerMethod, Method, Recording, get_method
+from .methods.base import Pass
+from .methods.perturbation import PerturbationMethod
 from .outputs import finite, is_binary
 from .state import frozen_eval
 from .units import Units, claim, from_output
@@ -160,37 +162,14 @@ def explain(
     names = _unique_names([c.key(categories) for c in asked])
     if names_classes(targets):
         targets = class_indices(targets, categories, f"targets={targets!r}")
-    n, head = x.shape[0], _head(model, net, head)
+    head = _head(model, net, head)
     with frozen_eval(net):
         run = m.model_for_call(net)  # the model itself, or a private copy the method may change (LRP)
         if x.is_inference():  # a tensor made under inference_mode: a normal copy autograd can use
             x = x.clone()
         units = claim(run, targets, categories, head)
-        y: Tensor | None = None
-        if m.multipass:  # targets come from the images themselves, not from the sampled inputs
-            if units is not None and not units.follows_samples:
-                raise ClassContrastError(units.refusal)
-            with torch.no_grad(), ExitStack() as probe:
-                units, logits = _outputs(units, run, x, torch.arange(n, device=x.device), probe, targets,
-                                         categories, head)
-            y, t, contrasts = _resolve(units, logits.detach(), asked)
-        total: Tensor | None = None
-        for p in m.passes(x):
-            with ExitStack() as hooks:  # open until the pass's backward is done (LRP rules act there)
-                rec = _record(m, run, p.input, hooks)
-                rec.state.update(p.state)
-                units, logits = _outputs(units, run, rec.input, p.rows, hooks, targets, categories, head)
-                if y is None:
-                    y, t, contrasts = _resolve(units, logits.detach(), asked)
-                m.after_forward(rec)
-                maps = _backward(m, units, contrasts, logits, rec, t, p.rows, n, batched, net)
-                del logits
-            if not m.multipass:
-                total = maps
-            else:  # rows of the same image are summed
-                total = maps.new_zeros((maps.shape[0], n, *maps.shape[2:])) if total is None else total
-                total.index_add_(1, p.rows, maps)
-    assert total is not None and y is not None
+        maps_of = _perturbed if m.gradient_free else _backpropagated
+        units, y, t, contrasts, total, rec = maps_of(m, run, x, units, (targets, categories, head), asked, batched, net)
     maps = total.reshape(len(contrasts), t.shape[1], *total.shape[1:]).transpose(1, 2)  # (M, B, K, ...)
     _check_result(bad_input, y, maps, units.expected_zero(contrasts, y, t), m, rec.layer)
     normalize = None if isinstance(model, nn.Module) else getattr(model, "normalize", None)
@@ -201,6 +180,73 @@ def explain(
                                 to_pixels=getattr(normalize, "inverse", None), categories=categories,
                                 size=tuple(x.shape[2:]), objective=c, head=units.head, **units.results(c, y, t))
     return out if many else out[names[0]]
+
+
+_Spec = tuple[Any, Sequence[str] | None, str]  # a call's targets, class names and head
+_Maps = tuple[Units, Tensor, Tensor, list[Contrast], Tensor, Recording]  # units, y, t, contrasts, maps, recording
+
+
+def _backpropagated(m: Method, run: nn.Module, x: Tensor, units: Units | None, spec: _Spec, asked: Sequence[Contrast],
+                    batched: bool | None, net: nn.Module) -> _Maps:
+    """The gradient methods' maps (M·K, B, ...): for each forward pass the method asks for, every objective's
+    backward pass (one pass on the images for most methods; the multi-pass ones sum their rows per image)."""
+    n = x.shape[0]
+    y: Tensor | None = None
+    if m.multipass:  # targets come from the images themselves, not from the sampled inputs
+        if units is not None and not units.follows_samples:
+            raise ClassContrastError(units.refusal)
+        with torch.no_grad(), ExitStack() as probe:
+            units, logits = _outputs(units, run, x, torch.arange(n, device=x.device), probe, *spec)
+        y, t, contrasts = _resolve(units, logits.detach(), asked)
+    total: Tensor | None = None
+    for p in m.passes(x):
+        with ExitStack() as hooks:  # open until the pass's backward is done (LRP rules act there)
+            rec = _record(m, run, p.input, hooks)
+            rec.state.update(p.state)
+            units, logits = _outputs(units, run, rec.input, p.rows, hooks, *spec)
+            if y is None:
+                y, t, contrasts = _resolve(units, logits.detach(), asked)
+            m.after_forward(rec)
+            maps = _backward(m, units, contrasts, logits, rec, t, p.rows, n, batched, net)
+            del logits
+        if not m.multipass:
+            total = maps
+        else:  # rows of the same image are summed
+            total = maps.new_zeros((maps.shape[0], n, *maps.shape[2:])) if total is None else total
+            total.index_add_(1, p.rows, maps)
+    assert total is not None and units is not None and y is not None
+    return units, y, t, contrasts, total, rec
+
+
+def _perturbed(m: Method, run: nn.Module, x: Tensor, units: Units | None, spec: _Spec, asked: Sequence[Contrast],
+               batched: bool | None, net: nn.Module) -> _Maps:
+    """The gradient-free methods' maps (M·K, B, ...): the images' own forward fixes the units, the targets and each
+    objective's value; the method then has its perturbed inputs scored — every contrast of every unit from each
+    perturbed forward, no backward pass."""
+    assert isinstance(m, PerturbationMethod)
+    n = x.shape[0]
+    rows = torch.arange(n, device=x.device)
+    with torch.no_grad():
+        if units is not None and not units.follows_samples:
+            raise ClassContrastError(units.refusal)
+        with ExitStack() as hooks:
+            rec = _record(m, run, x, hooks)
+            units, logits = _outputs(units, run, x, rows, hooks, *spec)
+            m.after_forward(rec)
+        if not units.follows_samples:
+            raise ClassContrastError(units.refusal)
+        y, t, contrasts = _resolve(units, logits, asked)
+        clean = units.objectives(contrasts, logits, t, rows, n)
+
+        def score(p: Pass) -> Tensor:
+            """(M·K, B') the objectives on the perturbed inputs of one pass."""
+            with ExitStack() as hooks:
+                m.perturb(run, p, hooks)
+                _, out = _outputs(units, run, p.input, p.rows, hooks, *spec)
+                return units.objectives(contrasts, out, t, p.rows, n)
+
+        total = m.attribute(x, rec, clean, score)
+    return units, y, t, contrasts, total, rec
 
 
 def _bundle_layer(model: Any, method: str | Method, layer: Any) -> Any:
@@ -258,7 +304,7 @@ def _resolve(units: Units, y: Tensor, asked: Sequence[Contrast]) -> tuple[Tensor
     contrasts = [c.for_head(units.head) for c in asked]
     if units.head == "sigmoid" and {"original", "weighted"} <= {c.name for c in contrasts if c.name in CONTRASTS}:
         warnings.warn("with a sigmoid head 'weighted' is y_t, the same map as 'original'", ClassContrastWarning,
-                      stacklevel=3)
+                      stacklevel=4)
     t = units.resolve(y)
     units.warn_foils(contrasts, y, t)
     return y, t, contrasts

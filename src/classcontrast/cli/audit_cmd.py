@@ -39,6 +39,8 @@ def audit_command(
     samples: int = flags.SAMPLES, sigma: float = flags.SIGMA, squared: bool = flags.SQUARED,
     internal_batch_size: int = flags.INTERNAL_BATCH_SIZE, composite: str = flags.COMPOSITE,
     canonizer: str = flags.CANONIZER, discard_ratio: float = flags.DISCARD_RATIO, abs_: bool = flags.ABS,
+    window: str = flags.WINDOW, stride: str = flags.STRIDE, segments: int = flags.SEGMENTS, cells: int = flags.CELLS,
+    keep: float = flags.KEEP, ablation: float = flags.ABLATION,
 ) -> None:
     """Audit the model's confusions: "why A and not B" for the most confused pairs, in audit.html."""
     from ..confusion import audit
@@ -48,7 +50,8 @@ def audit_command(
     methods = split_values(method)
     given = flags.method_flags(methods, steps=steps, baseline=baseline, integration=integration, samples=samples,
                          sigma=sigma, squared=squared, internal_batch_size=internal_batch_size, composite=composite,
-                         canonizer=canonizer, discard_ratio=discard_ratio, abs=abs_)
+                         canonizer=canonizer, discard_ratio=discard_ratio, abs=abs_,
+                         **flags.perturbation_flags(window, stride, segments, cells, keep, ablation))
     shard = setup(device)
     check_counts(pairs, examples, top_k)  # before the model loads
     check_number(ambiguity, "--ambiguity", minimum=0, maximum=1)

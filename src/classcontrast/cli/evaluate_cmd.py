@@ -250,7 +250,8 @@ def faithfulness_command(
     steps: int = flags.STEPS, integration: str = flags.INTEGRATION, samples: int = flags.SAMPLES,
     sigma: float = flags.SIGMA, squared: bool = flags.SQUARED, internal_batch_size: int = flags.INTERNAL_BATCH_SIZE,
     composite: str = flags.COMPOSITE, canonizer: str = flags.CANONIZER, discard_ratio: float = flags.DISCARD_RATIO,
-    abs_: bool = flags.ABS,
+    abs_: bool = flags.ABS, window: str = flags.WINDOW, stride: str = flags.STRIDE, segments: int = flags.SEGMENTS,
+    cells: int = flags.CELLS, keep: float = flags.KEEP, ablation: float = flags.ABLATION,
 ) -> None:
     """Deletion / insertion (MoRF / LeRF) and ROAD curves, and average drop / increase, per method × contrast."""
     from ..evaluation.faithfulness import (
@@ -266,7 +267,8 @@ def faithfulness_command(
     check_grid(split_values(baseline), split_values(score), grid)  # bad input: one line, before any work
     given = flags.method_flags(split_values(method), steps=steps, integration=integration, samples=samples, sigma=sigma,
                          squared=squared, internal_batch_size=internal_batch_size, composite=composite,
-                         canonizer=canonizer, discard_ratio=discard_ratio, abs=abs_)
+                         canonizer=canonizer, discard_ratio=discard_ratio, abs=abs_,
+                         **flags.perturbation_flags(window, stride, segments, cells, keep, ablation))
     bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, device, preprocess, out,
                                     trust_remote_code, batch_size)
     with progress_bar(len(source), "faithfulness") as tick:

@@ -71,12 +71,15 @@ def explain_command(
                                   "in a warning) instead of stopping at the first"),
     steps: int = flags.STEPS, baseline: str = flags.BASELINE, integration: str = flags.INTEGRATION,
     samples: int = flags.SAMPLES, sigma: float = flags.SIGMA,
-    seed: int = typer.Option(None, help="smoothgrad: noise seed (0)"), squared: bool = flags.SQUARED,
+    seed: int = typer.Option(None, help="smoothgrad, kernel_shap, rise: random seed (0)"),
+    squared: bool = flags.SQUARED,
     internal_batch_size: int = flags.INTERNAL_BATCH_SIZE, composite: str = flags.COMPOSITE,
     canonizer: str = flags.CANONIZER,
     keep_channels: bool = typer.Option(None, "--keep-channels",
                                        help="input-space methods: per-channel maps in --save-maps (drawn: their sum)"),
     discard_ratio: float = flags.DISCARD_RATIO, abs_: bool = flags.ABS,
+    window: str = flags.WINDOW, stride: str = flags.STRIDE, segments: int = flags.SEGMENTS, cells: int = flags.CELLS,
+    keep: float = flags.KEEP, ablation: float = flags.ABLATION,
 ) -> None:
     """Explain why the model picks each class over the others, for every image."""
     import torch
@@ -107,7 +110,8 @@ def explain_command(
     given = flags.method_flags(methods, steps=steps, baseline=baseline, integration=integration, samples=samples,
                          sigma=sigma, seed=seed, squared=squared, internal_batch_size=internal_batch_size,
                          composite=composite, canonizer=canonizer, keep_channels=keep_channels,
-                         discard_ratio=discard_ratio, abs=abs_)
+                         discard_ratio=discard_ratio, abs=abs_,
+                         **flags.perturbation_flags(window, stride, segments, cells, keep, ablation))
     opts = {"layer": layer, "relu": relu or None, **given}  # each method takes the ones it has
     if head not in (None, "softmax", "sigmoid"):
         raise ClassContrastError(f"unknown --head {head!r}; choose softmax or sigmoid")

@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterable, Sequence
 
 # The registries' names (classcontrast.METHODS / CONTRASTS); a test keeps them equal.
 METHOD_NAMES = ("gradient", "gradient_x_input", "linear_approx", "gradcam", "xgradcam", "fullgrad",
-                "vit_gradcam", "attention_rollout", "integrated_gradients", "smoothgrad", "lrp")
+                "vit_gradcam", "attention_rollout", "integrated_gradients", "smoothgrad", "lrp", "gradcam_plus_plus",
+                "layercam", "hirescam", "guided_backprop", "guided_gradcam", "scorecam", "ablationcam", "occlusion",
+                "feature_ablation", "kernel_shap", "rise")
 CONTRAST_NAMES = ("original", "mean", "max", "weighted", "probability", "finer", "finer_mean", "rest")
 BASELINE_NAMES = ("blur", "zeros", "mean", "road")
 SCORE_NAMES = ("probability", "logit", "contrast")

@@ -9,17 +9,24 @@ from typing import Any
 from ..errors import ClassContrastError, did_you_mean
 from .base import InputMethod, Method, Recording
 from .cam import GradCAM, LayerMethod, LinearApprox, XGradCAM
+from .cams import GradCAMPlusPlus, HiResCAM, LayerCAM
 from .fullgrad import FullGrad
 from .gradient import Gradient, GradientXInput
+from .guided import GuidedBackprop, GuidedGradCAM
 from .integrated import IntegratedGradients
 from .lrp import LRP
+from .perturbation import Occlusion, PerturbationMethod
+from .score_cams import AblationCAM, ScoreCAM
+from .segment_methods import RISE, FeatureAblation, KernelShap
 from .smooth import SmoothGrad
 from .transformer import AttentionRollout, VitGradCAM, capture_attention, transformer_blocks
 
 METHODS: dict[str, type[Method]] = {
     m.name: m
     for m in (Gradient, GradientXInput, LinearApprox, GradCAM, XGradCAM, FullGrad, VitGradCAM, AttentionRollout,
-              IntegratedGradients, SmoothGrad, LRP)
+              IntegratedGradients, SmoothGrad, LRP, GradCAMPlusPlus, LayerCAM, HiResCAM, GuidedBackprop,
+              GuidedGradCAM, Occlusion, FeatureAblation, KernelShap, RISE,
+              ScoreCAM, AblationCAM)
 }
 
 
@@ -82,17 +89,29 @@ def get_method(spec: str | Method, **options: Any) -> Method:
 __all__ = [
     "LRP",
     "METHODS",
+    "RISE",
+    "AblationCAM",
     "AttentionRollout",
+    "FeatureAblation",
     "FullGrad",
     "GradCAM",
+    "GradCAMPlusPlus",
     "Gradient",
     "GradientXInput",
+    "GuidedBackprop",
+    "GuidedGradCAM",
+    "HiResCAM",
     "InputMethod",
     "IntegratedGradients",
+    "KernelShap",
+    "LayerCAM",
     "LayerMethod",
     "LinearApprox",
     "Method",
+    "Occlusion",
+    "PerturbationMethod",
     "Recording",
+    "ScoreCAM",
     "SmoothGrad",
     "VitGradCAM",
     "XGradCAM",

@@ -64,6 +64,9 @@ class Method(ABC):
     # True: the method reads only the input and its gradient, so a model run window by window
     # (`classcontrast.models.windows.SlidingWindow`, whose layers run once per window) is explained by it
     windows: ClassVar[bool] = False
+    # True: no backward pass; the map comes from the objectives' values on perturbed inputs
+    # (`classcontrast.methods.perturbation.PerturbationMethod`)
+    gradient_free: ClassVar[bool] = False
 
     @property
     def linear(self) -> bool:

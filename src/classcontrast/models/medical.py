@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from ..errors import ClassContrastError, did_you_mean
 from .bundle import ModelBundle, Normalize
+from .weights import load_into, load_state
 
 # name -> builder(in_channels, out_channels), MONAI's defaults for 3-D as its tutorials use them
 NETWORKS: dict[str, Callable[[Any, int, int], nn.Module]] = {
@@ -49,12 +50,10 @@ def load_monai(name: str, weights: Any, num_classes: int | None, in_channels: in
     if weights == "DEFAULT":
         raise ClassContrastError(f"monai:{name} comes without weights: give --weights PATH (a state dict saved with "
                                  "torch.save) or --weights none (random initialisation)")
-    from .zoo import _load_into, load_state
-
     n = num_classes or 2
     model = NETWORKS[key](nets, in_channels, n)
     if weights is not None:
-        _load_into(model, load_state(weights), str(weights))
+        load_into(model, load_state(weights), str(weights))
     return ModelBundle(model.eval(), VolumePreprocess(), Normalize((0.0,) * in_channels, (1.0,) * in_channels,
                                                                   spatial=3),
                        [f"class {i}" for i in range(n)], f"monai:{key}")

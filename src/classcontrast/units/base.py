@@ -77,6 +77,12 @@ class Units(ABC):
         """(M·K, *y.shape): contrast m's gradient for unit k with respect to ``y`` (detached logits of B'
         inputs, ``rows`` the image of each), contrasts outer, units inner."""
 
+    @abstractmethod
+    def objectives(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor, rows: Tensor, n_images: int) -> Tensor:
+        """(M·K, B'): contrast m's objective for unit k on each of B' inputs' logits ``y`` (``rows``: the image of
+        each input), contrasts outer, units inner — what the gradient-free methods score a perturbed input by (its
+        own logits: ``max``'s runner-up and ``weighted``'s α chosen again; the targets the images' own)."""
+
     def basis(self, cotangents: Tensor) -> tuple[Tensor, Tensor] | None:
         """A smaller set of objectives spanning the cotangents, per image (`classcontrast.backprop.low_rank`),
         or None: for methods linear in the gradient, M·K maps for the price of a few backward passes."""
@@ -137,7 +143,7 @@ class Units(ABC):
                 name = f"{cls} ({names[cls]})" if names is not None and cls < len(names) else str(cls)
                 where = f"image {b}" if self.kind == "image" else f"{self.kind} {j} of image {b}"
                 warnings.warn(f"foil {name} is also the target ({where}): 'why t rather than t' is zero everywhere; "
-                              "explain other targets to avoid it", ClassContrastWarning, stacklevel=4)
+                              "explain other targets to avoid it", ClassContrastWarning, stacklevel=5)
 
 
 UNITS: list[type[Units]] = []

@@ -50,6 +50,11 @@ class ImageUnits(Units):
         tr = t[rows]
         return torch.stack([c.grad(y, tr[:, j]) for c in cs for j in range(t.shape[1])])
 
+    def objectives(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor, rows: Tensor, n_images: int) -> Tensor:
+        cs = [c.select(rows, n_images) for c in contrasts]
+        tr = t[rows]
+        return torch.stack([c.score(y, tr[:, j]) for c in cs for j in range(t.shape[1])])
+
     def selected(self) -> Tensor | None:
         return self.spec.selected(self.y, self.t, self.head) if isinstance(self.spec, Threshold) else None
 

@@ -135,8 +135,9 @@ class ObjectUnits(Units):
 
     # -- the rows ------------------------------------------------------------------------------------
 
-    refusal = ("the sampling methods (Integrated Gradients, SmoothGrad) are not available for torchvision "
-               "detectors: their proposals move with the input; use a single-pass method")
+    refusal = ("the sampling and perturbation methods (Integrated Gradients, SmoothGrad, occlusion, RISE, ScoreCAM...) "
+               "are not available for torchvision detectors: their proposals move with the input; use a single-pass "
+               "gradient method")
 
     def watch(self, net: nn.Module, stack: ExitStack) -> None:
         self.got = capture(net, stack) if self.torchvision else None
@@ -243,6 +244,14 @@ class ObjectUnits(Units):
                 g[:, j] = here.grad(y[:, j], t[rows, j]) * self._selected[rows, j, None].to(y.dtype)
                 out.append(g)
         return torch.stack(out)
+
+    def objectives(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor, rows: Tensor, n_images: int) -> Tensor:
+        """(M·K, B'): each object's contrast on its own row of each input (a DETR query keeps its index: the object
+        is followed as the query that reported it); 0 for fillers."""
+        assert self._selected is not None
+        keep = self._selected[rows].to(y.dtype)
+        return torch.stack([c.select(rows, n_images).score(y[:, j], t[rows, j]) * keep[:, j]
+                            for c in contrasts for j in range(y.shape[1])])
 
     def selected(self) -> Tensor | None:
         return self._selected

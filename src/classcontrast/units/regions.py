@@ -132,7 +132,7 @@ class RegionUnits(Units):
                 classes = count(int(found[fewest]), "predicted class", "predicted classes")
                 warnings.warn(f"Region.all({spec.k}): image {fewest} has only {classes}: its other regions are "
                               "empty, zero maps marked as fillers (Explanation.selected) and left out of figures",
-                              ClassContrastWarning, stacklevel=4)
+                              ClassContrastWarning, stacklevel=5)
             t = counts.topk(k, dim=1).indices  # largest first; classes not present are fillers (empty masks)
             self._selected = torch.arange(k, device=y.device)[None] < found[:, None]
             masks = predicted[:, None] == t.reshape(b, k, *([1] * len(spatial)))
@@ -154,7 +154,7 @@ class RegionUnits(Units):
                 i, j = (int(v) for v in empty[0])
                 name = self.categories[ts[j]] if self.categories is not None else str(ts[j])
                 warnings.warn(f"the region of class {name!r} has no pixels in image {i}: its maps are zero",
-                              ClassContrastWarning, stacklevel=4)
+                              ClassContrastWarning, stacklevel=5)
         self.masks = masks.to(device=y.device, dtype=y.dtype)
         return t.to(y.device).contiguous()
 
@@ -185,6 +185,18 @@ class RegionUnits(Units):
                     g = contrast.select(image_of, n_images).grad(pixels, t[image_of, j]) * weight[:, None]
                     out[m * k + j, idx // n, :, idx % n] = g
         return out.reshape(len(out), *y.shape)
+
+    def objectives(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor, rows: Tensor, n_images: int) -> Tensor:
+        """(M·K, B'): each region's objective on each input, the sum over its pixels of the pixel's contrast."""
+        n = y[0, 0].numel()
+        k = t.shape[1]
+        out = y.new_zeros(len(contrasts) * k, y.shape[0])
+        for j, (idx, pixels, image_of, weight) in enumerate(self._inside(y, rows)):
+            if len(idx):
+                for m, contrast in enumerate(contrasts):
+                    score = contrast.select(image_of, n_images).score(pixels, t[image_of, j]) * weight
+                    out[m * k + j].index_add_(0, idx // n, score.to(out.dtype))
+        return out
 
     def basis(self, cotangents: Tensor) -> tuple[Tensor, Tensor] | None:
         return None  # one cotangent per pixel and unit: no shared basis worth the SVD

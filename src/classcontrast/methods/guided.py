@@ -1,0 +1,128 @@
+r"""Guided Backpropagation and Guided GradCAM, with every contrast.
+
+Guided Backpropagation (Springenberg et al. 2015) back-propagates through every ``nn.ReLU`` module only the
+positive part of the gradient it receives: the ReLU's gradient becomes $\mathrm{ReLU}(g)\cdot[x>0]$ (Captum's
+``GuidedBackprop``: its hook rectifies the ReLU's input gradient, the same thing). ReLUs written as functions
+(``F.relu``) are not modules and keep their ordinary gradient, as in Captum. Rectifying the gradient is not
+linear in it: every objective is back-propagated on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..spatial import resize
+from .base import InputMethod, Pass, Recording
+from .cam import LayerMethod, gradcam_map
+
+
+class _Rectified(torch.autograd.Function):
+    """The identity forward; backward passes only the positive part of the gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        return grad.clamp_min(0)
+
+
+def guide_relus(model: nn.Module, state: dict[str, Any], stack: ExitStack) -> None:
+    """Hooks (removed when ``stack`` closes) making every ``nn.ReLU`` of ``model`` guided in the backward pass,
+    unless ``state["guided"]`` is False when its forward runs."""
+
+    def hook(module: nn.Module, args: Any, out: Tensor) -> Tensor | None:
+        return _Rectified.apply(out) if state.get("guided", True) else None
+
+    for module in model.modules():
+        if isinstance(module, nn.ReLU):
+            stack.enter_context(module.register_forward_hook(hook))
+
+
+class GuidedBackprop(InputMethod):
+    r"""Guided Backpropagation: $\phi = \partial^{\mathrm{guided}} O/\partial x$, the input gradient with every
+    ``nn.ReLU``'s backward rectified (module docstring), summed over colour channels unless ``keep_channels``.
+    Signed (the first layer's weights give the input gradient both signs)."""
+
+    name = "guided_backprop"
+    batched_vjp = False
+    windows = False  # its hooks act on the model's layers, which a sliding window runs once per window
+
+    def __init__(self, keep_channels: bool = False) -> None:
+        self.keep_channels = keep_channels
+
+    @property
+    def linear(self) -> bool:
+        return False
+
+    def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
+        rec = super().record(model, x, stack)
+        guide_relus(model, rec.state, stack)
+        return rec
+
+    def compute(self, rec: Recording, grads: list[Tensor]) -> Tensor:
+        return self.channels(grads[0])
+
+
+class GuidedGradCAM(LayerMethod):
+    r"""Guided GradCAM (Selvaraju et al. 2017): $\phi = \partial^{\mathrm{guided}} O/\partial x \odot
+    \uparrow\!M_{\mathrm{GradCAM}}$, the guided gradient times the GradCAM map upsampled (linearly) to the input,
+    summed over colour channels unless ``keep_channels``. The GradCAM map is signed unless ``relu=True``
+    (Captum's ``GuidedGradCam`` rectifies it; its default upsampling is nearest).
+
+    Two backward passes per objective, as Captum's: GradCAM from the ordinary gradient at ``layer``, the guided
+    gradient with the ReLUs rectified (a ReLU after the layer would otherwise change GradCAM's gradient too).
+    """
+
+    name = "guided_gradcam"
+    multipass = True
+    batched_vjp = False
+
+    def __init__(self, layer: Any = None, relu: bool = False, keep_channels: bool = False) -> None:
+        super().__init__(layer, relu)
+        self.keep_channels = keep_channels
+
+    @property
+    def linear(self) -> bool:
+        return False
+
+    def options(self) -> dict[str, object]:
+        return {**super().options(), "keep_channels": self.keep_channels}
+
+    def passes(self, x: Tensor) -> Iterator[Pass]:
+        rows = torch.arange(x.shape[0], device=x.device)
+        shared: dict[str, Tensor] = {}  # this call's GradCAM maps, from the first pass to the second
+        yield Pass(x, rows, {"guided": False, "shared": shared})
+        yield Pass(x, rows, {"guided": True, "shared": shared})
+
+    def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
+        rec = super().record(model, x, stack)
+        rec.input = x.detach().requires_grad_(True)
+        guide_relus(model, rec.state, stack)
+        return rec
+
+    def after_forward(self, rec: Recording) -> None:
+        if rec.state["guided"]:
+            rec.tensors = [rec.input]
+        else:
+            super().after_forward(rec)
+
+    def compute(self, rec: Recording, grads: list[Tensor]) -> Tensor:
+        x = rec.input
+        if not rec.state["guided"]:
+            cam = gradcam_map(rec.tensors[0].detach(), grads[0])
+            cam = cam.clamp_min(0) if self.relu else cam
+            rec.state["shared"]["cam"] = resize(cam, x.shape[2:])
+            shape = (*cam.shape[:2], *x.shape[1:]) if self.keep_channels else (*cam.shape[:2], *x.shape[2:])
+            return cam.new_zeros(shape)
+        out = grads[0] * rec.state["shared"]["cam"][:, :, None]
+        return out if self.keep_channels else out.sum(2)
+
+
+__all__ = ["GuidedBackprop", "GuidedGradCAM", "guide_relus"]

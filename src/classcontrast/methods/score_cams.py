@@ -1,0 +1,121 @@
+r"""Score-based CAMs (gradient-free): channel weights of a layer's map A (B, K, *s) from the contrast's score of
+perturbed forwards — ScoreCAM (inputs masked by each channel) and AblationCAM (each channel ablated) — every
+contrast and target from the same forwards. ``layer`` and ``relu`` as for GradCAM; maps at the layer's size.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..layers import find_module
+from .base import Pass, Recording, check_internal_batch_size
+from .cam import LayerMethod
+from .perturbation import PerturbationMethod, Score
+
+
+class _ScoreCAM(LayerMethod, PerturbationMethod):
+    """A layer read on the images' own forward, its channels weighted by perturbed forwards."""
+
+    def __init__(self, layer: str | nn.Module | None = None, relu: bool = False,
+                 internal_batch_size: int | None = None) -> None:
+        super().__init__(layer, relu)
+        self.internal_batch_size = check_internal_batch_size(internal_batch_size)
+
+    @property
+    def linear(self) -> bool:
+        return False
+
+    def options(self) -> dict[str, object]:
+        return {**super().options(), "internal_batch_size": self.internal_batch_size}
+
+    def weighted(self, a: Tensor, w: Tensor) -> Tensor:
+        """$\\sum_k w_k A^k$ for weights (R, B, K) -> (R, B, *s), ReLU'd when asked."""
+        m = torch.einsum("rbk,bk...->rb...", w, a)
+        return m.clamp_min(0) if self.relu else m
+
+
+class ScoreCAM(_ScoreCAM):
+    r"""ScoreCAM (Wang et al. 2020) in pytorch-grad-cam's form: each channel $A^k$ upsampled to the input
+    (linearly, ``align_corners=True`` as its ``UpsamplingBilinear2d``), min-max normalised
+    ($(U - \min U)/(\max U - \min U + 10^{-8})$), multiplies the input; $w = \mathrm{softmax}_k\,
+    O(x \odot U^k)$ over the channels; $M = \sum_k w_k A^k$. One forward per channel and image, batched.
+    The softmax makes the weights depend on the objective's scale: a contrast with a small range gives near-uniform
+    weights (the map tends to the channels' sum).
+    """
+
+    name = "scorecam"
+
+    def attribute(self, x: Tensor, rec: Recording, clean: Tensor, score: Score) -> Tensor:
+        a = rec.tensors[0]
+
+        def make(x: Tensor, images: Tensor, which: Tensor) -> Tensor:
+            up = torch.nn.functional.interpolate(a[images, which][:, None], size=x.shape[2:], align_corners=True,
+                                                 mode={1: "linear", 2: "bilinear", 3: "trilinear"}[x.ndim - 2])
+            flat = up.flatten(1)
+            low, high = flat.min(1).values, flat.max(1).values
+            shape = (-1, *([1] * (x.ndim - 1)))
+            up = (up - low.reshape(shape)) / (high - low + 1e-8).reshape(shape)
+            return x[images] * up
+
+        w = torch.softmax(self.sample_scores(x, a.shape[1], make, score), -1)
+        return self.weighted(a, w)
+
+
+class AblationCAM(_ScoreCAM):
+    r"""AblationCAM (Desai & Ramaswamy 2020) in pytorch-grad-cam's form: $w_k = (O(x) - O_{k})/O(x)$, $O_k$ the
+    objective with channel k of the layer set to the ablation value; $M = \sum_k w_k A^k$. One forward per channel.
+
+    The division by the score is the published definition and pytorch-grad-cam's, kept so that the maps are
+    theirs: for a contrast whose objective is negative (``Foil`` against a stronger class, ``max`` for a runner-up)
+    every weight flips sign, and an objective near 0 blows the weights up — prefer ``occlusion`` or ``scorecam`` for
+    contrasts that cross 0. ``ablation``: the value an ablated channel takes; None is pytorch-grad-cam's rule, 0
+    where the image's layer map has minimum 0 (after a ReLU) and that minimum − 10⁷ otherwise (per image; theirs
+    takes the batch's minimum and lowers it at each ablated row).
+    """
+
+    name = "ablationcam"
+
+    def __init__(self, layer: str | nn.Module | None = None, relu: bool = False, ablation: float | None = None,
+                 internal_batch_size: int | None = None) -> None:
+        super().__init__(layer, relu, internal_batch_size)
+        self.ablation = None if ablation is None else float(ablation)
+
+    def options(self) -> dict[str, object]:
+        return {**super().options(), "ablation": self.ablation}
+
+    def perturb(self, model: nn.Module, p: Pass, stack: ExitStack) -> None:
+        module = p.state["module"]
+        value, channel = p.state["value"][p.rows], p.state["samples"]
+
+        def hook(module: nn.Module, args: Any, out: Tensor) -> Tensor:
+            out = out.clone()
+            out[torch.arange(len(channel), device=out.device), channel] = value.to(out.dtype).reshape(
+                -1, *([1] * (out.ndim - 2)))
+            return out
+
+        stack.enter_context(module.register_forward_hook(hook))
+
+    def attribute(self, x: Tensor, rec: Recording, clean: Tensor, score: Score) -> Tensor:
+        a = rec.tensors[0]
+        if self.ablation is None:
+            low = a.flatten(1).min(1).values
+            value = torch.where(low == 0, torch.zeros_like(low), low - 1e7)
+        else:
+            value = a.new_full((a.shape[0],), self.ablation)
+        _, module = find_module(rec.state["model"], rec.layer, x)
+        ablated = self.sample_scores(x, a.shape[1], lambda x, images, which: x[images], score, module=module,
+                                     value=value)
+        w = (clean[..., None] - ablated) / clean[..., None]
+        return self.weighted(a, w)
+
+    def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
+        rec = super().record(model, x, stack)
+        rec.state["model"] = model
+        return rec
+
+
+__all__ = ["AblationCAM", "ScoreCAM"]
