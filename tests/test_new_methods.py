@@ -39,13 +39,14 @@ def test_integrated_gradients_equal_captum_on_real_weights(embedded64: nn.Module
     from captum.attr import IntegratedGradients
 
     target = torch.tensor([967])
-    ours = cc.explain(embedded64, photo64, "integrated_gradients", ["original", "weighted"], target, steps=6,
+    photo = torch.nn.functional.interpolate(photo64, size=112)  # the real weights at a quarter of the pixels
+    ours = cc.explain(embedded64, photo, "integrated_gradients", ["original", "weighted"], target, steps=6,
                       integration=rule, keep_channels=True)
     # Captum's trapezoid weights integrate to (n-1)/n instead of 1 (ours are the composite trapezoid rule)
     scale = 5 / 6 if rule == "riemann_trapezoid" else 1.0
     for contrast in ("original", "weighted"):
         ref = IntegratedGradients(cc.ContrastModel(embedded64, contrast)).attribute(
-            photo64, target=target, n_steps=6, method=rule)
+            photo, target=target, n_steps=6, method=rule)
         # Captum rounds its step sizes (and Riemann points) to float32
         assert relerr(ours[contrast].maps[:, 0] * scale, ref) < 1e-6, (rule, contrast)
 
@@ -161,7 +162,7 @@ def test_smoothgrad_equals_captum_noise_tunnel(embedded64: nn.Module, photo64: t
                                                same_noise: SmoothGrad, squared: bool) -> None:
     from captum.attr import NoiseTunnel, Saliency
 
-    x = torch.nn.functional.interpolate(photo64, size=96)
+    x = torch.nn.functional.interpolate(photo64, size=64)
     same_noise.state["x"] = x  # type: ignore[attr-defined]
     same_noise.squared = squared
     for contrast in ("original", "weighted"):
@@ -231,9 +232,10 @@ def test_lrp_equals_zennit_on_torchvision_nets(arch: str, composite: str) -> Non
 def test_lrp_equals_zennit_on_the_embedded_model(embedded64: nn.Module, photo64: torch.Tensor) -> None:
     from zennit.canonizers import SequentialMergeBatchNorm
 
+    photo = torch.nn.functional.interpolate(photo64, size=112)  # the real weights at a quarter of the pixels
     for contrast in ("original", "weighted", "probability"):
-        ex = cc.explain(embedded64, photo64, "lrp", contrast, [967], keep_channels=True)
-        ref = _zennit(embedded64, photo64, contrast, [967], "epsilon_plus_flat", [SequentialMergeBatchNorm()])
+        ex = cc.explain(embedded64, photo, "lrp", contrast, [967], keep_channels=True)
+        ref = _zennit(embedded64, photo, contrast, [967], "epsilon_plus_flat", [SequentialMergeBatchNorm()])
         assert relerr(ex.maps[:, 0], ref) < 1e-12, contrast
 
 

@@ -26,7 +26,8 @@ evaluate_app = typer.Typer(help="The paper's experiments: perturbation, masking,
 DATA = typer.Option(None, "--data", help="Class folders, a flat folder, imagenet:ROOT, cub200:ROOT, food101:ROOT. "
                     "Default: the bundled photos")
 MODEL = typer.Option("efficientnet_lite0",
-                     help="efficientnet_lite0 | torchvision:<arch> | timm:<arch> | hf:<hub id or folder>")
+                     help="efficientnet_lite0 (or _lite1, _lite2: embedded) | torchvision:<arch> | timm:<arch> | "
+                     "hf:<hub id or folder>")
 WEIGHTS = typer.Option("DEFAULT", help="DEFAULT (pretrained), none (random) or a state-dict path")
 NUM_CLASSES = typer.Option(None, help="Class count of a checkpoint with a new head")
 LIMIT = typer.Option(None, help="Use at most N samples")

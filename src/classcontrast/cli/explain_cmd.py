@@ -28,7 +28,8 @@ def explain_command(
     images: list[Path] = typer.Argument(None, help="Image files or folders, video clips (.mp4, ... with a video "
                                         "model), NIfTI volumes (.nii.gz). None: the bundled cat photo."),
     model: str = typer.Option("efficientnet_lite0",
-                              help="efficientnet_lite0 | torchvision:<arch> | timm:<arch> | hf:<hub id or folder> | "
+                              help="efficientnet_lite0 (or _lite1, _lite2: embedded) | torchvision:<arch> | "
+                              "timm:<arch> | hf:<hub id or folder> | "
                               "monai:<network>"),
     weights: str = typer.Option("DEFAULT", help="DEFAULT (pretrained), none (random) or a state-dict path"),
     num_classes: int = typer.Option(None, help="Class count of a checkpoint with a new head"),

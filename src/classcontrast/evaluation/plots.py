@@ -53,6 +53,35 @@ def perturbation_chart(records: list[dict[str, Any]], path: Path, title: str = "
     return path
 
 
+def networks_chart(records: dict[str, list[dict[str, Any]]], path: Path, epsilon: float, steps: int) -> Path:
+    """The study's multi-network figure: Δ accuracy, Δ y_t and Δ p_t (three panels) per contrast (bars) and network
+    (groups) at one ε and iteration count."""
+    networks = list(records)
+    contrasts = list(dict.fromkeys(r["contrast"] for rs in records.values() for r in rs))
+    fig = Figure(figsize=(11, 3.6))
+    axes = fig.subplots(1, 3)
+    width = 0.8 / max(len(contrasts), 1)
+    for ax, (key, label) in zip(axes, (("delta_accuracy", "Δ accuracy"), ("delta_logit", "Δ y_t"),
+                                       ("delta_probability", "Δ p_t")), strict=True):
+        for ci, c in enumerate(contrasts):
+            values = [next((r[key] for r in records[n] if r["contrast"] == c and r["epsilon"] == epsilon
+                            and r["steps"] == steps), np.nan) for n in networks]
+            ax.bar(np.arange(len(networks)) + (ci - (len(contrasts) - 1) / 2) * width, values, width,
+                   color=_CONTRAST_COLOURS[ci % len(_CONTRAST_COLOURS)], label=c)
+        ax.axhline(0, color="black", lw=0.6)
+        ax.set_xticks(np.arange(len(networks)), [n.replace("efficientnet_", "") for n in networks], fontsize=8)
+        ax.set_title(label, fontsize=9)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"ε = {epsilon:g}, {steps} iteration{'s' if steps != 1 else ''}", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150, bbox_inches="tight")
+    return path
+
+
+_CONTRAST_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")
+
+
 def norm_logit_chart(logits: np.ndarray, norms: np.ndarray, ids: np.ndarray, coeffs: np.ndarray, path: Path) -> Path:
     """Scatter of ‖∇_x y_t‖ against y_t coloured by image, with the quadratic fit in red."""
     fig = Figure(figsize=(6, 4))

@@ -1,6 +1,7 @@
-"""EfficientNet-Lite0, written out with the module names of timm's ``tf_efficientnet_lite0``.
+"""EfficientNet-Lite0, -Lite1 and -Lite2, written out with the module names of timm's ``tf_efficientnet_lite*``.
 
-The embedded default model. timm builds the same network, but importing timm (and the torchvision
+Lite0 is the embedded default model; Lite1 and Lite2 are the same family scaled (wider and deeper, larger
+inputs). timm builds the same network, but importing timm (and the torchvision
 it imports) costs about two seconds before any work; this file imports torch only, so
 ``classcontrast explain photo.jpg`` starts at once. The state dict has timm's keys and shapes, and
 the test suite checks that this network and timm's compute the same logits.
@@ -19,6 +20,24 @@ from torch import Tensor, nn
 # (block kind, repeats, kernel, stride, expansion, output channels) per stage
 STAGES = (("ds", 1, 3, 1, 1, 16), ("ir", 2, 3, 2, 6, 24), ("ir", 2, 5, 2, 6, 40), ("ir", 3, 3, 2, 6, 80),
           ("ir", 3, 5, 1, 6, 112), ("ir", 4, 5, 2, 6, 192), ("ir", 1, 3, 1, 6, 320))
+# name -> (width multiplier, depth multiplier, input size): timm's tf_efficientnet_lite0/1/2; images are resized
+# to size × 256/224 and centre-cropped (bicubic), as for Lite0
+VARIANTS = {"efficientnet_lite0": (1.0, 1.0, 224), "efficientnet_lite1": (1.0, 1.1, 240),
+            "efficientnet_lite2": (1.1, 1.2, 260)}
+
+
+def _channels(channels: int, width: float) -> int:
+    """timm's ``round_channels``: ``channels × width`` to a multiple of 8, never more than 10% below it."""
+    if width == 1.0:
+        return channels
+    value = channels * width
+    rounded = max(8, int(value + 4) // 8 * 8)
+    return rounded + 8 if rounded < 0.9 * value else rounded
+
+
+def _repeats(stage: int, repeats: int, depth: float) -> int:
+    """Blocks of a stage: ``⌈repeats × depth⌉``, the first and last stage kept (the Lite models' fixed ends)."""
+    return repeats if stage in (0, len(STAGES) - 1) else math.ceil(repeats * depth)
 
 
 def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> int:
@@ -95,17 +114,19 @@ class InvertedResidual(nn.Module):
         return self.drop_path(out) + x if self.has_skip else out
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 for ImageNet (1000 classes), 224×224 inputs normalised with mean = std = 0.5."""
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite for ImageNet (1000 classes), inputs normalised with mean = std = 0.5: channels scaled by
+    ``width`` and blocks by ``depth`` (Lite0: 1, 1; Lite1: 1, 1.1; Lite2: 1.1, 1.2), stem and head fixed."""
 
-    def __init__(self, num_classes: int = 1000) -> None:
+    def __init__(self, num_classes: int = 1000, width: float = 1.0, depth: float = 1.0) -> None:
         super().__init__()
         self.conv_stem = _conv(3, 32, 3, 2)
         self.bn1 = BatchNormAct2d(32)
         stages, cin = [], 32
-        for kind, repeats, kernel, stride, expansion, cout in STAGES:
+        for index, (kind, repeats, kernel, stride, expansion, cout) in enumerate(STAGES):
             blocks: list[nn.Module] = []
-            for i in range(repeats):
+            cout = _channels(cout, width)
+            for i in range(_repeats(index, repeats, depth)):
                 s = stride if i == 0 else 1
                 blocks.append(DepthwiseSeparableConv(cin, cout, kernel, s) if kind == "ds"
                               else InvertedResidual(cin, cout, kernel, s, expansion))
@@ -121,3 +142,10 @@ class EfficientNetLite0(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.bn2(self.conv_head(self.blocks(self.bn1(self.conv_stem(x)))))
         return self.classifier(self.global_pool(x).flatten(1))
+
+
+class EfficientNetLite0(EfficientNetLite):
+    """EfficientNet-Lite0 (the embedded default), 224×224 inputs."""
+
+    def __init__(self, num_classes: int = 1000) -> None:
+        super().__init__(num_classes)

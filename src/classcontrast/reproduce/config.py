@@ -8,7 +8,7 @@ batch_size = 16
 seed = 0
 
 [[experiment]]
-kind = "perturbation"       # perturbation | masking | figures | norm_logit | faithfulness
+kind = "perturbation"       # perturbation | masking | figures | norm_logit | faithfulness | networks
 name = "resnet18"           # output sub-folder (default: kind-model)
 model = "torchvision:resnet18"
 weights = "DEFAULT"         # or none, or a state-dict path; num_classes = 200 for a new head
@@ -35,7 +35,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-KINDS = {"perturbation", "masking", "figures", "norm_logit", "faithfulness"}
+KINDS = {"perturbation", "masking", "figures", "norm_logit", "faithfulness", "networks"}
 COMMON = {"kind", "name", "model", "weights", "num_classes", "data", "limit", "batch_size", "seed", "device",
           "preprocess"}
 OPTIONS = {
@@ -43,6 +43,7 @@ OPTIONS = {
     "masking": {"methods", "baselines", "modes", "rule", "threshold", "below", "sigma", "layer"},
     "figures": {"methods", "layer", "threshold", "images"},
     "norm_logit": set(),
+    "networks": {"models", "contrasts", "epsilons", "steps"},
     "faithfulness": {"methods", "contrasts", "baselines", "scores", "fractions", "layer", "road_noise",
                      "method_options"},
 }
@@ -111,7 +112,7 @@ TYPES: dict[str, Check] = {
         _number(0, open_low=True)(x) is None for x in v) else "", what="a positive number or [LO, HI]"),
     "layer": _either(_text, _integer(), what="a layer name or a block index"), "images": _integer(1),
     "scores": _list(_text, "names"), "fractions": _list(_number(0, 1, open_low=True), "numbers in (0, 1]"),
-    "road_noise": _number(0),
+    "road_noise": _number(0), "models": _list(_text, "model names"),
 }
 
 

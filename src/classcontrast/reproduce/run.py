@@ -4,6 +4,7 @@ then one report placing our numbers beside the study's."""
 from __future__ import annotations
 
 import json
+import math
 import platform
 import sys
 from collections.abc import Callable
@@ -42,6 +43,8 @@ def _fmt(v: float) -> str:
 def run_experiment(exp: Experiment, out: Path, shard: Dist, progress: Progress | None) -> list[Block]:
     """Run one experiment into ``out / exp.name`` and return its report blocks (on the main rank)."""
     where = out / exp.name
+    if exp.kind == "networks":
+        return run_networks(exp, where, shard, progress)
     bundle = set_preprocess(load_model(exp.model, weights=exp.weights, num_classes=exp.num_classes,
                                        device=exp.device), exp.preprocess)
     source = open_source(exp.data, bundle.categories).select(limit=exp.limit, seed=exp.seed)
@@ -127,6 +130,64 @@ def run_experiment(exp: Experiment, out: Path, shard: Dist, progress: Progress |
             blocks += [Block("p", caption), Block("table", rows)]
         blocks += [Block("image", p) for p in paths if p.suffix == ".png"]
     return blocks
+
+
+NETWORKS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+
+
+def run_networks(exp: Experiment, where: Path, shard: Dist, progress: Progress | None) -> list[Block]:
+    """The §5.1 grid (contrasts × ε × steps) on several networks (``models``, default the three embedded
+    EfficientNet-Lites), each resumable in its own folder, then the study's multi-network figure and one table.
+    The grid's time is estimated (one timed gradient step per network) and printed before it starts."""
+    from ..evaluation.perturbation import CONTRASTS, EPSILONS, STEPS
+    from ..evaluation.plots import networks_chart
+
+    o = exp.options
+    models = o.get("models", NETWORKS)
+    grid = (o.get("contrasts", CONTRASTS), o.get("epsilons", EPSILONS), o.get("steps", STEPS))
+    bundles = [set_preprocess(load_model(m, weights=exp.weights, num_classes=exp.num_classes, device=exp.device),
+                              exp.preprocess) for m in models]
+    source = open_source(exp.data, bundles[0].categories).select(limit=exp.limit, seed=exp.seed)
+    if shard.main:
+        batch = min(exp.batch_size, len(source))
+        seconds = sum(_step_seconds(b, exp.device, batch) for b in bundles) * math.ceil(len(source) / batch)
+        passes = len(grid[0]) * len(grid[1]) * (sum(grid[2]) + 1)
+        print(f"{exp.name}: {len(models)} networks × {count(len(source), 'image')} × {len(grid[0])} contrasts × "
+              f"{len(grid[1])} ε × steps {list(grid[2])}: about {seconds * passes / 60:.1f} min here", flush=True)
+    records: dict[str, list[dict[str, Any]]] = {}
+    for name, bundle in zip(models, bundles, strict=True):
+        tick = progress(f"{exp.name} {name}", len(source)) if progress and shard.main else None
+        records[name] = run_perturbation(bundle, source, *grid, exp.batch_size, exp.device,
+                                         where / name.replace(":", "_") / "perturbation_samples.jsonl", tick, shard)
+    if not shard.main:
+        return []
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "networks.json").write_text(json.dumps(records, indent=2))
+    rows = [["network", "contrast", "ε", "steps", "n", "clean acc", "Δacc", "Δp_t", "Δy_t"]]
+    rows += [[name, r["contrast"], f"{r['epsilon']:g}", str(r["steps"]), str(r["n"]), f"{r['clean_accuracy']:.3f}",
+              _fmt(r["delta_accuracy"]), _fmt(r["delta_probability"]), _fmt(r["delta_logit"])]
+             for name, rs in records.items() for r in rs]
+    figures = [networks_chart(records, where / f"networks_eps{e:g}_steps{n}.png", e, n)
+               for e in grid[1] for n in grid[2]]
+    return [Block("h2", f"networks: {exp.name}"),
+            Block("p", f"{', '.join(models)} on {source.description}: {count(len(source), 'sample')}; labels from "
+                       f"{source.labels_from}."), Block("table", rows), *[Block("image", f) for f in figures]]
+
+
+def _step_seconds(bundle: Any, device: str, batch: int) -> float:
+    """Seconds of one gradient step (forward and backward) of a batch through ``bundle``, measured once."""
+    import time
+
+    from ..evaluation.perturbation import perturb
+
+    size = bundle.preprocess.crop or 224
+    x = torch.rand(batch, 3, size, size, device=device)
+    model = bundle.pixel_model()
+    labels = torch.zeros(batch, dtype=torch.long, device=device)
+    perturb(model, x[:1], labels[:1], "weighted", 1e-3, 1)  # warm-up
+    start = time.perf_counter()
+    perturb(model, x, labels, "weighted", 1e-3, 1)
+    return time.perf_counter() - start
 
 
 def _sigma(value: Any) -> float | tuple[float, float]:
