@@ -97,3 +97,15 @@ def contrast_slow(phi: Tensor, y: Tensor, t: int, kind: str, foil: int | None = 
 def relerr(a: Tensor, b: Tensor) -> float:
     """max |a − b| relative to max |b|."""
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-300))
+
+
+def randomize_state(model: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Every floating-point tensor of the state dict drawn at random (running variances in [0.5, 1.5), the rest
+    N(0, 0.2²)): a network whose outputs depend on every weight, for architecture comparisons."""
+    with torch.no_grad():
+        for key, t in model.state_dict().items():
+            if t.is_floating_point():
+                t.copy_(torch.rand(t.shape, generator=generator, dtype=t.dtype) + 0.5 if "running_var" in key
+                        else torch.randn(t.shape, generator=generator, dtype=t.dtype) * 0.2)
+    return model
+

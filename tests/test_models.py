@@ -120,14 +120,10 @@ def test_embedded_network_computes_what_timm_computes() -> None:
     import timm
 
     from classcontrast.models.lite0 import EfficientNetLite0
+    from tests.reference import randomize_state
 
-    ref = timm.create_model("tf_efficientnet_lite0", pretrained=False).double().eval()
     g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, t in ref.state_dict().items():
-            if t.is_floating_point():
-                t.copy_(torch.rand(t.shape, generator=g, dtype=t.dtype) + 0.5 if "running_var" in name
-                        else torch.randn(t.shape, generator=g, dtype=t.dtype) * 0.2)
+    ref = randomize_state(timm.create_model("tf_efficientnet_lite0", pretrained=False).double().eval(), g)
     ours = EfficientNetLite0().double().eval()
     assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in ref.state_dict().items()]
     ours.load_state_dict(ref.state_dict())

@@ -32,14 +32,10 @@ def test_the_scaled_lites_compute_what_timm_computes(name: str, timm_name: str) 
     import timm
 
     from classcontrast.models.lite0 import VARIANTS, EfficientNetLite
+    from tests.reference import randomize_state
 
-    ref = timm.create_model(timm_name, pretrained=False).double().eval()
     g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for key, t in ref.state_dict().items():
-            if t.is_floating_point():
-                t.copy_(torch.rand(t.shape, generator=g, dtype=t.dtype) + 0.5 if "running_var" in key
-                        else torch.randn(t.shape, generator=g, dtype=t.dtype) * 0.2)
+    ref = randomize_state(timm.create_model(timm_name, pretrained=False).double().eval(), g)
     width, depth, _ = VARIANTS[name]
     ours = EfficientNetLite(1000, width, depth).double().eval()
     assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in ref.state_dict().items()]

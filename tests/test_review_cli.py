@@ -12,15 +12,7 @@ import pytest
 import torch
 
 import classcontrast as cc
-from classcontrast.cli.main import main
-
-
-def run(argv: list[str]) -> int:
-    try:
-        main(argv)
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
+from tests.test_cli import run
 
 
 def page_data(path: Path) -> dict:

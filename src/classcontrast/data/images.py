@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -87,26 +87,32 @@ def excluded(path: Path, exclude: Iterable[os.PathLike[str] | str]) -> bool:
     return False
 
 
-def list_images(paths: Iterable[str | os.PathLike[str]], allow_empty: bool = False,
-                exclude: Iterable[os.PathLike[str] | str] = ()) -> list[Path]:
-    """Expand files and folders (recursively, sorted) into image files; folders skip non-images and
-    anything inside ``exclude``. A folder without images is an error unless ``allow_empty`` (e.g. a
-    class with no validation images)."""
-    exclude = list(exclude)
+def expand(paths: Iterable[str | os.PathLike[str]], keep: Callable[[Path], bool], empty: str | None) -> list[Path]:
+    """Files as given, and folders expanded (recursively, sorted) into the files ``keep`` takes; a folder with none
+    is the one-line error ``empty`` (its ``{}`` the folder), or allowed when ``empty`` is None."""
     out: list[Path] = []
     for path in paths:
         p = Path(path)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-                           and not (exclude and excluded(f, exclude)))
-            if not found and not allow_empty:
-                raise ClassContrastError(f"no images found in folder {p}")
+            found = sorted(f for f in p.rglob("*") if f.is_file() and keep(f))
+            if not found and empty is not None:
+                raise ClassContrastError(empty.format(p))
             out.extend(found)
         elif p.exists():
             out.append(p)
         else:
             raise ClassContrastError(f"no such file or folder: {p}")
     return out
+
+
+def list_images(paths: Iterable[str | os.PathLike[str]], allow_empty: bool = False,
+                exclude: Iterable[os.PathLike[str] | str] = ()) -> list[Path]:
+    """Expand files and folders (recursively, sorted) into image files; folders skip non-images and
+    anything inside ``exclude``. A folder without images is an error unless ``allow_empty`` (e.g. a
+    class with no validation images)."""
+    exclude = list(exclude)
+    return expand(paths, lambda f: f.suffix.lower() in IMAGE_SUFFIXES and not (exclude and excluded(f, exclude)),
+                  None if allow_empty else "no images found in folder {}")
 
 
 def load_images(paths: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, Image.Image]]:

@@ -6,8 +6,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import ClassContrastError
-from .images import IMAGE_SUFFIXES
+from .images import IMAGE_SUFFIXES, expand
 from .video import VIDEO_SUFFIXES
 from .volume import is_volume
 
@@ -21,19 +20,7 @@ def is_input(path: Path) -> bool:
 def list_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """Files as given, and folders expanded (recursively, sorted) into the images, clips and volumes they hold;
     a folder with none is an error."""
-    out: list[Path] = []
-    for path in paths:
-        p = Path(path)
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and is_input(f))
-            if not found:
-                raise ClassContrastError(f"no images found in folder {p} (nor video clips or NIfTI volumes)")
-            out.extend(found)
-        elif p.exists():
-            out.append(p)
-        else:
-            raise ClassContrastError(f"no such file or folder: {p}")
-    return out
+    return expand(paths, is_input, "no images found in folder {} (nor video clips or NIfTI volumes)")
 
 
 __all__ = ["is_input", "list_inputs"]
