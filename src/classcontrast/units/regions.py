@@ -174,17 +174,19 @@ class RegionUnits(Units):
     def cotangents(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor, rows: Tensor, n_images: int) -> Tensor:
         """(M·K, B', C, *S): for contrast m and region k, each pixel's contrast gradient inside the region
         (rows: the image of each of the B' inputs, for the multi-pass methods). Computed on the region's
-        pixels only (0 elsewhere), laid out as the logits (no copy to make)."""
+        pixels only (0 elsewhere), laid out as the logits (no copy to make), written for every contrast at once."""
         b, c = y.shape[:2]
         n = y[0, 0].numel()
         k = t.shape[1]
-        out = y.new_zeros(len(contrasts) * k, b, c, n)
+        out = y.new_zeros(len(contrasts), k, b * c * n)
+        channels = torch.arange(c, device=y.device) * n
         for j, (idx, pixels, image_of, weight) in enumerate(self._inside(y, rows)):
             if len(idx):
-                for m, contrast in enumerate(contrasts):
-                    g = contrast.select(image_of, n_images).grad(pixels, t[image_of, j]) * weight[:, None]
-                    out[m * k + j, idx // n, :, idx % n] = g
-        return out.reshape(len(out), *y.shape)
+                g = torch.stack([contrast.select(image_of, n_images).grad(pixels, t[image_of, j]) * weight[:, None]
+                                 for contrast in contrasts])  # (M, N, C)
+                flat = ((idx // n) * (c * n) + idx % n)[:, None] + channels  # each pixel's C places in (B', C, n)
+                out[:, j, flat.reshape(-1)] = g.reshape(len(contrasts), -1)
+        return out.reshape(len(contrasts) * k, *y.shape)
 
     def objectives(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor, rows: Tensor, n_images: int) -> Tensor:
         """(M·K, B'): each region's objective on each input, the sum over its pixels of the pixel's contrast."""
