@@ -44,12 +44,13 @@ ALL = [*GRAD_CAMS, "guided_backprop", "guided_gradcam", *SCORE_CAMS, "occlusion"
        "rise"]
 
 
-def load(name: str, device: torch.device) -> tuple[torch.nn.Module, str]:
-    """A model (random weights, or the embedded one) and its last spatial layer."""
+def load(name: str, device: torch.device) -> tuple[torch.nn.Module, str, str]:
+    """A model (random weights, or the embedded one), its last spatial layer and the score-based CAMs' layer (a
+    narrower one: they run one forward per channel)."""
     if name == "efficientnet_lite0":
-        return cc.load_model(name).model.to(device), "bn2"
+        return cc.load_model(name).model.to(device), "bn2", "blocks.2"
     torch.manual_seed(0)
-    return torchvision.models.get_model(name).eval().to(device), "layer4"
+    return torchvision.models.get_model(name).eval().to(device), "layer4", "layer1"
 
 
 def perturbed_forwards(model: torch.nn.Module, x: torch.Tensor, count: int, batch: int) -> Callable[[], None]:
@@ -71,8 +72,11 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--methods", nargs="+", default=ALL)
-    ap.add_argument("--score-layer", default=None, help="the layer of ScoreCAM / AblationCAM (default: the last; "
-                    "a narrower one is faster: one forward per channel)")
+    ap.add_argument("--score-layer", default=None, help="the layer of ScoreCAM / AblationCAM (default: layer1 of a "
+                    "ResNet, blocks.2 of the embedded model: one forward per channel)")
+    ap.add_argument("--samples", type=int, default=64, help="KernelSHAP coalitions and RISE masks")
+    ap.add_argument("--time-twelve-peer-calls", action="store_true", help="time the peers' 12 calls (default: 12 × "
+                    "one call, which they are: one target and one contrast per call)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -80,13 +84,13 @@ def main() -> None:
           f"batch {args.batch}")
     rows = []
     for name in args.models:
-        model, layer = load(name, device)
+        model, layer, narrow = load(name, device)
         x = torch.randn(args.batch, 3, args.size, args.size, device=device)
         with torch.no_grad():
             y = model(x)
         t, top = y.argmax(1), y.topk(3, 1).indices
         for method in args.methods:
-            rows.append(measure(model, name, layer, x, t, top, method, args, device))
+            rows.append(measure(model, name, layer, args.score_layer or narrow, x, t, top, method, args, device))
     print("\n| model | method | one map × floor | one map × peer | 12 maps × one map | 12 peer calls ÷ ours |")
     print("|---|---|---|---|---|---|")
     for r in rows:
@@ -96,17 +100,16 @@ def main() -> None:
               f"| {faster} |")
 
 
-def measure(model: torch.nn.Module, name: str, layer: str, x: torch.Tensor, t: torch.Tensor, top: torch.Tensor,
-            method: str, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+def measure(model: torch.nn.Module, name: str, layer: str, score_layer: str, x: torch.Tensor, t: torch.Tensor,
+            top: torch.Tensor, method: str, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """One row: the ratios of ``method`` on ``model``."""
     module = dict(model.named_modules())[layer]
     side = args.size
-    score_layer = args.score_layer or layer
     opts: dict[str, Any] = {
         "occlusion": {"window": side // 4, "stride": side // 8},
         "feature_ablation": {"segments": 50},
-        "kernel_shap": {"segments": 50, "samples": 128},
-        "rise": {"samples": 256},
+        "kernel_shap": {"segments": 50, "samples": args.samples},
+        "rise": {"samples": args.samples},
         "scorecam": {"layer": score_layer}, "ablationcam": {"layer": score_layer},
     }.get(method, {"layer": layer} if method in GRAD_CAMS or method == "guided_gradcam" else {})
     peer_one, peer_twelve, peer = peers(model, x, t, top, method, module, dict(model.named_modules())[score_layer],
@@ -138,9 +141,15 @@ def measure(model: torch.nn.Module, name: str, layer: str, x: torch.Tensor, t: t
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         one_s, floor_ratio, _ = paired(floor, ours_one, device, args.repeats)
-        peer_ratio = paired(peer_one, ours_one, device, args.repeats)[1] if peer_one else float("nan")
+        ours_s, peer_ratio = (paired(peer_one, ours_one, device, args.repeats)[:2] if peer_one
+                              else (float("nan"), float("nan")))
         twelve_s, twelve_ratio, _ = paired(ours_one, ours_twelve, device, args.repeats)
-        peer12 = _time(peer_twelve, device) / twelve_s if peer_twelve else float("nan")
+        if peer_twelve is None:
+            peer12 = float("nan")
+        elif args.time_twelve_peer_calls:
+            peer12 = _time(peer_twelve, device) / twelve_s
+        else:  # the peers' 12 calls are 12 independent one-target calls: 12 × one call (its median above)
+            peer12 = 12 * ours_s / peer_ratio / twelve_s
     print(f"{name} {method:18s} one map {one_s:6.2f} s = ×{floor_ratio:.2f} floor, ×{peer_ratio:.2f} {peer or '-'}; "
           f"12 maps ×{twelve_ratio:.2f} one map, {peer12:.1f}× faster than 12 peer calls", flush=True)
     return {"model": name, "method": method, "floor_ratio": floor_ratio, "peer_ratio": peer_ratio,
