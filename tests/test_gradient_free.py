@@ -18,7 +18,7 @@ captum_attr = pytest.importorskip("captum.attr")
 pgc = pytest.importorskip("pytorch_grad_cam")
 
 T = torch.tensor([0, 5, 2])
-SPECS = {"original": "original", "weighted": "weighted", "foil": cc.Foil(3), "max": "max"}
+SPECS = {"original": "original", "weighted": "weighted", "foil": cc.Foil(3), "max": "max", "finer": "finer"}
 # 9 segments of 4x4 pixels and 4 of 6x6, the same for every image
 SEG9 = (torch.arange(12)[:, None] // 4) * 3 + torch.arange(12)[None] // 4
 SEG4 = (torch.arange(12)[:, None] // 6) * 2 + torch.arange(12)[None] // 6

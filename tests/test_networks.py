@@ -41,7 +41,7 @@ def test_the_scaled_lites_compute_what_timm_computes(name: str, timm_name: str) 
     assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in ref.state_dict().items()]
     assert sum(not k.endswith("num_batches_tracked") for k in ours.state_dict()) == 322
     ours.load_state_dict(ref.state_dict())
-    for h, w in [(64, 64), (97, 131)]:
+    for h, w in [(45, 53)]:
         x = torch.randn(2, 3, h, w, generator=g, dtype=torch.float64)
         with torch.no_grad():
             torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=1e-12)

@@ -81,8 +81,7 @@ class GuidedGradCAM(LayerMethod):
     """
 
     name = "guided_gradcam"
-    multipass = True
-    batched_vjp = False
+    batched_vjp = False  # two passes on the images themselves: the targets come from the first, the map is the second's
 
     def __init__(self, layer: Any = None, relu: bool = False, keep_channels: bool = False) -> None:
         super().__init__(layer, relu)
