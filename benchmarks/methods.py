@@ -105,10 +105,12 @@ def measure(model: torch.nn.Module, name: str, layer: str, score_layer: str, x: 
     """One row: the ratios of ``method`` on ``model``."""
     module = dict(model.named_modules())[layer]
     side = args.size
+    cell = torch.arange(side, device=x.device) * 7 // side
+    grid = cell[:, None] * 7 + cell[None]  # 49 square segments (SLIC finds no superpixels in the noise images)
     opts: dict[str, Any] = {
         "occlusion": {"window": side // 4, "stride": side // 8},
-        "feature_ablation": {"segments": 50},
-        "kernel_shap": {"segments": 50, "samples": args.samples},
+        "feature_ablation": {"segments": grid},
+        "kernel_shap": {"segments": grid, "samples": args.samples},
         "rise": {"samples": args.samples},
         "scorecam": {"layer": score_layer}, "ablationcam": {"layer": score_layer},
     }.get(method, {"layer": layer} if method in GRAD_CAMS or method == "guided_gradcam" else {})
@@ -129,7 +131,7 @@ def measure(model: torch.nn.Module, name: str, layer: str, score_layer: str, x: 
         elif method == "occlusion":  # window positions per side, squared
             count = (-(-(side - opts["window"]) // opts["stride"]) + 1) ** 2
         else:
-            count = opts.get("samples", opts.get("segments", 0))
+            count = opts.get("samples", 49)
         floor = perturbed_forwards(model, x, count, 16)
 
     def ours_one() -> None:
@@ -190,9 +192,7 @@ def peers(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, top: torch.T
                 ca.Occlusion(wrapped).attribute(x, sliding_window_shapes=(3, opts["window"], opts["window"]),
                                                 strides=opts["stride"], target=target, perturbations_per_eval=16)
             elif method in ("feature_ablation", "kernel_shap"):
-                from classcontrast.methods.segments import segments_of
-
-                mask = segments_of(x, opts["segments"])[:, None]
+                mask = opts["segments"].expand(x.shape[0], 1, *opts["segments"].shape)
                 if method == "feature_ablation":
                     ca.FeatureAblation(wrapped).attribute(x, target=target, feature_mask=mask,
                                                           perturbations_per_eval=16)
