@@ -125,39 +125,40 @@ def weighted_objective(logits: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return cc.Weighted().score(logits, t).sum()
 
 
-def floor_layer(model: nn.Module, x: torch.Tensor, t: torch.Tensor, layer: nn.Module, n_maps: int = 1) -> None:
-    """Plain torch: forward with a hook keeping the layer output, then autograd.grad to it."""
+def floor(model: nn.Module, x: torch.Tensor, objective: Any, layer: nn.Module | None) -> None:
+    """Plain torch: forward (a hook keeping the layer's output, the graph starting there: backward stops at it),
+    autograd.grad of ``objective(logits)`` to the layer's output, or to the input when ``layer`` is None."""
     store: list[torch.Tensor] = []
+    handle = None
+    if layer is not None:
+        def hook(m: nn.Module, i: Any, o: torch.Tensor) -> torch.Tensor:
+            store.append(o.detach().requires_grad_())
+            return store[-1]
 
-    def hook(m: nn.Module, i: Any, o: torch.Tensor) -> torch.Tensor:
-        store.append(o.detach().requires_grad_())  # the graph starts at the layer: backward stops there
-        return store[-1]
-
-    h = layer.register_forward_hook(hook)
+        handle = layer.register_forward_hook(hook)
     flags = [p.requires_grad for p in model.parameters()]
     try:
         for p in model.parameters():
             p.requires_grad_(False)
         with torch.enable_grad():
-            out = model(x)
-            torch.autograd.grad(weighted_objective(out, t), store[0])
+            xi = x.detach().requires_grad_(layer is None)
+            out = model(xi)
+            torch.autograd.grad(objective(out), store[0] if layer is not None else xi)
     finally:
-        h.remove()
+        if handle is not None:
+            handle.remove()
         for p, f in zip(model.parameters(), flags, strict=True):
             p.requires_grad_(f)
+
+
+def floor_layer(model: nn.Module, x: torch.Tensor, t: torch.Tensor, layer: nn.Module) -> None:
+    """The floor of a layer method: the weighted objective back-propagated to ``layer``'s output."""
+    floor(model, x, lambda out: weighted_objective(out, t), layer)
 
 
 def floor_input(model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> None:
-    xi = x.detach().requires_grad_(True)
-    flags = [p.requires_grad for p in model.parameters()]
-    try:
-        for p in model.parameters():
-            p.requires_grad_(False)
-        with torch.enable_grad():
-            torch.autograd.grad(weighted_objective(model(xi), t), xi)
-    finally:
-        for p, f in zip(model.parameters(), flags, strict=True):
-            p.requires_grad_(f)
+    """The floor of an input-space method: the weighted objective back-propagated to the input."""
+    floor(model, x, lambda out: weighted_objective(out, t), None)
 
 
 def floor_attention(model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> None:

@@ -15,42 +15,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import classcontrast as cc
-from bench import paired
+from bench import floor, paired
 
 CONTRASTS = ["original", "mean", "max", "weighted"]
-
-
-def floor(model: nn.Module, x: torch.Tensor, objective: Any, layer: nn.Module | None) -> None:
-    """Plain torch: forward (a hook keeping the layer's output, the graph starting there), autograd.grad of
-    the objective to the layer's output, or to the input."""
-    store: list[torch.Tensor] = []
-    handle = None
-    if layer is not None:
-        def hook(m: nn.Module, i: Any, o: torch.Tensor) -> torch.Tensor:
-            store.append(o.detach().requires_grad_())
-            return store[-1]
-
-        handle = layer.register_forward_hook(hook)
-    flags = [p.requires_grad for p in model.parameters()]
-    try:
-        for p in model.parameters():
-            p.requires_grad_(False)
-        with torch.enable_grad():
-            xi = x.detach().requires_grad_(layer is None)
-            out = model(xi)
-            torch.autograd.grad(objective(out), store[0] if layer is not None else xi)
-    finally:
-        if handle is not None:
-            handle.remove()
-        for p, f in zip(model.parameters(), flags, strict=True):
-            p.requires_grad_(f)
 
 
 def main() -> None:

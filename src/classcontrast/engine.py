@@ -226,15 +226,13 @@ def _perturbed(m: Method, run: nn.Module, x: Tensor, units: Units | None, spec: 
     assert isinstance(m, PerturbationMethod)
     n = x.shape[0]
     rows = torch.arange(n, device=x.device)
+    if units is not None and not units.follows_samples:  # only a kind claimed before the forward refuses samples
+        raise ClassContrastError(units.refusal)
     with torch.no_grad():
-        if units is not None and not units.follows_samples:
-            raise ClassContrastError(units.refusal)
         with ExitStack() as hooks:
             rec = _record(m, run, x, hooks)
             units, logits = _outputs(units, run, x, rows, hooks, *spec)
             m.after_forward(rec)
-        if not units.follows_samples:
-            raise ClassContrastError(units.refusal)
         y, t, contrasts = _resolve(units, logits, asked)
         clean = units.objectives(contrasts, logits, t, rows, n)
 

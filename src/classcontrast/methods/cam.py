@@ -41,7 +41,7 @@ class LayerMethod(Method):
         layer = self.layer if self.layer is not None else default_feature_layer(model, x)
         name, module = find_module(model, layer, x)
         recorder = OutputRecorder(module, name, stack)
-        return Recording(input=x, layer=name, state={"recorder": recorder})
+        return Recording(input=x, layer=name, state={"recorder": recorder, "module": module})
 
     def compute(self, rec: Recording, grads: list[Tensor]) -> Tensor:
         a = rec.tensors[0].detach()

@@ -39,6 +39,10 @@ class PerturbationMethod(Method):
     def linear(self) -> bool:
         return False
 
+    def options(self) -> dict[str, Any]:
+        """The settings, a tensor (a baseline, a segment mask) shown by its shape."""
+        return {k: f"tensor{tuple(v.shape)}" if isinstance(v, Tensor) else v for k, v in super().options().items()}
+
     def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
         return Recording(input=x)
 
@@ -144,12 +148,6 @@ class Occlusion(PerturbationMethod):
         self.baseline = check_baseline(baseline)
         self.keep_channels = keep_channels
         self.internal_batch_size = check_internal_batch_size(internal_batch_size)
-
-    def options(self) -> dict[str, Any]:
-        out = super().options()
-        if isinstance(self.baseline, Tensor):
-            out["baseline"] = f"tensor{tuple(self.baseline.shape)}"
-        return out
 
     def _windows(self, x: Tensor) -> list[Tensor]:
         """Per dimension of (C, *S): (positions, size) booleans, which elements each window position covers."""

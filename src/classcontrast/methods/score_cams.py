@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..layers import find_module
+from ..spatial import resize
 from .base import Pass, Recording, check_internal_batch_size
 from .cam import LayerMethod
 from .perturbation import PerturbationMethod, Score
@@ -53,8 +53,7 @@ class ScoreCAM(_ScoreCAM):
         a = rec.tensors[0]
 
         def make(x: Tensor, images: Tensor, which: Tensor) -> Tensor:
-            up = torch.nn.functional.interpolate(a[images, which][:, None], size=x.shape[2:], align_corners=True,
-                                                 mode={1: "linear", 2: "bilinear", 3: "trilinear"}[x.ndim - 2])
+            up = resize(a[images, which][:, None], x.shape[2:], corners=True)
             flat = up.flatten(1)
             low, high = flat.min(1).values, flat.max(1).values
             shape = (-1, *([1] * (x.ndim - 1)))
@@ -106,16 +105,10 @@ class AblationCAM(_ScoreCAM):
             value = torch.where(low == 0, torch.zeros_like(low), low - 1e7)
         else:
             value = a.new_full((a.shape[0],), self.ablation)
-        _, module = find_module(rec.state["model"], rec.layer, x)
-        ablated = self.sample_scores(x, a.shape[1], lambda x, images, which: x[images], score, module=module,
-                                     value=value)
+        ablated = self.sample_scores(x, a.shape[1], lambda x, images, which: x[images], score,
+                                     module=rec.state["module"], value=value)
         w = (clean[..., None] - ablated) / clean[..., None]
         return self.weighted(a, w)
-
-    def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
-        rec = super().record(model, x, stack)
-        rec.state["model"] = model
-        return rec
 
 
 __all__ = ["AblationCAM", "ScoreCAM"]

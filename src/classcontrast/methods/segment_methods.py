@@ -8,7 +8,6 @@ each of its pixels (one value for all channels: the feature is the whole segment
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -37,13 +36,6 @@ class _Segmented(PerturbationMethod):
         self.segments = segments
         self.baseline = check_baseline(baseline)
         self.internal_batch_size = check_internal_batch_size(internal_batch_size)
-
-    def options(self) -> dict[str, Any]:
-        out = super().options()
-        for key in ("segments", "baseline"):
-            if isinstance(out.get(key), Tensor):
-                out[key] = f"tensor{tuple(out[key].shape)}"
-        return out
 
     def switched(self, x: Tensor, seg: Tensor, on: Tensor, images: Tensor) -> Tensor:
         """The rows for ``images`` with segment f kept where ``on[row, f]`` and replaced by the baseline elsewhere."""
