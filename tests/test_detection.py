@@ -165,8 +165,12 @@ def test_faster_rcnn_objects_are_their_proposals_rows() -> None:
             (g,) = torch.autograd.grad(total, leaf, retain_graph=True)
             for i in range(2):
                 torch.testing.assert_close(e.maps[i, j], g[i], rtol=1e-4, atol=1e-6 * float(g[i].abs().max()))
-    with pytest.raises(cc.ClassContrastError, match="proposals move with the input"):
-        cc.explain(model, x, "smoothgrad", "weighted", cc.Detections())
+    # the sampling methods follow each object to its proposal in every sampled input (on the image itself: its own)
+    still = cc.explain(model, x, "smoothgrad", ["weighted", cc.Foil(0)], cc.Detections(top=2, threshold=0.5),
+                       samples=2, sigma=0.0, keep_channels=True)
+    for key in ("weighted", "foil:0"):
+        scale = float(ex[key].maps.abs().max())
+        torch.testing.assert_close(still[key].maps, ex[key].maps, rtol=1e-4, atol=1e-6 * scale)
     gradcam = cc.explain(model, x, "gradcam", "weighted", cc.Detections(top=2))
     assert gradcam.layer.startswith("backbone.") and gradcam.maps.shape == (2, 2, 96, 128)  # an FPN level
 

@@ -10,7 +10,8 @@ $$O_{\text{object}} = O\big(y^{(\text{row})},\ t\big),$$
 
 so "why a dog rather than a cat for box 3" is ``Foil("cat")`` on that object, and ``weighted`` compares
 its class with all the other classes of its own row (for DETR "no object" included, a class a foil may
-name). The maps of K objects × M contrasts come from one forward pass.
+name). The maps of K objects × M contrasts come from one forward pass. The sampling and gradient-free methods
+follow each object to its own row in every other input (`ObjectUnits._follow`).
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ class ObjectUnits(Units):
 
         super().__init__(spec, net, categories, head)
         self.torchvision = is_torchvision_detector(net)
-        self.follows_samples = not self.torchvision  # a torchvision detector's proposals move with the input
         self.got: _Capture | None = None
         self.labels: Tensor | None = None  # (B, K) each object's label (its target)
         if spec is None:
@@ -135,18 +135,16 @@ class ObjectUnits(Units):
 
     # -- the rows ------------------------------------------------------------------------------------
 
-    refusal = ("the sampling and perturbation methods (Integrated Gradients, SmoothGrad, occlusion, RISE, ScoreCAM...) "
-               "are not available for torchvision detectors: their proposals move with the input; use a single-pass "
-               "gradient method")
-
     def watch(self, net: nn.Module, stack: ExitStack) -> None:
         self.got = capture(net, stack) if self.torchvision else None
 
     def logits(self, raw: Any, x: Tensor, rows: Tensor) -> Tensor:
         """(B', K, C') each chosen object's class-logit row (with its graph); the first call chooses the
-        objects on the images themselves, later calls (the sampled inputs of Integrated Gradients and
-        SmoothGrad, ``rows``: the image of each) read the same queries (DETR-style models only)."""
-        if self.got is not None:
+        objects on the images themselves, later calls (the sampled or perturbed inputs of Integrated Gradients,
+        SmoothGrad, occlusion..., ``rows``: the image of each) follow each object (`_follow`)."""
+        if self.got is not None and self.proposal is not None:
+            y = self._follow(self.got, x, rows)
+        elif self.got is not None:
             y, self.labels = self._torchvision(raw, self.got, x)
         else:
             y, _ = self._detr(raw, x, None if self.query is None else rows)
@@ -207,12 +205,9 @@ class ObjectUnits(Units):
     def _torchvision(self, output: Any, got: _Capture, x: Tensor) -> tuple[Tensor, Tensor]:
         if got.head_outputs:
             return self._single_stage(output, got, x)
-        if got.class_logits is None or not got.heads_output:
+        if not got.heads_output:
             raise ClassContrastError(f"{type(self.net).__name__}: its ROI heads did not run (no proposals)")
-        heads = self.net.roi_heads  # type: ignore[union-attr]
-        counts = [len(p) for p in got.proposals]
-        logits = got.class_logits.split(counts)
-        decoded = heads.box_coder.decode(got.box_regression.detach(), got.proposals).split(counts)
+        logits, decoded = self._proposals(got)
 
         per_image: dict[int, tuple[Tensor, Tensor]] = {}  # each image's probabilities and clipped boxes, once
 
@@ -228,6 +223,43 @@ class ObjectUnits(Units):
             return int(found[0])
 
         return self._from_rows(output, self._choose([d["scores"] for d in output]), match, logits, x)
+
+    def _proposals(self, got: _Capture) -> tuple[Sequence[Tensor], Sequence[Tensor]]:
+        """A two-stage detector's proposals, per input: their class logits (with their graph) and their boxes
+        decoded for every class (detached, (N, C·4) in the resized input's pixels)."""
+        if got.class_logits is None or got.box_regression is None:
+            raise ClassContrastError(f"{type(self.net).__name__}: its ROI heads did not run (no proposals)")
+        counts = [len(p) for p in got.proposals]
+        coder = self.net.roi_heads.box_coder  # type: ignore[union-attr]
+        return got.class_logits.split(counts), coder.decode(got.box_regression.detach(), got.proposals).split(counts)
+
+    def _follow(self, got: _Capture, x: Tensor, rows: Tensor) -> Tensor:
+        r"""(B', K, C) each object's row in another forward pass (a sampled or perturbed input of image
+        ``rows[b]``). A single-stage detector's locations (anchors) are fixed by the input's size: the object
+        keeps its location's row, as a DETR object keeps its query. A two-stage detector's proposals move with
+        the input: the object is followed to the proposal whose box, decoded for the object's label, overlaps
+        the object's own box best (highest IoU; the first of equals), the proposal its box regression makes
+        the same object — on the unperturbed image, its own proposal."""
+        assert self.proposal is not None and self.labels is not None and self.boxes is not None
+        if got.head_outputs:
+            logits = got.head_outputs["cls_logits"]  # (B', anchors, C)
+            return logits.gather(1, self.proposal[rows][..., None].expand(-1, -1, logits.shape[-1]))
+        from torchvision.models.detection.transform import resize_boxes
+        from torchvision.ops import box_iou
+
+        logits, decoded = self._proposals(got)
+        out = []
+        for b, i in enumerate(rows.tolist()):
+            if len(logits[b]) == 0:
+                raise ClassContrastError(f"{type(self.net).__name__}: input {b} of a sampled or perturbed batch has "
+                                         "no proposal to follow its objects to")
+            boxes = _clip(decoded[b], got.image_shapes[b])  # (N, C, 4) in the resized input's pixels
+            mine = []
+            for j in range(self.proposal.shape[1]):
+                at = resize_boxes(boxes[:, int(self.labels[i, j])], got.image_shapes[b], tuple(x.shape[-2:]))
+                mine.append(logits[b][box_iou(self.boxes[i, j, None].to(at.dtype), at)[0].argmax()])
+            out.append(torch.stack(mine))
+        return torch.stack(out)
 
     # -- objectives ----------------------------------------------------------------------------------
 
