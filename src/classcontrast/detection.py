@@ -29,19 +29,28 @@ from .errors import ClassContrastError
 class Detections:
     """The objects a detector itself reports, in its own order: those scoring at least ``threshold``,
     the ``top`` best of them when given; or the detections at ``indices`` (their places in the model's
-    own list of detections, whatever their score)."""
+    own list of detections, whatever their score).
+
+    ``threshold`` None is the detector's usual one: 0.5 (torchvision, DETR-style models), 0.25 (Ultralytics
+    YOLO, its predictor's default). ``iou`` and ``max_det`` are the non-maximum suppression an Ultralytics
+    YOLO model's detections are made with (its predictor's 0.7 and 300); other detectors run their own."""
 
     top: int | None = None
-    threshold: float = 0.5
+    threshold: float | None = None
     indices: Sequence[int] | None = None
+    iou: float = 0.7
+    max_det: int = 300
 
     def __post_init__(self) -> None:
         from .targets import fraction, whole
 
         if self.top is not None:
             object.__setattr__(self, "top", whole(self.top, "Detections(top=...)"))
-        object.__setattr__(self, "threshold", fraction(self.threshold, "Detections", 0.0, 1.0, closed=True,
-                                                       name="threshold"))
+        if self.threshold is not None:
+            object.__setattr__(self, "threshold", fraction(self.threshold, "Detections", 0.0, 1.0, closed=True,
+                                                           name="threshold"))
+        object.__setattr__(self, "iou", fraction(self.iou, "Detections", 0.0, 1.0, closed=True, name="iou"))
+        object.__setattr__(self, "max_det", whole(self.max_det, "Detections(max_det=...)"))
         if self.indices is not None:
             if isinstance(self.indices, (str, bytes)) or not isinstance(self.indices, (Sequence, Tensor)):
                 raise ClassContrastError(f"Detections(indices=...) needs a list of detection indices, got "
@@ -68,7 +77,11 @@ def is_single_stage_detector(net: nn.Module) -> bool:
 
 def is_detection_output(output: Any) -> bool:
     """A detector's output: torchvision's list of {boxes, labels, scores}, or a DETR-style object / dict
-    with 3-dimensional ``logits`` (B, queries, C + 1) and ``pred_boxes``."""
+    with 3-dimensional ``logits`` (B, queries, C + 1) and ``pred_boxes``, or an Ultralytics YOLO head's."""
+    from .units.yolo import is_yolo_output
+
+    if is_yolo_output(output):
+        return True
     if isinstance(output, (list, tuple)) and output and isinstance(output[0], dict) and "boxes" in output[0]:
         return True
     logits = output.get("logits") if isinstance(output, dict) else getattr(output, "logits", None)

@@ -27,6 +27,7 @@ from .methods.perturbation import PerturbationMethod
 from .outputs import finite, is_binary
 from .state import frozen_eval
 from .units import Units, claim, from_output
+from .units.yolo import is_yolo
 
 ContrastSpec = str | Contrast
 __all__ = ["check_input", "explain", "low_rank", "unwrap_model", "vjp"]
@@ -35,7 +36,8 @@ __all__ = ["check_input", "explain", "low_rank", "unwrap_model", "vjp"]
 def unwrap_model(model: Any) -> nn.Module:
     """The ``nn.Module`` to explain: inside a [`ModelBundle`][classcontrast.models.bundle.ModelBundle], a
     ``DataParallel`` / ``DistributedDataParallel`` wrapper or a ``torch.compile``'d module (the eager
-    module computes the same function, and its layer names are the ones users know)."""
+    module computes the same function, and its layer names are the ones users know) or Ultralytics' ``YOLO``
+    wrapper (its ``model``)."""
     net = model if isinstance(model, nn.Module) else getattr(model, "model", model)
     if not isinstance(net, nn.Module):
         raise ClassContrastError(f"expected a torch nn.Module or a ModelBundle, got {type(model).__name__}")
@@ -44,6 +46,8 @@ def unwrap_model(model: Any) -> nn.Module:
             net = net.module
         elif type(net).__name__ == "OptimizedModule" and isinstance(getattr(net, "_orig_mod", None), nn.Module):
             net = net._orig_mod
+        elif not is_yolo(net) and is_yolo(getattr(net, "model", None)):  # Ultralytics' YOLO(...): its model
+            net = net.model
         else:
             return net
 
@@ -257,10 +261,10 @@ def _bundle_layer(model: Any, method: str | Method, layer: Any) -> Any:
 
 def _head(model: Any, net: nn.Module, head: str | None) -> str:
     """The call's head: the one given, else a ModelBundle's (a module's ``head`` attribute is its classifier
-    layer), else softmax — sigmoid for torchvision's single-stage detectors (RetinaNet, FCOS)."""
+    layer), else softmax — sigmoid for torchvision's single-stage detectors (RetinaNet, FCOS) and Ultralytics YOLO."""
     if head is None:
         head = "softmax" if isinstance(model, nn.Module) else getattr(model, "head", None) or "softmax"
-        if is_single_stage_detector(net):
+        if is_single_stage_detector(net) or is_yolo(net):
             head = "sigmoid"
     if head not in ("softmax", "sigmoid"):
         raise ClassContrastError(f"head must be 'softmax' or 'sigmoid', got {head!r}")

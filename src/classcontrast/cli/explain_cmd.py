@@ -47,7 +47,8 @@ def explain_command(
                                      "(index or name); default: the --top-k largest predicted regions"),
     detections: int = typer.Option(None, help="Detectors: explain the N best detected objects (scoring at least "
                                    "--min-score)"),
-    min_score: float = typer.Option(0.5, help="Detectors: the score a detection needs to be explained"),
+    min_score: float | None = typer.Option(None, help="Detectors: the score a detection needs to be explained "
+                                           "(default: 0.5; Ultralytics YOLO 0.25, its predictor's)"),
     task: str = typer.Option(None, help="classification | segmentation | detection: what the model does "
                              "(default: read from its output)"),
     foil: str = typer.Option(None, help="Add the contrast 'target rather than FOIL' (index or name)"),
@@ -145,7 +146,8 @@ def explain_command(
                                  "--detections (detectors)")
     if task not in (None, "classification", "segmentation", "detection"):
         raise ClassContrastError(f"unknown --task {task!r}; choose classification, segmentation or detection")
-    check_number(min_score, "--min-score", minimum=0, maximum=1)
+    if min_score is not None:
+        check_number(min_score, "--min-score", minimum=0, maximum=1)
     if detections is not None:
         check_number(detections, "--detections", minimum=1)
     objects = Detections(top=detections or top_k, threshold=min_score) if detections or task == "detection" else None

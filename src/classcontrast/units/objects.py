@@ -36,6 +36,7 @@ class ObjectUnits(Units):
 
     kind = "object"
     order = 10
+    default_threshold = 0.5  # cc.Detections(threshold=None): the score torchvision's and DETR's users keep
 
     @classmethod
     def claims(cls, net: nn.Module) -> bool:
@@ -75,6 +76,7 @@ class ObjectUnits(Units):
             raise ClassContrastError("this model is a detector: its units are the objects it detects "
                                      "(cc.Detections(top=..., threshold=...) or cc.Detections(indices=[...]); "
                                      "--detections N), not regions or classes")
+        threshold = self.default_threshold if spec.threshold is None else spec.threshold
         chosen = []
         for i, s in enumerate(scores):
             if spec.indices is not None:
@@ -85,7 +87,7 @@ class ObjectUnits(Units):
                 chosen.append([int(j) for j in spec.indices])
                 continue
             s = s.detach()
-            keep = [j for j in torch.argsort(s, descending=True, stable=True).tolist() if float(s[j]) >= spec.threshold]
+            keep = [j for j in torch.argsort(s, descending=True, stable=True).tolist() if float(s[j]) >= threshold]
             chosen.append(keep[: spec.top] if spec.top is not None else keep)
         if not any(chosen):
             best = max((float(s.max()) for s in scores if len(s)), default=None)
@@ -94,7 +96,7 @@ class ObjectUnits(Units):
                 raise ClassContrastError(f"the model detected no object in {where}: nothing to explain (a "
                                          "detector with random or unsuited weights detects nothing; check its "
                                          "weights and the image)")
-            raise ClassContrastError(f"no detection scores at least {spec.threshold} (the best scores {best:.3g}): "
+            raise ClassContrastError(f"no detection scores at least {threshold} (the best scores {best:.3g}): "
                                      "lower the threshold (cc.Detections(threshold=...), --min-score on the command "
                                      "line) or name detections by index (cc.Detections(indices=[...]))")
         return chosen

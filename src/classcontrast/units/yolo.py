@@ -1,0 +1,146 @@
+r"""Ultralytics YOLO's detected objects as the explained units.
+
+An Ultralytics detection model (``YOLO(...).model``: a ``DetectionModel`` or ``SegmentationModel``, YOLOv8 /
+YOLO11-style anchor-free heads) scores every anchor point with its own row of class logits ``scores``
+(B, C, anchors), each class its own sigmoid decision. Its detections are Ultralytics' own
+``non_max_suppression`` of the decoded output (confidence ``threshold``, IoU ``iou``, at most ``max_det`` per
+image: the predictor's 0.25, 0.7 and 300 unless `classcontrast.detection.Detections` says otherwise), and each
+detection is the anchor it came from: its row $y^{(a)}$, the reported score $\sigma(y^{(a)}_{\text{label}})$
+exactly, its box in the input's pixels. An object's objective is its contrast on that row,
+
+$$O_{\text{object}} = O\big(y^{(a)},\ t\big),$$
+
+under the sigmoid head (``probability`` is $\sigma(y_t)$, ``weighted`` equals ``original``; ``mean``, ``max``
+and ``Foil`` are logit differences: "why a dog rather than a cat for this box"). The anchors are fixed by the
+input's size, so the sampling and perturbation methods follow each object as its anchor. For a segmentation
+model each object also records its instance mask (Ultralytics' ``process_mask``, at the input's size).
+
+Ultralytics is never imported by classcontrast itself: the module is recognised by its structure
+(`is_yolo`), and its non-maximum suppression is imported only when such a model is explained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ClassContrastError
+from ..outputs import finite
+from .base import register_units
+from .objects import ObjectUnits
+
+
+def is_yolo(net: object) -> bool:
+    """An Ultralytics detection / segmentation model (``YOLO(...).model``): its ``model`` a sequence of layers
+    ending in a head with ``nc``, ``reg_max``, ``stride`` and the class branch ``cv3``."""
+    layers = getattr(net, "model", None)
+    if not isinstance(layers, nn.Sequential) or len(layers) == 0:
+        return False
+    head = layers[-1]
+    return all(hasattr(head, a) for a in ("nc", "reg_max", "stride", "cv3"))
+
+
+def is_yolo_output(raw: Any) -> bool:
+    """The eval-mode output of an Ultralytics head: (decoded predictions, the raw predictions' dict with
+    ``scores`` (B, C, anchors) class logits, ``boxes`` and ``feats``)."""
+    if not (isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[1], dict)):
+        return False
+    return (isinstance(raw[1].get("scores"), Tensor) and "feats" in raw[1]) or "one2one" in raw[1]
+
+
+def yolo_layer(net: nn.Module) -> str:
+    """The default CAM layer of a YOLO model: the map every head level depends on — the last layer before the
+    neck's first upsampling (YOLOv8's SPPF, ``model.9``; YOLO11's C2PSA, ``model.10``)."""
+    layers = net.model  # type: ignore[union-attr]
+    for i, m in enumerate(layers):
+        if isinstance(m, nn.Upsample):
+            source = getattr(m, "f", -1)
+            return f"model.{i - 1 if source == -1 else source}"
+    return f"model.{len(layers) - 2}"
+
+
+@register_units
+class YoloUnits(ObjectUnits):
+    """An Ultralytics YOLO model's detections as the explained units: each object the anchor it came from."""
+
+    order = 9
+    default_threshold = 0.25  # Ultralytics' predictor
+
+    @classmethod
+    def claims(cls, net: nn.Module) -> bool:
+        return False
+
+    @classmethod
+    def accepts(cls, raw: Any, x: Tensor) -> bool:
+        return is_yolo_output(raw)
+
+    def __init__(self, spec: object, net: nn.Module, categories: Sequence[str] | None = None,
+                 head: str = "sigmoid") -> None:
+        super().__init__(spec, net, categories, head)
+        self.masks: Tensor | None = None  # segmentation models: (B, K, H, W) each object's instance mask
+
+    def logits(self, raw: Any, x: Tensor, rows: Tensor) -> Tensor:
+        """(B', K, C) each object's anchor row (with its graph); the first call (the images themselves) runs
+        Ultralytics' non-maximum suppression and chooses the objects, later calls read the same anchors."""
+        decoded, preds = raw
+        if "one2one" in preds:
+            raise ClassContrastError("end-to-end (NMS-free) YOLO heads (YOLOv10, YOLO26) are not supported yet: "
+                                     "explain a YOLOv8 / YOLO11-style model")
+        scores = preds["scores"]  # (B', C, anchors) class logits
+        if self.proposal is None:
+            self._detect(decoded, preds, x)
+        assert self.proposal is not None
+        anchors = self.proposal[rows]  # (B', K)
+        return finite(scores.gather(2, anchors[:, None].expand(-1, scores.shape[1], -1)).transpose(1, 2))
+
+    def _detect(self, decoded: Any, preds: dict[str, Tensor], x: Tensor) -> None:
+        """Ultralytics' own detections of the images: which objects, their anchors, labels, scores, boxes."""
+        from ultralytics.utils.nms import non_max_suppression
+
+        from ..detection import Detections
+
+        spec = self.spec
+        if not isinstance(spec, Detections):
+            self._choose([])  # the one-line error: a detector's units are its objects
+        assert isinstance(spec, Detections)
+        proto = None
+        if isinstance(decoded, (tuple, list)):  # a segmentation model: (predictions, mask prototypes)
+            decoded, proto = decoded
+        nc = preds["scores"].shape[1]
+        threshold = self.default_threshold if spec.threshold is None else spec.threshold
+        found, keep = non_max_suppression(decoded.detach(), threshold, spec.iou, max_det=spec.max_det, nc=nc,
+                                          return_idxs=True)
+        chosen = self._choose([f[:, 4] for f in found])
+        k = self._layout(chosen, x.device)
+        places = [torch.tensor(c + [0] * (k - len(c)), dtype=torch.long, device=x.device) for c in chosen]
+        rows, anchors = [], []
+        for f, kept, at in zip(found, keep, places, strict=True):
+            kept = kept.reshape(-1).long().to(x.device)
+            rows.append(f[at] if len(f) else f.new_zeros(k, f.shape[1]))  # an image without objects: fillers
+            anchors.append(kept[at] if len(kept) else at)
+        self.proposal = torch.stack(anchors)
+        picked = torch.stack(rows)  # (B, K, 6 + masks) x0 y0 x1 y1 score label coefficients
+        self.boxes, self.reported, self.labels = picked[..., :4], picked[..., 4], picked[..., 5].long()
+        if proto is not None:
+            from ultralytics.utils.ops import process_mask
+
+            # in float32, as Ultralytics computes masks whatever the model's dtype
+            self.masks = torch.stack([process_mask(proto[i].detach(), picked[i, :, 6:].float(),
+                                                   picked[i, :, :4].float(), tuple(x.shape[-2:]), upsample=True).bool()
+                                      for i in range(len(picked))])
+
+    def records(self, rows: Tensor, t: Tensor) -> list[list[dict[str, Any]]]:
+        """`ObjectUnits.records`, each with its ``anchor`` and, for a segmentation model, its instance ``mask``."""
+        out = super().records(rows, t)
+        for i, objects in enumerate(out):
+            for j, u in enumerate(objects):
+                u["anchor"] = u.pop("proposal")
+                if self.masks is not None:
+                    u["mask"] = self.masks[i, j]
+        return out
+
+
+__all__ = ["YoloUnits", "is_yolo", "is_yolo_output", "yolo_layer"]

@@ -1,0 +1,138 @@
+"""Ultralytics YOLO detection and segmentation models as detectors: the objects are Ultralytics' own NMS output
+(scores, boxes, classes, masks), each object's row is its anchor's class logits (sigmoid at the label = the score,
+exactly), and every method x contrast equals the same method on the classifier made of that anchor's row (and,
+for the gradient, plain autograd) in float64."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import classcontrast as cc
+
+pytest.importorskip("ultralytics")
+from ultralytics.nn.tasks import DetectionModel, SegmentationModel
+from ultralytics.utils.nms import non_max_suppression
+from ultralytics.utils.ops import process_mask
+
+NC = 5
+
+
+def _spread(model: nn.Module, seed: int) -> nn.Module:
+    """Re-initialise the random model so that its class scores spread (the yaml's prior makes every score ~0.003)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / m.weight[0].numel()) ** 0.5)
+        for branch in model.model[-1].cv3:
+            branch[-1].weight.mul_(8.0)
+            branch[-1].bias.zero_()
+    return model.double().eval()
+
+
+@pytest.fixture(scope="module")
+def yolo() -> nn.Module:
+    return _spread(DetectionModel("yolov8n.yaml", nc=NC, verbose=False), 0)
+
+
+@pytest.fixture(scope="module")
+def yolo_seg() -> nn.Module:
+    return _spread(SegmentationModel("yolov8n-seg.yaml", nc=NC, verbose=False), 1)
+
+
+X = torch.rand(2, 3, 96, 128, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+
+
+class _Anchor(nn.Module):
+    """The reference classifier: one anchor's row of class logits (B, C)."""
+
+    def __init__(self, model: nn.Module, anchor: int) -> None:
+        super().__init__()
+        self.detector, self.anchor = model, anchor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.detector(x)[1]["scores"][:, :, self.anchor]
+
+
+@pytest.mark.parametrize("fixture", ["yolo", "yolo_seg"])
+def test_the_objects_are_ultralytics_own_detections(fixture: str, request: pytest.FixtureRequest) -> None:
+    model = request.getfixturevalue(fixture)
+    with torch.no_grad():
+        raw = model(X)
+    decoded, preds = raw
+    proto = None
+    if isinstance(decoded, tuple):
+        decoded, proto = decoded
+    found, keep = non_max_suppression(decoded, 0.25, 0.7, max_det=300, nc=NC, return_idxs=True)
+    assert all(len(f) >= 3 for f in found), "the re-initialised model should detect several objects"
+    # every detection scoring at least Ultralytics' 0.25 (occlusion by one window: a single extra forward)
+    ex = cc.explain(model, X, "occlusion", "original", window=(3, 96, 128))
+    assert ex.head == "sigmoid" and ex.maps.shape[1] == max(len(f) for f in found)
+    for i in range(2):
+        mine = [u for u in ex.units[i] if u["selected"]]
+        assert len(mine) == len(found[i])
+        for j, u in enumerate(mine):
+            assert u["score"] == float(found[i][j, 4]) and u["label"] == int(found[i][j, 5]) == u["target"]
+            assert u["box"] == found[i][j, :4].tolist() and u["anchor"] == int(keep[i][j])
+            row = preds["scores"][i, :, u["anchor"]]
+            # exactly the reported score (sigmoid of the whole tensor, as the head computes it)
+            assert float(torch.sigmoid(preds["scores"])[i, u["label"], u["anchor"]]) == u["score"]
+            torch.testing.assert_close(u["logits"], row, rtol=0, atol=0)
+            if proto is not None:
+                want = process_mask(proto[i], found[i][j : j + 1, 6:].float(), found[i][j : j + 1, :4].float(),
+                                    (96, 128), upsample=True)[0].bool()
+                assert torch.equal(u["mask"], want)
+    fewer = cc.explain(model, X, "occlusion", "original", cc.Detections(top=2, threshold=0.3, iou=0.5, max_det=10),
+                       window=(3, 96, 128))
+    strict, _ = non_max_suppression(decoded, 0.3, 0.5, max_det=10, nc=NC, return_idxs=True)
+    assert [u["score"] for u in fewer.units[0]] == strict[0][:2, 4].tolist()
+
+
+METHODS = {"gradient": {}, "gradient_x_input": {}, "gradcam": {}, "gradcam_plus_plus": {},
+           "integrated_gradients": {"steps": 3}, "occlusion": {"window": 32, "stride": 32}}
+CONTRASTS = ["original", "mean", "max", "weighted", "probability", cc.Foil(0)]
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_and_contrast_is_the_anchors_row(yolo: nn.Module, method: str) -> None:
+    """Two objects of each of two images, six contrasts, one call: each map equals the method on the classifier
+    made of the object's anchor row (sigmoid head), and the gradient equals autograd on that row."""
+    opts = METHODS[method]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cc.ClassContrastWarning)  # weighted = original under a sigmoid head
+        ex = cc.explain(yolo, X, method, CONTRASTS, cc.Detections(top=2), **opts)
+    assert ex["weighted"].layer in (None, "model.9") and ex["original"].maps.shape == (2, 2, 96, 128)
+    for key, contrast in zip(ex, CONTRASTS, strict=True):
+        for i in range(2):
+            for j, u in enumerate(ex[key].units[i]):
+                reference = _Anchor(yolo, u["anchor"])
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", cc.ClassContrastWarning)
+                    want = cc.explain(reference, X[i : i + 1], method, contrast, u["target"], head="sigmoid",
+                                      layer="detector.model.9" if "cam" in method else None, **opts).maps[0, 0]
+                torch.testing.assert_close(ex[key].maps[i, j], want, rtol=1e-7, atol=1e-10)
+                if method == "gradient":
+                    leaf = X[i : i + 1].clone().requires_grad_(True)
+                    spec = cc.get_contrast(contrast).for_head("sigmoid")
+                    (g,) = torch.autograd.grad(spec.score(reference(leaf), torch.tensor([u["target"]])).sum(), leaf)
+                    torch.testing.assert_close(ex[key].maps[i, j], g[0].sum(0), rtol=1e-7, atol=1e-10)
+
+
+def test_segmentation_objects_and_the_wrapper(yolo_seg: nn.Module) -> None:
+    """A segmentation model's objects are explained as a detection model's (their rows); Ultralytics' ``YOLO``
+    wrapper is looked through."""
+    from ultralytics import YOLO
+
+    ex = cc.explain(yolo_seg, X, "gradcam", ["max", cc.Foil(1)], cc.Detections(top=2))
+    for i in range(2):
+        for j, u in enumerate(ex["max"].units[i]):
+            want = cc.explain(_Anchor(yolo_seg, u["anchor"]), X[i : i + 1], "gradcam", "max", u["target"],
+                              head="sigmoid", layer="detector.model.9").maps[0, 0]
+            torch.testing.assert_close(ex["max"].maps[i, j], want, rtol=1e-7, atol=1e-10)
+            assert u["mask"].shape == (96, 128) and u["mask"].dtype == torch.bool
+    wrapper = YOLO("yolov8n.yaml")
+    assert cc.engine.unwrap_model(wrapper) is wrapper.model
