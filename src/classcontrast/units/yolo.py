@@ -98,6 +98,7 @@ class YoloUnits(ObjectUnits):
 
     def _detect(self, decoded: Any, preds: dict[str, Tensor], x: Tensor) -> None:
         """Ultralytics' own detections of the images: which objects, their anchors, labels, scores, boxes."""
+        import torchvision  # noqa: F401  (imported, Ultralytics runs torchvision's NMS, not its slow Python loop)
         from ultralytics.utils.nms import non_max_suppression
 
         from ..detection import Detections
