@@ -197,3 +197,26 @@ def test_the_command_line_explains_a_yolo_model(yolo: nn.Module, tmp_path, capsy
     assert "pass --trust-checkpoint" in capsys.readouterr().err
     assert run(["explain", str(tmp_path / "a.png"), "--model", f"yolo:{checkpoint}", "--trust-checkpoint",
                 "--min-score", "0", "--detections", "1", "--out", str(tmp_path / "c.png")]) == 0
+
+
+def test_classcontrast_never_imports_ultralytics() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, torch, classcontrast as cc; "
+            "net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)); "
+            "cc.explain(net, torch.rand(1, 3, 2, 2), 'gradient'); assert 'ultralytics' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_explorer_shows_yolo_objects_and_their_masks(yolo_seg: nn.Module) -> None:
+    """One entry per object with its box and instance mask, its classes' probabilities under the sigmoid head."""
+    from classcontrast.explorer.compute import explorer_data
+
+    data = explorer_data(yolo_seg, X[:1], ["gradient"], cc.Detections(top=2))
+    ex = cc.explain(yolo_seg, X[:1], "gradient", "original", cc.Detections(top=2))
+    entries = [e for e in data["entries"] if e.get("unit")]
+    assert [e["unit"]["kind"] for e in entries] == ["object", "object"]
+    for e, u in zip(entries, ex.units[0], strict=True):
+        assert e["unit"]["mask"]["rows"] and len(e["unit"]["mask"]["rows"]) == int(e["unit"]["mask"]["h"])
+        assert e["top"][0][1] == pytest.approx(float(torch.sigmoid(u["logits"]).max()))  # sigma, not a softmax

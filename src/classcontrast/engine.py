@@ -30,7 +30,7 @@ from .units import Units, claim, from_output
 from .units.yolo import is_yolo
 
 ContrastSpec = str | Contrast
-__all__ = ["check_input", "explain", "low_rank", "unwrap_model", "vjp"]
+__all__ = ["check_input", "explain", "low_rank", "model_head", "unwrap_model", "vjp"]
 
 
 def unwrap_model(model: Any) -> nn.Module:
@@ -166,7 +166,7 @@ def explain(
     names = _unique_names([c.key(categories) for c in asked])
     if names_classes(targets):
         targets = class_indices(targets, categories, f"targets={targets!r}")
-    head = _head(model, net, head)
+    head = model_head(model, net, head)
     with frozen_eval(net):
         run = m.model_for_call(net)  # the model itself, or a private copy the method may change (LRP)
         if x.is_inference():  # a tensor made under inference_mode: a normal copy autograd can use
@@ -259,7 +259,7 @@ def _bundle_layer(model: Any, method: str | Method, layer: Any) -> Any:
     return layer
 
 
-def _head(model: Any, net: nn.Module, head: str | None) -> str:
+def model_head(model: Any, net: nn.Module, head: str | None) -> str:
     """The call's head: the one given, else a ModelBundle's (a module's ``head`` attribute is its classifier
     layer), else softmax — sigmoid for torchvision's single-stage detectors (RetinaNet, FCOS) and Ultralytics YOLO."""
     if head is None:

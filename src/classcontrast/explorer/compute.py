@@ -13,7 +13,7 @@ import torch
 from ..contrast_base import head_probabilities
 from ..contrasts import Foil
 from ..detection import Detections
-from ..engine import check_input, explain, unwrap_model
+from ..engine import check_input, explain, model_head, unwrap_model
 from ..errors import ClassContrastError
 from ..state import predict
 from ..targets import Threshold, TopK, resolve_targets
@@ -51,8 +51,7 @@ def explorer_data(model: Any, x: torch.Tensor | Sequence[torch.Tensor], methods:
     net = unwrap_model(model)
     many = isinstance(x, (list, tuple))  # images of their own sizes, (1, C, H, W) each
     batch = [check_input(v) for v in x] if many else [check_input(x)]
-    if head is None:
-        head = "softmax" if isinstance(model, torch.nn.Module) else getattr(model, "head", "softmax")
+    head = model_head(model, net, head)  # as explain decides it (sigmoid for RetinaNet, FCOS, YOLO)
     model_name = getattr(model, "name", type(net).__name__)
     units = unit_spec(net, batch[0], targets)
     if units is not None and batch[0].ndim != 4:
@@ -137,8 +136,7 @@ def view_data(model: Any, x: torch.Tensor, methods: Sequence[str], targets: Any,
     the page offers a slider over them (the target and contrast kept as it moves)."""
     from ..viz.views import evenly
 
-    if head is None:
-        head = "softmax" if isinstance(model, torch.nn.Module) else getattr(model, "head", "softmax")
+    head = model_head(model, unwrap_model(model), head)  # as explain decides it (sigmoid for RetinaNet, FCOS, YOLO)
     volume = not getattr(model, "frames", None)  # a video classifier's bundle knows its clip length
     word = "slice" if volume else "frame"
     images, entries = {}, []

@@ -77,7 +77,8 @@ def unit_entries(model: Any, x: Sequence[torch.Tensor], methods: Sequence[str], 
                 unit_spec = Detections(indices=[int(unit["index"])])
                 h, w = xb.shape[-2:]
                 x0, y0, x1, y1 = unit["box"]
-                shown = {"kind": "object", "box": [x0 / w, y0 / h, x1 / w, y1 / h], "score": unit["score"]}
+                shown = {"kind": "object", "box": [x0 / w, y0 / h, x1 / w, y1 / h], "score": unit["score"],
+                         **({"mask": _mask_rows(unit["mask"].cpu())} if "mask" in unit else {})}  # an instance
                 title = f"{name}: {categories[t]} (object {unit['index']}, score {unit['score']:.3f})"
             shown_foils = [*unit_foils, *(int(f) for f in foils if int(f) not in unit_foils)]
             contrasts = [*named, *(Foil(c) for c in shown_foils)]

@@ -521,12 +521,26 @@
       return this.state.list.map((id) => this.entries.get(id)).filter((o) => o.unit && o.image === e.image);
     }
 
-    // an object's box (all boxes of the image, this one bold) or a region's outline, over the map
+    // an object's box (all boxes of the image, this one bold; an instance's mask outlined) or a region's
+    // outline, over the map
     drawUnits(canvas, e, siblings) {
       const ctx = canvas.getContext("2d");
       const W = canvas.width, H = canvas.height;
+      const outline = (m) => {
+        const at = (x, y) => x >= 0 && y >= 0 && x < m.w && y < m.h && m.rows[y][x] === "1";
+        ctx.fillStyle = "#111";
+        const sx = W / m.w, sy = H / m.h;
+        for (let y = 0; y < m.h; y++) {
+          for (let x = 0; x < m.w; x++) {
+            if (at(x, y) && !(at(x - 1, y) && at(x + 1, y) && at(x, y - 1) && at(x, y + 1))) {
+              ctx.fillRect(x * sx, y * sy, Math.max(1, sx), Math.max(1, sy));
+            }
+          }
+        }
+      };
       ctx.save();
       if (e.unit.kind === "object") {
+        if (e.unit.mask) outline(e.unit.mask);
         for (const o of siblings) {
           const [x0, y0, x1, y1] = o.unit.box;
           const current = o.id === e.id;
@@ -544,17 +558,7 @@
           }
         }
       } else {
-        const m = e.unit.mask;
-        const at = (x, y) => x >= 0 && y >= 0 && x < m.w && y < m.h && m.rows[y][x] === "1";
-        ctx.fillStyle = "#111";
-        const sx = W / m.w, sy = H / m.h;
-        for (let y = 0; y < m.h; y++) {
-          for (let x = 0; x < m.w; x++) {
-            if (at(x, y) && !(at(x - 1, y) && at(x + 1, y) && at(x, y - 1) && at(x, y + 1))) {
-              ctx.fillRect(x * sx, y * sy, Math.max(1, sx), Math.max(1, sy));
-            }
-          }
-        }
+        outline(e.unit.mask);
       }
       ctx.restore();
     }
