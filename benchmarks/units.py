@@ -10,7 +10,10 @@
   objects × 4 contrasts; the floor is one forward and 20 gradients from the objects' rows to the layer;
   "one call per map" is `cc.explain` called 20 times, once per (object, contrast), as a per-map library does.
 
+* YOLO: Ultralytics YOLOv8n from its yaml (random weights), 5 objects × 4 contrasts, the same three timings.
+
     python benchmarks/units.py --repeats 3
+    python benchmarks/units.py --only yolo
 Target (issue): the 20 maps from one call ≤ 1.3× the floor.
 """
 
@@ -166,22 +169,85 @@ def detection(repeats: int) -> None:
             for j in range(5):
                 cc.explain(model, x, "gradcam", c, cc.Detections(indices=[probe.units[0][j]["index"]]))
 
-    seconds, ratio = paired(floor, ours, repeats)
-    per_s, per_ratio = paired(floor, per_map, repeats)
-    print(f"detection, Faster R-CNN MobileNetV3-320, 5 objects × 4 contrasts = 20 GradCAM maps at {layer_name}:")
+    _objects(f"Faster R-CNN MobileNetV3-320, 5 objects × 4 contrasts = 20 GradCAM maps at {layer_name}", floor,
+             ours, per_map, repeats)
+
+
+def _objects(title: str, floor: Callable[[], Any], ours: Callable[[], Any], per_map: Callable[[], Any],
+             repeats: int) -> None:
+    """Print one call and one call per map against the floor (detected objects)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cc.ClassContrastWarning)  # weighted = original under a sigmoid head
+        seconds, ratio = paired(floor, ours, repeats)
+        per_s, per_ratio = paired(floor, per_map, repeats)
+    print(f"detection, {title}:")
     print(f"  classcontrast, one call: {seconds:.3f} s = {ratio:.2f}× the floor (target ≤ {TARGET}×)")
     print(f"  one call per map (20): {per_s:.3f} s = {per_ratio:.2f}× the floor; one call is "
           f"{per_s / seconds:.1f}× faster")
+
+
+def yolo(repeats: int) -> None:
+    """Ultralytics YOLOv8n built from its yaml (random weights; the objects are its 5 best anchors), 5 objects ×
+    4 contrasts at its default layer (SPPF); the floor is one forward and 20 gradients from the anchors' rows to it."""
+    if importlib.util.find_spec("ultralytics") is None:
+        print("YOLO: Ultralytics is not installed (pip install 'classcontrast[yolo]'): skipped")
+        return
+    from ultralytics.nn.tasks import DetectionModel
+
+    torch.manual_seed(0)
+    model = DetectionModel("yolov8n.yaml", nc=80, verbose=False).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x = torch.rand(1, 3, 480, 640)
+    objects = cc.Detections(top=5, threshold=0.0)  # random weights: every score is near the prior
+    probe = cc.explain(model, x, "gradcam", "original", objects)
+    layer_name = probe.layer
+    layer = find_module(model, layer_name)[1]
+    anchors = [u["anchor"] for u in probe.units[0]]
+    labels = [u["label"] for u in probe.units[0]]
+    contrasts = [cc.get_contrast(c).for_head("sigmoid") for c in FOUR]
+
+    def floor() -> None:
+        store: list[torch.Tensor] = []
+        h = _kept(layer, store)
+        try:
+            with torch.enable_grad():
+                scores = model(x)[1]["scores"]  # (1, C, anchors) class logits
+                for c in contrasts:
+                    for a, label in zip(anchors, labels, strict=True):
+                        score = c.score(scores[:, :, a], torch.tensor([label])).sum()
+                        torch.autograd.grad(score, store[0], retain_graph=True)
+        finally:
+            h.remove()
+
+    def ours() -> None:
+        cc.explain(model, x, "gradcam", FOUR, objects)
+
+    def per_map() -> None:
+        for c in FOUR:
+            for j in range(5):
+                cc.explain(model, x, "gradcam", c, cc.Detections(indices=[probe.units[0][j]["index"]], threshold=0.0))
+
+    _objects(f"Ultralytics YOLOv8n 480×640, 5 objects × 4 contrasts = 20 GradCAM maps at {layer_name}", floor, ours,
+             per_map, repeats)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--only", choices=["segmentation", "detection", "yolo"], default=None)
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    segmentation(args.repeats, args.size)
-    detection(args.repeats)
+    ap_only = args.only
+    if ap_only in (None, "segmentation"):
+        segmentation(args.repeats, args.size)
+    if ap_only in (None, "detection"):
+        detection(args.repeats)
+    if ap_only in (None, "yolo"):
+        yolo(args.repeats)
 
 
 if __name__ == "__main__":
