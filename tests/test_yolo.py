@@ -5,6 +5,7 @@ for the gradient, plain autograd) in float64."""
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 
 import pytest
@@ -12,11 +13,16 @@ import torch
 from torch import nn
 
 import classcontrast as cc
+from classcontrast.units.yolo import import_ultralytics
 
-pytest.importorskip("ultralytics")
-from ultralytics.nn.tasks import DetectionModel, SegmentationModel
-from ultralytics.utils.nms import non_max_suppression
-from ultralytics.utils.ops import process_mask
+if importlib.util.find_spec("ultralytics") is None:  # not importorskip: its import would change the process
+    pytest.skip("Ultralytics is not installed", allow_module_level=True)
+# imported so that the rest of the test session is left as it was (Ultralytics' import changes the process)
+tasks, nms, ops, augment, package = import_ultralytics("ultralytics.nn.tasks", "ultralytics.utils.nms",
+                                                       "ultralytics.utils.ops", "ultralytics.data.augment",
+                                                       "ultralytics")
+DetectionModel, SegmentationModel = tasks.DetectionModel, tasks.SegmentationModel
+non_max_suppression, process_mask = nms.non_max_suppression, ops.process_mask
 
 NC = 5
 
@@ -125,8 +131,6 @@ def test_every_method_and_contrast_is_the_anchors_row(yolo: nn.Module, method: s
 def test_segmentation_objects_and_the_wrapper(yolo_seg: nn.Module) -> None:
     """A segmentation model's objects are explained as a detection model's (their rows); Ultralytics' ``YOLO``
     wrapper is looked through."""
-    from ultralytics import YOLO
-
     ex = cc.explain(yolo_seg, X, "gradcam", ["max", cc.Foil(1)], cc.Detections(top=2))
     for i in range(2):
         for j, u in enumerate(ex["max"].units[i]):
@@ -134,7 +138,7 @@ def test_segmentation_objects_and_the_wrapper(yolo_seg: nn.Module) -> None:
                               head="sigmoid", layer="detector.model.9").maps[0, 0]
             torch.testing.assert_close(ex["max"].maps[i, j], want, rtol=1e-7, atol=1e-10)
             assert u["mask"].shape == (96, 128) and u["mask"].dtype == torch.bool
-    wrapper = YOLO("yolov8n.yaml")
+    wrapper = package.YOLO("yolov8n.yaml")
     assert cc.engine.unwrap_model(wrapper) is wrapper.model
 
 
@@ -143,9 +147,10 @@ def test_letterbox_is_ultralytics_and_undoes() -> None:
     `undo` takes a map on the letterboxed input back onto the image."""
     import numpy as np
     from PIL import Image
-    from ultralytics.data.augment import LetterBox
 
     from classcontrast.models.preprocess import Letterbox
+
+    LetterBox = augment.LetterBox
 
     for h, w in [(300, 451), (640, 200), (33, 47)]:
         a = (np.random.default_rng(h).random((h, w, 3)) * 255).astype(np.uint8)
@@ -199,14 +204,23 @@ def test_the_command_line_explains_a_yolo_model(yolo: nn.Module, tmp_path, capsy
                 "--min-score", "0", "--detections", "1", "--out", str(tmp_path / "c.png")]) == 0
 
 
-def test_classcontrast_never_imports_ultralytics() -> None:
+def test_classcontrast_never_imports_ultralytics_and_undoes_its_import() -> None:
+    """No Ultralytics import unless a YOLO model is explained; when one is, the process is left as it was (its
+    import sets OMP_NUM_THREADS=1 for every later subprocess and patches PIL.Image.open and torch.save)."""
+    import os
     import subprocess
     import sys
 
-    code = ("import sys, torch, classcontrast as cc; "
+    code = ("import os, sys, torch, PIL.Image, classcontrast as cc; "
             "net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)); "
-            "cc.explain(net, torch.rand(1, 3, 2, 2), 'gradient'); assert 'ultralytics' not in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True)
+            "cc.explain(net, torch.rand(1, 3, 2, 2), 'gradient'); assert 'ultralytics' not in sys.modules; "
+            "before = (dict(os.environ), PIL.Image.open, torch.save); "
+            "bundle = cc.load_model('yolo:yolov8n.yaml', weights=None); "
+            "objects = cc.Detections(threshold=0.0, top=1); "
+            "cc.explain(bundle, torch.rand(1, 3, 64, 64), 'gradient', 'original', objects); "
+            "assert 'ultralytics' in sys.modules and (dict(os.environ), PIL.Image.open, torch.save) == before")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
 
 
 def test_the_explorer_shows_yolo_objects_and_their_masks(yolo_seg: nn.Module) -> None:

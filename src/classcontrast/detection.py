@@ -78,8 +78,6 @@ def is_single_stage_detector(net: nn.Module) -> bool:
 def is_detection_output(output: Any) -> bool:
     """A detector's output: torchvision's list of {boxes, labels, scores}, or a DETR-style object / dict
     with 3-dimensional ``logits`` (B, queries, C + 1) and ``pred_boxes``, or an Ultralytics YOLO head's."""
-    from .units.yolo import is_yolo_output
-
     if is_yolo_output(output):
         return True
     if isinstance(output, (list, tuple)) and output and isinstance(output[0], dict) and "boxes" in output[0]:
@@ -87,6 +85,14 @@ def is_detection_output(output: Any) -> bool:
     logits = output.get("logits") if isinstance(output, dict) else getattr(output, "logits", None)
     boxes = output.get("pred_boxes") if isinstance(output, dict) else getattr(output, "pred_boxes", None)
     return isinstance(logits, Tensor) and logits.ndim == 3 and isinstance(boxes, Tensor)
+
+
+def is_yolo_output(raw: Any) -> bool:
+    """The eval-mode output of an Ultralytics head: (decoded predictions, the raw predictions' dict with
+    ``scores`` (B, C, anchors) class logits, ``boxes`` and ``feats``)."""
+    if not (isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[1], dict)):
+        return False
+    return (isinstance(raw[1].get("scores"), Tensor) and "feats" in raw[1]) or "one2one" in raw[1]
 
 
 class _Capture:
@@ -136,4 +142,5 @@ def capture(net: nn.Module, stack: ExitStack) -> _Capture:
     return got
 
 
-__all__ = ["Detections", "capture", "is_detection_output", "is_single_stage_detector", "is_torchvision_detector"]
+__all__ = ["Detections", "capture", "is_detection_output", "is_single_stage_detector", "is_torchvision_detector",
+           "is_yolo_output"]

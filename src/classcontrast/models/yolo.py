@@ -24,8 +24,10 @@ from .weights import load_into, load_state
 
 
 def _ultralytics() -> Any:
+    from ..units.yolo import import_ultralytics
+
     try:
-        import ultralytics.nn.tasks as tasks
+        (tasks,) = import_ultralytics("ultralytics.nn.tasks")
     except ImportError as e:
         raise ClassContrastError("yolo: models need Ultralytics (AGPL-3.0): pip install 'classcontrast[yolo]'") from e
     return tasks

@@ -22,15 +22,46 @@ Ultralytics is never imported by classcontrast itself: the module is recognised 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ..detection import is_yolo_output
 from ..errors import ClassContrastError
 from ..outputs import finite
 from .base import register_units
 from .objects import ObjectUnits
+
+
+def import_ultralytics(*names: str) -> list[ModuleType]:
+    """Import Ultralytics modules and leave the rest of the process as it was. Importing Ultralytics sets
+    ``OMP_NUM_THREADS=1`` (and other variables) for every later subprocess, replaces ``PIL.Image.open`` by an opener
+    that answers an unreadable image by trying to pip-install a HEIF plugin, replaces ``torch.save``, adds warning
+    filters and changes torch's and NumPy's print options; all of that is undone here (a process that had imported
+    Ultralytics before keeps what it had)."""
+    import copy
+    import importlib
+    import os
+    import warnings
+
+    import numpy as np
+    import torch._tensor_str as tensor_str
+    from PIL import Image
+
+    environ, opener, save = dict(os.environ), Image.open, torch.save
+    filters, printing, np_printing = warnings.filters[:], copy.copy(tensor_str.PRINT_OPTS), np.get_printoptions()
+    try:
+        return [importlib.import_module(n) for n in names]
+    finally:
+        for key in set(os.environ) - set(environ):
+            del os.environ[key]
+        os.environ.update(environ)
+        Image.open, torch.save = opener, save
+        warnings.filters[:] = filters
+        tensor_str.PRINT_OPTS = printing
+        np.set_printoptions(**np_printing)
 
 
 def is_yolo(net: object) -> bool:
@@ -41,14 +72,6 @@ def is_yolo(net: object) -> bool:
         return False
     head = layers[-1]
     return all(hasattr(head, a) for a in ("nc", "reg_max", "stride", "cv3"))
-
-
-def is_yolo_output(raw: Any) -> bool:
-    """The eval-mode output of an Ultralytics head: (decoded predictions, the raw predictions' dict with
-    ``scores`` (B, C, anchors) class logits, ``boxes`` and ``feats``)."""
-    if not (isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[1], dict)):
-        return False
-    return (isinstance(raw[1].get("scores"), Tensor) and "feats" in raw[1]) or "one2one" in raw[1]
 
 
 def yolo_layer(net: nn.Module) -> str:
@@ -99,7 +122,8 @@ class YoloUnits(ObjectUnits):
     def _detect(self, decoded: Any, preds: dict[str, Tensor], x: Tensor) -> None:
         """Ultralytics' own detections of the images: which objects, their anchors, labels, scores, boxes."""
         import torchvision  # noqa: F401  (imported, Ultralytics runs torchvision's NMS, not its slow Python loop)
-        from ultralytics.utils.nms import non_max_suppression
+
+        (nms,) = import_ultralytics("ultralytics.utils.nms")
 
         from ..detection import Detections
 
@@ -112,7 +136,7 @@ class YoloUnits(ObjectUnits):
             decoded, proto = decoded
         nc = preds["scores"].shape[1]
         threshold = self.default_threshold if spec.threshold is None else spec.threshold
-        found, keep = non_max_suppression(decoded.detach(), threshold, spec.iou, max_det=spec.max_det, nc=nc,
+        found, keep = nms.non_max_suppression(decoded.detach(), threshold, spec.iou, max_det=spec.max_det, nc=nc,
                                           return_idxs=True)
         chosen = self._choose([f[:, 4] for f in found])
         k = self._layout(chosen, x.device)
@@ -126,10 +150,9 @@ class YoloUnits(ObjectUnits):
         picked = torch.stack(rows)  # (B, K, 6 + masks) x0 y0 x1 y1 score label coefficients
         self.boxes, self.reported, self.labels = picked[..., :4], picked[..., 4], picked[..., 5].long()
         if proto is not None:
-            from ultralytics.utils.ops import process_mask
-
+            (ops,) = import_ultralytics("ultralytics.utils.ops")
             # in float32, as Ultralytics computes masks whatever the model's dtype
-            self.masks = torch.stack([process_mask(proto[i].detach(), picked[i, :, 6:].float(),
+            self.masks = torch.stack([ops.process_mask(proto[i].detach(), picked[i, :, 6:].float(),
                                                    picked[i, :, :4].float(), tuple(x.shape[-2:]), upsample=True).bool()
                                       for i in range(len(picked))])
 
@@ -144,4 +167,4 @@ class YoloUnits(ObjectUnits):
         return out
 
 
-__all__ = ["YoloUnits", "is_yolo", "is_yolo_output", "yolo_layer"]
+__all__ = ["YoloUnits", "import_ultralytics", "is_yolo", "is_yolo_output", "yolo_layer"]
