@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import classcontrast as cc
-from tests.scenes import Scenes, box_share, deletion_area, make_scenes, train_detector, train_segmenter
+from tests.scenes import Scenes, box_share, deletion_area, make_scenes, train_detector, train_segmenter, train_yolo
 
 
 def _margin(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor,
@@ -98,3 +98,54 @@ def test_object_maps_on_digit_scenes(seed: int) -> None:
                              "random": random}.items()}
     assert deletion["foil"] < deletion["original"] - 0.3, deletion
     assert max(deletion["foil"], deletion["original"], deletion["weighted"]) < deletion["random"] - 2.0, deletion
+
+
+def _anchor_deletion(model: torch.nn.Module, x: torch.Tensor, maps: torch.Tensor, a: torch.Tensor,
+                     t: torch.Tensor, s: torch.Tensor) -> float:
+    """Deletion of each scene's object margin y_t − y_s on its anchor's row."""
+    n = torch.arange(len(t))
+
+    def margin(xx: torch.Tensor) -> torch.Tensor:
+        scores = model(xx)[1]["scores"]  # (N, C, anchors)
+        return scores[n, t, a] - scores[n, s, a]
+
+    return deletion_area(margin, x, maps)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_yolo_objects_on_digit_scenes(seed: int) -> None:
+    """The digit-scene detector recast as an Ultralytics-style YOLO model (its objects chosen by Ultralytics' own
+    NMS, each its anchor's row, sigmoid head): each scene's best detection's map lies in its box, and "t rather than
+    s" (s the class its row ranks next) removes the margin y_t − y_s faster than the original map."""
+    import importlib.util
+    import warnings
+
+    if importlib.util.find_spec("ultralytics") is None:
+        pytest.skip("Ultralytics is not installed")
+    bundle = train_yolo(seed)
+    scenes = make_scenes(60, seed=4000 + seed, split="test")
+    x = bundle.normalize(scenes.images)
+    spec = cc.Detections(top=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", cc.ClassContrastWarning)  # weighted = original under the sigmoid head
+        ex = cc.explain(bundle, x, "gradient_x_input", ["original", "weighted"], spec)
+    assert all(u[0]["selected"] for u in ex["weighted"].units)  # every scene has a detection above 0.25
+    a = torch.tensor([u[0]["anchor"] for u in ex["weighted"].units])
+    t = ex["weighted"].targets[:, 0]
+    n = torch.arange(len(x))
+    with torch.no_grad():
+        rows = bundle.model(x)[1]["scores"][n, :, a]
+    rows[n, t] = -torch.inf
+    s = rows.argmax(1)  # the digit the object is most confusable with
+    foil = cc.explain(bundle, x, "gradient_x_input", cc.Foil(s), spec).maps[:, 0]
+    found = [i for i in range(len(x)) if int(t[i]) in scenes.boxes[i]]  # detections of a digit present
+    assert len(found) >= 0.9 * len(x)
+    weighted = ex["weighted"].maps[:, 0]
+    assert box_share(weighted[found], Scenes(scenes.images[found], scenes.labels[found],
+                                              [scenes.boxes[i] for i in found], scenes.segmentation[found]),
+                      [int(t[i]) for i in found]) > 0.25  # the box is 3.5% of the canvas
+    random = torch.rand(foil.shape, generator=torch.Generator().manual_seed(seed))
+    deletion = {k: _anchor_deletion(bundle.model, x, m, a, t, s)
+                for k, m in {"original": ex["original"].maps[:, 0], "foil": foil, "random": random}.items()}
+    assert deletion["foil"] < deletion["original"] - 0.3, deletion
+    assert max(deletion["foil"], deletion["original"]) < deletion["random"] - 1.0, deletion
