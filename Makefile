@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-offline docs docs-serve lint bench clean chromium page-browser gpu-wheels gpu-check
+.PHONY: demo test test-offline docs docs-serve lint bench clean chromium page-browser video-libs gpu-wheels gpu-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,14 +17,14 @@ demo: $(STAMP)
 	$(BIN)/classcontrast explain --top-k 2 --contrast original weighted --out demo/why.png --save-maps demo/why.npz \
 	  --html demo/why.html
 
-test: $(STAMP) page-browser
+test: $(STAMP) page-browser video-libs
 	$(BIN)/ruff check .
 	$(MAKE) --no-print-directory docs
 	$(BIN)/python -m pytest
 
 # The suite with the network cut (a new network namespace with only the loopback up; root): what
 # `make test` needs once the environment exists.
-test-offline: $(STAMP) page-browser
+test-offline: $(STAMP) page-browser video-libs
 	unshare -n sh -c 'ip link set lo up && $(MAKE) --no-print-directory test'
 
 # The documentation site: the gallery regenerated, then built with --strict (broken links, missing
@@ -53,6 +53,14 @@ page-browser:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
 	  { if [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory chromium; \
 	    else echo "note: Chromium is missing, the page tests will be skipped: run 'make chromium' (uses sudo)"; fi; }
+
+# FFmpeg's shared libraries for torchcodec (PyTorch's video decoder, a test dependency; PyAV brings its own FFmpeg):
+# installed when that needs no asking (root), otherwise its tests are skipped, saying so.
+video-libs:
+	@command -v ffmpeg >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ]; then echo "installing FFmpeg for torchcodec (apt-get install ffmpeg)"; \
+	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; \
+	    else echo "note: FFmpeg is missing, the torchcodec tests will be skipped (apt-get install ffmpeg)"; fi; }
 
 bench: $(STAMP)
 	$(BIN)/pip install -e ".[bench]"

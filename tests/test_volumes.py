@@ -45,22 +45,45 @@ def test_nifti_round_trip_keeps_array_and_affine(tmp_path: Path) -> None:
         cc.load_volume(tmp_path / "bad.nii.gz")
 
 
-def test_a_clip_reads_every_frame_in_order_and_evenly_spaced_frames(tmp_path: Path) -> None:
-    pytest.importorskip("av")
+def _backend(name: str) -> None:
+    from classcontrast.data.video import _torchcodec
+
+    pytest.importorskip("av")  # writes the clips
+    if name == "torchcodec" and _torchcodec() is None:
+        pytest.skip("torchcodec is not installed here, or finds no FFmpeg libraries (apt-get install ffmpeg)")
+
+
+@pytest.mark.parametrize("backend", ["pyav", "torchcodec"])
+def test_a_clip_reads_every_frame_in_order_and_evenly_spaced_frames(tmp_path: Path, backend: str) -> None:
+    _backend(backend)
     frames = np.zeros((12, 32, 48, 3), np.uint8)
     for t in range(12):
         frames[t] = t * 20  # each frame its own grey level
     cc.save_video(tmp_path / "clip.mp4", frames, fps=6)
-    clip = cc.load_video(tmp_path / "clip.mp4")
+    clip = cc.load_video(tmp_path / "clip.mp4", backend=backend)
     assert clip.shape == (3, 12, 32, 48)
     levels = clip.mean((0, 2, 3)) * 255
     assert torch.all(levels[1:] > levels[:-1]) and (levels - torch.arange(12) * 20).abs().max() < 4
-    four = cc.load_video(tmp_path / "clip.mp4", frames=4, size=16)
+    four = cc.load_video(tmp_path / "clip.mp4", frames=4, size=16, backend=backend)
     assert four.shape == (3, 4, 16, 24)
     assert (four.mean((0, 2, 3)) * 255 - torch.tensor([1.0, 4, 7, 10]) * 20).abs().max() < 4  # frames 1, 4, 7, 10
     with pytest.raises(cc.ClassContrastError, match="could not be read as a video"):
         (tmp_path / "bad.mp4").write_bytes(b"not a video")
-        cc.load_video(tmp_path / "bad.mp4")
+        cc.load_video(tmp_path / "bad.mp4", backend=backend)
+
+
+def test_torchcodec_and_pyav_read_the_same_frames(tmp_path: Path) -> None:
+    """Where torchcodec loads (``backend=None`` then uses it), it reads what PyAV reads: both decode with FFmpeg."""
+    _backend("torchcodec")
+    frames = np.random.default_rng(0).integers(0, 256, (7, 32, 48, 3), dtype=np.uint8)
+    cc.save_video(tmp_path / "noise.mp4", frames, fps=5)
+    theirs = cc.load_video(tmp_path / "noise.mp4", backend="pyav")
+    mine = cc.load_video(tmp_path / "noise.mp4", backend="torchcodec")
+    assert torch.equal(cc.load_video(tmp_path / "noise.mp4"), mine)
+    torch.testing.assert_close(cc.load_video(tmp_path / "noise.mp4", frames=3), theirs[:, [1, 3, 5]], rtol=0,
+                               atol=2 / 255)
+    with pytest.raises(cc.ClassContrastError, match="unknown video backend 'opencv'"):
+        cc.load_video(tmp_path / "noise.mp4", backend="opencv")
 
 
 @pytest.mark.parametrize(("mode", "methods"), [("constant", ("gradient", "gradient_x_input", "integrated_gradients")),

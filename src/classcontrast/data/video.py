@@ -1,5 +1,6 @@
 """Reading and writing clips: frames as a (C, T, H, W) tensor in [0, 1], through PyAV (FFmpeg's Python binding;
-``pip install "classcontrast[video]"``), imported only here."""
+``pip install "classcontrast[video]"``) or, where it is installed and finds FFmpeg, PyTorch's torchcodec; both
+imported only here."""
 
 from __future__ import annotations
 
@@ -33,8 +34,45 @@ def evenly(total: int, frames: int) -> list[int]:
     return [int((i + 0.5) * total / frames) for i in range(frames)]
 
 
-def load_video(path: str | os.PathLike[str], frames: int | None = None, size: int | Sequence[int] | None = None
-               ) -> Tensor:
+BACKENDS = ("torchcodec", "pyav")
+
+
+def _torchcodec() -> object | None:
+    """torchcodec's ``VideoDecoder`` where torchcodec is installed and loads (it needs FFmpeg's shared libraries on
+    the system), else None."""
+    try:
+        from torchcodec.decoders import VideoDecoder
+    except Exception:  # not installed, or without FFmpeg's libraries (its loader raises RuntimeError, OSError)
+        return None
+    return VideoDecoder
+
+
+def _decode(p: Path, backend: str | None) -> tuple[list[np.ndarray] | Tensor, str]:
+    """Every frame of ``p`` in order — (T, H, W, 3) uint8 arrays (PyAV) or a (T, 3, H, W) uint8 tensor (torchcodec) —
+    and the backend that read them."""
+    if backend not in (None, *BACKENDS):
+        raise ClassContrastError(f"unknown video backend {backend!r}; choose {' or '.join(BACKENDS)}")
+    decoder = _torchcodec() if backend in (None, "torchcodec") else None
+    if decoder is not None:
+        try:
+            return decoder(str(p))[:], "torchcodec"  # type: ignore[operator]
+        except (RuntimeError, ValueError, IndexError, OSError) as e:
+            raise ClassContrastError(f"{p} could not be read as a video ({type(e).__name__}: {e})".splitlines()[0]) \
+                from e
+    if backend == "torchcodec":
+        raise ClassContrastError("torchcodec is not installed or cannot find FFmpeg's libraries: pip install "
+                                 "torchcodec and install FFmpeg, or use backend='pyav'")
+    av = _av()
+    try:
+        with av.open(str(p)) as container:
+            stream = container.streams.video[0]
+            return [f.to_ndarray(format="rgb24") for f in container.decode(stream)], "pyav"
+    except (av.error.FFmpegError, IndexError, OSError, ValueError) as e:
+        raise ClassContrastError(f"{p} could not be read as a video ({type(e).__name__}: {e})".splitlines()[0]) from e
+
+
+def load_video(path: str | os.PathLike[str], frames: int | None = None, size: int | Sequence[int] | None = None,
+               backend: str | None = None) -> Tensor:
     """A clip as a (C, T, H, W) float tensor in [0, 1], RGB, frames in order.
 
     Args:
@@ -43,23 +81,23 @@ def load_video(path: str | os.PathLike[str], frames: int | None = None, size: in
             expects, e.g. 16 for torchvision's ``r3d_18``).
         size: None keeps the frames' size; an int resizes the shorter side to it, (h, w) to exactly that
             (bilinear, antialiased).
+        backend: ``"torchcodec"`` (PyTorch's decoder; it needs FFmpeg's shared libraries on the system),
+            ``"pyav"``, or None: torchcodec where it is installed and loads, else PyAV. Both decode with FFmpeg and
+            convert to RGB with its swscale: the same frames (tested where both load).
     """
     p = Path(path)
     if not p.is_file():
         raise ClassContrastError(f"no such file: {p}")
     if frames is not None and (isinstance(frames, bool) or int(frames) != frames or frames < 1):
         raise ClassContrastError(f"frames must be a whole number of at least 1, got {frames!r}")
-    av = _av()
-    try:
-        with av.open(str(p)) as container:
-            stream = container.streams.video[0]
-            decoded = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-    except (av.error.FFmpegError, IndexError, OSError, ValueError) as e:
-        raise ClassContrastError(f"{p} could not be read as a video ({type(e).__name__}: {e})".splitlines()[0]) from e
-    if not decoded:
+    decoded, used = _decode(p, backend)
+    if len(decoded) == 0:
         raise ClassContrastError(f"{p} has no video frames")
-    picked = [decoded[i] for i in evenly(len(decoded), frames)] if frames is not None else decoded
-    clip = torch.from_numpy(np.stack(picked)).permute(3, 0, 1, 2).float().div(255)  # (C, T, H, W)
+    chosen = evenly(len(decoded), frames) if frames is not None else list(range(len(decoded)))
+    if used == "torchcodec":
+        clip = decoded[chosen].permute(1, 0, 2, 3).float().div(255)  # type: ignore[call-overload]  # (C, T, H, W)
+    else:
+        clip = torch.from_numpy(np.stack([decoded[i] for i in chosen])).permute(3, 0, 1, 2).float().div(255)
     if size is not None:
         h, w = clip.shape[-2:]
         if isinstance(size, int):
