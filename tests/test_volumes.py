@@ -210,3 +210,43 @@ def test_the_explorer_slides_through_a_volumes_slices_in_a_real_browser(tmp_path
         pressed = b.eval("document.querySelector('button[data-control=\"contrast\"][aria-pressed=\"true\"]')"
                          ".dataset.value")
         assert pressed == "max"  # the contrast is kept while sliding
+
+
+def test_the_explorer_shows_a_3d_segmenters_regions_slice_by_slice(tmp_path: Path) -> None:
+    """A 3-D segmenter's regions on the page: per region one entry per slice (its outline on that slice, its maps
+    there equal to the region's map from explain), a slider between them; the same in a real browser."""
+    from classcontrast.explorer.compute import explorer_data
+    from classcontrast.explorer.encode import fit
+    from tests.test_detection import _tile
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 3, 1)).eval()
+    x = torch.rand(1, 1, 6, 24, 24)
+    data = explorer_data(net, x, ["gradient"], cc.Region.all(2))
+    groups: dict[str, list[dict]] = {}
+    for e in data["entries"]:
+        groups.setdefault(e["view"]["group"], []).append(e)
+    assert len(groups) == 2 and all(len(g) == 6 for g in groups.values())
+    probe = cc.explain(net, x, "gradient", "original", cc.Region.all(2))
+    for k, (group, unit) in enumerate(zip(groups.values(), probe.units[0], strict=True)):
+        want = cc.explain(net, x, "gradient", "weighted", cc.Region(unit["target"], unit["mask"])).maps[0, 0]
+        for d, e in enumerate(group):
+            rows = e["unit"]["mask"]["rows"]
+            assert rows == ["".join("1" if v else "0" for v in r) for r in unit["mask"][d].tolist()]
+            assert e["view"]["label"] == f"slice {d + 1} of 6" and e["image"] == f"i0_{d}"
+            stored = _tile(e, "gradient", 0, "weighted")  # the page's quantised map of the region's own class
+            scale = float(want[d].abs().max())
+            np.testing.assert_allclose(stored, want[d].numpy(), atol=scale / 100)  # 8-bit codes: within 1 %
+        assert k < 2
+    page = cc.write_explorer(tmp_path / "regions.html", net, x, ["gradient"], cc.Region.all(2))
+    from tools.browser import Browser
+
+    with Browser() as b:
+        b.open(page.resolve().as_uri())
+        b.settled()
+        assert "slice 1 of 6" in b.eval("document.querySelector('.cc-panel').textContent")
+        b.eval("const r = document.querySelector('input[data-control=\"view\"]'); r.value = 4; "
+               "r.dispatchEvent(new Event('input'))")
+        b.settled()
+        assert "slice 5 of 6" in b.eval("document.querySelector('.cc-panel').textContent")
+    assert fit(want).shape == want.shape  # 24 x 24 is stored as it is

@@ -20,7 +20,7 @@ from ..targets import Threshold, TopK, resolve_targets
 from .encode import display_pixels, fit
 from .maps import grid
 from .page import NAMED, contrast_keys, entry, image_entry, write_page
-from .units import unit_entries, unit_spec
+from .units import MAX_VIEWS, unit_entries, unit_spec
 
 
 def explore(model: Any, x: torch.Tensor, methods: Sequence[str], classes: torch.Tensor,
@@ -54,9 +54,8 @@ def explorer_data(model: Any, x: torch.Tensor | Sequence[torch.Tensor], methods:
     head = model_head(model, net, head)  # as explain decides it (sigmoid for RetinaNet, FCOS, YOLO)
     model_name = getattr(model, "name", type(net).__name__)
     units = unit_spec(net, batch[0], targets)
-    if units is not None and batch[0].ndim != 4:
-        raise ClassContrastError("the explorer shows the regions of 2-D segmentations; for a volume's regions use "
-                                 "the figures (three orthogonal slices) and the NIfTI maps")
+    if units is not None and batch[0].ndim == 3:
+        raise ClassContrastError("the explorer shows the regions of 2-D and 3-D segmentations, not of 1-D signals")
     if units is not None:  # a segmenter's regions or a detector's objects: one entry per unit
         names = list(categories if categories is not None else getattr(model, "categories", None) or [])
         if not names:
@@ -122,9 +121,6 @@ def write_explorer(path: str | Path, model: Any, x: torch.Tensor | Sequence[torc
     classes it ranks next). Regions and objects are drawn on the image; a click on a box opens it.
     """
     return write_page(explorer_data(model, x, methods, targets, titles, **options), path)
-
-
-MAX_VIEWS = 32  # frames (slices) a page holds per clip (volume), spread evenly
 
 
 def view_data(model: Any, x: torch.Tensor, methods: Sequence[str], targets: Any, titles: Sequence[str] | None,

@@ -81,5 +81,6 @@ def display_pixels(x: torch.Tensor, to_pixels: Callable[[torch.Tensor], torch.Te
     if to_pixels is not None:
         return to_pixels(x).clamp(0, 1).float().cpu()
     flat = x.flatten(1)
-    lo, hi = flat.min(1).values, flat.max(1).values
-    return ((x - lo[:, None, None, None]) / (hi - lo).clamp_min(1e-12)[:, None, None, None]).clamp(0, 1).float().cpu()
+    shape = (-1, *[1] * (x.ndim - 1))  # (B, 1, ...) for images, clips and volumes alike
+    lo, hi = flat.min(1).values.view(shape), flat.max(1).values.view(shape)
+    return ((x - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1).float().cpu()

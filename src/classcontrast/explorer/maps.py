@@ -16,16 +16,19 @@ from .encode import fit
 
 
 def grid(model: Any, x: torch.Tensor, methods: Sequence[str], contrasts: Sequence[Any], targets: Any,
-         head: str | None = None, **options: Any) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], Any]:
+         head: str | None = None, at_input: bool = False,
+         **options: Any) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], Any]:
     """Per method the maps (B, L, M, h, w) of ``targets`` under ``contrasts`` at the stored resolution
     and the (B, L, M) sign notes, with the last method's result (one `explain` call per method; "t
-    rather than t" is part of a grid on purpose, so its warning is not shown); ``head``: as for `explain`."""
+    rather than t" is part of a grid on purpose, so its warning is not shown); ``head``: as for `explain`;
+    ``at_input``: the maps at the input's resolution, every spatial dimension (a volume, shown a slice at a time)."""
     out, notes, res = {}, {}, None
     for method in methods:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ClassContrastWarning)
             res = explain(model, x, method, list(contrasts), targets, head=head, **options_for(method, options))
-        out[method] = fit(torch.stack([e.shown(layer=True) for e in res.values()], 2).detach().float().cpu())
+        maps = torch.stack([e.shown(layer=not at_input) for e in res.values()], 2).detach().float().cpu()
+        out[method] = maps if at_input else fit(maps)
         notes[method] = torch.stack([e.disagreeing() for e in res.values()], 2).cpu()  # type: ignore[misc]
     assert res is not None, "no method given"
     return out, notes, res

@@ -23,11 +23,13 @@ from ..engine import explain
 from ..errors import ClassContrastWarning
 from ..methods import options_for
 from ..units import Region
-from .encode import display_pixels
+from ..viz.views import evenly
+from .encode import display_pixels, fit
 from .maps import grid
 from .page import entry, image_entry
 
 MASK_SIDE = 96  # a region's mask is sent at most this many pixels on a side
+MAX_VIEWS = 32  # slices a page holds per volume, spread evenly (as for a classifier's volumes)
 
 
 def _mask_rows(mask: torch.Tensor) -> dict[str, Any]:
@@ -54,7 +56,14 @@ def unit_entries(model: Any, x: Sequence[torch.Tensor], methods: Sequence[str], 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ClassContrastWarning)
             probe = explain(model, xb, methods[0], "original", spec, head=head, **options_for(methods[0], options))
-        images[f"i{b}"] = image_entry(display_pixels(xb, inverse)[0], name)
+        pixels = display_pixels(xb, inverse)[0]
+        volume = xb.ndim == 5  # a 3-D segmenter's regions: one entry per slice, a slider between them
+        slices = evenly(xb.shape[2], MAX_VIEWS) if volume else []
+        if volume:
+            for d in slices:
+                images[f"i{b}_{d}"] = image_entry(pixels[:, d], f"{name}: slice {d + 1} of {xb.shape[2]}")
+        else:
+            images[f"i{b}"] = image_entry(pixels, name)
         for k, unit in enumerate(probe.units[0]):
             if not unit.get("selected", True) or unit.get("pixels") == 0:  # a filler, an empty region
                 continue
@@ -70,8 +79,9 @@ def unit_entries(model: Any, x: Sequence[torch.Tensor], methods: Sequence[str], 
                 mask = unit["mask"]
                 unit_spec: Any = [Region(c, mask) for c in classes]
                 unit_foils = classes
-                shown = {"kind": "region", "mask": _mask_rows(mask.cpu())}
-                title = f"{name}: region {categories[t]} ({unit['pixels'] / mask.numel():.0%} of pixels)"
+                shown = {} if volume else {"kind": "region", "mask": _mask_rows(mask.cpu())}  # a volume: per slice
+                title = f"{name}: region {categories[t]} ({unit['pixels'] / mask.numel():.0%} of " \
+                        f"{'voxels' if volume else 'pixels'})"
             else:
                 classes, unit_foils = [t], ranked[:3]
                 unit_spec = Detections(indices=[int(unit["index"])])
@@ -83,15 +93,24 @@ def unit_entries(model: Any, x: Sequence[torch.Tensor], methods: Sequence[str], 
             shown_foils = [*unit_foils, *(int(f) for f in foils if int(f) not in unit_foils)]
             contrasts = [*named, *(Foil(c) for c in shown_foils)]
             keys = [*named, *(f"foil:{c}" for c in shown_foils)]
-            grids, signs, res = grid(model, xb, methods, contrasts, unit_spec, head, **options)
-            maps = {m: v[0].numpy() for m, v in grids.items()}
+            grids, signs, res = grid(model, xb, methods, contrasts, unit_spec, head, at_input=volume, **options)
             notes = {m: v[0].numpy() for m, v in signs.items()}
             probabilities = res[named[0]].target_probabilities[0].tolist()  # type: ignore[index]
             first = f"foil:{int(foils[0])}" if foils else "weighted" if "weighted" in named else named[0]
-            e = entry(f"e{b}_{k}", f"i{b}", title, classes, probabilities, maps, top=top, keys=keys, notes=notes,
-                      default=(t, first))
-            e["unit"] = shown
-            entries.append(e)
+            if not volume:
+                e = entry(f"e{b}_{k}", f"i{b}", title, classes, probabilities, {m: v[0].numpy() for m, v in
+                          grids.items()}, top=top, keys=keys, notes=notes, default=(t, first))
+                e["unit"] = shown
+                entries.append(e)
+                continue
+            for i, d in enumerate(slices):  # the region's entry on each shown slice: its outline there
+                where = f"slice {d + 1} of {xb.shape[2]}"
+                e = entry(f"e{b}_{k}_{d}", f"i{b}_{d}", f"{title}, {where}", classes, probabilities,
+                          {m: fit(v[0][..., d, :, :]).numpy() for m, v in grids.items()}, top=top, keys=keys,
+                          notes=notes, default=(t, first))
+                e["unit"] = {"kind": "region", "mask": _mask_rows(unit["mask"][d].cpu())}
+                e["view"] = {"group": f"g{b}_{k}", "index": i, "count": len(slices), "label": where}
+                entries.append(e)
     return images, entries
 
 
