@@ -30,9 +30,10 @@ NC = 5
 def _spread(model: nn.Module, seed: int) -> nn.Module:
     """Re-initialise the random model so that its class scores spread (the yaml's prior makes every score ~0.003)."""
     g = torch.Generator().manual_seed(seed)
+    fixed = set(model.model[-1].dfl.modules())  # the DFL's fixed bin weights decode distances: kept
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, nn.Conv2d):
+            if isinstance(m, nn.Conv2d) and m not in fixed:
                 m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / m.weight[0].numel()) ** 0.5)
         for branch in model.model[-1].cv3:
             branch[-1].weight.mul_(8.0)
@@ -234,3 +235,37 @@ def test_the_explorer_shows_yolo_objects_and_their_masks(yolo_seg: nn.Module) ->
     for e, u in zip(entries, ex.units[0], strict=True):
         assert e["unit"]["mask"]["rows"] and len(e["unit"]["mask"]["rows"]) == int(e["unit"]["mask"]["h"])
         assert e["top"][0][1] == pytest.approx(float(torch.sigmoid(u["logits"]).max()))  # sigma, not a softmax
+
+
+def test_instance_masks_ask_why_these_pixels_are_this_instance(yolo_seg: nn.Module) -> None:
+    """The pixel-level question of a segmentation model: cc.InstanceMasks' logits are Ultralytics' mask logits
+    (positive exactly on the instance's mask), and a region's map over them equals autograd of the summed contrast
+    over the instance's pixels, against background and the other instances."""
+    x = X[:1]
+    ex = cc.explain(yolo_seg, x, "gradient", "original", cc.Detections(top=3))
+    objects = ex.units[0]
+    masks = cc.InstanceMasks(yolo_seg, objects)
+    with torch.no_grad():
+        logits = masks(x)
+        (_, proto), preds = yolo_seg(x)
+    assert logits.shape == (1, 4, 96, 128) and (logits[:, 0] == 0).all()
+    for k, u in enumerate(objects):
+        coefficients = preds["mask_coefficient"][0, :, u["anchor"]]
+        raw = torch.nn.functional.interpolate((coefficients @ proto[0].flatten(1)).view(1, 1, *proto.shape[-2:]),
+                                              size=(96, 128), mode="bilinear", align_corners=False)[0, 0]
+        inside = logits[0, k + 1] > -1e4
+        torch.testing.assert_close(logits[0, k + 1][inside], raw[inside])
+        assert ((logits[0, k + 1] > 0) == u["mask"]).float().mean() > 0.999  # float32 vs float64 at the zero crossing
+    sizes = [int(u["mask"].sum()) for u in objects]
+    k = min((j for j in range(len(objects)) if sizes[j] > 50), key=lambda j: sizes[j])  # the smallest real one
+    region = logits[0, k + 1] > 0
+    assert 50 < int(region.sum()) < region.numel()  # a real instance, not the whole image
+    for contrast in ("original", "weighted", cc.Foil(0)):
+        mine = cc.explain(masks, x, "gradient", contrast, cc.Region(k + 1, region)).maps[0, 0]
+        leaf = x.clone().requires_grad_(True)
+        pixels = masks(leaf)[0].flatten(1).T[region.flatten()]  # (N, 1 + K)
+        spec = cc.get_contrast(contrast)
+        (g,) = torch.autograd.grad(spec.score(pixels, torch.full((len(pixels),), k + 1)).sum(), leaf)
+        torch.testing.assert_close(mine, g[0].sum(0), rtol=1e-7, atol=1e-10)
+    with pytest.raises(cc.ClassContrastError, match="needs a YOLO segmentation model's objects"):
+        cc.InstanceMasks(yolo_seg, [])

@@ -25,7 +25,7 @@ _EXPORTS: dict[str, str] = {
     "Explanation": "explanation", "Explanations": "explanation",
     "METHODS": "methods", "Method": "methods", "get_method": "methods", "register_method": "methods",
     "TopK": "targets", "Threshold": "targets", "resolve_targets": "targets", "Region": "units",
-    "Detections": "detection",
+    "Detections": "detection", "InstanceMasks": "units.yolo",
     "ContrastModel": "adapters", "quantus_explain": "adapters",
     "ModelBundle": "models", "load_model": "models", "zero_shot": "models.zero_shot",
     "SlidingWindow": "models.windows",
@@ -74,6 +74,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .peer_contrasts import ContrastCAM, Finer, FinerMean, ReST
     from .targets import Threshold, TopK, resolve_targets
     from .units import Region
+    from .units.yolo import InstanceMasks
     from .viz import overlay, plot_explanations
 
 __all__ = [
@@ -91,6 +92,7 @@ __all__ = [
     "Finer",
     "FinerMean",
     "Foil",
+    "InstanceMasks",
     "Max",
     "Mean",
     "Method",

@@ -46,7 +46,8 @@ def unwrap_model(model: Any) -> nn.Module:
             net = net.module
         elif type(net).__name__ == "OptimizedModule" and isinstance(getattr(net, "_orig_mod", None), nn.Module):
             net = net._orig_mod
-        elif not is_yolo(net) and is_yolo(getattr(net, "model", None)):  # Ultralytics' YOLO(...): its model
+        elif type(net).__module__.startswith("ultralytics.") and not is_yolo(net) \
+                and is_yolo(getattr(net, "model", None)):  # Ultralytics' YOLO(...) wrapper: its model
             net = net.model
         else:
             return net

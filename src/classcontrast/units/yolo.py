@@ -85,6 +85,50 @@ def yolo_layer(net: nn.Module) -> str:
     return f"model.{len(layers) - 2}"
 
 
+class InstanceMasks(nn.Module):
+    r"""One image's instances of a YOLO segmentation model as a segmenter, for the pixel-level question: per pixel
+    $p$ the logits of background (0) and of each instance $k$'s mask,
+
+    $$m_k(p) = \sum_j c_{kj} P_j(p),$$
+
+    its anchor's mask coefficients $c_k$ on the model's prototypes $P$, upsampled bilinearly to the input's size
+    (Ultralytics' ``process_mask``) and, outside the instance's box, −10⁴ (Ultralytics crops each mask to its box).
+    A pixel belongs to instance $k$ where $m_k(p) > 0$: `cc.Region(k + 1, mask)` over the instance's own mask
+    then asks **why these pixels are instance k** (whose row made it class A) rather than background or another
+    instance (``weighted``: against all of them, ``Foil(0)``: against background). YOLO's masks are class-agnostic,
+    so the class itself is the row's question (`YoloUnits`).
+
+    ``objects``: the image's object records (``Explanation.units[i]``: their ``anchor`` and ``box``), for any batch
+    of inputs the size of that image (sampled and perturbed ones included)."""
+
+    def __init__(self, model: nn.Module, objects: Sequence[dict[str, Any]]) -> None:
+        super().__init__()
+        if not objects or "anchor" not in objects[0]:
+            raise ClassContrastError("InstanceMasks needs a YOLO segmentation model's objects: "
+                                     "cc.explain(...).units[image]")
+        self.model = model
+        self.register_buffer("anchors", torch.tensor([int(u["anchor"]) for u in objects]), persistent=False)
+        self.register_buffer("boxes", torch.tensor([list(u["box"]) for u in objects], dtype=torch.float64),
+                             persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, 1 + K, H, W): background, then each instance's mask logits."""
+        (_, proto), preds = self.model(x)
+        coefficients = preds.get("mask_coefficient")
+        if coefficients is None:
+            raise ClassContrastError("InstanceMasks needs a YOLO segmentation model (mask coefficients)")
+        c = coefficients[:, :, self.anchors]  # (B, nm, K)
+        m = torch.einsum("bnk,bnhw->bkhw", c, proto)
+        m = nn.functional.interpolate(m, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        h, w = x.shape[-2:]
+        cols = torch.arange(w, device=x.device, dtype=self.boxes.dtype)
+        rows = torch.arange(h, device=x.device, dtype=self.boxes.dtype)
+        x0, y0, x1, y1 = (v[:, None] for v in self.boxes.unbind(-1))
+        inside = ((rows >= y0) & (rows < y1))[:, :, None] & ((cols >= x0) & (cols < x1))[:, None, :]  # (K, H, W)
+        m = m.masked_fill(~inside[None], -1e4)
+        return torch.cat([m.new_zeros(m.shape[0], 1, h, w), m], 1)
+
+
 @register_units
 class YoloUnits(ObjectUnits):
     """An Ultralytics YOLO model's detections as the explained units: each object the anchor it came from."""
@@ -167,4 +211,4 @@ class YoloUnits(ObjectUnits):
         return out
 
 
-__all__ = ["YoloUnits", "import_ultralytics", "is_yolo", "is_yolo_output", "yolo_layer"]
+__all__ = ["InstanceMasks", "YoloUnits", "import_ultralytics", "is_yolo", "is_yolo_output", "yolo_layer"]
