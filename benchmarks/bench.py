@@ -127,7 +127,8 @@ def weighted_objective(logits: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 def floor(model: nn.Module, x: torch.Tensor, objective: Any, layer: nn.Module | None) -> None:
     """Plain torch: forward (a hook keeping the layer's output, the graph starting there: backward stops at it),
-    autograd.grad of ``objective(logits)`` to the layer's output, or to the input when ``layer`` is None."""
+    autograd.grad of ``objective(logits)`` to the layer's output, or to the input when ``layer`` is None (an
+    objective returning several scalars: one gradient each, the graph kept between them)."""
     store: list[torch.Tensor] = []
     handle = None
     if layer is not None:
@@ -143,7 +144,10 @@ def floor(model: nn.Module, x: torch.Tensor, objective: Any, layer: nn.Module | 
         with torch.enable_grad():
             xi = x.detach().requires_grad_(layer is None)
             out = model(xi)
-            torch.autograd.grad(objective(out), store[0] if layer is not None else xi)
+            scalars = objective(out)
+            scalars = list(scalars) if isinstance(scalars, (list, tuple)) else [scalars]
+            for i, scalar in enumerate(scalars):
+                torch.autograd.grad(scalar, store[0] if layer is not None else xi, retain_graph=i < len(scalars) - 1)
     finally:
         if handle is not None:
             handle.remove()

@@ -160,8 +160,13 @@ class RegionUnits(Units):
 
     def _inside(self, y: Tensor, rows: Tensor) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
         """Per region j: (the flat indices of its pixels among the B' inputs' pixels, those pixels' logits
-        (N, C), the image of each, their mask weights), gathered once for every contrast."""
+        (N, C), the image of each, their mask weights), gathered once for every contrast — and once per call for
+        the same logits (the cotangents, the scores and the probabilities read the images' own)."""
         assert self.masks is not None
+        key = (y.data_ptr(), tuple(y.shape), y._version, y.dtype, rows.data_ptr(), tuple(rows.shape))
+        cached = getattr(self, "_gathered", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         n = y[0, 0].numel()
         pixels = _pixels(y)
         out = []
@@ -169,6 +174,7 @@ class RegionUnits(Units):
             inside = self.masks[rows, j].reshape(-1)
             idx = inside.nonzero()[:, 0]
             out.append((idx, pixels[idx], rows[idx // n], inside[idx]))
+        self._gathered = (key, out)
         return out
 
     def cotangents(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor, rows: Tensor, n_images: int) -> Tensor:
@@ -212,22 +218,33 @@ class RegionUnits(Units):
     def scores(self, contrast: Contrast, y: Tensor, t: Tensor) -> Tensor:
         """(B, K) each region's objective: the sum over its pixels of the pixel's contrast."""
         b = y.shape[0]
-        if getattr(self, "_scored", None) is None or self._scored[0] is not y:  # the pixels, once per call
-            self._scored = (y, self._inside(y, torch.arange(b, device=y.device)))
         out = y.new_zeros(b, t.shape[1])
-        for j, (idx, pixels, image_of, weight) in enumerate(self._scored[1]):
+        for j, (idx, pixels, image_of, weight) in enumerate(self._inside(y, self._images(b, y.device))):
             if len(idx):
                 score = contrast.select(image_of, b).score(pixels, t[image_of, j]) * weight
                 out[:, j] = torch.zeros(b, dtype=score.dtype, device=y.device).index_add_(0, image_of, score)
         return out
 
+    def _images(self, b: int, device: torch.device) -> Tensor:
+        """arange(b), the same tensor for every request of a call (so `_inside`'s cache finds it)."""
+        images = getattr(self, "_arange", None)
+        if images is None or len(images) != b or images.device != device:
+            images = self._arange = torch.arange(b, device=device)
+        return images
+
     def target_probabilities(self, y: Tensor, t: Tensor) -> Tensor:
-        """(B, K) the mean probability of each region's class over its pixels (0 for an empty region)."""
+        """(B, K) the mean probability of each region's class over its pixels (0 for an empty region): the
+        softmax of its pixels' logits only."""
         assert self.masks is not None
-        p = head_probabilities(y.float() if y.dtype not in (torch.float32, torch.float64) else y, "softmax", 1)
-        pt = p.gather(1, t.reshape(*t.shape, *([1] * (y.ndim - 2))).expand(-1, -1, *p.shape[2:]))
-        area = self.masks.flatten(2).sum(-1)
-        return (pt * self.masks).flatten(2).sum(-1) / area.clamp_min(1)
+        b = y.shape[0]
+        area = self.masks.flatten(2).sum(-1)  # (B, K)
+        dtype = y.dtype if y.dtype in (torch.float32, torch.float64) else torch.float32
+        out = torch.zeros(b, t.shape[1], dtype=dtype, device=y.device)
+        for j, (_, pixels, image_of, weight) in enumerate(self._inside(y, self._images(b, y.device))):
+            if len(pixels):
+                p = head_probabilities(pixels.to(dtype), "softmax", 1).gather(1, t[image_of, j][:, None])[:, 0]
+                out[:, j].index_add_(0, image_of, p * weight.to(dtype))
+        return out / area.to(dtype).clamp_min(1)
 
     def records(self, y: Tensor, t: Tensor) -> list[list[dict[str, Any]]]:
         """`Explanation.units`: per image, one record per region (kind, target, mask, the pixels' logits)."""
