@@ -27,7 +27,7 @@ _EXPORTS: dict[str, str] = {
     "TopK": "targets", "Threshold": "targets", "resolve_targets": "targets", "Region": "units",
     "Detections": "detection", "InstanceMasks": "units.yolo",
     "ContrastModel": "adapters", "quantus_explain": "adapters",
-    "ModelBundle": "models", "load_model": "models", "zero_shot": "models.zero_shot",
+    "ModelBundle": "models", "load_model": "models", "zero_shot": "models.zero_shot", "answers": "models.answers",
     "SlidingWindow": "models.windows",
     "load_image": "data", "load_images": "data", "sample_image": "data", "load_video": "data.video",
     "save_video": "data.video", "load_volume": "data.volume", "save_volume": "data.volume",
@@ -69,6 +69,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .explorer.compute import explorer_data, write_explorer
     from .methods import METHODS, Method, get_method, register_method
     from .models import ModelBundle, load_model
+    from .models.answers import answers
     from .models.windows import SlidingWindow
     from .models.zero_shot import zero_shot
     from .peer_contrasts import ContrastCAM, Finer, FinerMean, ReST
@@ -105,6 +106,7 @@ __all__ = [
     "Threshold",
     "TopK",
     "Weighted",
+    "answers",
     "audit",
     "explain",
     "explorer_data",

@@ -1,0 +1,107 @@
+"""A vision-language model's candidate answers as classes (cc.answers): each candidate's summed token
+log-probability given the image and the prompt, against brute force (one forward per candidate); every contrast's
+map against autograd; the processor's pixel values; the prompt's chat template; the Vision Transformer methods on
+the image tower."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import classcontrast as cc
+
+pytest.importorskip("transformers")
+from tests.vlm import llava
+
+CANDIDATES = ["yes", "no", "a wolf"]
+
+
+@pytest.fixture(scope="module")
+def vlm() -> tuple:
+    return llava()
+
+
+def _brute(model: torch.nn.Module, prompt: torch.Tensor, tokens: list[list[int]], x: torch.Tensor) -> torch.Tensor:
+    """(B, K) one plain forward per image and candidate, no padding: the candidate's log-probabilities summed."""
+    out = torch.zeros(len(x), len(tokens), dtype=x.dtype)
+    for i in range(len(x)):
+        for j, c in enumerate(tokens):
+            ids = torch.cat([prompt, torch.tensor(c)])[None]
+            logp = model(input_ids=ids, pixel_values=x[i : i + 1]).logits[0].log_softmax(-1)
+            out[i, j] = sum(logp[len(prompt) - 1 + n, tok] for n, tok in enumerate(c))
+    return out
+
+
+def test_candidates_are_their_summed_token_log_probabilities(vlm: tuple) -> None:
+    model, processor = vlm
+    bundle = cc.answers(model, processor, "is there a dog ?", CANDIDATES)
+    assert bundle.categories == CANDIDATES and bundle.info["text"] == "<image>\nis there a dog ?"
+    x = torch.rand(2, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    prompt = bundle.model.prompt
+    assert int((prompt == processor.tokenizer.convert_tokens_to_ids("<image>")).sum()) == 16  # 4 x 4 patches
+    tokens = [processor.tokenizer(c, add_special_tokens=False)["input_ids"] for c in CANDIDATES]
+    assert tokens[2] == [processor.tokenizer.convert_tokens_to_ids(w) for w in ("a", "wolf")]
+    with torch.no_grad():
+        torch.testing.assert_close(bundle.model(x), _brute(model, prompt, tokens, x), rtol=1e-10, atol=1e-10)
+        vocab = cc.answers(model, processor, "is there a dog ?", None)
+        want = model(input_ids=prompt[None].expand(2, -1), pixel_values=x).logits[:, -1]
+        torch.testing.assert_close(vocab.model(x), want, rtol=1e-10, atol=1e-10)
+    assert vocab.categories[processor.tokenizer.convert_tokens_to_ids("yes")] == "yes"
+
+
+def test_every_contrast_is_exact_against_autograd(vlm: tuple) -> None:
+    """Foil("no") is log p(yes) - log p(no); weighted the candidate against all the others; probability its
+    probability among the candidates: each map equals autograd of that scalar through the plain model."""
+    model, processor = vlm
+    bundle = cc.answers(model, processor, "is there a dog ?", CANDIDATES)
+    x = torch.rand(1, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    tokens = [processor.tokenizer(c, add_special_tokens=False)["input_ids"] for c in CANDIDATES]
+    ex = cc.explain(bundle, x, "gradient", ["original", "weighted", "probability", cc.Foil("no")], "yes",
+                    keep_channels=True)
+    scalars = {"original": lambda y: y[0, 0], "weighted": lambda y: y[0, 0] - y[0, 1:].logsumexp(0),
+               "probability": lambda y: y[0].softmax(0)[0], "foil:no": lambda y: y[0, 0] - y[0, 1]}
+    for key, scalar in scalars.items():
+        leaf = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(scalar(_brute(model, bundle.model.prompt, tokens, leaf)), leaf)
+        # the contrasts combined from a shared low-rank basis: rounding at 1e-7 of the map's range
+        torch.testing.assert_close(ex[key].maps[0, 0], g[0], rtol=1e-6, atol=1e-7 * float(g.abs().max()))
+
+
+def test_the_processors_pixel_values_and_its_prompt(vlm: tuple) -> None:
+    model, processor = vlm
+    bundle = cc.answers(model, processor, "is there a dog ?", ["yes", "no"])
+    image = Image.fromarray((np.random.default_rng(2).random((40, 50, 3)) * 255).astype(np.uint8))
+    theirs = processor(text="<image> is", images=image, return_tensors="pt")["pixel_values"][0]
+    torch.testing.assert_close(bundle.transform(image), theirs.to(bundle.transform(image).dtype), rtol=0, atol=1e-5)
+    written = cc.answers(model, processor, "USER: <image> is there a dog ? ASSISTANT:", ["yes", "no"])
+    assert written.info["text"] == "USER: <image> is there a dog ? ASSISTANT:"  # a prompt with the image token
+    template = "{% for m in messages %}USER: {% for c in m['content'] %}{% if c['type'] == 'image' %}<image> " \
+               "{% else %}{{ c['text'] }}{% endif %}{% endfor %} ASSISTANT:{% endfor %}"
+    chat = cc.answers(model, processor, "is there a dog ?", ["yes", "no"], template=template)
+    assert chat.info["text"] == "USER: <image> is there a dog ? ASSISTANT:"
+    torch.testing.assert_close(chat.model.prompt, written.model.prompt)
+    with pytest.raises(cc.ClassContrastError, match="at least two distinct candidates"):
+        cc.answers(model, processor, "is there a dog ?", ["yes", "yes"])
+    with pytest.raises(cc.ClassContrastError, match="needs the model's processor"):
+        cc.answers(model, processor.tokenizer, "is there a dog ?", ["yes", "no"])
+
+
+def test_the_image_methods_on_the_vision_tower(vlm: tuple) -> None:
+    """ViT GradCAM and attention rollout find the image tower's blocks and attention (not the language model's);
+    occlusion scores every contrast from the same perturbed forwards."""
+    model, processor = vlm
+    bundle = cc.answers(model, processor, "is there a dog ?", CANDIDATES)
+    x = torch.rand(2, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    for method in ("vit_gradcam", "attention_rollout"):
+        ex = cc.explain(bundle, x, method, ["weighted", cc.Foil("no")], "yes")
+        assert ex["weighted"].maps.shape == (2, 1, 32, 32) and ex["weighted"].maps.abs().sum() > 0
+        assert method == "attention_rollout" or "vision_tower" in ex["weighted"].layer
+    occluded = cc.explain(bundle, x, "occlusion", cc.Foil("no"), "yes", window=16, stride=16).maps
+    with torch.no_grad():
+        clean = bundle.model(x)
+        covered = x.clone()
+        covered[..., :16, :16] = 0
+        drop = (clean[:, 0] - clean[:, 1]) - (bundle.model(covered)[:, 0] - bundle.model(covered)[:, 1])
+    torch.testing.assert_close(occluded[:, 0, 0, 0], 3 * drop)  # the window over all 3 channels, summed

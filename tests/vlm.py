@@ -1,0 +1,48 @@
+"""Tiny vision-language models built offline for the tests: random weights from small configs, a word-level
+tokenizer written here (Hugging Face ``tokenizers``), the model family's own processor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+WORDS = ["is", "there", "a", "dog", "cat", "wolf", "in", "the", "picture", "?", "yes", "no", "what", "animal",
+         "USER:", "ASSISTANT:", "one", "two", "three", "how", "many", "are", "it", "not", "."]
+
+
+def tokenizer() -> Any:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "<s>", "</s>", "<image>", *WORDS])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", bos_token="<s>",
+                                   eos_token="</s>", extra_special_tokens={"image_token": "<image>"})
+
+
+def llava(seed: int = 0, dtype: torch.dtype = torch.float64) -> tuple[Any, Any]:
+    """(a random 2-layer LLaVA on 32 × 32 images in 8 × 8 patches, its LlavaProcessor)."""
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    tok = tokenizer()
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                              image_size=32, patch_size=8)
+    text = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=2, num_key_value_heads=2, pad_token_id=tok.pad_token_id)
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<image>"),
+                         vision_feature_layer=-1, projector_hidden_act="gelu")
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config).to(dtype).eval()
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    processor = LlavaProcessor(image_processor=images, tokenizer=tok, patch_size=8,
+                               vision_feature_select_strategy="default", num_additional_image_tokens=1)
+    return model, processor
