@@ -46,3 +46,17 @@ def llava(seed: int = 0, dtype: torch.dtype = torch.float64) -> tuple[Any, Any]:
     processor = LlavaProcessor(image_processor=images, tokenizer=tok, patch_size=8,
                                vision_feature_select_strategy="default", num_additional_image_tokens=1)
     return model, processor
+
+
+def causal_lm(seed: int = 0, classes: int | None = None) -> tuple[Any, Any]:
+    """(a random 2-layer Llama causal LM — or, with ``classes``, a sequence classifier — on the word-level
+    tokenizer, float64; the tokenizer)."""
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+
+    tok = tokenizer()
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, pad_token_id=tok.pad_token_id,
+                         **({"num_labels": classes} if classes else {}))
+    torch.manual_seed(seed)
+    model = (LlamaForSequenceClassification if classes else LlamaForCausalLM)(config)
+    return model.double().eval(), tok

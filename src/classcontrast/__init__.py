@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "Detections": "detection", "InstanceMasks": "units.yolo",
     "ContrastModel": "adapters", "quantus_explain": "adapters",
     "ModelBundle": "models", "load_model": "models", "zero_shot": "models.zero_shot", "answers": "models.answers",
+    "prompt_tokens": "models.prompt",
     "SlidingWindow": "models.windows",
     "load_image": "data", "load_images": "data", "sample_image": "data", "load_video": "data.video",
     "save_video": "data.video", "load_volume": "data.volume", "save_volume": "data.volume",
@@ -70,6 +71,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .methods import METHODS, Method, get_method, register_method
     from .models import ModelBundle, load_model
     from .models.answers import answers
+    from .models.prompt import prompt_tokens
     from .models.windows import SlidingWindow
     from .models.zero_shot import zero_shot
     from .peer_contrasts import ContrastCAM, Finer, FinerMean, ReST
@@ -119,6 +121,7 @@ __all__ = [
     "load_volume",
     "overlay",
     "plot_explanations",
+    "prompt_tokens",
     "quantus_explain",
     "register_method",
     "resolve_targets",

@@ -48,6 +48,47 @@ class Answers(nn.Module):
         self.patch_size = getattr(self.config, "patch_size", None)  # the Vision Transformer methods' patch grid
 
     def forward(self, pixel_values: Tensor) -> Tensor:
+        b = pixel_values.shape[0]
+        embeds = self.prompt_embeddings(pixel_values)  # (B, T, D), None where the model takes no embeddings
+        if embeds is None:
+            return self._repeated(pixel_values)
+        if self.candidates is None:
+            ones = torch.ones(b, embeds.shape[1], dtype=torch.long, device=embeds.device)
+            return self.model(inputs_embeds=embeds, attention_mask=ones).logits[:, -1]
+        return candidate_scores(self.model, embeds, self.candidates, self.pad)
+
+    def image_features(self, pixel_values: Tensor) -> Tensor | None:
+        """(B, N, D) the image tower's features as the language model receives them (LLaVA's
+        ``get_image_features``), once per image; None for a model that does not offer them."""
+        token = getattr(self.vlm_config, "image_token_id", None)
+        features = getattr(self.model, "get_image_features", None)
+        if features is None or token is None:
+            return None
+        out = features(pixel_values=pixel_values, vision_feature_layer=self.vlm_config.vision_feature_layer,
+                       vision_feature_select_strategy=self.vlm_config.vision_feature_select_strategy)
+        pooled = getattr(out, "pooler_output", out)
+        return torch.stack(list(pooled)) if isinstance(pooled, (list, tuple)) else pooled
+
+    def prompt_embeddings(self, pixel_values: Tensor, tokens: Tensor | None = None) -> Tensor | None:
+        """(B, T, D) the prompt's input embeddings with each image's features at the image tokens (``tokens``:
+        (B, L, D) embeddings to put at the prompt's other tokens instead of their own); None where the model
+        offers no image features (then the images are repeated for each sequence)."""
+        image = self.image_features(pixel_values)
+        if image is None:
+            return None
+        places = self.prompt == self.vlm_config.image_token_id
+        if int(places.sum()) != image.shape[1]:
+            raise ClassContrastError(f"the prompt holds {int(places.sum())} image tokens but the image makes "
+                                     f"{image.shape[1]} features")
+        own = self.model.get_input_embeddings()(self.prompt)
+        full = own[None].expand(len(image), -1, -1).to(image.dtype).clone()
+        full[:, places] = image
+        if tokens is not None:
+            full[:, ~places] = tokens.to(full.dtype)
+        return full
+
+    def _repeated(self, pixel_values: Tensor) -> Tensor:
+        """The scores of a model without image features: every sequence with its image, by token ids."""
         b, device = pixel_values.shape[0], pixel_values.device
         length = len(self.prompt)
         if self.candidates is None:
@@ -61,39 +102,37 @@ class Answers(nn.Module):
             ids[j, :length] = self.prompt
             ids[j, length : length + len(c)] = torch.tensor(c, device=device)
             mask[j, : length + len(c)] = 1
-        logits = self._logits(ids, mask, pixel_values)  # (B·K, T, V), image-major
-        scores = []
-        for j, c in enumerate(self.candidates):  # token i of candidate j is predicted at position length + i - 1
-            rows = logits[j::k, length - 1 : length - 1 + len(c)].log_softmax(-1)  # (B, |c|, V)
-            taken = torch.tensor(c, device=device)[None, :, None].expand(b, -1, 1)
-            scores.append(rows.gather(2, taken)[..., 0].sum(1))
-        return torch.stack(scores, 1)
+        logits = self.model(input_ids=ids.repeat(b, 1), attention_mask=mask.repeat(b, 1),
+                            pixel_values=pixel_values.repeat_interleave(k, 0)).logits
+        return _summed(logits, self.candidates, length, b)
 
 
-    def _logits(self, ids: Tensor, mask: Tensor, pixel_values: Tensor) -> Tensor:
-        """The logits of the K sequences for each of the B images. The image tower runs once per image (its
-        features placed at the image tokens of every sequence) where the model offers it (LLaVA's
-        ``get_image_features``), so that the Vision Transformer methods see one row per image; otherwise the
-        images are repeated for each sequence."""
-        b, k = pixel_values.shape[0], ids.shape[0]
-        token = getattr(self.vlm_config, "image_token_id", None)
-        features = getattr(self.model, "get_image_features", None)
-        if features is None or token is None:
-            return self.model(input_ids=ids.repeat(b, 1), attention_mask=mask.repeat(b, 1),
-                              pixel_values=pixel_values.repeat_interleave(k, 0)).logits
-        out = features(pixel_values=pixel_values, vision_feature_layer=self.vlm_config.vision_feature_layer,
-                       vision_feature_select_strategy=self.vlm_config.vision_feature_select_strategy)
-        pooled = getattr(out, "pooler_output", out)
-        image = torch.stack(list(pooled)) if isinstance(pooled, (list, tuple)) else pooled  # (B, N, D)
-        embeds = self.model.get_input_embeddings()(ids)  # (K, T, D)
-        places = ids == token  # (K, T): N image tokens in every sequence
-        if int(places.sum()) != k * image.shape[1]:
-            raise ClassContrastError(f"the prompt holds {int(places[0].sum())} image tokens but the image makes "
-                                     f"{image.shape[1]} features")
-        full = embeds[None].expand(b, -1, -1, -1).clone().to(image.dtype)
-        full[:, places] = image.repeat(1, k, 1)
-        return self.model(inputs_embeds=full.reshape(b * k, *embeds.shape[1:]),
-                          attention_mask=mask.repeat(b, 1)).logits
+def candidate_scores(model: nn.Module, prompt: Tensor, candidates: Sequence[Sequence[int]], pad: int) -> Tensor:
+    r"""(B, K) each candidate's summed token log-probability after each of B prompts given as input embeddings
+    (B, T, D): $\sum_i \log p(a_i \mid 	ext{prompt}, a_{<i})$, teacher-forced; the K sequences of a prompt
+    right-padded into one batched forward pass."""
+    b, length, device = prompt.shape[0], prompt.shape[1], prompt.device
+    k, longest = len(candidates), max(len(c) for c in candidates)
+    ids = torch.full((k, longest), pad, dtype=torch.long, device=device)
+    mask = torch.zeros(k, length + longest, dtype=torch.long, device=device)
+    for j, c in enumerate(candidates):
+        ids[j, : len(c)] = torch.tensor(list(c), device=device)
+        mask[j, : length + len(c)] = 1
+    answers = model.get_input_embeddings()(ids).to(prompt.dtype)  # (K, longest, D)
+    embeds = torch.cat([prompt.repeat_interleave(k, 0), answers.repeat(b, 1, 1)], 1)  # (B·K, T + longest, D)
+    logits = model(inputs_embeds=embeds, attention_mask=mask.repeat(b, 1)).logits
+    return _summed(logits, candidates, length, b)
+
+
+def _summed(logits: Tensor, candidates: Sequence[Sequence[int]], length: int, b: int) -> Tensor:
+    """(B, K) from the logits of B·K sequences (image-major): token i of candidate j is predicted at position
+    length + i − 1."""
+    k, scores = len(candidates), []
+    for j, c in enumerate(candidates):
+        rows = logits[j::k, length - 1 : length - 1 + len(c)].log_softmax(-1)  # (B, |c|, V)
+        taken = torch.tensor(list(c), device=logits.device)[None, :, None].expand(b, -1, 1)
+        scores.append(rows.gather(2, taken)[..., 0].sum(1))
+    return torch.stack(scores, 1)
 
 
 def answers(model: Any, processor: Any, prompt: str, candidates: Sequence[str] | None,
@@ -136,6 +175,7 @@ def answers(model: Any, processor: Any, prompt: str, candidates: Sequence[str] |
             raise ClassContrastError("two candidates make the same tokens; give answers the tokenizer tells apart")
     device = next(model.parameters()).device
     net = Answers(model.eval(), prompt_ids.to(device), tokens, pad).eval()
+    net.tokenizer = tokenizer  # names the prompt's tokens (`classcontrast.models.prompt.prompt_tokens`)
     if candidates is None:
         vocab = tokenizer.convert_ids_to_tokens(list(range(model.config.get_text_config().vocab_size)))
         categories = [str(v) if v is not None else f"token {i}" for i, v in enumerate(vocab)]
@@ -160,4 +200,4 @@ def _prompt(processor: Any, prompt: str, template: str | bool | None) -> str:
     return processor.apply_chat_template(messages, chat_template=chat, add_generation_prompt=True)
 
 
-__all__ = ["Answers", "answers"]
+__all__ = ["Answers", "answers", "candidate_scores"]
