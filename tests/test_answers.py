@@ -105,3 +105,28 @@ def test_the_image_methods_on_the_vision_tower(vlm: tuple) -> None:
         covered[..., :16, :16] = 0
         drop = (clean[:, 0] - clean[:, 1]) - (bundle.model(covered)[:, 0] - bundle.model(covered)[:, 1])
     torch.testing.assert_close(occluded[:, 0, 0, 0], 3 * drop)  # the window over all 3 channels, summed
+
+
+def test_the_command_line_asks_a_question(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`explain photo.png --model hf:DIR --prompt ... --answers ... --target yes --foil no`: the saved maps are the
+    bundle's own."""
+    from tests.test_cli import run
+
+    model, processor = llava(dtype=torch.float32)
+    model.save_pretrained(tmp_path / "vlm")
+    processor.save_pretrained(tmp_path / "vlm")
+    cc.sample_image("astronaut").resize((40, 40)).save(tmp_path / "a.png")
+    assert run(["explain", str(tmp_path / "a.png"), "--model", f"hf:{tmp_path / 'vlm'}", "--prompt",
+                "is there a dog ?", "--answers", "yes", "no", "a wolf", "--target", "yes", "--foil", "no",
+                "--method", "gradient", "--contrast", "weighted", "--out", str(tmp_path / "why.png"),
+                "--save-maps", str(tmp_path / "m.npz")]) == 0
+    assert "question: is there a dog ?" in capsys.readouterr().out
+    bundle = cc.models.answers.load_answers(f"hf:{tmp_path / 'vlm'}", "is there a dog ?", ["yes", "no", "a wolf"])
+    x = bundle.transform(cc.load_image(tmp_path / "a.png"))[None]
+    want = cc.explain(bundle, x, "gradient", cc.Foil("no"), "yes").maps
+    with np.load(tmp_path / "m.npz") as z:
+        scale = float(want.abs().max())
+        np.testing.assert_allclose(z["maps/gradient/foil:no"], want.numpy(), rtol=1e-4, atol=1e-6 * scale)
+    assert run(["explain", str(tmp_path / "a.png"), "--model", f"hf:{tmp_path / 'vlm'}", "--answers", "yes",
+                "no"]) == 2
+    assert "--answers needs --prompt" in capsys.readouterr().err

@@ -43,6 +43,10 @@ def explain_command(
     classes: list[str] = typer.Option(None, "--classes", help="Zero-shot (CLIP-style hf: model): the class names, "
                                       "put into --template as the prompts"),
     template: str = typer.Option("a photo of a {}.", help="Zero-shot: the prompt, {} marking the class name"),
+    prompt: str = typer.Option(None, help="A vision-language model (hf: folder): the question; its candidate "
+                               "answers (--answers) are the classes"),
+    answers: list[str] = typer.Option(None, "--answers", help="With --prompt: the candidate answers (each scored "
+                                      "by its summed token log-probability); none: the next token's vocabulary"),
     region: list[str] = typer.Option(None, help="Segmentation models: explain the pixels of these classes "
                                      "(index or name); default: the --top-k largest predicted regions"),
     detections: int = typer.Option(None, help="Detectors: explain the N best detected objects (scoring at least "
@@ -127,7 +131,16 @@ def explain_command(
     check_out_file(save_maps, "--save-maps", inputs, {".gz", ".nii"} if nifti else {".npz"})
     check_out_file(html, "--html", inputs, {".html", ".htm"})
     check_out_file(video, "--video", inputs, {".mp4", ".mov", ".mkv", ".webm"})
-    if classes:
+    if answers and prompt is None:
+        raise ClassContrastError("--answers needs --prompt (the question they answer)")
+    if prompt is not None:
+        if classes:
+            raise ClassContrastError("give --prompt (a vision-language model's answers) or --classes (zero-shot)")
+        from ..models.answers import load_answers
+
+        bundle = load_answers(model, prompt, split_values(answers) if answers else None, trust_remote_code).to(dev)
+        console.print(f"question: {printable(prompt)}")
+    elif classes:
         from ..models.zero_shot import load_zero_shot
 
         bundle = load_zero_shot(model, split_values(classes), template, trust_remote_code).to(dev)

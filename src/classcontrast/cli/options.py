@@ -57,7 +57,7 @@ _INDICES = _all(lambda v: v.lstrip("-").isdigit())  # class names continue with 
 # each table equal to the command's list options.
 MULTI: dict[str, dict[str, Callable[[str], bool]]] = {
     "explain": {"--method": _METHODS, "--methods": _METHODS, "--contrast": _CONTRASTS, "--contrasts": _CONTRASTS,
-                "--target": _INDICES, "--region": _INDICES, "--classes": _any},
+                "--target": _INDICES, "--region": _INDICES, "--classes": _any, "--answers": _any},
     "evaluate": {"--method": _METHODS, "--methods": _METHODS, "--contrast": _CONTRASTS, "--contrasts": _CONTRASTS,
                  "--baseline": _BASELINES, "--baselines": _BASELINES, "--score": _SCORES, "--scores": _SCORES,
                  "--epsilon": _NUMBERS, "--epsilons": _NUMBERS, "--steps": _NUMBERS, "--sigma": _NUMBERS,
