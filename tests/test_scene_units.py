@@ -63,6 +63,15 @@ def test_region_maps_on_digit_scenes(seed: int) -> None:
     assert max(deletion["foil"], deletion["original"], deletion["weighted"]) < deletion["random"] - 1.0, deletion
 
 
+def _in_their_boxes(maps: torch.Tensor, scenes: Scenes, t: torch.Tensor) -> None:
+    """At least 90 % of the scenes' detections are of a digit present, and their maps put more than 25 % of their
+    positive mass in that digit's box (3.5 % of the canvas)."""
+    found = [i for i in range(len(t)) if int(t[i]) in scenes.boxes[i]]
+    assert len(found) >= 0.9 * len(t)
+    assert box_share(maps[found], Scenes(scenes.images[found], scenes.labels[found], [scenes.boxes[i] for i in found],
+                                         scenes.segmentation[found]), [int(t[i]) for i in found]) > 0.25
+
+
 def _object_deletion(model: torch.nn.Module, x: torch.Tensor, maps: torch.Tensor, q: torch.Tensor,
                      t: torch.Tensor, s: torch.Tensor) -> float:
     """Deletion of each scene's object margin y_t − y_s on its query's row."""
@@ -86,12 +95,8 @@ def test_object_maps_on_digit_scenes(seed: int) -> None:
     rows[torch.arange(len(x)), t] = rows[:, 10] = -torch.inf
     s = rows.argmax(1)  # the digit the object is most confusable with
     foil = cc.explain(bundle, x, "gradient_x_input", cc.Foil(s), spec).maps[:, 0]
-    found = [i for i in range(len(x)) if int(t[i]) in scenes.boxes[i]]  # detections of a digit present
-    assert len(found) >= 0.9 * len(x)
     weighted = ex["weighted"].maps[:, 0]
-    assert box_share(weighted[found], Scenes(scenes.images[found], scenes.labels[found],
-                                              [scenes.boxes[i] for i in found], scenes.segmentation[found]),
-                      [int(t[i]) for i in found]) > 0.25  # the box is 3.5% of the canvas
+    _in_their_boxes(weighted, scenes, t)
     random = torch.rand(foil.shape, generator=torch.Generator().manual_seed(seed))
     deletion = {k: _object_deletion(bundle.model, x, m, q, t, s)
                 for k, m in {"original": ex["original"].maps[:, 0], "weighted": weighted, "foil": foil,
@@ -138,12 +143,8 @@ def test_yolo_objects_on_digit_scenes(seed: int) -> None:
     rows[n, t] = -torch.inf
     s = rows.argmax(1)  # the digit the object is most confusable with
     foil = cc.explain(bundle, x, "gradient_x_input", cc.Foil(s), spec).maps[:, 0]
-    found = [i for i in range(len(x)) if int(t[i]) in scenes.boxes[i]]  # detections of a digit present
-    assert len(found) >= 0.9 * len(x)
     weighted = ex["weighted"].maps[:, 0]
-    assert box_share(weighted[found], Scenes(scenes.images[found], scenes.labels[found],
-                                              [scenes.boxes[i] for i in found], scenes.segmentation[found]),
-                      [int(t[i]) for i in found]) > 0.25  # the box is 3.5% of the canvas
+    _in_their_boxes(weighted, scenes, t)
     random = torch.rand(foil.shape, generator=torch.Generator().manual_seed(seed))
     deletion = {k: _anchor_deletion(bundle.model, x, m, a, t, s)
                 for k, m in {"original": ex["original"].maps[:, 0], "foil": foil, "random": random}.items()}

@@ -200,40 +200,20 @@ def _prompt(processor: Any, prompt: str, template: str | bool | None) -> str:
     return processor.apply_chat_template(messages, chat_template=chat, add_generation_prompt=True)
 
 
-
-
 def load_answers(spec: str, prompt: str, candidates: Sequence[str] | None, trust_remote_code: bool = False,
                  template: str | bool | None = None) -> ModelBundle:
     """``hf:<folder or hub id>`` of a vision-language model, as a classifier over ``candidates`` for ``prompt``:
     the folder's model (``AutoModelForImageTextToText``) and processor (``AutoProcessor``), with the same offline
     and remote-code rules as every ``hf:`` model."""
-    from pathlib import Path
+    from .zero_shot import load_text_image
 
-    from . import hub
-    from .hf import _needs_remote_code, _offline, _transformers, check_path
-    from .zero_shot import _check_folder
-
-    if not spec.startswith("hf:"):
-        raise ClassContrastError(f"--prompt needs a Hugging Face vision-language model (hf:<folder>), got {spec!r}")
-    folder = spec.removeprefix("hf:")
-    tf = _transformers()
-    tf.utils.logging.disable_progress_bar()
-    local = check_path(folder)
-    if local and not trust_remote_code and _needs_remote_code(Path(folder)):
-        raise ClassContrastError(f"{spec} needs to run Python code from its folder (auto_map); "
-                                 "pass --trust-remote-code")
-    if local:
-        _check_folder(Path(folder), spec)
-    offline = not local and not hub.reachable()
-    try:
+    def load(tf: Any, folder: str, offline: bool) -> tuple[Any, Any]:
         model = tf.AutoModelForImageTextToText.from_pretrained(folder, trust_remote_code=trust_remote_code,
                                                                local_files_only=offline)
-        processor = tf.AutoProcessor.from_pretrained(folder, trust_remote_code=trust_remote_code,
-                                                     local_files_only=offline)
-    except (OSError, ValueError, KeyError) as e:
-        if local or not offline:
-            raise ClassContrastError(f"{spec}: {e}".splitlines()[0]) from e
-        raise _offline(folder, type(e).__name__) from e
+        return model, tf.AutoProcessor.from_pretrained(folder, trust_remote_code=trust_remote_code,
+                                                       local_files_only=offline)
+
+    model, processor = load_text_image(spec, trust_remote_code, load, "--prompt needs a vision-language")
     return answers(model.eval(), processor, prompt, candidates, template, name=f"{spec} (answers)")
 
 

@@ -191,11 +191,30 @@ def load_zero_shot(spec: str, classes: Sequence[str], template: str = "a photo o
     """``hf:<folder or hub id>`` of a CLIP-style model, as a zero-shot classifier over ``classes``: the
     folder's model (``AutoModel``) and processor (``AutoProcessor``, or its tokenizer), with the same
     offline and remote-code rules as every ``hf:`` model."""
+
+    def load(tf: Any, folder: str, offline: bool) -> tuple[Any, Any]:
+        model = tf.AutoModel.from_pretrained(folder, trust_remote_code=trust_remote_code, local_files_only=offline)
+        try:
+            processor: Any = tf.AutoProcessor.from_pretrained(folder, trust_remote_code=trust_remote_code,
+                                                               local_files_only=offline)
+        except (OSError, ValueError, KeyError, TypeError):
+            processor = tf.AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code,
+                                                         local_files_only=offline)
+        return model, processor
+
+    model, processor = load_text_image(spec, trust_remote_code, load, "--classes needs a CLIP-style")
+    return zero_shot(model.eval(), processor, classes, template, name=f"{spec} (zero-shot)")
+
+
+def load_text_image(spec: str, trust_remote_code: bool, load: Any, what: str) -> Any:
+    """``load(transformers, folder, offline)`` for an ``hf:`` model that reads text and images (a CLIP-style model,
+    a vision-language model): a local folder checked for its tokenizer and image processor, the usual offline and
+    remote-code rules, a failure as one line; ``what`` starts the error for a spec that is not ``hf:``."""
     from . import hub
     from .hf import _needs_remote_code, _offline, _transformers, check_path
 
     if not spec.startswith("hf:"):
-        raise ClassContrastError(f"--classes needs a CLIP-style Hugging Face model (hf:<folder>), got {spec!r}")
+        raise ClassContrastError(f"{what} Hugging Face model (hf:<folder>), got {spec!r}")
     folder = spec.removeprefix("hf:")
     tf = _transformers()
     tf.utils.logging.disable_progress_bar()
@@ -207,18 +226,11 @@ def load_zero_shot(spec: str, classes: Sequence[str], template: str = "a photo o
         _check_folder(Path(folder), spec)
     offline = not local and not hub.reachable()
     try:
-        model = tf.AutoModel.from_pretrained(folder, trust_remote_code=trust_remote_code, local_files_only=offline)
-        try:
-            processor: Any = tf.AutoProcessor.from_pretrained(folder, trust_remote_code=trust_remote_code,
-                                                               local_files_only=offline)
-        except (OSError, ValueError, KeyError, TypeError):
-            processor = tf.AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code,
-                                                         local_files_only=offline)
+        return load(tf, folder, offline)
     except (OSError, ValueError, KeyError) as e:
         if local or not offline:
             raise ClassContrastError(f"{spec}: {e}".splitlines()[0]) from e
         raise _offline(folder, type(e).__name__) from e
-    return zero_shot(model.eval(), processor, classes, template, name=f"{spec} (zero-shot)")
 
 
 def _check_folder(folder: Path, spec: str) -> None:
