@@ -269,3 +269,17 @@ def test_instance_masks_ask_why_these_pixels_are_this_instance(yolo_seg: nn.Modu
         torch.testing.assert_close(mine, g[0].sum(0), rtol=1e-7, atol=1e-10)
     with pytest.raises(cc.ClassContrastError, match="needs a YOLO segmentation model's objects"):
         cc.InstanceMasks(yolo_seg, [])
+
+
+def test_the_explorer_keeps_the_threshold_it_was_given() -> None:
+    """Each object's entry is explained again by its index in the detections made with the call's threshold (a YOLO
+    model's list depends on it): a threshold below Ultralytics' default keeps its objects on the page (a random
+    model's scores are all below 0.25)."""
+    from classcontrast.explorer.compute import explorer_data
+
+    bundle = cc.load_model("yolo:yolov8n.yaml", weights=None, num_classes=NC)
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(6))
+    low = cc.Detections(top=2, threshold=0.0)
+    ex = cc.explain(bundle, x, "gradient", "original", low)
+    data = explorer_data(bundle, x, ["gradient"], low)
+    assert [e["unit"]["score"] for e in data["entries"]] == [u["score"] for u in ex.units[0]]

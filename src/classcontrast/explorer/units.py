@@ -84,7 +84,10 @@ def unit_entries(model: Any, x: Sequence[torch.Tensor], methods: Sequence[str], 
                         f"{'voxels' if volume else 'pixels'})"
             else:
                 classes, unit_foils = [t], ranked[:3]
-                unit_spec = Detections(indices=[int(unit["index"])])
+                # the same detections (a YOLO model's list depends on the threshold and NMS asked for)
+                unit_spec = Detections(indices=[int(unit["index"])],
+                                       **({"threshold": spec.threshold, "iou": spec.iou, "max_det": spec.max_det}
+                                          if isinstance(spec, Detections) else {}))
                 h, w = xb.shape[-2:]
                 x0, y0, x1, y1 = unit["box"]
                 shown = {"kind": "object", "box": [x0 / w, y0 / h, x1 / w, y1 / h], "score": unit["score"],
