@@ -77,6 +77,13 @@ def dense_logits(output: Any, size: Sequence[int]) -> Tensor | None:
     return resize(y, size)
 
 
+def _same(a: Tensor, b: Tensor) -> bool:
+    """Whether ``b`` holds the same values as ``a`` because it is the same data: the same memory, layout and version
+    (a ``detach()`` of it, or the tensor itself; ``a`` is kept alive, so no new tensor can take its memory)."""
+    return (a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride() and a.dtype == b.dtype
+            and a.device == b.device and a._version == b._version)
+
+
 def _pixels(y: Tensor) -> Tensor:
     """(B, C, *S) -> (B·prod(S), C): one row of logits per pixel."""
     return y.movedim(1, -1).reshape(-1, y.shape[1])
@@ -163,9 +170,9 @@ class RegionUnits(Units):
         (N, C), the image of each, their mask weights), gathered once for every contrast — and once per call for
         the same logits (the cotangents, the scores and the probabilities read the images' own)."""
         assert self.masks is not None
-        key = (y.data_ptr(), tuple(y.shape), y._version, y.dtype, rows.data_ptr(), tuple(rows.shape))
-        cached = getattr(self, "_gathered", None)
-        if cached is not None and cached[0] == key:
+        own = len(rows) == self.masks.shape[0] and torch.equal(rows, torch.arange(len(rows), device=rows.device))
+        cached = getattr(self, "_gathered", None) if own else None  # only the images' own: a sampled batch is new
+        if cached is not None and _same(cached[0], y):
             return cached[1]
         n = y[0, 0].numel()
         pixels = _pixels(y)
@@ -174,7 +181,8 @@ class RegionUnits(Units):
             inside = self.masks[rows, j].reshape(-1)
             idx = inside.nonzero()[:, 0]
             out.append((idx, pixels[idx], rows[idx // n], inside[idx]))
-        self._gathered = (key, out)
+        if own:
+            self._gathered = (y, out)  # y held: no later tensor can take its memory and look the same
         return out
 
     def cotangents(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor, rows: Tensor, n_images: int) -> Tensor:
@@ -219,18 +227,11 @@ class RegionUnits(Units):
         """(B, K) each region's objective: the sum over its pixels of the pixel's contrast."""
         b = y.shape[0]
         out = y.new_zeros(b, t.shape[1])
-        for j, (idx, pixels, image_of, weight) in enumerate(self._inside(y, self._images(b, y.device))):
+        for j, (idx, pixels, image_of, weight) in enumerate(self._inside(y, torch.arange(b, device=y.device))):
             if len(idx):
                 score = contrast.select(image_of, b).score(pixels, t[image_of, j]) * weight
                 out[:, j] = torch.zeros(b, dtype=score.dtype, device=y.device).index_add_(0, image_of, score)
         return out
-
-    def _images(self, b: int, device: torch.device) -> Tensor:
-        """arange(b), the same tensor for every request of a call (so `_inside`'s cache finds it)."""
-        images = getattr(self, "_arange", None)
-        if images is None or len(images) != b or images.device != device:
-            images = self._arange = torch.arange(b, device=device)
-        return images
 
     def target_probabilities(self, y: Tensor, t: Tensor) -> Tensor:
         """(B, K) the mean probability of each region's class over its pixels (0 for an empty region): the
@@ -240,7 +241,7 @@ class RegionUnits(Units):
         area = self.masks.flatten(2).sum(-1)  # (B, K)
         dtype = y.dtype if y.dtype in (torch.float32, torch.float64) else torch.float32
         out = torch.zeros(b, t.shape[1], dtype=dtype, device=y.device)
-        for j, (_, pixels, image_of, weight) in enumerate(self._inside(y, self._images(b, y.device))):
+        for j, (_, pixels, image_of, weight) in enumerate(self._inside(y, torch.arange(b, device=y.device))):
             if len(pixels):
                 p = head_probabilities(pixels.to(dtype), "softmax", 1).gather(1, t[image_of, j][:, None])[:, 0]
                 out[:, j].index_add_(0, image_of, p * weight.to(dtype))
