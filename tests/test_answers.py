@@ -51,6 +51,22 @@ def test_candidates_are_their_summed_token_log_probabilities(vlm: tuple) -> None
     assert vocab.categories[processor.tokenizer.convert_tokens_to_ids("yes")] == "yes"
 
 
+def test_models_without_image_features_score_by_token_ids(vlm: tuple) -> None:
+    """A model offering no image features (no ``get_image_features``) gets every sequence with its image, by token
+    ids: the same scores and next-token logits."""
+    from types import SimpleNamespace
+
+    model, processor = vlm
+    x = torch.rand(2, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    for candidates in (CANDIDATES, None):
+        bundle = cc.answers(model, processor, "is there a dog ?", candidates)
+        with torch.no_grad():
+            want = bundle.model(x)
+            bundle.model.vlm_config = SimpleNamespace()  # as a model without an image token to place features at
+            assert bundle.model.image_features(x) is None
+            torch.testing.assert_close(bundle.model(x), want, rtol=1e-10, atol=1e-10)
+
+
 def test_every_contrast_is_exact_against_autograd(vlm: tuple) -> None:
     """Foil("no") is log p(yes) - log p(no); weighted the candidate against all the others; probability its
     probability among the candidates: each map equals autograd of that scalar through the plain model."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -85,9 +86,9 @@ def unit_entries(model: Any, x: Sequence[torch.Tensor], methods: Sequence[str], 
             else:
                 classes, unit_foils = [t], ranked[:3]
                 # the same detections (a YOLO model's list depends on the threshold and NMS asked for)
-                unit_spec = Detections(indices=[int(unit["index"])],
-                                       **({"threshold": spec.threshold, "iou": spec.iou, "max_det": spec.max_det}
-                                          if isinstance(spec, Detections) else {}))
+                one = [int(unit["index"])]
+                unit_spec = replace(spec, top=None, indices=one) if isinstance(spec, Detections) \
+                    else Detections(indices=one)
                 h, w = xb.shape[-2:]
                 x0, y0, x1, y1 = unit["box"]
                 shown = {"kind": "object", "box": [x0 / w, y0 / h, x1 / w, y1 / h], "score": unit["score"],

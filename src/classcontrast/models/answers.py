@@ -35,11 +35,11 @@ class Answers(nn.Module):
     """Pixel values (B, C, H, W) -> (B, K) summed log-probabilities of K candidate token sequences after the
     prompt (``candidates`` None: (B, V) next-token logits)."""
 
-    def __init__(self, model: nn.Module, prompt: Tensor, candidates: Sequence[Tensor] | None, pad: int) -> None:
+    def __init__(self, model: nn.Module, prompt: Tensor, candidates: Sequence[Sequence[int]] | None, pad: int) -> None:
         super().__init__()
         self.model = model
         self.register_buffer("prompt", prompt, persistent=False)  # (L,) the prompt's ids, image tokens expanded
-        self.candidates = [c.tolist() for c in candidates] if candidates is not None else None
+        self.candidates = [list(c) for c in candidates] if candidates is not None else None
         self.pad = pad
         self.vlm_config = getattr(model, "config", None)
         tower = getattr(model, "vision_tower", None) or getattr(getattr(model, "model", None), "vision_tower", None)
@@ -69,10 +69,9 @@ class Answers(nn.Module):
         pooled = getattr(out, "pooler_output", out)
         return torch.stack(list(pooled)) if isinstance(pooled, (list, tuple)) else pooled
 
-    def prompt_embeddings(self, pixel_values: Tensor, tokens: Tensor | None = None) -> Tensor | None:
-        """(B, T, D) the prompt's input embeddings with each image's features at the image tokens (``tokens``:
-        (B, L, D) embeddings to put at the prompt's other tokens instead of their own); None where the model
-        offers no image features (then the images are repeated for each sequence)."""
+    def prompt_embeddings(self, pixel_values: Tensor) -> Tensor | None:
+        """(B, T, D) the prompt's input embeddings with each image's features at the image tokens; None where the
+        model offers no image features (then the images are repeated for each sequence)."""
         image = self.image_features(pixel_values)
         if image is None:
             return None
@@ -83,8 +82,6 @@ class Answers(nn.Module):
         own = self.model.get_input_embeddings()(self.prompt)
         full = own[None].expand(len(image), -1, -1).to(image.dtype).clone()
         full[:, places] = image
-        if tokens is not None:
-            full[:, ~places] = tokens.to(full.dtype)
         return full
 
     def _repeated(self, pixel_values: Tensor) -> Tensor:
@@ -95,13 +92,9 @@ class Answers(nn.Module):
             ids = self.prompt[None].expand(b, -1)
             out = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pixel_values)
             return out.logits[:, -1]
-        k, longest = len(self.candidates), max(len(c) for c in self.candidates)
-        ids = torch.full((k, length + longest), self.pad, dtype=torch.long, device=device)
-        mask = torch.zeros_like(ids)
-        for j, c in enumerate(self.candidates):  # right-padded: the prompt's positions are the same in every row
-            ids[j, :length] = self.prompt
-            ids[j, length : length + len(c)] = torch.tensor(c, device=device)
-            mask[j, : length + len(c)] = 1
+        k = len(self.candidates)
+        answers, mask = _padded(self.candidates, length, self.pad, device)
+        ids = torch.cat([self.prompt[None].expand(k, -1), answers], 1)
         logits = self.model(input_ids=ids.repeat(b, 1), attention_mask=mask.repeat(b, 1),
                             pixel_values=pixel_values.repeat_interleave(k, 0)).logits
         return _summed(logits, self.candidates, length, b)
@@ -109,19 +102,45 @@ class Answers(nn.Module):
 
 def candidate_scores(model: nn.Module, prompt: Tensor, candidates: Sequence[Sequence[int]], pad: int) -> Tensor:
     r"""(B, K) each candidate's summed token log-probability after each of B prompts given as input embeddings
-    (B, T, D): $\sum_i \log p(a_i \mid 	ext{prompt}, a_{<i})$, teacher-forced; the K sequences of a prompt
+    (B, T, D): $\sum_i \log p(a_i \mid \text{prompt}, a_{<i})$, teacher-forced; the K sequences of a prompt
     right-padded into one batched forward pass."""
-    b, length, device = prompt.shape[0], prompt.shape[1], prompt.device
-    k, longest = len(candidates), max(len(c) for c in candidates)
-    ids = torch.full((k, longest), pad, dtype=torch.long, device=device)
-    mask = torch.zeros(k, length + longest, dtype=torch.long, device=device)
-    for j, c in enumerate(candidates):
-        ids[j, : len(c)] = torch.tensor(list(c), device=device)
-        mask[j, : length + len(c)] = 1
+    b, length, k = prompt.shape[0], prompt.shape[1], len(candidates)
+    ids, mask = _padded(candidates, length, pad, prompt.device)
     answers = model.get_input_embeddings()(ids).to(prompt.dtype)  # (K, longest, D)
     embeds = torch.cat([prompt.repeat_interleave(k, 0), answers.repeat(b, 1, 1)], 1)  # (B·K, T + longest, D)
     logits = model(inputs_embeds=embeds, attention_mask=mask.repeat(b, 1)).logits
     return _summed(logits, candidates, length, b)
+
+
+def candidate_tokens(tokenizer: Any, candidates: Sequence[str] | None) -> list[list[int]] | None:
+    """Each candidate's token ids as the tokenizer makes them without special tokens (None for None); a candidate
+    without tokens, or two with the same ones, is a one-line error."""
+    if candidates is None:
+        return None
+    tokens = [list(tokenizer(c, add_special_tokens=False)["input_ids"]) for c in candidates]
+    empty = [c for c, t in zip(candidates, tokens, strict=True) if len(t) == 0]
+    if empty:
+        raise ClassContrastError(f"candidate {empty[0]!r} has no tokens")
+    if len({tuple(t) for t in tokens}) != len(tokens):
+        raise ClassContrastError("two candidates make the same tokens; give answers the tokenizer tells apart")
+    return tokens
+
+
+def pad_id(tokenizer: Any) -> int:
+    """The tokenizer's padding id (0 when it has none: padded positions are masked out anyway)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
+def _padded(candidates: Sequence[Sequence[int]], length: int, pad: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """(the candidates' ids right-padded (K, longest), the attention mask of prompt + candidate (K, length +
+    longest)): the prompt's positions are the same in every sequence."""
+    longest = max(len(c) for c in candidates)
+    ids = torch.full((len(candidates), longest), pad, dtype=torch.long, device=device)
+    mask = torch.zeros(len(candidates), length + longest, dtype=torch.long, device=device)
+    for j, c in enumerate(candidates):
+        ids[j, : len(c)] = torch.tensor(list(c), device=device)
+        mask[j, : length + len(c)] = 1
+    return ids, mask
 
 
 def _summed(logits: Tensor, candidates: Sequence[Sequence[int]], length: int, b: int) -> Tensor:
@@ -162,19 +181,9 @@ def answers(model: Any, processor: Any, prompt: str, candidates: Sequence[str] |
     h, w = size.get("height", size.get("shortest_edge", 224)), size.get("width", size.get("shortest_edge", 224))
     encoded = processor(text=text, images=Image.new("RGB", (w, h)), return_tensors="pt")
     prompt_ids = encoded["input_ids"][0]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    tokens = None
-    if candidates is not None:
-        tokens = [torch.tensor(tokenizer(c, add_special_tokens=False)["input_ids"], dtype=torch.long)
-                  for c in candidates]
-        empty = [c for c, t in zip(candidates, tokens, strict=True) if len(t) == 0]
-        if empty:
-            raise ClassContrastError(f"candidate {empty[0]!r} has no tokens")
-        same = {tuple(t.tolist()) for t in tokens}
-        if len(same) != len(tokens):
-            raise ClassContrastError("two candidates make the same tokens; give answers the tokenizer tells apart")
     device = next(model.parameters()).device
-    net = Answers(model.eval(), prompt_ids.to(device), tokens, pad).eval()
+    net = Answers(model.eval(), prompt_ids.to(device), candidate_tokens(tokenizer, candidates), pad_id(tokenizer))
+    net.eval()
     net.tokenizer = tokenizer  # names the prompt's tokens (`classcontrast.models.prompt.prompt_tokens`)
     if candidates is None:
         vocab = tokenizer.convert_ids_to_tokens(list(range(model.config.get_text_config().vocab_size)))
@@ -217,4 +226,4 @@ def load_answers(spec: str, prompt: str, candidates: Sequence[str] | None, trust
     return answers(model.eval(), processor, prompt, candidates, template, name=f"{spec} (answers)")
 
 
-__all__ = ["Answers", "answers", "candidate_scores", "load_answers"]
+__all__ = ["Answers", "answers", "candidate_scores", "candidate_tokens", "load_answers", "pad_id"]

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ClassContrastError
-from .answers import Answers, candidate_scores
+from .answers import Answers, candidate_scores, candidate_tokens, pad_id
 from .bundle import ModelBundle
 
 
@@ -79,16 +79,11 @@ def prompt_tokens(model: Any, tokenizer: Any = None, prompt: str | None = None,
     ids = torch.tensor(tokenizer(prompt)["input_ids"], dtype=torch.long)
     special = set(getattr(tokenizer, "all_special_ids", []))
     places = torch.tensor([int(i) not in special for i in ids])
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    tokens = None
-    if candidates is not None:
-        tokens = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in candidates]
-        if any(len(t) == 0 for t in tokens) or len({tuple(t) for t in tokens}) != len(tokens):
-            raise ClassContrastError("the candidates must make distinct, non-empty token sequences")
     device = next(model.parameters()).device
     with torch.no_grad():
         fixed = model.get_input_embeddings()(ids.to(device))
-    return _made(model, ids.to(device), places.to(device), tokens, pad, fixed, tokenizer)
+    return _made(model, ids.to(device), places.to(device), candidate_tokens(tokenizer, candidates), pad_id(tokenizer),
+                 fixed, tokenizer)
 
 
 def _made(model: nn.Module, ids: Tensor, places: Tensor, candidates: Any, pad: int, fixed: Tensor,

@@ -159,7 +159,6 @@ class ObjectUnits(Units):
     def _detr(self, output: Any, x: Tensor, images: Tensor | None = None) -> tuple[Tensor, Tensor]:
         logits = output["logits"] if isinstance(output, dict) else output.logits  # (B, Q, C + 1)
         boxes = output["pred_boxes"] if isinstance(output, dict) else output.pred_boxes  # (B, Q, 4) cx cy w h
-        c = logits.shape[-1]
         if self.query is None:
             p = torch.softmax(logits.detach().double(), -1)[..., :-1]
             score, label = p.max(-1)  # as the model's own post-processing: the best real class
@@ -169,12 +168,11 @@ class ObjectUnits(Units):
             self.reported = score.gather(1, self.query).to(logits.dtype)
             self.labels = label.gather(1, self.query)
             h, w = x.shape[-2:]
-            cx, cy, bw, bh = boxes.detach().gather(1, self.query[..., None].expand(-1, -1, 4)).unbind(-1)
+            cx, cy, bw, bh = rows_at(boxes.detach(), self.query).unbind(-1)
             scale = torch.tensor([w, h, w, h], device=boxes.device, dtype=boxes.dtype)
             self.boxes = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], -1) * scale
         query, labels = (self.query, self.labels) if images is None else (self.query[images], self.labels[images])
-        rows = logits.gather(1, query[..., None].expand(-1, -1, c))
-        return rows, labels
+        return rows_at(logits, query), labels
 
     def _single_stage(self, output: Any, got: _Capture, x: Tensor) -> tuple[Tensor, Tensor]:
         """RetinaNet / FCOS: each detection's row is the class logits of the anchor (location) it came
@@ -244,8 +242,7 @@ class ObjectUnits(Units):
         the same object — on the unperturbed image, its own proposal."""
         assert self.proposal is not None and self.labels is not None and self.boxes is not None
         if got.head_outputs:
-            logits = got.head_outputs["cls_logits"]  # (B', anchors, C)
-            return logits.gather(1, self.proposal[rows][..., None].expand(-1, -1, logits.shape[-1]))
+            return rows_at(got.head_outputs["cls_logits"], self.proposal[rows])  # (B', anchors, C) -> its location's
         from torchvision.models.detection.transform import resize_boxes
         from torchvision.ops import box_iou
 
@@ -255,10 +252,11 @@ class ObjectUnits(Units):
             if len(logits[b]) == 0:
                 raise ClassContrastError(f"{type(self.net).__name__}: input {b} of a sampled or perturbed batch has "
                                          "no proposal to follow its objects to")
-            boxes = _clip(decoded[b], got.image_shapes[b])  # (N, C, 4) in the resized input's pixels
+            clipped = _clip(decoded[b], got.image_shapes[b])  # (N, C, 4) in the resized input's pixels
+            boxes = resize_boxes(clipped.reshape(-1, 4), got.image_shapes[b], tuple(x.shape[-2:])).view_as(clipped)
             mine = []
             for j in range(self.proposal.shape[1]):
-                at = resize_boxes(boxes[:, int(self.labels[i, j])], got.image_shapes[b], tuple(x.shape[-2:]))
+                at = boxes[:, int(self.labels[i, j])]  # every proposal's box for the object's label, input pixels
                 mine.append(logits[b][box_iou(self.boxes[i, j, None].to(at.dtype), at)[0].argmax()])
             out.append(torch.stack(mine))
         return torch.stack(out)
@@ -321,6 +319,11 @@ class ObjectUnits(Units):
                          **({} if self.proposal is None else {"proposal": int(self.proposal[i, j])})}
                         for j in range(t.shape[1])])
         return out
+
+
+def rows_at(logits: Tensor, index: Tensor) -> Tensor:
+    """(B', K, C) the rows ``index`` (B', K) of ``logits`` (B', N, C): each object's query, location or anchor."""
+    return logits.gather(1, index[..., None].expand(-1, -1, logits.shape[-1]))
 
 
 def _clip(boxes: Tensor, size: tuple[int, int]) -> Tensor:

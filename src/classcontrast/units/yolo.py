@@ -32,7 +32,7 @@ from ..detection import is_yolo_output
 from ..errors import ClassContrastError
 from ..outputs import finite
 from .base import register_units
-from .objects import ObjectUnits
+from .objects import ObjectUnits, rows_at
 
 
 def import_ultralytics(*names: str) -> list[ModuleType]:
@@ -160,14 +160,13 @@ class YoloUnits(ObjectUnits):
         if self.proposal is None:
             self._detect(decoded, preds, x)
         assert self.proposal is not None
-        anchors = self.proposal[rows]  # (B', K)
-        return finite(scores.gather(2, anchors[:, None].expand(-1, scores.shape[1], -1)).transpose(1, 2))
+        return finite(rows_at(scores.transpose(1, 2), self.proposal[rows]))
 
     def _detect(self, decoded: Any, preds: dict[str, Tensor], x: Tensor) -> None:
         """Ultralytics' own detections of the images: which objects, their anchors, labels, scores, boxes."""
         import torchvision  # noqa: F401  (imported, Ultralytics runs torchvision's NMS, not its slow Python loop)
 
-        (nms,) = import_ultralytics("ultralytics.utils.nms")
+        nms, ops = import_ultralytics("ultralytics.utils.nms", "ultralytics.utils.ops")
 
         from ..detection import Detections
 
@@ -194,7 +193,6 @@ class YoloUnits(ObjectUnits):
         picked = torch.stack(rows)  # (B, K, 6 + masks) x0 y0 x1 y1 score label coefficients
         self.boxes, self.reported, self.labels = picked[..., :4], picked[..., 4], picked[..., 5].long()
         if proto is not None:
-            (ops,) = import_ultralytics("ultralytics.utils.ops")
             # in float32, as Ultralytics computes masks whatever the model's dtype
             self.masks = torch.stack([ops.process_mask(proto[i].detach(), picked[i, :, 6:].float(),
                                                    picked[i, :, :4].float(), tuple(x.shape[-2:]), upsample=True).bool()
