@@ -51,9 +51,9 @@ def test_candidates_are_their_summed_token_log_probabilities(vlm: tuple) -> None
     assert vocab.categories[processor.tokenizer.convert_tokens_to_ids("yes")] == "yes"
 
 
-def test_models_without_image_features_score_by_token_ids(vlm: tuple) -> None:
-    """A model offering no image features (no ``get_image_features``) gets every sequence with its image, by token
-    ids: the same scores and next-token logits."""
+def test_models_without_handed_features_repeat_the_image(vlm: tuple) -> None:
+    """A model that takes no precomputed image features (``mm_encoder_outputs``) gets every sequence with its
+    image: the same scores and next-token logits; without an image token, no prompt embeddings."""
     from types import SimpleNamespace
 
     model, processor = vlm
@@ -62,6 +62,8 @@ def test_models_without_image_features_score_by_token_ids(vlm: tuple) -> None:
         bundle = cc.answers(model, processor, "is there a dog ?", candidates)
         with torch.no_grad():
             want = bundle.model(x)
+            bundle.model.handed = False
+            torch.testing.assert_close(bundle.model(x), want, rtol=1e-10, atol=1e-10)
             bundle.model.vlm_config = SimpleNamespace()  # as a model without an image token to place features at
             assert bundle.model.image_features(x) is None
             torch.testing.assert_close(bundle.model(x), want, rtol=1e-10, atol=1e-10)

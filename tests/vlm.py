@@ -60,3 +60,48 @@ def causal_lm(seed: int = 0, classes: int | None = None) -> tuple[Any, Any]:
     torch.manual_seed(seed)
     model = (LlamaForSequenceClassification if classes else LlamaForCausalLM)(config)
     return model.double().eval(), tok
+
+
+QWEN_TEMPLATE = ("{% for m in messages %}USER: {% for c in m['content'] %}{% if c['type'] == 'image' %}"
+                 "<|vision_start|><|image_pad|><|vision_end|> {% else %}{{ c['text'] }}{% endif %}{% endfor %}"
+                 "{% endfor %}{% if add_generation_prompt %} ASSISTANT:{% endif %}")
+
+
+def qwen2_vl(seed: int = 0, dtype: torch.dtype = torch.float64) -> tuple[Any, Any]:
+    """(a random 2-layer Qwen2-VL — dynamic resolution: images of any size with sides in multiples of 16, flattened
+    into 8 × 8 patches merged 2 × 2 —, its Qwen2VLProcessor with a chat template)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (
+        PreTrainedTokenizerFast,
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    special = ["[PAD]", "[UNK]", "<s>", "</s>", "<|vision_start|>", "<|image_pad|>", "<|vision_end|>",
+               "<|video_pad|>"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate([*special, *WORDS])}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", bos_token="<s>",
+                                  eos_token="</s>", extra_special_tokens={
+                                      "image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
+                                      "vision_start_token": "<|vision_start|>", "vision_end_token": "<|vision_end|>"})
+    ids = tok.convert_tokens_to_ids
+    config = Qwen2VLConfig(
+        text_config={"vocab_size": len(tok), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 2, "num_key_value_heads": 2, "pad_token_id": tok.pad_token_id,
+                     "bos_token_id": None, "eos_token_id": None,
+                     "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]}},
+        vision_config={"depth": 2, "embed_dim": 32, "hidden_size": 32, "num_heads": 2, "mlp_ratio": 2,
+                       "patch_size": 8, "spatial_merge_size": 2, "temporal_patch_size": 2},
+        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"))
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config).to(dtype).eval()
+    images = Qwen2VLImageProcessor(min_pixels=16 * 16, max_pixels=48 * 48, patch_size=8, merge_size=2,
+                                   temporal_patch_size=2)
+    processor = Qwen2VLProcessor(image_processor=images, tokenizer=tok, video_processor=Qwen2VLVideoProcessor(),
+                                 chat_template=QWEN_TEMPLATE)
+    return model, processor

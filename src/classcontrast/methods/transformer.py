@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import threading
 import weakref
+from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
@@ -76,6 +77,14 @@ def _images_only(x: Tensor) -> None:
                                  "smoothgrad")
 
 
+def _sequence_layout(model: nn.Module, x: Tensor) -> tuple[Callable[[Tensor], Tensor], int, int] | None:
+    """For a model whose image tower works on the images' patches as one sequence in its own order (it offers
+    ``tokens_on_grid``): (a function laying tokens (..., B·N, D) out as (..., B, N, D) in raster order, grid
+    height, grid width); None for every other model."""
+    layout = getattr(model, "tokens_on_grid", None)
+    return layout(x) if layout is not None else None
+
+
 def patch_grid(model: nn.Module, x: Tensor, n_tokens: int) -> tuple[int, int, int]:
     """(prefix tokens, grid height, grid width) for a token sequence of length ``n_tokens``."""
     patch = getattr(getattr(model, "patch_embed", None), "patch_size", None) or getattr(model, "patch_size", None) \
@@ -127,6 +136,13 @@ class VitGradCAM(Method):
 
     def after_forward(self, rec: Recording) -> None:
         tokens = rec.state["recorder"].single()
+        layout = _sequence_layout(rec.state["model"], rec.input)
+        if layout is not None and tokens.ndim == 2:  # a tower on one patch sequence of all images (Qwen2-VL)
+            arrange, gh, gw = layout
+            rec.state.pop("model")
+            rec.state.update(arrange=arrange, grid=(0, gh, gw))
+            rec.tensors = [tokens]
+            return
         if tokens.ndim != 3:
             raise ClassContrastError(
                 f"layer '{rec.layer}' outputs shape {tuple(tokens.shape)}, not (B, tokens, dim)"
@@ -138,7 +154,7 @@ class VitGradCAM(Method):
         prefix, gh, gw = rec.state["grid"]
 
         def grid(t: Tensor) -> Tensor:  # (..., T, D) -> (..., D, gh, gw)
-            patches = t[..., prefix:, :]
+            patches = rec.state["arrange"](t) if "arrange" in rec.state else t[..., prefix:, :]
             return patches.reshape(*patches.shape[:-2], gh, gw, patches.shape[-1]).movedim(-1, -3)
 
         m = gradcam_map(grid(rec.tensors[0].detach()), grid(grads[0]))
@@ -303,6 +319,9 @@ class AttentionRollout(Method):
                                                              "model": model})
 
     def after_forward(self, rec: Recording) -> None:
+        if _sequence_layout(rec.state["model"], rec.input) is not None:
+            raise ClassContrastError("attention rollout needs a tower whose tokens are one image's patches behind a "
+                                     "class token; this model's tower has none (use method='vit_gradcam')")
         attns = rec.state["recorder"].outputs
         if not attns:
             raise ClassContrastError("no attention was recorded during the forward pass")

@@ -19,7 +19,8 @@ position after the prompt; the categories are the token strings): every contrast
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -32,46 +33,121 @@ from .hf import HFPreprocess
 
 
 class Answers(nn.Module):
-    """Pixel values (B, C, H, W) -> (B, K) summed log-probabilities of K candidate token sequences after the
-    prompt (``candidates`` None: (B, V) next-token logits)."""
+    """Images (B, C, H, W) in the model's input space -> (B, K) summed log-probabilities of K candidate token
+    sequences after the prompt (``candidates`` None: (B, V) next-token logits).
 
-    def __init__(self, model: nn.Module, prompt: Tensor, candidates: Sequence[Sequence[int]] | None, pad: int) -> None:
+    The image tower runs once per image; its features are handed to the model for each of the image's K
+    sequences (``mm_encoder_outputs``), so the model itself places them, builds its masks (PaliGemma's
+    bidirectional prefix) and positions (Qwen2-VL's multimodal RoPE). Models whose processor flattens an image
+    into a patch sequence (Qwen2-VL) take the image on its grid: the module flattens it exactly as the processor
+    does, so a map over ``x`` is a map over the image's own pixels."""
+
+    def __init__(self, model: nn.Module, processor: Any, text: str, candidates: Sequence[Sequence[int]] | None,
+                 pad: int, size: tuple[int, int]) -> None:
         super().__init__()
         self.model = model
-        self.register_buffer("prompt", prompt, persistent=False)  # (L,) the prompt's ids, image tokens expanded
+        self.processor = processor
+        self.text = text
         self.candidates = [list(c) for c in candidates] if candidates is not None else None
         self.pad = pad
         self.vlm_config = getattr(model, "config", None)
-        tower = getattr(model, "vision_tower", None) or getattr(getattr(model, "model", None), "vision_tower", None)
+        self.after = 1 if getattr(self.vlm_config, "model_type", "") == "paligemma" else None  # answer: suffix
+        self._texts: dict[tuple[int, int], dict[str, Tensor]] = {}
+        self.register_buffer("prompt", self.encoded(*size)["input_ids"], persistent=False)  # (L,) image tokens in
+        tower = (getattr(model, "vision_tower", None) or getattr(getattr(model, "model", None), "vision_tower", None)
+                 or getattr(getattr(model, "model", None), "visual", None))
         # the image tower's config: the attention methods switch and record its attention only (not the LM's)
         self.config = getattr(tower, "config", None) or self.vlm_config
         self.patch_size = getattr(self.config, "patch_size", None)  # the Vision Transformer methods' patch grid
+        self.handed = "mm_encoder_outputs" in inspect.signature(model.forward).parameters
 
-    def forward(self, pixel_values: Tensor) -> Tensor:
-        b = pixel_values.shape[0]
-        embeds = self.prompt_embeddings(pixel_values)  # (B, T, D), None where the model takes no embeddings
-        if embeds is None:
-            return self._repeated(pixel_values)
+    def encoded(self, h: int, w: int) -> dict[str, Tensor]:
+        """The processor's per-token tensors (``input_ids`` and, where it makes them, token types) of the prompt
+        for an image of h × w pixels (the number of image tokens may depend on the size)."""
+        if (h, w) not in self._texts:
+            out = self.processor(text=self.text, images=Image.new("RGB", (w, h)), return_tensors="pt")
+            length = out["input_ids"].shape[-1]
+            self._texts[(h, w)] = {k: v[0] for k, v in out.items() if k != "attention_mask"
+                                   and isinstance(v, Tensor) and v.ndim == 2 and v.shape[-1] == length}
+        return self._texts[(h, w)]
+
+    def pixels(self, x: Tensor) -> dict[str, Tensor]:
+        """The model's image inputs for images x (B, C, H, W): the pixel values themselves, or the processor's
+        patch sequence (``pixel_values`` (B·N, C·T·p²) and ``image_grid_thw``) for a patch-flattening processor."""
+        images = self.processor.image_processor
+        if not hasattr(images, "patchify"):
+            return {"pixel_values": x}
+        p, m, t = images.patch_size, images.merge_size, images.temporal_patch_size
+        if x.shape[-2] % (p * m) or x.shape[-1] % (p * m):
+            raise ClassContrastError(f"images of {x.shape[-2]} × {x.shape[-1]} pixels: this model takes sides that "
+                                     f"are multiples of {p * m} (use the bundle's transform)")
+        flat, gh, gw = images.patchify(x, patch_size=p, merge_size=m, temporal_patch_size=t)
+        grid = torch.tensor([[1, gh, gw]] * len(x), dtype=torch.long, device=x.device)
+        return {"pixel_values": flat.reshape(-1, flat.shape[-1]), "image_grid_thw": grid}
+
+    def tokens_on_grid(self, x: Tensor) -> tuple[Callable[[Tensor], Tensor], int, int] | None:
+        """For a patch-sequence tower (Qwen2-VL): (tokens (..., B·N, D) -> (..., B, N, D) in raster order, grid
+        height, grid width) — the sequence runs over merge blocks row by row, within each its patches row by row;
+        None for a tower on (B, tokens, D)."""
+        images = self.processor.image_processor
+        if not hasattr(images, "patchify"):
+            return None
+        p, m, b = images.patch_size, images.merge_size, x.shape[0]
+        gh, gw = x.shape[-2] // p, x.shape[-1] // p
+        r, c = torch.arange(gh, device=x.device)[:, None], torch.arange(gw, device=x.device)[None]
+        order = (((r // m) * (gw // m) + c // m) * m * m + (r % m) * m + c % m).reshape(-1)
+
+        def arrange(t: Tensor) -> Tensor:
+            return t.reshape(*t.shape[:-2], b, gh * gw, t.shape[-1])[..., order, :]
+
+        return arrange, gh, gw
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, k = x.shape[0], len(self.candidates) if self.candidates is not None else 1
+        prompt = {key: v.to(x.device) for key, v in self.encoded(*x.shape[-2:]).items()}
+        length = len(prompt["input_ids"])
         if self.candidates is None:
-            ones = torch.ones(b, embeds.shape[1], dtype=torch.long, device=embeds.device)
-            return self.model(inputs_embeds=embeds, attention_mask=ones).logits[:, -1]
-        return candidate_scores(self.model, embeds, self.candidates, self.pad)
+            tokens = {key: v[None].expand(b, -1) for key, v in prompt.items()}
+            mask = torch.ones_like(tokens["input_ids"])
+        else:
+            answers, mask = _padded(self.candidates, length, self.pad, x.device)
+            tokens = {key: torch.cat([v[None].expand(k, -1), answers if key == "input_ids" else
+                                      torch.full_like(answers, self.after if self.after is not None else int(v[-1]))],
+                                     1).repeat(b, 1) for key, v in prompt.items()}
+            mask = mask.repeat(b, 1)
+        pixels = self.pixels(x)
+        if self.handed:  # the image tower once per image, its features handed to each of the image's sequences
+            image = self.model.get_image_features(**pixels, **self._feature_options(), return_dict=True)
+            image.pooler_output = _each(image.pooler_output, b, k)
+            images = {"mm_encoder_outputs": {"image": image}}
+            images.update({key: _each(v, b, k) for key, v in pixels.items() if key != "pixel_values"})
+        else:
+            images = {key: _each(v, b, k) for key, v in pixels.items()}
+        logits = self.model(**tokens, attention_mask=mask, **images).logits
+        if self.candidates is None:
+            return logits[:, -1]
+        return _summed(logits, self.candidates, length, b)
+
+    def _feature_options(self) -> dict[str, Any]:
+        """LLaVA's choice of the tower's layer and tokens, from its config, where its image features take one."""
+        wanted = inspect.signature(self.model.get_image_features).parameters
+        return {key: getattr(self.vlm_config, key) for key in ("vision_feature_layer", "vision_feature_select_strategy")
+                if key in wanted and hasattr(self.vlm_config, key)}
 
     def image_features(self, pixel_values: Tensor) -> Tensor | None:
-        """(B, N, D) the image tower's features as the language model receives them (LLaVA's
-        ``get_image_features``), once per image; None for a model that does not offer them."""
+        """(B, N, D) the image tower's features as the language model receives them, once per image; None for a
+        model that does not offer them as one tensor per image (LLaVA-style models do)."""
         token = getattr(self.vlm_config, "image_token_id", None)
-        features = getattr(self.model, "get_image_features", None)
-        if features is None or token is None:
+        if getattr(self.model, "get_image_features", None) is None or token is None or "image_grid_thw" in \
+                self.pixels(pixel_values):
             return None
-        out = features(pixel_values=pixel_values, vision_feature_layer=self.vlm_config.vision_feature_layer,
-                       vision_feature_select_strategy=self.vlm_config.vision_feature_select_strategy)
+        out = self.model.get_image_features(pixel_values=pixel_values, **self._feature_options())
         pooled = getattr(out, "pooler_output", out)
         return torch.stack(list(pooled)) if isinstance(pooled, (list, tuple)) else pooled
 
     def prompt_embeddings(self, pixel_values: Tensor) -> Tensor | None:
         """(B, T, D) the prompt's input embeddings with each image's features at the image tokens; None where the
-        model offers no image features (then the images are repeated for each sequence)."""
+        model offers no image features as one tensor per image."""
         image = self.image_features(pixel_values)
         if image is None:
             return None
@@ -84,20 +160,15 @@ class Answers(nn.Module):
         full[:, places] = image
         return full
 
-    def _repeated(self, pixel_values: Tensor) -> Tensor:
-        """The scores of a model without image features: every sequence with its image, by token ids."""
-        b, device = pixel_values.shape[0], pixel_values.device
-        length = len(self.prompt)
-        if self.candidates is None:
-            ids = self.prompt[None].expand(b, -1)
-            out = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pixel_values)
-            return out.logits[:, -1]
-        k = len(self.candidates)
-        answers, mask = _padded(self.candidates, length, self.pad, device)
-        ids = torch.cat([self.prompt[None].expand(k, -1), answers], 1)
-        logits = self.model(input_ids=ids.repeat(b, 1), attention_mask=mask.repeat(b, 1),
-                            pixel_values=pixel_values.repeat_interleave(k, 0)).logits
-        return _summed(logits, self.candidates, length, b)
+
+def _each(value: Any, b: int, k: int) -> Any:
+    """Each of B images' share of ``value`` (a tensor whose first dimension is B or B·N, or a sequence of B
+    tensors) repeated K times in place: image-major, as the B·K sequences."""
+    if isinstance(value, (list, tuple)):
+        return [v for v in value for _ in range(k)]
+    if k == 1:
+        return value
+    return value.reshape(b, -1, *value.shape[1:]).repeat_interleave(k, 0).reshape(-1, *value.shape[1:])
 
 
 def candidate_scores(model: nn.Module, prompt: Tensor, candidates: Sequence[Sequence[int]], pad: int) -> Tensor:
@@ -177,12 +248,13 @@ def answers(model: Any, processor: Any, prompt: str, candidates: Sequence[str] |
         if len(candidates) < 2 or len(set(candidates)) != len(candidates):
             raise ClassContrastError(f"answers() needs at least two distinct candidates, got {candidates}")
     text = _prompt(processor, prompt, template)
+    preprocess = PatchesPreprocess(image_processor) if hasattr(image_processor, "patchify") else \
+        HFPreprocess(image_processor)
     size = getattr(image_processor, "crop_size", None) or getattr(image_processor, "size", None) or {}
-    h, w = size.get("height", size.get("shortest_edge", 224)), size.get("width", size.get("shortest_edge", 224))
-    encoded = processor(text=text, images=Image.new("RGB", (w, h)), return_tensors="pt")
-    prompt_ids = encoded["input_ids"][0]
+    h, w = size.get("height", 224), size.get("width", 224)
     device = next(model.parameters()).device
-    net = Answers(model.eval(), prompt_ids.to(device), candidate_tokens(tokenizer, candidates), pad_id(tokenizer))
+    net = Answers(model.eval(), processor, text, candidate_tokens(tokenizer, candidates), pad_id(tokenizer),
+                  tuple(preprocess(Image.new("RGB", (w, h))).shape[-2:])).to(device)
     net.eval()
     net.tokenizer = tokenizer  # names the prompt's tokens (`classcontrast.models.prompt.prompt_tokens`)
     if candidates is None:
@@ -190,10 +262,22 @@ def answers(model: Any, processor: Any, prompt: str, candidates: Sequence[str] |
         categories = [str(v) if v is not None else f"token {i}" for i, v in enumerate(vocab)]
     else:
         categories = list(candidates)
-    return ModelBundle(net, HFPreprocess(image_processor),
+    return ModelBundle(net, preprocess,
                        Normalize(image_processor.image_mean, image_processor.image_std), categories,
                        name or f"answers of {type(model).__name__}",
                        info={"prompt": prompt, "text": text, "candidates": candidates})
+
+
+class PatchesPreprocess(HFPreprocess):
+    """PIL image -> [0, 1] (C, H, W) for a processor that flattens images into patch sequences (Qwen2-VL): its own
+    resizing, the patch sequence laid back on the image's grid (the inverse of its ``patchify``)."""
+
+    def __call__(self, image: Image.Image) -> Tensor:
+        out = self.processor(images=image.convert("RGB"), do_normalize=False, return_tensors="pt")
+        (_, gh, gw), p = out["image_grid_thw"][0].tolist(), self.processor.patch_size
+        m, t = self.processor.merge_size, self.processor.temporal_patch_size
+        flat = out["pixel_values"].float().reshape(gh // m, gw // m, m, m, -1, t, p, p)[:, :, :, :, :, 0]
+        return flat.permute(4, 0, 2, 5, 1, 3, 6).reshape(-1, gh * p, gw * p)
 
 
 def _prompt(processor: Any, prompt: str, template: str | bool | None) -> str:
