@@ -105,3 +105,66 @@ def qwen2_vl(seed: int = 0, dtype: torch.dtype = torch.float64) -> tuple[Any, An
     processor = Qwen2VLProcessor(image_processor=images, tokenizer=tok, video_processor=Qwen2VLVideoProcessor(),
                                  chat_template=QWEN_TEMPLATE)
     return model, processor
+
+
+def paligemma(seed: int = 0, dtype: torch.dtype = torch.float64) -> tuple[Any, Any]:
+    """(a random 2-layer PaliGemma — SigLIP tower, Gemma decoder, the image and prompt a bidirectional prefix —
+    on 32 × 32 images in 8 × 8 patches, its PaliGemmaProcessor)."""
+    from transformers import (
+        GemmaConfig,
+        PaliGemmaConfig,
+        PaliGemmaForConditionalGeneration,
+        PaliGemmaProcessor,
+        SiglipImageProcessor,
+        SiglipVisionConfig,
+    )
+
+    tok = tokenizer()
+    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                image_size=32, patch_size=8, projection_dim=32)
+    text = GemmaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=2, num_key_value_heads=2, head_dim=16, pad_token_id=tok.pad_token_id)
+    config = PaliGemmaConfig(vision_config=vision, text_config=text, projection_dim=32,
+                             image_token_id=tok.convert_tokens_to_ids("<image>"))
+    torch.manual_seed(seed)
+    model = PaliGemmaForConditionalGeneration(config).to(dtype).eval()
+    images = SiglipImageProcessor(size={"height": 32, "width": 32})
+    images.image_seq_length = 16
+    return model, PaliGemmaProcessor(image_processor=images, tokenizer=tok)
+
+
+def idefics3(seed: int = 0, dtype: torch.dtype = torch.float64, split: bool = True) -> tuple[Any, Any]:
+    """(a random 2-layer Idefics3 — the SmolVLM architecture: images resized to sides in multiples of 32, split
+    into 32 × 32 tiles plus the whole image at 32 × 32, each in 8 × 8 patches merged 2 × 2 —, its processor)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessor,
+        Idefics3Processor,
+        Idefics3VisionConfig,
+        LlamaConfig,
+        PreTrainedTokenizerFast,
+    )
+
+    tiles = [f"<row_{r}_col_{c}>" for r in range(1, 4) for c in range(1, 4)]
+    special = ["[PAD]", "[UNK]", "<s>", "</s>", "<image>", "<fake_token_around_image>", "<global-img>",
+               "<end_of_utterance>", *tiles]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate([*special, *WORDS])}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", bos_token="<s>",
+                                  eos_token="</s>", additional_special_tokens=tiles, extra_special_tokens={
+                                      "image_token": "<image>", "fake_image_token": "<fake_token_around_image>",
+                                      "global_image_token": "<global-img>",
+                                      "end_of_utterance_token": "<end_of_utterance>"})
+    vision = Idefics3VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                  image_size=32, patch_size=8)
+    text = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=2, num_key_value_heads=2, pad_token_id=tok.pad_token_id)
+    config = Idefics3Config(vision_config=vision, text_config=text, scale_factor=2,
+                            image_token_id=tok.convert_tokens_to_ids("<image>"))
+    torch.manual_seed(seed)
+    model = Idefics3ForConditionalGeneration(config).to(dtype).eval()
+    images = Idefics3ImageProcessor(size={"longest_edge": 64}, max_image_size={"longest_edge": 32},
+                                    do_image_splitting=split)
+    return model, Idefics3Processor(image_processor=images, tokenizer=tok, image_seq_len=4)

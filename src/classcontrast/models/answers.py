@@ -75,6 +75,8 @@ class Answers(nn.Module):
         """The model's image inputs for images x (B, C, H, W): the pixel values themselves, or the processor's
         patch sequence (``pixel_values`` (B·N, C·T·p²) and ``image_grid_thw``) for a patch-flattening processor."""
         images = self.processor.image_processor
+        if hasattr(images, "split_images"):
+            return _tiles(images, x)
         if not hasattr(images, "patchify"):
             return {"pixel_values": x}
         p, m, t = images.patch_size, images.merge_size, images.temporal_patch_size
@@ -90,6 +92,9 @@ class Answers(nn.Module):
         height, grid width) — the sequence runs over merge blocks row by row, within each its patches row by row;
         None for a tower on (B, tokens, D)."""
         images = self.processor.image_processor
+        if hasattr(images, "split_images"):
+            raise ClassContrastError("the Vision Transformer methods do not lay an Idefics3/SmolVLM image's tiles "
+                                     "back on its grid; use gradient, integrated_gradients or occlusion")
         if not hasattr(images, "patchify"):
             return None
         p, m, b = images.patch_size, images.merge_size, x.shape[0]
@@ -159,6 +164,34 @@ class Answers(nn.Module):
         full = own[None].expand(len(image), -1, -1).to(image.dtype).clone()
         full[:, places] = image
         return full
+
+
+def _tiles(images: Any, x: Tensor) -> dict[str, Tensor]:
+    """Idefics3/SmolVLM's image inputs for images x (B, C, H, W) (the processor's resized image, sides in
+    multiples of its tile size t): the t × t tiles row by row, cut exactly, then the whole image resized to t × t by
+    the processor's own resize (linear, so it commutes with the normalisation; clipped to the pixel range after each
+    pass as the processor's 8-bit pixels are), each tile's pixels all valid."""
+    t = images.max_image_size["longest_edge"]
+    h, w = x.shape[-2:]
+    if h % t or w % t:
+        raise ClassContrastError(f"images of {h} × {w} pixels: this model takes sides that are multiples of {t} "
+                                 "(use the bundle's transform)")
+    frames = x[:, None]
+    if (h, w) != (t, t):
+        from transformers.image_processing_utils import SizeDict
+
+        tiles = x.unfold(2, t, t).unfold(3, t, t).permute(0, 2, 3, 1, 4, 5).reshape(len(x), -1, x.shape[1], t, t)
+        # the processor resizes 8-bit pixels in two passes (width, then height), each clipped to [0, 1] (here in
+        # normalised units): the same passes, equal up to rounding
+        mean, std = (torch.tensor(v, dtype=x.dtype, device=x.device)[:, None, None]
+                     for v in (images.image_mean, images.image_std))
+        whole = x
+        for size in (SizeDict(height=h, width=t), SizeDict(height=t, width=t)):
+            whole = images.resize(whole, size, resample=images.resample)
+            whole = torch.maximum(torch.minimum(whole, (1 - mean) / std), -mean / std)
+        frames = torch.cat([tiles, whole[:, None]], 1)
+    mask = torch.ones(*frames.shape[:2], t, t, dtype=torch.bool, device=x.device)
+    return {"pixel_values": frames, "pixel_attention_mask": mask}
 
 
 def _each(value: Any, b: int, k: int) -> Any:
@@ -248,8 +281,8 @@ def answers(model: Any, processor: Any, prompt: str, candidates: Sequence[str] |
         if len(candidates) < 2 or len(set(candidates)) != len(candidates):
             raise ClassContrastError(f"answers() needs at least two distinct candidates, got {candidates}")
     text = _prompt(processor, prompt, template)
-    preprocess = PatchesPreprocess(image_processor) if hasattr(image_processor, "patchify") else \
-        HFPreprocess(image_processor)
+    preprocess = (TilesPreprocess if hasattr(image_processor, "split_images") else PatchesPreprocess
+                  if hasattr(image_processor, "patchify") else HFPreprocess)(image_processor)
     size = getattr(image_processor, "crop_size", None) or getattr(image_processor, "size", None) or {}
     h, w = size.get("height", 224), size.get("width", 224)
     device = next(model.parameters()).device
@@ -278,6 +311,20 @@ class PatchesPreprocess(HFPreprocess):
         m, t = self.processor.merge_size, self.processor.temporal_patch_size
         flat = out["pixel_values"].float().reshape(gh // m, gw // m, m, m, -1, t, p, p)[:, :, :, :, :, 0]
         return flat.permute(4, 0, 2, 5, 1, 3, 6).reshape(-1, gh * p, gw * p)
+
+
+class TilesPreprocess(HFPreprocess):
+    """PIL image -> [0, 1] (C, H, W) for a processor that splits images into tiles (Idefics3, SmolVLM): its own
+    resizing, the tiles laid back side by side (the whole-image view is made from them by the model's module)."""
+
+    def __call__(self, image: Image.Image) -> Tensor:
+        out = self.processor(images=image.convert("RGB"), do_normalize=False, return_row_col_info=True,
+                             return_tensors="pt")
+        frames, rows, cols = out["pixel_values"][0].float(), out["rows"][0][0], out["cols"][0][0]
+        if rows == 0:
+            return frames[0]
+        t = frames.shape[-1]
+        return frames[:-1].reshape(rows, cols, -1, t, t).permute(2, 0, 3, 1, 4).reshape(-1, rows * t, cols * t)
 
 
 def _prompt(processor: Any, prompt: str, template: str | bool | None) -> str:

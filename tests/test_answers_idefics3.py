@@ -1,0 +1,91 @@
+"""Idefics3 / SmolVLM's candidate answers: the processor splits an image into tiles plus the whole image at tile
+size; the bundle takes the resized image on its grid and makes the tiles (cut exactly) and the whole view (the
+processor's resize) itself — scores and maps against brute force through the raw model, the whole view against an
+independent reference (PIL's own resampling matrices)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import classcontrast as cc
+
+pytest.importorskip("transformers")
+from tests.vlm import idefics3
+
+CANDIDATES = ["yes", "no", "a wolf"]
+
+
+def _resampling(n: int, t: int) -> torch.Tensor:
+    """(t, n) PIL's Lanczos weights from n pixels to t, read off by resizing the identity (float image)."""
+    eye = Image.fromarray(np.eye(n, dtype=np.float32), mode="F").resize((n, t), Image.LANCZOS)
+    return torch.from_numpy(np.array(eye)).double()
+
+
+def _frames(x: torch.Tensor, t: int = 32) -> torch.Tensor:
+    """The slow reference of one normalised image's frames (C, H, W) -> (N + 1, C, t, t): tiles row by row, then
+    the whole image resized width first, each pass clipped to the pixel range (mean = std = 0.5)."""
+    c, h, w = x.shape
+    if (h, w) == (t, t):  # one tile: the image itself
+        return x[None]
+    tiles = [x[:, r : r + t, q : q + t] for r in range(0, h, t) for q in range(0, w, t)]
+    wide = torch.einsum("chw,jw->chj", x, _resampling(w, t)).clamp(-1, 1)
+    whole = torch.einsum("ih,chj->cij", _resampling(h, t), wide).clamp(-1, 1)
+    return torch.stack([*tiles, whole])
+
+
+def _brute(model: torch.nn.Module, processor, text: str, x: torch.Tensor) -> torch.Tensor:
+    out = torch.zeros(len(x), len(CANDIDATES), dtype=x.dtype)
+    h, w = x.shape[-2:]
+    prompt = processor(text=text, images=Image.new("RGB", (w, h)), return_tensors="pt")["input_ids"][0]
+    for i in range(len(x)):
+        frames = _frames(x[i])[None]
+        for j, c in enumerate(CANDIDATES):
+            answer = processor.tokenizer(c, add_special_tokens=False)["input_ids"]
+            ids = torch.cat([prompt, torch.tensor(answer)])[None]
+            logp = model(input_ids=ids, pixel_values=frames).logits[0].log_softmax(-1)
+            out[i, j] = sum(logp[len(prompt) - 1 + q, tok] for q, tok in enumerate(answer))
+    return out
+
+
+def test_tiles_and_the_whole_view() -> None:
+    model, processor = idefics3()
+    bundle = cc.answers(model, processor, "is there a dog ?", CANDIDATES)
+    image = Image.fromarray((np.random.default_rng(0).random((50, 64, 3)) * 255).astype(np.uint8))
+    x = bundle.transform(image)[None].double()
+    assert x.shape == (1, 3, 64, 64)
+    theirs = processor(text=bundle.info["text"], images=image, return_tensors="pt")
+    mine = bundle.model.pixels(x)
+    assert mine["pixel_values"].shape == theirs["pixel_values"].shape == (1, 5, 3, 32, 32)
+    torch.testing.assert_close(mine["pixel_values"][:, :4], theirs["pixel_values"][:, :4].double(), rtol=0,
+                               atol=1e-6)  # the tiles: cut exactly
+    torch.testing.assert_close(mine["pixel_values"][:, 4], theirs["pixel_values"][:, 4].double(), rtol=0,
+                               atol=1.01 / 255 / 0.5)  # the whole view: the processor's 8-bit rounding
+    torch.testing.assert_close(mine["pixel_values"][0], _frames(x[0]), rtol=0, atol=1e-6)
+    assert torch.equal(bundle.model.encoded(64, 64)["input_ids"], theirs["input_ids"][0])
+    with torch.no_grad():
+        torch.testing.assert_close(bundle.model(x), _brute(model, processor, bundle.info["text"], x), rtol=1e-9,
+                                   atol=1e-9)
+    ex = cc.explain(bundle, x, "gradient", ["weighted", cc.Foil("no")], "yes", keep_channels=True)
+    for key, scalar in {"weighted": lambda y: y[0, 0] - y[0, 1:].logsumexp(0),
+                        "foil:no": lambda y: y[0, 0] - y[0, 1]}.items():
+        leaf = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(scalar(_brute(model, processor, bundle.info["text"], leaf)), leaf)
+        torch.testing.assert_close(ex[key].maps[0, 0], g[0], rtol=1e-6, atol=1e-7 * float(g.abs().max()))
+    with pytest.raises(cc.ClassContrastError, match="tiles"):
+        cc.explain(bundle, x, "vit_gradcam", cc.Foil("no"), "yes")
+
+
+def test_without_splitting_the_image_is_one_frame() -> None:
+    model, processor = idefics3(split=False)
+    bundle = cc.answers(model, processor, "is there a dog ?", CANDIDATES)
+    image = Image.fromarray((np.random.default_rng(1).random((50, 64, 3)) * 255).astype(np.uint8))
+    x = bundle.transform(image)[None].double()
+    assert x.shape == (1, 3, 32, 32)
+    theirs = processor(text=bundle.info["text"], images=image, return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(bundle.model.pixels(x)["pixel_values"], theirs.double(), rtol=0, atol=1e-6)
+    with torch.no_grad():
+        torch.testing.assert_close(bundle.model(x), _brute(model, processor, bundle.info["text"], x), rtol=1e-9,
+                                   atol=1e-9)
