@@ -27,7 +27,7 @@ def _resampling(n: int, t: int) -> torch.Tensor:
 def _frames(x: torch.Tensor, t: int = 32) -> torch.Tensor:
     """The slow reference of one normalised image's frames (C, H, W) -> (N + 1, C, t, t): tiles row by row, then
     the whole image resized width first, each pass clipped to the pixel range (mean = std = 0.5)."""
-    c, h, w = x.shape
+    h, w = x.shape[-2:]
     if (h, w) == (t, t):  # one tile: the image itself
         return x[None]
     tiles = [x[:, r : r + t, q : q + t] for r in range(0, h, t) for q in range(0, w, t)]
