@@ -159,3 +159,30 @@ def test_vit_gradcam_on_the_patch_sequence_tower(vlm: tuple) -> None:
         torch.testing.assert_close(ex.layer_maps[i, 0], want, rtol=1e-6, atol=1e-9)
     with pytest.raises(cc.ClassContrastError, match="attention rollout needs"):
         cc.explain(bundle, x, "attention_rollout", cc.Foil("no"), "yes")
+
+
+def test_the_prompts_words_with_the_image_fixed(vlm: tuple) -> None:
+    """Gradient x embedding of the prompt's words for "yes rather than no" under multimodal RoPE: autograd on the
+    raw model's input embeddings over the processor's own sequences; the vision and image tokens are not words."""
+    from tests.test_prompt_tokens import _embedding_grads, _logp
+
+    model, processor = vlm
+    bundle = cc.answers(model, processor, "is there a dog ?", ["yes", "no"])
+    image = torch.randn(1, 3, 32, 48, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    net, x = cc.prompt_tokens(bundle, image=image)
+    assert net.tokens == ["USER:", "is", "there", "a", "dog", "?", "ASSISTANT:"]
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), bundle.model(image), rtol=1e-10, atol=1e-10)
+    ex = cc.explain(net, x, "gradient_x_input", cc.Foil(1), 0)
+    enc = processor(text=bundle.info["text"], images=Image.new("RGB", (48, 32)), return_tensors="pt")
+    prompt = enc["input_ids"][0].tolist()
+    cand = [processor.tokenizer(a, add_special_tokens=False)["input_ids"] for a in ("yes", "no")]
+    runs = [{"input_ids": torch.tensor([prompt + c]), "pixel_values": _patches(image[0]),
+             "image_grid_thw": enc["image_grid_thw"],
+             "mm_token_type_ids": torch.cat([enc["mm_token_type_ids"][0], torch.zeros(len(c), dtype=torch.long)])[None]}
+            for c in cand]
+    grads, embeds = _embedding_grads(model, runs, lambda logits: _logp(logits[0], len(prompt), cand[0])
+                                     - _logp(logits[1], len(prompt), cand[1]))
+    words = torch.tensor([t in net.tokens for t in processor.tokenizer.convert_ids_to_tokens(prompt)])
+    want = sum((g[: len(prompt)][words] * e[: len(prompt)][words]).sum(-1) for g, e in zip(grads, embeds, strict=True))
+    torch.testing.assert_close(ex.maps[0, 0], want, rtol=1e-6, atol=1e-9 * float(want.abs().max()))

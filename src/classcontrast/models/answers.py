@@ -20,7 +20,9 @@ position after the prompt; the categories are the token strings): every contrast
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
@@ -107,8 +109,11 @@ class Answers(nn.Module):
 
         return arrange, gh, gw
 
-    def forward(self, x: Tensor) -> Tensor:
-        b, k = x.shape[0], len(self.candidates) if self.candidates is not None else 1
+    def forward(self, x: Tensor, embeddings: Tensor | None = None) -> Tensor:
+        """(B, K) scores of images x (B, C, H, W); with ``embeddings`` (E, D, L), the scores of one image x
+        (1, C, H, W) with the prompt's L explained tokens (`explained`) embedded as given, (E, K)."""
+        n = x.shape[0]
+        b, k = n if embeddings is None else embeddings.shape[0], len(self.candidates or [None])
         prompt = {key: v.to(x.device) for key, v in self.encoded(*x.shape[-2:]).items()}
         length = len(prompt["input_ids"])
         if self.candidates is None:
@@ -120,50 +125,34 @@ class Answers(nn.Module):
                                       torch.full_like(answers, self.after if self.after is not None else int(v[-1]))],
                                      1).repeat(b, 1) for key, v in prompt.items()}
             mask = mask.repeat(b, 1)
-        pixels = self.pixels(x)
+        pixels, reps = self.pixels(x), k * b // n
         if self.handed:  # the image tower once per image, its features handed to each of the image's sequences
             image = self.model.get_image_features(**pixels, **self._feature_options(), return_dict=True)
-            image.pooler_output = _each(image.pooler_output, b, k)
+            image.pooler_output = _each(image.pooler_output, n, reps)
             images = {"mm_encoder_outputs": {"image": image}}
-            images.update({key: _each(v, b, k) for key, v in pixels.items() if key != "pixel_values"})
+            images.update({key: _each(v, n, reps) for key, v in pixels.items() if key != "pixel_values"})
         else:
-            images = {key: _each(v, b, k) for key, v in pixels.items()}
-        logits = self.model(**tokens, attention_mask=mask, **images).logits
+            images = {key: _each(v, n, reps) for key, v in pixels.items()}
+        with ExitStack() as stack:
+            if embeddings is not None:
+                places = self.explained(prompt["input_ids"]).nonzero()[:, 0]
+                stack.enter_context(_embedded(self.model.get_input_embeddings(), places,
+                                              embeddings.transpose(1, 2).repeat_interleave(k, 0)))
+            logits = self.model(**tokens, attention_mask=mask, **images).logits
         if self.candidates is None:
             return logits[:, -1]
         return _summed(logits, self.candidates, length, b)
+
+    def explained(self, ids: Tensor) -> Tensor:
+        """(L,) bool: the prompt's tokens that are words — not the image's tokens nor any other special token."""
+        special = torch.tensor(sorted(self.processor.tokenizer.all_special_ids), device=ids.device)
+        return ~torch.isin(ids, special) & (ids != getattr(self.vlm_config, "image_token_id", -1))
 
     def _feature_options(self) -> dict[str, Any]:
         """LLaVA's choice of the tower's layer and tokens, from its config, where its image features take one."""
         wanted = inspect.signature(self.model.get_image_features).parameters
         return {key: getattr(self.vlm_config, key) for key in ("vision_feature_layer", "vision_feature_select_strategy")
                 if key in wanted and hasattr(self.vlm_config, key)}
-
-    def image_features(self, pixel_values: Tensor) -> Tensor | None:
-        """(B, N, D) the image tower's features as the language model receives them, once per image; None for a
-        model that does not offer them as one tensor per image (LLaVA-style models do)."""
-        token = getattr(self.vlm_config, "image_token_id", None)
-        if getattr(self.model, "get_image_features", None) is None or token is None or "image_grid_thw" in \
-                self.pixels(pixel_values):
-            return None
-        out = self.model.get_image_features(pixel_values=pixel_values, **self._feature_options())
-        pooled = getattr(out, "pooler_output", out)
-        return torch.stack(list(pooled)) if isinstance(pooled, (list, tuple)) else pooled
-
-    def prompt_embeddings(self, pixel_values: Tensor) -> Tensor | None:
-        """(B, T, D) the prompt's input embeddings with each image's features at the image tokens; None where the
-        model offers no image features as one tensor per image."""
-        image = self.image_features(pixel_values)
-        if image is None:
-            return None
-        places = self.prompt == self.vlm_config.image_token_id
-        if int(places.sum()) != image.shape[1]:
-            raise ClassContrastError(f"the prompt holds {int(places.sum())} image tokens but the image makes "
-                                     f"{image.shape[1]} features")
-        own = self.model.get_input_embeddings()(self.prompt)
-        full = own[None].expand(len(image), -1, -1).to(image.dtype).clone()
-        full[:, places] = image
-        return full
 
 
 def _tiles(images: Any, x: Tensor) -> dict[str, Tensor]:
@@ -194,9 +183,29 @@ def _tiles(images: Any, x: Tensor) -> dict[str, Tensor]:
     return {"pixel_values": frames, "pixel_attention_mask": mask}
 
 
+@contextmanager
+def _embedded(layer: nn.Module, places: Tensor, values: Tensor) -> Iterator[None]:
+    """While open, ``layer`` (the model's input embeddings) returns ``values`` (B, L, D) at the sequences'
+    positions ``places`` — in the calling thread only; the hook is removed on leaving."""
+    owner = threading.get_ident()
+
+    def swap(_m: nn.Module, _i: Any, out: Tensor) -> Tensor | None:
+        if threading.get_ident() != owner:
+            return None
+        out = out.clone()
+        out[:, places] = values.to(out.dtype)
+        return out
+
+    handle = layer.register_forward_hook(swap)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 def _each(value: Any, b: int, k: int) -> Any:
     """Each of B images' share of ``value`` (a tensor whose first dimension is B or B·N, or a sequence of B
-    tensors) repeated K times in place: image-major, as the B·K sequences."""
+    tensors) repeated K times in place: image-major, as the sequences."""
     if isinstance(value, (list, tuple)):
         return [v for v in value for _ in range(k)]
     if k == 1:

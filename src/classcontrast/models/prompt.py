@@ -52,9 +52,23 @@ class PromptTokens(nn.Module):
         return candidate_scores(self.model, full, self.candidates, self.pad)
 
 
+class ImagePromptTokens(nn.Module):
+    """A vision-language model's prompt token embeddings (B, D, L) -> its candidates' scores (B, K) with the image
+    fixed: the model's own forward, its input embeddings replaced at the prompt's words."""
+
+    def __init__(self, answers: Answers, image: Tensor, tokens: list[str]) -> None:
+        super().__init__()
+        self.answers = answers
+        self.register_buffer("image", image, persistent=False)  # (1, C, H, W)
+        self.tokens = tokens  # the explained tokens' strings, in order
+
+    def forward(self, e: Tensor) -> Tensor:
+        return self.answers(self.image.to(e.dtype), embeddings=e)
+
+
 def prompt_tokens(model: Any, tokenizer: Any = None, prompt: str | None = None,
                   candidates: Sequence[str] | None = None, image: Tensor | None = None
-                  ) -> tuple[PromptTokens, Tensor]:
+                  ) -> tuple[nn.Module, Tensor]:
     """(module, x): the prompt's token embeddings as an input to explain (see the module docstring).
 
     * A vision-language bundle from `classcontrast.models.answers.answers`: ``prompt_tokens(bundle,
@@ -67,12 +81,12 @@ def prompt_tokens(model: Any, tokenizer: Any = None, prompt: str | None = None,
         net = model.model
         if image is None or image.ndim != 4 or image.shape[0] != 1:
             raise ClassContrastError("prompt_tokens(bundle, image=x): x is one image's pixel values (1, C, H, W)")
+        ids = net.encoded(*image.shape[-2:])["input_ids"].to(image.device)
+        places = net.explained(ids)
         with torch.no_grad():
-            fixed = net.prompt_embeddings(image)
-        if fixed is None:
-            raise ClassContrastError(f"{type(net.model).__name__} offers no image features to hold fixed")
-        places = net.prompt != net.vlm_config.image_token_id
-        return _made(net.model, net.prompt, places, net.candidates, net.pad, fixed[0], getattr(net, "tokenizer", None))
+            own = net.model.get_input_embeddings()(ids[places])
+        words = net.processor.tokenizer.convert_ids_to_tokens(ids[places].tolist())
+        return ImagePromptTokens(net, image.detach(), [str(w) for w in words]).eval(), own.T[None].clone()
     if tokenizer is None or prompt is None:
         raise ClassContrastError("prompt_tokens(model, tokenizer, prompt, candidates): give the tokenizer and the "
                                  "prompt (or a bundle from cc.answers and image=x)")
@@ -94,4 +108,4 @@ def _made(model: nn.Module, ids: Tensor, places: Tensor, candidates: Any, pad: i
     return net, fixed.detach()[places].T[None].clone()
 
 
-__all__ = ["PromptTokens", "prompt_tokens"]
+__all__ = ["ImagePromptTokens", "PromptTokens", "prompt_tokens"]
