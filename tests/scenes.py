@@ -298,3 +298,81 @@ def box_share(maps: torch.Tensor, scenes: Scenes, digits: list[int]) -> float:
         m = maps[i].clamp(min=0)
         shares.append(float(m[scenes.box_mask(i, d)].sum() / m.sum().clamp(min=1e-12)))
     return sum(shares) / len(shares)
+
+
+NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def vlm_question(digit: int) -> str:
+    """The trained vision-language model's question about ``digit``, as written (image first, no template)."""
+    return f"<image> is there a {NAMES[digit]}"
+
+
+def train_vlm(seed: int = 0, n: int = 1500, steps: int = 400, align: int = 500) -> tuple[nn.Module, Any]:
+    """(a tiny LLaVA answering "is there a <digit>" with yes or no on digit scenes, its LlavaProcessor), trained in
+    seconds the way LLaVA is: (1) alignment — the CLIP tower (16 × 16 patches: one per cell) and the projector
+    learn to map each cell to the embedding of its digit's word ("no" for an empty cell); (2) the language model
+    learns the answers with the tower and projector frozen, half the questions about a digit in the scene."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        PreTrainedTokenizerFast,
+    )
+
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "<s>", "</s>", "<image>", "is", "there", "a", "yes", "no",
+                                         *NAMES])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", bos_token="<s>",
+                                  eos_token="</s>", extra_special_tokens={"image_token": "<image>"})
+    vision = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                              image_size=SIZE, patch_size=CELL, num_channels=1)
+    text = LlamaConfig(vocab_size=len(vocab), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=4, pad_token_id=0)
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(LlavaConfig(vision_config=vision, text_config=text, image_token_id=4,
+                                                      vision_feature_layer=-1, projector_hidden_act="gelu"))
+    data = make_scenes(n, seed=seed, split="train")
+    x = (data.images - 0.5) / 0.5
+    rng = np.random.default_rng(seed)
+    cells = torch.zeros(n, (SIZE // CELL) ** 2, dtype=torch.long)  # 0: empty, d + 1: digit d
+    for i, scene in enumerate(data.boxes):
+        for d, (x0, y0, _, _) in scene.items():
+            cells[i, (y0 // CELL) * (SIZE // CELL) + x0 // CELL] = d + 1
+    tower, projector, embed = model.model.vision_tower, model.model.multi_modal_projector, model.get_input_embeddings()
+    words = torch.tensor([vocab["no"]] + [vocab[w] for w in NAMES])
+    opt = torch.optim.Adam([*tower.parameters(), *projector.parameters(), embed.weight], lr=1e-3)
+    for _ in range(align):  # (1) alignment: each cell's feature nearest its word's embedding (cosine, 11 words)
+        b = torch.from_numpy(rng.choice(n, 64, replace=False))
+        h = F.normalize(projector(tower(pixel_values=x[b], output_hidden_states=True).hidden_states[-1][:, 1:]), dim=-1)
+        logits = h @ F.normalize(embed.weight[words], dim=-1).T * 10
+        loss = F.cross_entropy(logits.reshape(-1, len(words)), cells[b].reshape(-1))
+        opt.zero_grad()
+        loss.backward()  # training, not an explanation
+        opt.step()
+    asked = np.array([rng.choice(np.flatnonzero(data.labels[i].numpy())) if i % 2 == 0 else
+                      rng.choice(np.flatnonzero(data.labels[i].numpy() == 0)) for i in range(n)])
+    answers = torch.tensor([vocab["yes"] if i % 2 == 0 else vocab["no"] for i in range(n)])
+    ids = torch.tensor([[4] * 16 + [vocab[w] for w in ("is", "there", "a", NAMES[d])] for d in asked])
+    with torch.no_grad():  # (2) the language model on the frozen aligned features
+        features = projector(tower(pixel_values=x, output_hidden_states=True).hidden_states[-1][:, 1:])
+        prompts = embed(ids)
+        prompts[:, :16] = features
+    lm, head = model.model.language_model, model.lm_head
+    opt = torch.optim.Adam([*lm.parameters(), *head.parameters()], lr=1e-3)
+    for _ in range(steps):
+        b = torch.from_numpy(rng.choice(n, 64, replace=False))
+        loss = F.cross_entropy(head(lm(inputs_embeds=prompts[b]).last_hidden_state[:, -1]), answers[b])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    images = CLIPImageProcessor(size={"shortest_edge": SIZE}, crop_size={"height": SIZE, "width": SIZE},
+                                image_mean=[0.5], image_std=[0.5], do_convert_rgb=False)
+    processor = LlavaProcessor(image_processor=images, tokenizer=tok, patch_size=CELL,
+                               vision_feature_select_strategy="default", num_additional_image_tokens=1)
+    return model.eval(), processor
