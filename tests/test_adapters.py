@@ -63,3 +63,20 @@ def test_quantus_explain_func(tiny: nn.Module, tiny_x: torch.Tensor) -> None:
     ours = cc.explain(tiny, tiny_x, "xgradcam", "mean", [1, 2, 3])
     assert maps.shape == (3, 1, 12, 12)
     np.testing.assert_allclose(maps, ours.maps.numpy(), rtol=1e-10)
+
+
+def test_a_contrast_model_keeps_a_module_that_holds_a_model(tiny: nn.Module, tiny_x: torch.Tensor) -> None:
+    """A module with a ``model`` attribute (a wrapper computing something else from it) is wrapped as it is —
+    only a ModelBundle is unwrapped to its module."""
+
+    class Doubled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = tiny
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 2 * self.model(x)
+
+    with torch.no_grad():
+        scores = cc.ContrastModel(Doubled(), "original")(tiny_x)
+        torch.testing.assert_close(scores, 2 * tiny(tiny_x))

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .contrasts import Contrast, get_contrast
-from .engine import explain
+from .engine import explain, unwrap_model
 from .outputs import logits_of
 
 
@@ -30,7 +30,7 @@ class ContrastModel(nn.Module):
 
     def __init__(self, model: nn.Module, contrast: str | Contrast = "weighted") -> None:
         super().__init__()
-        self.model = getattr(model, "model", model)
+        self.model = unwrap_model(model)  # a bundle's module; a module that holds a ``model`` is itself
         self.contrast = get_contrast(contrast)
 
     def forward(self, x: Tensor) -> Tensor:
