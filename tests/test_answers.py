@@ -134,13 +134,20 @@ def test_the_command_line_asks_a_question(tmp_path, capsys: pytest.CaptureFixtur
                 "is there a dog ?", "--answers", "yes", "no", "a wolf", "--target", "yes", "--foil", "no",
                 "--method", "gradient", "--contrast", "weighted", "--out", str(tmp_path / "why.png"),
                 "--save-maps", str(tmp_path / "m.npz")]) == 0
-    assert "question: is there a dog ?" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "question: is there a dog ?" in printed and (tmp_path / "why.png").stat().st_size > 0
     bundle = cc.models.answers.load_answers(f"hf:{tmp_path / 'vlm'}", "is there a dog ?", ["yes", "no", "a wolf"])
     x = bundle.transform(cc.load_image(tmp_path / "a.png"))[None]
     want = cc.explain(bundle, x, "gradient", cc.Foil("no"), "yes").maps
     with np.load(tmp_path / "m.npz") as z:
         scale = float(want.abs().max())
         np.testing.assert_allclose(z["maps/gradient/foil:no"], want.numpy(), rtol=1e-4, atol=1e-6 * scale)
+    # the prompt's words under each map: gradient x embedding of the same contrast and target, printed
+    net, e = cc.prompt_tokens(bundle, image=x)
+    words = cc.explain(net, e, "gradient_x_input", cc.Foil(1), 0).maps[0, 0]
+    line = next(v for v in printed.replace("\n", " ").split("words (") if v.startswith("gradient · rather than no"))
+    shown = [float(v) for v in line.split("):")[1].split()[1::2][: len(net.tokens)]]
+    np.testing.assert_allclose(shown, words.numpy(), rtol=2e-3, atol=1e-6)
     assert run(["explain", str(tmp_path / "a.png"), "--model", f"hf:{tmp_path / 'vlm'}", "--answers", "yes",
                 "no"]) == 2
     assert "--answers needs --prompt" in capsys.readouterr().err

@@ -227,8 +227,14 @@ def explain_command(
     images_ = split(columns)
     names = [p.name for p in loaded]
     qualified = len(methods) > 1 or len(contrasts) > 1
-    for w in write_figures(images_, pixels, names, [a is not None for a in affines], bundle.categories, scale, out,
-                           qualified):
+    if prompt is not None:  # the question's figure: answers, image maps and the prompt's words
+        from .explain_out import write_answer_figures
+
+        written = write_answer_figures(bundle, inputs, images_, pixels, names, contrasts, prompt, out, qualified)
+    else:
+        written = write_figures(images_, pixels, names, [a is not None for a in affines], bundle.categories, scale,
+                                out, qualified)
+    for w in written:
         console.print(f"wrote {w}")
     if save_maps is not None:
         if nifti:

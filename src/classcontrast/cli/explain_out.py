@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ClassContrastError
+from ..text import printable
 from .checks import figure_name
 from .common import console
 
@@ -119,6 +120,46 @@ def write_figures(images: list[dict[tuple[str, str], Any]], pixels: list[Any], n
             shown, views, titles = clip_views(px, results, frames=max(1, min(CLIP_FRAMES, MAX_ROWS // k)))
             titles = [f"{names[i]}: {t}" for t in titles]
         plot_explanations(shown, views, categories, scale=scale, titles=titles, path=path)  # type: ignore[arg-type]
+        written.append(path)
+    return written
+
+
+# the prompt's words by the image's method's kind; gradient × embedding otherwise
+WORD_METHODS = {"integrated_gradients": "integrated_gradients", "occlusion": "occlusion",
+                "feature_ablation": "occlusion"}
+
+
+def write_answer_figures(bundle: Any, inputs: list[Any], images: list[dict[tuple[str, str], Any]], pixels: list[Any],
+                         names: list[str], contrasts: list[Any], question: str, out: Path, qualified: bool
+                         ) -> list[Path]:
+    """A vision-language model's figures, one per image (``why_000_<name>.png`` for several): the question, the
+    candidates' probabilities, each (method, contrast) map and under it the prompt's words coloured by the same
+    contrast for the same targets (gradient × embedding; Integrated Gradients or word occlusion for those
+    methods), also printed."""
+    from ..engine import explain
+    from ..models.prompt import prompt_tokens
+    from ..viz.words import plot_answers
+
+    xs = [x[i : i + 1] for x in inputs for i in range(len(x))]
+    written = []
+    for i, (image, x) in enumerate(zip(images, xs, strict=True)):
+        net, e = prompt_tokens(bundle, image=x)
+        results, words = {}, {}
+        for method in dict.fromkeys(m for m, _ in image):
+            how = WORD_METHODS.get(method, "gradient_x_input")
+            targets = next(ex for (m, _), ex in image.items() if m == method).targets.to(e.device)
+            opts = {"window": (e.shape[1], 1)} if how == "occlusion" else {}
+            names_ = [name for m, name in image if m == method]  # the contrasts in order (the words' net has no
+            found = explain(net, e, how, contrasts, targets, **opts).values()  # class names: foils by index)
+            for name, ex in zip(names_, found, strict=True):
+                title = column_title(method, name, qualified)
+                results[title] = image[(method, name)]
+                words[title] = ex.maps[0].detach().cpu()
+        for title, values in words.items():
+            shown = " ".join(f"{t} {float(v):+.3g}" for t, v in zip(net.tokens, values[0], strict=True))
+            console.print(f"words ({printable(title)}): {printable(shown)}")
+        path = out if len(images) == 1 else figure_name(out, i, names[i])
+        plot_answers(pixels[i], results, words, net.tokens, bundle.categories, question, path=path)
         written.append(path)
     return written
 
