@@ -151,3 +151,38 @@ def test_the_command_line_asks_a_question(tmp_path, capsys: pytest.CaptureFixtur
     assert run(["explain", str(tmp_path / "a.png"), "--model", f"hf:{tmp_path / 'vlm'}", "--answers", "yes",
                 "no"]) == 2
     assert "--answers needs --prompt" in capsys.readouterr().err
+
+
+def test_the_audit_asks_a_question_over_answer_folders(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`audit FOLDERS --prompt ... --answers yes no`: the class folders are named after the answers; the confusion
+    counts equal the bundle's own answers; another prompt with the same tokens in another order is another model
+    (its cached rows are not reused)."""
+    import json
+
+    from classcontrast.evaluation.runner import model_fingerprint
+    from classcontrast.models.answers import load_answers
+    from tests.test_cli import run
+
+    model, processor = llava(dtype=torch.float32)
+    model.save_pretrained(tmp_path / "vlm")
+    processor.save_pretrained(tmp_path / "vlm")
+    for answer, photos in (("yes", ["chelsea", "astronaut"]), ("no", ["coffee", "rocket"])):
+        (tmp_path / "q" / answer).mkdir(parents=True)
+        for p in photos:
+            cc.sample_image(p).resize((40, 40)).save(tmp_path / "q" / answer / f"{p}.png")
+    bundle = load_answers(f"hf:{tmp_path / 'vlm'}", "is there a dog ?", ["yes", "no"])
+    wrong = 0
+    for answer in ("yes", "no"):
+        for f in sorted((tmp_path / "q" / answer).iterdir()):
+            with torch.no_grad():
+                y = bundle.model(bundle.transform(cc.load_image(f))[None])
+            wrong += bundle.categories[int(y.argmax())] != answer
+    assert run(["audit", str(tmp_path / "q"), "--model", f"hf:{tmp_path / 'vlm'}", "--prompt", "is there a dog ?",
+                "--answers", "yes", "no", "--method", "gradient", "--out", str(tmp_path / "aud")]) == 0
+    found = json.loads((tmp_path / "aud" / "audit.json").read_text())
+    assert found["classes"] == ["yes", "no"] and found["n"] == 4 and found["accuracy"] == (4 - wrong) / 4
+    other = load_answers(f"hf:{tmp_path / 'vlm'}", "there is a dog ?", ["yes", "no"])
+    assert sorted(other.model.prompt.tolist()) == sorted(bundle.model.prompt.tolist())
+    assert model_fingerprint(other.model) != model_fingerprint(bundle.model)
+    assert run(["audit", str(tmp_path / "q"), "--model", f"hf:{tmp_path / 'vlm'}", "--answers", "yes", "no"]) == 2
+    assert "--answers needs --prompt" in capsys.readouterr().err

@@ -33,6 +33,9 @@ def audit_command(
     classes: list[str] = typer.Option(None, "--classes", help="Zero-shot (CLIP-style hf: model): the class "
                                       "names, put into --template as the prompts"),
     template: str = typer.Option("a photo of a {}.", help="Zero-shot: the prompt, {} marking the class name"),
+    prompt: str = typer.Option(None, help="A vision-language model (hf: folder): the question; its candidate "
+                               "answers (--answers) are the classes, the class folders named after them"),
+    answers: list[str] = typer.Option(None, "--answers", help="With --prompt: the candidate answers"),
     limit: int = LIMIT, batch_size: int = BATCH, seed: int = SEED, device: str = DEVICE,
     preprocess: str = PREPROCESS, trust_remote_code: bool = TRUST,
     steps: int = flags.STEPS, baseline: str = flags.BASELINE, integration: str = flags.INTEGRATION,
@@ -58,7 +61,7 @@ def audit_command(
     check_number(threshold, "--threshold", minimum=0, maximum=1)
     bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, local_device(device), preprocess,
                                     out, trust_remote_code, batch_size, head, split_values(classes) if classes
-                                    else None, template)
+                                    else None, template, prompt, split_values(answers) if answers else None)
 
     with shard_progress(shard) as progress:
         result = audit(bundle, source, out, methods, pairs=pairs, examples=examples, top_k=top_k,

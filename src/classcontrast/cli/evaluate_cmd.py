@@ -43,10 +43,12 @@ TRUST = typer.Option(False, "--trust-remote-code",
 def setup_run(data: list[str] | None, model: str, weights: str, num_classes: int | None, limit: int | None,
               seed: int, device: str, preprocess: str = "model", out: Path | None = None,
               trust_remote_code: bool = False, batch_size: int | None = None, head: str | None = None,
-              classes: list[str] | None = None, template: str = "a photo of a {}.") -> tuple[Any, Any, Any]:
+              classes: list[str] | None = None, template: str = "a photo of a {}.", prompt: str | None = None,
+              answers: list[str] | None = None) -> tuple[Any, Any, Any]:
     """(bundle, source, device) for an experiment command; the source's description is printed. The
     output folder and numbers are checked first (one line, before the model loads); the output folder
-    is never read as data. ``classes``: a zero-shot (CLIP-style) model over these prompts' classes;
+    is never read as data. ``classes``: a zero-shot (CLIP-style) model over these prompts' classes; ``prompt``
+    (and ``answers``): a vision-language model's candidate answers to the question as its classes;
     ``head``: override the model's (``sigmoid`` for a multi-label model)."""
     import dataclasses
 
@@ -57,7 +59,15 @@ def setup_run(data: list[str] | None, model: str, weights: str, num_classes: int
     if head not in (None, "softmax", "sigmoid"):
         raise ClassContrastError(f"unknown --head {head!r}; choose softmax or sigmoid")
     dev = resolve_device(device)
-    if classes:
+    if answers and prompt is None:
+        raise ClassContrastError("--answers needs --prompt (the question they answer)")
+    if prompt is not None and classes:
+        raise ClassContrastError("give --prompt (a vision-language model's answers) or --classes (zero-shot)")
+    if prompt is not None:
+        from ..models.answers import load_answers
+
+        loaded = load_answers(model, prompt, answers or None, trust_remote_code).to(dev)
+    elif classes:
         from ..models.zero_shot import load_zero_shot
 
         loaded = load_zero_shot(model, classes, template, trust_remote_code).to(dev)

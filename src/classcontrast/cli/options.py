@@ -62,7 +62,7 @@ MULTI: dict[str, dict[str, Callable[[str], bool]]] = {
                  "--baseline": _BASELINES, "--baselines": _BASELINES, "--score": _SCORES, "--scores": _SCORES,
                  "--epsilon": _NUMBERS, "--epsilons": _NUMBERS, "--steps": _NUMBERS, "--sigma": _NUMBERS,
                  "--fractions": _NUMBERS, "--data": _any},
-    "audit": {"--method": _METHODS, "--methods": _METHODS, "--classes": _any},
+    "audit": {"--method": _METHODS, "--methods": _METHODS, "--classes": _any, "--answers": _any},
     "train": {"--milestones": _NUMBERS},
 }
 

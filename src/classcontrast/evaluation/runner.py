@@ -68,12 +68,15 @@ def batches(source: SampleSource, bundle: ModelBundle, batch_size: int, device: 
 
 
 def model_fingerprint(model: nn.Module) -> str:
-    """A short digest of a model's parameter and buffer names, shapes and sums (to 7 digits): results made
-    by other weights are told apart, while the same weights give the same digest in any process."""
+    """A short digest of a model's parameter and buffer names, shapes and sums (to 7 digits), and the values of its
+    small integer buffers (a prompt's token ids): results made by other weights or another prompt are told apart,
+    while the same weights give the same digest in any process."""
     h = hashlib.sha256()
     with torch.no_grad():
         for name, t in itertools.chain(model.named_parameters(), model.named_buffers()):
             h.update(f"{name}{tuple(t.shape)}{float(t.detach().double().sum()):.6e}".encode())
+            if not t.is_floating_point() and t.numel() <= 1 << 16:  # token ids (a prompt): every value, in order
+                h.update(t.detach().cpu().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
