@@ -186,3 +186,45 @@ def test_the_audit_asks_a_question_over_answer_folders(tmp_path, capsys: pytest.
     assert model_fingerprint(other.model) != model_fingerprint(bundle.model)
     assert run(["audit", str(tmp_path / "q"), "--model", f"hf:{tmp_path / 'vlm'}", "--answers", "yes", "no"]) == 2
     assert "--answers needs --prompt" in capsys.readouterr().err
+
+
+def test_the_explorer_colours_the_prompts_words(vlm: tuple, tmp_path) -> None:
+    """The explorer's entry of a vision-language bundle holds the prompt's words and, per method, target and
+    contrast, their attributions: equal to cc.prompt_tokens explained with the same target and contrast; in a
+    real browser the strip follows the contrast chosen."""
+    import warnings
+
+    from tools.browser import Browser
+
+    from classcontrast.explorer.compute import explorer_data
+    from classcontrast.explorer.page import write_page
+
+    model, processor = vlm
+    bundle = cc.answers(model, processor, "is there a dog ?", CANDIDATES)
+    x = torch.rand(1, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    data = explorer_data(bundle, x, ["gradient"], foils=[1])
+    (e,) = data["entries"]
+    net, emb = cc.prompt_tokens(bundle, image=x)
+    assert e["words"]["tokens"] == net.tokens == ["is", "there", "a", "dog", "?"]
+    keys = e["methods"]["gradient"]["contrasts"]
+    for j, t in enumerate(e["targets"]):
+        for c, key in enumerate(keys):
+            contrast = cc.Foil(int(key.split(":")[1])) if key.startswith("foil:") else key
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", cc.ClassContrastWarning)  # t rather than t: zero, as on the page
+                want = cc.explain(net, emb, "gradient_x_input", contrast, t).maps[0, 0]
+            np.testing.assert_allclose(e["words"]["values"]["gradient"][j][c], want.numpy(), rtol=1e-5,
+                                       atol=1e-7 * float(want.abs().max()) + 1e-12)
+    page = write_page(data, tmp_path / "vlm.html")
+    with Browser() as b:
+        b.open(page.resolve().as_uri())
+        b.settled()
+        shown = b.eval("[...document.querySelectorAll('.cc-word')].map((w) => w.textContent).join(' ')")
+        assert shown == "is there a dog ?"
+        other = next(t for t in e["targets"] if t != e["default"]["target"])
+        for key in ("weighted", f"foil:{other}"):
+            b.click(f'button[data-control="contrast"][data-value="{key}"]')
+            b.settled()
+            values = b.eval("[...document.querySelectorAll('.cc-word')].map((w) => Number(w.dataset.value))")
+            j, c = e["targets"].index(e["default"]["target"]), keys.index(key)
+            np.testing.assert_allclose(values, e["words"]["values"]["gradient"][j][c], rtol=1e-6)

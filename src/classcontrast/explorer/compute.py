@@ -84,6 +84,7 @@ def explorer_data(model: Any, x: torch.Tensor | Sequence[torch.Tensor], methods:
         # Threshold targets: an image's fillers (below the threshold) are not offered
         keep = spec.selected(logits, classes, head) if isinstance(spec, Threshold) else classes >= 0
         maps, _, notes = explore(model, xb, methods, classes, named, head=head, foils=foils, **options)
+        words = _prompt_words(model, xb, methods, classes, named, head, foils)
         pixels = display_pixels(xb, getattr(getattr(model, "normalize", None), "inverse", None))
         top = p.topk(min(5, p.shape[1]), 1)
         for i in range(xb.shape[0]):
@@ -101,12 +102,38 @@ def explorer_data(model: Any, x: torch.Tensor | Sequence[torch.Tensor], methods:
                                  keys=keys, default=(cls[0], f"foil:{int(foils[0])}") if foils else None,
                                  top=list(zip(top.indices[i].tolist(), top.values[i].tolist(), strict=True)),
                                  notes={m: v[i].numpy()[kept][:, axis] for m, v in notes.items()}))
+            if words is not None:  # the same targets and contrasts on the prompt's words
+                tokens, values = words
+                entries[-1]["words"] = {"tokens": tokens, "values": {
+                    m: v[i].float().numpy()[kept][:, axis].tolist() for m, v in values.items()}}
     names = list(categories if categories is not None else getattr(model, "categories", None) or
                  [f"class {i}" for i in range(logits.shape[1])])
     independent = "; sigmoid head: independent probabilities (they need not sum to 1)" if head == "sigmoid" else ""
     return {"kind": "explain", "title": title,
             "subtitle": f"{model_name}; methods: {', '.join(methods)}{independent}",
             "classes": names, "images": images, "entries": entries}
+
+
+def _prompt_words(model: Any, x: torch.Tensor, methods: Sequence[str], classes: torch.Tensor, named: Sequence[str],
+                  head: str | None, foils: Sequence[int]) -> tuple[list[str], dict[str, torch.Tensor]] | None:
+    """For a vision-language bundle (`classcontrast.models.answers.answers`): (the prompt's words, per method
+    (B, L, M, words) their attributions under the same classes and contrasts as the image maps — Integrated
+    Gradients for that method, gradient × embedding otherwise); None for any other model."""
+    from ..models.answers import Answers
+    from ..models.prompt import prompt_tokens
+
+    if not isinstance(getattr(model, "model", None), Answers):
+        return None
+    rows: dict[str, list[torch.Tensor]] = {m: [] for m in methods}
+    tokens: list[str] = []
+    for i in range(x.shape[0]):
+        net, e = prompt_tokens(model, image=x[i : i + 1])
+        tokens = net.tokens
+        for m in methods:
+            how = "integrated_gradients" if m == "integrated_gradients" else "gradient_x_input"
+            values, _, _ = explore(net, e, [how], classes[i : i + 1], named, head=head, foils=foils)
+            rows[m].append(values[how][0])
+    return tokens, {m: torch.stack(v) for m, v in rows.items()}
 
 
 def write_explorer(path: str | Path, model: Any, x: torch.Tensor | Sequence[torch.Tensor],

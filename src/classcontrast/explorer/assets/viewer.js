@@ -485,6 +485,7 @@
       body.append(nav, el("div", {class: "cc-explorer"},
         el("div", {class: "cc-stage"}, main, this.colourBar(scale, this.name(s.target)),
           el("p", {class: "cc-question"}, this.question(s.contrast, s.target)),
+          this.words(e, s.method, j, c),
           m.disagree && m.disagree[j] && m.disagree[j][c] ? el("p", {class: "cc-note"}, "Note: " + this.data.sign_note) : null),
         el("div", {class: "cc-panel"},
           el("div", {class: "cc-group"}, el("b", {}, e.title),
@@ -514,6 +515,20 @@
       }
       await this.paint(main, e, s.method, s.target, s.contrast, scale);
       if (e.unit) this.drawUnits(main, e, siblings);
+    }
+
+    // a vision-language model's prompt: its words coloured by their attribution under the shown target and contrast
+    words(e, method, j, c) {
+      const row = e.words && e.words.values[method] && e.words.values[method][j] && e.words.values[method][j][c];
+      if (!row) return null;
+      const half = Math.max(...row.map(Math.abs)) || 1;
+      return el("p", {class: "cc-words", "data-control": "words"}, el("span", {class: "cc-label"}, "The prompt's words: "),
+        e.words.tokens.map((t, i) => {
+          const [r, g, b] = colour(row[i] / half);
+          return el("span", {class: "cc-word", title: fmt(row[i]), "data-value": row[i],
+            style: "background: rgb(" + [r, g, b].map(Math.round).join(",") + ")" +
+              (Math.abs(row[i] / half) > 0.6 ? "; color: white" : "")}, t);
+        }));
     }
 
     // the other regions / objects of the same image, in page order (this one included)
