@@ -186,3 +186,26 @@ def test_the_prompts_words_with_the_image_fixed(vlm: tuple) -> None:
     words = torch.tensor([t in net.tokens for t in processor.tokenizer.convert_ids_to_tokens(prompt)])
     want = sum((g[: len(prompt)][words] * e[: len(prompt)][words]).sum(-1) for g, e in zip(grads, embeds, strict=True))
     torch.testing.assert_close(ex.maps[0, 0], want, rtol=1e-6, atol=1e-9 * float(want.abs().max()))
+
+
+def test_a_saved_folder_loads_as_the_same_model(tmp_path) -> None:
+    """hf:FOLDER of a Qwen2-VL (save_pretrained of model and processor) loads as the same candidate scores, and the
+    command line explains a photo through it."""
+    from classcontrast.models.answers import load_answers
+    from tests.test_cli import run
+
+    model, processor = qwen2_vl(dtype=torch.float32)
+    model.save_pretrained(tmp_path / "qwen")
+    processor.save_pretrained(tmp_path / "qwen")
+    loaded = load_answers(f"hf:{tmp_path / 'qwen'}", "is there a dog ?", CANDIDATES)
+    bundle = cc.answers(model, processor, "is there a dog ?", CANDIDATES)
+    image = cc.sample_image("chelsea").resize((48, 40))
+    x = bundle.transform(image)[None]
+    assert loaded.info["text"] == bundle.info["text"] and x.shape == (1, 3, 32, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(loaded.transform(image)[None]), bundle.model(x))
+    image.save(tmp_path / "a.png")
+    assert run(["explain", str(tmp_path / "a.png"), "--model", f"hf:{tmp_path / 'qwen'}", "--prompt",
+                "is there a dog ?", "--answers", "yes", "no", "--foil", "no", "--method", "vit_gradcam",
+                "--out", str(tmp_path / "why.png")]) == 0
+    assert (tmp_path / "why.png").stat().st_size > 0
