@@ -5,7 +5,8 @@ as written and print no warning.
 Files a command line names are given as a newcomer has them: ``photo.jpg`` / ``cat.jpg`` / ``dog.jpg`` /
 ``img.png`` / ``xray.png`` (bundled photos), ``clip.mp4`` (8 frames of noise), ``scan.nii.gz`` (a 32³ volume),
 ``photos/`` (class folders named after ImageNet classes),
-``animals/`` (class folders of the zero-shot page's classes) and the CSVs of label sets the pages use, in
+``animals/`` (class folders of the zero-shot page's classes), ``answers/`` (``yes/`` and ``no/``: the
+vision-language page's audit) and the CSVs of label sets the pages use, in
 the working folder. Python snippets use only what they make themselves (``cc.sample_image``, models with
 random weights, folders they write) and run first, in page order; then every command line runs, in one
 process. A block of command lines that takes minutes, installs packages or needs a dataset is marked
@@ -73,6 +74,10 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (d / "animals" / cls).mkdir(parents=True)
         for n in names:
             cc.sample_image(n).convert("RGB").save(d / "animals" / cls / f"{n}.jpg", quality=92)
+    for answer, names in (("yes", ["chelsea"]), ("no", ["coffee"])):  # the vision-language page's audit
+        (d / "answers" / answer).mkdir(parents=True)
+        for n in names:
+            cc.sample_image(n).convert("RGB").save(d / "answers" / answer / f"{n}.jpg", quality=92)
     frames = (np.random.default_rng(0).uniform(0, 1, size=(8, 48, 64, 3)) * 255).astype(np.uint8)
     cc.save_video(d / "clip.mp4", frames, fps=8)
     nibabel.save(nibabel.Nifti1Image(np.random.default_rng(1).normal(size=(32, 32, 32)).astype(np.float32),
