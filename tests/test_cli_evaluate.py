@@ -88,9 +88,11 @@ def test_evaluate_takes_values_space_or_comma_separated(labelled: str, tmp_path)
     assert a == b and len(a) == 2 * 2 * 2
     assert {(r["contrast"], r["epsilon"], r["steps"]) for r in a} == {
         (c, e, s) for c in ("weighted", "max") for e in (0.003, 0.001) for s in (1, 2)}
-    assert run(["evaluate", "masking", "--data", labelled, "--out", str(new), "--method", "gradcam", "xgradcam",
+    assert run(["evaluate", "masking", "--data", labelled, "--limit", "3", "--out", str(new), "--method", "gradcam",
+                "xgradcam",
                 "--baseline", "zeros", "mean", "--threshold", "0.05"]) == 0
-    assert run(["evaluate", "masking", "--data", labelled, "--out", str(old), "--methods", "gradcam,xgradcam",
+    assert run(["evaluate", "masking", "--data", labelled, "--limit", "3", "--out", str(old), "--methods",
+                "gradcam,xgradcam",
                 "--baselines", "zeros,mean", "--threshold", "0.05"]) == 0
     assert (new / "masking.md").read_text() == (old / "masking.md").read_text()
     assert "| XC | t1 |" in (new / "masking.md").read_text()
