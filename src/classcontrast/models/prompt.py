@@ -46,9 +46,10 @@ class PromptTokens(nn.Module):
     def forward(self, e: Tensor) -> Tensor:
         full = self.fixed[None].expand(e.shape[0], -1, -1).to(e.dtype).clone()
         full[:, self.places] = e.transpose(1, 2)
-        if self.candidates is None:  # a classifier: its class logits
+        if self.candidates is None:  # a classifier's class logits; a causal LM's next-token logits (the vocabulary)
             mask = torch.ones(full.shape[:2], dtype=torch.long, device=full.device)
-            return self.model(inputs_embeds=full, attention_mask=mask).logits
+            logits = self.model(inputs_embeds=full, attention_mask=mask).logits
+            return logits[:, -1] if logits.ndim == 3 else logits
         return candidate_scores(self.model, full, self.candidates, self.pad)
 
 
@@ -73,7 +74,8 @@ def prompt_tokens(model: Any, tokenizer: Any = None, prompt: str | None = None,
 
     * A vision-language bundle from `classcontrast.models.answers.answers`: ``prompt_tokens(bundle,
       image=x)`` (x: one image's pixel values (1, C, H, W)), its candidates and prompt;
-    * a text-only causal LM (``AutoModelForCausalLM``): ``prompt_tokens(lm, tokenizer, prompt, candidates)``;
+    * a text-only causal LM (``AutoModelForCausalLM``): ``prompt_tokens(lm, tokenizer, prompt, candidates)``
+      (``candidates=None``: the next token over the whole vocabulary, its classes the token ids);
     * a text classifier (``AutoModelForSequenceClassification``): ``prompt_tokens(classifier, tokenizer, text)``.
 
     ``x`` is (1, D, L): the prompt's own embeddings of its L explained tokens (`PromptTokens.tokens`)."""
