@@ -168,3 +168,19 @@ def idefics3(seed: int = 0, dtype: torch.dtype = torch.float64, split: bool = Tr
     images = Idefics3ImageProcessor(size={"longest_edge": 64}, max_image_size={"longest_edge": 32},
                                     do_image_splitting=split)
     return model, Idefics3Processor(image_processor=images, tokenizer=tok, image_seq_len=4)
+
+
+# each contrast's scalar for the target "yes" (candidate 0) rather than "no" (candidate 1) from one image's
+# candidate scores (1, K): the slow references the maps are checked against
+SCALARS = {"original": lambda y: y[0, 0], "weighted": lambda y: y[0, 0] - y[0, 1:].logsumexp(0),
+           "probability": lambda y: y[0].softmax(0)[0], "foil:no": lambda y: y[0, 0] - y[0, 1]}
+
+
+def assert_contrast_maps(ex: Any, x: torch.Tensor, brute: Any) -> None:
+    """Every map of ``ex`` (one image, keep_channels) equals autograd of its contrast's scalar through ``brute``
+    (image -> candidate scores, a plain re-implementation): rounding at 1e-7 of the map's range (the contrasts are
+    combined from a shared low-rank basis)."""
+    for key in ex:
+        leaf = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(SCALARS[key](brute(leaf)), leaf)
+        torch.testing.assert_close(ex[key].maps[0, 0], g[0], rtol=1e-6, atol=1e-7 * float(g.abs().max()))
