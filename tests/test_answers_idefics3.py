@@ -1,7 +1,7 @@
 """Idefics3 / SmolVLM's candidate answers: the processor splits an image into tiles plus the whole image at tile
 size; the bundle takes the resized image on its grid and makes the tiles (cut exactly) and the whole view (the
 processor's resize) itself — scores and maps against brute force through the raw model, the whole view against an
-independent reference (PIL's own resampling matrices)."""
+independent reference (PIL's own resampling matrices); ViT GradCAM on the tiles laid back on the image's grid."""
 
 from __future__ import annotations
 
@@ -70,8 +70,31 @@ def test_tiles_and_the_whole_view() -> None:
                                    atol=1e-9)
     ex = cc.explain(bundle, x, "gradient", ["weighted", cc.Foil("no")], "yes", keep_channels=True)
     assert_contrast_maps(ex, x, lambda v: _brute(model, processor, bundle.info["text"], v))
-    with pytest.raises(cc.ClassContrastError, match="tiles"):
-        cc.explain(bundle, x, "vit_gradcam", cc.Foil("no"), "yes")
+    _vit_gradcam_on_the_tiles(model, processor, bundle, x)
+
+
+def _vit_gradcam_on_the_tiles(model, processor, bundle, x: torch.Tensor) -> None:
+    """ViT GradCAM finds the tower's blocks and lays the tiles' tokens on the image's patch grid (the whole view's
+    tokens left out): equal to GradCAM of hooked tokens and autograd, placed tile by tile, patch by patch."""
+    ex = cc.explain(bundle, x, "vit_gradcam", cc.Foil("no"), "yes")
+    assert ex.layer == "model.model.vision_model.encoder.layers.0" and ex.layer_maps.shape == (1, 1, 8, 8)
+    seen = []
+    block = model.model.vision_model.encoder.layers[0]
+    hook = block.register_forward_hook(lambda m, a, out: seen.append(out[0] if isinstance(out, tuple) else out))
+    try:
+        y = _brute(model, processor, bundle.info["text"], x)
+    finally:
+        hook.remove()
+    grads = torch.autograd.grad(y[0, 0] - y[0, 1], seen)
+    tiles, g = seen[0].detach()[:4], sum(grads)[:4]  # (4 tiles, 16 patches, D); the 5th frame: the whole view
+    values = tiles @ g.reshape(-1, g.shape[-1]).mean(0)  # the weights: the gradient's mean over the tiles' patches
+    want = torch.zeros(8, 8, dtype=torch.float64)
+    for tile in range(4):
+        for patch in range(16):
+            want[(tile // 2) * 4 + patch // 4, (tile % 2) * 4 + patch % 4] = values[tile, patch]
+    torch.testing.assert_close(ex.layer_maps[0, 0], want, rtol=1e-6, atol=1e-9)
+    with pytest.raises(cc.ClassContrastError, match="attention rollout needs"):
+        cc.explain(bundle, x, "attention_rollout", cc.Foil("no"), "yes")
 
 
 def test_without_splitting_the_image_is_one_frame() -> None:

@@ -137,7 +137,7 @@ class VitGradCAM(Method):
     def after_forward(self, rec: Recording) -> None:
         tokens = rec.state["recorder"].single()
         layout = _sequence_layout(rec.state["model"], rec.input)
-        if layout is not None and tokens.ndim == 2:  # a tower on one patch sequence of all images (Qwen2-VL)
+        if layout is not None:  # a tower on one patch sequence of all images (Qwen2-VL) or on tiles (Idefics3)
             arrange, gh, gw = layout
             rec.state.pop("model")
             rec.state.update(arrange=arrange, grid=(0, gh, gw))

@@ -56,8 +56,9 @@ class Answers(nn.Module):
         self.after = 1 if getattr(self.vlm_config, "model_type", "") == "paligemma" else None  # answer: suffix
         self._texts: dict[tuple[int, int], dict[str, Tensor]] = {}
         self.register_buffer("prompt", self.encoded(*size)["input_ids"], persistent=False)  # (L,) image tokens in
-        tower = (getattr(model, "vision_tower", None) or getattr(getattr(model, "model", None), "vision_tower", None)
-                 or getattr(getattr(model, "model", None), "visual", None))
+        inner = getattr(model, "model", None)
+        tower = next((t for t in (getattr(model, "vision_tower", None), *(getattr(inner, name, None) for name in (
+            "vision_tower", "visual", "vision_model"))) if t is not None), None)
         # the image tower's config: the attention methods switch and record its attention only (not the LM's)
         self.config = getattr(tower, "config", None) or self.vlm_config
         self.patch_size = getattr(self.config, "patch_size", None)  # the Vision Transformer methods' patch grid
@@ -92,11 +93,11 @@ class Answers(nn.Module):
     def tokens_on_grid(self, x: Tensor) -> tuple[Callable[[Tensor], Tensor], int, int] | None:
         """For a patch-sequence tower (Qwen2-VL): (tokens (..., B·N, D) -> (..., B, N, D) in raster order, grid
         height, grid width) — the sequence runs over merge blocks row by row, within each its patches row by row;
-        None for a tower on (B, tokens, D)."""
+        for a tiling processor (Idefics3) the tiles' tokens on the image's grid (`_tile_tokens`); None for a tower
+        on (B, tokens, D) of whole images."""
         images = self.processor.image_processor
         if hasattr(images, "split_images"):
-            raise ClassContrastError("the Vision Transformer methods do not lay an Idefics3/SmolVLM image's tiles "
-                                     "back on its grid; use gradient, integrated_gradients or occlusion")
+            return _tile_tokens(images.max_image_size["longest_edge"], self.patch_size, x)
         if not hasattr(images, "patchify"):
             return None
         p, m, b = images.patch_size, images.merge_size, x.shape[0]
@@ -153,6 +154,23 @@ class Answers(nn.Module):
         wanted = inspect.signature(self.model.get_image_features).parameters
         return {key: getattr(self.vlm_config, key) for key in ("vision_feature_layer", "vision_feature_select_strategy")
                 if key in wanted and hasattr(self.vlm_config, key)}
+
+
+def _tile_tokens(t: int, p: int, x: Tensor) -> tuple[Callable[[Tensor], Tensor], int, int]:
+    """Idefics3's tower tokens (..., B·F, g², D) — F frames per image: its rows × cols tiles row by row, then the
+    whole-image view; g = t / p patches a side — laid out as the tiles' patches on the image's grid (..., B,
+    (rows·g)·(cols·g), D) in raster order; the whole view (the same pixels at a coarser scale) is left out."""
+    b, (h, w), g = x.shape[0], x.shape[-2:], t // p
+    rows, cols = h // t, w // t
+    frames = 1 if (h, w) == (t, t) else rows * cols + 1
+
+    def arrange(tokens: Tensor) -> Tensor:
+        lead, d = tokens.shape[:-3], tokens.shape[-1]
+        v = tokens.reshape(*lead, b, frames, g * g, d)[..., : rows * cols, :, :]
+        v = v.reshape(*lead, b, rows, cols, g, g, d).transpose(-4, -3)  # (..., b, rows, g, cols, g, d)
+        return v.reshape(*lead, b, rows * g * cols * g, d)
+
+    return arrange, rows * g, cols * g
 
 
 def _tiles(images: Any, x: Tensor) -> dict[str, Tensor]:
