@@ -200,7 +200,15 @@ def test_a_saved_folder_loads_as_the_same_model(tmp_path) -> None:
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(loaded.transform(image)[None]), bundle.model(x))
     image.save(tmp_path / "a.png")
-    assert run(["explain", str(tmp_path / "a.png"), "--model", f"hf:{tmp_path / 'qwen'}", "--prompt",
-                "is there a dog ?", "--answers", "yes", "no", "--foil", "no", "--method", "vit_gradcam",
-                "--out", str(tmp_path / "why.png")]) == 0
-    assert (tmp_path / "why.png").stat().st_size > 0
+    cc.sample_image("coffee").resize((30, 70)).save(tmp_path / "b.png")  # another size: another patch count
+    assert run(["explain", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--model", f"hf:{tmp_path / 'qwen'}",
+                "--prompt", "is there a dog ?", "--answers", "yes", "no", "--target", "yes", "--foil", "no", "--method",
+                "vit_gradcam",
+                "--out", str(tmp_path / "why.png"), "--save-maps", str(tmp_path / "m.npz")]) == 0
+    assert sorted(p.name for p in tmp_path.glob("why_*.png")) == ["why_000_a.png", "why_001_b.png"]
+    with np.load(tmp_path / "m.npz") as z:
+        maps = z["maps/vit_gradcam/foil:no/1"]
+    want = cc.explain(loaded, loaded.transform(cc.load_image(tmp_path / "b.png"))[None], "vit_gradcam",
+                      cc.Foil("no"), "yes").maps
+    assert maps.shape == want.shape and want.shape[-2:] != x.shape[-2:]
+    np.testing.assert_allclose(maps, want.numpy(), rtol=1e-4, atol=1e-6 * float(want.abs().max()))

@@ -330,7 +330,10 @@ def answers(model: Any, processor: Any, prompt: str, candidates: Sequence[str] |
 
 class PatchesPreprocess(HFPreprocess):
     """PIL image -> [0, 1] (C, H, W) for a processor that flattens images into patch sequences (Qwen2-VL): its own
-    resizing, the patch sequence laid back on the image's grid (the inverse of its ``patchify``)."""
+    resizing, the patch sequence laid back on the image's grid (the inverse of its ``patchify``). Images keep
+    their own sizes (``crop`` None: one per batch)."""
+
+    crop = None
 
     def __call__(self, image: Image.Image) -> Tensor:
         out = self.processor(images=image.convert("RGB"), do_normalize=False, return_tensors="pt")
@@ -342,7 +345,10 @@ class PatchesPreprocess(HFPreprocess):
 
 class TilesPreprocess(HFPreprocess):
     """PIL image -> [0, 1] (C, H, W) for a processor that splits images into tiles (Idefics3, SmolVLM): its own
-    resizing, the tiles laid back side by side (the whole-image view is made from them by the model's module)."""
+    resizing, the tiles laid back side by side (the whole-image view is made from them by the model's module).
+    Images keep their own sizes (``crop`` None: one per batch)."""
+
+    crop = None
 
     def __call__(self, image: Image.Image) -> Tensor:
         out = self.processor(images=image.convert("RGB"), do_normalize=False, return_row_col_info=True,
