@@ -212,3 +212,21 @@ def test_a_saved_folder_loads_as_the_same_model(tmp_path) -> None:
                       cc.Foil("no"), "yes").maps
     assert maps.shape == want.shape and want.shape[-2:] != x.shape[-2:]
     np.testing.assert_allclose(maps, want.numpy(), rtol=1e-4, atol=1e-6 * float(want.abs().max()))
+
+
+def test_qwen2_5_vl_scores_maps_and_its_window_ordered_tower() -> None:
+    """Qwen2.5-VL (the same processor, a tower with window attention): scores and a contrast's map against brute
+    force through the raw model; the ViT methods, whose token order its windows change, refused in one line."""
+    from tests.vlm import qwen2_5_vl
+
+    model, processor = qwen2_5_vl()
+    bundle = cc.answers(model, processor, "is there a dog ?", CANDIDATES)
+    tokens = [processor.tokenizer(c, add_special_tokens=False)["input_ids"] for c in CANDIDATES]
+    x = torch.randn(1, 3, 32, 48, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        torch.testing.assert_close(bundle.model(x), _brute(model, processor, bundle.info["text"], tokens, x),
+                                   rtol=1e-10, atol=1e-10)
+    ex = cc.explain(bundle, x, "gradient", ["weighted", cc.Foil("no")], "yes", keep_channels=True)
+    assert_contrast_maps(ex, x, lambda v: _brute(model, processor, bundle.info["text"], tokens, v))
+    with pytest.raises(cc.ClassContrastError, match="windows"):
+        cc.explain(bundle, x, "vit_gradcam", cc.Foil("no"), "yes")

@@ -184,3 +184,24 @@ def assert_contrast_maps(ex: Any, x: torch.Tensor, brute: Any) -> None:
         leaf = x.clone().requires_grad_(True)
         (g,) = torch.autograd.grad(SCALARS[key](brute(leaf)), leaf)
         torch.testing.assert_close(ex[key].maps[0, 0], g[0], rtol=1e-6, atol=1e-7 * float(g.abs().max()))
+
+
+def qwen2_5_vl(seed: int = 0) -> tuple[Any, Any]:
+    """(a random 2-layer Qwen2.5-VL in float64 — Qwen2-VL's processor, a tower with window attention —, its
+    processor)."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    _, processor = qwen2_vl()
+    ids = processor.tokenizer.convert_tokens_to_ids
+    config = Qwen2_5_VLConfig(
+        text_config={"vocab_size": len(processor.tokenizer), "hidden_size": 32, "intermediate_size": 64,
+                     "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2,
+                     "pad_token_id": processor.tokenizer.pad_token_id, "bos_token_id": None, "eos_token_id": None,
+                     "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]}},
+        vision_config={"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "patch_size": 8,
+                       "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 32, "out_hidden_size": 32,
+                       "fullatt_block_indexes": [1]},
+        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"))
+    torch.manual_seed(seed)
+    return Qwen2_5_VLForConditionalGeneration(config).double().eval(), processor

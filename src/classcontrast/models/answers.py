@@ -100,6 +100,11 @@ class Answers(nn.Module):
             return _tile_tokens(images.max_image_size["longest_edge"], self.patch_size, x)
         if not hasattr(images, "patchify"):
             return None
+        tower = getattr(getattr(self.model, "model", None), "visual", None)
+        if hasattr(tower, "permute_input_for_window_attn"):  # Qwen2.5-VL's window attention
+            raise ClassContrastError(f"{type(self.model).__name__}'s image tower reorders its tokens into attention "
+                                     "windows inside its blocks; the Vision Transformer methods do not follow that "
+                                     "order: use gradient, integrated_gradients or occlusion")
         p, m, b = images.patch_size, images.merge_size, x.shape[0]
         gh, gw = x.shape[-2] // p, x.shape[-1] // p
         r, c = torch.arange(gh, device=x.device)[:, None], torch.arange(gw, device=x.device)[None]
