@@ -71,6 +71,8 @@ def test_tiles_and_the_whole_view() -> None:
     ex = cc.explain(bundle, x, "gradient", ["weighted", cc.Foil("no")], "yes", keep_channels=True)
     assert_contrast_maps(ex, x, lambda v: _brute(model, processor, bundle.info["text"], v))
     _vit_gradcam_on_the_tiles(model, processor, bundle, x)
+    net, _ = cc.prompt_tokens(bundle, image=x)
+    assert net.tokens == ["is", "there", "a", "dog", "?"]  # not the tile tags the processor adds (<row_1_col_1>...)
 
 
 def _vit_gradcam_on_the_tiles(model, processor, bundle, x: torch.Tensor) -> None:

@@ -150,9 +150,15 @@ class Answers(nn.Module):
         return _summed(logits, self.candidates, length, b)
 
     def explained(self, ids: Tensor) -> Tensor:
-        """(L,) bool: the prompt's tokens that are words — not the image's tokens nor any other special token."""
-        special = torch.tensor(sorted(self.processor.tokenizer.all_special_ids), device=ids.device)
-        return ~torch.isin(ids, special) & (ids != getattr(self.vlm_config, "image_token_id", -1))
+        """(L,) bool: the prompt's tokens that are words — not the image's tokens, not any other special token, and
+        not a token the processor added when it expanded the image (Idefics3's tile tags): any id that occurs more
+        often in the expanded prompt than in the text's own tokens."""
+        tokenizer = self.processor.tokenizer
+        plain = torch.tensor(tokenizer(self.text, add_special_tokens=False)["input_ids"], dtype=torch.long)
+        found, counts = ids.cpu().unique(return_counts=True)
+        added = [int(i) for i, c in zip(found, counts, strict=True) if int(c) > int((plain == i).sum())]
+        other = torch.tensor(sorted({*tokenizer.all_special_ids, *added}), dtype=torch.long, device=ids.device)
+        return ~torch.isin(ids, other) & (ids != getattr(self.vlm_config, "image_token_id", -1))
 
     def _feature_options(self) -> dict[str, Any]:
         """LLaVA's choice of the tower's layer and tokens, from its config, where its image features take one."""
