@@ -313,7 +313,6 @@ def train_vlm(seed: int = 0, n: int = 1500, steps: int = 400, align: int = 500) 
     seconds the way LLaVA is: (1) alignment — the CLIP tower (16 × 16 patches: one per cell) and the projector
     learn to map each cell to the embedding of its digit's word ("no" for an empty cell); (2) the language model
     learns the answers with the tower and projector frozen, half the questions about a digit in the scene."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import (
         CLIPImageProcessor,
         CLIPVisionConfig,
@@ -321,15 +320,12 @@ def train_vlm(seed: int = 0, n: int = 1500, steps: int = 400, align: int = 500) 
         LlavaConfig,
         LlavaForConditionalGeneration,
         LlavaProcessor,
-        PreTrainedTokenizerFast,
     )
 
-    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "<s>", "</s>", "<image>", "is", "there", "a", "yes", "no",
-                                         *NAMES])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", bos_token="<s>",
-                                  eos_token="</s>", extra_special_tokens={"image_token": "<image>"})
+    from tests.vlm import tokenizer
+
+    tok = tokenizer(words=["is", "there", "a", "yes", "no", *NAMES])
+    vocab = tok.get_vocab()
     vision = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                               image_size=SIZE, patch_size=CELL, num_channels=1)
     text = LlamaConfig(vocab_size=len(vocab), hidden_size=64, intermediate_size=128, num_hidden_layers=2,

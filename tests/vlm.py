@@ -3,6 +3,7 @@ tokenizer written here (Hugging Face ``tokenizers``), the model family's own pro
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -11,15 +12,19 @@ WORDS = ["is", "there", "a", "dog", "cat", "wolf", "in", "the", "picture", "?", 
          "USER:", "ASSISTANT:", "one", "two", "three", "how", "many", "are", "it", "not", "."]
 
 
-def tokenizer() -> Any:
+def tokenizer(words: Sequence[str] = WORDS, special: Sequence[str] = ("<image>",),
+              extra: dict[str, str] | None = None, **options: Any) -> Any:
+    """A word-level tokenizer written here (whitespace-split words): ids [PAD] [UNK] <s> </s>, then ``special``,
+    then ``words``; ``extra``: the special tokens a processor looks up by name (default: the image token)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "<s>", "</s>", "<image>", *WORDS])}
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "<s>", "</s>", *special, *words])}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", bos_token="<s>",
-                                   eos_token="</s>", extra_special_tokens={"image_token": "<image>"})
+                                   eos_token="</s>", extra_special_tokens=extra or {"image_token": "<image>"},
+                                   **options)
 
 
 def llava(seed: int = 0, dtype: torch.dtype = torch.float64) -> tuple[Any, Any]:
@@ -70,9 +75,7 @@ QWEN_TEMPLATE = ("{% for m in messages %}USER: {% for c in m['content'] %}{% if 
 def qwen2_vl(seed: int = 0, dtype: torch.dtype = torch.float64) -> tuple[Any, Any]:
     """(a random 2-layer Qwen2-VL — dynamic resolution: images of any size with sides in multiples of 16, flattened
     into 8 × 8 patches merged 2 × 2 —, its Qwen2VLProcessor with a chat template)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import (
-        PreTrainedTokenizerFast,
         Qwen2VLConfig,
         Qwen2VLForConditionalGeneration,
         Qwen2VLImageProcessor,
@@ -80,14 +83,9 @@ def qwen2_vl(seed: int = 0, dtype: torch.dtype = torch.float64) -> tuple[Any, An
         Qwen2VLVideoProcessor,
     )
 
-    special = ["[PAD]", "[UNK]", "<s>", "</s>", "<|vision_start|>", "<|image_pad|>", "<|vision_end|>",
-               "<|video_pad|>"]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate([*special, *WORDS])}, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", bos_token="<s>",
-                                  eos_token="</s>", extra_special_tokens={
-                                      "image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
-                                      "vision_start_token": "<|vision_start|>", "vision_end_token": "<|vision_end|>"})
+    tok = tokenizer(special=["<|vision_start|>", "<|image_pad|>", "<|vision_end|>", "<|video_pad|>"], extra={
+        "image_token": "<|image_pad|>", "video_token": "<|video_pad|>", "vision_start_token": "<|vision_start|>",
+        "vision_end_token": "<|vision_end|>"})
     ids = tok.convert_tokens_to_ids
     config = Qwen2VLConfig(
         text_config={"vocab_size": len(tok), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
@@ -136,7 +134,6 @@ def paligemma(seed: int = 0, dtype: torch.dtype = torch.float64) -> tuple[Any, A
 def idefics3(seed: int = 0, dtype: torch.dtype = torch.float64, split: bool = True) -> tuple[Any, Any]:
     """(a random 2-layer Idefics3 — the SmolVLM architecture: images resized to sides in multiples of 32, split
     into 32 × 32 tiles plus the whole image at 32 × 32, each in 8 × 8 patches merged 2 × 2 —, its processor)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import (
         Idefics3Config,
         Idefics3ForConditionalGeneration,
@@ -144,19 +141,13 @@ def idefics3(seed: int = 0, dtype: torch.dtype = torch.float64, split: bool = Tr
         Idefics3Processor,
         Idefics3VisionConfig,
         LlamaConfig,
-        PreTrainedTokenizerFast,
     )
 
     tiles = [f"<row_{r}_col_{c}>" for r in range(1, 4) for c in range(1, 4)]
-    special = ["[PAD]", "[UNK]", "<s>", "</s>", "<image>", "<fake_token_around_image>", "<global-img>",
-               "<end_of_utterance>", *tiles]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate([*special, *WORDS])}, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", bos_token="<s>",
-                                  eos_token="</s>", additional_special_tokens=tiles, extra_special_tokens={
-                                      "image_token": "<image>", "fake_image_token": "<fake_token_around_image>",
-                                      "global_image_token": "<global-img>",
-                                      "end_of_utterance_token": "<end_of_utterance>"})
+    tok = tokenizer(special=["<image>", "<fake_token_around_image>", "<global-img>", "<end_of_utterance>", *tiles],
+                    extra={"image_token": "<image>", "fake_image_token": "<fake_token_around_image>",
+                           "global_image_token": "<global-img>", "end_of_utterance_token": "<end_of_utterance>"},
+                    additional_special_tokens=tiles)
     vision = Idefics3VisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                                   image_size=32, patch_size=8)
     text = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,

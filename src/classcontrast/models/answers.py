@@ -327,7 +327,6 @@ def answers(model: Any, processor: Any, prompt: str, candidates: Sequence[str] |
     net = Answers(model.eval(), processor, text, candidate_tokens(tokenizer, candidates), pad_id(tokenizer),
                   tuple(preprocess(Image.new("RGB", (w, h))).shape[-2:])).to(device)
     net.eval()
-    net.tokenizer = tokenizer  # names the prompt's tokens (`classcontrast.models.prompt.prompt_tokens`)
     if candidates is None:
         vocab = tokenizer.convert_ids_to_tokens(list(range(model.config.get_text_config().vocab_size)))
         categories = [str(v) if v is not None else f"token {i}" for i, v in enumerate(vocab)]
