@@ -55,6 +55,8 @@ class Answers(nn.Module):
         self.vlm_config = getattr(model, "config", None)
         self.after = 1 if getattr(self.vlm_config, "model_type", "") == "paligemma" else None  # answer: suffix
         self._texts: dict[tuple[int, int], dict[str, Tensor]] = {}
+        # the text's own token ids, before the processor expands the image (`explained`)
+        self.plain = torch.tensor(processor.tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
         self.register_buffer("prompt", self.encoded(*size)["input_ids"], persistent=False)  # (L,) image tokens in
         inner = getattr(model, "model", None)
         tower = next((t for t in (getattr(model, "vision_tower", None), *(getattr(inner, name, None) for name in (
@@ -153,11 +155,10 @@ class Answers(nn.Module):
         """(L,) bool: the prompt's tokens that are words — not the image's tokens, not any other special token, and
         not a token the processor added when it expanded the image (Idefics3's tile tags): any id that occurs more
         often in the expanded prompt than in the text's own tokens."""
-        tokenizer = self.processor.tokenizer
-        plain = torch.tensor(tokenizer(self.text, add_special_tokens=False)["input_ids"], dtype=torch.long)
         found, counts = ids.cpu().unique(return_counts=True)
-        added = [int(i) for i, c in zip(found, counts, strict=True) if int(c) > int((plain == i).sum())]
-        other = torch.tensor(sorted({*tokenizer.all_special_ids, *added}), dtype=torch.long, device=ids.device)
+        added = [int(i) for i, c in zip(found, counts, strict=True) if int(c) > int((self.plain == i).sum())]
+        other = torch.tensor(sorted({*self.processor.tokenizer.all_special_ids, *added}), dtype=torch.long,
+                             device=ids.device)
         return ~torch.isin(ids, other) & (ids != getattr(self.vlm_config, "image_token_id", -1))
 
     def _feature_options(self) -> dict[str, Any]:
