@@ -76,3 +76,53 @@ def test_foil_errors() -> None:
         cc.Foil([1, 2, 3]).foils(y)
     with pytest.raises(cc.ClassContrastError, match="Foil"):
         cc.get_contrast("foil")
+
+
+DENSE = [*ALL, cc.ContrastCAM(3), cc.ContrastCAM([0, 4]), cc.Finer(k=2), cc.FinerMean(k=2),
+         cc.Weighted().for_head("sigmoid"), cc.Probability().for_head("sigmoid")]
+
+
+@pytest.mark.parametrize("per_row", [False, True], ids=["a class per position", "a class per row"])
+@pytest.mark.parametrize("contrast", DENSE, ids=repr)
+def test_score_and_grad_at_every_position_equal_the_rows(contrast: cc.Contrast, per_row: bool) -> None:
+    """score_map / grad_map on logits (N, C, *S) — computed in place for the contrasts that take them, moved into
+    rows for the others — equal score / grad on every position's row of logits (the slow reference)."""
+    from classcontrast.contrast_base import per_row as repeat
+
+    g = torch.Generator().manual_seed(1)
+    y = torch.randn(2, 6, 3, 4, generator=g, dtype=torch.float64) * 3
+    y[0, :, 0, 0] = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])  # ties: the first maximum, as torch
+    t = repeat(torch.tensor([2, 5]), y[:, 0]) if per_row else torch.randint(0, 6, (2, 3, 4), generator=g)
+    if isinstance(contrast, cc.Foil) and torch.as_tensor(contrast.foil).numel() > 1:
+        contrast = cc.Foil([0, 3])  # one foil per image of two
+    if isinstance(contrast, cc.Foil):
+        t = t.clamp(max=1) if per_row else torch.where(t == 3, 4, t)  # never the foil (0 or 3) itself
+    rows = y.movedim(1, -1).reshape(-1, 6)
+    image = torch.arange(2).repeat_interleave(12)
+    each = contrast.select(image, 2)
+    torch.testing.assert_close(contrast.score_map(y, t), each.score(rows, t.reshape(-1)).reshape(2, 3, 4),
+                               rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(contrast.grad_map(y, t),
+                               each.grad(rows, t.reshape(-1)).reshape(2, 3, 4, 6).movedim(-1, 1), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape, dim", [((7, 5), 1), ((2, 3, 6, 5), 1), ((2, 3, 6, 5), 2), ((3, 16, 4), 1),
+                                        ((4, 17), 1)])
+def test_argmax_is_torchs_with_its_ties(shape: tuple[int, ...], dim: int) -> None:
+    from classcontrast.contrast_base import argmax
+
+    g = torch.Generator().manual_seed(0)
+    for y in (torch.randn(shape, generator=g), torch.randint(0, 3, shape, generator=g).float()):  # many ties
+        assert torch.equal(argmax(y, dim), y.argmax(dim))
+
+
+def test_all_finite_sees_any_nan_or_infinity() -> None:
+    from classcontrast.outputs import all_finite
+
+    y = torch.randn(3, 5, 7, 7)
+    assert bool(all_finite(y)) and bool(all_finite(torch.zeros(0)))
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        for dtype in (torch.float16, torch.float32, torch.float64):
+            z = y.to(dtype).clone()
+            z[2, 4, 6, 1] = bad
+            assert not bool(all_finite(z))

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .classes import class_indices, names_classes
-from .contrast_base import Contrast, _one_hot, _others, argmax
+from .contrast_base import Contrast, _at_target, _one_hot, _others, _pick, argmax, per_row
 from .errors import ClassContrastError, did_you_mean
 from .peer_contrasts import Finer, FinerMean, ReST
 from .text import count
@@ -30,9 +30,10 @@ class Original(Contrast):
     r"""The logit of the target: $O = y_t$, so $\phi = \phi_t$ (no contrast)."""
 
     name = "original"
+    spatial = True
 
     def score(self, logits: Tensor, target: Tensor) -> Tensor:
-        return logits.gather(1, target[:, None])[:, 0]
+        return _pick(logits, target)
 
     def grad(self, logits: Tensor, target: Tensor) -> Tensor:
         return _one_hot(target, logits.shape[1], logits)
@@ -49,6 +50,7 @@ class Mean(Contrast):
     """
 
     name = "mean"
+    spatial = True
 
     def __init__(self, over_all_classes: bool = False) -> None:
         self.over_all_classes = over_all_classes
@@ -57,13 +59,12 @@ class Mean(Contrast):
         return 1.0 / (num_classes if self.over_all_classes else num_classes - 1)
 
     def score(self, logits: Tensor, target: Tensor) -> Tensor:
-        y_t = logits.gather(1, target[:, None])[:, 0]
+        y_t = _pick(logits, target)
         return y_t - self._c(logits.shape[1]) * (logits.sum(1) - y_t)
 
     def grad(self, logits: Tensor, target: Tensor) -> Tensor:
-        c = self._c(logits.shape[1])
-        e = _one_hot(target, logits.shape[1], logits)
-        return e - c * (1 - e)
+        out = torch.full_like(logits, -self._c(logits.shape[1]), memory_format=torch.contiguous_format)
+        return _at_target(out, target, 1)  # 1 at the target, -1/(C-1) elsewhere
 
     def score_all(self, logits: Tensor) -> Tensor:
         return logits - self._c(logits.shape[1]) * (logits.sum(1, keepdim=True) - logits)
@@ -77,18 +78,19 @@ class Max(Contrast):
     $s^* = \arg\max_{s\ne t} y_s$ of the current input (re-chosen at every call)."""
 
     name = "max"
+    spatial = True
 
     def runner_up(self, logits: Tensor, target: Tensor) -> Tensor:
         """$s^*$ per row."""
         return argmax(_others(logits.detach(), target))
 
     def score(self, logits: Tensor, target: Tensor) -> Tensor:
-        s = self.runner_up(logits, target)
-        return logits.gather(1, target[:, None])[:, 0] - logits.gather(1, s[:, None])[:, 0]
+        return _pick(logits, target) - _pick(logits, self.runner_up(logits, target))
 
     def grad(self, logits: Tensor, target: Tensor) -> Tensor:
-        c = logits.shape[1]
-        return _one_hot(target, c, logits) - _one_hot(self.runner_up(logits, target), c, logits)
+        s = self.runner_up(logits, target).unsqueeze(1)
+        minus = torch.full((), -1, dtype=logits.dtype, device=logits.device).expand(s.shape)
+        return _one_hot(target, logits.shape[1], logits).scatter_add_(1, s, minus)  # e_t - e_s*
 
     def score_all(self, logits: Tensor) -> Tensor:
         top2 = logits.topk(2, dim=1)
@@ -106,9 +108,10 @@ class Weighted(Contrast):
     """
 
     name = "weighted"
+    spatial = True
 
     def score(self, logits: Tensor, target: Tensor) -> Tensor:
-        return logits.gather(1, target[:, None])[:, 0] - torch.logsumexp(_others(logits, target), 1)
+        return _pick(logits, target) - torch.logsumexp(_others(logits, target), 1)
 
     def for_head(self, head: str) -> Contrast:
         return SigmoidLogit() if head == "sigmoid" else self
@@ -118,7 +121,7 @@ class Weighted(Contrast):
         return torch.softmax(_others(logits.detach(), target), 1)
 
     def grad(self, logits: Tensor, target: Tensor) -> Tensor:
-        return _one_hot(target, logits.shape[1], logits) - self.alpha(logits, target)
+        return _at_target(self.alpha(logits, target).neg_(), target, 1)  # e_t - α (α_t = 0)
 
     def score_all(self, logits: Tensor) -> Tensor:
         # log Σ_{s≠t} e^{y_s} = logsumexp(y) + log(1 - p_t): exact except for the most probable class,
@@ -139,16 +142,17 @@ class Probability(Contrast):
     """
 
     name = "probability"
+    spatial = True
 
     def for_head(self, head: str) -> Contrast:
         return SigmoidProbability() if head == "sigmoid" else self
 
     def score(self, logits: Tensor, target: Tensor) -> Tensor:
-        return torch.softmax(logits, 1).gather(1, target[:, None])[:, 0]
+        return _pick(torch.softmax(logits, 1), target)
 
     def grad(self, logits: Tensor, target: Tensor) -> Tensor:
         p = torch.softmax(logits.detach(), 1)
-        p_t = p.gather(1, target[:, None])
+        p_t = p.gather(1, target.unsqueeze(1))
         return p_t * (_one_hot(target, logits.shape[1], logits) - p)
 
     def score_all(self, logits: Tensor) -> Tensor:
@@ -161,9 +165,10 @@ class SigmoidLogit(Contrast):
     map as `original` (the other classes do not compete)."""
 
     name = "weighted"
+    spatial = True
 
     def score(self, logits: Tensor, target: Tensor) -> Tensor:
-        return logits.gather(1, target[:, None])[:, 0]
+        return _pick(logits, target)
 
     def grad(self, logits: Tensor, target: Tensor) -> Tensor:
         return _one_hot(target, logits.shape[1], logits)
@@ -174,12 +179,13 @@ class SigmoidProbability(Contrast):
     $\partial O/\partial y = \sigma(y_t)(1-\sigma(y_t))\,e_t$: $\sigma(1-\sigma)$ times `original`."""
 
     name = "probability"
+    spatial = True
 
     def score(self, logits: Tensor, target: Tensor) -> Tensor:
-        return torch.sigmoid(logits.gather(1, target[:, None])[:, 0])
+        return torch.sigmoid(_pick(logits, target))
 
     def grad(self, logits: Tensor, target: Tensor) -> Tensor:
-        s = torch.sigmoid(logits.detach().gather(1, target[:, None]))
+        s = torch.sigmoid(logits.detach().gather(1, target.unsqueeze(1)))
         return s * (1 - s) * _one_hot(target, logits.shape[1], logits)
 
 
@@ -193,6 +199,7 @@ class Foil(Contrast):
     """
 
     name = "foil"
+    spatial = True
 
     def __init__(self, foil: int | str | Sequence[int] | Sequence[str] | Tensor) -> None:
         if isinstance(foil, (bool, float)):
@@ -228,7 +235,7 @@ class Foil(Contrast):
 
     def foils(self, logits: Tensor) -> Tensor:
         """The foil per row as a (N,) long tensor on the logits' device, validated."""
-        n, c = logits.shape
+        n, c = logits.shape[:2]
         if names_classes(self.foil):
             raise ClassContrastError(f"Foil({self.foil!r}) names a class: explain a ModelBundle (it knows the "
                                      "class names) or give the class index")
@@ -255,12 +262,11 @@ class Foil(Contrast):
         return Foil(f.to(rows.device)[rows])
 
     def score(self, logits: Tensor, target: Tensor) -> Tensor:
-        f = self.foils(logits)
-        return logits.gather(1, target[:, None])[:, 0] - logits.gather(1, f[:, None])[:, 0]
+        return _pick(logits, target) - _pick(logits, per_row(self.foils(logits), target))
 
     def grad(self, logits: Tensor, target: Tensor) -> Tensor:
         c = logits.shape[1]
-        return _one_hot(target, c, logits) - _one_hot(self.foils(logits), c, logits)
+        return _one_hot(target, c, logits) - _one_hot(per_row(self.foils(logits), target), c, logits)
 
     def score_all(self, logits: Tensor) -> Tensor:
         return logits - logits.gather(1, self.foils(logits)[:, None])

@@ -24,7 +24,7 @@ from .explanation import Explanation, Explanations
 from .methods import METHODS, LayerMethod, Method, Recording, get_method
 from .methods.base import Pass
 from .methods.perturbation import PerturbationMethod
-from .outputs import finite, is_binary
+from .outputs import all_finite, finite, is_binary
 from .state import frozen_eval
 from .units import Units, claim, from_output
 from .units.yolo import is_yolo
@@ -68,7 +68,7 @@ def check_input(x: Any, finite: bool = True) -> Tensor:
         raise ClassContrastError(f"x must be a floating-point tensor, got {x.dtype}")
     if x.shape[0] == 0:
         raise ClassContrastError("x is an empty batch")
-    if finite and not torch.isfinite(x).all():
+    if finite and not bool(all_finite(x)):
         raise ClassContrastError(_NOT_FINITE)
     return x
 
@@ -157,7 +157,7 @@ def explain(
     """
     net = unwrap_model(model)
     x = check_input(x, finite=False)  # checked with the logits and the maps at the end: one device sync a call
-    bad_input = ~torch.isfinite(x).all()
+    bad_input = ~all_finite(x)
     m = get_method(method, layer=_bundle_layer(model, method, layer), relu=relu, **method_options)
     many = isinstance(contrast, (list, tuple))
     categories = None if isinstance(model, nn.Module) else getattr(model, "categories", None)
@@ -336,10 +336,10 @@ def _check_result(bad_input: Tensor, y: Tensor, maps: Tensor, asked_zero: Tensor
     inf are a one-line error (an overflow gives no contrast and no map); maps (M, B, K, ...) that are exactly
     0 everywhere although nothing asked for that (``asked_zero``: a foil equal to its target, an empty region,
     a filler, a one-output model's class 0; or ``relu=True``) get one line naming the layer."""
-    zero = (maps.flatten(3) == 0).all(-1) & ~asked_zero.to(maps.device)  # (M, B, K)
+    zero = ~maps.flatten(3).any(-1) & ~asked_zero.to(maps.device)  # (M, B, K): every value 0
     if getattr(m, "relu", False):
         zero = torch.zeros_like(zero)
-    problems = torch.stack([bad_input.to(zero.device), ~torch.isfinite(y.detach()).all().to(zero.device), zero.any()])
+    problems = torch.stack([bad_input.to(zero.device), ~all_finite(y).to(zero.device), zero.any()])
     if not bool(problems.any()):
         return
     if bool(problems[0]):

@@ -11,6 +11,8 @@ from torch import Tensor
 from .contrast_base import head_probabilities
 from .spatial import resize
 
+Records = list[list[dict[str, Any]]]
+
 
 class Explanation:
     """Signed maps for K target classes of B images under one method and one contrast.
@@ -31,8 +33,9 @@ class Explanation:
                  inputs: Tensor | None = None, to_pixels: Callable[[Tensor], Tensor] | None = None,
                  categories: list[str] | None = None, foils: Tensor | None = None,
                  size: tuple[int, int] | None = None, objective: Any = None,
-                 units: list[list[dict[str, Any]]] | None = None, scores: Tensor | None = None,
-                 target_probabilities: Tensor | None = None, head: str = "softmax",
+                 units: Records | Callable[[], Records] | None = None,
+                 scores: Tensor | Callable[[], Tensor] | None = None,
+                 target_probabilities: Tensor | Callable[[], Tensor] | None = None, head: str = "softmax",
                  selected: Tensor | None = None) -> None:
         self._maps = maps
         self.layer_maps = layer_maps
@@ -48,14 +51,32 @@ class Explanation:
         self.foils = foils
         self.size = tuple(size) if size is not None else (tuple(maps.shape[2:]) if maps is not None else None)
         self.objective = objective  # the Contrast whose gradient made the maps
-        # What was explained, per image and target (see `units`): None here for whole images (a classifier)
-        self._units = units
-        self._scores = scores
+        # What was explained, per image and target (see `units`), the scores and the targets' probabilities: None
+        # here for whole images (a classifier: computed from the logits), or given — as a function when costly
+        # (a region's sums over its pixels), called on first access
+        self._given: dict[str, Any] = {"units": units, "scores": scores, "target_probabilities": target_probabilities}
         self.head = head  # "softmax" or "sigmoid" (multi-label: independent probabilities)
-        self._target_probabilities = target_probabilities
         # (B, K) bool for ``Threshold`` targets: False marks a filler (an image with fewer classes above
         # the threshold than K); None: every target was asked for
         self.selected = selected
+
+    def _field(self, name: str) -> Any:
+        value = self._given[name]
+        if callable(value):
+            value = self._given[name] = value()
+        return value
+
+    @property
+    def _units(self) -> Records | None:
+        return self._field("units")
+
+    @property
+    def _scores(self) -> Tensor | None:
+        return self._field("scores")
+
+    @property
+    def _target_probabilities(self) -> Tensor | None:
+        return self._field("target_probabilities")
 
     @property
     def maps(self) -> Tensor:

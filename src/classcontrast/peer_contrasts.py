@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from .classes import class_indices, names_classes
-from .contrast_base import Contrast, _one_hot
+from .contrast_base import Contrast, _one_hot, _pick, per_row
 from .errors import ClassContrastError
 from .text import count
 
@@ -146,6 +146,7 @@ class ContrastCAM(Contrast):
     ModelBundle, a name. The authors apply GradCAM's ReLU to the map (``relu=True``)."""
 
     name = "contrast_cam"
+    spatial = True
 
     def __init__(self, q: int | str | Sequence[int] | Tensor) -> None:
         if isinstance(q, (bool, float)):
@@ -175,11 +176,11 @@ class ContrastCAM(Contrast):
         return self if q.numel() == 1 else ContrastCAM(q.to(rows.device)[rows])
 
     def score(self, logits: Tensor, target: Tensor) -> Tensor:
-        q = self._q(logits)
-        return torch.logsumexp(logits, 1) - logits.gather(1, q[:, None])[:, 0]
+        return torch.logsumexp(logits, 1) - _pick(logits, per_row(self._q(logits), target))
 
     def grad(self, logits: Tensor, target: Tensor) -> Tensor:
-        return torch.softmax(logits.detach(), 1) - _one_hot(self._q(logits), logits.shape[1], logits)
+        q = per_row(self._q(logits), target)
+        return torch.softmax(logits.detach(), 1) - _one_hot(q, logits.shape[1], logits)
 
     def __repr__(self) -> str:
         return f"ContrastCAM({self.q!r})"
@@ -191,9 +192,10 @@ class ReST(Contrast):
     $\partial O/\partial y = 2e_t - p$."""
 
     name = "rest"
+    spatial = True
 
     def score(self, logits: Tensor, target: Tensor) -> Tensor:
-        return 2 * logits.gather(1, target[:, None])[:, 0] - torch.logsumexp(logits, 1)
+        return 2 * _pick(logits, target) - torch.logsumexp(logits, 1)
 
     def grad(self, logits: Tensor, target: Tensor) -> Tensor:
         return 2 * _one_hot(target, logits.shape[1], logits) - torch.softmax(logits.detach(), 1)

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..contrast_base import Contrast, argmax, head_probabilities
+from ..contrast_base import Contrast, _pick, argmax, head_probabilities, per_row
 from ..errors import ClassContrastError, ClassContrastWarning
 from ..outputs import logits_of
 from ..spatial import resize
@@ -75,18 +75,6 @@ def dense_logits(output: Any, size: Sequence[int]) -> Tensor | None:
     if not isinstance(y, Tensor) or y.ndim != len(size) + 2:
         return None
     return resize(y, size)
-
-
-def _same(a: Tensor, b: Tensor) -> bool:
-    """Whether ``b`` holds the same values as ``a`` because it is the same data: the same memory, layout and version
-    (a ``detach()`` of it, or the tensor itself; ``a`` is kept alive, so no new tensor can take its memory)."""
-    return (a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride() and a.dtype == b.dtype
-            and a.device == b.device and a._version == b._version)
-
-
-def _pixels(y: Tensor) -> Tensor:
-    """(B, C, *S) -> (B·prod(S), C): one row of logits per pixel."""
-    return y.movedim(1, -1).reshape(-1, y.shape[1])
 
 
 @register_units
@@ -165,53 +153,34 @@ class RegionUnits(Units):
         self.masks = masks.to(device=y.device, dtype=y.dtype)
         return t.to(y.device).contiguous()
 
-    def _inside(self, y: Tensor, rows: Tensor) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
-        """Per region j: (the flat indices of its pixels among the B' inputs' pixels, those pixels' logits
-        (N, C), the image of each, their mask weights), gathered once for every contrast — and once per call for
-        the same logits (the cotangents, the scores and the probabilities read the images' own)."""
+    def _per_pixel(self, j: int, rows: Tensor, t: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
+        """Region ``j`` on B' inputs (``rows``: the image of each): its class at every pixel (B', *S) and its mask
+        weights (B', *S)."""
         assert self.masks is not None
-        own = len(rows) == self.masks.shape[0] and torch.equal(rows, torch.arange(len(rows), device=rows.device))
-        cached = getattr(self, "_gathered", None) if own else None  # only the images' own: a sampled batch is new
-        if cached is not None and _same(cached[0], y):
-            return cached[1]
-        n = y[0, 0].numel()
-        pixels = _pixels(y)
-        out = []
-        for j in range(self.masks.shape[1]):
-            inside = self.masks[rows, j].reshape(-1)
-            idx = inside.nonzero()[:, 0]
-            out.append((idx, pixels[idx], rows[idx // n], inside[idx]))
-        if own:
-            self._gathered = (y, out)  # y held: no later tensor can take its memory and look the same
-        return out
+        mask = self.masks[rows, j]
+        return per_row(t[rows, j], mask).long(), mask.to(like.dtype)
 
     def cotangents(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor, rows: Tensor, n_images: int) -> Tensor:
-        """(M·K, B', C, *S): for contrast m and region k, each pixel's contrast gradient inside the region
-        (rows: the image of each of the B' inputs, for the multi-pass methods). Computed on the region's
-        pixels only (0 elsewhere), laid out as the logits (no copy to make), written for every contrast at once."""
-        b, c = y.shape[:2]
-        n = y[0, 0].numel()
+        """(M·K, B', C, *S): for contrast m and region k, each pixel's contrast gradient inside the region, 0
+        outside (rows: the image of each of the B' inputs, for the multi-pass methods) — computed at every pixel
+        in the logits' own layout (the class axis 1), without gathering the region's pixels."""
         k = t.shape[1]
-        out = y.new_zeros(len(contrasts), k, b * c * n)
-        channels = torch.arange(c, device=y.device) * n
-        for j, (idx, pixels, image_of, weight) in enumerate(self._inside(y, rows)):
-            if len(idx):
-                g = torch.stack([contrast.select(image_of, n_images).grad(pixels, t[image_of, j]) * weight[:, None]
-                                 for contrast in contrasts])  # (M, N, C)
-                flat = ((idx // n) * (c * n) + idx % n)[:, None] + channels  # each pixel's C places in (B', C, n)
-                out[:, j, flat.reshape(-1)] = g.reshape(len(contrasts), -1)
+        out = y.new_empty(len(contrasts), k, *y.shape)
+        for j in range(k):
+            target, mask = self._per_pixel(j, rows, t, y)
+            for m, contrast in enumerate(contrasts):
+                torch.mul(contrast.select(rows, n_images).grad_map(y, target), mask.unsqueeze(1), out=out[m, j])
         return out.reshape(len(contrasts) * k, *y.shape)
 
     def objectives(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor, rows: Tensor, n_images: int) -> Tensor:
         """(M·K, B'): each region's objective on each input, the sum over its pixels of the pixel's contrast."""
-        n = y[0, 0].numel()
         k = t.shape[1]
         out = y.new_zeros(len(contrasts) * k, y.shape[0])
-        for j, (idx, pixels, image_of, weight) in enumerate(self._inside(y, rows)):
-            if len(idx):
-                for m, contrast in enumerate(contrasts):
-                    score = contrast.select(image_of, n_images).score(pixels, t[image_of, j]) * weight
-                    out[m * k + j].index_add_(0, idx // n, score.to(out.dtype))
+        for j in range(k):
+            target, mask = self._per_pixel(j, rows, t, y)
+            for m, contrast in enumerate(contrasts):
+                score = contrast.select(rows, n_images).score_map(y, target)
+                out[m * k + j] = (score * mask).flatten(1).sum(1).to(out.dtype)
         return out
 
     def basis(self, cotangents: Tensor) -> tuple[Tensor, Tensor] | None:
@@ -226,26 +195,21 @@ class RegionUnits(Units):
     def scores(self, contrast: Contrast, y: Tensor, t: Tensor) -> Tensor:
         """(B, K) each region's objective: the sum over its pixels of the pixel's contrast."""
         b = y.shape[0]
-        out = y.new_zeros(b, t.shape[1])
-        for j, (idx, pixels, image_of, weight) in enumerate(self._inside(y, torch.arange(b, device=y.device))):
-            if len(idx):
-                score = contrast.select(image_of, b).score(pixels, t[image_of, j]) * weight
-                out[:, j] = torch.zeros(b, dtype=score.dtype, device=y.device).index_add_(0, image_of, score)
-        return out
+        return self.objectives([contrast], y, t, torch.arange(b, device=y.device), b).T
 
     def target_probabilities(self, y: Tensor, t: Tensor) -> Tensor:
         """(B, K) the mean probability of each region's class over its pixels (0 for an empty region): the
         softmax of its pixels' logits only."""
         assert self.masks is not None
-        b = y.shape[0]
-        area = self.masks.flatten(2).sum(-1)  # (B, K)
         dtype = y.dtype if y.dtype in (torch.float32, torch.float64) else torch.float32
-        out = torch.zeros(b, t.shape[1], dtype=dtype, device=y.device)
-        for j, (_, pixels, image_of, weight) in enumerate(self._inside(y, torch.arange(b, device=y.device))):
-            if len(pixels):
-                p = head_probabilities(pixels.to(dtype), "softmax", 1).gather(1, t[image_of, j][:, None])[:, 0]
-                out[:, j].index_add_(0, image_of, p * weight.to(dtype))
-        return out / area.to(dtype).clamp_min(1)
+        p = head_probabilities(y.to(dtype), "softmax", 1)
+        rows = torch.arange(y.shape[0], device=y.device)
+        out = []
+        for j in range(t.shape[1]):
+            target, mask = self._per_pixel(j, rows, t, p)
+            out.append((_pick(p, target) * mask).flatten(1).sum(1))
+        area = self.masks.flatten(2).sum(-1).to(dtype)  # (B, K)
+        return torch.stack(out, 1) / area.clamp_min(1)
 
     def records(self, y: Tensor, t: Tensor) -> list[list[dict[str, Any]]]:
         """`Explanation.units`: per image, one record per region (kind, target, mask, the pixels' logits)."""
@@ -261,11 +225,17 @@ class RegionUnits(Units):
         return out
 
     def fields(self, contrast: Contrast, y: Tensor, t: Tensor) -> dict[str, Any]:
-        if not hasattr(self, "_records"):  # the same for every contrast of the call
-            self._records = self.records(y, t)
-            self._probabilities = self.target_probabilities(y, t)
-        return {"units": self._records, "scores": self.scores(contrast, y, t),
-                "target_probabilities": self._probabilities}
+        """Each region's record, score and mean probability, computed when first read (sums over its pixels)."""
+        if not hasattr(self, "_shared"):  # the same for every contrast of the call
+            self._shared: dict[str, Any] = {}
+
+        def shared(name: str) -> Any:
+            if name not in self._shared:
+                self._shared[name] = self.records(y, t) if name == "units" else self.target_probabilities(y, t)
+            return self._shared[name]
+
+        return {"units": lambda: shared("units"), "scores": lambda: self.scores(contrast, y, t),
+                "target_probabilities": lambda: shared("target_probabilities")}
 
     def expected_zero(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor) -> Tensor:
         assert self.masks is not None
