@@ -214,7 +214,11 @@ def test_lrp_equals_zennit_on_torchvision_nets(arch: str, composite: str) -> Non
     from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 
     torch.manual_seed(0)
-    net = randomize_bn(torchvision.models.get_model(arch, num_classes=8)).double().eval()
+    net = torchvision.models.get_model(arch, num_classes=8)
+    if arch == "vgg11_bn":  # VGG's classifier, 64 wide instead of 4096 (its 100 M weights in float64 took 20 s)
+        net.classifier = nn.Sequential(nn.Linear(512 * 7 * 7, 64), nn.ReLU(True), nn.Dropout(), nn.Linear(64, 64),
+                                       nn.ReLU(True), nn.Dropout(), nn.Linear(64, 8))
+    net = randomize_bn(net).double().eval()
     x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
     canonizer = ResNetCanonizer() if arch == "resnet18" else VGGCanonizer()
     before = _snapshot(net)
