@@ -250,3 +250,17 @@ def test_the_explorer_shows_a_3d_segmenters_regions_slice_by_slice(tmp_path: Pat
         b.settled()
         assert "slice 5 of 6" in b.eval("document.querySelector('.cc-panel').textContent")
     assert fit(want).shape == want.shape  # 24 x 24 is stored as it is
+
+
+@pytest.mark.parametrize(("name", "multiple"), [("unet", 16), ("segresnet", 8)])
+def test_a_volume_of_a_size_the_segmenter_cannot_take_says_how_to_pad(name: str, multiple: int) -> None:
+    """MONAI's segmenters join levels of equal size: a volume whose sizes are not multiples of their downsampling
+    failed deep inside the network; it is one line naming the sizes to pad to, and the padded volume runs."""
+    bundle = cc.load_model(f"monai:{name}", weights="none")
+    size = (multiple * 3, multiple * 3 + 3, multiple * 2 + 1)
+    with pytest.raises(cc.ClassContrastError, match=rf"multiple of {multiple}.*{size[0]}×{size[1]}×{size[2]}: pad it "
+                       rf"to {multiple * 3}×{multiple * 4}×{multiple * 3} .*DivisiblePad\(k={multiple}"):
+        bundle.transform(torch.randn(1, *size))
+    padded = bundle.transform(torch.randn(1, multiple * 3, multiple * 4, multiple * 3))[None]
+    with torch.no_grad():
+        assert bundle.model(padded).shape == (1, 2, *padded.shape[2:])

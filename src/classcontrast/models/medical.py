@@ -21,18 +21,33 @@ NETWORKS: dict[str, Callable[[Any, int, int], nn.Module]] = {
     "segresnet": lambda m, i, o: m.SegResNet(spatial_dims=3, in_channels=i, out_channels=o),
     "swinunetr": lambda m, i, o: m.SwinUNETR(in_channels=i, out_channels=o, feature_size=48, spatial_dims=3),
 }
+# the segmenters' spatial sizes must be multiples of their total downsampling (their skip connections join
+# levels of equal size); the DenseNet pools to one value and takes any size
+MULTIPLE = {"unet": 16, "segresnet": 8, "swinunetr": 32}
 
 
 class VolumePreprocess:
-    """A volume (C, D, H, W) as the model takes it: as stored (the scan's own values and voxel grid)."""
+    """A volume (C, D, H, W) as the model takes it: as stored (the scan's own values and voxel grid); for a
+    network whose sizes must be multiples of ``multiple``, another size is a one-line error saying how to pad."""
+
+    def __init__(self, name: str = "", multiple: int = 1) -> None:
+        self.name, self.multiple = name, multiple
 
     def __call__(self, volume: Tensor) -> Tensor:
         if not isinstance(volume, Tensor) or volume.ndim != 4:
             raise ClassContrastError("a volume model takes volumes (C, D, H, W): cc.load_volume(path)[0]")
+        size = tuple(volume.shape[1:])
+        k = self.multiple
+        if any(n % k for n in size):
+            padded = "×".join(str(-(-n // k) * k) for n in size)
+            raise ClassContrastError(
+                f"{self.name} needs every spatial size to be a multiple of {k} (its downsampling levels); this volume "
+                f"is {'×'.join(map(str, size))}: pad it to {padded} (MONAI's DivisiblePad(k={k}, method=\"end\") "
+                "keeps the scan's affine) or crop it")
         return volume.float()
 
     def __repr__(self) -> str:
-        return "VolumePreprocess()"
+        return f"VolumePreprocess(multiple={self.multiple})" if self.multiple > 1 else "VolumePreprocess()"
 
 
 def load_monai(name: str, weights: Any, num_classes: int | None, in_channels: int = 1) -> ModelBundle:
@@ -54,9 +69,9 @@ def load_monai(name: str, weights: Any, num_classes: int | None, in_channels: in
     model = NETWORKS[key](nets, in_channels, n)
     if weights is not None:
         load_into(model, load_state(weights), str(weights))
-    return ModelBundle(model.eval(), VolumePreprocess(), Normalize((0.0,) * in_channels, (1.0,) * in_channels,
-                                                                  spatial=3),
+    preprocess = VolumePreprocess(f"monai:{key}", MULTIPLE.get(key, 1))
+    return ModelBundle(model.eval(), preprocess, Normalize((0.0,) * in_channels, (1.0,) * in_channels, spatial=3),
                        [f"class {i}" for i in range(n)], f"monai:{key}")
 
 
-__all__ = ["NETWORKS", "VolumePreprocess", "load_monai"]
+__all__ = ["MULTIPLE", "NETWORKS", "VolumePreprocess", "load_monai"]
