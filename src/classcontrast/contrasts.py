@@ -159,19 +159,12 @@ class Probability(Contrast):
         return torch.softmax(logits, 1)
 
 
-class SigmoidLogit(Contrast):
+class SigmoidLogit(Original):
     r"""`weighted` for a sigmoid (multi-label) head: each class is its own decision with probability
     $\sigma(y_t)$, whose logit is $y_t$ itself: $O = \operatorname{logit}(\sigma(y_t)) = y_t$ — the same
-    map as `original` (the other classes do not compete)."""
+    map as `original` (the other classes do not compete), computed by it."""
 
     name = "weighted"
-    spatial = True
-
-    def score(self, logits: Tensor, target: Tensor) -> Tensor:
-        return _pick(logits, target)
-
-    def grad(self, logits: Tensor, target: Tensor) -> Tensor:
-        return _one_hot(target, logits.shape[1], logits)
 
 
 class SigmoidProbability(Contrast):
