@@ -38,14 +38,15 @@ def vjp(output: Tensor, inputs: list[Tensor], cotangents: Tensor, batched: bool 
                                          is_grads_batched=True, allow_unused=True)
                 yield [_zeros_if_none(g, x, len(cotangents[i : i + _CHUNK])) for g, x in zip(gs, inputs, strict=True)]
             return
-    flat = output.reshape(-1)
     dense = output.numel() >= _DENSE
+    flat = None if dense else output.reshape(-1)  # (a copy when output is strided: only for the dot)
     for i in range(r):
         if dense:  # the cotangent passed on as it is (a segmenter's logits at every voxel: a product costs more)
             gs = torch.autograd.grad(output, inputs, cotangents[i].to(output.dtype), retain_graph=i < r - 1,
                                      allow_unused=True)
         else:  # the scalar <output, cotangent> has the same gradient (J^T c, exactly: the dot's backward passes c
             # on); written this way, autograd needs no grad_outputs checks (a 0.5 s import, once)
+            assert flat is not None
             gs = torch.autograd.grad(torch.dot(flat, cotangents[i].reshape(-1).to(flat.dtype)), inputs,
                                      retain_graph=i < r - 1, allow_unused=True)
         yield [_zeros_if_none(g, x)[None] for g, x in zip(gs, inputs, strict=True)]

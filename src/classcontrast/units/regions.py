@@ -17,6 +17,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import torch
@@ -166,20 +167,22 @@ class RegionUnits(Units):
         in the logits' own layout (the class axis 1), without gathering the region's pixels."""
         k = t.shape[1]
         out = y.new_empty(len(contrasts), k, *y.shape)
+        selected = [c.select(rows, n_images) for c in contrasts]
         for j in range(k):
             target, mask = self._per_pixel(j, rows, t, y)
-            for m, contrast in enumerate(contrasts):
-                torch.mul(contrast.select(rows, n_images).grad_map(y, target), mask.unsqueeze(1), out=out[m, j])
+            for m, contrast in enumerate(selected):
+                torch.mul(contrast.grad_map(y, target), mask.unsqueeze(1), out=out[m, j])
         return out.reshape(len(contrasts) * k, *y.shape)
 
     def objectives(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor, rows: Tensor, n_images: int) -> Tensor:
         """(M·K, B'): each region's objective on each input, the sum over its pixels of the pixel's contrast."""
         k = t.shape[1]
         out = y.new_zeros(len(contrasts) * k, y.shape[0])
+        selected = [c.select(rows, n_images) for c in contrasts]
         for j in range(k):
             target, mask = self._per_pixel(j, rows, t, y)
-            for m, contrast in enumerate(contrasts):
-                score = contrast.select(rows, n_images).score_map(y, target)
+            for m, contrast in enumerate(selected):
+                score = contrast.score_map(y, target)
                 out[m * k + j] = (score * mask).flatten(1).sum(1).to(out.dtype)
         return out
 
@@ -226,16 +229,10 @@ class RegionUnits(Units):
 
     def fields(self, contrast: Contrast, y: Tensor, t: Tensor) -> dict[str, Any]:
         """Each region's record, score and mean probability, computed when first read (sums over its pixels)."""
-        if not hasattr(self, "_shared"):  # the same for every contrast of the call
-            self._shared: dict[str, Any] = {}
-
-        def shared(name: str) -> Any:
-            if name not in self._shared:
-                self._shared[name] = self.records(y, t) if name == "units" else self.target_probabilities(y, t)
-            return self._shared[name]
-
-        return {"units": lambda: shared("units"), "scores": lambda: self.scores(contrast, y, t),
-                "target_probabilities": lambda: shared("target_probabilities")}
+        if not hasattr(self, "_shared"):  # the same for every contrast of the call, computed once
+            self._shared = (cache(lambda: self.records(y, t)), cache(lambda: self.target_probabilities(y, t)))
+        records, probabilities = self._shared
+        return {"units": records, "scores": lambda: self.scores(contrast, y, t), "target_probabilities": probabilities}
 
     def expected_zero(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor) -> Tensor:
         assert self.masks is not None
