@@ -64,3 +64,79 @@ def test_the_checkpoint_refusal_names_a_route_that_is_safe(tmp_path: Path) -> No
     assert "checked: no code runs from it" in str(e.value)
     with pytest.raises(cc.ClassContrastError, match="nothing is downloaded"):
         cc.load_model("yolo:https://example.com/yolov8n.yaml", weights=None)
+
+
+@pytest.fixture(scope="module")
+def trained_at_320(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """An Ultralytics checkpoint whose training image size was 320 (random weights spread so that it detects), and a
+    photo of another size than any test's."""
+    from tests.test_yolo import _spread
+
+    folder = tmp_path_factory.mktemp("yolo320")
+    model = _spread(tasks.DetectionModel("yolov8n.yaml", nc=3, verbose=False), 3).float()
+    model.names = {0: "cat", 1: "dog", 2: "cup"}
+    checkpoint = folder / "best.pt"
+    torch.save({"model": model, "train_args": {"imgsz": 320}}, checkpoint)
+    photo = folder / "walk.png"
+    cc.sample_image("astronaut").resize((300, 200)).save(photo)
+    return checkpoint, photo
+
+
+def test_a_checkpoint_is_letterboxed_at_its_own_size(trained_at_320: tuple[Path, Path], tmp_path: Path) -> None:
+    """The objects explained are those YOLO(...).predict() reports: the checkpoint's imgsz (320) letterboxes the
+    image, as Ultralytics' predictor does (today's main letterboxed it to 640 and found other boxes); --imgsz
+    overrides it."""
+    import numpy as np
+
+    from tests.test_cli import run
+
+    checkpoint, photo = trained_at_320
+    (package,) = import_ultralytics("ultralytics")
+    found = package.YOLO(str(checkpoint)).predict(str(photo), conf=0.58, verbose=False)[0].boxes
+    assert 3 <= len(found) <= 40
+    bundle = cc.load_model(f"yolo:{checkpoint}", trust_checkpoint=True)
+    assert bundle.preprocess.shape == (320, 320)
+    x = bundle.transform(bundle.read_image(photo))[None]
+    ex = cc.explain(bundle, x, "gradient", "original", cc.Detections(top=len(found), threshold=0.58))
+    mine = [u for u in ex.units[0] if u["selected"]]
+    assert len(mine) == len(found)
+    boxes = torch.tensor([bundle.preprocess.undo_box(u["box"], 200, 300) for u in mine], dtype=torch.float64)
+    torch.testing.assert_close(boxes, found.xyxy.double(), atol=0.05, rtol=0)  # Ultralytics fuses Conv+BN
+    scores = torch.tensor([u["score"] for u in mine], dtype=torch.float64)
+    torch.testing.assert_close(scores, found.conf.double(), atol=2e-3, rtol=0)
+    assert [u["label"] for u in mine] == found.cls.long().tolist()
+    out = tmp_path / "m.npz"
+    assert run(["explain", str(photo), "--model", f"yolo:{checkpoint}", "--trust-checkpoint", "--min-score", "0.58",
+                "--detections", str(len(found)), "--method", "gradient", "--contrast", "original", "--out",
+                str(tmp_path / "w.png"), "--save-maps", str(out)]) == 0
+    np.testing.assert_allclose(np.load(out)["boxes"][0], found.xyxy.numpy(), atol=0.05)
+    wide = cc.load_model(f"yolo:{checkpoint}", trust_checkpoint=True, imgsz=640)
+    assert wide.preprocess.shape == (640, 640) and wide.transform(wide.read_image(photo)).shape[-1] == 640
+    assert cc.load_model("yolo:yolov8n.yaml", weights=None, imgsz=300).preprocess.shape == (320, 320)  # stride 32
+    with pytest.raises(cc.ClassContrastError, match="imgsz is for yolo"):
+        cc.load_model("efficientnet_lite0", imgsz=320)
+
+
+def test_images_are_read_as_ultralytics_reads_them(trained_at_320: tuple[Path, Path], tmp_path: Path) -> None:
+    """A transparent PNG (RGBA, and a palette with a transparent colour) reaches a YOLO model as Ultralytics' imread
+    gives it — the stored colours, alpha dropped — while the other models composite alpha on white (documented).
+    (Today's main composited on white for YOLO too.)"""
+    import numpy as np
+    from PIL import Image
+
+    (patches,) = import_ultralytics("ultralytics.utils.patches")
+    rgba = np.zeros((37, 53, 4), np.uint8)
+    rgba[..., 0], rgba[..., 1], rgba[..., 2] = 180, np.arange(53)[None] * 4, 40
+    rgba[..., 3] = np.arange(37)[:, None] * 7
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "glass.png")
+    palette = Image.fromarray(rgba[..., :3]).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    palette.info["transparency"] = 0
+    palette.save(tmp_path / "pal.png", transparency=0)
+    bundle = cc.load_model(f"yolo:{trained_at_320[0]}", trust_checkpoint=True)
+    for name in ("glass.png", "pal.png"):
+        theirs = patches.imread(str(tmp_path / name))[..., ::-1]
+        assert np.array_equal(np.asarray(bundle.read_image(tmp_path / name)), theirs)
+    white = np.asarray(cc.load_image(tmp_path / "glass.png")).astype(int)
+    alpha = rgba[..., 3:] / 255
+    assert np.abs(white - (rgba[..., :3] * alpha + 255 * (1 - alpha))).max() <= 1
+    assert np.array_equal(np.asarray(cc.load_model("efficientnet_lite0").read_image(tmp_path / "glass.png")), white)

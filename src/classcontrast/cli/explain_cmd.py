@@ -75,6 +75,8 @@ def explain_command(
     trust_remote_code: bool = TRUST,
     trust_checkpoint: bool = typer.Option(False, "--trust-checkpoint", help="yolo:PATH.pt: load an Ultralytics "
                                           "checkpoint (a pickled model: loading it can run code from the file)"),
+    imgsz: int = typer.Option(None, help="yolo: models: the size images are letterboxed to (default: a checkpoint's "
+                              "own training size, as Ultralytics' predictor uses, else 640)"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out images that cannot be read (each one named "
                                   "in a warning) instead of stopping at the first"),
     steps: int = flags.STEPS, baseline: str = flags.BASELINE, integration: str = flags.INTEGRATION,
@@ -146,7 +148,7 @@ def explain_command(
         bundle = load_zero_shot(model, split_values(classes), template, trust_remote_code).to(dev)
     else:
         bundle = load_model(model, weights=weights, num_classes=num_classes, device=dev,
-                            trust_remote_code=trust_remote_code, trust_checkpoint=trust_checkpoint)
+                            trust_remote_code=trust_remote_code, trust_checkpoint=trust_checkpoint, imgsz=imgsz)
     if foil is not None:
         contrasts.append(Foil(class_index(foil, bundle.categories, "--foil")))
     if contrast_cam is not None:
@@ -290,7 +292,7 @@ def _read(paths: list[Path], bundle: Any, skip_bad: bool) -> tuple[list[Path], A
 
     import torch
 
-    from ..data import load_image, sample_image
+    from ..data import sample_image
     from ..data.video import VIDEO_SUFFIXES, load_video
     from ..data.volume import is_volume, load_volume
     from ..errors import ClassContrastWarning
@@ -306,7 +308,7 @@ def _read(paths: list[Path], bundle: Any, skip_bad: bool) -> tuple[list[Path], A
             elif path.suffix.lower() in VIDEO_SUFFIXES:
                 data = load_video(path, frames=bundle.frames)
             else:
-                data = load_image(path)
+                data = bundle.read_image(path)
             xs.append(bundle.transform(data))
         except ClassContrastError as e:
             text = str(e) if str(path) in str(e) else f"{path}: {e}"

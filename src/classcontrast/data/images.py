@@ -51,8 +51,32 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def check_pixels(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """An image file's (width, height) from its header, before any decoding: a missing file, a folder, a file
+    Pillow cannot identify or one beyond Pillow's pixel budget (``Image.MAX_IMAGE_PIXELS``, a decompression bomb)
+    is a one-line error naming it. The budget of every image reader (`classcontrast.data.budgets`)."""
+    p = Path(path)
+    if not p.exists():
+        raise ClassContrastError(f"no such file: {p}")
+    if p.is_dir():
+        raise ClassContrastError(f"{p} is a folder; use load_images for folders")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                return im.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ClassContrastError(f"{p} is too large to read safely ({e})") from e
+    except UnidentifiedImageError as e:
+        raise ClassContrastError(f"{p} is not an image Pillow can read") from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ClassContrastError(f"{p} could not be read as an image ({e})") from e
+
+
 def load_image(path: str | os.PathLike[str]) -> Image.Image:
-    """Open one image file as an RGB PIL image; a clear one-line error names a bad file."""
+    """Open one image file as an RGB PIL image; a clear one-line error names a bad file. Alpha is composited on
+    white (a transparent PNG's see-through pixels read as white, as a viewer shows them); a model family that reads
+    files with its own tools reads them its way (`ModelBundle.read_image`: YOLO as Ultralytics does)."""
     p = Path(path)
     if not p.exists():
         raise ClassContrastError(f"no such file: {p}")

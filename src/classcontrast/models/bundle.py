@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -57,6 +58,9 @@ class ModelBundle:
     layer: str | None = None  # the CAM layer used when a call names none (None: the automatic default)
     head: str = "softmax"  # "sigmoid" for a multi-label head: each class its own decision
     frames: int | None = None  # a video classifier: the frames per clip it takes (a clip is read with that many)
+    # how the model's image files are read (None: `classcontrast.data.images.load_image`, alpha composited on white);
+    # a family whose own tools read files otherwise gives its reader (YOLO: as Ultralytics' predictor does)
+    read: Callable[[str | os.PathLike[str]], Image.Image] | None = None
 
     def __post_init__(self) -> None:
         self.categories = binary_names(self.categories)
@@ -65,6 +69,14 @@ class ModelBundle:
         """PIL image -> normalised (C, H, W) model input (a video classifier's: a clip (C, T, H, W) in [0, 1] ->
         its (C, T, h, w) input)."""
         return self.normalize(self.preprocess(image))
+
+    def read_image(self, path: str | os.PathLike[str]) -> Image.Image:
+        """An image file as this model's own tools read it (`read`), by default `classcontrast.load_image`."""
+        if self.read is not None:
+            return self.read(path)
+        from ..data.images import load_image
+
+        return load_image(path)
 
     def pixel_model(self) -> nn.Module:
         """The model taking [0, 1] pixel images (normalisation inside the forward pass)."""

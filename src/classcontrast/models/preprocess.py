@@ -117,19 +117,26 @@ class ClipPreprocess:
 @dataclass(frozen=True)
 class Letterbox:
     """PIL image -> [0, 1] tensor as Ultralytics' predictor letterboxes it: scaled (aspect kept, bilinear on the
-    8-bit image, as OpenCV's ``INTER_LINEAR``) so that it fits ``size`` × ``size``, then padded with grey (114)
-    on both sides to the next multiple of ``stride`` (the predictor's ``auto`` letterbox), centred. `undo` takes
-    a map (or mask) on the letterboxed input back onto the user's image; `undo_box` a box."""
+    8-bit image, as OpenCV's ``INTER_LINEAR``) so that it fits ``size`` × ``size`` (or ``(height, width)``: a
+    checkpoint's ``imgsz``), then padded with grey (114) on both sides to the next multiple of ``stride`` (the
+    predictor's ``auto`` letterbox), centred. `undo` takes a map (or mask) on the letterboxed input back onto the
+    user's image; `undo_box` a box. A side scaled below one pixel keeps one (a 5000 × 2 image)."""
 
-    size: int = 640
+    size: int | tuple[int, int] = 640
     stride: int = 32
     crop: None = None  # images keep their own shapes (the command line explains them one at a time)
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The (height, width) an image is fitted into."""
+        return (self.size, self.size) if isinstance(self.size, int) else (int(self.size[0]), int(self.size[1]))
+
     def geometry(self, height: int, width: int) -> tuple[int, int, int, int, int, int]:
         """(new height, new width, top, bottom, left, right padding) for an image of ``height`` × ``width``."""
-        r = min(self.size / height, self.size / width)
-        nh, nw = round(height * r), round(width * r)
-        dh, dw = ((self.size - nh) % self.stride) / 2, ((self.size - nw) % self.stride) / 2
+        sh, sw = self.shape
+        r = min(sh / height, sw / width)
+        nh, nw = max(1, round(height * r)), max(1, round(width * r))
+        dh, dw = ((sh - nh) % self.stride) / 2, ((sw - nw) % self.stride) / 2
         return nh, nw, round(dh - 0.1), round(dh + 0.1), round(dw - 0.1), round(dw + 0.1)
 
     def __call__(self, img: Image.Image) -> torch.Tensor:

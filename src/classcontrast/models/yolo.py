@@ -186,8 +186,9 @@ def check_yolo_config(config: object, tasks: Any, spec: str) -> None:
 
 
 def load_yolo(spec: str, weights: str | os.PathLike[str] | None, num_classes: int | None,
-              trust_checkpoint: bool = False) -> ModelBundle:
-    """A YOLO detection / segmentation model as a bundle (see the module docstring)."""
+              trust_checkpoint: bool = False, imgsz: int | tuple[int, int] | None = None) -> ModelBundle:
+    """A YOLO detection / segmentation model as a bundle (see the module docstring). ``imgsz``: the size images are
+    letterboxed to; None is a checkpoint's own (its training ``imgsz``, as Ultralytics' predictor uses it) or 640."""
     from ..units.yolo import is_yolo, yolo_layer
 
     tasks = _ultralytics()
@@ -201,7 +202,7 @@ def load_yolo(spec: str, weights: str | os.PathLike[str] | None, num_classes: in
                                      "give its yaml (checked: no code runs from it) and a state dict: --model "
                                      "yolo:MODEL.yaml --weights state.pt")
         try:
-            model, _ = tasks.load_checkpoint(str(path))
+            model, _ = tasks.load_checkpoint(str(path))  # its train args (imgsz) as model.args
         except Exception as e:  # a broken or foreign pickle: whatever Ultralytics raises, one line
             raise ClassContrastError(f"{path} is not an Ultralytics checkpoint ({type(e).__name__}: {e})") from e
     elif path.suffix in (".yaml", ".yml"):
@@ -217,8 +218,38 @@ def load_yolo(spec: str, weights: str | os.PathLike[str] | None, num_classes: in
     n = model.model[-1].nc
     categories = [str(names.get(i, f"class {i}")) if isinstance(names, dict) else str(names[i]) for i in range(n)]
     stride = int(max(float(s) for s in model.stride)) if hasattr(model, "stride") else 32
-    return ModelBundle(model.float().eval(), Letterbox(640, stride), Normalize((0.0,) * 3, (1.0,) * 3), categories,
-                       f"yolo:{spec}", layer=yolo_layer(model), head="sigmoid")
+    size = image_size(imgsz if imgsz is not None else (getattr(model, "args", None) or {}).get("imgsz", 640), stride)
+    return ModelBundle(model.float().eval(), Letterbox(size, stride), Normalize((0.0,) * 3, (1.0,) * 3), categories,
+                       f"yolo:{spec}", layer=yolo_layer(model), head="sigmoid", read=read_image)
 
 
-__all__ = ["check_yolo_config", "layer_class", "load_yolo", "safe_activation"]
+def image_size(value: object, stride: int) -> int | tuple[int, int]:
+    """An ``imgsz`` (a number, or [height, width]) as Ultralytics' ``check_imgsz`` makes it: each side rounded up to
+    a multiple of the model's ``stride``; anything else is a one-line error."""
+    sides = value if isinstance(value, (list, tuple)) else [value]
+    if not 1 <= len(sides) <= 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sides):
+        raise ClassContrastError(f"imgsz must be a whole number >= 1 or [height, width], got {value!r}")
+    rounded = [max(stride, -(-v // stride) * stride) for v in sides]
+    return rounded[0] if len(rounded) == 1 else (rounded[0], rounded[1])
+
+
+def read_image(path: str | os.PathLike[str]) -> Any:
+    """An image file read exactly as Ultralytics' predictor reads it (its ``imread``: OpenCV, BGR, alpha dropped —
+    a transparent PNG's stored colours, not composited —, 16-bit images by their high byte, EXIF orientation
+    applied), as an RGB PIL image; the same pixel budget as every image (`classcontrast.data.images.check_pixels`)
+    before it is decoded."""
+    from PIL import Image
+
+    from ..data.images import check_pixels
+    from ..units.yolo import import_ultralytics
+
+    check_pixels(path)
+    (patches,) = import_ultralytics("ultralytics.utils.patches")
+    bgr = patches.imread(str(path))
+    if bgr is None:
+        raise ClassContrastError(f"{path} could not be read as an image (OpenCV, as Ultralytics reads it)")
+    rgb = bgr[..., ::-1] if bgr.shape[2] == 3 else bgr[..., :1].repeat(3, axis=2)
+    return Image.fromarray(rgb.copy(), "RGB")
+
+
+__all__ = ["check_yolo_config", "image_size", "layer_class", "load_yolo", "read_image", "safe_activation"]

@@ -210,6 +210,7 @@ def load_model(
     categories: list[str] | None = None,
     trust_remote_code: bool = False,
     trust_checkpoint: bool = False,
+    imgsz: int | tuple[int, int] | None = None,
 ) -> ModelBundle:
     """Load a classifier with its preprocessing and class names, in eval mode.
 
@@ -230,7 +231,11 @@ def load_model(
             its config). Off by default: such a model fails in one line saying so.
         trust_checkpoint: ``yolo:PATH.pt`` only: load an Ultralytics checkpoint, a pickled model object
             (loading it can run code from the file). Off by default: such a file fails in one line saying so.
+        imgsz: ``yolo:`` only: the size images are letterboxed to (default: a checkpoint's own training size, as
+            Ultralytics' predictor uses it, else 640).
     """
+    if imgsz is not None and not name.startswith("yolo:"):
+        raise ClassContrastError("imgsz is for yolo: models (the size Ultralytics letterboxes images to)")
     if isinstance(weights, str) and weights.lower() in {"none", "random"}:
         weights = None
     if isinstance(weights, str) and weights.lower() == "default":
@@ -257,7 +262,7 @@ def load_model(
         elif name.startswith("yolo:"):
             from .yolo import load_yolo
 
-            bundle = load_yolo(name.split(":", 1)[1], weights, num_classes, trust_checkpoint)
+            bundle = load_yolo(name.split(":", 1)[1], weights, num_classes, trust_checkpoint, imgsz)
         else:
             raise ClassContrastError(
                 f"unknown model {name!r}; use 'efficientnet_lite0' (or _lite1, _lite2), 'torchvision:<arch>', "
