@@ -98,16 +98,23 @@ def test_exact_shapley_values_equal_captums_and_add_up(tiny: nn.Module, tiny_x: 
 
 @pytest.mark.parametrize("contrast", ["original", "weighted", "foil"])
 def test_rise_equals_a_slow_loop_over_its_masks(tiny: nn.Module, tiny_x: torch.Tensor, contrast: str) -> None:
+    """The original (centred=False) and the centred RISE (the default: each mask's score minus the mean score over
+    the masks) against a loop over the masks."""
     spec = cc.get_contrast(SPECS[contrast])
     method = cc.methods.RISE(samples=40, cells=3, keep=0.4, seed=7, internal_batch_size=7)
     ex = cc.explain(tiny, tiny_x, method, spec, T)
+    original = cc.explain(tiny, tiny_x, cc.methods.RISE(samples=40, cells=3, keep=0.4, seed=7, centred=False), spec, T)
     masks = method.masks(torch.arange(40), (12, 12), tiny_x)
     assert masks.shape == (40, 12, 12) and float(masks.min()) >= 0 and float(masks.max()) <= 1
-    want = torch.zeros(3, 12, 12, dtype=torch.float64)
     with torch.no_grad():
-        for n in range(40):
-            want += spec.score(tiny(tiny_x * masks[n]), T)[:, None, None] * masks[n]
-    torch.testing.assert_close(ex.maps[:, 0], want / (40 * 0.4))
+        scores = [spec.score(tiny(tiny_x * masks[n]), T) for n in range(40)]
+    mean = sum(scores) / 40
+    want = sum(s[:, None, None] * masks[n] for n, s in enumerate(scores)) / (40 * 0.4)
+    centred = sum((s - mean)[:, None, None] * masks[n] for n, s in enumerate(scores)) / (40 * 0.4)
+    torch.testing.assert_close(original.maps[:, 0], want)
+    torch.testing.assert_close(ex.maps[:, 0], centred)
+    # the centred map is the original less the mean score times the masks' coverage
+    torch.testing.assert_close(ex.maps[:, 0], want - mean[:, None, None] * masks.sum(0) / (40 * 0.4))
     again = cc.explain(tiny, tiny_x[1:2], cc.methods.RISE(samples=40, cells=3, keep=0.4, seed=7), spec, T[1:2])
     torch.testing.assert_close(again.maps[0], ex.maps[1])  # seeded: the same masks for every image and call
 
@@ -350,7 +357,7 @@ def test_the_model_is_left_as_found_even_when_a_call_fails(tiny: nn.Module, tiny
 
 def test_bad_options_are_one_line(tiny: nn.Module, tiny_x: torch.Tensor) -> None:
     for opts, match in (({"window": 20}, "larger than the input"), ({"window": (2, 2, 2, 2)}, "window must be"),
-                        ({"baseline": "grey"}, "baseline must be a number"),
+                        ({"baseline": "grey"}, "baseline must be a finite number"),
                         ({"stride": 0}, "stride must be")):
         with pytest.raises(cc.ClassContrastError, match=match):
             cc.explain(tiny, tiny_x, "occlusion", "weighted", **opts)

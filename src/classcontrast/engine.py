@@ -176,7 +176,8 @@ def explain(
         maps_of = _perturbed if m.gradient_free else _backpropagated
         units, y, t, contrasts, total, rec = maps_of(m, run, x, units, (targets, categories, head), asked, batched, net)
     maps = total.reshape(len(contrasts), t.shape[1], *total.shape[1:]).transpose(1, 2)  # (M, B, K, ...)
-    _check_result(bad_input, y, maps, units.expected_zero(contrasts, y, t), m, rec.layer)
+    maps = _check_result(bad_input, y, maps, units.void(contrasts, y, t), units.expected_zero(contrasts, y, t), m,
+                         rec.layer)
     normalize = None if isinstance(model, nn.Module) else getattr(model, "normalize", None)
     out = Explanations()
     for i, (name, c) in enumerate(zip(names, contrasts, strict=True)):
@@ -331,25 +332,37 @@ def _backward(m: Method, units: Units, contrasts: Sequence[Contrast], logits: Te
     return maps if reduced is None else combine(reduced[1], maps)
 
 
-def _check_result(bad_input: Tensor, y: Tensor, maps: Tensor, asked_zero: Tensor, m: Method, layer: str | None) -> None:
-    """The checks of a call's result, with one device sync when all is well: an input or logits with NaN or
-    inf are a one-line error (an overflow gives no contrast and no map); maps (M, B, K, ...) that are exactly
-    0 everywhere although nothing asked for that (``asked_zero``: a foil equal to its target, an empty region,
-    a filler, a one-output model's class 0; or ``relu=True``) get one line naming the layer."""
+def _check_result(bad_input: Tensor, y: Tensor, maps: Tensor, void: Tensor, asked_zero: Tensor, m: Method,
+                  layer: str | None) -> Tensor:
+    """The one place every call's result is checked, with one device sync when all is well: an input or logits
+    with NaN or inf are a one-line error (an overflow gives no contrast and no map); maps (M, B, K, ...) of a
+    `void` objective (identically 0: a foil equal to its target, an empty region) are exact zeros; any other map
+    with a NaN or an infinity is a one-line error naming the method (a non-finite map is never returned, saved or
+    drawn); maps that are exactly 0 everywhere although nothing asked for that (``asked_zero``: void, a filler, a
+    one-output model's class 0; or ``relu=True``) get one line naming the layer. Returns the maps."""
     zero = ~maps.flatten(3).any(-1) & ~asked_zero.to(maps.device)  # (M, B, K): every value 0
     if getattr(m, "relu", False):
         zero = torch.zeros_like(zero)
-    problems = torch.stack([bad_input.to(zero.device), ~all_finite(y).to(zero.device), zero.any()])
+    void = void.to(maps.device)
+    problems = torch.stack([bad_input.to(zero.device), ~all_finite(y).to(zero.device), zero.any(),
+                            ~all_finite(maps).to(zero.device), void.any()])
     if not bool(problems.any()):
-        return
+        return maps
     if bool(problems[0]):
         raise ClassContrastError(_NOT_FINITE)
     finite(y)
-    where = f" at layer {layer!r}" if layer else ""
-    hint = ("another layer=... (one whose output depends on the image and reaches the logits), or "
-            "method='gradient'") if layer else "checking that the model's logits depend on its input"
-    warnings.warn(f"{m.name}{where} gave {int(zero.sum())} all-zero map(s) of {zero.numel()}: try {hint}",
-                  ClassContrastWarning, stacklevel=3)
+    if bool(problems[4]):
+        maps = maps.masked_fill(void.reshape(*void.shape, *([1] * (maps.ndim - 3))), 0)
+    if bool(problems[3]) and not bool(all_finite(maps)):
+        raise ClassContrastError(f"{m.name} gave a map with NaN or infinite values{m.nonfinite_hint}; no map is "
+                                 "returned")
+    if bool(problems[2]):
+        where = f" at layer {layer!r}" if layer else ""
+        hint = ("another layer=... (one whose output depends on the image and reaches the logits), or "
+                "method='gradient'") if layer else "checking that the model's logits depend on its input"
+        warnings.warn(f"{m.name}{where} gave {int(zero.sum())} all-zero map(s) of {zero.numel()}: try {hint}",
+                      ClassContrastWarning, stacklevel=3)
+    return maps
 
 
 def _unique_names(keys: list[str]) -> list[str]:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+import math
+import operator
+import types
+import typing
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -38,6 +44,93 @@ class Recording:
     state: dict[str, Any] = field(default_factory=dict)
 
 
+def _describe(hint: Any) -> str:
+    """How an option's type reads in an error: ``a whole number``, ``True or False``..."""
+    names = {bool: "True or False", int: "a whole number", float: "a finite number", str: "a string",
+             Tensor: "a tensor", nn.Module: "a module", type(None): "None"}
+    if hint in names:
+        return names[hint]
+    if typing.get_origin(hint) is tuple:
+        return "a tuple of whole numbers"
+    return getattr(hint, "__name__", str(hint))
+
+
+_NO = object()  # a value that does not fit a type
+
+
+def _fit(value: Any, hint: Any) -> Any:
+    """``value`` as an option of type ``hint`` (an integral float as an int, a NumPy number as Python's), or `_NO`."""
+    import numbers
+
+    import numpy as np
+
+    if hint is type(None):
+        return value if value is None else _NO
+    if hint is bool:
+        return bool(value) if isinstance(value, (bool, np.bool_)) else _NO
+    if hint is int:
+        if isinstance(value, (bool, np.bool_)):
+            return _NO
+        if hasattr(value, "__index__") and not isinstance(value, Tensor):
+            return operator.index(value)
+        return int(value) if isinstance(value, float) and value.is_integer() else _NO
+    if hint is float:
+        ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+        return float(value) if ok and math.isfinite(float(value)) else _NO
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, (tuple, list)):
+            return _NO
+        items = [_fit(v, int) for v in value]
+        return _NO if any(v is _NO for v in items) else tuple(items)
+    if isinstance(hint, type) and hint in (str, Tensor, nn.Module):
+        return value if isinstance(value, hint) else _NO
+    return value  # Any, or a type the checks do not know: as given
+
+
+def check_option(method: str, option: str, value: Any, hint: Any) -> Any:
+    """One option of a method checked against its declared type (a union: any of its members): integers must be
+    whole numbers (``samples=2.5`` is not 2), booleans ``True``/``False`` (``relu="no"`` is not ``True``), numbers
+    finite; a one-line error naming the method and the option. Returns the value, normalised."""
+    members = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+        else (hint,)
+    for member in members:
+        fitted = _fit(value, member)
+        if fitted is not _NO:
+            return fitted
+    wanted = " or ".join(dict.fromkeys(_describe(m) for m in members))
+    raise ClassContrastError(f"{method}: {option} must be {wanted}, got {value!r}")
+
+
+def _hints(init: Callable[..., None]) -> dict[str, Any]:
+    """The resolved annotations of an ``__init__`` (none when they cannot be resolved: a user's method with
+    annotations its module cannot evaluate is not checked)."""
+    try:
+        return typing.get_type_hints(init)
+    except Exception:
+        return {}
+
+
+def _checked(init: Callable[..., None]) -> Callable[..., None]:
+    """``init`` with every option checked against its annotation first (`check_option`)."""
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def checked(self: Method, *args: Any, **kwargs: Any) -> None:
+        try:
+            bound = signature.bind(self, *args, **kwargs)
+        except TypeError as e:
+            raise ClassContrastError(f"{getattr(self, 'name', type(self).__name__)}: {e}") from e
+        hints = _hints(init)
+        for option in list(bound.arguments)[1:]:
+            if option in hints and signature.parameters[option].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
+                bound.arguments[option] = check_option(getattr(self, "name", type(self).__name__), option,
+                                                       bound.arguments[option], hints[option])
+        init(*bound.args, **bound.kwargs)
+
+    checked._checked = True  # type: ignore[attr-defined]
+    return checked
+
+
 class Method(ABC):
     """A back-propagation explanation method.
 
@@ -56,6 +149,14 @@ class Method(ABC):
 
     name: ClassVar[str]
     batched_vjp: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every method's options are checked against their annotations when it is made (`check_option`)."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and not getattr(init, "_checked", False):
+            cls.__init__ = _checked(init)  # type: ignore[method-assign]
+
     # True: the model runs on other inputs than the images (IG path points, noisy copies): targets and
     # logits come from a clean forward pass of their own, the contrast from each pass's output
     multipass: ClassVar[bool] = False
@@ -67,6 +168,8 @@ class Method(ABC):
     # True: no backward pass; the map comes from the objectives' values on perturbed inputs
     # (`classcontrast.methods.perturbation.PerturbationMethod`)
     gradient_free: ClassVar[bool] = False
+    # appended to the one-line error when a map has NaN or infinite values (what in the method can make them)
+    nonfinite_hint: ClassVar[str] = " (check the model in float64, and the method's options)"
 
     @property
     def linear(self) -> bool:

@@ -65,6 +65,8 @@ class IntegratedGradients(InputMethod):
         self.alphas, self.weights = quadrature(integration, int(steps))
         if isinstance(baseline, str) and baseline not in ("zeros", "blur"):
             raise ClassContrastError(f"unknown baseline {baseline!r}; choose zeros, blur or give a tensor")
+        if isinstance(baseline, Tensor) and baseline.numel() and not bool(torch.isfinite(baseline).all()):
+            raise ClassContrastError("integrated_gradients: the baseline holds NaN or infinite values")
         self.steps = int(steps)
         self.baseline = baseline
         self.integration = integration

@@ -13,6 +13,7 @@ into maps. ``perturb`` may add hooks to a perturbed pass (AblationCAM ablates a 
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
@@ -91,14 +92,17 @@ def baseline_rows(baseline: float | Tensor, x: Tensor, images: Tensor) -> float 
 
 
 def check_baseline(baseline: object) -> float | Tensor:
-    """A baseline option: a finite number (``"zeros"`` or a number written out, from the command line) or a tensor."""
+    """A baseline option: a finite number (``"zeros"`` or a number written out, from the command line) or a tensor of
+    finite values (an infinite baseline makes every occluded score, and so every map, infinite or NaN)."""
     if isinstance(baseline, Tensor):
+        if baseline.numel() and not bool(torch.isfinite(baseline).all()):
+            raise ClassContrastError("baseline holds NaN or infinite values: give finite ones")
         return baseline
     if isinstance(baseline, str):
         with suppress(ValueError):
             baseline = 0.0 if baseline == "zeros" else float(baseline)
-    if isinstance(baseline, bool) or not isinstance(baseline, (int, float)) or baseline != baseline:
-        raise ClassContrastError(f"baseline must be a number or a tensor, got {baseline!r}")
+    if isinstance(baseline, bool) or not isinstance(baseline, (int, float)) or not math.isfinite(baseline):
+        raise ClassContrastError(f"baseline must be a finite number or a tensor, got {baseline!r}")
     return float(baseline)
 
 
@@ -125,6 +129,16 @@ def sizes(value: int | tuple[int, ...] | None, x: Tensor, what: str, default: tu
     return out
 
 
+def check_gaps(window: tuple[int, ...], stride: tuple[int, ...], dims: tuple[int, ...]) -> None:
+    """A stride longer than the window leaves elements between two windows that no window covers (their
+    attribution would be 0/0): refused, as Captum's ``Occlusion`` refuses it."""
+    for w, s, n in zip(window, stride, dims, strict=True):
+        if s > w and n > w:
+            raise ClassContrastError(f"occlusion: stride {stride} is longer than the window {window} in a dimension: "
+                                     "the elements between windows would be covered by none; use a stride at most "
+                                     "the window")
+
+
 class Occlusion(PerturbationMethod):
     r"""Occlusion (Zeiler & Fergus 2014; Captum's ``Occlusion``): a window slides over the input with ``stride``,
     each position replaced by ``baseline``; an element's attribution is the mean, over the windows covering it, of
@@ -141,8 +155,11 @@ class Occlusion(PerturbationMethod):
     name = "occlusion"
 
     def __init__(self, window: int | tuple[int, ...] | None = None, stride: int | tuple[int, ...] | None = None,
-                 baseline: float | Tensor = 0.0, keep_channels: bool = False,
+                 baseline: float | str | Tensor = 0.0, keep_channels: bool = False,
                  internal_batch_size: int | None = None) -> None:
+        if isinstance(window, int) and isinstance(stride, int) and stride > window:
+            raise ClassContrastError(f"occlusion: stride {stride} is longer than the window {window}: the pixels "
+                                     "between windows would be covered by none; use a stride at most the window")
         self.window = window
         self.stride = stride
         self.baseline = check_baseline(baseline)
@@ -154,6 +171,7 @@ class Occlusion(PerturbationMethod):
         spatial = tuple(max(1, -(-d // 8)) for d in x.shape[2:])
         window = sizes(self.window, x, "window", (x.shape[1], *spatial))
         stride = sizes(self.stride, x, "stride", (1, *(max(1, w // 2) for w in window[1:])))
+        check_gaps(window, stride, tuple(x.shape[1:]))
         out = []
         for n, w, s in zip(x.shape[1:], window, stride, strict=True):
             count = -(-(n - w) // s) + 1
@@ -196,4 +214,4 @@ class Occlusion(PerturbationMethod):
         return out if self.keep_channels else out.sum(2)
 
 
-__all__ = ["Occlusion", "PerturbationMethod", "baseline_rows", "check_baseline", "sizes"]
+__all__ = ["Occlusion", "PerturbationMethod", "baseline_rows", "check_baseline", "check_gaps", "sizes"]

@@ -77,6 +77,8 @@ class AblationCAM(_ScoreCAM):
     """
 
     name = "ablationcam"
+    nonfinite_hint = (" (it divides each channel's drop by the objective O(x): an objective of exactly 0 has no "
+                      "AblationCAM map; explain that contrast with scorecam or occlusion)")
 
     def __init__(self, layer: str | nn.Module | None = None, relu: bool = False, ablation: float | None = None,
                  internal_batch_size: int | None = None) -> None:

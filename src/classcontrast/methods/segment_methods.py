@@ -31,7 +31,7 @@ class _Segmented(PerturbationMethod):
     """A method over segments: ``segments`` (None: SLIC superpixels, a number of them, or an integer mask) and
     ``baseline`` (a number or a tensor broadcastable to the inputs)."""
 
-    def __init__(self, segments: int | Tensor | None = None, baseline: float | Tensor = 0.0,
+    def __init__(self, segments: int | Tensor | None = None, baseline: float | str | Tensor = 0.0,
                  internal_batch_size: int | None = None) -> None:
         self.segments = segments
         self.baseline = check_baseline(baseline)
@@ -110,7 +110,7 @@ class KernelShap(_Segmented):
 
     name = "kernel_shap"
 
-    def __init__(self, segments: int | Tensor | None = None, baseline: float | Tensor = 0.0, samples: int = 256,
+    def __init__(self, segments: int | Tensor | None = None, baseline: float | str | Tensor = 0.0, samples: int = 256,
                  seed: int = 0, internal_batch_size: int | None = None) -> None:
         super().__init__(segments, baseline, internal_batch_size)
         self.samples = whole(samples, "samples", 3)
@@ -149,14 +149,22 @@ class KernelShap(_Segmented):
 class RISE(PerturbationMethod):
     r"""RISE (Petsiuk et al. 2018): ``samples`` random masks $M_n$ — a grid of ``cells`` per spatial side, each cell
     kept with probability ``keep`` (Petsiuk's p), upsampled linearly to (cells + 1) cell sizes and cropped at a
-    random shift — and the map $\frac{1}{N\,\mathrm{keep}}\sum_n O(x \odot M_n)\, M_n$ for every contrast's
-    objective O (the masks blend the preprocessed input towards 0). The same masks for every image, drawn from a
-    generator seeded with ``seed``.
+    random shift — scored by every contrast's objective O on $x \odot M_n$ (the masks blend the preprocessed input
+    towards 0). The same masks for every image, drawn from a generator seeded with ``seed``.
+
+    **Centred** (``centred=True``, the default): $\frac{1}{N\,\mathrm{keep}}\sum_n \big(O(x \odot M_n) -
+    \bar O\big)\, M_n$, $\bar O$ the mean score over the masks — an estimate of
+    $\mathbb E[O \mid \text{pixel kept}] - \mathbb E[O]$: positive where keeping a pixel raises the score above
+    its average under the masks, negative where it lowers it, 0 for a pixel that does not matter. A signed map that
+    means something (the original is that plus $\bar O$ times the masks' coverage: a large constant with a small
+    variation, drawn as one flat colour). ``centred=False``: the original
+    $\frac{1}{N\,\mathrm{keep}}\sum_n O(x \odot M_n)\, M_n$, Petsiuk's saliency (and Captum-free
+    implementations').
     """
 
     name = "rise"
 
-    def __init__(self, samples: int = 1000, cells: int = 7, keep: float = 0.5, seed: int = 0,
+    def __init__(self, samples: int = 1000, cells: int = 7, keep: float = 0.5, seed: int = 0, centred: bool = True,
                  internal_batch_size: int | None = None) -> None:
         self.samples = whole(samples, "samples", 1)
         self.cells = whole(cells, "cells", 1)
@@ -164,6 +172,7 @@ class RISE(PerturbationMethod):
             raise ClassContrastError(f"keep (the probability that a mask cell is kept) must be in (0, 1], got {keep!r}")
         self.keep = float(keep)
         self.seed = whole(seed, "seed", 0)
+        self.centred = centred
         self.internal_batch_size = check_internal_batch_size(internal_batch_size)
 
     def plan(self, size: tuple[int, ...]) -> tuple[Tensor, Tensor, tuple[int, ...]]:
@@ -193,6 +202,8 @@ class RISE(PerturbationMethod):
             return x[images] * self.masks(which, size, x, plan)[:, None]
 
         v = self.sample_scores(x, self.samples, make, score)  # (R, B, N)
+        if self.centred:
+            v = v - v.mean(-1, keepdim=True)
         out = x.new_zeros(*v.shape[:2], *size)
         for q in row_chunks(self.samples, max(self.internal_batch_size, 64), x.device):
             out += torch.einsum("rbq,q...->rb...", v[..., q], self.masks(q, size, x, plan))

@@ -21,9 +21,9 @@ class SmoothGrad(InputMethod):
     linear in the gradient, so its contrast is "back-propagate the scalar"). The contrast is taken at
     every noisy copy (for ``weighted``, α is that copy's softmax over the other classes).
 
-    Each image's noise comes from a generator seeded with ``seed`` and the image itself, so a call is
-    reproducible whatever the batch and ``internal_batch_size`` (noisy copies per forward pass, 16 unless
-    given: memory does not grow with the number of images).
+    Each image's noise comes from a generator seeded with ``seed`` and the image itself, one sample after the
+    other, so a call is reproducible whatever the batch and ``internal_batch_size`` (noisy copies per forward pass,
+    16 unless given: neither the noise nor the passes' memory grows with the number of images or of samples).
     """
 
     name = "smoothgrad"
@@ -31,7 +31,7 @@ class SmoothGrad(InputMethod):
 
     def __init__(self, samples: int = 25, sigma: float = 0.15, seed: int = 0, squared: bool = False,
                  keep_channels: bool = False, internal_batch_size: int | None = None) -> None:
-        if int(samples) < 1:
+        if samples < 1:
             raise ClassContrastError(f"smoothgrad needs at least 1 sample, got {samples}")
         if sigma < 0:
             raise ClassContrastError(f"sigma must be ≥ 0, got {sigma}")
@@ -46,28 +46,36 @@ class SmoothGrad(InputMethod):
     def linear(self) -> bool:
         return not self.squared
 
-    def noise(self, x: Tensor, image: int) -> Tensor:
-        """The ``samples`` noise draws (n, C, H, W) for image ``image`` of the batch ``x``: seeded by ``seed``
-        and the image's own bytes, so an image gets the same noise alone or anywhere in a batch. Drawn on
-        the CPU (the same numbers on every device) in float64 for float64 images and in float32 otherwise
+    def _draws(self, x: Tensor, image: int) -> Iterator[Tensor]:
+        """Image ``image``'s noise, one sample (C, *S) at a time in order: seeded by ``seed`` and the image's own
+        bytes, so an image gets the same noise alone or anywhere in a batch, whatever ``internal_batch_size``.
+        Drawn on the CPU (the same numbers on every device) in float64 for float64 images and in float32 otherwise
         (a float64 draw costs four times as much: 4% of a 16-sample resnet50 call)."""
         raw = x[image].detach().cpu().contiguous().reshape(-1).view(torch.uint8)  # its bytes, any dtype (bfloat16)
         digest = hashlib.sha256(raw.numpy().tobytes()).digest()
         g = torch.Generator().manual_seed((self.seed * 1_000_003 + int.from_bytes(digest[:7], "little")) % 2**63)
         scale = self.sigma * float(x[image].max() - x[image].min())
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-        eps = torch.randn((self.samples, *x.shape[1:]), generator=g, dtype=dtype).mul_(scale)
-        return eps.to(device=x.device, dtype=x.dtype)
+        for _ in range(self.samples):
+            yield torch.randn(tuple(x.shape[1:]), generator=g, dtype=dtype).mul_(scale).to(device=x.device,
+                                                                                          dtype=x.dtype)
+
+    def noise(self, x: Tensor, image: int) -> Tensor:
+        """All ``samples`` noise draws (n, C, *S) of image ``image`` of the batch ``x`` (the calls draw them one
+        internal batch at a time: memory does not grow with ``samples``)."""
+        return torch.stack(list(self._draws(x, image)))
 
     def passes(self, x: Tensor) -> Iterator[Pass]:
         n = self.samples
-        noise: dict[int, Tensor] = {}  # the draws of the images the current chunk touches, each made once
+        draws: dict[int, Iterator[Tensor]] = {}  # each image's noise, drawn as its rows come (rows are in order)
         for rows in row_chunks(x.shape[0] * n, self.internal_batch_size, x.device):
             images = rows // n
-            first, last = int(images[0]), int(images[-1])
-            noise = {i: noise[i] if i in noise else self.noise(x, i) for i in range(first, last + 1)}
-            eps = torch.cat([noise[i] for i in range(first, last + 1)])[rows - first * n]
-            yield Pass(x.detach()[images] + eps, images)
+            eps = []
+            for i in images.tolist():
+                if i not in draws:
+                    draws = {i: self._draws(x, i)}  # an image's rows are consecutive: the previous one is done
+                eps.append(next(draws[i]))
+            yield Pass(x.detach()[images] + torch.stack(eps), images)
 
     def compute(self, rec: Recording, grads: list[Tensor]) -> Tensor:
         g = grads[0] * grads[0] if self.squared else grads[0]

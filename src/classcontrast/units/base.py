@@ -109,13 +109,20 @@ class Units(ABC):
         """(B, K) False for a filler (an image with fewer units than K), None when every unit was asked for."""
         return None
 
-    def expected_zero(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor) -> Tensor:
-        """(M, B, K) True where an all-zero map was asked for: a foil equal to its target, a filler."""
+    def void(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor) -> Tensor:
+        """(M, B, K) True where the objective is identically 0, so its map is 0 by definition: a foil equal to its
+        target (and, for regions, an empty region). The engine writes those maps
+        as exact zeros (a method dividing by the objective, AblationCAM, would give 0/0)."""
         logits = self.image_logits(y)
         out = torch.zeros(len(contrasts), *t.shape, dtype=torch.bool, device=t.device)
         for i, c in enumerate(contrasts):
             if isinstance(c, Foil):
                 out[i] = c.foils(logits)[:, None].to(t.device) == t
+        return out
+
+    def expected_zero(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor) -> Tensor:
+        """(M, B, K) True where an all-zero map may come without a warning: a `void` objective, a filler."""
+        out = self.void(contrasts, y, t)
         filler = self.selected()
         if filler is not None:
             out |= ~filler[None].to(t.device)

@@ -234,10 +234,10 @@ class RegionUnits(Units):
         records, probabilities = self._shared
         return {"units": records, "scores": lambda: self.scores(contrast, y, t), "target_probabilities": probabilities}
 
-    def expected_zero(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor) -> Tensor:
+    def void(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor) -> Tensor:
         assert self.masks is not None
         empty = self.masks.flatten(2).sum(-1) == 0
-        return super().expected_zero(contrasts, y, t) | empty[None]
+        return super().void(contrasts, y, t) | empty[None]
 
 
 def _mask(mask: Tensor, b: int, size: tuple[int, ...]) -> Tensor:
