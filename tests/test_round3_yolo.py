@@ -5,6 +5,9 @@ Ultralytics' own image reading are used, and importing Ultralytics leaves the pr
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -140,3 +143,70 @@ def test_images_are_read_as_ultralytics_reads_them(trained_at_320: tuple[Path, P
     alpha = rgba[..., 3:] / 255
     assert np.abs(white - (rgba[..., :3] * alpha + 255 * (1 - alpha))).max() <= 1
     assert np.array_equal(np.asarray(cc.load_model("efficientnet_lite0").read_image(tmp_path / "glass.png")), white)
+
+
+FAKE = '''
+import logging, os, threading, warnings
+os.environ["CC_FAKE_IMPORT"] = "set by the import"
+os.environ["CC_CHANGED"] = "changed by the import"
+warnings.filterwarnings("ignore", message="the import's filter")
+logging.getLogger("cc.fake.library").setLevel(logging.CRITICAL)
+
+def other():  # another thread, meanwhile
+    os.environ["CC_OTHER_THREAD"] = "kept"
+    warnings.filterwarnings("ignore", message="the other thread's filter")
+    logging.getLogger("cc.fake.third").setLevel(logging.ERROR)
+
+t = threading.Thread(target=other)
+t.start()
+t.join()
+'''
+
+
+def test_the_import_undoes_only_what_it_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the importing thread changes is undone; what another thread set meanwhile stays (today's main restored
+    os.environ and warnings.filters wholesale, wiping the other thread's)."""
+    import logging
+    import sys
+    import warnings
+
+    (tmp_path / "cc_fake_ultra.py").write_text(FAKE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("CC_CHANGED", "the user's")
+    monkeypatch.delenv("CC_OTHER_THREAD", raising=False)
+    level = logging.getLogger("cc.fake.library").level
+    try:
+        import_ultralytics("cc_fake_ultra")
+        assert "CC_FAKE_IMPORT" not in os.environ and os.environ["CC_CHANGED"] == "the user's"
+        assert os.environ["CC_OTHER_THREAD"] == "kept"
+        messages = [f[1].pattern if f[1] is not None else None for f in warnings.filters]
+        assert "the other thread's filter" in messages and "the import's filter" not in messages
+        assert logging.getLogger("cc.fake.library").level == level
+        assert logging.getLogger("cc.fake.third").level == logging.ERROR
+    finally:
+        os.environ.pop("CC_OTHER_THREAD", None)
+        warnings.filters[:] = [f for f in warnings.filters if f[1] is None or "other thread" not in f[1].pattern]
+        sys.modules.pop("cc_fake_ultra", None)
+
+
+def test_importing_ultralytics_writes_nothing_home_and_prints_nothing(tmp_path: Path) -> None:
+    """A fresh process with an empty home: no settings file under it, no banner on stdout, OpenCV's threads, other
+    loggers' levels and print options as they were (today's main left cv2.setNumThreads(0), the settings file and
+    its banner)."""
+    code = ("import logging, os, cv2, torch, numpy as np\n"
+            "before = (cv2.getNumThreads(), logging.getLogger('sentry_sdk').level, "
+            "logging.getLogger('coremltools').level, str(vars(torch._tensor_str.PRINT_OPTS)), np.get_printoptions())\n"
+            "from classcontrast.units.yolo import import_ultralytics\n"
+            "import_ultralytics('ultralytics', 'ultralytics.nn.tasks')\n"
+            "after = (cv2.getNumThreads(), logging.getLogger('sentry_sdk').level, "
+            "logging.getLogger('coremltools').level, str(vars(torch._tensor_str.PRINT_OPTS)), np.get_printoptions())\n"
+            "assert before == after, (before, after)\n"
+            "assert 'YOLO_CONFIG_DIR' not in os.environ\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("YOLO_CONFIG_DIR", "XDG_CONFIG_HOME")}
+    env["HOME"] = str(home)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Settings" not in done.stdout and done.stdout.strip() == ""
+    assert not any(home.rglob("*")), list(home.rglob("*"))

@@ -153,15 +153,15 @@ def test_the_command_line_explains_a_clip_and_writes_its_video(tmp_path: Path) -
     cc.save_video(tmp_path / "clip.mp4", frames, fps=8)
     npz, video = tmp_path / "maps.npz", tmp_path / "why.mp4"
     assert run(["explain", str(tmp_path / "clip.mp4"), "--model", "torchvision:r3d_18", "--weights", "none",
-                "--top-k", "1", "--contrast", "original", "weighted", "--out", str(tmp_path / "why.png"),
-                "--save-maps", str(npz), "--video", str(video)]) == 0
+                "--frames", "8", "--top-k", "1", "--contrast", "original", "weighted", "--out",
+                str(tmp_path / "why.png"), "--save-maps", str(npz), "--video", str(video)]) == 0
     saved = np.load(npz)
-    assert saved["maps/gradcam/weighted"].shape == (1, 1, 8, 112, 112)  # every frame read (fewer than 16)
+    assert saved["maps/gradcam/weighted"].shape == (1, 1, 8, 112, 112)  # --frames 8: every frame of the clip
     assert (tmp_path / "why.png").stat().st_size > 10_000
     back = cc.load_video(video)
     assert back.shape[1] == 8 and back.shape[-1] == 3 * 112  # the clip beside its two maps, frame by frame
     assert run(["explain", str(tmp_path / "clip.mp4"), "--model", "torchvision:r3d_18", "--weights", "none",
-                "--top-k", "1", "--contrast", "weighted", "--out", str(tmp_path / "a.png"), "--html",
+                "--frames", "8", "--top-k", "1", "--contrast", "weighted", "--out", str(tmp_path / "a.png"), "--html",
                 str(tmp_path / "a.html")]) == 0
     from tests.test_review_cli import page_data
 

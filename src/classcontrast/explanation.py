@@ -12,6 +12,8 @@ from .contrast_base import head_probabilities
 from .spatial import resize
 
 Records = list[list[dict[str, Any]]]
+# a map whose Σ|value| is at most this fraction of its objective's |score| is numerically zero (float rounding)
+NEGLIGIBLE = 1e-6
 
 
 class Explanation:
@@ -135,6 +137,24 @@ class Explanation:
             return None
         sums = self.shown(layer=True).flatten(2).sum(-1).to(scores.dtype)
         return (sums * scores) < 0
+
+    def negligible(self) -> Tensor | None:
+        """(B, K) True where the map is numerically zero against its objective: its Σ|value| (as drawn, at the
+        layer's resolution) at most `NEGLIGIBLE` × |score| — float rounding, not evidence (a random detector's
+        saturated scores give maps of 1e-13 under scores of order 1). The figures draw such a map as zero with a
+        note ("≈ 0"), the command line prints one; None when the contrast is unknown."""
+        scores = self.scores
+        if scores is None:
+            return None
+        total = self.shown(layer=True).flatten(2).abs().sum(-1).double()
+        return total <= NEGLIGIBLE * scores.detach().abs().double().to(total.device)
+
+    def foil_is_target(self) -> Tensor | None:
+        """(B, K) True where a foil contrast's foil is the target itself ("why t rather than t": zero by
+        definition; the figures show a note instead of the panel); None for other contrasts."""
+        if self.foils is None:
+            return None
+        return self.foils.to(self.targets.device)[:, None] == self.targets
 
     @property
     def target_probabilities(self) -> Tensor:

@@ -93,32 +93,64 @@ def check_number(value: float | None, option: str, minimum: float | None = None,
         raise ClassContrastError(f"{option} must be at most {maximum:g}, got {value:g}")
 
 
-def figure_name(out: Path, i: int, image: str) -> Path:
-    """The figure of image ``i`` (named ``image``) when a run writes one figure per image:
-    ``why_000_<image stem>.png`` beside ``--out why.png``."""
-    return out.with_name(f"{out.stem}_{i:03d}_{Path(image).stem}{out.suffix}")
+def split_name(name: str) -> tuple[str, str]:
+    """(stem, suffix) of a file name, ``.nii.gz`` counted as one suffix: ``scan.v1.nii.gz`` -> (``scan.v1``,
+    ``.nii.gz``), ``why.png`` -> (``why``, ``.png``), ``clip`` -> (``clip``, ``""``)."""
+    if name.lower().endswith(".nii.gz"):
+        return name[: -len(".nii.gz")], name[-len(".nii.gz") :]
+    path = Path(name)
+    return path.stem, path.suffix
 
 
-def check_figures(out: Path, option: str, inputs: Iterable[os.PathLike[str] | str],
-                  given: Iterable[os.PathLike[str] | str], names: list[str]) -> None:
-    """No figure a run may write (``out``, or one per image: `figure_name`) replaces an input image, and none
-    lands inside a folder given as input when it is in a format the image reader takes (the next run would
-    read the figures as images). Checked before any work."""
+def output_path(out: Path, index: int | None = None, name: str | None = None, count: int = 1,
+                *parts: str) -> Path:
+    """The one function that names a run's output files (figures, NIfTI maps, overlay videos).
+
+    ``out`` itself for a run's one output; beside it, ``<out stem>[_<parts>...][_<index>_<input stem>]<suffix>``
+    when the run writes several: ``parts`` (a method and a contrast) tell a file's map, and for one file per input
+    (``count`` inputs) the input's index — which makes names unique per input (two inputs named ``scan.nii.gz`` in
+    two folders) — and its whole stem (``scan.v1.nii.gz`` -> ``scan.v1``, not cut at the first dot). Parts are
+    made file-name safe (``foil:Egyptian cat`` -> ``foil_Egyptian_cat``)."""
+    import re
+
+    stem, suffix = split_name(out.name)
+    pieces = [stem, *(re.sub(r"[^\w.-]+", "_", part) for part in parts)]
+    if index is not None and count > 1:
+        pieces += [f"{index:03d}", split_name(Path(name or "").name)[0]]
+    return out if len(pieces) == 1 else out.with_name("_".join(p for p in pieces if p) + suffix)
+
+
+def check_outputs(paths: Iterable[Path], option: str, inputs: Iterable[os.PathLike[str] | str],
+                  given: Iterable[os.PathLike[str] | str]) -> None:
+    """Before any work, for every file a run will write (`output_path`): none is an input of the run, no two are
+    the same file, and none in a format the run's readers take (an image, a clip, a volume) lands inside a folder
+    given as input (the next run would read it as an input, and overwrite it while reading it)."""
     from ..data.images import IMAGE_SUFFIXES, excluded
+    from ..data.video import VIDEO_SUFFIXES
 
     files = [Path(p) for p in inputs]
-    for candidate in [out, *(figure_name(out, i, n) for i, n in enumerate(names))]:
+    seen: dict[str, Path] = {}
+    for candidate in paths:
+        key = os.path.abspath(candidate)
+        if key in seen:
+            raise ClassContrastError(f"{option}: two outputs would both be written to {shown(candidate)}; choose "
+                                     "other names")
+        seen[key] = candidate
         for f in files:
             try:
                 same = os.path.samefile(candidate, f)
             except OSError:
-                same = os.path.abspath(candidate) == os.path.abspath(f)
+                same = key == os.path.abspath(f)
             if same:
-                raise ClassContrastError(f"{option} {shown(out)}: the figure {shown(candidate)} would overwrite the "
-                                         f"input image {shown(f)}; choose another output name or folder")
-    if out.suffix.lower() in IMAGE_SUFFIXES:
-        for folder in (Path(g) for g in given):
-            if folder.is_dir() and excluded(out.parent if out.parent != Path("") else Path("."), [folder]):
-                raise ClassContrastError(f"{option} {shown(out)} lies inside the input folder {shown(folder)}: its "
-                                         "figures would be read as images by the next run; write them outside it "
-                                         "(or as .pdf / .svg)")
+                raise ClassContrastError(f"{option} {shown(candidate)} would overwrite the input image {shown(f)}; "
+                                         "choose another output name or folder")
+        suffix = split_name(candidate.name)[1]
+        readable = suffix.lower() in IMAGE_SUFFIXES or suffix.lower() in VIDEO_SUFFIXES or \
+            suffix.lower() in (".nii", ".nii.gz")
+        if readable:
+            for folder in (Path(g) for g in given):
+                parent = candidate.parent if candidate.parent != Path("") else Path(".")
+                if folder.is_dir() and excluded(parent, [folder]):
+                    raise ClassContrastError(f"{option} {shown(candidate)} lies inside the input folder "
+                                             f"{shown(folder)}: the next run would read it as an input; write it "
+                                             "outside (or a figure as .pdf / .svg)")

@@ -14,10 +14,21 @@ import typer
 from ..errors import ClassContrastError
 from ..text import printable
 from . import method_flags as flags
-from .checks import FIGURE_SUFFIXES, check_figures, check_number, check_out_file
+from .checks import FIGURE_SUFFIXES, check_number, check_out_file, check_outputs, output_path
 from .common import console, resolve_device
 from .evaluate_cmd import TRUST, check_common
-from .explain_out import column_title, npz_key, on_image, save_arrays, save_clip_video, save_nifti, split, write_figures
+from .explain_out import (
+    column_title,
+    nifti_paths,
+    npz_key,
+    on_image,
+    print_notes,
+    save_arrays,
+    save_clip_video,
+    save_nifti,
+    split,
+    write_figures,
+)
 from .options import CONTRASTS_HELP, METHODS_HELP, split_values
 
 BUNDLED = Path("chelsea (bundled cat photo)")  # no image given: the bundled photo
@@ -79,6 +90,15 @@ def explain_command(
                               "own training size, as Ultralytics' predictor uses, else 640)"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out images that cannot be read (each one named "
                                   "in a warning) instead of stopping at the first"),
+    frames: int = typer.Option(None, help="Clips: the frames read from each, evenly spaced (default: the model's "
+                               "clip length)"),
+    repeat_frames: bool = typer.Option(False, "--repeat-frames", help="Clips shorter than --frames: repeat frames "
+                                       "evenly (otherwise such a clip is refused)"),
+    video_backend: str = typer.Option(None, help="torchcodec | pyav (default: torchcodec where it decodes, else "
+                                      "PyAV)"),
+    max_clip_pixels: int = typer.Option(None, help="Clips: the most frames x height x width read from one "
+                                        "(default 134,217,728)"),
+    max_voxels: int = typer.Option(None, help="Volumes: the most voxels one may have (default 134,217,728)"),
     steps: int = flags.STEPS, baseline: str = flags.BASELINE, integration: str = flags.INTEGRATION,
     samples: int = flags.SAMPLES, sigma: float = flags.SIGMA,
     seed: int = typer.Option(None, help="smoothgrad, kernel_shap, rise: random seed (0)"),
@@ -128,11 +148,16 @@ def explain_command(
     files = list_inputs(images) if images else [BUNDLED]  # read batch by batch: no full-size image is kept
     inputs = files if images else []
     check_out_file(out, "--out", inputs, FIGURE_SUFFIXES)  # before any work: never overwrite an input
-    check_figures(out, "--out", inputs, images or [], [f.name for f in files])
+    names = [f.name for f in files]
+    check_outputs(dict.fromkeys([out, *(output_path(out, i, n, len(names)) for i, n in enumerate(names))]), "--out",
+                  inputs, images or [])
     nifti = save_maps is not None and is_volume(save_maps)
     check_out_file(save_maps, "--save-maps", inputs, {".gz", ".nii"} if nifti else {".npz"})
     check_out_file(html, "--html", inputs, {".html", ".htm"})
     check_out_file(video, "--video", inputs, {".mp4", ".mov", ".mkv", ".webm"})
+    if video is not None:
+        check_outputs([output_path(video, i, n, len(names)) for i, n in enumerate(names)], "--video", inputs,
+                      images or [])
     if answers and prompt is None:
         raise ClassContrastError("--answers needs --prompt (the question they answer)")
     if prompt is not None:
@@ -155,6 +180,10 @@ def explain_command(
         from ..peer_contrasts import ContrastCAM
 
         contrasts.append(ContrastCAM(class_index(contrast_cam, bundle.categories, "--contrast-cam")))
+    if nifti:  # every map's file known before any work: none an input, none twice, none inside an input folder
+        keys = [(m, k) for m in methods for k in _unique_keys(contrasts, bundle.categories)]
+        check_outputs([p for paths in nifti_paths(save_maps, keys, names) for p in paths], "--save-maps", inputs,
+                      images or [])
     wanted = split_values(target) if target else []
     targets = [class_index(t, bundle.categories, "--target") for t in wanted] or None
     regions = [Region(class_index(r, bundle.categories, "--region")) for r in split_values(region)] if region else None
@@ -180,6 +209,10 @@ def explain_command(
     if getattr(bundle.preprocess, "crop", 0) is None:  # images keep their own sizes: one per batch
         batch_size = 1
 
+    for value, option in ((frames, "--frames"), (max_clip_pixels, "--max-clip-pixels"), (max_voxels, "--max-voxels")):
+        check_number(value, option, minimum=1)
+    reading = {"frames": frames, "repeat": repeat_frames, "backend": video_backend,
+               "max_pixels": max_clip_pixels, "max_voxels": max_voxels}
     columns: dict[tuple[str, str], list[Any]] = {}
     inputs, pixels, affines, sizes = [], [], [], []
 
@@ -188,10 +221,13 @@ def explain_command(
                 for name, ex in explain(bundle, x, meth, contrasts, spec, head=head, **options_for(meth, opts)).items()]
 
     loaded: list[Path] = []  # the inputs explained, in order (without the unreadable ones --skip-bad skipped)
+    positions: list[int] = []  # their places among the inputs given (what their output files are named by)
     for start in range(0, len(files), batch_size):
-        chunk, x, scans, shapes = _read(files[start : start + batch_size], bundle, skip_bad)
+        chunk, x, scans, shapes = _read(files[start : start + batch_size], bundle, skip_bad, reading)
         if not chunk:
             continue
+        places = iter(range(start, start + batch_size))
+        positions.extend(next(i for i in places if files[i] == path) for path in chunk)
         loaded.extend(chunk)
         affines.extend(scans)
         sizes.extend(shapes)
@@ -227,26 +263,30 @@ def explain_command(
     _print_table(loaded, torch.cat([ex.target_probabilities.cpu() for ex in batches]), t, bundle.categories,
                  None if selected[0] is None else torch.cat(selected).cpu())
     images_ = split(columns)
-    names = [p.name for p in loaded]
+    names = [p.name for p in loaded]  # (the explained ones: --skip-bad may have left some out)
+    print_notes(images_, names, bundle.categories)
     qualified = len(methods) > 1 or len(contrasts) > 1
+    paths = [out if len(loaded) == 1 else output_path(out, at, name, len(files))
+             for at, name in zip(positions, names, strict=True)]  # one figure per input, when the run writes those
     if prompt is not None:  # the question's figure: answers, image maps and the prompt's words
         from .explain_out import write_answer_figures
 
-        written = write_answer_figures(bundle, inputs, images_, pixels, names, contrasts, prompt, out, qualified)
+        written = write_answer_figures(bundle, inputs, images_, pixels, names, contrasts, prompt, paths, qualified)
     else:
         written = write_figures(images_, pixels, names, [a is not None for a in affines], bundle.categories, scale,
-                                out, qualified)
+                                out, paths, qualified)
     for w in written:
         console.print(f"wrote {w}")
     if save_maps is not None:
         if nifti:
-            save_nifti(save_maps, images_, affines, names)
+            save_nifti(save_maps, images_, affines, names, positions, len(files))
         else:
             save_arrays(save_maps, images_, loaded, bundle.name)
     if video is not None:
         if pixels[0].ndim != 4 or affines[0] is not None:
             raise ClassContrastError("--video is for clips (a video model's input); these inputs are not clips")
-        save_clip_video(video, images_[0], pixels[0])
+        for i, (image, clip) in enumerate(zip(images_, pixels, strict=True)):
+            save_clip_video(output_path(video, positions[i], names[i], len(files)), image, clip)
     if html is not None:
         from ..explorer.compute import write_explorer
         from ..explorer.page import NAMED, PEERS
@@ -259,6 +299,13 @@ def explain_command(
                               names, batch_size=batch_size, named=named, head=head,
                               foils=[int(c.foil) for c in contrasts if isinstance(c, Foil)], **opts)
         console.print(f"wrote {page}")
+
+
+def _unique_keys(contrasts: list[Any], categories: list[str]) -> list[str]:
+    """The result keys `explain` gives these contrasts (``weighted``, ``foil:Egyptian cat``...)."""
+    from ..engine import _unique_names
+
+    return _unique_names([c.key(categories) for c in contrasts])
 
 
 def _same_k(columns: dict[tuple[str, str], list[Any]], inputs: list[Any], threshold: float, explain_batch: Any) -> Any:
@@ -282,38 +329,29 @@ def _same_k(columns: dict[tuple[str, str], list[Any]], inputs: list[Any], thresh
     return spec
 
 
-def _read(paths: list[Path], bundle: Any, skip_bad: bool) -> tuple[list[Path], Any, list[Any], list[Any]]:
+def _read(paths: list[Path], bundle: Any, skip_bad: bool, reading: dict[str, Any]
+          ) -> tuple[list[Path], Any, list[Any], list[Any]]:
     """(the paths read, their model inputs (B, C, *S), each NIfTI volume's affine or None, each image's own
-    (height, width) or None) for one batch: each
-    input read and transformed at once (no full-size copy is kept) — an image, a clip (``bundle.frames`` frames
-    spread over it) or a NIfTI volume. An unreadable or refused file is a one-line error naming it, or, with
-    ``skip_bad``, a warning naming it and the file is left out."""
+    (height, width) or None) for one batch: each input read and transformed at once (no full-size copy is kept) —
+    an image (as the model's own tools read it: `ModelBundle.read_image`), a clip (``--frames`` or the model's
+    clip length, spread over it) or a NIfTI volume, within the readers' budgets (`classcontrast.data.budgets`). An
+    unreadable or refused file, or one the model does not take (a clip for an image model), is a one-line error
+    naming it, or, with ``skip_bad``, a warning naming it and the file is left out."""
     import warnings
 
     import torch
 
-    from ..data import sample_image
-    from ..data.video import VIDEO_SUFFIXES, load_video
-    from ..data.volume import is_volume, load_volume
     from ..errors import ClassContrastWarning
 
     kept, xs, affines, sizes = [], [], [], []
     for path in paths:
         try:
-            affine = None
-            if path == BUNDLED:
-                data: Any = sample_image("chelsea")
-            elif is_volume(path):
-                data, affine = load_volume(path)
-            elif path.suffix.lower() in VIDEO_SUFFIXES:
-                data = load_video(path, frames=bundle.frames)
-            else:
-                data = bundle.read_image(path)
+            data, affine = _input(path, bundle, reading)
             xs.append(bundle.transform(data))
         except ClassContrastError as e:
             text = str(e) if str(path) in str(e) else f"{path}: {e}"
             if not skip_bad:
-                raise ClassContrastError(f"{text} (--skip-bad leaves unreadable images out)") from e
+                raise ClassContrastError(f"{text}{SKIP_HINT if _readable_hint(e) else ''}") from e
             warnings.warn(f"skipped {text}", ClassContrastWarning, stacklevel=2)
             continue
         kept.append(path)
@@ -324,6 +362,43 @@ def _read(paths: list[Path], bundle: Any, skip_bad: bool) -> tuple[list[Path], A
         raise ClassContrastError(f"inputs of different shapes in one batch ({shapes}): give one kind at a time, "
                                  "or --batch-size 1")
     return kept, torch.stack(xs) if xs else None, affines, sizes
+
+
+SKIP_HINT = " (--skip-bad leaves unreadable inputs out)"
+
+
+def _readable_hint(e: ClassContrastError) -> bool:
+    """Whether the --skip-bad hint helps: a file that could not be read, not a budget, a backend or a model's
+    kind (which every other input of the run would meet too)."""
+    text = str(e)
+    return not any(word in text for word in ("budget", "backend", "may have", "may hold", "--video-backend",
+                                             "takes images", "takes clips", "takes volumes"))
+
+
+def _input(path: Path, bundle: Any, reading: dict[str, Any]) -> tuple[Any, Any]:
+    """(one input's data for ``bundle.transform``, its NIfTI affine or None), refusing a kind the model does not
+    take before reading it."""
+    from ..data import sample_image
+    from ..data.budgets import CLIP_PIXELS, VOLUME_VOXELS
+    from ..data.video import VIDEO_SUFFIXES, load_video
+    from ..data.volume import is_volume, load_volume
+
+    if path == BUNDLED:
+        return sample_image("chelsea"), None
+    takes = "clips" if bundle.frames is not None else "volumes" if bundle.normalize.spatial == 3 else "images"
+    kind = "volumes" if is_volume(path) else "clips" if path.suffix.lower() in VIDEO_SUFFIXES else "images"
+    if kind != takes:
+        models = {"clips": "a video classifier (--model torchvision:r3d_18)", "volumes": "a 3-D model "
+                  "(--model monai:<network>)", "images": "an image model"}
+        one = {"clips": "a video clip", "volumes": "a 3-D volume", "images": "an image"}[kind]
+        raise ClassContrastError(f"{path} is {one}, but the model {bundle.name} takes {takes}: explain {kind} with "
+                                 f"{models[kind]}")
+    if kind == "volumes":
+        return load_volume(path, reading.get("max_voxels") or VOLUME_VOXELS)
+    if kind == "clips":
+        return load_video(path, frames=reading.get("frames") or bundle.frames, backend=reading.get("backend"),
+                          repeat=bool(reading.get("repeat")), max_pixels=reading.get("max_pixels") or CLIP_PIXELS), None
+    return bundle.read_image(path), None
 
 
 def _print_table(loaded: list[Any], p: Any, targets: Any, categories: list[str], selected: Any = None) -> None:

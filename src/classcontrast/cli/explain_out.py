@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import ClassContrastError
 from ..text import printable
-from .checks import figure_name
+from .checks import output_path
 from .common import console
 
 MAX_ROWS = 8  # rows (images × targets) one figure holds
@@ -86,6 +86,25 @@ def _cat(parts: list[Any]) -> Any:
                        cat("_scores"), cat("_target_probabilities"), first.head, cat("selected"))
 
 
+def print_notes(images: list[dict[tuple[str, str], Any]], names: list[str], categories: list[str]) -> None:
+    """One line per map the figures draw as a note: a foil equal to its target ("nothing to explain") and a map
+    numerically zero against its score (`Explanation.negligible`: drawn as zero, "≈ 0")."""
+    from ..viz.grid import NEGLIGIBLE_NOTE
+
+    for name, image in zip(names, images, strict=True):
+        for (method, contrast), e in image.items():
+            same, negligible = e.foil_is_target(), e.negligible()
+            for j, t in enumerate(e.targets[0].tolist()):
+                if e.selected is not None and not bool(e.selected[0, j]):
+                    continue
+                where = f"note: {printable(name)}, {printable(categories[t])}: {column_title(method, contrast)}"
+                if same is not None and bool(same[0, j]):
+                    console.print(f"{where}: the foil is the target itself, nothing to explain", soft_wrap=True)
+                elif negligible is not None and bool(negligible[0, j]):
+                    score = float(e.scores[0, j])
+                    console.print(f"{where}: {NEGLIGIBLE_NOTE.format(score=score)} (drawn as zero)", soft_wrap=True)
+
+
 def column_title(method: str, contrast: str, qualified: bool = True) -> str:
     """A figure column's title: ``gradcam · weighted``, ``gradcam · rather than Egyptian cat``."""
     from ..viz.grid import readable
@@ -94,34 +113,54 @@ def column_title(method: str, contrast: str, qualified: bool = True) -> str:
 
 
 def write_figures(images: list[dict[tuple[str, str], Any]], pixels: list[Any], names: list[str], volumes: list[bool],
-                  categories: list[str], scale: str, out: Path, qualified: bool) -> list[Path]:
-    """The figures of a run: every image in one figure when they have one size and fit (``MAX_ROWS`` rows);
-    otherwise one figure per input, ``why_000_<name>.png`` — a clip as a strip of frames, a volume as three
-    orthogonal slices through the explained region's centre."""
-    from ..viz import plot_explanations
+                  categories: list[str], scale: str, out: Path, paths: list[Path], qualified: bool) -> list[Path]:
+    """The figures of a run: every image in one figure (``out``) when they have one size and fit (``MAX_ROWS``
+    rows); otherwise one figure per input at ``paths`` (`output_path`: ``why_000_<name>.png``) — a clip as a strip
+    of frames, a volume as three orthogonal slices through the explained region's centre. Several methods with
+    several contrasts are laid out as a grid, a row per method and a column per contrast (`plot_grid`), instead of
+    one row of every pair."""
     from ..viz.views import clip_views, volume_views
 
     k = next(iter(images[0].values())).targets.shape[1]
+    methods = list(dict.fromkeys(m for m, _ in images[0]))
+    grid = len(methods) > 1 and len(images[0]) > len(methods)
+    per_row = len(methods) if grid else 1
     flat = all(p.ndim == 3 for p in pixels) and len({tuple(p.shape) for p in pixels}) == 1
-    if flat and len(images) * k <= MAX_ROWS:
-        merged = {column_title(m, c, qualified): _cat([im[(m, c)] for im in images]) for (m, c) in images[0]}
-        plot_explanations(pixels, merged, categories, scale=scale, titles=names, path=out)  # type: ignore[arg-type]
+    if flat and len(images) * k * per_row <= MAX_ROWS:
+        merged = {key: _cat([im[key] for im in images]) for key in images[0]}
+        _draw(pixels, merged, grid, qualified, categories, scale, names, out)
         return [out]
     written = []
     for i, (image, px) in enumerate(zip(images, pixels, strict=True)):
-        path = out if len(images) == 1 else figure_name(out, i, names[i])
-        results = {column_title(m, c, qualified): e for (m, c), e in image.items()}
+        path = paths[i]
         if px.ndim == 3:
-            shown, views, titles = [px], results, [names[i]]
-        elif volumes[i]:
-            shown, views, titles = volume_views(px, results)
-            titles = [f"{names[i]}: {t}" for t in titles]
+            shown, views, titles = [px], dict(image), [names[i]]
         else:
-            shown, views, titles = clip_views(px, results, frames=max(1, min(CLIP_FRAMES, MAX_ROWS // k)))
+            keyed = {column_title(m, c): e for (m, c), e in image.items()}
+            if volumes[i]:
+                shown, found, titles = volume_views(px, keyed)
+            else:
+                shown, found, titles = clip_views(px, keyed, frames=max(1, min(CLIP_FRAMES, MAX_ROWS // k)))
+            views = {key: found[column_title(*key)] for key in image}
             titles = [f"{names[i]}: {t}" for t in titles]
-        plot_explanations(shown, views, categories, scale=scale, titles=titles, path=path)  # type: ignore[arg-type]
+        _draw(shown, views, grid, qualified, categories, scale, titles, path)
         written.append(path)
     return written
+
+
+def _draw(images: list[Any], results: dict[tuple[str, str], Any], grid: bool, qualified: bool, categories: list[str],
+          scale: str, titles: list[str], path: Path) -> None:
+    """One figure of (method, contrast) results: a grid (a row per method) or one row of every pair."""
+    from ..viz.grid import plot_explanations, plot_grid
+
+    if grid:
+        by_method: dict[str, dict[str, Any]] = {}
+        for (m, c), e in results.items():
+            by_method.setdefault(m, {})[c] = e
+        plot_grid(images, by_method, categories, scale=scale, titles=titles, path=path)  # type: ignore[arg-type]
+    else:
+        columns = {column_title(m, c, qualified): e for (m, c), e in results.items()}
+        plot_explanations(images, columns, categories, scale=scale, titles=titles, path=path)  # type: ignore[arg-type]
 
 
 # the prompt's words by the image's method's kind; gradient × embedding otherwise
@@ -130,9 +169,9 @@ WORD_METHODS = {"integrated_gradients": "integrated_gradients", "occlusion": "oc
 
 
 def write_answer_figures(bundle: Any, inputs: list[Any], images: list[dict[tuple[str, str], Any]], pixels: list[Any],
-                         names: list[str], contrasts: list[Any], question: str, out: Path, qualified: bool
+                         names: list[str], contrasts: list[Any], question: str, paths: list[Path], qualified: bool
                          ) -> list[Path]:
-    """A vision-language model's figures, one per image (``why_000_<name>.png`` for several): the question, the
+    """A vision-language model's figures, one per image at ``paths`` (`output_path`): the question, the
     candidates' probabilities, each (method, contrast) map and under it the prompt's words coloured by the same
     contrast for the same targets (gradient × embedding; Integrated Gradients or word occlusion for those
     methods), also printed."""
@@ -158,7 +197,7 @@ def write_answer_figures(bundle: Any, inputs: list[Any], images: list[dict[tuple
         for title, values in words.items():
             shown = " ".join(f"{t} {float(v):+.3g}" for t, v in zip(net.tokens, values[0], strict=True))
             console.print(f"words ({printable(title)}): {printable(shown)}")
-        path = out if len(images) == 1 else figure_name(out, i, names[i])
+        path = paths[i]
         plot_answers(pixels[i], results, words, net.tokens, bundle.categories, question, path=path)
         written.append(path)
     return written
@@ -198,31 +237,36 @@ def save_arrays(path: Path, images: list[dict[tuple[str, str], Any]], files: lis
     console.print(f"wrote {path}")
 
 
-def save_nifti(path: Path, images: list[dict[tuple[str, str], Any]], affines: list[Any], names: list[str]) -> None:
-    """``--save-maps x.nii.gz`` for volumes: each (method, contrast) map as a NIfTI file with the scan's affine
-    (it opens aligned with the scan in any viewer), the targets on the 4th dimension when several;
-    ``x_<method>_<contrast>.nii.gz`` when the run has several maps, ``..._<image>`` when several volumes."""
-    import re
+def nifti_paths(path: Path, keys: list[tuple[str, str]], names: list[str]) -> list[list[Path]]:
+    """Per input, the NIfTI file of each (method, contrast) map of ``--save-maps x.nii.gz`` (`output_path`):
+    ``x.nii.gz`` for one map of one volume, ``x_<method>_<contrast>.nii.gz`` for several maps,
+    ``..._<index>_<volume>.nii.gz`` for several volumes."""
+    several = len(keys) > 1
+    return [[output_path(path, i, name, len(names), *(key if several else ())) for key in keys]
+            for i, name in enumerate(names)]
 
+
+def save_nifti(path: Path, images: list[dict[tuple[str, str], Any]], affines: list[Any], names: list[str],
+               positions: list[int], count: int) -> None:
+    """``--save-maps x.nii.gz`` for volumes: each (method, contrast) map as a NIfTI file with the scan's affine
+    (it opens aligned with the scan in any viewer), the targets on the 4th dimension when several; named by
+    `nifti_paths` (input ``positions[i]`` of the run's ``count``)."""
     from ..data.volume import save_volume
 
-    several = len(images[0]) > 1
+    keys = list(images[0])
     for i, image in enumerate(images):
         if affines[i] is None:
             raise ClassContrastError(f"--save-maps {path}: NIfTI maps are for NIfTI volumes; {names[i]} is not one "
                                      "(give --save-maps a .npz)")
-        for (method, contrast), e in image.items():
-            stem = path.name[: -len(".nii.gz")] if path.name.lower().endswith(".nii.gz") else path.stem
-            suffix = "".join(path.suffixes[-2:]) if path.name.lower().endswith(".nii.gz") else path.suffix
-            parts = [stem, *((method, re.sub(r"[^\w.-]+", "_", contrast)) if several else ()),
-                     *((Path(names[i]).stem.split(".")[0],) if len(images) > 1 else ())]
-            target = path.with_name("_".join(parts) + suffix)
+        targets = [output_path(path, positions[i], names[i], count, *(key if len(keys) > 1 else ())) for key in keys]
+        for target, e in zip(targets, image.values(), strict=True):
             written = save_volume(target, e.shown()[0].float().cpu(), affines[i])  # (K, D, H, W)
             console.print(f"wrote {written}")
 
 
 def save_clip_video(path: Path, image: dict[tuple[str, str], Any], pixels: Any, fps: float = 8.0) -> None:
-    """``--video``: the clip and, beside it, each (method, contrast) map of its first target, frame by frame."""
+    """``--video``: the clip and, beside it, each (method, contrast) map of its first target, frame by frame (one
+    video per clip, named by `output_path`)."""
     import numpy as np
 
     from ..data.video import save_video
@@ -269,5 +313,5 @@ def npz_key(method: str, contrast: str) -> str:
     return f"maps/{ascii_(method)}/{ascii_(contrast)}"
 
 
-__all__ = ["column_title", "npz_key", "save_arrays", "save_clip_video", "save_nifti", "split", "unit_arrays",
-           "write_figures"]
+__all__ = ["column_title", "nifti_paths", "npz_key", "save_arrays", "save_clip_video", "save_nifti", "split",
+           "unit_arrays", "write_figures"]

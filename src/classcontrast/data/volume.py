@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ClassContrastError
+from .budgets import VOLUME_VOXELS, check_volume
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz")
 
@@ -29,19 +30,31 @@ def _nib():
     return nibabel
 
 
-def load_volume(path: str | os.PathLike[str]) -> tuple[Tensor, np.ndarray]:
+def load_volume(path: str | os.PathLike[str], max_voxels: int = VOLUME_VOXELS) -> tuple[Tensor, np.ndarray]:
     """(volume (C, *spatial) float32, affine (4, 4)): the array in the file's own voxel order with the values as
     stored (scaled by the file's slope and intercept, as nibabel reads them), C = 1 for a 3-D file and the
-    4th dimension (channels, echoes, time points) first for a 4-D one; the file's voxel-to-world affine."""
+    4th dimension (channels, echoes, time points) first for a 4-D one; the file's voxel-to-world affine.
+
+    The header's size is checked against ``max_voxels`` (`classcontrast.data.budgets`) before the data is read, and
+    a volume holding NaN or infinite voxels is refused: each a one-line error naming the file."""
     p = Path(path)
     if not p.is_file():
         raise ClassContrastError(f"no such file: {p}")
     nib = _nib()
     try:
         image = nib.load(str(p))
-        data = np.asarray(image.dataobj, dtype=np.float32)
+        shape = tuple(int(s) for s in image.shape)
     except Exception as e:  # nibabel raises many types for a file that is not NIfTI
         raise ClassContrastError(f"{p} could not be read as a NIfTI volume ({type(e).__name__})") from e
+    check_volume(p, shape, max_voxels)
+    try:
+        data = np.asarray(image.dataobj, dtype=np.float32)
+    except Exception as e:  # a truncated file: whatever nibabel and gzip raise
+        raise ClassContrastError(f"{p} could not be read as a NIfTI volume ({type(e).__name__})") from e
+    bad = int(data.size - np.isfinite(data).sum())
+    if bad:
+        raise ClassContrastError(f"{p} holds {bad:,} NaN or infinite voxel{'s' if bad > 1 else ''}: fill them (e.g. "
+                                 "np.nan_to_num) before explaining it")
     if data.ndim == 3:
         data = data[None]
     elif data.ndim == 4:

@@ -21,7 +21,10 @@ Ultralytics is never imported by classcontrast itself: the module is recognised 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from types import ModuleType
 from typing import Any
 
@@ -34,34 +37,195 @@ from ..outputs import finite
 from .base import register_units
 from .objects import ObjectUnits, rows_at
 
+_IMPORTING = threading.Lock()  # one import at a time: the recording patches below are process-wide
+
 
 def import_ultralytics(*names: str) -> list[ModuleType]:
-    """Import Ultralytics modules and leave the rest of the process as it was. Importing Ultralytics sets
-    ``OMP_NUM_THREADS=1`` (and other variables) for every later subprocess, replaces ``PIL.Image.open`` by an opener
-    that answers an unreadable image by trying to pip-install a HEIF plugin, replaces ``torch.save``, adds warning
-    filters and changes torch's and NumPy's print options; all of that is undone here (a process that had imported
-    Ultralytics before keeps what it had)."""
-    import copy
+    """Import Ultralytics modules and leave the rest of the process as it was: whatever the import changes from the
+    importing thread is recorded as it happens and undone afterwards — and only that, so what other threads set
+    meanwhile stays (`_left_as_found`). Importing Ultralytics sets ``OMP_NUM_THREADS=1`` and four other variables for
+    every later subprocess, replaces ``PIL.Image.open`` (by an opener that answers an unreadable image by trying to
+    pip-install a HEIF plugin) and ``torch.save``, adds warning filters, changes torch's and NumPy's print options,
+    OpenCV's thread count (``cv2.setNumThreads(0)``) and other libraries' loggers' levels, and writes a settings file
+    under the user's home with a banner on stdout: here its settings go to a private temporary folder (removed at
+    exit) unless ``YOLO_CONFIG_DIR`` is set, and the banner is dropped. What remains: Ultralytics' modules in
+    ``sys.modules`` with their own logger ("ultralytics"), and — for later uses of Ultralytics in this process — its
+    settings in that temporary folder (its defaults) unless ``YOLO_CONFIG_DIR`` was set."""
     import importlib
+
+    with _IMPORTING, _left_as_found():
+        return [importlib.import_module(n) for n in names]
+
+
+@contextmanager
+def _left_as_found() -> Iterator[None]:
+    """Record what the current thread changes (environment variables, warning filters, loggers' levels, OpenCV's
+    threads, print options, ``PIL.Image.open``, ``torch.save``) and undo exactly that on leaving."""
+    import logging
     import os
     import warnings
 
-    import numpy as np
-    import torch._tensor_str as tensor_str
+    import torch
     from PIL import Image
 
-    environ, opener, save = dict(os.environ), Image.open, torch.save
-    filters, printing, np_printing = warnings.filters[:], copy.copy(tensor_str.PRINT_OPTS), np.get_printoptions()
+    me = threading.get_ident()
+    undo: list[Callable[[], None]] = []
+    with ExitStack() as patches:
+        _record_environ(me, undo, patches)
+        for module, name in ((warnings, "filterwarnings"), (warnings, "simplefilter")):
+            _record_filters(module, name, me, undo, patches)
+        _record_levels(me, undo, patches)
+        _record_calls(me, undo, patches)
+        opener, save = Image.open, torch.save
+        quiet = _Banner()
+        logging.getLogger("ultralytics").addFilter(quiet)
+        settings = None
+        if not os.environ.get("YOLO_CONFIG_DIR"):
+            settings = _private_settings()
+            os.environ["YOLO_CONFIG_DIR"] = settings  # recorded: removed again on leaving
+        try:
+            yield
+        finally:
+            logging.getLogger("ultralytics").removeFilter(quiet)
+            if Image.open is not opener:
+                Image.open = opener
+            if torch.save is not save:
+                torch.save = save
+    for step in reversed(undo):
+        step()
+
+
+def _private_settings() -> str:
+    """A private folder for Ultralytics' settings file (instead of the user's home), removed at exit."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="classcontrast-ultralytics-")
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+class _Banner(logging.Filter):
+    """Drops Ultralytics' "Creating new Ultralytics Settings ... file" banner (printed when its settings file is
+    made: here, in a private folder)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Ultralytics Settings" not in record.getMessage()
+
+
+def _record_environ(me: int, undo: list[Callable[[], None]], patches: ExitStack) -> None:
+    """Environment variables this thread sets or deletes, restored to their values before."""
+    import os
+
+    environ = type(os.environ)
+    setitem, delitem = environ.__setitem__, environ.__delitem__
+    before: dict[str, str | None] = {}
+
+    def remember(key: str) -> None:
+        if threading.get_ident() == me and key not in before:
+            before[key] = os.environ.get(key)
+
+    def recording_set(self: Any, key: str, value: str) -> None:
+        remember(key)
+        setitem(self, key, value)
+
+    def recording_del(self: Any, key: str) -> None:
+        remember(key)
+        delitem(self, key)
+
+    environ.__setitem__, environ.__delitem__ = recording_set, recording_del  # type: ignore[method-assign]
+    patches.callback(setattr, environ, "__setitem__", setitem)
+    patches.callback(setattr, environ, "__delitem__", delitem)
+
+    def restore() -> None:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    undo.append(restore)
+
+
+def _record_filters(module: Any, name: str, me: int, undo: list[Callable[[], None]], patches: ExitStack) -> None:
+    """Warning filters this thread adds through ``module.name``, removed again (a filter that was there before
+    is left)."""
+    import warnings
+
+    original = getattr(module, name)
+    added: list[tuple[Any, ...]] = []
+
+    def recording(*args: Any, **kwargs: Any) -> None:
+        if threading.get_ident() != me:
+            return original(*args, **kwargs)
+        had = list(warnings.filters)
+        original(*args, **kwargs)
+        added.extend(f for f in warnings.filters if f not in had)
+
+    setattr(module, name, recording)
+    patches.callback(setattr, module, name, original)
+
+    def restore() -> None:
+        for item in added:
+            if item in warnings.filters:
+                warnings.filters.remove(item)
+        mutated = getattr(warnings, "_filters_mutated", None)  # the warnings module's cache of the filters
+        if mutated is not None:
+            mutated()
+
+    undo.append(restore)
+
+
+def _record_levels(me: int, undo: list[Callable[[], None]], patches: ExitStack) -> None:
+    """Other libraries' loggers whose level this thread sets, given back their levels (Ultralytics' own logger,
+    "ultralytics", is its own)."""
+    set_level = logging.Logger.setLevel
+    before: dict[logging.Logger, int] = {}
+
+    def recording(self: logging.Logger, level: Any) -> None:
+        if threading.get_ident() == me and not self.name.startswith("ultralytics") and self not in before:
+            before[self] = self.level
+        set_level(self, level)
+
+    logging.Logger.setLevel = recording  # type: ignore[method-assign]
+    patches.callback(setattr, logging.Logger, "setLevel", set_level)
+    undo.append(lambda: [set_level(logger, level) for logger, level in before.items()] and None)
+
+
+def _record_calls(me: int, undo: list[Callable[[], None]], patches: ExitStack) -> None:
+    """Process-wide settings this thread changes by a call — OpenCV's thread count, torch's and NumPy's print
+    options — given back their values before the first such call."""
+    import copy
+
+    import numpy as np
+    import torch
+    import torch._tensor_str as tensor_str
+
+    settings: list[tuple[Any, str, Callable[[], Any], Callable[[Any], None]]] = [
+        (torch, "set_printoptions", lambda: copy.copy(tensor_str.PRINT_OPTS),
+         lambda v: setattr(tensor_str, "PRINT_OPTS", v)),
+        (np, "set_printoptions", np.get_printoptions, lambda v: np.set_printoptions(**v)),
+    ]
     try:
-        return [importlib.import_module(n) for n in names]
-    finally:
-        for key in set(os.environ) - set(environ):
-            del os.environ[key]
-        os.environ.update(environ)
-        Image.open, torch.save = opener, save
-        warnings.filters[:] = filters
-        tensor_str.PRINT_OPTS = printing
-        np.set_printoptions(**np_printing)
+        import cv2
+
+        settings.append((cv2, "setNumThreads", cv2.getNumThreads, cv2.setNumThreads))
+    except ImportError:  # pragma: no cover - Ultralytics installs OpenCV
+        pass
+    for module, name, read, write in settings:
+        original = getattr(module, name)
+        before: list[Any] = []
+
+        def recording(*args: Any, _original: Any = original, _read: Any = read, _before: Any = before,
+                      **kwargs: Any) -> Any:
+            if threading.get_ident() == me and not _before:
+                _before.append(_read())
+            return _original(*args, **kwargs)
+
+        setattr(module, name, recording)
+        patches.callback(setattr, module, name, original)
+        undo.append(lambda _before=before, _write=write: _before and _write(_before[0]))
 
 
 def is_yolo(net: object) -> bool:

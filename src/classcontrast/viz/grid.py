@@ -42,7 +42,7 @@ def _draw_box(ax: Any, unit: dict[str, Any], name: str) -> None:
 
     x0, y0, x1, y1 = unit["box"]
     ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="black", linewidth=1.0))
-    ax.text(x0, y0, f" {name}", fontsize=5, va="bottom", ha="left", color="white",
+    ax.text(x0, y0, drawn(f" {name}"), fontsize=5, va="bottom", ha="left", color="white",
             bbox={"facecolor": "black", "alpha": 0.6, "pad": 0.5, "linewidth": 0})
 
 
@@ -56,7 +56,7 @@ def sign_note(score: float) -> str:
     return f"note: map sums {'< 0' if score > 0 else '> 0'}, score {score:+.3g}"
 
 
-def _shown(ex: Explanation, smooth_input: bool) -> np.ndarray:
+def _displayed(ex: Explanation, smooth_input: bool) -> np.ndarray:
     """An explanation's maps (B, K, H, W) as drawn: per-channel maps summed; input-space maps smoothed."""
     maps = ex.shown().detach().float().cpu().numpy()
     at_input = tuple(ex.shown(layer=True).shape[-2:]) == tuple(maps.shape[-2:])
@@ -64,6 +64,33 @@ def _shown(ex: Explanation, smooth_input: bool) -> np.ndarray:
         return maps
     sigma = max(maps.shape[-2:]) * SMOOTH_FRACTION
     return np.stack([[smooth(m, sigma) for m in row] for row in maps]).astype(np.float32)
+
+
+def drawn(text: str) -> str:
+    """Text as matplotlib draws it literally: control characters escaped (`printable`) and every ``$`` escaped,
+    so a file named ``price_$5_$6.png`` or a prompt "$5 or $6" is never read as mathtext (which failed on the
+    first and dropped the dollars and spaces of the second)."""
+    return printable(text, lines=True).replace("$", r"\$")
+
+
+TITLE_CHARS = 26  # characters of a size-8 title that fit over one map of `cell` 2.4 inches (its image ~1.8 inches)
+
+
+def fitted(text: str, cell: float = 2.4, size: float = 8) -> str:
+    """A title wrapped to the width of its map (long file names broken), so no title is clipped at the
+    figure's edge or runs into its neighbour's."""
+    import textwrap
+
+    width = max(8, round(TITLE_CHARS * cell / 2.4 * 8 / size))
+    return "\n".join(part for line in drawn(text).split("\n")
+                     for part in (textwrap.wrap(line, width, break_long_words=True) or [""]))
+
+
+NEGLIGIBLE_NOTE = "≈ 0: negligible against its score {score:+.3g}"
+SAME_FOIL_NOTE = "rather than {name}: the target\nitself — nothing to explain"
+
+# a row of a figure: (image, target, heading above the row's label or None, column title -> Explanation)
+Row = tuple[int, int, "str | None", Mapping[str, Explanation]]
 
 
 def plot_explanations(
@@ -96,60 +123,78 @@ def plot_explanations(
 
     The photo is drawn in colour in the first column and as a grey backdrop under the maps, whose
     opacity grows with |value|. A map whose sum has the opposite sign of its contrast's score is marked
-    with one short line (`classcontrast.text.SIGN_NOTE` says what it means; see the map-sign page).
+    with one short line (`classcontrast.text.SIGN_NOTE` says what it means; see the map-sign page); a map
+    that is numerically zero against its score (`Explanation.negligible`) is drawn as zero with the note "≈ 0";
+    a foil equal to the row's target is a note in place of the panel.
 
     Returns:
         The matplotlib figure (made without pyplot: safe in threads, shown inline by Jupyter).
     """
-    cols = list(results)
-    first = results[cols[0]]
+    first = results[next(iter(results))]
     b, k = first.targets.shape
-    maps = {c: _shown(results[c], smooth_input) for c in cols}
-    notes = {c: results[c].disagreeing() for c in cols}
-    scores = {c: results[c].scores for c in cols}
-    probs = first.target_probabilities.detach().float().cpu().numpy()
-    targets = first.targets.cpu().numpy()
     selected = first.selected  # Threshold targets: fillers (below the threshold) are not drawn
-    rows = [(i, j) for i in range(b) for j in range(k) if selected is None or bool(selected[i, j])]
+    rows: list[Row] = [(i, j, None, results) for i in range(b) for j in range(k)
+                       if selected is None or bool(selected[i, j])]
+    return _figure(images, rows, categories, scale, titles, path, cell, smooth_input)
+
+
+def plot_grid(
+    images: Sequence[Any],
+    results: Mapping[str, Mapping[str, Explanation]],
+    categories: Sequence[str] | None = None,
+    scale: Scale = "map",
+    titles: Sequence[str] | None = None,
+    path: str | os.PathLike[str] | None = None,
+    cell: float = 2.4,
+    smooth_input: bool = True,
+) -> Figure:
+    """Many methods × many contrasts as a grid: one row per image, target and method (``results``: method ->
+    contrast -> Explanation), one column per contrast — instead of one very long row of every (method, contrast).
+    Otherwise as `plot_explanations`."""
+    methods = list(results)
+    first = results[methods[0]][next(iter(results[methods[0]]))]
+    b, k = first.targets.shape
+    selected = first.selected
+    rows: list[Row] = [(i, j, m, results[m]) for i in range(b) for j in range(k)
+                       if selected is None or bool(selected[i, j]) for m in methods]
+    return _figure(images, rows, categories, scale, titles, path, cell, smooth_input)
+
+
+def _figure(images: Sequence[Any], rows: list[Row], categories: Sequence[str] | None, scale: Scale,
+            titles: Sequence[str] | None, path: str | os.PathLike[str] | None, cell: float, smooth_input: bool
+            ) -> Figure:
+    """Draw ``rows`` (each: the photo, its label, then its columns' maps) with one colour bar; save to ``path``."""
+    cols = list(rows[0][3])
+    drawn_maps: dict[int, np.ndarray] = {}
+    for _, _, _, columns in rows:
+        for ex in columns.values():
+            if id(ex) not in drawn_maps:
+                drawn_maps[id(ex)] = _displayed(ex, smooth_input)
     fig = Figure(figsize=(cell * (len(cols) + 1), cell * len(rows) + 0.6))
     grid = fig.add_gridspec(len(rows) + 1, len(cols) + 1, height_ratios=[1.0] * len(rows) + [0.06])
-    figure_scale = halfrange(np.stack([maps[c] for c in cols]))
-    column_scale = {c: halfrange(maps[c]) for c in cols}
-    for row, (i, j) in enumerate(rows):
+    cells = [[drawn_maps[id(columns[c])][i, j] for c in cols] for i, j, _, columns in rows]
+    figure_scale = halfrange(np.stack([m for row in cells for m in row]))
+    column_scale = {c: halfrange(np.stack([row[n] for row in cells])) for n, c in enumerate(cols)}
+    for r, (i, j, heading, columns) in enumerate(rows):
         img = to_numpy_image(images[i])
-        cls = int(targets[i, j])
-        name = categories[cls] if categories is not None and cls < len(categories) else f"class {cls}"
-        ax = fig.add_subplot(grid[row, 0])
+        first = columns[cols[0]]
+        name = _class_name(categories, int(first.targets[i, j]))
+        ax = fig.add_subplot(grid[r, 0])
         ax.imshow(img)
         ax.set_axis_off()
-        label = f"{name}\np={probs[i, j]:.3f}" if first.head != "sigmoid" else \
-            f"{name}\nσ={probs[i, j]:.3f} (independent)"
-        unit = first.units[i][j] if first.units and j < len(first.units[i]) else None
-        if unit is not None and unit.get("kind") == "region":
-            share = unit["pixels"] / max(1, unit["mask"].numel())
-            label = f"{name} (region: {share:.0%} of pixels)\nmean p={probs[i, j]:.3f}"
-        thing = _object(first, i, j)
-        if thing is not None:
-            label = f"{name} (object {thing['index']})\nscore {thing['score']:.3f}"
-            _draw_box(ax, thing, name)
-        if titles is not None and (row == 0 or rows[row - 1][0] != i):
-            label = f"{printable(titles[i])}\n{label}"  # a non-UTF-8 file name drawn with escapes
-        ax.set_title(label, fontsize=8)
-        row_scale = halfrange(np.stack([maps[c][i, j] for c in cols]))
-        region = _region(first, i, j)
-        for col, c in enumerate(cols, start=1):
+        label = _row_label(first, i, j, name, ax)
+        if heading is not None:
+            label = f"{heading}\n{label}"
+        if titles is not None and (r == 0 or rows[r - 1][0] != i):
+            label = f"{titles[i]}\n{label}"
+        ax.set_title(fitted(label, cell), fontsize=8)
+        row_scale = halfrange(np.stack(cells[r]))
+        for n, c in enumerate(cols):
             s = {"map": None, "row": row_scale, "column": column_scale[c], "figure": figure_scale}[scale]
-            ax = fig.add_subplot(grid[row, col])
-            overlay(ax, img, maps[c][i, j], scale=s)
-            if region is not None:
-                ax.contour(region, levels=[0.5], colors="black", linewidths=0.8)
-            if thing is not None:
-                _draw_box(ax, thing, name)
-            if row == 0:
-                ax.set_title(readable(c), fontsize=8)
-            if notes[c] is not None and bool(notes[c][i, j]):
-                ax.text(0.5, -0.02, sign_note(float(scores[c][i, j])), transform=ax.transAxes, ha="center",
-                        va="top", fontsize=6, color="0.25")
+            ax = fig.add_subplot(grid[r, n + 1])
+            _cell(ax, img, columns[c], i, j, cells[r][n], s, categories)
+            if r == 0:
+                ax.set_title(fitted(readable(c), cell), fontsize=8)
     colorbar(fig, fig.add_subplot(grid[len(rows), 1:]), figure_scale if scale == "figure" else None)
     fig.tight_layout()
     if path is not None:
@@ -157,6 +202,58 @@ def plot_explanations(
         fig.savefig(path, dpi=150)
     _displayable_in_notebooks()
     return fig
+
+
+def _class_name(categories: Sequence[str] | None, cls: int) -> str:
+    return categories[cls] if categories is not None and cls < len(categories) else f"class {cls}"
+
+
+def _row_label(first: Explanation, i: int, j: int, name: str, ax: Any) -> str:
+    """The row's label under its photo: the class and its probability; a region's share of the pixels; an
+    object's index and score (its box drawn on the photo)."""
+    p = float(first.target_probabilities[i, j])
+    label = f"{name}\np={p:.3f}" if first.head != "sigmoid" else f"{name}\nσ={p:.3f} (independent)"
+    unit = first.units[i][j] if first.units and j < len(first.units[i]) else None
+    if unit is not None and unit.get("kind") == "region":
+        share = unit["pixels"] / max(1, unit["mask"].numel())
+        label = f"{name} (region: {share:.0%} of pixels)\nmean p={p:.3f}"
+    thing = _object(first, i, j)
+    if thing is not None:
+        label = f"{name} (object {thing['index']})\nscore {thing['score']:.3f}"
+        _draw_box(ax, thing, name)
+    return label
+
+
+def _cell(ax: Any, img: np.ndarray, ex: Explanation, i: int, j: int, m: np.ndarray, scale: float | None,
+          categories: Sequence[str] | None) -> None:
+    """One map over the grey photo, with its region's outline or object's box and the note it needs; a foil
+    equal to the target is a note instead of a map."""
+    same = ex.foil_is_target()
+    if same is not None and bool(same[i, j]):
+        ax.set_axis_off()
+        name = _class_name(categories, int(ex.targets[i, j]))
+        ax.text(0.5, 0.5, drawn(SAME_FOIL_NOTE.format(name=name)), transform=ax.transAxes, ha="center",
+                va="center", fontsize=7, color="0.3")
+        return
+    negligible = ex.negligible()
+    score = None if ex.scores is None else float(ex.scores[i, j])
+    zero = negligible is not None and bool(negligible[i, j])
+    overlay(ax, img, np.zeros_like(m) if zero else m, scale=scale)
+    region = _region(ex, i, j)
+    if region is not None:
+        ax.contour(region, levels=[0.5], colors="black", linewidths=0.8)
+    thing = _object(ex, i, j)
+    if thing is not None:
+        _draw_box(ax, thing, _class_name(categories, int(ex.targets[i, j])))
+    note = None
+    if zero and score is not None:
+        note = NEGLIGIBLE_NOTE.format(score=score)
+    else:
+        disagree = ex.disagreeing()
+        if disagree is not None and bool(disagree[i, j]) and score is not None:
+            note = sign_note(score)
+    if note is not None:
+        ax.text(0.5, -0.02, drawn(note), transform=ax.transAxes, ha="center", va="top", fontsize=6, color="0.25")
 
 
 def _displayable_in_notebooks() -> None:
