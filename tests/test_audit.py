@@ -389,3 +389,25 @@ def test_unlabelled_audit_speaks_of_top_1_and_top_2(embedded: cc.ModelBundle, tm
         heading = b.eval("document.querySelector('.cc-viewer h2').textContent")
         first = report["pairs"][0]
         assert heading.startswith(f"{first['first']} vs {first['second']} (top-1 vs top-2)")
+
+
+def test_long_file_names_stay_inside_their_cards(audited: Path, tmp_path: Path) -> None:
+    """A pair's image cards keep a long file name (no spaces) inside their width (on today's main it ran into the
+    next card)."""
+    from tools.browser import Browser
+
+    html = (audited / "audit.html").read_text()
+    start = html.index('type="application/json"')
+    begin, end = html.index(">", start) + 1, html.index("</script>", start)
+    data = json.loads(html[begin:end])
+    for e in data["entries"]:
+        e["title"] = "a_very_long_file_name_from_a_camera_export_2026_12_06_" + e["title"]
+    page = tmp_path / "long.html"
+    page.write_text(html[:begin] + json.dumps(data).replace("</", "<\\/") + html[end:])
+    with Browser() as b:
+        b.open(page.resolve().as_uri())
+        b.settled()
+        b.click('tr.cc-row[data-pair="0"]')
+        b.settled()
+        widths = b.eval("[...document.querySelectorAll('.cc-card')].map(c => [c.scrollWidth, c.clientWidth])")
+    assert widths and all(scroll <= client for scroll, client in widths), widths

@@ -165,3 +165,47 @@ def test_every_clip_gets_its_own_overlay_video(tmp_path: Path) -> None:
     assert videos == ["why_000_left.mp4", "why_001_right.mp4"]
     first, second = (cc.load_video(tmp_path / v) for v in videos)
     assert first.shape[1] == second.shape[1] == 6 and not torch.equal(first, second)
+
+
+def test_the_explorer_draws_maps_over_a_grey_photo(tmp_path: Path) -> None:
+    """Where a map is 0 the page shows the photo in grey, as the figures do (today's main laid the maps over the
+    colour photo: red evidence on a red object read as nothing). The model reads the left half only, so the right
+    half's gradient is exactly 0; the photo is pure red."""
+    from tools.browser import Browser
+
+    class Left(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = nn.Linear(3 * 16 * 8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(x[..., :8].flatten(1))
+
+    torch.manual_seed(0)
+    x = torch.zeros(1, 3, 16, 16)
+    x[:, 0] = 1.0
+    page = cc.write_explorer(tmp_path / "red.html", Left(), x, ["gradient"])
+    with Browser() as b:
+        b.open(page.resolve().as_uri())
+        b.settled()
+        right = b.eval("""(() => { const c = document.querySelector('canvas.cc-main');
+            const d = c.getContext('2d').getImageData(Math.floor(c.width * 0.8), Math.floor(c.height / 2), 1, 1).data;
+            return [d[0], d[1], d[2]]; })()""")
+    assert max(right) - min(right) <= 2 and abs(right[0] - (63.75 + 0.6 * 0.299 * 255)) <= 3, right
+
+
+def test_the_answers_figure_has_the_signed_colour_bar_and_literal_dollars() -> None:
+    """The vision-language figure had no colour bar (today's main), and its question's dollars were mathtext."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from classcontrast.viz.words import plot_answers
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))
+    x = torch.rand(1, 3, 8, 8)
+    ex = cc.explain(model, x, "gradient", "weighted")
+    fig = plot_answers(x[0], {"gradient · weighted": ex}, {"gradient · weighted": torch.rand(1, 3)},
+                       ["is", "it", "$5"], ["yes", "no"], "$5 or $6 ?")
+    FigureCanvasAgg(fig).draw()
+    labels = [t.get_text() for ax in fig.axes for t in ax.get_xticklabels()]
+    assert any("for t" in label for label in labels) and any("against t" in label for label in labels)
+    assert r"\$5 or \$6" in fig._suptitle.get_text()

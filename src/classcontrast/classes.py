@@ -62,8 +62,18 @@ def class_index(value: str | int, categories: Sequence[str] | None, what: str = 
     if categories is None:
         raise ClassContrastError(f"class {value!r}{where} is a name, but the model has no class names: give the "
                                  f"class index, or explain a ModelBundle (it knows its classes)")
-    raise ClassContrastError(f"unknown class {value!r}{where}{did_you_mean(value, categories)} "
-                             f"(give a class index or one of the model's {len(categories)} class names)")
+    raise ClassContrastError(f"unknown class {value!r}{where}{did_you_mean(value, categories)} ({_which(categories)})")
+
+
+def _which(categories: Sequence[str]) -> str:
+    """What classes a model has, for an unknown name's error: unnamed (numbered), all of them, or the first few."""
+    if all(c.strip().isdigit() for c in categories):
+        return (f"this model's {len(categories)} classes have no names, only numbers '{categories[0]}' … "
+                f"'{categories[-1]}' (a model built from a file with no class names): give a class index")
+    if len(categories) <= 12:
+        return f"the model's classes: {', '.join(repr(c) for c in categories)}"
+    shown = ", ".join(repr(c) for c in categories[:5])
+    return f"give a class index or one of the model's {len(categories)} class names: {shown}, …"
 
 
 def names_classes(spec: object) -> bool:

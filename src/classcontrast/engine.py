@@ -25,6 +25,7 @@ from .methods import METHODS, LayerMethod, Method, Recording, get_method
 from .methods.base import Pass
 from .methods.perturbation import PerturbationMethod
 from .outputs import all_finite, finite, is_binary
+from .progress import tick
 from .state import frozen_eval
 from .units import Units, claim, from_output
 from .units.yolo import is_yolo
@@ -215,6 +216,7 @@ def _backpropagated(m: Method, run: nn.Module, x: Tensor, units: Units | None, s
             m.after_forward(rec)
             maps = _backward(m, units, contrasts, logits, rec, t, p.rows, n, batched, net)
             del logits
+        tick()
         if not m.multipass:
             total = maps
         else:  # rows of the same image are summed
@@ -247,7 +249,9 @@ def _perturbed(m: Method, run: nn.Module, x: Tensor, units: Units | None, spec: 
             with ExitStack() as hooks:
                 m.perturb(run, p, hooks)
                 _, out = _outputs(units, run, p.input, p.rows, hooks, *spec)
-                return units.objectives(contrasts, out, t, p.rows, n)
+                scored = units.objectives(contrasts, out, t, p.rows, n)
+            tick()
+            return scored
 
         total = m.attribute(x, rec, clean, score)
     return units, y, t, contrasts, total, rec

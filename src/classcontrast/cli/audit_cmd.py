@@ -11,7 +11,7 @@ from . import method_flags as flags
 from .checks import check_number
 from .common import console, shard_progress
 from .evaluate_cmd import BATCH, DEVICE, LIMIT, MODEL, NUM_CLASSES, PREPROCESS, SEED, TRUST, WEIGHTS, setup_run
-from .options import METHODS_HELP, split_values
+from .options import METHODS_HELP, check_names, split_values
 
 
 def audit_command(
@@ -46,6 +46,7 @@ def audit_command(
     keep: float = flags.KEEP, ablation: float = flags.ABLATION,
 ) -> None:
     """Audit the model's confusions: "why A and not B" for the most confused pairs, in audit.html."""
+    check_names(split_values(method))  # a misspelling is reported before torch loads
     from ..confusion import audit
     from ..confusion.run import check_counts
     from ..distributed import local_device, setup

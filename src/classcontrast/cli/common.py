@@ -29,10 +29,24 @@ class _PlainConsole(Console):
         super().__init__(stderr=False, markup=False, emoji=False, highlight=False)
 
     def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        """Text is printed as written, never wrapped at the console's width (a markdown table piped to a file kept
+        its rows whole only at a terminal: rich wraps at 80 columns elsewhere); rich's tables fit the width."""
+        if all(isinstance(o, str) for o in objects):
+            kwargs.setdefault("soft_wrap", True)
         super().print(*(printable(o, lines=True) if isinstance(o, str) else o for o in objects), **kwargs)
 
 
 console = _PlainConsole()
+
+
+class _ErrorConsole(_PlainConsole):
+    """The same, on stderr: progress bars, which go to a terminal only (never into a piped run's output)."""
+
+    def __init__(self) -> None:
+        Console.__init__(self, stderr=True, markup=False, emoji=False, highlight=False)
+
+
+err_console = _ErrorConsole()
 
 
 def resolve_device(device: str) -> Any:
@@ -50,14 +64,20 @@ def resolve_device(device: str) -> Any:
     return dev
 
 
+def _bars(disable: bool, transient: bool = False) -> Any:
+    """rich's progress display on stderr, at a terminal only: the time left while running, the time taken when
+    done (not a remaining 0:00:00 that reads as an elapsed time)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(elapsed_when_finished=True), console=err_console, transient=transient,
+                    disable=disable or not err_console.is_terminal)
+
+
 @contextmanager
 def progress_tasks(disable: bool = False) -> Iterator[Callable[[str, int | None], Callable[[int], None]]]:
     """One progress display for several phases; yields ``task(label, total)`` -> ``advance(n)``."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(),
-                  console=console, transient=False, disable=disable) as bar:
+    with _bars(disable) as bar:
 
         def task(label: str, total: int | None) -> Callable[[int], None]:
             t = bar.add_task(printable(label), total=total)
@@ -71,6 +91,51 @@ def progress_bar(total: int | None, label: str, disable: bool = False) -> Iterat
     """A progress bar; yields ``advance(n)``."""
     with progress_tasks(disable) as task:
         yield task(label, total)
+
+
+class RunProgress:
+    """``explain``'s progress on stderr at a terminal, shown once a run has taken more than ``after`` seconds: per
+    method, its batches done, and the model passes of the current call (`classcontrast.progress`: every forward and
+    backward pass, path point, noisy copy or perturbed batch) — a long run is never silent. ``quiet``: nothing."""
+
+    def __init__(self, methods: Sequence[str], batches: int, quiet: bool = False, after: float = 2.0) -> None:
+        import time
+
+        self.bar = _bars(quiet)
+        self.methods, self.batches, self.after = list(methods), batches, after
+        self.start, self.clock, self.shown = time.monotonic(), time.monotonic, False
+        self.tasks: dict[str, Any] = {}
+        self.passes = 0
+
+    def _show(self) -> None:
+        if not self.shown and self.clock() - self.start >= self.after:
+            self.bar.start()
+            self.shown = True
+
+    def __enter__(self) -> RunProgress:
+        self.tasks = {m: self.bar.add_task(m, total=self.batches) for m in self.methods}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.shown:
+            self.bar.stop()
+
+    @contextmanager
+    def method(self, name: str) -> Iterator[None]:
+        """One `explain` call of method ``name`` on one batch: its passes counted as they happen."""
+        from ..progress import reporting
+
+        self.passes = 0
+
+        def tick() -> None:
+            self.passes += 1
+            self.bar.update(self.tasks[name], description=f"{name} (pass {self.passes})", refresh=self.shown)
+            self._show()
+
+        with reporting(tick):
+            yield
+        self.bar.update(self.tasks[name], advance=1, description=name)
+        self._show()
 
 
 @contextmanager
@@ -113,6 +178,7 @@ def run_cli(app: Any, argv: Sequence[str]) -> None:
     becomes a one-line message on stderr and exit code 2; warnings are one line too."""
     warnings.showwarning = _one_line_warning
     _flags_without_type()
+    console.quiet = False  # a command's --quiet lasts for its own run
     try:
         code = app(args=list(argv), prog_name="classcontrast", standalone_mode=False)
     except _NoArgsIsHelp:  # `classcontrast` or `classcontrast evaluate` alone: typer has printed the help

@@ -18,7 +18,7 @@ from ..text import count
 from . import method_flags as flags
 from .checks import check_number, check_out_dir
 from .common import console, progress_bar, resolve_device
-from .options import CONTRASTS_HELP, METHODS_HELP, split_numbers, split_values
+from .options import CONTRASTS_HELP, METHODS_HELP, check_names, split_numbers, split_values
 
 evaluate_app = typer.Typer(help="The paper's experiments: perturbation, masking, figures, norm-logit, faithfulness.",
                            no_args_is_help=True)
@@ -123,6 +123,7 @@ def perturbation_command(
     preprocess: str = PREPROCESS, trust_remote_code: bool = TRUST,
 ) -> None:
     """Gradient-sign perturbation (paper §5.1): Δaccuracy, Δy_t, Δp_t per contrast, ε and step count."""
+    check_names(contrasts=split_values(contrast))  # before torch loads
     from ..data.sources import LABELS_FROM_PREDICTION
     from ..evaluation import run_perturbation, write_perturbation
     from ..reproduce.config import MAX_STEPS
@@ -165,6 +166,7 @@ def masking_command(
     preprocess: str = PREPROCESS, trust_remote_code: bool = TRUST,
 ) -> None:
     """Blurring / masking (paper Table 1): relative probability when keeping positive or negative features."""
+    check_names(split_values(method))  # before torch loads
     from ..evaluation import markdown_table, run_masking
 
     if rule not in {"sign", "equal", "legacy"}:
@@ -186,7 +188,10 @@ def masking_command(
                                     progress=tick)
     out.mkdir(parents=True, exist_ok=True)
     (out / "masking.json").write_text(json.dumps({"records": records, "info": info}, indent=2))
-    table = markdown_table(records, info)
+    from ..evaluation.masking import coinciding_note
+
+    note = coinciding_note(records)
+    table = markdown_table(records, info) + (f"\n{note}\n" if note else "")
     (out / "masking.md").write_text(table)
     console.print(table)
     _done([out / "masking.json", out / "masking.md"])
@@ -204,6 +209,7 @@ def figures_command(
     preprocess: str = PREPROCESS, trust_remote_code: bool = TRUST,
 ) -> None:
     """Figures of maps: original vs weighted (t1, t2), original/mean/max/weighted (t1–t3), ViT layout."""
+    check_names(split_values(method))  # before torch loads
     check_number(threshold, "--threshold", minimum=0, maximum=1)
     check_number(images, "--images", minimum=1)
     from ..evaluation.figures import is_transformer, mean_max_weighted, original_vs_weighted, select, vit_comparison
@@ -265,6 +271,7 @@ def faithfulness_command(
     cells: int = flags.CELLS, keep: float = flags.KEEP, ablation: float = flags.ABLATION,
 ) -> None:
     """Deletion / insertion (MoRF / LeRF) and ROAD curves, and average drop / increase, per method × contrast."""
+    check_names(split_values(method), split_values(contrast))  # before torch loads
     from ..evaluation.faithfulness import (
         check_grid,
         default_fractions,

@@ -15,7 +15,7 @@ from ..errors import ClassContrastError
 from ..text import printable
 from . import method_flags as flags
 from .checks import FIGURE_SUFFIXES, check_number, check_out_file, check_outputs, output_path
-from .common import console, resolve_device
+from .common import RunProgress, console, resolve_device
 from .evaluate_cmd import TRUST, check_common
 from .explain_out import (
     column_title,
@@ -29,7 +29,7 @@ from .explain_out import (
     split,
     write_figures,
 )
-from .options import CONTRASTS_HELP, METHODS_HELP, split_values
+from .options import CONTRASTS_HELP, METHODS_HELP, check_names, split_values
 
 BUNDLED = Path("chelsea (bundled cat photo)")  # no image given: the bundled photo
 _TASKS = {"classification": "image", "segmentation": "region", "detection": "object"}  # --task: its units
@@ -45,8 +45,9 @@ def explain_command(
     weights: str = typer.Option("DEFAULT", help="DEFAULT (pretrained), none (random) or a state-dict path"),
     num_classes: int = typer.Option(None, help="Class count of a checkpoint with a new head"),
     method: list[str] = typer.Option(["gradcam"], "--method", "--methods", help=METHODS_HELP),
-    contrast: list[str] = typer.Option(["original", "weighted"], "--contrast", "--contrasts",
-                                       help=CONTRASTS_HELP),
+    contrast: list[str] = typer.Option(None, "--contrast", "--contrasts",
+                                       help=f"{CONTRASTS_HELP} (default: original weighted; original max under a "
+                                       "sigmoid head, where weighted is original)"),
     top_k: int = typer.Option(2, "--top-k", help="Explain the k most probable classes"),
     target: list[str] = typer.Option(None, help="Explain these classes (index or name) instead of --top-k"),
     threshold: float = typer.Option(None, help="Explain every class with probability >= THRESHOLD instead of "
@@ -90,6 +91,8 @@ def explain_command(
                               "own training size, as Ultralytics' predictor uses, else 640)"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out images that cannot be read (each one named "
                                   "in a warning) instead of stopping at the first"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors and warnings (no progress, no "
+                               "table, no notes)"),
     frames: int = typer.Option(None, help="Clips: the frames read from each, evenly spaced (default: the model's "
                                "clip length)"),
     repeat_frames: bool = typer.Option(False, "--repeat-frames", help="Clips shorter than --frames: repeat frames "
@@ -112,6 +115,8 @@ def explain_command(
     keep: float = flags.KEEP, ablation: float = flags.ABLATION,
 ) -> None:
     """Explain why the model picks each class over the others, for every image."""
+    check_names(split_values(method), split_values(contrast))  # a misspelling is reported before torch loads
+    console.quiet = quiet  # (every command line starts loud: run_cli)
     import torch
 
     from ..classes import class_index
@@ -119,7 +124,7 @@ def explain_command(
     from ..data.inputs import list_inputs
     from ..data.volume import is_volume
     from ..detection import Detections
-    from ..engine import explain
+    from ..engine import explain, model_head, unwrap_model
     from ..methods import options_for
     from ..models import load_model
     from ..targets import Threshold, TopK
@@ -136,7 +141,6 @@ def explain_command(
     check_number(sigma, "--sigma", minimum=0)
     check_number(discard_ratio, "--discard-ratio", minimum=0, maximum=1)
     methods = split_values(method)
-    contrasts = [get_contrast(c) for c in split_values(contrast)]
     given = flags.method_flags(methods, steps=steps, baseline=baseline, integration=integration, samples=samples,
                          sigma=sigma, seed=seed, squared=squared, internal_batch_size=internal_batch_size,
                          composite=composite, canonizer=canonizer, keep_channels=keep_channels,
@@ -174,6 +178,8 @@ def explain_command(
     else:
         bundle = load_model(model, weights=weights, num_classes=num_classes, device=dev,
                             trust_remote_code=trust_remote_code, trust_checkpoint=trust_checkpoint, imgsz=imgsz)
+    default = ["original", "max" if model_head(bundle, unwrap_model(bundle), head) == "sigmoid" else "weighted"]
+    contrasts = [get_contrast(c) for c in split_values(contrast) or default]  # (no warning for a default)
     if foil is not None:
         contrasts.append(Foil(class_index(foil, bundle.categories, "--foil")))
     if contrast_cam is not None:
@@ -196,7 +202,8 @@ def explain_command(
         check_number(min_score, "--min-score", minimum=0, maximum=1)
     if detections is not None:
         check_number(detections, "--detections", minimum=1)
-    objects = Detections(top=detections or top_k, threshold=min_score) if detections or task == "detection" else None
+    asked_objects = detections is not None or task == "detection" or min_score is not None  # (a detector's options)
+    objects = Detections(top=detections or top_k, threshold=min_score) if asked_objects else None
     if task == "segmentation" and regions is None:
         regions = Region.all(top_k)  # type: ignore[assignment]
     if task == "classification" and regions is not None:
@@ -217,42 +224,47 @@ def explain_command(
     inputs, pixels, affines, sizes = [], [], [], []
 
     def explain_batch(x: Any, spec: Any) -> list[tuple[tuple[str, str], Any]]:
-        return [((meth, name), ex) for meth in methods
-                for name, ex in explain(bundle, x, meth, contrasts, spec, head=head, **options_for(meth, opts)).items()]
+        found = []
+        for meth in methods:
+            with progress.method(meth):
+                found += [((meth, name), ex) for name, ex in
+                          explain(bundle, x, meth, contrasts, spec, head=head, **options_for(meth, opts)).items()]
+        return found
 
     loaded: list[Path] = []  # the inputs explained, in order (without the unreadable ones --skip-bad skipped)
     positions: list[int] = []  # their places among the inputs given (what their output files are named by)
-    for start in range(0, len(files), batch_size):
-        chunk, x, scans, shapes = _read(files[start : start + batch_size], bundle, skip_bad, reading)
-        if not chunk:
-            continue
-        places = iter(range(start, start + batch_size))
-        positions.extend(next(i for i in places if files[i] == path) for path in chunk)
-        loaded.extend(chunk)
-        affines.extend(scans)
-        sizes.extend(shapes)
-        x = x.to(dev)
-        spec = regions or objects or (threshold_spec if threshold is not None else
-                                      TopK(top_k) if targets is None else [targets] * len(chunk))
-        for key, ex in explain_batch(x, spec):
-            columns.setdefault(key, []).append(ex)
-        first = next(iter(columns.values()))[-1]
-        kind = first.units[0][0]["kind"]
-        if region:  # a region asked for by name that an image does not have: one line, before any file
-            for i, image_units in enumerate(first.units):
-                empty = next((u for u in image_units if u.get("pixels") == 0), None)
-                if empty is not None:
-                    raise ClassContrastError(f"--region {bundle.categories[empty['target']]}: "
-                                             f"{printable(chunk[i].name)} has no pixel of that class")
-        if task is not None and _TASKS[task] != kind:
-            found = next(name for name, unit in _TASKS.items() if unit == kind)
-            raise ClassContrastError(f"--task {task}: this model's output is a {found} model's")
-        inputs.append(x)
-        pixels.extend(bundle.normalize.inverse(x).cpu())
-    if not loaded:
-        raise ClassContrastError("none of the images could be read (each one is named above)")
-    if threshold is not None:  # the same K in every batch: a batch with fewer classes above it, explained again
-        threshold_spec = _same_k(columns, inputs, threshold, explain_batch)
+    with RunProgress(methods, -(-len(files) // batch_size), quiet) as progress:
+        for start in range(0, len(files), batch_size):
+            chunk, x, scans, shapes = _read(files[start : start + batch_size], bundle, skip_bad, reading)
+            if not chunk:
+                continue
+            places = iter(range(start, start + batch_size))
+            positions.extend(next(i for i in places if files[i] == path) for path in chunk)
+            loaded.extend(chunk)
+            affines.extend(scans)
+            sizes.extend(shapes)
+            x = x.to(dev)
+            spec = regions or objects or (threshold_spec if threshold is not None else
+                                          TopK(top_k) if targets is None else [targets] * len(chunk))
+            for key, ex in explain_batch(x, spec):
+                columns.setdefault(key, []).append(ex)
+            first = next(iter(columns.values()))[-1]
+            kind = first.units[0][0]["kind"]
+            if region:  # a region asked for by name that an image does not have: one line, before any file
+                for i, image_units in enumerate(first.units):
+                    empty = next((u for u in image_units if u.get("pixels") == 0), None)
+                    if empty is not None:
+                        raise ClassContrastError(f"--region {bundle.categories[empty['target']]}: "
+                                                 f"{printable(chunk[i].name)} has no pixel of that class")
+            if task is not None and _TASKS[task] != kind:
+                found = next(name for name, unit in _TASKS.items() if unit == kind)
+                raise ClassContrastError(f"--task {task}: this model's output is a {found} model's")
+            inputs.append(x)
+            pixels.extend(bundle.normalize.inverse(x).cpu())
+        if not loaded:
+            raise ClassContrastError("none of the images could be read (each one is named above)")
+        if threshold is not None:  # the same K in every batch: a batch with fewer classes above it, explained again
+            threshold_spec = _same_k(columns, inputs, threshold, explain_batch)
     if hasattr(bundle.preprocess, "undo"):  # a letterboxed input (YOLO): maps, boxes and masks on the user's image
         columns = {key: [on_image(ex, bundle.preprocess, size) for ex, size in zip(exs, sizes, strict=True)]
                    for key, exs in columns.items()}
@@ -261,7 +273,8 @@ def explain_command(
     t = torch.cat([ex.targets.cpu() for ex in batches])
     selected = [ex.selected for ex in batches]
     _print_table(loaded, torch.cat([ex.target_probabilities.cpu() for ex in batches]), t, bundle.categories,
-                 None if selected[0] is None else torch.cat(selected).cpu())
+                 None if selected[0] is None else torch.cat(selected).cpu(), kind,
+                 "voxels" if affines[0] is not None else "pixels")
     images_ = split(columns)
     names = [p.name for p in loaded]  # (the explained ones: --skip-bad may have left some out)
     print_notes(images_, names, bundle.categories)
@@ -292,7 +305,9 @@ def explain_command(
         from ..explorer.page import NAMED, PEERS
 
         named = (*NAMED, *(c.name for c in contrasts if c.name in PEERS))  # the peers' buttons when asked for
-        units = regions or objects or (Region.all(top_k) if first.units[0][0]["kind"] == "region" else None)
+        found = first.units[0][0]["kind"]  # what the explanations were of: the page shows the same units
+        units = regions or objects or (Region.all(top_k) if found == "region" else
+                                       Detections(top=top_k) if found == "object" else None)
         sizes = {tuple(p.shape[-2:]) for p in pixels}
         page = write_explorer(html, bundle, torch.cat(inputs) if len(sizes) == 1 else inputs, methods,
                               units if units is not None else threshold_spec if threshold is not None else t.to(dev),
@@ -401,14 +416,17 @@ def _input(path: Path, bundle: Any, reading: dict[str, Any]) -> tuple[Any, Any]:
     return bundle.read_image(path), None
 
 
-def _print_table(loaded: list[Any], p: Any, targets: Any, categories: list[str], selected: Any = None) -> None:
-    """The explained classes of each image with their probability (for a region: the mean over its pixels;
-    with --threshold only the classes above it)."""
+def _print_table(loaded: list[Any], p: Any, targets: Any, categories: list[str], selected: Any = None,
+                 kind: str = "image", cells: str = "pixels") -> None:
+    """The explained classes of each image with their probability (for a region: the mean over its pixels or
+    voxels, which the header says — the regions' means need not sum to 1; with --threshold only the classes above
+    it)."""
     from rich.table import Table
 
     table = Table(title="Top classes")
     table.add_column("image")
-    table.add_column("explained classes (probability)")
+    what = f"mean p over the region's {cells}" if kind == "region" else "probability"
+    table.add_column(f"explained classes ({what})")
     for i, path in enumerate(loaded):
         cells = [f"{categories[int(c)]} ({float(p[i, j]):.3f})" for j, c in enumerate(targets[i])
                  if selected is None or bool(selected[i, j])]

@@ -182,6 +182,10 @@ def write_answer_figures(bundle: Any, inputs: list[Any], images: list[dict[tuple
     xs = [x[i : i + 1] for x in inputs for i in range(len(x))]
     written = []
     for i, (image, x) in enumerate(zip(images, xs, strict=True)):
+        p = next(iter(image.values())).probabilities[0]  # every candidate's (the vocabulary: its five likeliest)
+        top = p.topk(min(5, len(p))).indices.tolist() if len(p) > 10 else range(len(p))
+        console.print(f"{printable(names[i])}: " + ", ".join(f"{printable(bundle.categories[c])} {float(p[c]):.3f}"
+                                                                for c in top))
         net, e = prompt_tokens(bundle, image=x)
         results, words = {}, {}
         for method in dict.fromkeys(m for m, _ in image):

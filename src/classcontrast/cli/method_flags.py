@@ -57,6 +57,9 @@ def perturbation_flags(window: str | None, stride: str | None, segments: int | N
 def method_flags(methods: list[str], **given: Any) -> dict[str, Any]:
     """The method options given on the command line (None = not given), checked against the chosen methods:
     an unknown method, or a flag none of them has, is a one-line error before any work."""
+    from .options import check_names
+
+    check_names(methods)  # before torch is imported
     from ..methods import check_options
 
     check_options(methods, given, cli=True)

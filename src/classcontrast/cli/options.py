@@ -119,3 +119,18 @@ def split_numbers(values: Sequence[str] | None, option: str) -> list[float]:
         except ValueError as e:
             raise ClassContrastError(f"{option} takes numbers (space- or comma-separated), got {v!r}") from e
     return out
+
+
+def check_names(methods: Sequence[str] = (), contrasts: Sequence[str] = ()) -> None:
+    """Misspelled method and contrast names are one line before torch is imported (the built-in names are known
+    here: `METHOD_NAMES`, `CONTRAST_NAMES`), with the nearest names suggested."""
+    from ..errors import ClassContrastError, did_you_mean
+
+    for name in methods:
+        if name.lower() not in METHOD_NAMES:
+            raise ClassContrastError(f"unknown method {name!r}{did_you_mean(name, METHOD_NAMES)} (methods: "
+                                     f"{', '.join(METHOD_NAMES)})")
+    for name in contrasts:
+        if name.lower() not in CONTRAST_NAMES:
+            raise ClassContrastError(f"unknown contrast {name!r}{did_you_mean(name, CONTRAST_NAMES)} (contrasts: "
+                                     f"{', '.join(CONTRAST_NAMES)}; a foil: --foil NAME)")

@@ -182,6 +182,24 @@ def masking_rows(records: list[dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
+COINCIDE = ("GradCAM, Linear Approximation and XGradCAM give the same rows here: at the last feature map before "
+            "global average pooling the three coincide (the gradient is the same at every position; see the concepts "
+            "page, \"When maps coincide\"). A layer inside the network separates them: the study's vgg16_bn "
+            "features.40, or layer=\"conv_head\" on the embedded model.")
+
+
+def coinciding_note(records: list[dict[str, Any]]) -> str | None:
+    """`COINCIDE` when two or more of Linear Approximation, GradCAM and XGradCAM have identical rows (every target,
+    baseline and mode): the one sentence a reader of identical rows needs; None otherwise."""
+    def row(method: str) -> list[tuple[Any, ...]]:
+        return sorted((r["target"], r["baseline"], r["mode"], round(r["r_original"], 9), round(r["r_weighted"], 9))
+                      for r in records if r["method"] == method)
+
+    rows = [row(m) for m in ("linear_approx", "gradcam", "xgradcam")]
+    rows = [r for r in rows if r]
+    return COINCIDE if len(rows) >= 2 and all(r == rows[0] for r in rows[1:]) else None
+
+
 def _mark(value: float, other: float, mode: str) -> str:
     better = value > other if mode == "positive" else value < other
     return f"**{value:.3f}**" if better else f"{value:.3f}"

@@ -375,6 +375,11 @@ def _prompt(processor: Any, prompt: str, template: str | bool | None) -> str:
     """The text the processor gets: the prompt as written when it holds the image token or ``template`` is False,
     else in the chat template (the processor's, or ``template``) with the image first and the answer to come."""
     token = getattr(processor, "image_token", None) or "<image>"
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ClassContrastError(f"the prompt is empty: give the question (prompt=..., --prompt), got {prompt!r}")
+    if prompt.count(token) > 1:
+        raise ClassContrastError(f"the prompt holds the image token {token!r} {prompt.count(token)} times: a question "
+                                 "is about one image; keep one (or none: the image is put first)")
     if template is False or token in prompt:
         return prompt
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]

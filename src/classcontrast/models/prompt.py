@@ -85,6 +85,8 @@ def prompt_tokens(model: Any, tokenizer: Any = None, prompt: str | None = None,
             raise ClassContrastError("prompt_tokens(bundle, image=x): x is one image's pixel values (1, C, H, W)")
         ids = net.encoded(*image.shape[-2:])["input_ids"].to(image.device)
         places = net.explained(ids)
+        if not bool(places.any()):
+            raise ClassContrastError("the prompt has no words to explain (only the processor's special tokens)")
         with torch.no_grad():
             own = net.model.get_input_embeddings()(ids[places])
         words = net.processor.tokenizer.convert_ids_to_tokens(ids[places].tolist())
@@ -104,6 +106,9 @@ def prompt_tokens(model: Any, tokenizer: Any = None, prompt: str | None = None,
 
 def _made(model: nn.Module, ids: Tensor, places: Tensor, candidates: Any, pad: int, fixed: Tensor,
           tokenizer: Any) -> tuple[PromptTokens, Tensor]:
+    if not bool(places.any()):
+        raise ClassContrastError("the prompt has no words to explain (it is empty, or only the tokenizer's special "
+                                 "tokens)")
     chosen = ids[places].tolist()
     words = tokenizer.convert_ids_to_tokens(chosen) if tokenizer is not None else [str(i) for i in chosen]
     net = PromptTokens(model, ids, places, candidates, pad, fixed.detach(), [str(w) for w in words]).eval()

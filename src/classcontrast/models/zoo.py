@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ClassContrastError
+from ..errors import ClassContrastError, did_you_mean
 from . import hub
 from .bundle import ModelBundle, Normalize, binary_names
 from .preprocess import Preprocess
@@ -92,7 +92,8 @@ def _torchvision(arch: str, weights: Any, num_classes: int | None) -> ModelBundl
     try:
         builder = tvm.get_model_builder(arch)
     except ValueError as e:
-        raise ClassContrastError(f"unknown torchvision architecture {arch!r}") from e
+        raise ClassContrastError(f"unknown torchvision architecture {arch!r}"
+                                 f"{did_you_mean(arch, tvm.list_models())}") from e
     default = tvm.get_model_weights(arch).DEFAULT if arch in tvm.list_models() else None
     dense = arch in tvm.list_models(module=tvm.segmentation)  # a segmenter: per-pixel logits, no crop
     detector = arch in tvm.list_models(module=tvm.detection)  # resizes and normalises the images itself
@@ -161,7 +162,7 @@ def _timm(arch: str, weights: Any, num_classes: int | None) -> ModelBundle:
     from timm.data import resolve_data_config
 
     if not timm.is_model(arch):
-        raise ClassContrastError(f"unknown timm architecture {arch!r}")
+        raise ClassContrastError(f"unknown timm architecture {arch!r}{did_you_mean(arch, timm.list_models())}")
     kwargs: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
     if weights == "DEFAULT":
         with hub.offline_unless_reachable():

@@ -18,6 +18,7 @@ from ..data.specs import open_source
 from ..distributed import Dist
 from ..evaluation import masking_rows, run_masking, run_norm_logit, run_perturbation, write_norm_logit
 from ..evaluation.figures import is_transformer, mean_max_weighted, original_vs_weighted, select, vit_comparison
+from ..evaluation.masking import coinciding_note
 from ..evaluation.perturbation import write_perturbation
 from ..models import load_model, set_preprocess
 from ..text import count
@@ -77,6 +78,7 @@ def run_experiment(exp: Experiment, out: Path, shard: Dist, progress: Progress |
         blocks += [Block("table", masking_rows(records)),
                    Block("p", f"{info['images_selected']} of {count(info['images_seen'], 'image')} with p_t2 "
                               f"{'<' if info['below'] else '>'} {info['threshold']}; area rule {info['rule']}."),
+                   *([Block("p", note)] if (note := coinciding_note(records)) else []),
                    Block("p", "The study's Table 1 (CUB-200, vgg16_bn, p_t2 > 0.1, equal blurring):"),
                    Block("table", _study_masking_rows())]
     elif exp.kind == "figures":

@@ -345,6 +345,10 @@ class YoloUnits(ObjectUnits):
         threshold = self.default_threshold if spec.threshold is None else spec.threshold
         found, keep = nms.non_max_suppression(decoded.detach(), threshold, spec.iou, max_det=spec.max_det, nc=nc,
                                           return_idxs=True)
+        if not any(len(f) for f in found) and spec.indices is None:  # NMS kept none: say how close the best came
+            best = float(torch.sigmoid(preds["scores"].detach().max()))
+            raise ClassContrastError(f"no detection scores at least {threshold} (the best scores {best:.3g}): lower "
+                                     "the threshold (cc.Detections(threshold=...), --min-score on the command line)")
         chosen = self._choose([f[:, 4] for f in found])
         k = self._layout(chosen, x.device)
         places = [torch.tensor(c + [0] * (k - len(c)), dtype=torch.long, device=x.device) for c in chosen]

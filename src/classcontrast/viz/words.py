@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from ..explanation import Explanation
-from .overlay import halfrange, overlay
+from .grid import drawn
+from .overlay import colorbar, halfrange, overlay
 
 
 def token_strip(ax: Any, tokens: Sequence[str], values: Any, scale: float | None = None, cmap: str = "bwr",
@@ -28,7 +29,7 @@ def token_strip(ax: Any, tokens: Sequence[str], values: Any, scale: float | None
     for token, value in zip(tokens, v, strict=True):
         z = float(np.clip(value / half, -1, 1))
         colour = colormaps[cmap](0.5 + 0.5 * z)
-        text = ax.text(x, y, token, transform=ax.transAxes, va="top", ha="left", fontsize=fontsize,
+        text = ax.text(x, y, drawn(token), transform=ax.transAxes, va="top", ha="left", fontsize=fontsize,
                        color="white" if abs(z) > 0.6 else "black",
                        bbox={"facecolor": colour, "edgecolor": "none", "boxstyle": "round,pad=0.15"})
         box = text.get_window_extent(renderer).transformed(ax.transAxes.inverted())
@@ -58,32 +59,33 @@ def plot_answers(image: Any, results: Mapping[str, Explanation], words: Mapping[
     first = next(iter(results.values()))
     k, columns = first.targets.shape[1], list(results)
     probabilities = first.probabilities[0] if first.probabilities is not None else None
-    fig = plt.figure(figsize=(cell * (1 + len(columns)), 0.9 + k * (cell + 0.6)))
-    grid = fig.add_gridspec(2 * k, 1 + len(columns), height_ratios=[cell, 0.6] * k, hspace=0.15, wspace=0.05,
-                            top=1 - 0.75 / fig.get_figheight(), bottom=0.02, left=0.01, right=0.99)
+    fig = plt.figure(figsize=(cell * (1 + len(columns)), 1.3 + k * (cell + 0.6)))
+    grid = fig.add_gridspec(2 * k + 1, 1 + len(columns), height_ratios=[cell, 0.6] * k + [0.12], hspace=0.15,
+                            wspace=0.05, top=1 - 0.75 / fig.get_figheight(), bottom=0.06, left=0.01, right=0.99)
     if probabilities is not None:
         order = probabilities.argsort(descending=True).tolist()
         answers = " · ".join(f"{categories[j]} {float(probabilities[j]):.2f}" for j in order[:8])
     else:
         answers = ", ".join(categories[:8])
-    fig.suptitle(f"question: {question}\nanswers: {answers}", fontsize=10, y=1 - 0.1 / fig.get_figheight(),
+    fig.suptitle(drawn(f"question: {question}\nanswers: {answers}"), fontsize=10, y=1 - 0.1 / fig.get_figheight(),
                  va="top")
     for row in range(k):
         target = int(first.targets[0, row])
         ax = fig.add_subplot(grid[2 * row, 0])
         ax.imshow(np.clip(image.permute(1, 2, 0).float().cpu().numpy(), 0, 1))
         ax.set_axis_off()
-        ax.set_title(f"why {categories[target]}?", fontsize=9)
+        ax.set_title(drawn(f"why {categories[target]}?"), fontsize=9)
         for c, title in enumerate(columns):
             ax = fig.add_subplot(grid[2 * row, 1 + c])
             overlay(ax, image, results[title].maps[0, row])
-            ax.set_title(title, fontsize=9)
+            ax.set_title(drawn(title), fontsize=9)
             if title in words:
                 token_strip(fig.add_subplot(grid[2 * row + 1, 1 + c]), tokens, words[title][row])
         note = fig.add_subplot(grid[2 * row + 1, 0])
         note.set_axis_off()
         note.text(0, 0.85, "the prompt's words:\nred for, blue against", fontsize=8, va="top",
                   transform=note.transAxes)
+    colorbar(fig, fig.add_subplot(grid[2 * k, 1:]))  # the figures' signed scale: each map its own range
     if path is not None:
         fig.savefig(path, dpi=150)
         plt.close(fig)

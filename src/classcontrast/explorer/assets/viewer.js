@@ -69,7 +69,7 @@
       this.state = {
         view: data.audit ? "overview" : "entry", pair: 0, list: data.entries.map((e) => e.id), index: 0,
         method: first ? Object.keys(first.methods)[0] : null, target: null, contrast: null,
-        opacity: 0.5, shared: false,
+        opacity: 0.9, shared: false,
       };
       if (first) this.resetEntry();
       root.addEventListener("keydown", (e) => this.key(e));
@@ -130,13 +130,25 @@
       ctx.clearRect(0, 0, canvas.width, canvas.height);
       ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
       if (!t) return;
+      // the photo as a light grey backdrop, as the figures draw it: the map's red and blue never blend into a red
+      // or blue object (0.25 + 0.6 x luminance)
+      const photo = ctx.getImageData(0, 0, canvas.width, canvas.height);
+      const d = photo.data;
+      for (let i = 0; i < d.length; i += 4) {
+        const grey = 63.75 + 0.6 * (0.299 * d[i] + 0.587 * d[i + 1] + 0.114 * d[i + 2]);
+        d[i] = grey; d[i + 1] = grey; d[i + 2] = grey;
+      }
+      ctx.putImageData(photo, 0, 0);
       const s = scale === undefined ? t.scale : scale;
       const off = el("canvas", {width: t.tw, height: t.th});
       const octx = off.getContext("2d");
       const px = octx.createImageData(t.tw, t.th);
       for (let i = 0; i < t.values.length; i++) {
-        const [r, g, b] = colour(s > 0 ? t.values[i] / s : 0);
-        px.data[4 * i] = r; px.data[4 * i + 1] = g; px.data[4 * i + 2] = b; px.data[4 * i + 3] = 255;
+        const z = s > 0 ? Math.max(-1, Math.min(1, t.values[i] / s)) : 0;
+        const [r, g, b] = colour(z);
+        // opacity grows with |value|, as in the figures (0 shows the photo: the map says nothing there)
+        px.data[4 * i] = r; px.data[4 * i + 1] = g; px.data[4 * i + 2] = b;
+        px.data[4 * i + 3] = Math.round(255 * Math.pow(Math.abs(z), 0.75));
       }
       octx.putImageData(px, 0, 0);
       ctx.save();
