@@ -3,7 +3,7 @@ Python example, every command-line line) and every Python snippet of the documen
 as written and print no warning.
 
 Files a command line names are given as a newcomer has them: ``photo.jpg`` / ``cat.jpg`` / ``dog.jpg`` /
-``img.png`` / ``xray.png`` (bundled photos), ``clip.mp4`` (8 frames of noise), ``scan.nii.gz`` (a 32³ volume),
+``img.png`` / ``xray.png`` (bundled photos), ``clip.mp4`` (20 frames of noise), ``scan.nii.gz`` (a 32³ volume),
 ``photos/`` (class folders named after ImageNet classes),
 ``animals/`` (class folders of the zero-shot page's classes), ``answers/`` (``yes/`` and ``no/``: the
 vision-language page's audit) and the CSVs of label sets the pages use, in
@@ -78,8 +78,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (d / "answers" / answer).mkdir(parents=True)
         for n in names:
             cc.sample_image(n).convert("RGB").save(d / "answers" / answer / f"{n}.jpg", quality=92)
-    frames = (np.random.default_rng(0).uniform(0, 1, size=(8, 48, 64, 3)) * 255).astype(np.uint8)
-    cc.save_video(d / "clip.mp4", frames, fps=8)
+    frames = (np.random.default_rng(0).uniform(0, 1, size=(20, 48, 64, 3)) * 255).astype(np.uint8)
+    cc.save_video(d / "clip.mp4", frames, fps=8)  # longer than r3d_18's 16 frames, as a user's clip is
     nibabel.save(nibabel.Nifti1Image(np.random.default_rng(1).normal(size=(32, 32, 32)).astype(np.float32),
                                      np.diag([1.5, 1.5, 2.0, 1.0])), d / "scan.nii.gz")
     (d / "labels.csv").write_text("path,labels\nphotos/tiger cat/chelsea.jpg,tiger cat;Egyptian cat\n"

@@ -30,7 +30,12 @@ def _clip(path: Path, frames: int, height: int = 48, width: int = 64, seed: int 
     return data
 
 
-def test_a_short_clip_is_refused_unless_frames_may_repeat(tmp_path: Path) -> None:
+def _scan_of(path: Path, shape: tuple[int, int, int]) -> None:
+    nibabel = pytest.importorskip("nibabel")
+    nibabel.save(nibabel.Nifti1Image(np.zeros(shape, np.float32), np.eye(4)), path)
+
+
+def test_a_short_clip_is_refused_unless_frames_may_repeat(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """frames=16 on a 3-frame clip gave T = 3 on today's main; now one line, or 16 frames with repeat=True (each
     frame repeated evenly), and the command line's --frames / --repeat-frames."""
     _clip(tmp_path / "short.mp4", 3)
@@ -44,6 +49,13 @@ def test_a_short_clip_is_refused_unless_frames_may_repeat(tmp_path: Path) -> Non
     assert cc.data.video.evenly(3, 7, repeat=True) == [0, 0, 1, 1, 1, 2, 2]
     assert run(["explain", str(tmp_path / "short.mp4"), "--model", "torchvision:r3d_18", "--weights", "none",
                 "--out", str(tmp_path / "w.png")]) == 2
+    _scan_of(tmp_path / "odd.nii.gz", (30, 32, 32))
+    for argv in (["explain", str(tmp_path / "short.mp4"), "--model", "torchvision:r3d_18", "--weights", "none"],
+                 ["explain", str(tmp_path / "odd.nii.gz"), "--model", "monai:unet", "--weights", "none"],
+                 ["explain", str(tmp_path / "odd.nii.gz"), "--model", "monai:unet", "--weights", "none",
+                  "--max-voxels", "100"]):
+        assert run([*argv, "--out", str(tmp_path / "w.png")]) == 2
+        assert "--skip-bad" not in capsys.readouterr().err  # the hint is for files that cannot be read
 
 
 def _rotated(source: Path, target: Path, degrees: int) -> None:

@@ -340,22 +340,23 @@ def _check_result(bad_input: Tensor, y: Tensor, maps: Tensor, void: Tensor, aske
                   layer: str | None) -> Tensor:
     """The one place every call's result is checked, with one device sync when all is well: an input or logits
     with NaN or inf are a one-line error (an overflow gives no contrast and no map); maps (M, B, K, ...) of a
-    `void` objective (identically 0: a foil equal to its target, an empty region) are exact zeros; any other map
+    `void` objective (identically 0: a foil equal to its target, an empty region) are exact zeros (they are, but
+    for a method dividing by the objective, whose 0/0 is set to 0); any other map
     with a NaN or an infinity is a one-line error naming the method (a non-finite map is never returned, saved or
     drawn); maps that are exactly 0 everywhere although nothing asked for that (``asked_zero``: void, a filler, a
     one-output model's class 0; or ``relu=True``) get one line naming the layer. Returns the maps."""
     zero = ~maps.flatten(3).any(-1) & ~asked_zero.to(maps.device)  # (M, B, K): every value 0
     if getattr(m, "relu", False):
         zero = torch.zeros_like(zero)
-    void = void.to(maps.device)
     problems = torch.stack([bad_input.to(zero.device), ~all_finite(y).to(zero.device), zero.any(),
-                            ~all_finite(maps).to(zero.device), void.any()])
+                            ~all_finite(maps).to(zero.device)])
     if not bool(problems.any()):
-        return maps
+        return maps  # (a void map is exactly 0 already: its cotangent or its every score is 0)
     if bool(problems[0]):
         raise ClassContrastError(_NOT_FINITE)
     finite(y)
-    if bool(problems[4]):
+    if bool(problems[3]):  # a void objective's map may be 0/0 (AblationCAM divides by the objective): it is 0
+        void = void.to(maps.device)
         maps = maps.masked_fill(void.reshape(*void.shape, *([1] * (maps.ndim - 3))), 0)
     if bool(problems[3]) and not bool(all_finite(maps)):
         raise ClassContrastError(f"{m.name} gave a map with NaN or infinite values{m.nonfinite_hint}; no map is "

@@ -387,7 +387,8 @@ def _readable_hint(e: ClassContrastError) -> bool:
     kind (which every other input of the run would meet too)."""
     text = str(e)
     return not any(word in text for word in ("budget", "backend", "may have", "may hold", "--video-backend",
-                                             "takes images", "takes clips", "takes volumes"))
+                                             "takes images", "takes clips", "takes volumes", "multiple of",
+                                             "fewer than the"))
 
 
 def _input(path: Path, bundle: Any, reading: dict[str, Any]) -> tuple[Any, Any]:

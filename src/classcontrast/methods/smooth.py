@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ClassContrastError
-from .base import InputMethod, Pass, Recording, check_internal_batch_size, row_chunks
+from .base import InputMethod, Pass, Recording, check_internal_batch_size
 
 
 class SmoothGrad(InputMethod):
@@ -66,15 +66,16 @@ class SmoothGrad(InputMethod):
         return torch.stack(list(self._draws(x, image)))
 
     def passes(self, x: Tensor) -> Iterator[Pass]:
-        n = self.samples
+        n, step, total = self.samples, self.internal_batch_size, x.shape[0] * self.samples
         draws: dict[int, Iterator[Tensor]] = {}  # each image's noise, drawn as its rows come (rows are in order)
-        for rows in row_chunks(x.shape[0] * n, self.internal_batch_size, x.device):
-            images = rows // n
+        for first in range(0, total, step):
+            last = min(first + step, total)
             eps = []
-            for i in images.tolist():
-                if i not in draws:
-                    draws = {i: self._draws(x, i)}  # an image's rows are consecutive: the previous one is done
-                eps.append(next(draws[i]))
+            for row in range(first, last):  # (host integers: no device sync)
+                if row // n not in draws:
+                    draws = {row // n: self._draws(x, row // n)}  # an image's rows are consecutive
+                eps.append(next(draws[row // n]))
+            images = torch.arange(first, last, device=x.device) // n
             yield Pass(x.detach()[images] + torch.stack(eps), images)
 
     def compute(self, rec: Recording, grads: list[Tensor]) -> Tensor:
