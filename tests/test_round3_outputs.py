@@ -44,7 +44,7 @@ def test_a_negligible_map_is_drawn_as_zero_with_a_note() -> None:
     assert len(maps) == 4
     for ax in maps:
         assert float(np.asarray(ax.images[1].get_array())[..., 3].max()) == 0.0  # nothing drawn over the photo
-        assert any("≈ 0: negligible against its score" in t.get_text() for t in ax.texts)
+        assert any("≈ 0: negligible against its objective" in t.get_text() for t in ax.texts)
 
 
 def test_a_foil_equal_to_the_target_is_a_note_not_a_panel(tmp_path: Path,
@@ -103,7 +103,8 @@ def test_titles_fit_their_maps_and_dollars_stay_text(tmp_path: Path) -> None:
     canvas.draw()
     box = fig.axes[0].title.get_window_extent(canvas.get_renderer())
     assert box.x0 >= 0 and box.x1 <= fig.bbox.width
-    assert r"\$5 or \$6" in fig.axes[0].get_title() and drawn("$5 or $6") == r"\$5 or \$6"
+    assert "$5 or $6" in fig.axes[0].get_title() and drawn("$5 or $6") == "$5 or $6"
+    assert all(t.get_parse_math() is False for ax in fig.axes for t in (ax.title, *ax.texts) if t.get_text())
     assert all(len(line) <= 26 for line in fitted(name).splitlines())
     photo = tmp_path / "price_$5_$6.png"
     cc.sample_image("coffee").resize((40, 30)).save(photo)
@@ -208,4 +209,19 @@ def test_the_answers_figure_has_the_signed_colour_bar_and_literal_dollars() -> N
     FigureCanvasAgg(fig).draw()
     labels = [t.get_text() for ax in fig.axes for t in ax.get_xticklabels()]
     assert any("for t" in label for label in labels) and any("against t" in label for label in labels)
-    assert r"\$5 or \$6" in fig._suptitle.get_text()
+    assert "$5 or $6" in fig._suptitle.get_text() and fig._suptitle.get_parse_math() is False
+
+
+def test_a_scans_values_are_windowed_for_display() -> None:
+    """A CT volume's values (0 … 1000) were clamped to [0, 1] for the figures and the page: every slice drawn white.
+    Pixels already in [0, 1] are shown as they are."""
+    from classcontrast.explorer.encode import display_pixels
+    from classcontrast.viz.overlay import viewable
+
+    ct = torch.linspace(0, 1000, 4 * 6 * 6).reshape(1, 4, 6, 6)
+    shown = viewable(ct)
+    assert float(shown.min()) == 0.0 and float(shown.max()) == 1.0 and 0.3 < float(shown.mean()) < 0.7
+    photo = torch.rand(3, 5, 5)
+    assert torch.equal(viewable(photo), photo)
+    page = display_pixels(ct[None], lambda v: v)
+    assert 0.3 < float(page.mean()) < 0.7

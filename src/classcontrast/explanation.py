@@ -139,15 +139,28 @@ class Explanation:
         return (sums * scores) < 0
 
     def negligible(self) -> Tensor | None:
-        """(B, K) True where the map is numerically zero against its objective: its Σ|value| (as drawn, at the
-        layer's resolution) at most `NEGLIGIBLE` × |score| — float rounding, not evidence (a random detector's
-        saturated scores give maps of 1e-13 under scores of order 1). The figures draw such a map as zero with a
-        note ("≈ 0"), the command line prints one; None when the contrast is unknown."""
+        """(B, K) True where the map is numerically zero against its objective's scale: its Σ|value| (as drawn, at
+        the layer's resolution) at most `NEGLIGIBLE` × the scale — float rounding, not evidence (a random detector's
+        saturated logits of −8.8 give maps of 1e-13). The scale is |score|, and for a contrast of logits also the
+        largest logit it is made of (a difference of two logits of −8.8 that nearly cancel is not small against
+        them; a region's, times its pixels). The figures draw such a map as zero with a note ("≈ 0"), the command
+        line prints one; None when the contrast is unknown."""
         scores = self.scores
         if scores is None:
             return None
         total = self.shown(layer=True).flatten(2).abs().sum(-1).double()
-        return total <= NEGLIGIBLE * scores.detach().abs().double().to(total.device)
+        scale = scores.detach().abs().double().to(total.device)
+        if getattr(self.objective, "name", "") != "probability":
+            scale = torch.maximum(scale, self._terms().to(total.device))
+        return total <= NEGLIGIBLE * scale
+
+    def _terms(self) -> Tensor:
+        """(B, K) the largest |logit| each unit's objective is made of (a region's: times its pixels)."""
+        units = self._units
+        if units is None:
+            return self.logits.detach().abs().double().amax(1, keepdim=True).expand(*self.targets.shape)
+        return torch.tensor([[float(u["logits"].detach().abs().max()) * max(1, int(u.get("pixels", 1)))
+                              if u["logits"].numel() else 0.0 for u in row] for row in units], dtype=torch.float64)
 
     def foil_is_target(self) -> Tensor | None:
         """(B, K) True where a foil contrast's foil is the target itself ("why t rather than t": zero by

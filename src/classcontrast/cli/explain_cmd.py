@@ -129,6 +129,7 @@ def explain_command(
     from ..models import load_model
     from ..targets import Threshold, TopK
     from ..units import Region
+    from ..viz.overlay import viewable
 
     dev = resolve_device(device)
     if scale not in {"map", "row", "column", "figure"}:
@@ -260,7 +261,7 @@ def explain_command(
                 found = next(name for name, unit in _TASKS.items() if unit == kind)
                 raise ClassContrastError(f"--task {task}: this model's output is a {found} model's")
             inputs.append(x)
-            pixels.extend(bundle.normalize.inverse(x).cpu())
+            pixels.extend(viewable(p) for p in bundle.normalize.inverse(x).cpu())  # a scan's values windowed
         if not loaded:
             raise ClassContrastError("none of the images could be read (each one is named above)")
         if threshold is not None:  # the same K in every batch: a batch with fewer classes above it, explained again

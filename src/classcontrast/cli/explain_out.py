@@ -97,7 +97,9 @@ def print_notes(images: list[dict[tuple[str, str], Any]], names: list[str], cate
             for j, t in enumerate(e.targets[0].tolist()):
                 if e.selected is not None and not bool(e.selected[0, j]):
                     continue
-                where = f"note: {printable(name)}, {printable(categories[t])}: {column_title(method, contrast)}"
+                unit = e.units[0][j] if e.units and j < len(e.units[0]) else {}
+                which = f"object {unit['index']} ({categories[t]})" if "index" in unit else categories[t]
+                where = f"note: {printable(name)}, {printable(which)}: {column_title(method, contrast)}"
                 if same is not None and bool(same[0, j]):
                     console.print(f"{where}: the foil is the target itself, nothing to explain", soft_wrap=True)
                 elif negligible is not None and bool(negligible[0, j]):
@@ -142,7 +144,7 @@ def write_figures(images: list[dict[tuple[str, str], Any]], pixels: list[Any], n
             else:
                 shown, found, titles = clip_views(px, keyed, frames=max(1, min(CLIP_FRAMES, MAX_ROWS // k)))
             views = {key: found[column_title(*key)] for key in image}
-            titles = [f"{names[i]}: {t}" for t in titles]
+            titles = [f"{names[i]}\n{t}" for t in titles]  # the name and the view: a line each
         _draw(shown, views, grid, qualified, categories, scale, titles, path)
         written.append(path)
     return written

@@ -76,10 +76,13 @@ def jpeg_data_url(pixels: torch.Tensor | np.ndarray, quality: int = 85) -> str:
 
 def display_pixels(x: torch.Tensor, to_pixels: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """The images to show for model inputs ``x`` (B, C, H, W), in [0, 1] on the CPU: ``to_pixels(x)`` (a
-    ModelBundle's inverse normalisation) when given, else each image min-max scaled."""
+    ModelBundle's inverse normalisation; values beyond [0, 1], a scan's, windowed: `viz.overlay.viewable`) when
+    given, else each image min-max scaled."""
     x = x.detach()
     if to_pixels is not None:
-        return to_pixels(x).clamp(0, 1).float().cpu()
+        from ..viz.overlay import viewable
+
+        return torch.stack([viewable(v) for v in to_pixels(x)]).float().cpu()  # a scan's values windowed
     flat = x.flatten(1)
     shape = (-1, *[1] * (x.ndim - 1))  # (B, 1, ...) for images, clips and volumes alike
     lo, hi = flat.min(1).values.view(shape), flat.max(1).values.view(shape)

@@ -42,7 +42,7 @@ def _draw_box(ax: Any, unit: dict[str, Any], name: str) -> None:
 
     x0, y0, x1, y1 = unit["box"]
     ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="black", linewidth=1.0))
-    ax.text(x0, y0, drawn(f" {name}"), fontsize=5, va="bottom", ha="left", color="white",
+    ax.text(x0, y0, drawn(f" {name}"), fontsize=5, va="bottom", ha="left", color="white", **LITERAL,
             bbox={"facecolor": "black", "alpha": 0.6, "pad": 0.5, "linewidth": 0})
 
 
@@ -67,10 +67,14 @@ def _displayed(ex: Explanation, smooth_input: bool) -> np.ndarray:
 
 
 def drawn(text: str) -> str:
-    """Text as matplotlib draws it literally: control characters escaped (`printable`) and every ``$`` escaped,
-    so a file named ``price_$5_$6.png`` or a prompt "$5 or $6" is never read as mathtext (which failed on the
-    first and dropped the dollars and spaces of the second)."""
-    return printable(text, lines=True).replace("$", r"\$")
+    """Text as the figures draw it: control characters escaped (`printable`). Every text a figure draws is also
+    made with ``parse_math=False`` (`LITERAL`), so a file named ``price_$5_$6.png`` or a prompt "$5 or $6" is drawn
+    as written, never read as mathtext (which failed on the first and dropped the dollars and spaces of the
+    second)."""
+    return printable(text, lines=True)
+
+
+LITERAL = {"parse_math": False}  # matplotlib's text keyword: drawn as written
 
 
 TITLE_CHARS = 26  # characters of a size-8 title that fit over one map of `cell` 2.4 inches (its image ~1.8 inches)
@@ -86,7 +90,7 @@ def fitted(text: str, cell: float = 2.4, size: float = 8) -> str:
                      for part in (textwrap.wrap(line, width, break_long_words=True) or [""]))
 
 
-NEGLIGIBLE_NOTE = "≈ 0: negligible against its score {score:+.3g}"
+NEGLIGIBLE_NOTE = "≈ 0: negligible against its objective (score {score:+.3g})"
 SAME_FOIL_NOTE = "rather than {name}: the target\nitself — nothing to explain"
 
 # a row of a figure: (image, target, heading above the row's label or None, column title -> Explanation)
@@ -187,14 +191,14 @@ def _figure(images: Sequence[Any], rows: list[Row], categories: Sequence[str] | 
             label = f"{heading}\n{label}"
         if titles is not None and (r == 0 or rows[r - 1][0] != i):
             label = f"{titles[i]}\n{label}"
-        ax.set_title(fitted(label, cell), fontsize=8)
+        ax.set_title(fitted(label, cell), fontsize=8, **LITERAL)
         row_scale = halfrange(np.stack(cells[r]))
         for n, c in enumerate(cols):
             s = {"map": None, "row": row_scale, "column": column_scale[c], "figure": figure_scale}[scale]
             ax = fig.add_subplot(grid[r, n + 1])
             _cell(ax, img, columns[c], i, j, cells[r][n], s, categories)
             if r == 0:
-                ax.set_title(fitted(readable(c), cell), fontsize=8)
+                ax.set_title(fitted(readable(c), cell), fontsize=8, **LITERAL)
     colorbar(fig, fig.add_subplot(grid[len(rows), 1:]), figure_scale if scale == "figure" else None)
     fig.tight_layout()
     if path is not None:
@@ -233,7 +237,7 @@ def _cell(ax: Any, img: np.ndarray, ex: Explanation, i: int, j: int, m: np.ndarr
         ax.set_axis_off()
         name = _class_name(categories, int(ex.targets[i, j]))
         ax.text(0.5, 0.5, drawn(SAME_FOIL_NOTE.format(name=name)), transform=ax.transAxes, ha="center",
-                va="center", fontsize=7, color="0.3")
+                va="center", fontsize=7, color="0.3", **LITERAL)
         return
     negligible = ex.negligible()
     score = None if ex.scores is None else float(ex.scores[i, j])
@@ -253,7 +257,8 @@ def _cell(ax: Any, img: np.ndarray, ex: Explanation, i: int, j: int, m: np.ndarr
         if disagree is not None and bool(disagree[i, j]) and score is not None:
             note = sign_note(score)
     if note is not None:
-        ax.text(0.5, -0.02, drawn(note), transform=ax.transAxes, ha="center", va="top", fontsize=6, color="0.25")
+        ax.text(0.5, -0.02, drawn(note), transform=ax.transAxes, ha="center", va="top", fontsize=6, color="0.25",
+                **LITERAL)
 
 
 def _displayable_in_notebooks() -> None:

@@ -31,6 +31,21 @@ def to_numpy_image(image: Any) -> np.ndarray:
 OUTLIER_PERCENTILE = 99.5
 
 
+def viewable(pixels: Any) -> Any:
+    """An input as shown: pixels already in [0, 1] as they are; values beyond (a scan's CT units or MRI
+    intensities, which a volume model takes as they are stored) windowed to their 0.5–99.5th percentiles, so a
+    CT slice is not drawn all white. A tensor in, a tensor out."""
+    import torch
+
+    lo, hi = float(pixels.min()), float(pixels.max())
+    if lo >= -0.01 and hi <= 1.01:
+        return pixels.clamp(0, 1)
+    flat = pixels.detach().flatten().float()
+    sample = flat[torch.linspace(0, len(flat) - 1, min(len(flat), 1_000_000)).long()]
+    low, high = torch.quantile(sample, torch.tensor([0.005, 0.995])).tolist()
+    return ((pixels - low) / max(high - low, 1e-12)).clamp(0, 1)
+
+
 def halfrange(values: np.ndarray) -> float:
     """The symmetric colour range of a signed map: the 99.5th percentile of |value| (pixel-level maps have
     a few extreme pixels that would wash out the rest; for smooth CAM maps this is ≈ max |value|, the

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..explanation import Explanation
-from .grid import drawn
+from .grid import LITERAL, drawn, fitted
 from .overlay import colorbar, halfrange, overlay
 
 
@@ -29,7 +29,7 @@ def token_strip(ax: Any, tokens: Sequence[str], values: Any, scale: float | None
     for token, value in zip(tokens, v, strict=True):
         z = float(np.clip(value / half, -1, 1))
         colour = colormaps[cmap](0.5 + 0.5 * z)
-        text = ax.text(x, y, drawn(token), transform=ax.transAxes, va="top", ha="left", fontsize=fontsize,
+        text = ax.text(x, y, drawn(token), transform=ax.transAxes, va="top", ha="left", fontsize=fontsize, **LITERAL,
                        color="white" if abs(z) > 0.6 else "black",
                        bbox={"facecolor": colour, "edgecolor": "none", "boxstyle": "round,pad=0.15"})
         box = text.get_window_extent(renderer).transformed(ax.transAxes.inverted())
@@ -68,17 +68,17 @@ def plot_answers(image: Any, results: Mapping[str, Explanation], words: Mapping[
     else:
         answers = ", ".join(categories[:8])
     fig.suptitle(drawn(f"question: {question}\nanswers: {answers}"), fontsize=10, y=1 - 0.1 / fig.get_figheight(),
-                 va="top")
+                 va="top", **LITERAL)
     for row in range(k):
         target = int(first.targets[0, row])
         ax = fig.add_subplot(grid[2 * row, 0])
         ax.imshow(np.clip(image.permute(1, 2, 0).float().cpu().numpy(), 0, 1))
         ax.set_axis_off()
-        ax.set_title(drawn(f"why {categories[target]}?"), fontsize=9)
+        ax.set_title(fitted(f"why {categories[target]}?"), fontsize=9, **LITERAL)
         for c, title in enumerate(columns):
             ax = fig.add_subplot(grid[2 * row, 1 + c])
             overlay(ax, image, results[title].maps[0, row])
-            ax.set_title(drawn(title), fontsize=9)
+            ax.set_title(fitted(title, size=9), fontsize=9, **LITERAL)
             if title in words:
                 token_strip(fig.add_subplot(grid[2 * row + 1, 1 + c]), tokens, words[title][row])
         note = fig.add_subplot(grid[2 * row + 1, 0])
@@ -87,7 +87,7 @@ def plot_answers(image: Any, results: Mapping[str, Explanation], words: Mapping[
                   transform=note.transAxes)
     colorbar(fig, fig.add_subplot(grid[2 * k, 1:]))  # the figures' signed scale: each map its own range
     if path is not None:
-        fig.savefig(path, dpi=150)
+        fig.savefig(path, dpi=150, bbox_inches="tight")  # (the colour bar's labels reach the edges)
         plt.close(fig)
     return fig
 
