@@ -130,6 +130,9 @@ def test_the_command_line_asks_a_question(tmp_path, capsys: pytest.CaptureFixtur
                 "--save-maps", str(tmp_path / "m.npz")]) == 0
     printed = capsys.readouterr().out
     assert "question: is there a dog ?" in printed and (tmp_path / "why.png").stat().st_size > 0
+    # every candidate's probability is printed, as the page says (only the target's was)
+    line = next(v for v in printed.splitlines() if v.startswith("a.png: "))
+    assert [part.rsplit(" ", 1)[0] for part in line.removeprefix("a.png: ").split(", ")] == ["yes", "no", "a wolf"]
     bundle = cc.models.answers.load_answers(f"hf:{tmp_path / 'vlm'}", "is there a dog ?", ["yes", "no", "a wolf"])
     x = bundle.transform(cc.load_image(tmp_path / "a.png"))[None]
     want = cc.explain(bundle, x, "gradient", cc.Foil("no"), "yes").maps

@@ -72,10 +72,11 @@ def test_disagreeing_flags_and_the_figure_notice() -> None:
     maps = torch.tensor([[[[1.0, -3.0]]], [[[2.0, 0.5]]]], dtype=torch.float64)  # sums -2 and +2.5
     logits = torch.tensor([[3.0, 1.0, 0.0, 0.0], [0.0, 2.0, 0.0, 0.0]], dtype=torch.float64)
     targets = torch.tensor([[0], [0]])  # scores under max: +2 and -2
-    e = Explanation(maps, maps, targets, logits, "gradient", "max", objective=cc.get_contrast("max"))
+    e = Explanation.made(maps=maps, layer_maps=maps, targets=targets, logits=logits, method="gradient",
+                         contrast="max", objective=cc.get_contrast("max"))
     assert e.scores[:, 0].tolist() == [2.0, -2.0]
     assert e.disagreeing()[:, 0].tolist() == [True, True]
-    agree = Explanation(-maps, -maps, targets, logits, "gradient", "max", objective=cc.get_contrast("max"))
+    agree = e.replace(layer_maps=-maps, maps=-maps)
     assert agree.disagreeing()[:, 0].tolist() == [False, False]
     fig = cc.plot_explanations(torch.rand(2, 3, 1, 2), {"max": e, "agrees": agree}, [str(i) for i in range(4)])
     notes = [t.get_text() for ax in fig.axes for t in ax.texts]

@@ -69,5 +69,5 @@ def test_the_explorer_shows_independent_probabilities(tiny: nn.Module, tiny_x: t
         assert e["p"] == pytest.approx(s[b, e["targets"]].tolist(), abs=1e-6)
     assert "independent" in data["subtitle"]
     ex = cc.explain(bundle, tiny_x, "gradient", "probability", cc.TopK(2))
-    ex.inputs = tiny_x
+    ex = ex.replace(inputs=tiny_x)
     assert "independent" in explanations_data({"probability": ex})["subtitle"]

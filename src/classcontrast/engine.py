@@ -182,7 +182,7 @@ def explain(
     normalize = None if isinstance(model, nn.Module) else getattr(model, "normalize", None)
     out = Explanations()
     for i, (name, c) in enumerate(zip(names, contrasts, strict=True)):
-        out[name] = Explanation(maps=None, layer_maps=maps[i], targets=t, method=m.name, contrast=name,
+        out[name] = Explanation.made(layer_maps=maps[i], targets=t, method=m.name, contrast=name,
                                 layer=rec.layer, options=m.options(), inputs=x,
                                 to_pixels=getattr(normalize, "inverse", None), categories=categories,
                                 size=tuple(x.shape[2:]), objective=c, head=units.head, **units.results(c, y, t))

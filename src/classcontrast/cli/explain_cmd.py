@@ -32,7 +32,6 @@ from .explain_out import (
 from .options import CONTRASTS_HELP, METHODS_HELP, check_names, split_values
 
 BUNDLED = Path("chelsea (bundled cat photo)")  # no image given: the bundled photo
-_TASKS = {"classification": "image", "segmentation": "region", "detection": "object"}  # --task: its units
 
 
 def explain_command(
@@ -250,16 +249,15 @@ def explain_command(
             for key, ex in explain_batch(x, spec):
                 columns.setdefault(key, []).append(ex)
             first = next(iter(columns.values()))[-1]
-            kind = first.units[0][0]["kind"]
+            unit = type(first.units[0][0])  # the kind the model's output was read as
             if region:  # a region asked for by name that an image does not have: one line, before any file
                 for i, image_units in enumerate(first.units):
-                    empty = next((u for u in image_units if u.get("pixels") == 0), None)
+                    empty = next((u for u in image_units if u.empty), None)
                     if empty is not None:
-                        raise ClassContrastError(f"--region {bundle.categories[empty['target']]}: "
+                        raise ClassContrastError(f"--region {bundle.categories[empty.target]}: "
                                                  f"{printable(chunk[i].name)} has no pixel of that class")
-            if task is not None and _TASKS[task] != kind:
-                found = next(name for name, unit in _TASKS.items() if unit == kind)
-                raise ClassContrastError(f"--task {task}: this model's output is a {found} model's")
+            if task is not None and task != unit.task:
+                raise ClassContrastError(f"--task {task}: this model's output is a {unit.task} model's")
             inputs.append(x)
             pixels.extend(viewable(p) for p in bundle.normalize.inverse(x).cpu())  # a scan's values windowed
         if not loaded:
@@ -274,8 +272,8 @@ def explain_command(
     t = torch.cat([ex.targets.cpu() for ex in batches])
     selected = [ex.selected for ex in batches]
     _print_table(loaded, torch.cat([ex.target_probabilities.cpu() for ex in batches]), t, bundle.categories,
-                 None if selected[0] is None else torch.cat(selected).cpu(), kind,
-                 "voxels" if affines[0] is not None else "pixels")
+                 None if selected[0] is None else torch.cat(selected).cpu(),
+                 unit.measure("voxels" if affines[0] is not None else "pixels"))
     images_ = split(columns)
     names = [p.name for p in loaded]  # (the explained ones: --skip-bad may have left some out)
     print_notes(images_, names, bundle.categories)
@@ -306,9 +304,7 @@ def explain_command(
         from ..explorer.page import NAMED, PEERS
 
         named = (*NAMED, *(c.name for c in contrasts if c.name in PEERS))  # the peers' buttons when asked for
-        found = first.units[0][0]["kind"]  # what the explanations were of: the page shows the same units
-        units = regions or objects or (Region.all(top_k) if found == "region" else
-                                       Detections(top=top_k) if found == "object" else None)
+        units = regions or objects or unit.asking(top_k)  # the page shows the units the figure explained
         sizes = {tuple(p.shape[-2:]) for p in pixels}
         page = write_explorer(html, bundle, torch.cat(inputs) if len(sizes) == 1 else inputs, methods,
                               units if units is not None else threshold_spec if threshold is not None else t.to(dev),
@@ -419,7 +415,7 @@ def _input(path: Path, bundle: Any, reading: dict[str, Any]) -> tuple[Any, Any]:
 
 
 def _print_table(loaded: list[Any], p: Any, targets: Any, categories: list[str], selected: Any = None,
-                 kind: str = "image", cells: str = "pixels") -> None:
+                 what: str = "probability") -> None:
     """The explained classes of each image with their probability (for a region: the mean over its pixels or
     voxels, which the header says — the regions' means need not sum to 1; with --threshold only the classes above
     it)."""
@@ -427,7 +423,6 @@ def _print_table(loaded: list[Any], p: Any, targets: Any, categories: list[str],
 
     table = Table(title="Top classes")
     table.add_column("image")
-    what = f"mean p over the region's {cells}" if kind == "region" else "probability"
     table.add_column(f"explained classes ({what})")
     for i, path in enumerate(loaded):
         cells = [f"{categories[int(c)]} ({float(p[i, j]):.3f})" for j, c in enumerate(targets[i])

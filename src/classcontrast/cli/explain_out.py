@@ -22,68 +22,8 @@ def split(columns: dict[tuple[str, str], list[Any]]) -> list[dict[tuple[str, str
     for batch, first in enumerate(next(iter(columns.values()))):
         n = first.targets.shape[0]
         for i in range(n):
-            out.append({key: _one(results[batch], i, n) for key, results in columns.items()})
+            out.append({key: results[batch] if n == 1 else results[batch][i] for key, results in columns.items()})
     return out
-
-
-def _one(e: Any, i: int, n: int) -> Any:
-    """Image ``i`` of an explanation of ``n`` images."""
-    import torch
-
-    from ..explanation import Explanation
-
-    if n == 1:
-        return e
-
-    def part(t: Any) -> Any:
-        return None if t is None else t[i : i + 1]
-
-    objective = None if e.objective is None else e.objective.select(torch.tensor([i]), n)  # a per-image foil's own
-    return Explanation(e.maps[i : i + 1], e.layer_maps[i : i + 1], e.targets[i : i + 1], e.logits[i : i + 1],
-                       e.method, e.contrast, e.layer, e.options, part(e.inputs), e.to_pixels, e.categories,
-                       part(e.foils), e.size, objective, part(e._units), part(e._scores),
-                       part(e._target_probabilities), e.head, part(e.selected))
-
-
-def on_image(e: Any, preprocess: Any, size: tuple[int, int]) -> Any:
-    """The explanation of one letterboxed image (``preprocess.undo``: YOLO's `Letterbox`) on the user's image of
-    ``size`` (height, width): its maps, its objects' boxes and masks; the rest as it is."""
-    from ..explanation import Explanation
-
-    h, w = size
-
-    def unit(u: dict[str, Any]) -> dict[str, Any]:
-        moved = {**u}
-        if "box" in u:
-            moved["box"] = preprocess.undo_box(u["box"], h, w)
-        if "mask" in u:
-            moved["mask"] = preprocess.undo(u["mask"], h, w, nearest=True)
-        return moved
-
-    units = None if e._units is None else [[unit(u) for u in row] for row in e._units]
-    return Explanation(preprocess.undo(e.maps, h, w), e.layer_maps, e.targets, e.logits, e.method, e.contrast,
-                       e.layer, e.options, None, None, e.categories, e.foils, (h, w), e.objective, units, e._scores,
-                       e._target_probabilities, e.head, e.selected)
-
-
-def _cat(parts: list[Any]) -> Any:
-    """One explanation of the images of ``parts`` (explanations of single images of one size)."""
-    import torch
-
-    from ..explanation import Explanation
-
-    first = parts[0]
-    if len(parts) == 1:
-        return first
-
-    def cat(name: str) -> Any:
-        values = [getattr(p, name) for p in parts]
-        return None if values[0] is None else torch.cat(values)
-
-    return Explanation(cat("maps"), cat("layer_maps"), cat("targets"), cat("logits"), first.method, first.contrast,
-                       first.layer, first.options, None, first.to_pixels, first.categories, cat("foils"), first.size,
-                       first.objective, None if first._units is None else [u for p in parts for u in p._units],
-                       cat("_scores"), cat("_target_probabilities"), first.head, cat("selected"))
 
 
 def print_notes(images: list[dict[tuple[str, str], Any]], names: list[str], categories: list[str]) -> None:
@@ -107,6 +47,12 @@ def print_notes(images: list[dict[tuple[str, str], Any]], names: list[str], cate
                     console.print(f"{where}: {NEGLIGIBLE_NOTE.format(score=score)} (drawn as zero)", soft_wrap=True)
 
 
+def on_image(e: Any, preprocess: Any, size: tuple[int, int]) -> Any:
+    """The explanation of one letterboxed image (``preprocess.undo``: YOLO's `Letterbox`) on the user's image of
+    ``size`` (height, width): its maps, its objects' boxes and masks; the rest as it is."""
+    return e.onto(preprocess.undo, preprocess.undo_box, *size)
+
+
 def column_title(method: str, contrast: str, qualified: bool = True) -> str:
     """A figure column's title: ``gradcam · weighted``, ``gradcam · rather than Egyptian cat``."""
     from ..viz.grid import readable
@@ -121,6 +67,7 @@ def write_figures(images: list[dict[tuple[str, str], Any]], pixels: list[Any], n
     of frames, a volume as three orthogonal slices through the explained region's centre. Several methods with
     several contrasts are laid out as a grid, a row per method and a column per contrast (`plot_grid`), instead of
     one row of every pair."""
+    from ..explanation import Explanation
     from ..viz.views import clip_views, volume_views
 
     k = next(iter(images[0].values())).targets.shape[1]
@@ -129,7 +76,7 @@ def write_figures(images: list[dict[tuple[str, str], Any]], pixels: list[Any], n
     per_row = len(methods) if grid else 1
     flat = all(p.ndim == 3 for p in pixels) and len({tuple(p.shape) for p in pixels}) == 1
     if flat and len(images) * k * per_row <= MAX_ROWS:
-        merged = {key: _cat([im[key] for im in images]) for key in images[0]}
+        merged = {key: Explanation.cat([im[key] for im in images]) for key in images[0]}
         _draw(pixels, merged, grid, qualified, categories, scale, names, out)
         return [out]
     written = []
@@ -293,20 +240,11 @@ def save_clip_video(path: Path, image: dict[tuple[str, str], Any], pixels: Any, 
     console.print(f"wrote {written}")
 
 
-def unit_arrays(units: list[list[dict[str, Any]]], suffix: str = "") -> dict[str, Any]:
-    """What ``--save-maps`` stores of the explained units, so a script can redraw them: regions as
-    ``region_masks`` (B, K, *S) bit-packed along the last axis (``np.unpackbits(..., axis=-1)[..., :W]``);
-    objects as ``boxes`` (B, K, 4: x0, y0, x1, y1 in input pixels), ``labels``, ``scores`` and
-    ``detection_index``."""
-    import numpy as np
-
-    if units[0][0]["kind"] == "image":
-        return {}
-    if units[0][0]["kind"] == "region":
-        masks = np.stack([[u["mask"].cpu().numpy() for u in image] for image in units])
-        return {f"region_masks{suffix}": np.packbits(masks, axis=-1)}
-    return {f"{name}{suffix}": np.array([[u[key] for u in image] for image in units])
-            for name, key in (("boxes", "box"), ("labels", "label"), ("scores", "score"), ("detection_index", "index"))}
+def unit_arrays(units: list[list[Any]], suffix: str = "") -> dict[str, Any]:
+    """What ``--save-maps`` stores of the explained units, so a script can redraw them: the units' kind's own
+    arrays (`classcontrast.units.records.Unit.arrays`: regions' bit-packed masks, objects' boxes, labels, scores
+    and indices; nothing for whole images)."""
+    return type(units[0][0]).arrays(units, suffix)
 
 
 def npz_key(method: str, contrast: str) -> str:

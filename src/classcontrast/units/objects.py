@@ -28,6 +28,7 @@ from ..detection import Detections, _Capture, capture, is_detection_output, is_t
 from ..errors import ClassContrastError
 from ..outputs import finite
 from .base import Units, register_units
+from .records import ObjectUnit
 
 
 @register_units
@@ -305,18 +306,18 @@ class ObjectUnits(Units):
         p = head_probabilities(y, head)
         return p.gather(2, t[..., None])[..., 0].to(rows.dtype)
 
-    def records(self, rows: Tensor, t: Tensor) -> list[list[dict[str, Any]]]:
-        """`Explanation.units`: per image, one record per object (kind, target, its row of logits, box,
-        label, score, index in the model's detections, and whether it was asked for)."""
+    def records(self, rows: Tensor, t: Tensor) -> list[list[ObjectUnit]]:
+        """`Explanation.units`: per image, one `ObjectUnit` per object (target, its row of logits, box, label,
+        score, index in the model's detections, whether it was asked for, and the proposal whose row made it)."""
         assert self.boxes is not None and self.reported is not None and self.index is not None
-        assert self._selected is not None
+        assert self._selected is not None and self.labels is not None
         out = []
         for i in range(t.shape[0]):
-            out.append([{"kind": "object", "target": int(t[i, j]), "logits": rows[i, j].detach(),
-                         "box": [float(v) for v in self.boxes[i, j]], "label": int(self.labels[i, j]),
-                         "score": float(self.reported[i, j]), "index": int(self.index[i, j]),
-                         "selected": bool(self._selected[i, j]),
-                         **({} if self.proposal is None else {"proposal": int(self.proposal[i, j])})}
+            out.append([ObjectUnit(target=int(t[i, j]), logits=rows[i, j].detach(),
+                                   box=[float(v) for v in self.boxes[i, j]], label=int(self.labels[i, j]),
+                                   score=float(self.reported[i, j]), index=int(self.index[i, j]),
+                                   selected=bool(self._selected[i, j]),
+                                   proposal=None if self.proposal is None else int(self.proposal[i, j]))
                         for j in range(t.shape[1])])
         return out
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -30,40 +29,8 @@ from ..spatial import resize
 from ..targets import TopK
 from ..text import count
 from .base import Units, register_units
-
-
-@dataclass(frozen=True)
-class Region:
-    """A region of a segmentation to explain: the pixels (voxels) of class ``target`` (a class index or, with
-    a ModelBundle, a name), or the pixels of ``mask`` — a boolean (*S) or (B, *S) tensor at the input's or
-    the model output's resolution — with ``target`` as the class explained there.
-
-    ``targets=cc.Region(t)`` explains that region in every image; a list of Regions explains several per
-    image; ``cc.Region.all(k)`` (or ``cc.TopK(k)`` on a segmenter) the ``k`` largest predicted classes of
-    each image, largest first.
-    """
-
-    target: int | str | None = None
-    mask: Tensor | None = None
-
-    @staticmethod
-    def all(k: int | None = None) -> AllRegions:
-        """One region per predicted class of each image (the ``k`` largest; all of them when None)."""
-        return AllRegions(k)
-
-
-@dataclass(frozen=True)
-class AllRegions:
-    """Each image's predicted classes as regions, largest first (see `Region.all`)."""
-
-    k: int | None = None
-
-
-def is_region_spec(spec: object) -> bool:
-    """Whether ``targets`` asks for regions (a Region, a list of them, or `Region.all`)."""
-    if isinstance(spec, (Region, AllRegions)):
-        return True
-    return isinstance(spec, (list, tuple)) and bool(spec) and all(isinstance(s, Region) for s in spec)
+from .records import RegionUnit
+from .selectors import AllRegions, Region, is_region_spec
 
 
 def dense_logits(output: Any, size: Sequence[int]) -> Tensor | None:
@@ -214,16 +181,16 @@ class RegionUnits(Units):
         area = self.masks.flatten(2).sum(-1).to(dtype)  # (B, K)
         return torch.stack(out, 1) / area.clamp_min(1)
 
-    def records(self, y: Tensor, t: Tensor) -> list[list[dict[str, Any]]]:
-        """`Explanation.units`: per image, one record per region (kind, target, mask, the pixels' logits)."""
+    def records(self, y: Tensor, t: Tensor) -> list[list[RegionUnit]]:
+        """`Explanation.units`: per image, one `RegionUnit` per region (target, mask, the pixels' logits)."""
         assert self.masks is not None
         out = []
         for i in range(t.shape[0]):
             image = []
             for j in range(t.shape[1]):
                 m = self.masks[i, j] > 0
-                image.append({"kind": "region", "target": int(t[i, j]), "mask": m,
-                              "logits": y[i].movedim(0, -1)[m], "pixels": int(m.sum())})
+                image.append(RegionUnit(target=int(t[i, j]), logits=y[i].movedim(0, -1)[m], mask=m,
+                                        pixels=int(m.sum())))
             out.append(image)
         return out
 

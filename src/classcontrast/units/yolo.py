@@ -21,6 +21,7 @@ Ultralytics is never imported by classcontrast itself: the module is recognised 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -36,6 +37,7 @@ from ..errors import ClassContrastError
 from ..outputs import finite
 from .base import register_units
 from .objects import ObjectUnits, rows_at
+from .records import ObjectUnit
 
 _IMPORTING = threading.Lock()  # one import at a time: the recording patches below are process-wide
 
@@ -366,15 +368,11 @@ class YoloUnits(ObjectUnits):
                                                    picked[i, :, :4].float(), tuple(x.shape[-2:]), upsample=True).bool()
                                       for i in range(len(picked))])
 
-    def records(self, rows: Tensor, t: Tensor) -> list[list[dict[str, Any]]]:
+    def records(self, rows: Tensor, t: Tensor) -> list[list[ObjectUnit]]:
         """`ObjectUnits.records`, each with its ``anchor`` and, for a segmentation model, its instance ``mask``."""
-        out = super().records(rows, t)
-        for i, objects in enumerate(out):
-            for j, u in enumerate(objects):
-                u["anchor"] = u.pop("proposal")
-                if self.masks is not None:
-                    u["mask"] = self.masks[i, j]
-        return out
+        return [[dataclasses.replace(u, anchor=u.proposal, proposal=None,
+                                     mask=None if self.masks is None else self.masks[i, j])
+                 for j, u in enumerate(objects)] for i, objects in enumerate(super().records(rows, t))]
 
 
 __all__ = ["InstanceMasks", "YoloUnits", "import_ultralytics", "is_yolo", "is_yolo_output", "yolo_layer"]

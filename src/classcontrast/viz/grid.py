@@ -19,33 +19,6 @@ Scale = Literal["map", "row", "column", "figure"]
 SMOOTH_FRACTION = 1 / 56  # σ of the display smoothing of input-space maps, as a fraction of the image side
 
 
-def _region(ex: Explanation, i: int, j: int) -> np.ndarray | None:
-    """The explained region's mask (H, W) of image i, target j, when the unit is a region (drawn as an
-    outline on every map of the row); None for whole images."""
-    units = getattr(ex, "units", None)
-    if not units or j >= len(units[i]) or units[i][j].get("kind") != "region":
-        return None
-    mask = units[i][j]["mask"].float().cpu().numpy()
-    return mask if 0 < mask.sum() < mask.size else None
-
-
-def _object(ex: Explanation, i: int, j: int) -> dict[str, Any] | None:
-    """The detected object of image i, target j (its box drawn on every map of the row); None otherwise."""
-    units = getattr(ex, "units", None)
-    if not units or j >= len(units[i]) or units[i][j].get("kind") != "object":
-        return None
-    return units[i][j]
-
-
-def _draw_box(ax: Any, unit: dict[str, Any], name: str) -> None:
-    from matplotlib.patches import Rectangle
-
-    x0, y0, x1, y1 = unit["box"]
-    ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="black", linewidth=1.0))
-    ax.text(x0, y0, drawn(f" {name}"), fontsize=5, va="bottom", ha="left", color="white", **LITERAL,
-            bbox={"facecolor": "black", "alpha": 0.6, "pad": 0.5, "linewidth": 0})
-
-
 def readable(label: str) -> str:
     """A column label as a title: a foil's key ``foil:Egyptian cat`` reads "rather than Egyptian cat"."""
     return label.replace("foil:", "rather than ")
@@ -213,19 +186,12 @@ def _class_name(categories: Sequence[str] | None, cls: int) -> str:
 
 
 def _row_label(first: Explanation, i: int, j: int, name: str, ax: Any) -> str:
-    """The row's label under its photo: the class and its probability; a region's share of the pixels; an
-    object's index and score (its box drawn on the photo)."""
-    p = float(first.target_probabilities[i, j])
-    label = f"{name}\np={p:.3f}" if first.head != "sigmoid" else f"{name}\nσ={p:.3f} (independent)"
-    unit = first.units[i][j] if first.units and j < len(first.units[i]) else None
-    if unit is not None and unit.get("kind") == "region":
-        share = unit["pixels"] / max(1, unit["mask"].numel())
-        label = f"{name} (region: {share:.0%} of pixels)\nmean p={p:.3f}"
-    thing = _object(first, i, j)
-    if thing is not None:
-        label = f"{name} (object {thing['index']})\nscore {thing['score']:.3f}"
-        _draw_box(ax, thing, name)
-    return label
+    """The row's label under its photo (the unit's caption: the class and its probability, a region's share of the
+    pixels, an object's index and score), the unit marked on the photo (an object's box)."""
+    unit = first.units[i][j]
+    if unit.mark_photo:
+        unit.mark(ax, drawn(name))
+    return unit.caption(name, float(first.target_probabilities[i, j]), first.head)
 
 
 def _cell(ax: Any, img: np.ndarray, ex: Explanation, i: int, j: int, m: np.ndarray, scale: float | None,
@@ -243,12 +209,7 @@ def _cell(ax: Any, img: np.ndarray, ex: Explanation, i: int, j: int, m: np.ndarr
     score = None if ex.scores is None else float(ex.scores[i, j])
     zero = negligible is not None and bool(negligible[i, j])
     overlay(ax, img, np.zeros_like(m) if zero else m, scale=scale)
-    region = _region(ex, i, j)
-    if region is not None:
-        ax.contour(region, levels=[0.5], colors="black", linewidths=0.8)
-    thing = _object(ex, i, j)
-    if thing is not None:
-        _draw_box(ax, thing, _class_name(categories, int(ex.targets[i, j])))
+    ex.units[i][j].mark(ax, drawn(_class_name(categories, int(ex.targets[i, j]))))  # an outline, a box
     note = None
     if zero and score is not None:
         note = NEGLIGIBLE_NOTE.format(score=score)

@@ -24,10 +24,6 @@ def evenly(total: int, n: int) -> list[int]:
     return [int((i + 0.5) * total / n) for i in range(n)]
 
 
-def _take(t: Tensor | None, image: int, n: int) -> Tensor | None:
-    return None if t is None else t[image : image + 1].expand(n, *t.shape[1:])
-
-
 def _view(ex: Explanation, image: int, cut: Any, n: int, size: tuple[int, int] | None) -> Explanation:
     """Image ``image`` of ``ex`` as ``n`` 2-D views: ``cut(t)`` maps a (..., *S) tensor to (n, ..., h, w)."""
     def shown(t: Tensor, mode: str = "linear") -> Tensor:
@@ -37,25 +33,18 @@ def _view(ex: Explanation, image: int, cut: Any, n: int, size: tuple[int, int] |
         flat = v.reshape(-1, 1, *v.shape[-2:]).float()
         return resize(flat, size, mode).reshape(*v.shape[:-2], *size).to(v.dtype)
 
-    maps = shown(ex.shown()[image])  # (n, K, h, w)
-    units = None
-    if ex._units is not None:
-        units = []
-        for v in range(n):
-            records = []
-            for u in ex._units[image]:
-                record = dict(u)
-                if u.get("kind") == "region":
-                    mask = shown(u["mask"][None].float(), "nearest")[v, 0] > 0.5
-                    record |= {"mask": mask, "pixels": int(mask.sum())}
-                records.append(record)
-            units.append(records)
-    return Explanation(maps, maps, _take(ex.targets, image, n), _take(ex.logits, image, n), ex.method, ex.contrast,
-                       ex.layer, ex.options, categories=ex.categories, foils=_take(ex.foils, image, n),
-                       size=tuple(maps.shape[-2:]), objective=ex.objective, units=units,
-                       scores=_take(ex._scores, image, n),
-                       target_probabilities=_take(ex._target_probabilities, image, n), head=ex.head,
-                       selected=_take(ex.selected, image, n))
+    one = ex[image]
+    maps = shown(one.shown()[0])  # (n, K, h, w)
+    views = [[u.viewed(lambda m, v=v: shown(m[None].float(), "nearest")[v, 0] > 0.5) for u in one.units[0]]
+             for v in range(n)]
+
+    def take(t: Tensor | None) -> Tensor | None:
+        return None if t is None else t.expand(n, *t.shape[1:])
+
+    return one.replace(layer_maps=maps, maps=maps, targets=take(one.targets), logits=take(one.logits),
+                       foils=take(one.foils), selected=take(one.selected),
+                       size=tuple(maps.shape[-2:]), units=views, scores=take(one.scores),
+                       target_probabilities=take(one.target_probabilities), inputs=None)
 
 
 def clip_views(pixels: Tensor, results: Mapping[str, Explanation], image: int = 0, frames: int = 4
@@ -76,8 +65,7 @@ def clip_views(pixels: Tensor, results: Mapping[str, Explanation], image: int = 
 def centre(ex: Explanation, image: int = 0) -> list[int]:
     """The voxel the orthogonal slices go through: the centre of the first explained region's voxels, else the
     centre of the positive evidence of the first map, else the volume's centre."""
-    units = ex._units[image] if ex._units is not None else []
-    region = next((u["mask"] for u in units if u.get("kind") == "region" and u.get("pixels", 0) > 0), None)
+    region = next((u.focus() for u in ex.units[image] if u.focus() is not None), None)
     weight = region.double() if region is not None else ex.shown()[image, 0].double().clamp_min(0)
     if float(weight.sum()) <= 0:
         return [s // 2 for s in weight.shape]

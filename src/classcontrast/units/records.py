@@ -1,0 +1,236 @@
+"""What one map explains, as a typed record per kind: an image's class (`ImageUnit`), a region of a segmentation with
+its mask (`RegionUnit`), a detected object with its box, label and score (`ObjectUnit`).
+
+A record owns what differs between kinds — its fields, its plain row (`Unit.row`, for `Explanation.rows` and the
+files and answers built from rows), its label and marks on a figure, where it lands on the user's image (a
+letterbox undone) or on a 2-D view of a clip or volume — so that nothing outside `classcontrast.units` asks which
+kind a unit is. Records are immutable. They also read as the dicts they replace (``unit["box"]``, ``unit.get(...)``,
+``"mask" in unit``), as Hugging Face's ``ModelOutput`` does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from torch import Tensor
+
+
+@dataclass(frozen=True, eq=False)
+class Unit(Mapping[str, Any]):
+    """One explained unit: its ``target`` class and ``logits`` (the unit's class logits as the model computed them:
+    an image's (C,), a region's pixels (N, C), an object's row (C,))."""
+
+    kind: ClassVar[str] = "image"
+    task: ClassVar[str] = "classification"  # what a model whose units are of this kind does (``--task``)
+    mark_photo: ClassVar[bool] = False  # whether `mark` also goes on the row's photo (an object's box)
+    target: int
+    logits: Tensor
+
+    # -- the record read as a dict ---------------------------------------------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "kind":
+            return self.kind
+        if key in self._names():
+            value = getattr(self, key)
+            if value is not None:
+                return value
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(["kind", *(n for n in self._names() if getattr(self, n) is not None)])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    __eq__ = object.__eq__  # records hold tensors: identity (a Mapping would compare values)
+    __hash__ = object.__hash__
+
+    def _names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(self))
+
+    # -- what differs between kinds ----------------------------------------------------------------------------------
+
+    def row(self, arrays: str = "numpy") -> dict[str, Any]:
+        """The unit as plain values for a row: ``kind``, ``target`` and the kind's own fields (no logits; a mask as
+        a NumPy array, or nested lists with ``arrays="list"``)."""
+        return {"kind": self.kind, "target": int(self.target)}
+
+    @property
+    def wanted(self) -> bool:
+        """Whether the unit was asked for (False: a filler, drawn and listed nowhere)."""
+        return True
+
+    @property
+    def empty(self) -> bool:
+        """Whether the unit covers nothing (an empty region): its maps are 0 by definition."""
+        return False
+
+    def caption(self, name: str, probability: float, head: str) -> str:
+        """The figure's row label under the photo."""
+        if head == "sigmoid":
+            return f"{name}\nσ={probability:.3f} (independent)"
+        return f"{name}\np={probability:.3f}"
+
+    def mark(self, ax: Any, name: str) -> None:
+        """Draw what locates the unit on a figure's panel (a region's outline, an object's box); nothing for an
+        image."""
+
+    def onto(self, box: Callable[[list[float]], list[float]], mask: Callable[[Tensor], Tensor]) -> Unit:
+        """The record on the user's image: ``box`` maps a box, ``mask`` a mask (a letterbox undone)."""
+        return self
+
+    def viewed(self, view: Callable[[Tensor], Tensor]) -> Unit:
+        """The record on one 2-D view of a clip or volume (``view`` cuts a mask to it)."""
+        return self
+
+    def focus(self) -> Tensor | None:
+        """The mask a volume's slices should go through (a region's), or None."""
+        return None
+
+    @classmethod
+    def arrays(cls, units: list[list[Unit]], suffix: str = "") -> dict[str, np.ndarray]:
+        """What ``--save-maps`` stores of these units (B, K), so a script can redraw them; nothing for images."""
+        return {}
+
+    @classmethod
+    def measure(cls, cells: str = "pixels") -> str:
+        """What a unit's probability is, for a table's header (``cells``: "pixels" or "voxels")."""
+        return "probability"
+
+    @classmethod
+    def asking(cls, k: int) -> Any:
+        """The ``targets=`` that asks for k units of this kind on another call (None: the top classes)."""
+        return None
+
+
+def _array(t: Tensor, arrays: str) -> Any:
+    a = t.detach().cpu().numpy()
+    return a.tolist() if arrays == "list" else a
+
+
+@dataclass(frozen=True, eq=False)
+class ImageUnit(Unit):
+    """A whole input (an image, a clip, a volume) of a classifier: its class ``target``."""
+
+
+@dataclass(frozen=True, eq=False)
+class RegionUnit(Unit):
+    """A region of a segmentation: its pixels (voxels) ``mask`` (*S) and their count ``pixels``; ``logits`` are its
+    pixels' rows (N, C)."""
+
+    kind: ClassVar[str] = "region"
+    task: ClassVar[str] = "segmentation"
+    mask: Tensor = None  # type: ignore[assignment]
+    pixels: int = 0
+
+    def row(self, arrays: str = "numpy") -> dict[str, Any]:
+        return {**super().row(arrays), "pixels": int(self.pixels), "mask": _array(self.mask.bool(), arrays)}
+
+    @property
+    def empty(self) -> bool:
+        return self.pixels == 0
+
+    def caption(self, name: str, probability: float, head: str) -> str:
+        share = self.pixels / max(1, self.mask.numel())
+        return f"{name} (region: {share:.0%} of pixels)\nmean p={probability:.3f}"
+
+    def mark(self, ax: Any, name: str) -> None:
+        mask = self.mask.float().cpu().numpy()
+        if 0 < mask.sum() < mask.size:
+            ax.contour(mask, levels=[0.5], colors="black", linewidths=0.8)
+
+    def onto(self, box: Callable[[list[float]], list[float]], mask: Callable[[Tensor], Tensor]) -> Unit:
+        moved = mask(self.mask)
+        return dataclasses.replace(self, mask=moved, pixels=int(moved.sum()))
+
+    def viewed(self, view: Callable[[Tensor], Tensor]) -> Unit:
+        cut = view(self.mask)
+        return dataclasses.replace(self, mask=cut, pixels=int(cut.sum()))
+
+    def focus(self) -> Tensor | None:
+        return self.mask if self.pixels > 0 else None
+
+    @classmethod
+    def measure(cls, cells: str = "pixels") -> str:
+        return f"mean p over the region's {cells}"  # (the regions' means need not sum to 1)
+
+    @classmethod
+    def asking(cls, k: int) -> Any:
+        from .selectors import Region
+
+        return Region.all(k)
+
+    @classmethod
+    def arrays(cls, units: list[list[Unit]], suffix: str = "") -> dict[str, np.ndarray]:
+        """``region_masks`` (B, K, *S) bit-packed along the last axis (``np.unpackbits(..., axis=-1)[..., :W]``)."""
+        masks = np.stack([[u["mask"].cpu().numpy() for u in image] for image in units])
+        return {f"region_masks{suffix}": np.packbits(masks, axis=-1)}
+
+
+@dataclass(frozen=True, eq=False)
+class ObjectUnit(Unit):
+    """A detected object: its ``box`` (x0, y0, x1, y1 in input pixels), ``label``, the model's ``score``, its
+    ``index`` in the model's detections and whether it was ``selected`` (False: a filler); the row that made it
+    (``proposal`` for torchvision's detectors, ``anchor`` for YOLO) and a segmentation model's instance ``mask``
+    when there are."""
+
+    kind: ClassVar[str] = "object"
+    task: ClassVar[str] = "detection"
+    mark_photo: ClassVar[bool] = True
+    box: list[float] = dataclasses.field(default_factory=list)
+    label: int = 0
+    score: float = 0.0
+    index: int = 0
+    selected: bool = True
+    proposal: int | None = None
+    anchor: int | None = None
+    mask: Tensor | None = None
+
+    def row(self, arrays: str = "numpy") -> dict[str, Any]:
+        out = {**super().row(arrays), "box": [float(v) for v in self.box], "label": int(self.label),
+               "score": float(self.score), "index": int(self.index)}
+        for name in ("proposal", "anchor"):
+            if getattr(self, name) is not None:
+                out[name] = int(getattr(self, name))
+        if self.mask is not None:
+            out["mask"] = _array(self.mask.bool(), arrays)
+        return out
+
+    @property
+    def wanted(self) -> bool:
+        return self.selected
+
+    def caption(self, name: str, probability: float, head: str) -> str:
+        return f"{name} (object {self.index})\nscore {self.score:.3f}"
+
+    def mark(self, ax: Any, name: str) -> None:
+        from matplotlib.patches import Rectangle
+
+        x0, y0, x1, y1 = self.box
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="black", linewidth=1.0))
+        ax.text(x0, y0, f" {name}", fontsize=5, va="bottom", ha="left", color="white", parse_math=False,
+                bbox={"facecolor": "black", "alpha": 0.6, "pad": 0.5, "linewidth": 0})
+
+    def onto(self, box: Callable[[list[float]], list[float]], mask: Callable[[Tensor], Tensor]) -> Unit:
+        return dataclasses.replace(self, box=box(self.box), mask=None if self.mask is None else mask(self.mask))
+
+    @classmethod
+    def asking(cls, k: int) -> Any:
+        from ..detection import Detections
+
+        return Detections(top=k)
+
+    @classmethod
+    def arrays(cls, units: list[list[Unit]], suffix: str = "") -> dict[str, np.ndarray]:
+        """``boxes`` (B, K, 4: x0, y0, x1, y1 in input pixels), ``labels``, ``scores`` and ``detection_index``."""
+        return {f"{name}{suffix}": np.array([[u[key] for u in image] for image in units])
+                for name, key in (("boxes", "box"), ("labels", "label"), ("scores", "score"),
+                                  ("detection_index", "index"))}
+
+
+__all__ = ["ImageUnit", "ObjectUnit", "RegionUnit", "Unit"]
