@@ -25,7 +25,7 @@ _EXPORTS: dict[str, str] = {
     "Explanation": "explanation", "Explanations": "explanation",
     "METHODS": "methods", "Method": "methods", "get_method": "methods", "register_method": "methods",
     "TopK": "targets", "Threshold": "targets", "resolve_targets": "targets", "Region": "units",
-    "Detections": "detection", "InstanceMasks": "units.yolo",
+    "Detections": "units.selectors", "InstanceMasks": "units.yolo",
     "ContrastModel": "adapters", "quantus_explain": "adapters",
     "ModelBundle": "models", "load_model": "models", "zero_shot": "models.zero_shot", "answers": "models.answers",
     "prompt_tokens": "models.prompt",
@@ -63,7 +63,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .data import load_image, load_images, sample_image
     from .data.video import load_video, save_video
     from .data.volume import load_volume, save_volume
-    from .detection import Detections
     from .engine import explain
     from .errors import ClassContrastError, ClassContrastWarning
     from .explanation import Explanation, Explanations
@@ -77,6 +76,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .peer_contrasts import ContrastCAM, Finer, FinerMean, ReST
     from .targets import Threshold, TopK, resolve_targets
     from .units import Region
+    from .units.selectors import Detections
     from .units.yolo import InstanceMasks
     from .viz import overlay, plot_explanations
 

@@ -18,7 +18,6 @@ from torch import Tensor, nn
 from .backprop import combine, low_rank, vjp
 from .classes import class_indices, names_classes
 from .contrasts import CONTRASTS, Contrast, get_contrast
-from .detection import is_single_stage_detector
 from .errors import ClassContrastError, ClassContrastWarning, first_line
 from .explanation import Explanation, Explanations
 from .methods import METHODS, LayerMethod, Method, Recording, get_method
@@ -28,7 +27,7 @@ from .outputs import all_finite, finite, is_binary
 from .progress import tick
 from .state import frozen_eval
 from .units import Units, claim, from_output
-from .units.yolo import is_yolo
+from .units.base import natural_head, unwrapped
 
 ContrastSpec = str | Contrast
 __all__ = ["check_input", "explain", "low_rank", "model_head", "unwrap_model", "vjp"]
@@ -37,19 +36,19 @@ __all__ = ["check_input", "explain", "low_rank", "model_head", "unwrap_model", "
 def unwrap_model(model: Any) -> nn.Module:
     """The ``nn.Module`` to explain: inside a [`ModelBundle`][classcontrast.models.bundle.ModelBundle], a
     ``DataParallel`` / ``DistributedDataParallel`` wrapper or a ``torch.compile``'d module (the eager
-    module computes the same function, and its layer names are the ones users know) or Ultralytics' ``YOLO``
-    wrapper (its ``model``)."""
+    module computes the same function, and its layer names are the ones users know) or a model family's own
+    wrapper object that a kind of unit knows (`classcontrast.units.base.unwrapped`)."""
     net = model if isinstance(model, nn.Module) else getattr(model, "model", model)
     if not isinstance(net, nn.Module):
         raise ClassContrastError(f"expected a torch nn.Module or a ModelBundle, got {type(model).__name__}")
     while True:
+        inner = unwrapped(net)
         if isinstance(net, nn.DataParallel) or type(net).__name__ == "DistributedDataParallel":
             net = net.module
         elif type(net).__name__ == "OptimizedModule" and isinstance(getattr(net, "_orig_mod", None), nn.Module):
             net = net._orig_mod
-        elif type(net).__module__.startswith("ultralytics.") and not is_yolo(net) \
-                and is_yolo(getattr(net, "model", None)):  # Ultralytics' YOLO(...) wrapper: its model
-            net = net.model
+        elif inner is not None:
+            net = inner
         else:
             return net
 
@@ -130,7 +129,7 @@ def explain(
             ``Threshold(p)`` (every class with probability >= p under the head: a multi-label model's
             labels); a class is an index, or a name (``"tiger cat"``) when ``model`` is a ModelBundle.
             A segmenter's units are regions (`classcontrast.units.Region`), a detector's the objects it
-            reports (`classcontrast.detection.Detections`).
+            reports (`classcontrast.units.selectors.Detections`).
         layer: the method's layer (a module name such as ``"features.40"``, a module, or a ViT block
             index). With a ModelBundle and no ``layer``, CAM methods use the bundle's own layer when it
             names one.
@@ -267,11 +266,11 @@ def _bundle_layer(model: Any, method: str | Method, layer: Any) -> Any:
 
 def model_head(model: Any, net: nn.Module, head: str | None) -> str:
     """The call's head: the one given, else a ModelBundle's (a module's ``head`` attribute is its classifier
-    layer), else softmax — sigmoid for torchvision's single-stage detectors (RetinaNet, FCOS) and Ultralytics YOLO."""
+    layer), else softmax — or the head the model's kind of unit scores it with (sigmoid-scored detectors:
+    `classcontrast.units.base.natural_head`)."""
     if head is None:
         head = "softmax" if isinstance(model, nn.Module) else getattr(model, "head", None) or "softmax"
-        if is_single_stage_detector(net) or is_yolo(net):
-            head = "sigmoid"
+        head = natural_head(net) or head
     if head not in ("softmax", "sigmoid"):
         raise ClassContrastError(f"head must be 'softmax' or 'sigmoid', got {head!r}")
     return head

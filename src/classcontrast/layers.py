@@ -85,10 +85,11 @@ def default_feature_layer(model: nn.Module, x: Tensor) -> str:
     makes the deepest maps 1×1) and on the model's modules, so it is remembered per model for each input
     shape, dtype and device and each module structure: a call's layer never depends on the calls before it.
     """
-    from .units.yolo import is_yolo, yolo_layer
+    from .units.base import feature_layer
 
-    if is_yolo(model):  # the last spatial map is inside the head, one level of it; the neck's input feeds all
-        return yolo_layer(model)
+    own = feature_layer(model)  # a kind of unit whose models the rule would miss (a map inside a detection head)
+    if own is not None:
+        return own
     key = (tuple(x.shape[1:]), x.dtype, x.device.type, _structure(model))
     with _cache_lock:
         known = _default_cache.get(model, {})

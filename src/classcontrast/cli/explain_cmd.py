@@ -122,12 +122,12 @@ def explain_command(
     from ..contrasts import Foil, get_contrast
     from ..data.inputs import list_inputs
     from ..data.volume import is_volume
-    from ..detection import Detections
     from ..engine import explain, model_head, unwrap_model
     from ..methods import options_for
     from ..models import load_model
     from ..targets import Threshold, TopK
     from ..units import Region
+    from ..units.selectors import Detections
     from ..viz.overlay import viewable
 
     dev = resolve_device(device)

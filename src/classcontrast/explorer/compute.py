@@ -12,11 +12,11 @@ import torch
 
 from ..contrast_base import head_probabilities
 from ..contrasts import Foil
-from ..detection import Detections
 from ..engine import check_input, explain, model_head, unwrap_model
 from ..errors import ClassContrastError
 from ..state import predict
 from ..targets import Threshold, TopK, resolve_targets
+from ..units.selectors import Detections
 from .encode import display_pixels, fit
 from .maps import grid
 from .page import NAMED, contrast_keys, entry, image_entry, write_page

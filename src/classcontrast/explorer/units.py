@@ -19,11 +19,11 @@ import torch.nn.functional as F
 
 from ..contrast_base import head_probabilities
 from ..contrasts import Foil
-from ..detection import Detections
 from ..engine import explain
 from ..errors import ClassContrastWarning
 from ..methods import options_for
 from ..units import Region
+from ..units.selectors import Detections
 from ..viz.views import evenly
 from .encode import display_pixels, fit
 from .maps import grid
@@ -119,12 +119,13 @@ def unit_entries(model: Any, x: Sequence[torch.Tensor], methods: Sequence[str], 
 
 
 def unit_spec(net: torch.nn.Module, x: torch.Tensor, targets: Any) -> Any:
-    """The units ``targets`` asks for on this model — a Region spec or `Detections` as given, or, for
-    None, the 3 largest regions of a segmenter or the 5 best detections of a detector — or None for a
-    classifier (one model call on the first image, without gradients, when ``targets`` is None)."""
-    from ..detection import is_detection_output
+    """The units ``targets`` asks for on this model — a Region spec or `Detections` as given, or, for None, the
+    kind's own default for a page (a segmenter's 3 largest regions, a detector's 5 best detections:
+    `classcontrast.units.records.Unit.asking`) — or None for a classifier (one model call on the first image,
+    without gradients, when ``targets`` is None)."""
     from ..state import frozen_eval
-    from ..units import dense_logits, is_region_spec
+    from ..units import is_region_spec
+    from ..units.base import output_kind
 
     if is_region_spec(targets) or isinstance(targets, Detections):
         return targets
@@ -132,8 +133,5 @@ def unit_spec(net: torch.nn.Module, x: torch.Tensor, targets: Any) -> Any:
         return None
     with frozen_eval(net, freeze=False), torch.no_grad():
         raw = net(x[:1])
-    if is_detection_output(raw):
-        return Detections(top=5)
-    if dense_logits(raw, x.shape[2:]) is not None:
-        return Region.all(3)
-    return None
+    kind = output_kind(raw, x[:1])
+    return None if kind is None else kind.record.asking()

@@ -27,12 +27,14 @@ from torch import Tensor, nn
 from ..contrast_base import Contrast
 from ..contrasts import Foil
 from ..errors import ClassContrastError
+from .records import Unit
 
 
 class Units(ABC):
     """The explained units of one call (see the module docstring). ``spec`` is the call's ``targets``."""
 
     kind: ClassVar[str]
+    record: ClassVar[type[Unit]]  # the record of one unit (`classcontrast.units.records`)
     # asked in this order (lowest first) which kind a model's output is: detections before dense logits
     order: ClassVar[int] = 50
     # sampled inputs (Integrated Gradients' path points, SmoothGrad's noisy copies) read the same units;
@@ -45,6 +47,24 @@ class Units(ABC):
         self.net = net
         self.categories = categories
         self.head = head
+
+    # -- what a kind knows of its models (asked by the engine and the layer lookup, which name no family) ------
+
+    @classmethod
+    def unwrap(cls, obj: object) -> nn.Module | None:
+        """The module to explain inside ``obj`` when ``obj`` is a family's wrapper this kind knows, else None."""
+        return None
+
+    @classmethod
+    def natural_head(cls, net: nn.Module) -> str | None:
+        """The head a model of this kind scores its classes with when the call names none ("sigmoid" for
+        sigmoid-scored detectors), or None: the usual softmax."""
+        return None
+
+    @classmethod
+    def feature_layer(cls, net: nn.Module) -> str | None:
+        """The CAM layer of a model of this kind when the automatic rule would miss it, or None."""
+        return None
 
     # -- choosing the kind ---------------------------------------------------------------------------
 
@@ -161,6 +181,26 @@ def register_units(cls: type[Units]) -> type[Units]:
     UNITS.append(cls)
     UNITS.sort(key=lambda k: k.order)
     return cls
+
+
+def unwrapped(obj: object) -> nn.Module | None:
+    """The module inside a family's wrapper object (`Units.unwrap`), or None."""
+    return next((m for m in (cls.unwrap(obj) for cls in UNITS) if m is not None), None)
+
+
+def natural_head(net: nn.Module) -> str | None:
+    """The head the model's kind scores it with (`Units.natural_head`), or None."""
+    return next((h for h in (cls.natural_head(net) for cls in UNITS) if h is not None), None)
+
+
+def feature_layer(net: nn.Module) -> str | None:
+    """The CAM layer the model's kind gives (`Units.feature_layer`), or None."""
+    return next((layer for layer in (cls.feature_layer(net) for cls in UNITS) if layer is not None), None)
+
+
+def output_kind(raw: Any, x: Tensor) -> type[Units] | None:
+    """The kind whose units the model's raw output ``raw`` is made of, or None."""
+    return next((cls for cls in UNITS if cls.accepts(raw, x)), None)
 
 
 def claim(net: nn.Module, spec: object, categories: Sequence[str] | None, head: str) -> Units | None:

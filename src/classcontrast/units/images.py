@@ -13,6 +13,7 @@ from ..errors import ClassContrastError
 from ..outputs import logits_of
 from ..targets import Threshold, resolve_targets
 from .base import Units, register_units
+from .records import ImageUnit
 
 
 @register_units
@@ -21,6 +22,7 @@ class ImageUnits(Units):
     its targets are classes (`classcontrast.targets.resolve_targets`)."""
 
     kind = "image"
+    record = ImageUnit  # its units' record
     order = 90
 
     @classmethod
@@ -32,8 +34,8 @@ class ImageUnits(Units):
         return logits_of(raw)
 
     def resolve(self, y: Tensor) -> Tensor:
-        from ..detection import Detections
         from .regions import is_region_spec
+        from .selectors import Detections
 
         if is_region_spec(self.spec):
             raise ClassContrastError("Region targets need a segmentation model (per-pixel logits, (B, C, h, w)); "

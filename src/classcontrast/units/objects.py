@@ -24,11 +24,84 @@ import torch
 from torch import Tensor, nn
 
 from ..contrast_base import Contrast, head_probabilities
-from ..detection import Detections, _Capture, capture, is_detection_output, is_torchvision_detector
 from ..errors import ClassContrastError
 from ..outputs import finite
 from .base import Units, register_units
 from .records import ObjectUnit
+from .selectors import Detections
+
+
+def is_torchvision_detector(net: nn.Module) -> bool:
+    """A torchvision detector whose rows `capture` finds: two-stage (Faster R-CNN family: ``roi_heads``
+    with a box predictor) or single-stage (RetinaNet, FCOS)."""
+    heads = getattr(net, "roi_heads", None)
+    two_stage = heads is not None and hasattr(heads, "box_predictor") and hasattr(net, "transform")
+    return two_stage or is_single_stage_detector(net)
+
+
+def is_single_stage_detector(net: nn.Module) -> bool:
+    """A torchvision single-stage, sigmoid-scored detector (RetinaNet, FCOS): a ``head`` with a
+    classification head, and an anchor generator."""
+    head = getattr(net, "head", None)
+    return head is not None and hasattr(head, "classification_head") and hasattr(net, "anchor_generator") \
+        and hasattr(net, "transform")
+
+
+def is_detection_output(output: Any) -> bool:
+    """A detector's output this kind reads: torchvision's list of {boxes, labels, scores}, or a DETR-style object /
+    dict with 3-dimensional ``logits`` (B, queries, C + 1) and ``pred_boxes``."""
+    if isinstance(output, (list, tuple)) and output and isinstance(output[0], dict) and "boxes" in output[0]:
+        return True
+    logits = output.get("logits") if isinstance(output, dict) else getattr(output, "logits", None)
+    boxes = output.get("pred_boxes") if isinstance(output, dict) else getattr(output, "pred_boxes", None)
+    return isinstance(logits, Tensor) and logits.ndim == 3 and isinstance(boxes, Tensor)
+
+
+class _Capture:
+    """Inside one call: the class logits and box regression of every proposal (with their graph), and
+    the proposals and image sizes the ROI heads received."""
+
+    def __init__(self) -> None:
+        self.class_logits: Tensor | None = None
+        self.box_regression: Tensor | None = None
+        self.proposals: list[Tensor] = []
+        self.image_shapes: list[tuple[int, int]] = []
+        self.heads_output: list[dict[str, Tensor]] = []
+        self.head_outputs: dict[str, Tensor] = {}  # single-stage: cls_logits (B, anchors, C), ...
+        self.anchors: list[Tensor] = []
+
+
+def capture(net: nn.Module, stack: ExitStack) -> _Capture:
+    """Hooks (removed when ``stack`` closes) recording what `classcontrast.units.objects.ObjectUnits` needs from a
+    torchvision detector's forward pass."""
+    got = _Capture()
+    if is_single_stage_detector(net):
+        def head_out(_m: nn.Module, _i: Any, out: Any) -> None:
+            got.head_outputs = dict(out)
+
+        def anchors_io(_m: nn.Module, args: Any, out: Any) -> None:
+            got.image_shapes, got.anchors = list(args[0].image_sizes), list(out)
+
+        stack.callback(net.head.register_forward_hook(head_out).remove)  # type: ignore[union-attr]
+        stack.callback(net.anchor_generator.register_forward_hook(anchors_io).remove)  # type: ignore[union-attr]
+        return got
+    heads = net.roi_heads  # type: ignore[union-attr]
+
+    def predictor(_m: nn.Module, _i: Any, out: Any) -> None:
+        got.class_logits, got.box_regression = out[0], out[1]
+
+    def heads_in(_m: nn.Module, args: Any, kwargs: Any) -> None:
+        proposals = args[1] if len(args) > 1 else kwargs["proposals"]
+        shapes = args[2] if len(args) > 2 else kwargs["image_shapes"]
+        got.proposals, got.image_shapes = list(proposals), list(shapes)
+
+    def heads_out(_m: nn.Module, _i: Any, out: Any) -> None:
+        got.heads_output = [dict(d) for d in out[0]]  # the model rescales the boxes in these dicts later
+
+    stack.callback(heads.box_predictor.register_forward_hook(predictor).remove)
+    stack.callback(heads.register_forward_pre_hook(heads_in, with_kwargs=True).remove)
+    stack.callback(heads.register_forward_hook(heads_out).remove)
+    return got
 
 
 @register_units
@@ -36,12 +109,17 @@ class ObjectUnits(Units):
     """Detected objects as the explained units: which detections, their class-logit rows, cotangents."""
 
     kind = "object"
+    record = ObjectUnit  # its units' record
     order = 10
     default_threshold = 0.5  # cc.Detections(threshold=None): the score torchvision's and DETR's users keep
 
     @classmethod
     def claims(cls, net: nn.Module) -> bool:
         return is_torchvision_detector(net)
+
+    @classmethod
+    def natural_head(cls, net: nn.Module) -> str | None:
+        return "sigmoid" if is_single_stage_detector(net) else None  # RetinaNet, FCOS score each class alone
 
     @classmethod
     def accepts(cls, raw: Any, x: Tensor) -> bool:

@@ -103,8 +103,9 @@ class Unit(Mapping[str, Any]):
         return "probability"
 
     @classmethod
-    def asking(cls, k: int) -> Any:
-        """The ``targets=`` that asks for k units of this kind on another call (None: the top classes)."""
+    def asking(cls, k: int | None = None) -> Any:
+        """The ``targets=`` that asks for ``k`` units of this kind on another call (None: the kind's default for a
+        page); None for images (their top classes)."""
         return None
 
 
@@ -160,10 +161,10 @@ class RegionUnit(Unit):
         return f"mean p over the region's {cells}"  # (the regions' means need not sum to 1)
 
     @classmethod
-    def asking(cls, k: int) -> Any:
+    def asking(cls, k: int | None = None) -> Any:
         from .selectors import Region
 
-        return Region.all(k)
+        return Region.all(3 if k is None else k)  # a page: the 3 largest regions
 
     @classmethod
     def arrays(cls, units: list[list[Unit]], suffix: str = "") -> dict[str, np.ndarray]:
@@ -220,10 +221,10 @@ class ObjectUnit(Unit):
         return dataclasses.replace(self, box=box(self.box), mask=None if self.mask is None else mask(self.mask))
 
     @classmethod
-    def asking(cls, k: int) -> Any:
-        from ..detection import Detections
+    def asking(cls, k: int | None = None) -> Any:
+        from .selectors import Detections
 
-        return Detections(top=k)
+        return Detections(top=5 if k is None else k)  # a page: the 5 best detections
 
     @classmethod
     def arrays(cls, units: list[list[Unit]], suffix: str = "") -> dict[str, np.ndarray]:

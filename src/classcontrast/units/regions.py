@@ -50,6 +50,7 @@ class RegionUnits(Units):
     """Regions of a segmentation as the explained units: targets, masks, the objectives' cotangents."""
 
     kind = "region"
+    record = RegionUnit  # its units' record
     order = 60
     masks: Tensor | None = None  # (B, K, *S) in the logits' dtype, 1 inside the region
     _selected: Tensor | None = None  # Region.all: (B, K) False for a filler (an image with fewer classes)
@@ -66,7 +67,7 @@ class RegionUnits(Units):
     def resolve(self, y: Tensor) -> Tensor:
         """The (B, K) target classes for dense logits ``y`` (B, C, *S); the masks are kept."""
         from ..classes import class_index
-        from ..detection import Detections
+        from .selectors import Detections
 
         if isinstance(self.spec, Detections):
             raise ClassContrastError("Detections targets need a detector; this is a segmentation model (use cc.Region)")

@@ -1,11 +1,14 @@
-"""What ``targets=`` asks a segmenter for: regions (`Region`, `Region.all`). Plain values, importing nothing of the
-units, so that every module may name them."""
+"""What ``targets=`` asks a segmenter or a detector for: regions (`Region`, `Region.all`), detected objects
+(`Detections`). Plain values, importing nothing of the units, so that every module may name them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from torch import Tensor
+
+from ..errors import ClassContrastError
 
 
 @dataclass(frozen=True)
@@ -42,4 +45,38 @@ def is_region_spec(spec: object) -> bool:
     return isinstance(spec, (list, tuple)) and bool(spec) and all(isinstance(s, Region) for s in spec)
 
 
-__all__ = ["AllRegions", "Region", "is_region_spec"]
+@dataclass(frozen=True)
+class Detections:
+    """The objects a detector itself reports, in its own order: those scoring at least ``threshold``,
+    the ``top`` best of them when given; or the detections at ``indices`` (their places in the model's
+    own list of detections, whatever their score).
+
+    ``threshold`` None is the detector's own usual one (each kind of detector's: 0.5 for most, a family's
+    predictor default otherwise). ``iou`` and ``max_det`` are the non-maximum suppression for detectors whose
+    detections classcontrast makes itself (0.7 and 300 by default); other detectors run their own."""
+
+    top: int | None = None
+    threshold: float | None = None
+    indices: Sequence[int] | None = None
+    iou: float = 0.7
+    max_det: int = 300
+
+    def __post_init__(self) -> None:
+        from ..targets import fraction, whole
+
+        if self.top is not None:
+            object.__setattr__(self, "top", whole(self.top, "Detections(top=...)"))
+        if self.threshold is not None:
+            object.__setattr__(self, "threshold", fraction(self.threshold, "Detections", 0.0, 1.0, closed=True,
+                                                           name="threshold"))
+        object.__setattr__(self, "iou", fraction(self.iou, "Detections", 0.0, 1.0, closed=True, name="iou"))
+        object.__setattr__(self, "max_det", whole(self.max_det, "Detections(max_det=...)"))
+        if self.indices is not None:
+            if isinstance(self.indices, (str, bytes)) or not isinstance(self.indices, (Sequence, Tensor)):
+                raise ClassContrastError(f"Detections(indices=...) needs a list of detection indices, got "
+                                         f"{self.indices!r}")
+            for i in self.indices:
+                whole(i, "Detections(indices=...)", minimum=0)
+
+
+__all__ = ["AllRegions", "Detections", "Region", "is_region_spec"]

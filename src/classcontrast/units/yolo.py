@@ -4,7 +4,7 @@ An Ultralytics detection model (``YOLO(...).model``: a ``DetectionModel`` or ``S
 YOLO11-style anchor-free heads) scores every anchor point with its own row of class logits ``scores``
 (B, C, anchors), each class its own sigmoid decision. Its detections are Ultralytics' own
 ``non_max_suppression`` of the decoded output (confidence ``threshold``, IoU ``iou``, at most ``max_det`` per
-image: the predictor's 0.25, 0.7 and 300 unless `classcontrast.detection.Detections` says otherwise), and each
+image: the predictor's 0.25, 0.7 and 300 unless `classcontrast.units.selectors.Detections` says otherwise), and each
 detection is the anchor it came from: its row $y^{(a)}$, the reported score $\sigma(y^{(a)}_{\text{label}})$
 exactly, its box in the input's pixels. An object's objective is its contrast on that row,
 
@@ -32,7 +32,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..detection import is_yolo_output
 from ..errors import ClassContrastError
 from ..outputs import finite
 from .base import register_units
@@ -230,6 +229,14 @@ def _record_calls(me: int, undo: list[Callable[[], None]], patches: ExitStack) -
         undo.append(lambda _before=before, _write=write: _before and _write(_before[0]))
 
 
+def is_yolo_output(raw: Any) -> bool:
+    """The eval-mode output of an Ultralytics head: (decoded predictions, the raw predictions' dict with
+    ``scores`` (B, C, anchors) class logits, ``boxes`` and ``feats``)."""
+    if not (isinstance(raw, tuple) and len(raw) == 2 and isinstance(raw[1], dict)):
+        return False
+    return (isinstance(raw[1].get("scores"), Tensor) and "feats" in raw[1]) or "one2one" in raw[1]
+
+
 def is_yolo(net: object) -> bool:
     """An Ultralytics detection / segmentation model (``YOLO(...).model``): its ``model`` a sequence of layers
     ending in a head with ``nc``, ``reg_max``, ``stride`` and the class branch ``cv3``."""
@@ -307,6 +314,22 @@ class YoloUnits(ObjectUnits):
         return False
 
     @classmethod
+    def unwrap(cls, obj: object) -> nn.Module | None:
+        """Ultralytics' ``YOLO(...)`` wrapper: its model."""
+        inner = getattr(obj, "model", None)
+        if type(obj).__module__.startswith("ultralytics.") and not is_yolo(obj) and is_yolo(inner):
+            return inner  # type: ignore[return-value]
+        return None
+
+    @classmethod
+    def natural_head(cls, net: nn.Module) -> str | None:
+        return "sigmoid" if is_yolo(net) else None
+
+    @classmethod
+    def feature_layer(cls, net: nn.Module) -> str | None:
+        return yolo_layer(net) if is_yolo(net) else None  # the map every head level depends on
+
+    @classmethod
     def accepts(cls, raw: Any, x: Tensor) -> bool:
         return is_yolo_output(raw)
 
@@ -334,7 +357,7 @@ class YoloUnits(ObjectUnits):
 
         nms, ops = import_ultralytics("ultralytics.utils.nms", "ultralytics.utils.ops")
 
-        from ..detection import Detections
+        from .selectors import Detections
 
         spec = self.spec
         if not isinstance(spec, Detections):
