@@ -89,7 +89,7 @@ def test_readme_style_call_is_warning_free(named: cc.ModelBundle, x: torch.Tenso
 
 
 def test_cli_column_titles_and_npz_keys_name_the_foil() -> None:
-    from classcontrast.cli.explain_cmd import column_title, npz_key
+    from classcontrast.cli.explain_out import column_title, npz_key
 
     assert column_title("gradcam", "foil:Egyptian cat") == "gradcam · rather than Egyptian cat"
     assert column_title("gradcam", "weighted", qualified=False) == "weighted"

@@ -116,7 +116,7 @@ def test_a_checkpoint_is_letterboxed_at_its_own_size(trained_at_320: tuple[Path,
     wide = cc.load_model(f"yolo:{checkpoint}", trust_checkpoint=True, imgsz=640)
     assert wide.preprocess.shape == (640, 640) and wide.transform(wide.read_image(photo)).shape[-1] == 640
     assert cc.load_model("yolo:yolov8n.yaml", weights=None, imgsz=300).preprocess.shape == (320, 320)  # stride 32
-    with pytest.raises(cc.ClassContrastError, match="imgsz is for yolo"):
+    with pytest.raises(cc.ClassContrastError, match="imgsz is an option of yolo"):
         cc.load_model("efficientnet_lite0", imgsz=320)
 
 

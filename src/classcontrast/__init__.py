@@ -25,7 +25,7 @@ _EXPORTS: dict[str, str] = {
     "Explanation": "explanation", "Explanations": "explanation",
     "METHODS": "methods", "Method": "methods", "get_method": "methods", "register_method": "methods",
     "TopK": "targets", "Threshold": "targets", "resolve_targets": "targets", "Region": "units",
-    "Detections": "units.selectors", "InstanceMasks": "units.yolo",
+    "Detections": "units.selectors", "InstanceMasks": "units",
     "ContrastModel": "adapters", "quantus_explain": "adapters",
     "ModelBundle": "models", "load_model": "models", "zero_shot": "models.zero_shot", "answers": "models.answers",
     "prompt_tokens": "models.prompt",
@@ -75,9 +75,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .models.zero_shot import zero_shot
     from .peer_contrasts import ContrastCAM, Finer, FinerMean, ReST
     from .targets import Threshold, TopK, resolve_targets
-    from .units import Region
+    from .units import InstanceMasks, Region
     from .units.selectors import Detections
-    from .units.yolo import InstanceMasks
     from .viz import overlay, plot_explanations
 
 __all__ = [

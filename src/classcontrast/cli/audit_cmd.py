@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -11,10 +12,11 @@ from . import method_flags as flags
 from .checks import check_number
 from .common import console, shard_progress
 from .evaluate_cmd import BATCH, DEVICE, LIMIT, MODEL, NUM_CLASSES, PREPROCESS, SEED, TRUST, WEIGHTS, setup_run
+from .method_flags import with_method_options
 from .options import METHODS_HELP, check_names, split_values
 
 
-def audit_command(
+def _audit(
     data: list[str] = typer.Argument(None, help="Class folders, a flat folder (no labels), a labels.csv "
                                      "(path,label;label: multi-label), imagenet:ROOT, cub200:ROOT, food101:ROOT, "
                                      "or image files. None: the bundled photos"),
@@ -30,20 +32,15 @@ def audit_command(
     head: str = typer.Option(None, help="softmax | sigmoid (multi-label: each class its own decision); "
                              "default: the model's"),
     threshold: float = typer.Option(0.5, help="Multi-label: a label counts as predicted when sigma(y) >= this"),
-    classes: list[str] = typer.Option(None, "--classes", help="Zero-shot (CLIP-style hf: model): the class "
-                                      "names, put into --template as the prompts"),
+    classes: list[str] = typer.Option(None, "--classes", help="Zero-shot (a CLIP-style model): the class names, "
+                                      "put into --template as the prompts"),
     template: str = typer.Option("a photo of a {}.", help="Zero-shot: the prompt, {} marking the class name"),
-    prompt: str = typer.Option(None, help="A vision-language model (hf: folder): the question; its candidate "
+    prompt: str = typer.Option(None, help="A vision-language model (a folder): the question; its candidate "
                                "answers (--answers) are the classes, the class folders named after them"),
     answers: list[str] = typer.Option(None, "--answers", help="With --prompt: the candidate answers"),
     limit: int = LIMIT, batch_size: int = BATCH, seed: int = SEED, device: str = DEVICE,
     preprocess: str = PREPROCESS, trust_remote_code: bool = TRUST,
-    steps: int = flags.STEPS, baseline: str = flags.BASELINE, integration: str = flags.INTEGRATION,
-    samples: int = flags.SAMPLES, sigma: float = flags.SIGMA, squared: bool = flags.SQUARED,
-    internal_batch_size: int = flags.INTERNAL_BATCH_SIZE, composite: str = flags.COMPOSITE,
-    canonizer: str = flags.CANONIZER, discard_ratio: float = flags.DISCARD_RATIO, abs_: bool = flags.ABS,
-    window: str = flags.WINDOW, stride: str = flags.STRIDE, segments: int = flags.SEGMENTS, cells: int = flags.CELLS,
-    keep: float = flags.KEEP, ablation: float = flags.ABLATION,
+    **options: Any,
 ) -> None:
     """Audit the model's confusions: "why A and not B" for the most confused pairs, in audit.html."""
     check_names(split_values(method))  # a misspelling is reported before torch loads
@@ -52,10 +49,7 @@ def audit_command(
     from ..distributed import local_device, setup
 
     methods = split_values(method)
-    given = flags.method_flags(methods, steps=steps, baseline=baseline, integration=integration, samples=samples,
-                         sigma=sigma, squared=squared, internal_batch_size=internal_batch_size, composite=composite,
-                         canonizer=canonizer, discard_ratio=discard_ratio, abs=abs_,
-                         **flags.perturbation_flags(window, stride, segments, cells, keep, ablation))
+    given = flags.method_flags(methods, options)
     shard = setup(device)
     check_counts(pairs, examples, top_k)  # before the model loads
     check_number(ambiguity, "--ambiguity", minimum=0, maximum=1)
@@ -68,8 +62,12 @@ def audit_command(
         result = audit(bundle, source, out, methods, pairs=pairs, examples=examples, top_k=top_k,
                        batch_size=batch_size, device=dev, seed=None, shard=shard, progress=progress, layer=layer,
                        ambiguity=ambiguity, threshold=threshold, **given)
-    if not shard.main:
-        return
+    if shard.main:
+        _summary(result)
+
+
+def _summary(result: Any) -> None:
+    """The audit's summary: its images and accuracy, the pairs shown (the first five), the files written."""
     acc = "" if result.accuracy is None else f", accuracy {result.accuracy:.3f}"
     if result.multilabel:
         console.print(f"{count(result.n, 'image')}, label sets; exact match {result.accuracy:.3f}; "
@@ -99,3 +97,6 @@ def audit_command(
                                     f"top-2): {count(p.count, 'image')}"))
     for path in result.paths:
         console.print(f"wrote {path}")
+
+
+audit_command = with_method_options(_audit, exclude=("layer", "relu", "seed"))

@@ -15,9 +15,11 @@ import typer
 
 from ..errors import ClassContrastError
 from ..text import count
+from . import manifest
 from . import method_flags as flags
 from .checks import check_number, check_out_dir
 from .common import console, progress_bar, resolve_device
+from .method_flags import with_method_options
 from .options import CONTRASTS_HELP, METHODS_HELP, check_names, split_numbers, split_values
 
 evaluate_app = typer.Typer(help="The paper's experiments: perturbation, masking, figures, norm-logit, faithfulness.",
@@ -25,9 +27,8 @@ evaluate_app = typer.Typer(help="The paper's experiments: perturbation, masking,
 
 DATA = typer.Option(None, "--data", help="Class folders, a flat folder, imagenet:ROOT, cub200:ROOT, food101:ROOT. "
                     "Default: the bundled photos")
-MODEL = typer.Option("efficientnet_lite0",
-                     help="efficientnet_lite0 (or _lite1, _lite2: embedded) | torchvision:<arch> | timm:<arch> | "
-                     "hf:<hub id or folder>")
+MODEL = typer.Option(manifest.DEFAULT_MODEL, help=" | ".join(f["spec"] for f in manifest.FAMILIES) +
+                     " (classcontrast models: what each is)")
 WEIGHTS = typer.Option("DEFAULT", help="DEFAULT (pretrained), none (random) or a state-dict path")
 NUM_CLASSES = typer.Option(None, help="Class count of a checkpoint with a new head")
 LIMIT = typer.Option(None, help="Use at most N samples")
@@ -36,8 +37,7 @@ SEED = typer.Option(0, help="Seed for the sample order and random baselines")
 DEVICE = typer.Option("auto", help="auto (CUDA when available) | cpu | cuda | cuda:N")
 OUT = typer.Option(Path("results"), help="Output folder")
 PREPROCESS = typer.Option("model", help="model (its own resize/crop) | study-imagenet | study-cub")
-TRUST = typer.Option(False, "--trust-remote-code",
-                     help="hf: models only: run Python code shipped with the model (auto_map); off by default")
+TRUST = typer.Option(False, "--trust-remote-code", help=manifest.FAMILY_OPTIONS["trust_remote_code"]["help"])
 
 
 def setup_run(data: list[str] | None, model: str, weights: str, num_classes: int | None, limit: int | None,
@@ -247,8 +247,7 @@ def norm_logit_command(
     console.print(summary)
 
 
-@evaluate_app.command("faithfulness")
-def faithfulness_command(
+def _faithfulness(
     data: list[str] = DATA, model: str = MODEL, weights: str = WEIGHTS, num_classes: int = NUM_CLASSES,
     method: list[str] = typer.Option(["gradcam", "linear_approx", "gradient_x_input"], "--method", "--methods",
                                      help=METHODS_HELP),
@@ -264,11 +263,7 @@ def faithfulness_command(
     road_noise: float = typer.Option(0.01, help="ROAD: noise added to imputed pixels"),
     limit: int = LIMIT, batch_size: int = BATCH, seed: int = SEED, device: str = DEVICE, out: Path = OUT,
     preprocess: str = PREPROCESS, trust_remote_code: bool = TRUST,
-    steps: int = flags.STEPS, integration: str = flags.INTEGRATION, samples: int = flags.SAMPLES,
-    sigma: float = flags.SIGMA, squared: bool = flags.SQUARED, internal_batch_size: int = flags.INTERNAL_BATCH_SIZE,
-    composite: str = flags.COMPOSITE, canonizer: str = flags.CANONIZER, discard_ratio: float = flags.DISCARD_RATIO,
-    abs_: bool = flags.ABS, window: str = flags.WINDOW, stride: str = flags.STRIDE, segments: int = flags.SEGMENTS,
-    cells: int = flags.CELLS, keep: float = flags.KEEP, ablation: float = flags.ABLATION,
+    **options: Any,
 ) -> None:
     """Deletion / insertion (MoRF / LeRF) and ROAD curves, and average drop / increase, per method × contrast."""
     check_names(split_values(method), split_values(contrast))  # before torch loads
@@ -283,10 +278,7 @@ def faithfulness_command(
     check_number(road_noise, "--road-noise", minimum=0)
     grid = split_numbers(fractions, "--fractions") if fractions else default_fractions()
     check_grid(split_values(baseline), split_values(score), grid)  # bad input: one line, before any work
-    given = flags.method_flags(split_values(method), steps=steps, integration=integration, samples=samples, sigma=sigma,
-                         squared=squared, internal_batch_size=internal_batch_size, composite=composite,
-                         canonizer=canonizer, discard_ratio=discard_ratio, abs=abs_,
-                         **flags.perturbation_flags(window, stride, segments, cells, keep, ablation))
+    given = flags.method_flags(split_values(method), options)
     bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, device, preprocess, out,
                                     trust_remote_code, batch_size)
     with progress_bar(len(source), "faithfulness") as tick:
@@ -296,3 +288,8 @@ def faithfulness_command(
                                   method_options=given)
     _done(write_faithfulness(result, out))
     console.print(markdown_tables(result))
+
+
+
+faithfulness_command = evaluate_app.command("faithfulness")(
+    with_method_options(_faithfulness, exclude=("layer", "relu", "baseline", "seed")))

@@ -47,6 +47,23 @@ def print_notes(images: list[dict[tuple[str, str], Any]], names: list[str], cate
                     console.print(f"{where}: {NEGLIGIBLE_NOTE.format(score=score)} (drawn as zero)", soft_wrap=True)
 
 
+def print_table(loaded: list[Any], p: Any, targets: Any, categories: list[str], selected: Any = None,
+                what: str = "probability") -> None:
+    """The explained classes of each image with their probability (for a region: the mean over its pixels or
+    voxels, which the header says — the regions' means need not sum to 1; with --threshold only the classes above
+    it)."""
+    from rich.table import Table
+
+    table = Table(title="Top classes")
+    table.add_column("image")
+    table.add_column(f"explained classes ({what})")
+    for i, path in enumerate(loaded):
+        cells = [f"{categories[int(c)]} ({float(p[i, j]):.3f})" for j, c in enumerate(targets[i])
+                 if selected is None or bool(selected[i, j])]
+        table.add_row(printable(path.name), printable(", ".join(cells)))
+    console.print(table)
+
+
 def on_image(e: Any, preprocess: Any, size: tuple[int, int]) -> Any:
     """The explanation of one letterboxed image (``preprocess.undo``: YOLO's `Letterbox`) on the user's image of
     ``size`` (height, width): its maps, its objects' boxes and masks; the rest as it is."""

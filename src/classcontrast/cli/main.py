@@ -15,6 +15,7 @@ from .audit_cmd import audit_command
 from .common import run_cli
 from .evaluate_cmd import evaluate_app
 from .explain_cmd import explain_command
+from .models_cmd import models_command
 from .options import expand_multi_options
 from .suite_cmd import reproduce_command, train_command
 
@@ -49,6 +50,7 @@ app.add_typer(evaluate_app, name="evaluate")
 app.command("audit")(audit_command)
 app.command("reproduce")(reproduce_command)
 app.command("train")(train_command)
+app.command("models")(models_command)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
-# The registries' names (classcontrast.METHODS / CONTRASTS); a test keeps them equal.
-METHOD_NAMES = ("gradient", "gradient_x_input", "linear_approx", "gradcam", "xgradcam", "fullgrad",
-                "vit_gradcam", "attention_rollout", "integrated_gradients", "smoothgrad", "lrp", "gradcam_plus_plus",
-                "layercam", "hirescam", "guided_backprop", "guided_gradcam", "scorecam", "ablationcam", "occlusion",
-                "feature_ablation", "kernel_shap", "rise")
-CONTRAST_NAMES = ("original", "mean", "max", "weighted", "probability", "finer", "finer_mean", "rest")
+from . import manifest
+
+# The registries' names (classcontrast.METHODS / CONTRASTS), from the generated manifest (no torch)
+METHOD_NAMES = tuple(manifest.METHODS)
+CONTRAST_NAMES = tuple(manifest.CONTRASTS)
 BASELINE_NAMES = ("blur", "zeros", "mean", "road")
 SCORE_NAMES = ("probability", "logit", "contrast")
 METHODS_HELP = f"One or more of: {', '.join(METHOD_NAMES)}"

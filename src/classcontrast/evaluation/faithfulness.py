@@ -182,50 +182,55 @@ def run_faithfulness(
             t = batch.labels
             b_, _, h, w = x.shape
             ks = counts(grid, h * w)
-            bases = {b: baseline(x, b) for b in baselines if b != "road"}
             random_map = torch.rand((b_, h, w), generator=batch_generator(seed, batch), dtype=torch.float64).to(device)
             maps: dict[tuple[str, str], Tensor] = {}
             for m in methods:
                 ex = explain(bundle, x, m, list(contrasts), t, **opts[m])
                 maps.update({(m, c): ex[c].maps[:, 0].detach() for c in contrasts})
             maps.update({(RANDOM, c): random_map for c in contrasts})
-            p_clean = _scores(predict(bundle.model, x), t, "original")["probability"]
-            # the model's logits on a map's masked and deleted/inserted images, per map: the random map is
-            # the same for every contrast (only the score differs), so its images are made and run once
-            seen: dict[tuple[Any, ...], Tensor] = {}
-            for (m, c), smap in maps.items():
-                ranks = ranking(smap)
-                if (id(smap), "masked") not in seen:
-                    seen[id(smap), "masked"] = predict(bundle.model, x * soft_mask(smap)[:, None].to(x.dtype))
-                masked_logits = seen[id(smap), "masked"]
-                p_masked = _scores(masked_logits, t, c)["probability"]
-                for b in baselines:
-                    if all(log.has(id=i, method=m, options=label[m], contrast=c, baseline=b) for i in batch.ids):
-                        continue
-                    road = {"noise": road_noise, "generator": batch_generator(seed, batch)} if b == "road" else None
-                    rows = []
-                    for i, sid in enumerate(batch.ids):  # one image's curves at a time: memory stays bounded
-                        row: dict[str, Any] = {"id": sid, "label": int(t[i]), "method": m, "options": label[m],
-                                               "contrast": c, "baseline": b, "p": float(p_clean[i]),
-                                               "p_masked": float(p_masked[i])}
-                        for kind in ("deletion", "insertion"):
-                            base = bases[b][i : i + 1] if b in bases else None
-                            if (id(smap), b, i, kind) not in seen:
-                                images = curve_images(x[i : i + 1], base, ranks[i : i + 1], ks, kind, road)[0]
-                                seen[id(smap), b, i, kind] = torch.cat([
-                                    predict(bundle.model, images[j : j + batch_size])
-                                    for j in range(0, len(images), batch_size)])
-                            logits = seen[id(smap), b, i, kind]
-                            got = _scores(logits, t[i : i + 1].expand(len(ks)), c)
-                            row[kind] = {s: got[s].tolist() for s in scores}
-                        rows.append(row)
-                    log.add(rows)
+            _batch_curves(bundle, x, t, batch, maps, baselines, scores, ks, seed, road_noise, batch_size, log, label)
             if progress is not None:
                 progress(len(batch.ids))
     current = [r for r in log.rows if r.get("options") == label.get(r["method"])]  # not other options' rows
     result = summarize(current, combos, baselines, scores, grid)
     result["info"]["method_options"] = {m: json.loads(label[m]) for m in methods}
     return result
+
+
+def _batch_curves(bundle: ModelBundle, x: Tensor, t: Tensor, batch: Any, maps: dict[tuple[str, str], Tensor],
+                  baselines: Sequence[str], scores: Sequence[str], ks: Sequence[int], seed: int, road_noise: float,
+                  batch_size: int, log: Any, label: dict[str, str]) -> None:
+    """One batch's rows: for every map (method, contrast), its masked probability and, per baseline not logged yet,
+    each image's deletion and insertion curves. The random map is the same for every contrast (only the score
+    differs), so its images are made and run once (``seen``)."""
+    bases = {b: baseline(x, b) for b in baselines if b != "road"}
+    p_clean = _scores(predict(bundle.model, x), t, "original")["probability"]
+    seen: dict[tuple[Any, ...], Tensor] = {}
+    for (m, c), smap in maps.items():
+        ranks = ranking(smap)
+        if (id(smap), "masked") not in seen:
+            seen[id(smap), "masked"] = predict(bundle.model, x * soft_mask(smap)[:, None].to(x.dtype))
+        p_masked = _scores(seen[id(smap), "masked"], t, c)["probability"]
+        for b in baselines:
+            if all(log.has(id=i, method=m, options=label[m], contrast=c, baseline=b) for i in batch.ids):
+                continue
+            road = {"noise": road_noise, "generator": batch_generator(seed, batch)} if b == "road" else None
+            rows = []
+            for i, sid in enumerate(batch.ids):  # one image's curves at a time: memory stays bounded
+                row: dict[str, Any] = {"id": sid, "label": int(t[i]), "method": m, "options": label[m],
+                                       "contrast": c, "baseline": b, "p": float(p_clean[i]),
+                                       "p_masked": float(p_masked[i])}
+                for kind in ("deletion", "insertion"):
+                    base = bases[b][i : i + 1] if b in bases else None
+                    if (id(smap), b, i, kind) not in seen:
+                        images = curve_images(x[i : i + 1], base, ranks[i : i + 1], ks, kind, road)[0]
+                        seen[id(smap), b, i, kind] = torch.cat([
+                            predict(bundle.model, images[j : j + batch_size])
+                            for j in range(0, len(images), batch_size)])
+                    got = _scores(seen[id(smap), b, i, kind], t[i : i + 1].expand(len(ks)), c)
+                    row[kind] = {s: got[s].tolist() for s in scores}
+                rows.append(row)
+            log.add(rows)
 
 
 def _se(values: list[float]) -> float:

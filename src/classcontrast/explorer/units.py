@@ -11,36 +11,21 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from ..contrast_base import head_probabilities
 from ..contrasts import Foil
 from ..engine import explain
 from ..errors import ClassContrastWarning
 from ..methods import options_for
-from ..units import Region
 from ..units.selectors import Detections
 from ..viz.views import evenly
 from .encode import display_pixels, fit
 from .maps import grid
 from .page import entry, image_entry
 
-MASK_SIDE = 96  # a region's mask is sent at most this many pixels on a side
 MAX_VIEWS = 32  # slices a page holds per volume, spread evenly (as for a classifier's volumes)
-
-
-def _mask_rows(mask: torch.Tensor) -> dict[str, Any]:
-    """A region's mask for the page: rows of '0'/'1' at no more than MASK_SIDE pixels on a side."""
-    h, w = mask.shape
-    f = min(1.0, MASK_SIDE / max(h, w))
-    small = F.interpolate(mask[None, None].float(), size=(max(1, round(h * f)), max(1, round(w * f))),
-                          mode="nearest")[0, 0] > 0.5
-    return {"w": small.shape[1], "h": small.shape[0],
-            "rows": ["".join("1" if v else "0" for v in row) for row in small.tolist()]}
 
 
 def unit_entries(model: Any, x: Sequence[torch.Tensor], methods: Sequence[str], spec: Any,
@@ -66,34 +51,15 @@ def unit_entries(model: Any, x: Sequence[torch.Tensor], methods: Sequence[str], 
         else:
             images[f"i{b}"] = image_entry(pixels, name)
         for k, unit in enumerate(probe.units[0]):
-            if not unit.get("selected", True) or unit.get("pixels") == 0:  # a filler, an empty region
+            if not unit.wanted or unit.empty:  # a filler, an empty region
                 continue
-            t = int(unit["target"])
-            y = unit["logits"].detach().double()
-            # a region: its pixels' mean probability, as its targets' probabilities (one number per class)
-            p = head_probabilities(y, "softmax").mean(0) if unit["kind"] == "region" \
-                else head_probabilities(y, probe.head)
+            t = int(unit.target)
+            p = unit.class_probabilities(probe.head)  # a region's: its pixels' mean
             ranked = [c for c in p.argsort(descending=True).tolist() if c != t]
             top = [(c, float(p[c])) for c in p.argsort(descending=True)[:5].tolist()]
-            if unit["kind"] == "region":
-                classes = [t, *ranked[:2]]
-                mask = unit["mask"]
-                unit_spec: Any = [Region(c, mask) for c in classes]
-                unit_foils = classes
-                shown = {} if volume else {"kind": "region", "mask": _mask_rows(mask.cpu())}  # a volume: per slice
-                title = f"{name}: region {categories[t]} ({unit['pixels'] / mask.numel():.0%} of " \
-                        f"{'voxels' if volume else 'pixels'})"
-            else:
-                classes, unit_foils = [t], ranked[:3]
-                # the same detections (a YOLO model's list depends on the threshold and NMS asked for)
-                one = [int(unit["index"])]
-                unit_spec = replace(spec, top=None, indices=one) if isinstance(spec, Detections) \
-                    else Detections(indices=one)
-                h, w = xb.shape[-2:]
-                x0, y0, x1, y1 = unit["box"]
-                shown = {"kind": "object", "box": [x0 / w, y0 / h, x1 / w, y1 / h], "score": unit["score"],
-                         **({"mask": _mask_rows(unit["mask"].cpu())} if "mask" in unit else {})}  # an instance
-                title = f"{name}: {categories[t]} (object {unit['index']}, score {unit['score']:.3f})"
+            classes, unit_foils, unit_spec = unit.offered(ranked, spec)
+            shown = unit.page(*xb.shape[-2:], volume)
+            title = unit.title(name, categories, volume)
             shown_foils = [*unit_foils, *(int(f) for f in foils if int(f) not in unit_foils)]
             contrasts = [*named, *(Foil(c) for c in shown_foils)]
             keys = [*named, *(f"foil:{c}" for c in shown_foils)]
@@ -112,7 +78,7 @@ def unit_entries(model: Any, x: Sequence[torch.Tensor], methods: Sequence[str], 
                 e = entry(f"e{b}_{k}_{d}", f"i{b}_{d}", f"{title}, {where}", classes, probabilities,
                           {m: fit(v[0][..., d, :, :]).numpy() for m, v in grids.items()}, top=top, keys=keys,
                           notes=notes, default=(t, first))
-                e["unit"] = {"kind": "region", "mask": _mask_rows(unit["mask"][d].cpu())}
+                e["unit"] = unit.viewed(lambda m, d=d: m[d]).page(*xb.shape[-2:], False)
                 e["view"] = {"group": f"g{b}_{k}", "index": i, "count": len(slices), "label": where}
                 entries.append(e)
     return images, entries

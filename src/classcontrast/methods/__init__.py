@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ClassContrastError, did_you_mean
@@ -55,6 +56,49 @@ def options_for(name: str, options: dict[str, Any]) -> dict[str, Any]:
     """Of options meant for several methods, the ones method ``name`` accepts (None = not given)."""
     accepted = method_options(name)
     return {k: v for k, v in options.items() if k in accepted and v is not None}
+
+
+@dataclass(frozen=True)
+class OptionDecl:
+    """One option of a method, declared once on it: its name, the kind of value the command line reads for it
+    (``int``, ``float``, ``bool``, ``str``, ``sizes``: a whole number or whole numbers separated by commas), its
+    default (the ``__init__``'s) and its help (the class's ``option_help``)."""
+
+    name: str
+    kind: str
+    default: Any
+    help: str
+
+
+def declared_options(name: str) -> list[OptionDecl]:
+    """The options method ``name`` declares (its ``__init__``'s parameters, typed by their annotations, helped by
+    ``option_help`` along the class's bases): what the command line's flags are made from."""
+    import typing
+
+    cls = method_class(name)
+    hints = typing.get_type_hints(cls.__init__)
+    helps: dict[str, str] = {}
+    for base in reversed(cls.__mro__):
+        helps.update(vars(base).get("option_help", {}))
+    out = []
+    for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+        out.append(OptionDecl(p.name, _kind(hints.get(p.name, Any)), p.default, helps.get(p.name, "")))
+    return out
+
+
+def _kind(hint: Any) -> str:
+    """The command line's kind of value for an annotation (see `OptionDecl`)."""
+    import types
+    import typing
+
+    members = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+        else (hint,)
+    if any(typing.get_origin(m) is tuple for m in members):
+        return "sizes"
+    for kind in (bool, str, float, int):
+        if kind in members:
+            return "str" if kind is str else kind.__name__
+    return "str"
 
 
 def check_options(methods: Sequence[str], options: dict[str, Any], cli: bool = False) -> None:
@@ -109,6 +153,7 @@ __all__ = [
     "LinearApprox",
     "Method",
     "Occlusion",
+    "OptionDecl",
     "PerturbationMethod",
     "Recording",
     "ScoreCAM",
@@ -117,6 +162,7 @@ __all__ = [
     "XGradCAM",
     "capture_attention",
     "check_options",
+    "declared_options",
     "get_method",
     "method_class",
     "method_options",

@@ -209,6 +209,11 @@ class InputMethod(Method):
     """A method whose map lives in input space: it differentiates the model input itself, and its
     per-channel attributions are summed over colour channels unless ``keep_channels``."""
 
+    option_help: ClassVar[dict[str, str]] = {
+        "keep_channels": "per-channel maps in --save-maps (drawn: their sum)",
+        "internal_batch_size": "rows (path points, noisy copies) per forward pass: bounds memory, the maps are the "
+                               "same"}
+
     keep_channels: bool = False
     windows = True
 

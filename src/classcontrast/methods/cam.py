@@ -8,6 +8,7 @@ the gradient and every contrast identity holds. ``relu=True`` gives the textbook
 from __future__ import annotations
 
 from contextlib import ExitStack
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -24,6 +25,9 @@ class LayerMethod(Method):
     ``layer`` is a module name (``"features.40"``), a module, or None for the last spatial feature map
     (`default_feature_layer`).
     """
+
+    option_help: ClassVar[dict[str, str]] = {
+        "layer": "the layer (a module name, e.g. features.40)", "relu": "the textbook ReLU on the map"}
 
     def __init__(self, layer: str | nn.Module | None = None, relu: bool = False) -> None:
         self.layer = layer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import ExitStack
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -39,6 +40,8 @@ class FullGrad(Method):
 
     Biases of non-spatial layers (the classifier) have no place in the map and are left out.
     """
+
+    option_help: ClassVar[dict[str, str]] = {"abs": "the original abs'ed FullGrad"}
 
     name = "fullgrad"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -79,6 +79,8 @@ class GuidedGradCAM(LayerMethod):
     Two backward passes per objective, as Captum's: GradCAM from the ordinary gradient at ``layer``, the guided
     gradient with the ReLUs rectified (a ReLU after the layer would otherwise change GradCAM's gradient too).
     """
+
+    option_help: ClassVar[dict[str, str]] = {"keep_channels": "per-channel maps in --save-maps (drawn: their sum)"}
 
     name = "guided_gradcam"
     batched_vjp = False  # two passes on the images themselves: the targets come from the first, the map is the second's

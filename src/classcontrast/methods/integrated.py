@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -56,6 +57,9 @@ class IntegratedGradients(InputMethod):
     Captum's option of that name: memory does not grow with the number of images; the maps are the same
     for any value), and every target × contrast comes from the same passes.
     """
+
+    option_help: ClassVar[dict[str, str]] = {
+        "steps": "path points", "baseline": "zeros | blur", "integration": " | ".join(RULES)}
 
     name = "integrated_gradients"
     multipass = True

@@ -6,7 +6,7 @@ import copy
 import inspect
 import itertools
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -63,6 +63,8 @@ class LRP(InputMethod):
     propagated (as zennit's own attributor does with an output-relevance function). zennit's merged
     BatchNorm computes x/√(1+ε) instead of x, which moves them from the model's own in the fifth digit.
     """
+
+    option_help: ClassVar[dict[str, str]] = {"composite": "a zennit composite", "canonizer": "auto | none"}
 
     name = "lrp"
     windows = False  # zennit's rules hook the layers, which run once per window

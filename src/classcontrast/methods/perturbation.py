@@ -32,6 +32,9 @@ Make = Callable[[Tensor, Tensor, Tensor], Tensor]  # (x, image of each row, samp
 class PerturbationMethod(Method):
     """A gradient-free method (see the module docstring)."""
 
+    option_help: ClassVar[dict[str, str]] = {
+        "internal_batch_size": "perturbed inputs per forward pass: bounds memory, the maps are the same"}
+
     gradient_free: ClassVar[bool] = True
     windows = True  # it only runs the model on inputs: a model run window by window is explained alike
     internal_batch_size: int
@@ -151,6 +154,13 @@ class Occlusion(PerturbationMethod):
     Windows start at 0, ``stride`` apart, as many as Captum places (the last may stick out and is cut).
     Cost: one forward per window position and image, batched (``internal_batch_size`` rows a forward).
     """
+
+    option_help: ClassVar[dict[str, str]] = {
+        "window": "the sliding window: W (a WxW window over all channels) or C,H,W as Captum's "
+                  "sliding_window_shapes (default: an eighth of each side)",
+        "stride": "the window's step: S (every dimension) or C,H,W as Captum's strides (default: half the window)",
+        "baseline": "the value put in (a number)",
+        "keep_channels": "per-channel maps in --save-maps (drawn: their sum)"}
 
     name = "occlusion"
 

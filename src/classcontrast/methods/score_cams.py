@@ -6,7 +6,7 @@ contrast and target from the same forwards. ``layer`` and ``relu`` as for GradCA
 from __future__ import annotations
 
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +19,9 @@ from .perturbation import PerturbationMethod, Score
 
 class _ScoreCAM(LayerMethod, PerturbationMethod):
     """A layer read on the images' own forward, its channels weighted by perturbed forwards."""
+
+    option_help: ClassVar[dict[str, str]] = {
+        "internal_batch_size": "perturbed inputs per forward pass: bounds memory, the maps are the same"}
 
     def __init__(self, layer: str | nn.Module | None = None, relu: bool = False,
                  internal_batch_size: int | None = None) -> None:
@@ -75,6 +78,9 @@ class AblationCAM(_ScoreCAM):
     where the image's layer map has minimum 0 (after a ReLU) and that minimum − 10⁷ otherwise (per image; theirs
     takes the batch's minimum and lowers it at each ablated row).
     """
+
+    option_help: ClassVar[dict[str, str]] = {
+        "ablation": "the value of an ablated channel (default: pytorch-grad-cam's rule)"}
 
     name = "ablationcam"
     nonfinite_hint = (" (it divides each channel's drop by the objective O(x): an objective of exactly 0 has no "

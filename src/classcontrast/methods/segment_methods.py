@@ -8,6 +8,7 @@ each of its pixels (one value for all channels: the feature is the whole segment
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -30,6 +31,9 @@ def _spread(values: Tensor, seg: Tensor) -> Tensor:
 class _Segmented(PerturbationMethod):
     """A method over segments: ``segments`` (None: SLIC superpixels, a number of them, or an integer mask) and
     ``baseline`` (a number or a tensor broadcastable to the inputs)."""
+
+    option_help: ClassVar[dict[str, str]] = {"segments": "SLIC superpixels per image",
+                                             "baseline": "the value a segment takes when switched off"}
 
     def __init__(self, segments: int | Tensor | None = None, baseline: float | str | Tensor = 0.0,
                  internal_batch_size: int | None = None) -> None:
@@ -108,6 +112,9 @@ class KernelShap(_Segmented):
     and 1 otherwise (Captum's kernel; the sampling distribution carries the Shapley kernel).
     """
 
+    option_help: ClassVar[dict[str, str]] = {
+        "samples": "coalitions (all of them, exact Shapley values, when 2^segments is fewer)", "seed": "random seed"}
+
     name = "kernel_shap"
 
     def __init__(self, segments: int | Tensor | None = None, baseline: float | str | Tensor = 0.0, samples: int = 256,
@@ -161,6 +168,10 @@ class RISE(PerturbationMethod):
     $\frac{1}{N\,\mathrm{keep}}\sum_n O(x \odot M_n)\, M_n$, Petsiuk's saliency (and Captum-free
     implementations').
     """
+
+    option_help: ClassVar[dict[str, str]] = {
+        "samples": "masks", "cells": "mask cells per side", "keep": "probability that a mask cell is kept",
+        "seed": "random seed", "centred": "E[O | pixel kept] − E[O]; --no-centred: the original RISE"}
 
     name = "rise"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -25,6 +26,10 @@ class SmoothGrad(InputMethod):
     other, so a call is reproducible whatever the batch and ``internal_batch_size`` (noisy copies per forward pass,
     16 unless given: neither the noise nor the passes' memory grows with the number of images or of samples).
     """
+
+    option_help: ClassVar[dict[str, str]] = {
+        "samples": "noisy copies", "sigma": "noise std as a fraction of the image's range", "seed": "random seed",
+        "squared": "SmoothGrad² (mean of squared gradients)"}
 
     name = "smoothgrad"
     multipass = True

@@ -13,7 +13,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -114,6 +114,9 @@ class VitGradCAM(Method):
     block's patch tokens reach a class-token head only through the final norm, so their gradient is
     zero there.) Linear in the gradient: every contrast identity holds.
     """
+
+    option_help: ClassVar[dict[str, str]] = {"layer": "the ViT block (an index or a module name)",
+                                             "relu": "the textbook ReLU on the map"}
 
     name = "vit_gradcam"
 
@@ -300,6 +303,9 @@ class AttentionRollout(Method):
     version is "back-propagate the contrast's scalar"; the weighted/probability identities of the
     linear methods do not hold for it.
     """
+
+    option_help: ClassVar[dict[str, str]] = {"discard_ratio": "drop this fraction of the weakest links",
+                                             "relu": "the textbook ReLU on the map"}
 
     name = "attention_rollout"
 

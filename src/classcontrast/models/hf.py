@@ -21,6 +21,7 @@ from PIL import Image
 from ..errors import ClassContrastError, did_you_mean, first_line
 from . import hub
 from .bundle import ModelBundle, Normalize
+from .registry import Family, FamilyOption, register_family
 
 
 def _transformers() -> Any:
@@ -154,3 +155,12 @@ def load_hf(spec: str, weights: Any = "DEFAULT", num_classes: int | None = None,
     return ModelBundle(model.eval(), HFPreprocess(processor), Normalize(mean, std), categories, name,
                        info={"source": os.fspath(spec), "architecture": type(model).__name__},
                        head="sigmoid" if multi else "softmax")
+
+
+register_family(Family(
+    order=30,
+    name="hf", prefix="hf", spec="hf:<hub id or folder>", extra="hf",
+    summary="Hugging Face transformers image classifiers, segmenters and detectors (a save_pretrained folder, or a "
+            "hub id when online)",
+    load=load_hf, options=(FamilyOption("trust_remote_code", bool, "run Python code shipped with the model "
+                                        "(auto_map in its config); off: such a model is refused in one line"),)))

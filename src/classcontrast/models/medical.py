@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from ..errors import ClassContrastError, did_you_mean
 from .bundle import ModelBundle, Normalize
+from .registry import Family, register_family
 from .weights import load_into, load_state
 
 # name -> builder(in_channels, out_channels), MONAI's defaults for 3-D as its tutorials use them
@@ -73,5 +74,11 @@ def load_monai(name: str, weights: Any, num_classes: int | None, in_channels: in
     return ModelBundle(model.eval(), preprocess, Normalize((0.0,) * in_channels, (1.0,) * in_channels, spatial=3),
                        [f"class {i}" for i in range(n)], f"monai:{key}")
 
+
+register_family(Family(
+    order=40,
+    name="monai", prefix="monai", spec="monai:<network>", extra="medical",
+    summary="MONAI's 3-D classifiers and segmenters of volumes (densenet121, unet, segresnet, swinunetr)",
+    load=load_monai))
 
 __all__ = ["MULTIPLE", "NETWORKS", "VolumePreprocess", "load_monai"]

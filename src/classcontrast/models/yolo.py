@@ -27,6 +27,7 @@ from typing import Any
 from ..errors import ClassContrastError, first_line
 from .bundle import ModelBundle, Normalize
 from .preprocess import Letterbox
+from .registry import Family, FamilyOption, register_family
 from .weights import load_into, load_state
 
 
@@ -251,5 +252,15 @@ def read_image(path: str | os.PathLike[str]) -> Any:
     rgb = bgr[..., ::-1] if bgr.shape[2] == 3 else bgr[..., :1].repeat(3, axis=2)
     return Image.fromarray(rgb.copy(), "RGB")
 
+
+register_family(Family(
+    order=60,
+    name="yolo", prefix="yolo", spec="yolo:<yaml or .pt>", extra="yolo",
+    summary="Ultralytics YOLO detection and segmentation models (AGPL-3.0, never imported unless used)",
+    load=load_yolo, options=(
+        FamilyOption("trust_checkpoint", bool, "load an Ultralytics .pt checkpoint, a pickled model: loading it can "
+                     "run code from the file"),
+        FamilyOption("imgsz", int, "the size images are letterboxed to (default: a checkpoint's own training size, "
+                     "as Ultralytics' predictor uses, else 640)"))))
 
 __all__ = ["check_yolo_config", "image_size", "layer_class", "load_yolo", "read_image", "safe_activation"]

@@ -50,88 +50,108 @@ def run_experiment(exp: Experiment, out: Path, shard: Dist, progress: Progress |
                                        device=exp.device), exp.preprocess)
     source = open_source(exp.data, bundle.categories).select(limit=exp.limit, seed=exp.seed)
     tick = progress(exp.name, len(source)) if progress and shard.main and exp.kind != "figures" else None
-    o = exp.options
     blocks = [Block("h2", f"{exp.kind}: {exp.name}"),
               Block("p", f"{bundle.name} on {source.description}: {count(len(source), 'sample')}; labels from "
                          f"{source.labels_from}.")]
-    if exp.kind == "perturbation":
-        records = run_perturbation(bundle, source, o.get("contrasts", ("weighted", "original", "mean", "max")),
-                                   o.get("epsilons", (1e-3, 3e-3)), o.get("steps", (1, 2, 10)), exp.batch_size,
-                                   exp.device, where / "perturbation_samples.jsonl", tick, shard)
-        if not shard.main:
-            return []
-        paths = write_perturbation(records, where, bundle.name)
-        blocks += _perturbation_blocks(records, exp.model.split(":")[-1]) + [Block("image", p) for p in paths[2:]]
-    elif exp.kind == "masking":
-        records, info = run_masking(bundle, source, o.get("methods", ("linear_approx", "gradcam", "xgradcam")),
-                                    o.get("baselines", ("blur", "zeros", "mean")), o.get("modes", ("positive",
-                                                                                                   "negative")),
-                                    rule=o.get("rule", "equal"), threshold=o.get("threshold", 0.1),
-                                    below=o.get("below", False), sigma=_sigma(o.get("sigma", 15.0)),
-                                    seed=exp.seed, layer=o.get("layer"), batch_size=exp.batch_size,
-                                    device=exp.device, log_path=where / "masking_samples.jsonl", progress=tick,
-                                    shard=shard)
-        if not shard.main:
-            return []
-        where.mkdir(parents=True, exist_ok=True)
-        (where / "masking.json").write_text(json.dumps({"records": records, "info": info}, indent=2))
-        blocks += [Block("table", masking_rows(records)),
-                   Block("p", f"{info['images_selected']} of {count(info['images_seen'], 'image')} with p_t2 "
-                              f"{'<' if info['below'] else '>'} {info['threshold']}; area rule {info['rule']}."),
-                   *([Block("p", note)] if (note := coinciding_note(records)) else []),
-                   Block("p", "The study's Table 1 (CUB-200, vgg16_bn, p_t2 > 0.1, equal blurring):"),
-                   Block("table", _study_masking_rows())]
-    elif exp.kind == "figures":
-        if not shard.main:
-            return []
-        n = int(o.get("images", 4))
-        ids2, px2 = select(bundle, source, 2, o.get("threshold", 0.1), n, exp.batch_size, exp.device)
-        if is_transformer(bundle.model):
-            paths = vit_comparison(bundle, ids2, px2, where, layer=o.get("layer"))
-        else:
-            paths = original_vs_weighted(bundle, ids2, px2, where, o.get("methods", ("gradcam", "linear_approx",
-                                                                                   "xgradcam")), o.get("layer"))
-            ids3, px3 = select(bundle, source, 3, o.get("threshold", 0.1), n, exp.batch_size, exp.device)
-            paths += mean_max_weighted(bundle, ids3, px3, where, layer=o.get("layer"))
-        blocks += [Block("image", p) for p in paths] or [Block("p", "No image passed the threshold.")]
-    elif exp.kind == "norm_logit":
-        rows, summary = run_norm_logit(bundle, source, exp.batch_size, exp.device,
-                                       where / "norm_logit_samples.jsonl", tick, shard)
-        if not shard.main:
-            return []
-        paths = write_norm_logit(rows, summary, where)
-        a, b, c = summary["quadratic_fit"]
-        blocks += [Block("p", f"{count(summary['images'], 'image')} × "
-                              f"{count(summary['ranks_per_image'], 'class', 'classes')}; quadratic fit "
-                              f"‖∇y‖ ≈ {a:.4f}·y² + {b:.4f}·y + {c:.3f}; the top class's norm is "
-                              f"{summary['top_class_norm_over_mean_norm']:.2f}× the mean."),
-                   Block("p", study.NORM_LOGIT), Block("image", paths[-1])]
-    elif exp.kind == "faithfulness":
-        from ..evaluation.faithfulness import (
-            BASELINES,
-            CONTRASTS,
-            METHODS,
-            SCORES,
-            default_fractions,
-            run_faithfulness,
-            tables,
-            write_faithfulness,
-        )
+    made = KINDS[exp.kind](bundle, source, exp, where, tick, shard)
+    return [] if made is None else blocks + made  # None: not the main rank's
 
-        result = run_faithfulness(bundle, source, o.get("methods", METHODS), o.get("contrasts", CONTRASTS),
-                                  o.get("baselines", BASELINES), o.get("scores", SCORES),
-                                  o.get("fractions") or default_fractions(), exp.batch_size, exp.device, exp.seed,
-                                  o.get("layer"), o.get("road_noise", 0.01), where / "faithfulness_samples.jsonl",
-                                  tick, shard, o.get("method_options"))
-        if not shard.main:
-            return []
-        paths = write_faithfulness(result, where)
-        blocks += [Block("p", f"Deletion / insertion areas (fractions {result['info']['fractions'][1:]}); "
-                              "a random map gives the chance row.")]
-        for caption, rows in tables(result):
-            blocks += [Block("p", caption), Block("table", rows)]
-        blocks += [Block("image", p) for p in paths if p.suffix == ".png"]
-    return blocks
+
+def _perturbation(bundle: Any, source: Any, exp: Experiment, where: Path, tick: Any, shard: Dist
+                  ) -> list[Block] | None:
+    o = exp.options
+    records = run_perturbation(bundle, source, o.get("contrasts", ("weighted", "original", "mean", "max")),
+                               o.get("epsilons", (1e-3, 3e-3)), o.get("steps", (1, 2, 10)), exp.batch_size,
+                               exp.device, where / "perturbation_samples.jsonl", tick, shard)
+    if not shard.main:
+        return None
+    paths = write_perturbation(records, where, bundle.name)
+    return _perturbation_blocks(records, exp.model.split(":")[-1]) + [Block("image", p) for p in paths[2:]]
+
+
+def _masking(bundle: Any, source: Any, exp: Experiment, where: Path, tick: Any, shard: Dist) -> list[Block] | None:
+    o = exp.options
+    records, info = run_masking(bundle, source, o.get("methods", ("linear_approx", "gradcam", "xgradcam")),
+                                o.get("baselines", ("blur", "zeros", "mean")), o.get("modes", ("positive",
+                                                                                               "negative")),
+                                rule=o.get("rule", "equal"), threshold=o.get("threshold", 0.1),
+                                below=o.get("below", False), sigma=_sigma(o.get("sigma", 15.0)),
+                                seed=exp.seed, layer=o.get("layer"), batch_size=exp.batch_size,
+                                device=exp.device, log_path=where / "masking_samples.jsonl", progress=tick,
+                                shard=shard)
+    if not shard.main:
+        return None
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "masking.json").write_text(json.dumps({"records": records, "info": info}, indent=2))
+    return [Block("table", masking_rows(records)),
+            Block("p", f"{info['images_selected']} of {count(info['images_seen'], 'image')} with p_t2 "
+                       f"{'<' if info['below'] else '>'} {info['threshold']}; area rule {info['rule']}."),
+            *([Block("p", note)] if (note := coinciding_note(records)) else []),
+            Block("p", "The study's Table 1 (CUB-200, vgg16_bn, p_t2 > 0.1, equal blurring):"),
+            Block("table", _study_masking_rows())]
+
+
+def _figures(bundle: Any, source: Any, exp: Experiment, where: Path, tick: Any, shard: Dist) -> list[Block] | None:
+    if not shard.main:
+        return None
+    o, n = exp.options, int(exp.options.get("images", 4))
+    ids2, px2 = select(bundle, source, 2, o.get("threshold", 0.1), n, exp.batch_size, exp.device)
+    if is_transformer(bundle.model):
+        paths = vit_comparison(bundle, ids2, px2, where, layer=o.get("layer"))
+    else:
+        paths = original_vs_weighted(bundle, ids2, px2, where, o.get("methods", ("gradcam", "linear_approx",
+                                                                               "xgradcam")), o.get("layer"))
+        ids3, px3 = select(bundle, source, 3, o.get("threshold", 0.1), n, exp.batch_size, exp.device)
+        paths += mean_max_weighted(bundle, ids3, px3, where, layer=o.get("layer"))
+    return [Block("image", p) for p in paths] or [Block("p", "No image passed the threshold.")]
+
+
+def _norm_logit(bundle: Any, source: Any, exp: Experiment, where: Path, tick: Any, shard: Dist
+                ) -> list[Block] | None:
+    rows, summary = run_norm_logit(bundle, source, exp.batch_size, exp.device, where / "norm_logit_samples.jsonl",
+                                   tick, shard)
+    if not shard.main:
+        return None
+    paths = write_norm_logit(rows, summary, where)
+    a, b, c = summary["quadratic_fit"]
+    return [Block("p", f"{count(summary['images'], 'image')} × {count(summary['ranks_per_image'], 'class', 'classes')}"
+                       f"; quadratic fit ‖∇y‖ ≈ {a:.4f}·y² + {b:.4f}·y + {c:.3f}; the top class's norm is "
+                       f"{summary['top_class_norm_over_mean_norm']:.2f}× the mean."),
+            Block("p", study.NORM_LOGIT), Block("image", paths[-1])]
+
+
+def _faithfulness(bundle: Any, source: Any, exp: Experiment, where: Path, tick: Any, shard: Dist
+                  ) -> list[Block] | None:
+    from ..evaluation.faithfulness import (
+        BASELINES,
+        CONTRASTS,
+        METHODS,
+        SCORES,
+        default_fractions,
+        run_faithfulness,
+        tables,
+        write_faithfulness,
+    )
+
+    o = exp.options
+    result = run_faithfulness(bundle, source, o.get("methods", METHODS), o.get("contrasts", CONTRASTS),
+                              o.get("baselines", BASELINES), o.get("scores", SCORES),
+                              o.get("fractions") or default_fractions(), exp.batch_size, exp.device, exp.seed,
+                              o.get("layer"), o.get("road_noise", 0.01), where / "faithfulness_samples.jsonl",
+                              tick, shard, o.get("method_options"))
+    if not shard.main:
+        return None
+    paths = write_faithfulness(result, where)
+    blocks = [Block("p", f"Deletion / insertion areas (fractions {result['info']['fractions'][1:]}); "
+                         "a random map gives the chance row.")]
+    for caption, rows in tables(result):
+        blocks += [Block("p", caption), Block("table", rows)]
+    return blocks + [Block("image", p) for p in paths if p.suffix == ".png"]
+
+
+# an experiment's kind -> what runs it and gives its report blocks (None on the ranks that are not the main one)
+KINDS = {"perturbation": _perturbation, "masking": _masking, "figures": _figures, "norm_logit": _norm_logit,
+         "faithfulness": _faithfulness}
 
 
 NETWORKS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")

@@ -7,7 +7,7 @@ from .base import UNITS, Units, claim, from_output, register_units
 from .images import ImageUnits
 from .objects import ObjectUnits
 from .regions import AllRegions, Region, RegionUnits, dense_logits, is_region_spec
-from .yolo import YoloUnits
+from .yolo import InstanceMasks, YoloUnits
 
-__all__ = ["UNITS", "AllRegions", "ImageUnits", "ObjectUnits", "Region", "RegionUnits", "Units", "YoloUnits",
-           "claim", "dense_logits", "from_output", "is_region_spec", "register_units"]
+__all__ = ["UNITS", "AllRegions", "ImageUnits", "InstanceMasks", "ObjectUnits", "Region", "RegionUnits", "Units",
+           "YoloUnits", "claim", "dense_logits", "from_output", "is_region_spec", "register_units"]

