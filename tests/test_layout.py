@@ -88,3 +88,16 @@ def test_no_generic_module_names_a_family_or_tests_a_units_kind() -> None:
     assert not kinds, kinds
     assert family_names('"""YOLO in a docstring is fine."""\nx = "yolo:yolov8n.yaml"\n') == [(2, "yolo")]
     assert KIND_TEST.search('if unit["kind"] == "region":') and not KIND_TEST.search('if exp.kind == "masking":')
+
+
+def test_each_method_follows_exactly_one_protocol() -> None:
+    """A registered method is a GradientMethod (its maps from gradients: passes, compute) or a PerturbationMethod
+    (from perturbed scores: attribute), never both, and a perturbation method carries no backward-pass settings."""
+    from classcontrast.methods import METHODS, GradientMethod, LayerReading, PerturbationMethod
+
+    for name, cls in METHODS.items():
+        assert issubclass(cls, GradientMethod) != issubclass(cls, PerturbationMethod), name
+        if issubclass(cls, PerturbationMethod):
+            assert not any(hasattr(cls, a) for a in ("compute", "passes", "batched_vjp", "multipass")), name
+    cams = {n for n, c in METHODS.items() if issubclass(c, LayerReading)}
+    assert {"gradcam", "scorecam", "ablationcam"} <= cams and "gradient" not in cams

@@ -20,7 +20,7 @@ from .classes import class_indices, names_classes
 from .contrasts import CONTRASTS, Contrast, get_contrast
 from .errors import ClassContrastError, ClassContrastWarning, first_line
 from .explanation import Explanation, Explanations
-from .methods import METHODS, LayerMethod, Method, Recording, get_method
+from .methods import METHODS, GradientMethod, LayerReading, Method, Recording, get_method
 from .methods.base import Pass
 from .methods.perturbation import PerturbationMethod
 from .outputs import all_finite, finite, is_binary
@@ -173,7 +173,7 @@ def explain(
         if x.is_inference():  # a tensor made under inference_mode: a normal copy autograd can use
             x = x.clone()
         units = claim(run, targets, categories, head)
-        maps_of = _perturbed if m.gradient_free else _backpropagated
+        maps_of = _perturbed if isinstance(m, PerturbationMethod) else _backpropagated
         units, y, t, contrasts, total, rec = maps_of(m, run, x, units, (targets, categories, head), asked, batched, net)
     maps = total.reshape(len(contrasts), t.shape[1], *total.shape[1:]).transpose(1, 2)  # (M, B, K, ...)
     maps = _check_result(bad_input, y, maps, units.void(contrasts, y, t), units.expected_zero(contrasts, y, t), m,
@@ -192,8 +192,8 @@ _Spec = tuple[Any, Sequence[str] | None, str]  # a call's targets, class names a
 _Maps = tuple[Units, Tensor, Tensor, list[Contrast], Tensor, Recording]  # units, y, t, contrasts, maps, recording
 
 
-def _backpropagated(m: Method, run: nn.Module, x: Tensor, units: Units | None, spec: _Spec, asked: Sequence[Contrast],
-                    batched: bool | None, net: nn.Module) -> _Maps:
+def _backpropagated(m: GradientMethod, run: nn.Module, x: Tensor, units: Units | None, spec: _Spec,
+                    asked: Sequence[Contrast], batched: bool | None, net: nn.Module) -> _Maps:
     """The gradient methods' maps (M·K, B, ...): for each forward pass the method asks for, every objective's
     backward pass (one pass on the images for most methods; the multi-pass ones sum their rows per image)."""
     n = x.shape[0]
@@ -225,12 +225,11 @@ def _backpropagated(m: Method, run: nn.Module, x: Tensor, units: Units | None, s
     return units, y, t, contrasts, total, rec
 
 
-def _perturbed(m: Method, run: nn.Module, x: Tensor, units: Units | None, spec: _Spec, asked: Sequence[Contrast],
-               batched: bool | None, net: nn.Module) -> _Maps:
+def _perturbed(m: PerturbationMethod, run: nn.Module, x: Tensor, units: Units | None, spec: _Spec,
+               asked: Sequence[Contrast], batched: bool | None, net: nn.Module) -> _Maps:
     """The gradient-free methods' maps (M·K, B, ...): the images' own forward fixes the units, the targets and each
     objective's value; the method then has its perturbed inputs scored — every contrast of every unit from each
     perturbed forward, no backward pass."""
-    assert isinstance(m, PerturbationMethod)
     n = x.shape[0]
     rows = torch.arange(n, device=x.device)
     if units is not None and not units.follows_samples:  # only a kind claimed before the forward refuses samples
@@ -259,7 +258,7 @@ def _perturbed(m: Method, run: nn.Module, x: Tensor, units: Units | None, spec: 
 def _bundle_layer(model: Any, method: str | Method, layer: Any) -> Any:
     """The call's layer: the one given, else a ModelBundle's own CAM layer for a CAM method."""
     if layer is None and getattr(model, "layer", None) and isinstance(method, str) \
-            and issubclass(METHODS.get(method.lower(), Method), LayerMethod):
+            and issubclass(METHODS.get(method.lower(), Method), LayerReading):
         return model.layer
     return layer
 
@@ -317,7 +316,7 @@ def _resolve(units: Units, y: Tensor, asked: Sequence[Contrast]) -> tuple[Tensor
     return y, t, contrasts
 
 
-def _backward(m: Method, units: Units, contrasts: Sequence[Contrast], logits: Tensor, rec: Recording, t: Tensor,
+def _backward(m: GradientMethod, units: Units, contrasts: Sequence[Contrast], logits: Tensor, rec: Recording, t: Tensor,
               rows: Tensor, n: int, batched: bool | None, net: nn.Module) -> Tensor:
     """(M·K, B', ...) maps of one pass: every contrast's cotangent for every unit back-propagated (through a
     shared low-rank basis when the method is linear in the gradient) and turned into maps by the method."""

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ClassContrastError, did_you_mean
-from .base import InputMethod, Method, Recording
-from .cam import GradCAM, LayerMethod, LinearApprox, XGradCAM
+from .base import GradientMethod, InputMethod, Method, Recording
+from .cam import GradCAM, LayerMethod, LayerReading, LinearApprox, XGradCAM
 from .cams import GradCAMPlusPlus, HiResCAM, LayerCAM
 from .fullgrad import FullGrad
 from .gradient import Gradient, GradientXInput
@@ -141,6 +141,7 @@ __all__ = [
     "GradCAM",
     "GradCAMPlusPlus",
     "Gradient",
+    "GradientMethod",
     "GradientXInput",
     "GuidedBackprop",
     "GuidedGradCAM",
@@ -150,6 +151,7 @@ __all__ = [
     "KernelShap",
     "LayerCAM",
     "LayerMethod",
+    "LayerReading",
     "LinearApprox",
     "Method",
     "Occlusion",

@@ -132,23 +132,16 @@ def _checked(init: Callable[..., None]) -> Callable[..., None]:
 
 
 class Method(ABC):
-    """A back-propagation explanation method.
+    """An explanation method: what both kinds share (`GradientMethod`: maps from the gradient of each objective;
+    `classcontrast.methods.perturbation.PerturbationMethod`: maps from the objectives' values on perturbed inputs).
 
-    Lifecycle of one call (driven by [`explain`][classcontrast.engine.explain]): for each forward pass given by
-    ``passes`` (one, on the images themselves, for most methods), ``record`` registers hooks on the
-    ``ExitStack`` (removed when the pass's backward is done) and returns a `Recording`; the
-    engine runs the forward pass, calls ``after_forward``, back-propagates R objectives from the logits
-    to ``Recording.tensors`` and calls ``compute`` with gradients of shape (R, rows, ...), which returns
-    (R, rows, h, w) maps. Rows belonging to the same image are summed.
-
-    ``linear`` is True when the map is linear in the back-propagated gradient (activations fixed):
-    then every contrast identity holds exactly, e.g. probability = p_t(1-p_t)·weighted, and the engine
-    back-propagates only a basis of the objectives' gradients (see `low_rank`).
-    ``batched_vjp`` is False for methods whose backward pass cannot be vectorised over objectives.
+    ``record`` registers the method's hooks for a forward pass on the ``ExitStack`` and returns a `Recording`;
+    ``after_forward`` reads what the hooks recorded. ``linear`` is True when the map is linear in the
+    back-propagated gradient (activations fixed): then every contrast identity holds exactly, e.g. probability =
+    p_t(1-p_t)·weighted, and the engine back-propagates only a basis of the objectives' gradients (see `low_rank`).
     """
 
     name: ClassVar[str]
-    batched_vjp: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Every method's options are checked against their annotations when it is made (`check_option`)."""
@@ -157,28 +150,16 @@ class Method(ABC):
         if init is not None and not getattr(init, "_checked", False):
             cls.__init__ = _checked(init)  # type: ignore[method-assign]
 
-    # True: the model runs on other inputs than the images (IG path points, noisy copies): targets and
-    # logits come from a clean forward pass of their own, the contrast from each pass's output
-    multipass: ClassVar[bool] = False
-    # appended to the one-line error when the backward pass fails (what the method cannot handle)
-    backward_hint: ClassVar[str] = ""
-    # True: the method reads only the input and its gradient, so a model run window by window
+    # True: the method reads only the input (and its gradient), so a model run window by window
     # (`classcontrast.models.windows.SlidingWindow`, whose layers run once per window) is explained by it
     windows: ClassVar[bool] = False
-    # True: no backward pass; the map comes from the objectives' values on perturbed inputs
-    # (`classcontrast.methods.perturbation.PerturbationMethod`)
-    gradient_free: ClassVar[bool] = False
     # appended to the one-line error when a map has NaN or infinite values (what in the method can make them)
     nonfinite_hint: ClassVar[str] = " (check the model in float64, and the method's options)"
 
     @property
     def linear(self) -> bool:
-        """Whether ``compute`` is linear in the gradients (True unless a method says otherwise)."""
+        """Whether the map is linear in the gradients (True unless a method says otherwise)."""
         return True
-
-    def passes(self, x: Tensor) -> Iterator[Pass]:
-        """The forward passes of one call; by default one pass on the images themselves."""
-        yield Pass(x, torch.arange(x.shape[0], device=x.device))
 
     @abstractmethod
     def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
@@ -192,10 +173,6 @@ class Method(ABC):
     def after_forward(self, rec: Recording) -> None:
         """Called after the forward pass: fill ``rec.tensors`` from what was recorded."""
 
-    @abstractmethod
-    def compute(self, rec: Recording, grads: list[Tensor]) -> Tensor:
-        """Maps (R, B, h, w) from the recording and gradients (R, B, ...) of each recorded tensor."""
-
     def options(self) -> dict[str, Any]:
         """The method's settings, for provenance in saved results."""
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
@@ -205,7 +182,36 @@ class Method(ABC):
         return f"{type(self).__name__}({opts})"
 
 
-class InputMethod(Method):
+class GradientMethod(Method):
+    """A back-propagation explanation method.
+
+    Lifecycle of one call (driven by [`explain`][classcontrast.engine.explain]): for each forward pass given by
+    ``passes`` (one, on the images themselves, for most methods), ``record`` registers hooks on the
+    ``ExitStack`` (removed when the pass's backward is done) and returns a `Recording`; the
+    engine runs the forward pass, calls ``after_forward``, back-propagates R objectives from the logits
+    to ``Recording.tensors`` and calls ``compute`` with gradients of shape (R, rows, ...), which returns
+    (R, rows, h, w) maps. Rows belonging to the same image are summed.
+
+    ``batched_vjp`` is False for methods whose backward pass cannot be vectorised over objectives.
+    """
+
+    batched_vjp: ClassVar[bool] = True
+    # True: the model runs on other inputs than the images (IG path points, noisy copies): targets and
+    # logits come from a clean forward pass of their own, the contrast from each pass's output
+    multipass: ClassVar[bool] = False
+    # appended to the one-line error when the backward pass fails (what the method cannot handle)
+    backward_hint: ClassVar[str] = ""
+
+    def passes(self, x: Tensor) -> Iterator[Pass]:
+        """The forward passes of one call; by default one pass on the images themselves."""
+        yield Pass(x, torch.arange(x.shape[0], device=x.device))
+
+    @abstractmethod
+    def compute(self, rec: Recording, grads: list[Tensor]) -> Tensor:
+        """Maps (R, B, h, w) from the recording and gradients (R, B, ...) of each recorded tensor."""
+
+
+class InputMethod(GradientMethod):
     """A method whose map lives in input space: it differentiates the model input itself, and its
     per-channel attributions are summed over colour channels unless ``keep_channels``."""
 

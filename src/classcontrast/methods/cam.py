@@ -16,15 +16,13 @@ from torch import Tensor, nn
 from ..errors import ClassContrastError
 from ..hooks import OutputRecorder
 from ..layers import default_feature_layer, find_module
-from .base import Method, Recording
+from .base import GradientMethod, Method, Recording
 
 
-class LayerMethod(Method):
-    """A method that reads one layer's output A and its gradient G = ∂O/∂A.
-
-    ``layer`` is a module name (``"features.40"``), a module, or None for the last spatial feature map
-    (`default_feature_layer`).
-    """
+class LayerReading(Method):
+    """A method that reads one layer's output A (a CAM): ``layer`` is a module name (``"features.40"``), a module, or
+    None for the last spatial feature map (`default_feature_layer`); ``relu``, the textbook ReLU on the map. Shared
+    by the gradient CAMs (`LayerMethod`) and the score-based ones (`classcontrast.methods.score_cams`)."""
 
     option_help: ClassVar[dict[str, str]] = {
         "layer": "the layer (a module name, e.g. features.40)", "relu": "the textbook ReLU on the map"}
@@ -32,10 +30,6 @@ class LayerMethod(Method):
     def __init__(self, layer: str | nn.Module | None = None, relu: bool = False) -> None:
         self.layer = layer
         self.relu = relu
-
-    @property
-    def linear(self) -> bool:
-        return not self.relu  # the textbook ReLU on the map breaks linearity
 
     def options(self) -> dict[str, object]:
         layer = self.layer if not isinstance(self.layer, nn.Module) else type(self.layer).__name__
@@ -46,15 +40,6 @@ class LayerMethod(Method):
         name, module = find_module(model, layer, x)
         recorder = OutputRecorder(module, name, stack)
         return Recording(input=x, layer=name, state={"recorder": recorder, "module": module})
-
-    def compute(self, rec: Recording, grads: list[Tensor]) -> Tensor:
-        a = rec.tensors[0].detach()
-        m = self.cam(a, grads[0])
-        return m.clamp_min(0) if self.relu else m
-
-    def cam(self, a: Tensor, g: Tensor) -> Tensor:
-        """Map (R, B, *s) from activations A (B, K, *s) and gradients G (R, B, K, *s)."""
-        raise NotImplementedError
 
     def after_forward(self, rec: Recording) -> None:
         a = rec.state["recorder"].single()
@@ -69,6 +54,23 @@ class LayerMethod(Method):
                 f"{shape} like its input's; choose a convolutional layer (vit_gradcam handles transformer tokens)"
             )
         rec.tensors = [a]
+
+
+class LayerMethod(LayerReading, GradientMethod):
+    """A gradient method on one layer's output A and its gradient G = ∂O/∂A (see `LayerReading`)."""
+
+    @property
+    def linear(self) -> bool:
+        return not self.relu  # the textbook ReLU on the map breaks linearity
+
+    def compute(self, rec: Recording, grads: list[Tensor]) -> Tensor:
+        a = rec.tensors[0].detach()
+        m = self.cam(a, grads[0])
+        return m.clamp_min(0) if self.relu else m
+
+    def cam(self, a: Tensor, g: Tensor) -> Tensor:
+        """Map (R, B, *s) from activations A (B, K, *s) and gradients G (R, B, K, *s)."""
+        raise NotImplementedError
 
 
 class LinearApprox(LayerMethod):

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ..hooks import OutputRecorder
 from ..spatial import resize
-from .base import Method, Recording
+from .base import GradientMethod, Recording
 
 
 def _effective_bias(m: nn.Module) -> Tensor | None:
@@ -25,7 +25,7 @@ def _effective_bias(m: nn.Module) -> Tensor | None:
     return None
 
 
-class FullGrad(Method):
+class FullGrad(GradientMethod):
     r"""FullGrad (Srinivas & Fleuret 2019) with the study's linear variant as the default:
 
     $S = \sum_c (\nabla_x O \odot x)_c + \sum_l \operatorname{up}\big(\sum_c (\nabla_{z_l} O \odot b_l)_c\big)$

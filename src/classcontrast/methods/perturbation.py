@@ -35,7 +35,6 @@ class PerturbationMethod(Method):
     option_help: ClassVar[dict[str, str]] = {
         "internal_batch_size": "perturbed inputs per forward pass: bounds memory, the maps are the same"}
 
-    gradient_free: ClassVar[bool] = True
     windows = True  # it only runs the model on inputs: a model run window by window is explained alike
     internal_batch_size: int
 
@@ -49,9 +48,6 @@ class PerturbationMethod(Method):
 
     def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
         return Recording(input=x)
-
-    def compute(self, rec: Recording, grads: list[Tensor]) -> Tensor:  # pragma: no cover - never back-propagated
-        raise NotImplementedError(f"{self.name} is gradient-free: the engine calls attribute")
 
     def perturb(self, model: nn.Module, p: Pass, stack: ExitStack) -> None:
         """Hooks for one perturbed pass (removed when ``stack`` closes); none by default."""

@@ -13,11 +13,11 @@ from torch import Tensor, nn
 
 from ..spatial import resize
 from .base import Pass, Recording, check_internal_batch_size
-from .cam import LayerMethod
+from .cam import LayerReading
 from .perturbation import PerturbationMethod, Score
 
 
-class _ScoreCAM(LayerMethod, PerturbationMethod):
+class _ScoreCAM(LayerReading, PerturbationMethod):
     """A layer read on the images' own forward, its channels weighted by perturbed forwards."""
 
     option_help: ClassVar[dict[str, str]] = {

@@ -23,7 +23,7 @@ from ..errors import ClassContrastError
 from ..hooks import OutputRecorder
 from ..layers import find_module
 from ..text import count
-from .base import Method, Recording
+from .base import GradientMethod, Recording
 from .cam import gradcam_map
 
 
@@ -104,7 +104,7 @@ def patch_grid(model: nn.Module, x: Tensor, n_tokens: int) -> tuple[int, int, in
     return prefix, gh, gw
 
 
-class VitGradCAM(Method):
+class VitGradCAM(GradientMethod):
     r"""GradCAM on the patch tokens of a transformer block: tokens (B, T, D) minus the prefix
     tokens, reshaped to (B, D, h, w); $w_d = \frac{1}{hw}\sum_{ij}\partial O/\partial A^d_{ij}$,
     $M = \sum_d w_d A^d$. Signed by default (``relu=True`` gives the standard version).
@@ -290,7 +290,7 @@ def capture_attention(model: nn.Module, stack: ExitStack) -> OutputRecorder:
     return recorder
 
 
-class AttentionRollout(Method):
+class AttentionRollout(GradientMethod):
     r"""Gradient-weighted attention rollout (Gildenblat 2020; Chefer et al.), with the reference code's
     bugs fixed (each attention paired with its own gradient, true row normalisation).
 
