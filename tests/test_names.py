@@ -96,3 +96,38 @@ def test_cli_column_titles_and_npz_keys_name_the_foil() -> None:
     assert npz_key("gradcam", "foil:Egyptian cat") == "maps/gradcam/foil:Egyptian cat"
     key = npz_key("gradcam", "foil:caf\u00e9/\u732b")
     assert key.isascii() and key.isprintable() and key.count("/") == 2
+
+
+def test_a_method_is_found_by_any_of_its_spellings(named: cc.ModelBundle, x: torch.Tensor) -> None:
+    """One style for the registered names, every other spelling (case, hyphens, the class name, ``++``, the peers'
+    names) the same method: its maps equal the registered name's, and the result names it by that name."""
+    import re
+
+    from classcontrast.methods import METHODS, spellings
+    from classcontrast.text import spelling
+
+    for name, cls in METHODS.items():
+        assert re.fullmatch(r"[a-z][a-z0-9]*(_[a-z0-9]+)*", name), name
+        for text in (name, cls.__name__, *vars(cls).get("aliases", ())):  # no spelling of one method names another
+            assert spellings()[spelling(text)] == name, (text, name)
+    for spelled, name in [("Grad-CAM++", "gradcam_plus_plus"), ("GradCAMPlusPlus", "gradcam_plus_plus"),
+                          ("gradcampp", "gradcam_plus_plus"), ("Saliency", "gradient"),
+                          ("InputXGradient", "gradient_x_input"), ("Integrated Gradients", "integrated_gradients"),
+                          ("LayerGradCam", "gradcam")]:
+        ex, ref = cc.explain(named, x, spelled, "weighted"), cc.explain(named, x, name, "weighted")
+        assert ex.method == name and torch.equal(ex.maps, ref.maps), spelled
+    with pytest.raises(cc.ClassContrastError, match=r"unknown method 'gradcam\+'"):
+        cc.explain(named, x, "gradcam+")
+
+
+def test_the_command_line_takes_the_same_spellings() -> None:
+    from classcontrast.cli import manifest
+    from classcontrast.cli.options import expand_multi_options, method_names
+    from classcontrast.methods import spellings
+
+    assert spellings() == manifest.METHOD_SPELLINGS
+    assert method_names(["Grad-CAM++,saliency", "LayerCAM"]) == ["gradcam_plus_plus", "gradient", "layercam"]
+    assert expand_multi_options(["explain", "--method", "gradcam", "Grad-CAM++", "a.jpg"]) == [
+        "explain", "--method", "gradcam", "--method", "Grad-CAM++", "a.jpg"]
+    with pytest.raises(cc.ClassContrastError, match="unknown method 'gradcm'; did you mean 'gradcam'"):
+        method_names(["gradcm"])

@@ -83,9 +83,11 @@ def manifest_text() -> str:
     methods, options = method_tables()
     families, family_options = family_tables()
     parts = [HEADER]
+    from classcontrast.methods import spellings
     from classcontrast.models import EMBEDDED
 
-    for name, value in (("METHODS", methods), ("CONTRASTS", tuple(cc.CONTRASTS)), ("METHOD_OPTIONS", options),
+    for name, value in (("METHODS", methods), ("METHOD_SPELLINGS", spellings()), ("CONTRASTS", tuple(cc.CONTRASTS)),
+                        ("METHOD_OPTIONS", options),
                         ("DEFAULT_MODEL", EMBEDDED), ("FAMILIES", tuple(families)),
                         ("FAMILY_OPTIONS", family_options)):
         parts.append(f"{name} = {pprint.pformat(value, width=116, sort_dicts=False)}\n\n")

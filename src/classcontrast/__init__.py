@@ -1,7 +1,7 @@
-"""classcontrast: why did the classifier pick class A, and not the other classes?
+"""classcontrast: why did the model pick class A, and not the other classes (or not B)?
 
-Class-contrastive back-propagation explanations (Wang & Wang, NeurIPS 2022) on two orthogonal
-axes, Method × Contrast, for any PyTorch image classifier.
+Class-contrastive back-propagation explanations (Wang & Wang, NeurIPS 2022) on three orthogonal axes,
+Method × Contrast × Unit (an image's class, a region, an object, a candidate answer), for PyTorch vision models.
 
 Names are loaded on first use (``import classcontrast`` itself imports neither torch nor anything
 heavy), so the command line starts at once and each command imports only what it needs.
@@ -52,7 +52,8 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS, *_SUBMODULES})
+    """The API only: the public names, the submodules and the version (not this module's own machinery)."""
+    return sorted({*__all__, *_SUBMODULES, "__version__"})
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly

@@ -20,7 +20,7 @@ from .classes import class_indices, names_classes
 from .contrasts import CONTRASTS, Contrast, get_contrast
 from .errors import ClassContrastError, ClassContrastWarning, first_line
 from .explanation import Explanation, Explanations
-from .methods import METHODS, GradientMethod, LayerReading, Method, Recording, get_method
+from .methods import METHODS, GradientMethod, LayerReading, Method, Recording, canonical_name, get_method
 from .methods.base import Pass
 from .methods.perturbation import PerturbationMethod
 from .outputs import all_finite, finite, is_binary
@@ -258,7 +258,7 @@ def _perturbed(m: PerturbationMethod, run: nn.Module, x: Tensor, units: Units | 
 def _bundle_layer(model: Any, method: str | Method, layer: Any) -> Any:
     """The call's layer: the one given, else a ModelBundle's own CAM layer for a CAM method."""
     if layer is None and getattr(model, "layer", None) and isinstance(method, str) \
-            and issubclass(METHODS.get(method.lower(), Method), LayerReading):
+            and issubclass(METHODS.get(canonical_name(method) or "", Method), LayerReading):
         return model.layer
     return layer
 

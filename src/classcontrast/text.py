@@ -47,3 +47,10 @@ def count(n: int, word: str, plural: str | None = None) -> str:
     """``"1 image"``, ``"2 images"``, ``"0 pairs"``: a number with its noun in the right number (``plural``
     when not the noun + "s")."""
     return f"{n:,} {word if n == 1 else plural or word + 's'}"
+
+
+def spelling(name: str) -> str:
+    """A method's name as compared: case, spaces, hyphens and underscores ignored and ``++`` read "plus plus", so
+    ``Grad-CAM++``, ``GradCAMPlusPlus`` and ``gradcam_plus_plus`` are one name."""
+    key = str(name).lower().replace("++", "plusplus")
+    return "".join(c for c in key if c not in " -_×")

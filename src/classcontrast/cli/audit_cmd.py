@@ -13,7 +13,7 @@ from .checks import check_number
 from .common import console, shard_progress
 from .evaluate_cmd import BATCH, DEVICE, LIMIT, MODEL, NUM_CLASSES, PREPROCESS, SEED, TRUST, WEIGHTS, setup_run
 from .method_flags import with_method_options
-from .options import METHODS_HELP, check_names, split_values
+from .options import METHODS_HELP, method_names, split_values
 
 
 def _audit(
@@ -43,12 +43,11 @@ def _audit(
     **options: Any,
 ) -> None:
     """Audit the model's confusions: "why A and not B" for the most confused pairs, in audit.html."""
-    check_names(split_values(method))  # a misspelling is reported before torch loads
+    methods = method_names(method)  # a misspelling is reported before torch loads
     from ..confusion import audit
     from ..confusion.run import check_counts
     from ..distributed import local_device, setup
 
-    methods = split_values(method)
     given = flags.method_flags(methods, options)
     shard = setup(device)
     check_counts(pairs, examples, top_k)  # before the model loads

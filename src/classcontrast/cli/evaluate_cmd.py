@@ -20,7 +20,7 @@ from . import method_flags as flags
 from .checks import check_number, check_out_dir
 from .common import console, progress_bar, resolve_device
 from .method_flags import with_method_options
-from .options import CONTRASTS_HELP, METHODS_HELP, check_names, split_numbers, split_values
+from .options import CONTRASTS_HELP, METHODS_HELP, check_names, method_names, split_numbers, split_values
 
 evaluate_app = typer.Typer(help="The paper's experiments: perturbation, masking, figures, norm-logit, faithfulness.",
                            no_args_is_help=True)
@@ -166,7 +166,7 @@ def masking_command(
     preprocess: str = PREPROCESS, trust_remote_code: bool = TRUST,
 ) -> None:
     """Blurring / masking (paper Table 1): relative probability when keeping positive or negative features."""
-    check_names(split_values(method))  # before torch loads
+    methods = method_names(method)  # before torch loads
     from ..evaluation import markdown_table, run_masking
 
     if rule not in {"sign", "equal", "legacy"}:
@@ -181,7 +181,7 @@ def masking_command(
     bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, device, preprocess, out,
                                     trust_remote_code, batch_size)
     with progress_bar(len(source), "masking") as tick:
-        records, info = run_masking(bundle, source, split_values(method), split_values(baseline),
+        records, info = run_masking(bundle, source, methods, split_values(baseline),
                                     rule=rule,  # type: ignore[arg-type]
                                     threshold=threshold, below=below, sigma=sig_value, seed=seed, layer=layer,
                                     batch_size=batch_size, device=dev, log_path=out / "masking_samples.jsonl",
@@ -209,7 +209,7 @@ def figures_command(
     preprocess: str = PREPROCESS, trust_remote_code: bool = TRUST,
 ) -> None:
     """Figures of maps: original vs weighted (t1, t2), original/mean/max/weighted (t1–t3), ViT layout."""
-    check_names(split_values(method))  # before torch loads
+    methods = method_names(method)  # before torch loads
     check_number(threshold, "--threshold", minimum=0, maximum=1)
     check_number(images, "--images", minimum=1)
     from ..evaluation.figures import is_transformer, mean_max_weighted, original_vs_weighted, select, vit_comparison
@@ -222,7 +222,7 @@ def figures_command(
         block = int(layer) if layer is not None and layer.lstrip("-").isdigit() else layer
         written += vit_comparison(bundle, ids2, px2, out, layer=block)
     else:
-        written += original_vs_weighted(bundle, ids2, px2, out, split_values(method), layer)
+        written += original_vs_weighted(bundle, ids2, px2, out, methods, layer)
         ids3, px3 = select(bundle, source, 3, threshold, images, batch_size, dev)
         written += mean_max_weighted(bundle, ids3, px3, out, layer=layer)
     if not written:
@@ -266,7 +266,8 @@ def _faithfulness(
     **options: Any,
 ) -> None:
     """Deletion / insertion (MoRF / LeRF) and ROAD curves, and average drop / increase, per method × contrast."""
-    check_names(split_values(method), split_values(contrast))  # before torch loads
+    methods = method_names(method)  # before torch loads
+    check_names(contrasts=split_values(contrast))
     from ..evaluation.faithfulness import (
         check_grid,
         default_fractions,
@@ -278,11 +279,11 @@ def _faithfulness(
     check_number(road_noise, "--road-noise", minimum=0)
     grid = split_numbers(fractions, "--fractions") if fractions else default_fractions()
     check_grid(split_values(baseline), split_values(score), grid)  # bad input: one line, before any work
-    given = flags.method_flags(split_values(method), options)
+    given = flags.method_flags(methods, options)
     bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, device, preprocess, out,
                                     trust_remote_code, batch_size)
     with progress_bar(len(source), "faithfulness") as tick:
-        result = run_faithfulness(bundle, source, split_values(method), split_values(contrast),
+        result = run_faithfulness(bundle, source, methods, split_values(contrast),
                                   split_values(baseline), split_values(score), grid, batch_size, dev, seed, layer,
                                   road_noise, out / "faithfulness_samples.jsonl", tick,
                                   method_options=given)

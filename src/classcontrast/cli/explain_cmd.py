@@ -15,7 +15,7 @@ import typer
 
 from . import manifest
 from .method_flags import with_family_options, with_method_options
-from .options import CONTRASTS_HELP, METHODS_HELP, check_names, split_values
+from .options import CONTRASTS_HELP, METHODS_HELP, check_names, method_names, split_values
 
 MODELS_HELP = " | ".join(f["spec"] for f in manifest.FAMILIES) + " (classcontrast models: what each is)"
 
@@ -84,14 +84,15 @@ def _explain(
     """Explain why the model picks each class over the others, for every image."""
     from .common import console
 
-    check_names(split_values(method), split_values(contrast))  # a misspelling is reported before torch loads
+    methods = method_names(method)  # a misspelling is reported before torch loads
+    check_names(contrasts=split_values(contrast))
     console.quiet = quiet  # (every command line starts loud: run_cli)
     from .explain_run import ExplainRequest, run_explain
 
     family = {k: options.pop(k) for k in list(options) if k in manifest.FAMILY_OPTIONS}
     run_explain(ExplainRequest(
         images=list(images or []), model=model, weights=weights, num_classes=num_classes,
-        methods=split_values(method), contrasts=split_values(contrast), top_k=top_k, targets=split_values(target),
+        methods=methods, contrasts=split_values(contrast), top_k=top_k, targets=split_values(target),
         threshold=threshold, classes=split_values(classes), template=template, prompt=prompt,
         answers=split_values(answers), regions=split_values(region), detections=detections, min_score=min_score,
         task=task, foil=foil, contrast_cam=contrast_cam, layer=layer, head=head, relu=relu, scale=scale, out=out,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
+from ..text import spelling
 from . import manifest
 
 # The registries' names (classcontrast.METHODS / CONTRASTS), from the generated manifest (no torch)
@@ -43,7 +44,7 @@ def _known(names: Iterable[str]) -> Callable[[str], bool]:
     return lambda text: text.lower() in known
 
 
-_METHODS = _all(_known(METHOD_NAMES))
+_METHODS = _all(lambda text: spelling(text) in manifest.METHOD_SPELLINGS)
 _CONTRASTS = _all(_known(CONTRAST_NAMES))
 _BASELINES = _all(_known(BASELINE_NAMES))
 _SCORES = _all(_known(SCORE_NAMES))
@@ -120,13 +121,21 @@ def split_numbers(values: Sequence[str] | None, option: str) -> list[float]:
     return out
 
 
+def method_names(values: Sequence[str] | None) -> list[str]:
+    """The methods a multi-value ``--method`` names, each by its registered name (any spelling the registry accepts:
+    ``Grad-CAM++``, ``GradCAMPlusPlus``, Captum's ``saliency``); a misspelling is one line, before torch loads."""
+    names = split_values(values)
+    check_names(names)
+    return [manifest.METHOD_SPELLINGS[spelling(n)] for n in names]
+
+
 def check_names(methods: Sequence[str] = (), contrasts: Sequence[str] = ()) -> None:
     """Misspelled method and contrast names are one line before torch is imported (the built-in names are known
-    here: `METHOD_NAMES`, `CONTRAST_NAMES`), with the nearest names suggested."""
+    here: `METHOD_NAMES` and their spellings, `CONTRAST_NAMES`), with the nearest names suggested."""
     from ..errors import ClassContrastError, did_you_mean
 
     for name in methods:
-        if name.lower() not in METHOD_NAMES:
+        if spelling(name) not in manifest.METHOD_SPELLINGS:
             raise ClassContrastError(f"unknown method {name!r}{did_you_mean(name, METHOD_NAMES)} (methods: "
                                      f"{', '.join(METHOD_NAMES)})")
     for name in contrasts:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ClassContrastError, did_you_mean
+from ..text import spelling
 from .base import GradientMethod, InputMethod, Method, Recording
 from .cam import GradCAM, LayerMethod, LayerReading, LinearApprox, XGradCAM
 from .cams import GradCAMPlusPlus, HiResCAM, LayerCAM
@@ -37,9 +38,28 @@ def register_method(cls: type[Method]) -> type[Method]:
     return cls
 
 
+def spellings() -> dict[str, str]:
+    """Every accepted spelling of a registered method (`classcontrast.text.spelling`: its name, its class name and
+    the peers' names it declares in ``aliases``) -> its name. Names follow one style: the published name in lower
+    case, its words joined by ``_`` (``integrated_gradients``, ``gradcam_plus_plus``; one-word names as their
+    authors write them: ``gradcam``, ``scorecam``, ``smoothgrad``)."""
+    out: dict[str, str] = {}
+    for name, cls in METHODS.items():
+        for text in (name, cls.__name__, *vars(cls).get("aliases", ())):  # its own, not a base's
+            out.setdefault(spelling(text), name)
+    return out
+
+
+def canonical_name(name: str) -> str | None:
+    """The registered name of the method spelled ``name`` (``"Grad-CAM++"`` -> ``"gradcam_plus_plus"``), else None."""
+    return spellings().get(spelling(name)) if isinstance(name, str) else None
+
+
 def method_class(name: str) -> type[Method]:
-    """The registered method class named ``name`` (any case); an unknown name is a one-line error."""
-    cls = METHODS.get(name.lower()) if isinstance(name, str) else None
+    """The registered method class named ``name`` (any spelling, see `spellings`); an unknown name is a one-line
+    error."""
+    known = canonical_name(name)
+    cls = METHODS.get(known) if known else None
     if cls is None:
         raise ClassContrastError(f"unknown method {name!r}{did_you_mean(str(name), METHODS)} "
                                  f"(methods: {', '.join(METHODS)})")
@@ -48,7 +68,8 @@ def method_class(name: str) -> type[Method]:
 
 def method_options(name: str) -> set[str]:
     """The option names a registered method accepts (e.g. ``{"layer", "relu"}`` for ``gradcam``)."""
-    cls = METHODS.get(name.lower())
+    known = canonical_name(name)
+    cls = METHODS.get(known) if known else None
     return set() if cls is None else set(inspect.signature(cls.__init__).parameters) - {"self"}
 
 
@@ -162,6 +183,7 @@ __all__ = [
     "SmoothGrad",
     "VitGradCAM",
     "XGradCAM",
+    "canonical_name",
     "capture_attention",
     "check_options",
     "declared_options",
@@ -170,5 +192,6 @@ __all__ = [
     "method_options",
     "options_for",
     "register_method",
+    "spellings",
     "transformer_blocks",
 ]

@@ -142,6 +142,8 @@ class Method(ABC):
     """
 
     name: ClassVar[str]
+    # the names peers give this method (Captum's, pytorch-grad-cam's), accepted wherever one is named; not inherited
+    aliases: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Every method's options are checked against their annotations when it is made (`check_option`)."""

@@ -79,6 +79,8 @@ class LinearApprox(LayerMethod):
 
     name = "linear_approx"
 
+    aliases = ("linear_approximation",)
+
     def cam(self, a: Tensor, g: Tensor) -> Tensor:
         return (g * a).sum(2)
 
@@ -93,6 +95,8 @@ class GradCAM(LayerMethod):
     $M = \sum_k w_k A^k$ (signed; ``relu=True`` applies the textbook ReLU)."""
 
     name = "gradcam"
+
+    aliases = ("layer_gradcam",)
 
     def cam(self, a: Tensor, g: Tensor) -> Tensor:
         return gradcam_map(a, g)

@@ -27,6 +27,8 @@ class GradCAMPlusPlus(LayerMethod):
     """
 
     name = "gradcam_plus_plus"
+
+    aliases = ("gradcampp",)
     eps = 1e-6
 
     @property

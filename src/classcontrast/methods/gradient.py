@@ -16,6 +16,8 @@ class Gradient(InputMethod):
 
     name = "gradient"
 
+    aliases = ("saliency", "vanilla_gradient")
+
     def __init__(self, keep_channels: bool = False) -> None:
         self.keep_channels = keep_channels
 
@@ -31,6 +33,8 @@ class GradientXInput(Gradient):
     r"""Gradient times input, $\phi = x \odot \partial O / \partial x$, summed over channels by default."""
 
     name = "gradient_x_input"
+
+    aliases = ("input_x_gradient",)
 
     def attribution(self, x: Tensor, g: Tensor) -> Tensor:
         return g * x

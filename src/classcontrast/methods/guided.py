@@ -51,6 +51,8 @@ class GuidedBackprop(InputMethod):
     Signed (the first layer's weights give the input gradient both signs)."""
 
     name = "guided_backprop"
+
+    aliases = ("guided_backpropagation",)
     batched_vjp = False
     windows = False  # its hooks act on the model's layers, which a sliding window runs once per window
 

@@ -62,6 +62,8 @@ class IntegratedGradients(InputMethod):
         "steps": "path points", "baseline": "zeros | blur", "integration": " | ".join(RULES)}
 
     name = "integrated_gradients"
+
+    aliases = ("ig",)
     multipass = True
 
     def __init__(self, steps: int = 32, baseline: str | Tensor = "zeros", integration: str = "gausslegendre",

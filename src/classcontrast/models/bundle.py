@@ -42,11 +42,16 @@ def binary_names(categories: Sequence[str]) -> list[str]:
 
 @dataclass
 class ModelBundle:
-    """An eval-mode classifier with its preprocessing and class names.
+    """A loaded model with what it takes to explain it: the network in eval mode and the names of the classes its
+    logits score, for any model the library explains — an image classifier, a multi-label head, a segmenter, a
+    detector (torchvision, DETR, YOLO), a zero-shot CLIP tower, a video or volume network, a vision-language model's
+    candidate answers — as `load_model` returns it from the family's adapter (`classcontrast.models.registry`).
 
-    ``preprocess`` maps a PIL image to a [0, 1] tensor (resize, crop); ``normalize`` maps that to the
-    model's input space; ``transform`` does both (PIL -> model input). ``layer`` is the bundle's CAM
-    layer for calls that name none.
+    ``preprocess`` maps a PIL image (a clip's frames, a volume) to a [0, 1] tensor (resize, crop, letterbox);
+    ``normalize`` maps that to the model's input space; ``transform`` does both. ``layer`` is the bundle's CAM
+    layer for calls that name none; ``head`` how its logits become class probabilities (softmax over the classes,
+    or sigmoid: each class its own decision); ``frames`` a video network's clip length; ``read`` how the family
+    reads its image files; ``info`` where the weights came from (provenance in saved results).
     """
 
     model: nn.Module
