@@ -131,3 +131,11 @@ def test_the_command_line_takes_the_same_spellings() -> None:
         "explain", "--method", "gradcam", "--method", "Grad-CAM++", "a.jpg"]
     with pytest.raises(cc.ClassContrastError, match="unknown method 'gradcm'; did you mean 'gradcam'"):
         method_names(["gradcm"])
+
+
+def test_dir_of_the_package_is_its_api() -> None:
+    names = dir(cc)
+    assert not {"Any", "importlib", "_EXPORTS", "_SUBMODULES", "TYPE_CHECKING", "annotations"} & set(names)
+    assert set(cc.__all__) <= set(names) and {"explain", "Explanation", "methods", "__version__"} <= set(names)
+    assert all(getattr(cc, n) is not None for n in names)
+    assert "eval-mode classifier" not in (cc.ModelBundle.__doc__ or "")
