@@ -6,11 +6,14 @@ import os
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ClassContrastError
+
+T = TypeVar("T")
 
 IMAGE_SUFFIXES = frozenset(
     ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN
@@ -51,10 +54,10 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def check_pixels(path: str | os.PathLike[str]) -> tuple[int, int]:
-    """An image file's (width, height) from its header, before any decoding: a missing file, a folder, a file
-    Pillow cannot identify or one beyond Pillow's pixel budget (``Image.MAX_IMAGE_PIXELS``, a decompression bomb)
-    is a one-line error naming it. The budget of every image reader (`classcontrast.data.budgets`)."""
+def _read(path: str | os.PathLike[str], read: Callable[[Image.Image], T]) -> T:
+    """``read`` of the opened image file ``path``: a missing file, a folder, a file Pillow cannot identify, one
+    beyond Pillow's pixel budget (``Image.MAX_IMAGE_PIXELS``, a decompression bomb) or a broken one is a one-line
+    error naming it."""
     p = Path(path)
     if not p.exists():
         raise ClassContrastError(f"no such file: {p}")
@@ -64,39 +67,34 @@ def check_pixels(path: str | os.PathLike[str]) -> tuple[int, int]:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(p) as im:
-                return im.size
+                return read(im)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ClassContrastError(f"{p} is too large to read safely ({e})") from e
     except UnidentifiedImageError as e:
         raise ClassContrastError(f"{p} is not an image Pillow can read") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise ClassContrastError(f"{p} could not be read as an image ({e})") from e
+
+
+def check_pixels(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """An image file's (width, height) from its header, before any decoding (errors as `load_image`'s): the
+    budget of every image reader (`classcontrast.data.budgets`)."""
+    return _read(path, lambda im: im.size)
+
+
+def _decoded(im: Image.Image) -> Image.Image:
+    im = ImageOps.exif_transpose(im)
+    im.load()
+    return to_rgb(im)
 
 
 def load_image(path: str | os.PathLike[str]) -> Image.Image:
     """Open one image file as an RGB PIL image; a clear one-line error names a bad file. Alpha is composited on
     white (a transparent PNG's see-through pixels read as white, as a viewer shows them); a model family that reads
     files with its own tools reads them its way (`ModelBundle.read_image`: YOLO as Ultralytics does)."""
-    p = Path(path)
-    if not p.exists():
-        raise ClassContrastError(f"no such file: {p}")
-    if p.is_dir():
-        raise ClassContrastError(f"{p} is a folder; use load_images for folders")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as im:
-                im = ImageOps.exif_transpose(im)
-                im.load()
-                img = to_rgb(im)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ClassContrastError(f"{p} is too large to read safely ({e})") from e
-    except UnidentifiedImageError as e:
-        raise ClassContrastError(f"{p} is not an image Pillow can read") from e
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ClassContrastError(f"{p} could not be read as an image ({e})") from e
+    img = _read(path, _decoded)
     if min(img.size) < 1:
-        raise ClassContrastError(f"{p} has no pixels")
+        raise ClassContrastError(f"{Path(path)} has no pixels")
     return img
 
 
