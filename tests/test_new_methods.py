@@ -51,6 +51,26 @@ def test_integrated_gradients_equal_captum_on_real_weights(embedded64: nn.Module
         assert relerr(ours[contrast].maps[:, 0] * scale, ref) < 1e-6, (rule, contrast)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_the_blur_baseline_is_torchvisions_gaussian_blur(dtype: torch.dtype) -> None:
+    """Our separable blur against torchvision's 2-D one (the oracle): the study's kernel 101 / σ 15, shrunk to the
+    image as reflect padding needs, a random σ in a range, and a small kernel."""
+    from torchvision.transforms.functional import gaussian_blur
+
+    from classcontrast.baselines import baseline as baseline_image
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 60, 45, dtype=dtype)
+    tol = 1e-12 if dtype == torch.float64 else 2e-6
+    assert (baseline_image(x, "blur") - gaussian_blur(x, [87, 87], [15.0, 15.0])).abs().max() < tol
+    ours = baseline_image(x, "blur", sigma=1.3, kernel=5)
+    assert (ours - gaussian_blur(x, [5, 5], [1.3, 1.3])).abs().max() < tol
+    drawn = baseline_image(x, "blur", sigma=(1.0, 3.0), generator=torch.Generator().manual_seed(4))
+    sigma = float(1.0 + 2.0 * torch.rand((), generator=torch.Generator().manual_seed(4)))
+    assert (drawn - gaussian_blur(x, [87, 87], [sigma, sigma])).abs().max() < tol
+    assert (ours - x).abs().max() > 0.1  # it blurs
+
+
 @pytest.mark.parametrize("baseline", ["zeros", "blur", "tensor"])
 def test_integrated_gradients_baselines_equal_captum(tiny: nn.Module, tiny_x: torch.Tensor, baseline: str) -> None:
     from captum.attr import IntegratedGradients

@@ -23,22 +23,21 @@ def _zennit() -> Any:
     try:
         import zennit.canonizers
         import zennit.composites
-        import zennit.torchvision
     except ImportError as e:  # pragma: no cover - zennit is a dependency
         raise ClassContrastError("the lrp method needs zennit: pip install zennit") from e
     return zennit
 
 
 def auto_canonizers(model: nn.Module) -> list[Any]:
-    """zennit's canonizers for ``model``: VGG / ResNet ones for torchvision's VGG and ResNet, BatchNorm
-    merging for other networks with BatchNorm, none otherwise."""
+    """zennit's canonizers for ``model``: those its family's adapter registers (`classcontrast.models.architectures`:
+    zennit's VGG / ResNet canonizers for torchvision's VGG and ResNet), else BatchNorm merging for a network with
+    BatchNorm, none otherwise."""
+    from ..models.architectures import canonizers_for
+
     zennit = _zennit()
-    kind = type(model)
-    if kind.__module__.startswith("torchvision.models"):
-        if kind.__name__ == "VGG":
-            return [zennit.torchvision.VGGCanonizer()]
-        if kind.__name__ == "ResNet":
-            return [zennit.torchvision.ResNetCanonizer()]
+    known = canonizers_for(model)
+    if known is not None:
+        return known
     if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         return [zennit.canonizers.SequentialMergeBatchNorm()]
     return []
@@ -70,7 +69,7 @@ class LRP(InputMethod):
     windows = False  # zennit's rules hook the layers, which run once per window
     batched_vjp = False  # zennit's rules run in Python backward hooks, one objective at a time
     backward_hint = (" (zennit's rules cover convolutional, linear, pooling, normalisation and activation layers; "
-                     "a layer such as nn.MultiheadAttention, in torchvision's ViT, has none)")
+                     "a layer such as a Vision Transformer's nn.MultiheadAttention has none)")
 
     def __init__(self, composite: str | Any = "epsilon_plus_flat", canonizer: str | Any = "auto",
                  keep_channels: bool = False) -> None:

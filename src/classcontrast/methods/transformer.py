@@ -9,8 +9,6 @@ patch grid (14×14 for 224/16).
 from __future__ import annotations
 
 import math
-import threading
-import weakref
 from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any, ClassVar
@@ -198,94 +196,41 @@ def _restore_attribute(obj: object, name: str, _missing: object = object()) -> A
     return restore
 
 
-_HF_NAME = "classcontrast_capture"
-_hf_recorders = threading.local()
+def _capture_multihead(model: nn.Module, recorder: OutputRecorder, stack: ExitStack) -> int:
+    """Each ``nn.MultiheadAttention`` of ``model`` runs `_explicit_self_attention` for the calling thread until the
+    stack closes (other threads get the module's own forward); how many there are."""
+    found = 0
+    for module in model.modules():
+        if isinstance(module, nn.MultiheadAttention):
+            original = module.forward
 
+            def forward(*a: Any, _m: nn.MultiheadAttention = module, _orig: Any = original, **k: Any) -> Any:
+                return _explicit_self_attention(_m, recorder, *a, **k) if recorder.mine() else _orig(*a, **k)
 
-def _hf_attention(module: nn.Module, query: Tensor, key: Tensor, value: Tensor, attention_mask: Tensor | None,
-                  scaling: float | None = None, dropout: float = 0.0, **kwargs: Any) -> tuple[Tensor, Tensor]:
-    """Hugging Face's eager attention, with the post-softmax probabilities recorded for the calling
-    thread's rollout (other threads, and calls outside rollout, just get eager attention)."""
-    scaling = query.size(-1) ** -0.5 if scaling is None else scaling
-    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
-    if attention_mask is not None:
-        weights = weights + attention_mask
-    weights = F.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
-    weights = F.dropout(weights, p=dropout, training=module.training)
-    recorder = getattr(_hf_recorders, "current", None)
-    if recorder is not None and recorder.mine():
-        weights = recorder.capture(weights)
-    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
-
-
-_config_locks: dict[int, threading.RLock] = {}
-_config_registry = threading.Lock()
-
-
-def _config_lock(config: Any) -> threading.RLock:
-    """The lock of one Hugging Face config object, held while a call has switched its attention
-    implementation (models built from one config share it; the model's own lock does not cover them)."""
-    with _config_registry:
-        lock = _config_locks.get(id(config))
-        if lock is None:
-            lock = _config_locks[id(config)] = threading.RLock()
-            weakref.finalize(config, _config_locks.pop, id(config), None)
-        return lock
-
-
-def _hf_capture(config: Any, recorder: OutputRecorder, stack: ExitStack) -> int:
-    """Switch a Hugging Face model to `_hf_attention` for the call (1 if it could be done)."""
-    try:
-        from transformers import AttentionInterface
-    except ImportError:  # pragma: no cover - a config with _attn_implementation comes from transformers
-        return 0
-    AttentionInterface.register(_HF_NAME, _hf_attention)
-    lock = _config_lock(config)  # several models may share one config object: the lock covers what changes
-    lock.acquire()
-    stack.callback(lock.release)
-    saved = config._attn_implementation
-    config._attn_implementation = _HF_NAME
-    stack.callback(setattr, config, "_attn_implementation", saved)
-    _hf_recorders.current = recorder
-    stack.callback(setattr, _hf_recorders, "current", None)
-    return 1
+            stack.callback(_restore_attribute(module, "forward"))
+            module.forward = forward  # type: ignore[method-assign]
+            found += 1
+    return found
 
 
 def capture_attention(model: nn.Module, stack: ExitStack) -> OutputRecorder:
     """Record every block's post-softmax attention (B, heads, T, T) during the next forward pass,
     without changing the model's outputs (up to floating-point rounding of the unfused kernel).
 
-    timm: ``fused_attn`` is switched off for the call and ``attn_drop`` (identity in eval) records its
-    input. torchvision: each ``nn.MultiheadAttention`` runs an explicit implementation for the call.
-    Hugging Face (ViT, DeiT, BEiT, DINOv2...): the model's attention implementation is switched for the
-    call to an eager one that records the probabilities. Everything is undone when ``stack`` closes.
+    ``nn.MultiheadAttention`` runs an explicit implementation for the call; the attention layers of the model
+    families whose adapters register how (`classcontrast.models.architectures`: timm's ``Attention``, whose fused
+    kernel is switched off and whose ``attn_drop`` records its input; Hugging Face's ViT, DeiT, BEiT, DINOv2...,
+    switched to an eager implementation that records the probabilities) are switched by their adapter.
+    Everything is undone when ``stack`` closes.
     """
+    from ..models.architectures import capture_attention_layers
+
     recorder = OutputRecorder(None, "attention", None)
-    found = 0
-    config = getattr(model, "config", None)
-    if hasattr(config, "_attn_implementation"):  # Hugging Face: route attention through our eager function
-        found += _hf_capture(config, recorder, stack)
-    for module in model.modules():
-        if isinstance(module, nn.MultiheadAttention):
-            original = module.forward
-
-            def forward(*a: Any, _m: nn.MultiheadAttention = module, _orig: Any = original, **k: Any) -> Any:
-                # other threads running the same model get the module's own forward
-                return _explicit_self_attention(_m, recorder, *a, **k) if recorder.mine() else _orig(*a, **k)
-
-            stack.callback(_restore_attribute(module, "forward"))
-            module.forward = forward  # type: ignore[method-assign]
-            found += 1
-        elif hasattr(module, "fused_attn") and isinstance(getattr(module, "attn_drop", None), nn.Module):
-            saved = module.fused_attn
-            module.fused_attn = False
-            stack.callback(setattr, module, "fused_attn", saved)
-            recorder.attach(module.attn_drop, stack)
-            found += 1
+    found = capture_attention_layers(model, recorder, stack) + _capture_multihead(model, recorder, stack)
     if not found:
         raise ClassContrastError(
-            f"{type(model).__name__} has no attention modules to capture (torchvision MultiheadAttention, timm "
-            "Attention or a Hugging Face ViT); attention_rollout needs a Vision Transformer"
+            f"{type(model).__name__} has no attention modules to capture (nn.MultiheadAttention, or the attention "
+            "layers of a family whose adapter records them); attention_rollout needs a Vision Transformer"
         )
     return recorder
 

@@ -12,16 +12,25 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
+import weakref
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn.functional as F
 from PIL import Image
+from torch import Tensor, nn
 
 from ..errors import ClassContrastError, did_you_mean, first_line
 from . import hub
+from .architectures import register_attention
 from .bundle import ModelBundle, Normalize
 from .registry import Family, FamilyOption, register_family
+
+if TYPE_CHECKING:
+    from ..hooks import OutputRecorder
 
 
 def _transformers() -> Any:
@@ -164,3 +173,63 @@ register_family(Family(
             "hub id when online)",
     load=load_hf, options=(FamilyOption("trust_remote_code", bool, "run Python code shipped with the model "
                                         "(auto_map in its config); off: such a model is refused in one line"),)))
+
+
+# attention rollout: a Hugging Face model's attention is routed through an eager function that records it
+_HF_NAME = "classcontrast_capture"
+_hf_recorders = threading.local()
+
+
+def _hf_attention(module: nn.Module, query: Tensor, key: Tensor, value: Tensor, attention_mask: Tensor | None,
+                  scaling: float | None = None, dropout: float = 0.0, **kwargs: Any) -> tuple[Tensor, Tensor]:
+    """Hugging Face's eager attention, with the post-softmax probabilities recorded for the calling
+    thread's rollout (other threads, and calls outside rollout, just get eager attention)."""
+    scaling = query.size(-1) ** -0.5 if scaling is None else scaling
+    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = F.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = F.dropout(weights, p=dropout, training=module.training)
+    recorder = getattr(_hf_recorders, "current", None)
+    if recorder is not None and recorder.mine():
+        weights = recorder.capture(weights)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
+_config_locks: dict[int, threading.RLock] = {}
+_config_registry = threading.Lock()
+
+
+def _config_lock(config: Any) -> threading.RLock:
+    """The lock of one Hugging Face config object, held while a call has switched its attention
+    implementation (models built from one config share it; the model's own lock does not cover them)."""
+    with _config_registry:
+        lock = _config_locks.get(id(config))
+        if lock is None:
+            lock = _config_locks[id(config)] = threading.RLock()
+            weakref.finalize(config, _config_locks.pop, id(config), None)
+        return lock
+
+
+def _hf_capture(model: nn.Module, recorder: OutputRecorder, stack: ExitStack) -> int:
+    """Switch a Hugging Face model to `_hf_attention` for the call (1 if it could be done; 0 for other models)."""
+    config = getattr(model, "config", None)
+    if not hasattr(config, "_attn_implementation"):
+        return 0
+    try:
+        from transformers import AttentionInterface
+    except ImportError:  # pragma: no cover - a config with _attn_implementation comes from transformers
+        return 0
+    AttentionInterface.register(_HF_NAME, _hf_attention)
+    lock = _config_lock(config)  # several models may share one config object: the lock covers what changes
+    lock.acquire()
+    stack.callback(lock.release)
+    saved = config._attn_implementation
+    config._attn_implementation = _HF_NAME
+    stack.callback(setattr, config, "_attn_implementation", saved)
+    _hf_recorders.current = recorder
+    stack.callback(setattr, _hf_recorders, "current", None)
+    return 1
+
+
+register_attention("hf", _hf_capture)

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ClassContrastError, did_you_mean
 from . import hub
+from .architectures import register_attention
 from .bundle import ModelBundle, Normalize
 from .preprocess import Preprocess
 from .registry import Family, register_family
 from .weights import load_into as _load_into
 from .weights import load_state
 from .zoo import _offline_help, imagenet_categories
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..hooks import OutputRecorder
 
 
 def _timm(arch: str, weights: Any, num_classes: int | None) -> ModelBundle:
@@ -46,3 +53,22 @@ register_family(Family(
     order=20,
     name="timm", prefix="timm", spec="timm:<arch>", summary="timm's image classifiers (weights download when online)",
     load=_timm))
+
+
+def _timm_attention(model: nn.Module, recorder: OutputRecorder, stack: ExitStack) -> int:
+    """timm's ``Attention`` layers (ViT, DeiT, ...): the fused kernel is switched off for the call and ``attn_drop``
+    (the identity in eval) records its input, the post-softmax probabilities; how many layers were switched."""
+    from torch import nn
+
+    found = 0
+    for module in model.modules():
+        if hasattr(module, "fused_attn") and isinstance(getattr(module, "attn_drop", None), nn.Module):
+            saved = module.fused_attn
+            module.fused_attn = False
+            stack.callback(setattr, module, "fused_attn", saved)
+            recorder.attach(module.attn_drop, stack)
+            found += 1
+    return found
+
+
+register_attention("timm", _timm_attention)

@@ -7,6 +7,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import ClassContrastError, did_you_mean
+from .architectures import register_canonizers
 from .bundle import ModelBundle, Normalize
 from .preprocess import Preprocess
 from .registry import Family, register_family
@@ -93,3 +94,17 @@ register_family(Family(
     load=_torchvision))
 
 __all__ = ["VIDEO_FRAMES"]
+
+
+def _canonizers(model: nn.Module) -> list[Any] | None:
+    """zennit's canonizers for torchvision's VGG and ResNet (its BatchNorm merged and its residual sums split as
+    LRP needs them); None for any other network."""
+    kind = type(model)
+    if not kind.__module__.startswith("torchvision.models") or kind.__name__ not in ("VGG", "ResNet"):
+        return None
+    import zennit.torchvision
+
+    return [zennit.torchvision.VGGCanonizer() if kind.__name__ == "VGG" else zennit.torchvision.ResNetCanonizer()]
+
+
+register_canonizers("torchvision", _canonizers)
