@@ -20,6 +20,7 @@ from .classes import class_indices, names_classes
 from .contrasts import CONTRASTS, Contrast, get_contrast
 from .errors import ClassContrastError, ClassContrastWarning, first_line
 from .explanation import Explanation, Explanations
+from .layers import PiecewiseModel
 from .methods import METHODS, GradientMethod, LayerReading, Method, Recording, canonical_name, get_method
 from .methods.base import Pass
 from .methods.perturbation import PerturbationMethod
@@ -278,7 +279,7 @@ def model_head(model: Any, net: nn.Module, head: str | None) -> str:
 def _record(m: Method, run: nn.Module, x: Tensor, hooks: ExitStack) -> Recording:
     """The method's recording for one pass (its hooks on ``hooks``); recording may run the model (to find the
     default layer), whose failure is one line. A model run window by window takes the input-space methods only."""
-    if getattr(run, "windowed", False) and not m.windows:
+    if isinstance(run, PiecewiseModel) and not m.windows:
         raise ClassContrastError(f"{m.name} reads the model's layers, which run once per window under a sliding "
                                  "window; explain it with gradient, gradient_x_input, integrated_gradients or "
                                  "smoothgrad")

@@ -26,6 +26,12 @@ _CACHE_SIZES = 8
 _cache_lock = threading.Lock()
 
 
+class PiecewiseModel(nn.Module):
+    """A model that runs its network once per piece of its input and blends the outputs (a sliding window over a
+    volume): its layers give no one output per input, so the methods that read a layer refuse it (a method's
+    ``windows``). A model that runs so derives from this class."""
+
+
 def module_name(model: nn.Module, module: nn.Module) -> str:
     """The dotted name of ``module`` inside ``model`` ('' for the model itself)."""
     for name, m in model.named_modules():

@@ -64,12 +64,6 @@ def print_table(loaded: list[Any], p: Any, targets: Any, categories: list[str], 
     console.print(table)
 
 
-def on_image(e: Any, preprocess: Any, size: tuple[int, int]) -> Any:
-    """The explanation of one letterboxed image (``preprocess.undo``: YOLO's `Letterbox`) on the user's image of
-    ``size`` (height, width): its maps, its objects' boxes and masks; the rest as it is."""
-    return e.onto(preprocess.undo, preprocess.undo_box, *size)
-
-
 def column_title(method: str, contrast: str, qualified: bool = True) -> str:
     """A figure column's title: ``gradcam · weighted``, ``gradcam · rather than Egyptian cat``."""
     from ..viz.grid import readable

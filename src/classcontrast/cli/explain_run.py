@@ -91,13 +91,13 @@ def run_explain(r: ExplainRequest) -> None:
     bundle = _load(r, dev)
     contrasts = _contrasts(r, bundle, plan)
     spec = _targets(r, bundle)
-    if getattr(bundle.preprocess, "crop", 0) is None:  # images keep their own sizes: one per batch
+    if bundle.one_size_per_image:
         r.batch_size = 1
     done = _explain_all(r, bundle, contrasts, spec, plan, dev)
-    if getattr(bundle.preprocess, "undo", None) is not None:  # an input letterboxed: onto the user's image
-        done.columns = {key: [ex.onto(bundle.preprocess.undo, bundle.preprocess.undo_box, *size)
-                              for ex, size in zip(exs, done.sizes, strict=True)] for key, exs in done.columns.items()}
-        done.pixels = [bundle.preprocess.undo(p, *size) for p, size in zip(done.pixels, done.sizes, strict=True)]
+    if bundle.undoes_preprocessing:  # each explanation on the user's image
+        done.columns = {key: [bundle.on_user_image(ex, *size) for ex, size in zip(exs, done.sizes, strict=True)]
+                        for key, exs in done.columns.items()}
+        done.pixels = [bundle.pixels_on_user_image(p, *size) for p, size in zip(done.pixels, done.sizes, strict=True)]
     _write(r, bundle, contrasts, spec, plan, done, torch.device(dev))
 
 

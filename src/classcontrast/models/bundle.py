@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from ..explanation import Explanation
 
 
 class Normalize(nn.Module):
@@ -82,6 +86,30 @@ class ModelBundle:
         from ..data.images import load_image
 
         return load_image(path)
+
+    @property
+    def one_size_per_image(self) -> bool:
+        """Whether each image keeps its own size through the preprocessing (no crop to a common size), so that
+        images are batched one at a time."""
+        return getattr(self.preprocess, "crop", 0) is None
+
+    @property
+    def undoes_preprocessing(self) -> bool:
+        """Whether maps on the model's input can be put back on the user's image (a letterbox: its padding cropped
+        off, the rest resized back); a resize and crop cannot, and maps stay at the model's input size."""
+        return getattr(self.preprocess, "undo", None) is not None
+
+    def on_user_image(self, explanation: Explanation, height: int, width: int) -> Explanation:
+        """One input's explanation on the user's image of ``height`` × ``width`` (its maps, its objects' boxes and
+        masks) when the preprocessing can be undone (`undoes_preprocessing`); otherwise the explanation as it is."""
+        if not self.undoes_preprocessing:
+            return explanation
+        return explanation.onto(self.preprocess.undo, self.preprocess.undo_box, height, width)  # type: ignore[attr-defined]
+
+    def pixels_on_user_image(self, pixels: Tensor, height: int, width: int) -> Tensor:
+        """The model's [0, 1] input pixels (C, H, W) on the user's image of ``height`` × ``width`` when the
+        preprocessing can be undone (`undoes_preprocessing`); otherwise as they are."""
+        return self.preprocess.undo(pixels, height, width) if self.undoes_preprocessing else pixels  # type: ignore[attr-defined]
 
     def pixel_model(self) -> nn.Module:
         """The model taking [0, 1] pixel images (normalisation inside the forward pass)."""

@@ -23,14 +23,13 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ClassContrastError
+from ..layers import PiecewiseModel
 
 
-class SlidingWindow(nn.Module):
+class SlidingWindow(PiecewiseModel):
     """``model`` run by MONAI's ``sliding_window_inference(x, roi_size, sw_batch_size, model, overlap, mode,
     **options)`` (``mode``: ``"constant"`` or ``"gaussian"`` blending; ``options``: its other arguments, e.g.
     ``sigma_scale``, ``padding_mode``, ``cval``)."""
-
-    windowed = True  # the methods that read one layer refuse it (the layer runs once per window)
 
     def __init__(self, model: nn.Module, roi_size: int | Sequence[int], sw_batch_size: int = 1, overlap: float = 0.25,
                  mode: str = "constant", **options: Any) -> None:
