@@ -26,6 +26,7 @@ demo: $(DEMO_STAMP)
 
 test: $(STAMP) page-browser video-libs
 	$(BIN)/ruff check .
+	$(BIN)/python -m mypy
 	$(MAKE) --no-print-directory docs
 	$(BIN)/python -m pytest
 

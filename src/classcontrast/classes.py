@@ -19,6 +19,7 @@ the list; an index is used only when no class has that name.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from .errors import ClassContrastError, did_you_mean
 
@@ -85,7 +86,7 @@ def names_classes(spec: object) -> bool:
     return False
 
 
-def class_indices(spec: object, categories: Sequence[str] | None, what: str = "class") -> object:
+def class_indices(spec: Any, categories: Sequence[str] | None, what: str = "class") -> Any:
     """``spec`` with every class name replaced by its index (nesting kept)."""
     if isinstance(spec, (list, tuple)):
         return [class_indices(v, categories, what) for v in spec]

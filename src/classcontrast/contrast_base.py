@@ -22,7 +22,8 @@ def _row_class(t: Tensor) -> Tensor | None:
     class repeated over its pixels by `per_row`, no memory of its own), else None."""
     if t.ndim < 2 or any(step != 0 for step in t.stride()[1:]):
         return None
-    return t[(slice(None), *([0] * (t.ndim - 1)))]
+    first: tuple[slice | int, ...] = (slice(None), *([0] * (t.ndim - 1)))
+    return t[first]
 
 
 def _at_target(out: Tensor, t: Tensor, value: float) -> Tensor:

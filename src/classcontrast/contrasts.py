@@ -20,7 +20,8 @@ import torch
 from torch import Tensor
 
 from .classes import class_indices, names_classes
-from .contrast_base import Contrast, _at_target, _one_hot, _others, _pick, argmax, per_row
+from .contrast_base import Contrast as Contrast  # re-exported: the contrasts' base class
+from .contrast_base import _at_target, _one_hot, _others, _pick, argmax, per_row
 from .errors import ClassContrastError, did_you_mean
 from .peer_contrasts import Finer, FinerMean, ReST
 from .text import count
@@ -210,12 +211,13 @@ class Foil(Contrast):
         """``Foil("Egyptian cat")`` resolved with the model's class names (a one-line error without)."""
         if not names_classes(self.foil):
             return self
-        return Foil(class_indices(self.foil, categories, f"Foil({self.foil!r})"))  # type: ignore[arg-type]
+        return Foil(class_indices(self.foil, categories, f"Foil({self.foil!r})"))
 
     def key(self, categories: Sequence[str] | None = None) -> str:
         """``foil:<class name>`` (``foil:<index>`` without class names) for one foil class; ``foil``
         for one foil per image."""
         f = self.foil
+        one: object
         if isinstance(f, Tensor):
             one = int(f.reshape(-1)[0]) if f.numel() == 1 else None
         else:

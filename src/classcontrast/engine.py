@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, cast, overload
 
 import torch
 from torch import Tensor, nn
@@ -44,10 +44,13 @@ def unwrap_model(model: Any) -> nn.Module:
         raise ClassContrastError(f"expected a torch nn.Module or a ModelBundle, got {type(model).__name__}")
     while True:
         inner = unwrapped(net)
-        if isinstance(net, nn.DataParallel) or type(net).__name__ == "DistributedDataParallel":
-            net = net.module
-        elif type(net).__name__ == "OptimizedModule" and isinstance(getattr(net, "_orig_mod", None), nn.Module):
-            net = net._orig_mod
+        wrapped = getattr(net, "module", None)
+        compiled = getattr(net, "_orig_mod", None)
+        if (isinstance(net, nn.DataParallel) or type(net).__name__ == "DistributedDataParallel") \
+                and isinstance(wrapped, nn.Module):
+            net = wrapped
+        elif type(net).__name__ == "OptimizedModule" and isinstance(compiled, nn.Module):
+            net = compiled
         elif inner is not None:
             net = inner
         else:
@@ -94,6 +97,19 @@ def _run(net: nn.Module, x: Tensor) -> Any:
         raise
     except _MODEL_ERRORS as e:
         raise _model_failed(x, e) from e
+
+
+@overload
+def explain(model: Any, x: Tensor, method: str | Method = ..., contrast: ContrastSpec = ..., targets: Any = ..., *,
+            layer: str | nn.Module | int | None = ..., relu: bool | None = ..., batched: bool | None = ...,
+            head: str | None = ..., **method_options: Any) -> Explanation: ...
+
+
+@overload
+def explain(model: Any, x: Tensor, method: str | Method = ...,
+            contrast: list[ContrastSpec] | tuple[ContrastSpec, ...] = ..., targets: Any = ..., *,
+            layer: str | nn.Module | int | None = ..., relu: bool | None = ..., batched: bool | None = ...,
+            head: str | None = ..., **method_options: Any) -> Explanations: ...
 
 
 def explain(
@@ -162,7 +178,8 @@ def explain(
     m = get_method(method, layer=_bundle_layer(model, method, layer), relu=relu, **method_options)
     many = isinstance(contrast, (list, tuple))
     categories = None if isinstance(model, nn.Module) else getattr(model, "categories", None)
-    asked = [get_contrast(c).named(categories) for c in (contrast if many else [contrast])]
+    given: Sequence[ContrastSpec] = contrast if isinstance(contrast, (list, tuple)) else [cast(ContrastSpec, contrast)]
+    asked = [get_contrast(c).named(categories) for c in given]
     if not asked:
         raise ClassContrastError("no contrast given")
     names = _unique_names([c.key(categories) for c in asked])
@@ -174,8 +191,7 @@ def explain(
         if x.is_inference():  # a tensor made under inference_mode: a normal copy autograd can use
             x = x.clone()
         units = claim(run, targets, categories, head)
-        maps_of = _perturbed if isinstance(m, PerturbationMethod) else _backpropagated
-        units, y, t, contrasts, total, rec = maps_of(m, run, x, units, (targets, categories, head), asked, batched, net)
+        units, y, t, contrasts, total, rec = _maps(m, run, x, units, (targets, categories, head), asked, batched, net)
     maps = total.reshape(len(contrasts), t.shape[1], *total.shape[1:]).transpose(1, 2)  # (M, B, K, ...)
     maps = _check_result(bad_input, y, maps, units.void(contrasts, y, t), units.expected_zero(contrasts, y, t), m,
                          rec.layer)
@@ -191,6 +207,16 @@ def explain(
 
 _Spec = tuple[Any, Sequence[str] | None, str]  # a call's targets, class names and head
 _Maps = tuple[Units, Tensor, Tensor, list[Contrast], Tensor, Recording]  # units, y, t, contrasts, maps, recording
+
+
+def _maps(m: Method, run: nn.Module, x: Tensor, units: Units | None, spec: _Spec, asked: Sequence[Contrast],
+          batched: bool | None, net: nn.Module) -> _Maps:
+    """The maps (M·K, B, ...) by the method's protocol: from gradients or from perturbed scores."""
+    if isinstance(m, PerturbationMethod):
+        return _perturbed(m, run, x, units, spec, asked, batched, net)
+    if isinstance(m, GradientMethod):
+        return _backpropagated(m, run, x, units, spec, asked, batched, net)
+    raise ClassContrastError(f"{m.name} follows neither method protocol (GradientMethod, PerturbationMethod)")
 
 
 def _backpropagated(m: GradientMethod, run: nn.Module, x: Tensor, units: Units | None, spec: _Spec,

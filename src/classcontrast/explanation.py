@@ -95,11 +95,12 @@ class Explanation:
     @property
     def maps(self) -> Tensor:
         """(B, K, *S) maps at input resolution (computed from ``layer_maps`` on first read)."""
-        maps = self.given.get("maps")
+        maps: Tensor | None = self.given.get("maps")
         if maps is None:
             lm = self.layer_maps
-            same = self.size is None or lm.ndim != 2 + len(self.size) or tuple(lm.shape[2:]) == self.size
-            maps = self.given.values["maps"] = lm if same else upsample(lm, self.size)  # type: ignore[arg-type]
+            size = self.size
+            same = size is None or lm.ndim != 2 + len(size) or tuple(lm.shape[2:]) == size
+            maps = self.given.values["maps"] = lm if same or size is None else upsample(lm, size)
         return maps
 
     def shown(self, layer: bool = False) -> Tensor:
@@ -112,7 +113,7 @@ class Explanation:
         """What was explained, per input a list in the order of the maps' K axis: typed records
         (`classcontrast.units.records`: `ImageUnit`, `RegionUnit`, `ObjectUnit`), each with its ``target`` and
         ``logits`` and its kind's own fields; they also read as dicts (``unit["box"]``)."""
-        units = self.given.get("units")
+        units: Records | None = self.given.get("units")
         if units is None:
             units = self.given.values["units"] = [[ImageUnit(target=c, logits=self.logits[i]) for c in row]
                                                   for i, row in enumerate(self.targets.tolist())]
@@ -130,7 +131,7 @@ class Explanation:
     def scores(self) -> Tensor | None:
         """The contrast's score O for each explained target, (B, K) (None when the contrast is unknown):
         what a map's red ("for t") and blue ("against t") are about."""
-        given = self.given.get("scores")
+        given: Tensor | None = self.given.get("scores")
         if given is not None:
             return given
         if self.objective is None:
@@ -138,8 +139,9 @@ class Explanation:
         b, k = self.targets.shape
         y = self.logits.double() if self.logits.dtype not in (torch.float32, torch.float64) else self.logits
         rows = y.repeat_interleave(k, 0)
-        return self.objective.select(torch.arange(b, device=y.device).repeat_interleave(k), b).score(
-            rows, self.targets.reshape(-1)).reshape(b, k)
+        score: Tensor = self.objective.select(torch.arange(b, device=y.device).repeat_interleave(k), b).score(
+            rows, self.targets.reshape(-1))
+        return score.reshape(b, k)
 
     @property
     def target_probabilities(self) -> Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable
 
 from torch import Tensor, nn
 
@@ -36,7 +37,7 @@ def module_name(model: nn.Module, module: nn.Module) -> str:
     """The dotted name of ``module`` inside ``model`` ('' for the model itself)."""
     for name, m in model.named_modules():
         if m is module:
-            return name
+            return str(name)
     raise ClassContrastError(f"the given layer {type(module).__name__} is not a module of this model")
 
 
@@ -150,7 +151,7 @@ def spatial_layers(model: nn.Module, x: Tensor) -> list[str]:
     handles = []
     owner = threading.get_ident()
 
-    def hook(name: str):
+    def hook(name: str) -> Callable[[nn.Module, object, object], None]:
         def fn(module: nn.Module, inputs: object, output: object) -> None:
             if isinstance(output, Tensor) and threading.get_ident() == owner:
                 if _is_pooling(module):

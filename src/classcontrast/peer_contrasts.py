@@ -15,6 +15,7 @@ pytorch-grad-cam's ``np.argsort`` gives the same classes unless two distances ar
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 import torch
@@ -160,7 +161,10 @@ class ContrastCAM(Contrast):
         q = self.q
         if isinstance(q, (list, tuple, Tensor)):
             return self.name
-        return f"{self.name}:{categories[q] if categories is not None and 0 <= q < len(categories) else q}"
+        i = operator.index(q) if hasattr(q, "__index__") else None  # an int, a numpy integer
+        if i is not None and categories is not None and 0 <= i < len(categories):
+            return f"{self.name}:{categories[i]}"
+        return f"{self.name}:{q}"
 
     def _q(self, logits: Tensor) -> Tensor:
         if names_classes(self.q):

@@ -100,4 +100,5 @@ def frozen_eval(model: nn.Module, freeze: bool = True) -> Iterator[nn.Module]:
 def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The model's logits for ``x`` in eval mode, without a graph; the model's state restored."""
     with frozen_eval(model, freeze=False), torch.no_grad():
-        return logits_of(model(x))
+        y: torch.Tensor = logits_of(model(x))
+        return y

@@ -21,7 +21,7 @@ def whole(value: object, what: str, minimum: int = 1) -> int:
     number: int | None = None
     if not isinstance(value, bool):
         if hasattr(value, "__index__"):  # int, numpy integers, a 0-d integer tensor
-            number = operator.index(value)  # type: ignore[arg-type]
+            number = operator.index(value)
         elif isinstance(value, float) and value.is_integer():
             number = int(value)
     if number is None or number < minimum:

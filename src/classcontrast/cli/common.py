@@ -28,7 +28,7 @@ class _PlainConsole(Console):
     def __init__(self) -> None:
         super().__init__(stderr=False, markup=False, emoji=False, highlight=False)
 
-    def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def print(self, *objects: Any, **kwargs: Any) -> None:
         """Text is printed as written, never wrapped at the console's width (a markdown table piped to a file kept
         its rows whole only at a terminal: rich wraps at 80 columns elsewhere); rich's tables fit the width."""
         if all(isinstance(o, str) for o in objects):

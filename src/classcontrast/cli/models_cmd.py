@@ -3,6 +3,8 @@ generated manifest: no torch)."""
 
 from __future__ import annotations
 
+from typing import cast
+
 from . import manifest
 from .common import console
 
@@ -15,7 +17,7 @@ def models_command() -> None:
     for column in ("name", "what", "extra", "its options"):
         table.add_column(column)
     for f in manifest.FAMILIES:
-        options = ", ".join("--" + str(o).replace("_", "-") for o in f["options"])  # type: ignore[attr-defined]
+        options = ", ".join("--" + str(o).replace("_", "-") for o in cast("list[str]", f["options"]))
         extra = f'pip install "classcontrast[{f["extra"]}]"' if f["extra"] else ""
         table.add_row(str(f["spec"]), str(f["summary"]), extra, options)
     console.print(table)

@@ -65,7 +65,7 @@ def unit_entries(model: Any, x: Sequence[torch.Tensor], methods: Sequence[str], 
             keys = [*named, *(f"foil:{c}" for c in shown_foils)]
             grids, signs, res = grid(model, xb, methods, contrasts, unit_spec, head, at_input=volume, **options)
             notes = {m: v[0].numpy() for m, v in signs.items()}
-            probabilities = res[named[0]].target_probabilities[0].tolist()  # type: ignore[index]
+            probabilities = res[named[0]].target_probabilities[0].tolist()
             first = f"foil:{int(foils[0])}" if foils else "weighted" if "weighted" in named else named[0]
             if not volume:
                 e = entry(f"e{b}_{k}", f"i{b}", title, classes, probabilities, {m: v[0].numpy() for m, v in

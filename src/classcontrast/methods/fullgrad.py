@@ -18,7 +18,8 @@ def _effective_bias(m: nn.Module) -> Tensor | None:
     β − μγ/√(σ²+ε) in eval."""
     if isinstance(m, nn.modules.conv._ConvNd):  # 1-D, 2-D, 3-D, transposed
         return None if m.bias is None else m.bias.detach()
-    if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)) and m.running_mean is not None:
+    if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)) and m.running_mean is not None \
+            and m.running_var is not None:
         gamma = m.weight.detach() if m.weight is not None else torch.ones_like(m.running_mean)
         beta = m.bias.detach() if m.bias is not None else torch.zeros_like(m.running_mean)
         return beta - m.running_mean * gamma / torch.sqrt(m.running_var + m.eps)

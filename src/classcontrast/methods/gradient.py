@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import Tensor
 
 from .base import InputMethod, Recording
@@ -16,7 +18,7 @@ class Gradient(InputMethod):
 
     name = "gradient"
 
-    aliases = ("saliency", "vanilla_gradient")
+    aliases: ClassVar[tuple[str, ...]] = ("saliency", "vanilla_gradient")
 
     def __init__(self, keep_channels: bool = False) -> None:
         self.keep_channels = keep_channels
@@ -34,7 +36,7 @@ class GradientXInput(Gradient):
 
     name = "gradient_x_input"
 
-    aliases = ("input_x_gradient",)
+    aliases: ClassVar[tuple[str, ...]] = ("input_x_gradient",)
 
     def attribution(self, x: Tensor, g: Tensor) -> Tensor:
         return g * x

@@ -124,7 +124,7 @@ class GuidedGradCAM(LayerMethod):
             rec.state["shared"]["cam"] = resize(cam, x.shape[2:])
             shape = (*cam.shape[:2], *x.shape[1:]) if self.keep_channels else (*cam.shape[:2], *x.shape[2:])
             return cam.new_zeros(shape)
-        out = grads[0] * rec.state["shared"]["cam"][:, :, None]
+        out: Tensor = grads[0] * rec.state["shared"]["cam"][:, :, None]
         return out if self.keep_channels else out.sum(2)
 
 

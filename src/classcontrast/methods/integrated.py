@@ -24,8 +24,8 @@ def quadrature(rule: str, n: int) -> tuple[Tensor, Tensor]:
     if n < 1 or (rule == "riemann_trapezoid" and n < 2):
         raise ClassContrastError(f"integration needs at least {2 if rule == 'riemann_trapezoid' else 1} steps, got {n}")
     if rule == "gausslegendre":
-        nodes, weights = np.polynomial.legendre.leggauss(n)
-        return torch.from_numpy(0.5 * (nodes + 1)), torch.from_numpy(0.5 * weights)
+        nodes, gauss = np.polynomial.legendre.leggauss(n)
+        return torch.from_numpy(0.5 * (nodes + 1)), torch.from_numpy(0.5 * gauss)
     k = torch.arange(n, dtype=torch.float64)
     weights = torch.full((n,), 1.0 / n, dtype=torch.float64)
     if rule == "riemann_left":

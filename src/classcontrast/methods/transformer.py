@@ -64,6 +64,8 @@ def resolve_block(model: nn.Module, layer: int | str | nn.Module) -> tuple[str, 
         return blocks[layer]
     if isinstance(layer, str) and layer.lstrip("-").isdigit():
         return resolve_block(model, int(layer))
+    if isinstance(layer, bool):
+        raise ClassContrastError(f"a transformer block is an index or a module name, not {layer!r}")
     return find_module(model, layer)
 
 

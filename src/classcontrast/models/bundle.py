@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
 from PIL import Image
@@ -37,6 +37,16 @@ class Normalize(nn.Module):
         return x * self._shaped(self.std, x) + self._shaped(self.mean, x)
 
 
+@runtime_checkable
+class Undoable(Protocol):
+    """A preprocessing whose geometry can be undone (a letterbox): maps (..., H, W) on the model's input back on the
+    user's image of ``height`` × ``width`` (``nearest`` for masks), and boxes (x0, y0, x1, y1) with them."""
+
+    def undo(self, maps: Tensor, height: int, width: int, nearest: bool = False) -> Tensor: ...
+
+    def undo_box(self, box: list[float], height: int, width: int) -> list[float]: ...
+
+
 def binary_names(categories: Sequence[str]) -> list[str]:
     """Class names for the logits: a one-output model's one name ``X`` becomes ``["not X", "X"]`` (its output
     is read as the binary logits $[0, y]$, see `classcontrast.outputs`); other lists are kept."""
@@ -59,7 +69,7 @@ class ModelBundle:
     """
 
     model: nn.Module
-    preprocess: Callable[[Image.Image], Tensor]
+    preprocess: Callable[[Any], Tensor]  # a PIL image (a video network's: a clip tensor) -> a [0, 1] tensor
     normalize: Normalize
     categories: list[str]
     name: str = "model"
@@ -77,7 +87,8 @@ class ModelBundle:
     def transform(self, image: Image.Image | Tensor) -> Tensor:
         """PIL image -> normalised (C, H, W) model input (a video classifier's: a clip (C, T, H, W) in [0, 1] ->
         its (C, T, h, w) input)."""
-        return self.normalize(self.preprocess(image))
+        x: Tensor = self.normalize(self.preprocess(image))
+        return x
 
     def read_image(self, path: str | os.PathLike[str]) -> Image.Image:
         """An image file as this model's own tools read it (`read`), by default `classcontrast.load_image`."""
@@ -97,19 +108,19 @@ class ModelBundle:
     def undoes_preprocessing(self) -> bool:
         """Whether maps on the model's input can be put back on the user's image (a letterbox: its padding cropped
         off, the rest resized back); a resize and crop cannot, and maps stay at the model's input size."""
-        return getattr(self.preprocess, "undo", None) is not None
+        return isinstance(self.preprocess, Undoable)
 
     def on_user_image(self, explanation: Explanation, height: int, width: int) -> Explanation:
         """One input's explanation on the user's image of ``height`` × ``width`` (its maps, its objects' boxes and
         masks) when the preprocessing can be undone (`undoes_preprocessing`); otherwise the explanation as it is."""
-        if not self.undoes_preprocessing:
+        if not isinstance(self.preprocess, Undoable):
             return explanation
-        return explanation.onto(self.preprocess.undo, self.preprocess.undo_box, height, width)  # type: ignore[attr-defined]
+        return explanation.onto(self.preprocess.undo, self.preprocess.undo_box, height, width)
 
     def pixels_on_user_image(self, pixels: Tensor, height: int, width: int) -> Tensor:
         """The model's [0, 1] input pixels (C, H, W) on the user's image of ``height`` × ``width`` when the
         preprocessing can be undone (`undoes_preprocessing`); otherwise as they are."""
-        return self.preprocess.undo(pixels, height, width) if self.undoes_preprocessing else pixels  # type: ignore[attr-defined]
+        return self.preprocess.undo(pixels, height, width) if isinstance(self.preprocess, Undoable) else pixels
 
     def pixel_model(self) -> nn.Module:
         """The model taking [0, 1] pixel images (normalisation inside the forward pass)."""

@@ -6,6 +6,7 @@ import base64
 import html
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..evaluation.runner import markdown_rows
 
@@ -13,7 +14,7 @@ from ..evaluation.runner import markdown_rows
 @dataclass
 class Block:
     kind: str  # "h1" | "h2" | "h3" | "p" | "table" | "image" | "code"
-    content: object
+    content: Any  # by kind: a text, a file path, or a table's rows of cells (its header first)
 
 
 def to_markdown(blocks: list[Block], root: Path) -> str:
@@ -24,9 +25,9 @@ def to_markdown(blocks: list[Block], root: Path) -> str:
         elif b.kind == "p":
             out.append(str(b.content))
         elif b.kind == "table":
-            out.append(markdown_rows(b.content))  # type: ignore[arg-type]
+            out.append(markdown_rows(b.content))
         elif b.kind == "image":
-            p = Path(b.content)  # type: ignore[arg-type]
+            p = Path(b.content)
             out.append(f"![{p.stem}]({p.relative_to(root)})")
         elif b.kind == "code":
             out.append("```\n" + str(b.content).rstrip() + "\n```")
@@ -53,12 +54,12 @@ def to_html(blocks: list[Block], title: str) -> str:
         elif b.kind == "p":
             parts.append(f"<p>{html.escape(str(b.content))}</p>")
         elif b.kind == "table":
-            head, *body = b.content  # type: ignore[misc]
+            head, *body = b.content
             parts.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>")
             parts += ["<tr>" + "".join(f"<td>{_bold(c)}</td>" for c in row) + "</tr>" for row in body]
             parts.append("</table>")
         elif b.kind == "image":
-            data = base64.b64encode(Path(b.content).read_bytes()).decode()  # type: ignore[arg-type]
+            data = base64.b64encode(Path(b.content).read_bytes()).decode()
             parts.append(f"<img alt='{html.escape(Path(b.content).stem)}' src='data:image/png;base64,{data}'>")
         elif b.kind == "code":
             parts.append(f"<pre>{html.escape(str(b.content))}</pre>")

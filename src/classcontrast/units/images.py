@@ -31,7 +31,8 @@ class ImageUnits(Units):
         return isinstance(y, Tensor) and y.ndim == 2
 
     def logits(self, raw: Any, x: Tensor, rows: Tensor) -> Tensor:
-        return logits_of(raw)
+        y: Tensor = logits_of(raw)
+        return y
 
     def resolve(self, y: Tensor) -> Tensor:
         from .regions import is_region_spec

@@ -71,7 +71,7 @@ class _Capture:
         self.anchors: list[Tensor] = []
 
 
-def capture(net: nn.Module, stack: ExitStack) -> _Capture:
+def capture(net: Any, stack: ExitStack) -> _Capture:
     """Hooks (removed when ``stack`` closes) recording what `classcontrast.units.objects.ObjectUnits` needs from a
     torchvision detector's forward pass."""
     got = _Capture()
@@ -82,10 +82,10 @@ def capture(net: nn.Module, stack: ExitStack) -> _Capture:
         def anchors_io(_m: nn.Module, args: Any, out: Any) -> None:
             got.image_shapes, got.anchors = list(args[0].image_sizes), list(out)
 
-        stack.callback(net.head.register_forward_hook(head_out).remove)  # type: ignore[union-attr]
-        stack.callback(net.anchor_generator.register_forward_hook(anchors_io).remove)  # type: ignore[union-attr]
+        stack.callback(net.head.register_forward_hook(head_out).remove)
+        stack.callback(net.anchor_generator.register_forward_hook(anchors_io).remove)
         return got
-    heads = net.roi_heads  # type: ignore[union-attr]
+    heads = net.roi_heads
 
     def predictor(_m: nn.Module, _i: Any, out: Any) -> None:
         got.class_logits, got.box_regression = out[0], out[1]
@@ -138,7 +138,7 @@ class ObjectUnits(Units):
         elif isinstance(spec, TopK):  # the k best detections scoring at least the default threshold
             spec = Detections(top=spec.k)
         self.spec = spec
-        self.net = net
+        self.net: Any = net  # a torchvision or DETR detector: its own submodules are read
         self.query: Tensor | None = None  # DETR: (B, K) the query of each object
         self._selected: Tensor | None = None  # (B, K) False for fillers (an image with fewer objects)
         self.boxes: Tensor | None = None  # (B, K, 4) x0, y0, x1, y1 in input pixels
@@ -190,7 +190,7 @@ class ObjectUnits(Units):
         self.index = torch.tensor([c + [0] * (k - len(c)) for c in chosen], device=device)
         return k
 
-    def _from_rows(self, output: Any, chosen: list[list[int]], match: Any, logits: Sequence[Tensor],
+    def _from_rows(self, output: Any, chosen: list[list[int]], match: Any, logits: Sequence[Tensor] | Tensor,
                    x: Tensor) -> tuple[Tensor, Tensor]:
         """A torchvision detector's objects: ``match(i, d, label)`` is the row (proposal or location) of
         image i's detection d among ``logits[i]``; records which, the labels, the model's scores and boxes,
@@ -250,6 +250,7 @@ class ObjectUnits(Units):
             cx, cy, bw, bh = rows_at(boxes.detach(), self.query).unbind(-1)
             scale = torch.tensor([w, h, w, h], device=boxes.device, dtype=boxes.dtype)
             self.boxes = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], -1) * scale
+        assert self.query is not None and self.labels is not None
         query, labels = (self.query, self.labels) if images is None else (self.query[images], self.labels[images])
         return rows_at(logits, query), labels
 
@@ -262,7 +263,7 @@ class ObjectUnits(Units):
 
         logits = got.head_outputs["cls_logits"]  # (B, anchors, C)
         ctr = got.head_outputs.get("bbox_ctrness")
-        coder = self.net.box_coder  # type: ignore[union-attr]
+        coder = self.net.box_coder
 
         def match(i: int, d: int, label: int) -> int:
             y = torch.sigmoid(logits[i, :, label].detach())
@@ -309,8 +310,9 @@ class ObjectUnits(Units):
         if got.class_logits is None or got.box_regression is None:
             raise ClassContrastError(f"{type(self.net).__name__}: its ROI heads did not run (no proposals)")
         counts = [len(p) for p in got.proposals]
-        coder = self.net.roi_heads.box_coder  # type: ignore[union-attr]
-        return got.class_logits.split(counts), coder.decode(got.box_regression.detach(), got.proposals).split(counts)
+        coder = self.net.roi_heads.box_coder
+        decoded = coder.decode(got.box_regression.detach(), got.proposals)
+        return torch.split(got.class_logits, counts), torch.split(decoded, counts)
 
     def _follow(self, got: _Capture, x: Tensor, rows: Tensor) -> Tensor:
         r"""(B', K, C) each object's row in another forward pass (a sampled or perturbed input of image
@@ -409,7 +411,8 @@ def _clip(boxes: Tensor, size: tuple[int, int]) -> Tensor:
     """Decoded boxes (N, C·4) clipped to the image as torchvision's post-processing does, as (N, C, 4)."""
     from torchvision.ops import boxes as box_ops
 
-    return box_ops.clip_boxes_to_image(boxes.reshape(len(boxes), -1, 4), size)
+    clipped: Tensor = box_ops.clip_boxes_to_image(boxes.reshape(len(boxes), -1, 4), size)
+    return clipped
 
 
 

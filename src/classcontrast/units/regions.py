@@ -17,7 +17,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -101,7 +101,7 @@ class RegionUnits(Units):
             self._selected = torch.arange(k, device=y.device)[None] < found[:, None]
             masks = predicted[:, None] == t.reshape(b, k, *([1] * len(spatial)))
         else:
-            regions = [spec] if isinstance(spec, Region) else list(spec)  # type: ignore[arg-type]
+            regions = [spec] if isinstance(spec, Region) else list(cast(Sequence[Region], spec))
             ts, ms = [], []
             for r in regions:
                 if r.target is None:

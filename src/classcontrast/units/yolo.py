@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -159,7 +159,8 @@ def _record_filters(module: Any, name: str, me: int, undo: list[Callable[[], Non
 
     def recording(*args: Any, **kwargs: Any) -> None:
         if threading.get_ident() != me:
-            return original(*args, **kwargs)
+            original(*args, **kwargs)
+            return
         had = list(warnings.filters)
         original(*args, **kwargs)
         added.extend(f for f in warnings.filters if f not in had)
@@ -170,7 +171,7 @@ def _record_filters(module: Any, name: str, me: int, undo: list[Callable[[], Non
     def restore() -> None:
         for item in added:
             if item in warnings.filters:
-                warnings.filters.remove(item)
+                cast(list[Any], warnings.filters).remove(item)
         mutated = getattr(warnings, "_filters_mutated", None)  # the warnings module's cache of the filters
         if mutated is not None:
             mutated()
@@ -191,7 +192,12 @@ def _record_levels(me: int, undo: list[Callable[[], None]], patches: ExitStack) 
 
     logging.Logger.setLevel = recording  # type: ignore[method-assign]
     patches.callback(setattr, logging.Logger, "setLevel", set_level)
-    undo.append(lambda: [set_level(logger, level) for logger, level in before.items()] and None)
+
+    def restore() -> None:
+        for logger, level in before.items():
+            set_level(logger, level)
+
+    undo.append(restore)
 
 
 def _record_calls(me: int, undo: list[Callable[[], None]], patches: ExitStack) -> None:
@@ -226,7 +232,12 @@ def _record_calls(me: int, undo: list[Callable[[], None]], patches: ExitStack) -
 
         setattr(module, name, recording)
         patches.callback(setattr, module, name, original)
-        undo.append(lambda _before=before, _write=write: _before and _write(_before[0]))
+
+        def restore(_before: list[Any] = before, _write: Callable[[Any], None] = write) -> None:
+            if _before:
+                _write(_before[0])
+
+        undo.append(restore)
 
 
 def is_yolo_output(raw: Any) -> bool:
@@ -250,7 +261,7 @@ def is_yolo(net: object) -> bool:
 def yolo_layer(net: nn.Module) -> str:
     """The default CAM layer of a YOLO model: the map every head level depends on — the last layer before the
     neck's first upsampling (YOLOv8's SPPF, ``model.9``; YOLO11's C2PSA, ``model.10``)."""
-    layers = net.model  # type: ignore[union-attr]
+    layers: Any = net.model
     for i, m in enumerate(layers):
         if isinstance(m, nn.Upsample):
             source = getattr(m, "f", -1)
@@ -273,6 +284,10 @@ class InstanceMasks(nn.Module):
 
     ``objects``: the image's object records (``Explanation.units[i]``: their ``anchor`` and ``box``), for any batch
     of inputs the size of that image (sampled and perturbed ones included)."""
+
+    model: nn.Module
+    anchors: Tensor  # (K,) each instance's anchor
+    boxes: Tensor  # (K, 4) each instance's box
 
     def __init__(self, model: nn.Module, objects: Sequence[dict[str, Any]]) -> None:
         super().__init__()
@@ -318,7 +333,7 @@ class YoloUnits(ObjectUnits):
         """Ultralytics' ``YOLO(...)`` wrapper: its model."""
         inner = getattr(obj, "model", None)
         if type(obj).__module__.startswith("ultralytics.") and not is_yolo(obj) and is_yolo(inner):
-            return inner  # type: ignore[return-value]
+            return inner
         return None
 
     @classmethod
