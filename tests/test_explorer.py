@@ -12,6 +12,7 @@ from tools.browser import Browser
 
 import classcontrast as cc
 from classcontrast.explorer.encode import dequantise, fit, quantise
+from classcontrast.explorer.notebook import explanations_html
 from classcontrast.explorer.page import NAMED, entry, image_entry, page
 from tests.test_audit import _not_blank
 from tests.test_cli import run
@@ -147,9 +148,9 @@ def test_jupyter_viewers_are_independent(tmp_path: Path, embedded: cc.ModelBundl
     x = torch.stack([embedded.transform(cc.sample_image(n)) for n in ("chelsea", "rocket")])
     a = cc.explain(embedded, x, "gradcam", ["original", "weighted", cc.Foil(281)], cc.TopK(2))
     single = cc.explain(embedded, x, "xgradcam", "max", cc.TopK(2))
-    assert a._repr_html_() is not None and single._repr_html_() is not None
+    assert explanations_html(a) is not None and explanations_html(single) is not None
     path = tmp_path / "notebook.html"
-    path.write_text(f"<!doctype html><html><body>{a._repr_html_()}<hr>{single._repr_html_()}</body></html>")
+    path.write_text(f"<!doctype html><html><body>{explanations_html(a)}<hr>{explanations_html(single)}</body></html>")
     with Browser() as b:
         b.open(path.as_uri(), ready="document.querySelectorAll('[data-ready=\"1\"]').length === 2")
         assert b.eval("ClassContrastViewer.instances.length") == 2
@@ -164,8 +165,27 @@ def test_jupyter_viewers_are_independent(tmp_path: Path, embedded: cc.ModelBundl
         b.click(f"#{ids[0]} button[data-control='contrast'][data-value='weighted']")
         b.wait(f"document.getElementById({json.dumps(ids[0])}).dataset.ready === '1'")
         assert b.eval(f"document.getElementById({json.dumps(ids[1])}).dataset.fingerprint") == before
-    assert cc.Explanation(a["weighted"].maps, a["weighted"].layer_maps, a["weighted"].targets, a["weighted"].logits,
-                          "gradcam", "weighted")._repr_html_() is None  # no inputs kept: the plain repr
+    assert explanations_html(a["weighted"].replace(inputs=None)) is None  # no inputs kept: the plain repr
+
+
+def test_jupyter_shows_a_result_as_the_explorer(tiny: torch.nn.Module, tiny_x: torch.Tensor) -> None:
+    """In IPython the package registers the explorer with the display formatter (the result imports no viewer):
+    an Explanation and Explanations display as it; without inputs, the plain repr."""
+    import importlib
+
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        importlib.reload(cc)  # imported while the shell runs, as in a notebook
+        results = cc.explain(tiny, tiny_x, "gradient", ["original", cc.Foil(1)], cc.TopK(2))
+        for shown, title in ((results, "gradient: original, foil:1"), (results["original"], "gradient: original")):
+            data, _ = shell.display_formatter.format(shown)
+            assert "cc-viewer" in data["text/html"] and f'"title":"{title}"' in data["text/html"]
+        data, _ = shell.display_formatter.format(results["original"].replace(inputs=None))
+        assert "text/html" not in data and "text/plain" in data
+    finally:
+        InteractiveShell.clear_instance()
 
 
 def test_plot_explanations_has_the_labelled_colour_bar(tmp_path: Path, embedded: cc.ModelBundle) -> None:
@@ -206,7 +226,7 @@ def test_per_channel_maps_are_drawn_as_the_map_without_keep_channels(tiny: torch
     drawn, _, _ = explore(tiny, tiny_x, ["gradient_x_input"], classes, keep_channels=True)
     expected, _, _ = explore(tiny, tiny_x, ["gradient_x_input"], classes)
     torch.testing.assert_close(drawn["gradient_x_input"], expected["gradient_x_input"])
-    assert per._repr_html_() and per["weighted"]._repr_html_()
+    assert explanations_html(per) and explanations_html(per["weighted"])
     pixels = list(torch.rand(3, 3, 12, 12))
     for name, ex in (("per", per), ("plain", plain)):
         cc.plot_explanations(pixels, dict(ex), path=tmp_path / f"{name}.png")

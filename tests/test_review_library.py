@@ -14,6 +14,7 @@ from PIL import Image
 from torch import nn
 
 import classcontrast as cc
+from classcontrast.explorer.notebook import explanations_html
 from classcontrast.models.bundle import Normalize
 
 from .conftest import TinyCNN, randomize_bn
@@ -70,7 +71,7 @@ def test_a_one_output_bundle_names_both_decisions_and_the_explorer_shows_it(tmp_
     assert torch.isfinite(ex["weighted"].maps).all() and ex["weighted"].maps.abs().sum() > 0
     page = cc.write_explorer(tmp_path / "p.html", bundle, x, ["gradcam"])
     assert '"not dog"' in page.read_text()
-    assert "<" in ex["weighted"]._repr_html_()  # the notebook view
+    assert "<" in explanations_html(ex["weighted"])  # the notebook view
 
 
 # -- 7: zero-shot folders without their tokenizer, float foils --------------------------------------------

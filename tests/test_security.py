@@ -17,6 +17,7 @@ from tools.browser import Browser
 from torch import nn
 
 import classcontrast as cc
+from classcontrast.explorer.notebook import explanations_html
 from classcontrast.models import ModelBundle, Normalize
 from classcontrast.models.preprocess import Preprocess
 from tests.conftest import TinyCNN, randomize_bn
@@ -221,7 +222,7 @@ def test_hostile_names_in_the_explain_page_and_terminal(tmp_path: Path,
 def test_hostile_names_in_the_notebook_view(hostile_bundle: ModelBundle, tmp_path: Path) -> None:
     ex = cc.explain(hostile_bundle, torch.rand(1, 3, 32, 32), "gradcam", ["weighted", "original"], cc.TopK(2))
     page = tmp_path / "notebook.html"
-    page.write_text(f"<!doctype html><html><body>{ex._repr_html_()}</body></html>")
+    page.write_text(f"<!doctype html><html><body>{explanations_html(ex)}</body></html>")
     _check_page(page, "</script><script>window.pwned=1</script>")
 
 

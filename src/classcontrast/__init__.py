@@ -51,6 +51,29 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+def _show_in_jupyter() -> None:
+    """In IPython (Jupyter), results display as the explorer (`classcontrast.explorer.notebook`): registered with
+    the display formatter by the results' module and class names, so nothing is imported until one is shown."""
+    import sys
+
+    ipython = sys.modules.get("IPython")
+    shell = getattr(ipython, "get_ipython", lambda: None)()
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return
+    html = shell.display_formatter.formatters["text/html"]
+    for name in ("Explanation", "Explanations"):
+        html.for_type_by_name(f"{__name__}.explanation", name, _explorer_html)
+
+
+def _explorer_html(results: Any) -> str | None:
+    from .explorer.notebook import explanations_html
+
+    return explanations_html(results)
+
+
+_show_in_jupyter()
+
+
 def __dir__() -> list[str]:
     """The API only: the public names, the submodules and the version (not this module's own machinery)."""
     return sorted({*__all__, *_SUBMODULES, "__version__"})

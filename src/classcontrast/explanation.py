@@ -283,12 +283,6 @@ class Explanation:
                 f"images={b}, targets per image={k}, maps {size}, layer maps "
                 f"{'x'.join(str(v) for v in self.layer_maps.shape[2:])})")
 
-    def _repr_html_(self) -> str | None:
-        """The interactive viewer in Jupyter (None, i.e. the plain repr, without the input images)."""
-        from .explorer.notebook import explanations_html
-
-        return explanations_html({self.contrast: self})
-
 
 def displayed(maps: Tensor, spatial: int = 2) -> Tensor:
     """Maps as figures and the explorer draw them: per-channel maps (B, K, C, *S), from ``keep_channels=True``,
@@ -325,12 +319,6 @@ class Explanations(dict[str, Explanation]):
     def rows(self, maps: str = "both", arrays: str = "numpy", first: int = 0) -> list[dict[str, Any]]:
         """Every contrast's `Explanation.rows`, contrast after contrast (the ``contrast`` field tells them apart)."""
         return [row for ex in self.values() for row in ex.rows(maps, arrays, first)]
-
-    def _repr_html_(self) -> str | None:
-        """The interactive viewer in Jupyter: every contrast of the call, for every image and target."""
-        from .explorer.notebook import explanations_html
-
-        return explanations_html(self)
 
 
 __all__ = ["MAPS", "NEGLIGIBLE", "Explanation", "Explanations", "displayed", "upsample"]

@@ -32,7 +32,7 @@ from ..data.specs import open_source
 from ..distributed import Dist
 from ..errors import ClassContrastError
 from ..evaluation.runner import batches, run_setup, sample_log
-from ..explorer.compute import explore
+from ..explorer.offers import explore
 from ..explorer.page import NAMED, entry, image_entry, write_page
 from ..methods import method_class
 from ..models import ModelBundle

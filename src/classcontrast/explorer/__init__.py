@@ -2,10 +2,13 @@
 image, its top classes with every contrast and every "t rather than s" foil, the method, the opacity
 and the colour scale under the reader's control.
 
+* `classcontrast.explorer.offers`: what a page offers, explained (a probe, then one
+  [`explain`][classcontrast.engine.explain] call per method);
+* `classcontrast.explorer.render`: the page's data from those results (no model involved);
 * `classcontrast.explorer.encode`: images and quantised maps as data URLs;
-* `classcontrast.explorer.page`: entries and the HTML page (no model involved);
-* `classcontrast.explorer.compute`: the maps, from [`explain`][classcontrast.engine.explain];
-* `classcontrast.explorer.notebook`: the viewer of an explanation in Jupyter.
+* `classcontrast.explorer.page`: entries and the HTML page;
+* `classcontrast.explorer.compute`: both steps (`explorer_data`, `write_explorer`);
+* `classcontrast.explorer.notebook`: the viewer of an explanation in Jupyter (the renderer on one call's result).
 
 Names load on first use, so the Jupyter viewer does not pull in the engine.
 """
@@ -16,8 +19,8 @@ import importlib
 from typing import Any
 
 _EXPORTS = {"contrast_keys": "page", "entry": "page", "image_entry": "page", "fragment": "page", "page": "page",
-            "write_page": "page", "NAMED": "page", "display_pixels": "encode", "explore": "compute",
-            "explorer_data": "compute", "write_explorer": "compute"}
+            "write_page": "page", "NAMED": "page", "display_pixels": "encode", "explore": "offers",
+            "explorer_data": "compute", "write_explorer": "compute", "page_data": "render"}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,5 +1,5 @@
 """The explorer page: entries (an image, its classes and quantised maps per method) and the
-self-contained HTML that shows them. No model here: see `classcontrast.explorer.compute`."""
+self-contained HTML that shows them. No model here: see `classcontrast.explorer.offers`."""
 
 from __future__ import annotations
 

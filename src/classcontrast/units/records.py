@@ -26,6 +26,7 @@ class Unit(Mapping[str, Any]):
 
     kind: ClassVar[str] = "image"
     task: ClassVar[str] = "classification"  # what a model whose units are of this kind does (``--task``)
+    shown: ClassVar[str] = "classes"  # what a page of such units shows (its subtitle)
     mark_photo: ClassVar[bool] = False  # whether `mark` also goes on the row's photo (an object's box)
     target: int
     logits: Tensor
@@ -115,6 +116,12 @@ class Unit(Mapping[str, Any]):
         ``ranked`` are the other classes, likeliest first; ``spec`` the call's own."""
         return [self.target], ranked[:3], spec
 
+    @classmethod
+    def joined(cls, specs: list[Any]) -> Any:
+        """The ``targets=`` asking, in one call, for what each of ``specs`` (`offered`'s, one per unit of an input)
+        asks, in their order: one call explains every unit a page offers."""
+        return specs[0]
+
     def page(self, height: int, width: int, volume: bool) -> dict[str, Any]:
         """What the page draws of the unit (an outline, a box), at an input of ``height`` × ``width``."""
         return {}
@@ -162,6 +169,7 @@ class RegionUnit(Unit):
 
     kind: ClassVar[str] = "region"
     task: ClassVar[str] = "segmentation"
+    shown: ClassVar[str] = "segmentation regions"
     mask: Tensor = None  # type: ignore[assignment]
     pixels: int = 0
 
@@ -208,6 +216,10 @@ class RegionUnit(Unit):
         classes = [self.target, *ranked[:2]]
         return classes, classes, [Region(c, self.mask) for c in classes]
 
+    @classmethod
+    def joined(cls, specs: list[Any]) -> Any:
+        return [region for spec in specs for region in spec]
+
     def page(self, height: int, width: int, volume: bool) -> dict[str, Any]:
         return {} if volume else {"kind": self.kind, "mask": mask_rows(self.mask.cpu())}  # a volume: per slice
 
@@ -237,6 +249,7 @@ class ObjectUnit(Unit):
 
     kind: ClassVar[str] = "object"
     task: ClassVar[str] = "detection"
+    shown: ClassVar[str] = "detected objects"
     mark_photo: ClassVar[bool] = True
     box: list[float] = dataclasses.field(default_factory=list)
     label: int = 0
@@ -290,6 +303,10 @@ class ObjectUnit(Unit):
         same = dataclasses.replace(spec, top=None, indices=one) if isinstance(spec, Detections) else \
             Detections(indices=one)
         return [self.target], ranked[:3], same
+
+    @classmethod
+    def joined(cls, specs: list[Any]) -> Any:
+        return dataclasses.replace(specs[0], indices=[int(i) for spec in specs for i in spec.indices])
 
     def page(self, height: int, width: int, volume: bool) -> dict[str, Any]:
         x0, y0, x1, y1 = self.box

@@ -1,0 +1,57 @@
+"""How many inputs the model runs on to draw an explorer page, against one explanation of the same units.
+
+A page offers every named contrast and foils among the classes each unit ranks next; it is explained once per
+method by one call (after a probe: the gradient, one forward and one backward pass), not once per unit. Counted on
+Ultralytics' yolov8 (scale n, random weights, 3 classes) with occlusion, the method whose cost is its forward passes:
+
+    python benchmarks/explorer_passes.py            # prints inputs run for one explanation and for the page
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+
+import classcontrast as cc
+
+
+def yolo(folder: Path) -> cc.ModelBundle:
+    from ultralytics.nn import tasks
+
+    shipped = Path(tasks.__file__).parent.parent / "cfg" / "models" / "v8" / "yolov8.yaml"
+    path = folder / "yolov8n.yaml"
+    path.write_text(shipped.read_text().replace("nc: 80", "nc: 3"))
+    return cc.load_model(f"yolo:{path}", weights=None, imgsz=64)
+
+
+def counted(model: torch.nn.Module) -> list[int]:
+    """A counter of the inputs ``model`` runs on (its forward pre-hook stays: a benchmark's model)."""
+    seen = [0]
+    model.register_forward_pre_hook(lambda _m, args: seen.__setitem__(0, seen[0] + len(args[0])))
+    return seen
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--objects", type=int, default=3)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = yolo(Path(tmp))
+        x = torch.rand(1, 3, 64, 64)
+        spec = cc.Detections(top=args.objects, threshold=0.0)
+        options = {"window": 16, "stride": 16}
+        seen = counted(bundle.model)
+        cc.explain(bundle, x, "occlusion", ["original", "weighted"], spec, **options)
+        one = seen[0]
+        seen[0] = 0
+        cc.write_explorer(Path(tmp) / "page.html", bundle, x, ["occlusion"], spec, **options)
+        print(f"occlusion, {args.objects} objects: one explanation runs the model on {one} inputs; the page on "
+              f"{seen[0]} ({seen[0] / one:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
