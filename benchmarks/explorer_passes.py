@@ -4,18 +4,25 @@ A page offers every named contrast and foils among the classes each unit ranks n
 method by one call (after a probe: the gradient, one forward and one backward pass), not once per unit. Counted on
 Ultralytics' yolov8 (scale n, random weights, 3 classes) with occlusion, the method whose cost is its forward passes:
 
-    python benchmarks/explorer_passes.py            # prints inputs run for one explanation and for the page
+    python benchmarks/explorer_passes.py            # inputs run: one explanation, the page, explain --html
+
+``explain --html`` draws its figure from the page's calls when they explain the same units (a classifier's classes,
+a detector's objects), so the whole run costs the page's.
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+import warnings
 from pathlib import Path
+from unittest.mock import patch
 
 import torch
+from PIL import Image
 
 import classcontrast as cc
+from classcontrast.cli.main import main as command_line
 
 
 def yolo(folder: Path) -> cc.ModelBundle:
@@ -42,6 +49,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bundle = yolo(Path(tmp))
         x = torch.rand(1, 3, 64, 64)
+        warnings.simplefilter("ignore")  # a random network's maps may be all zero: only the passes are counted
         spec = cc.Detections(top=args.objects, threshold=0.0)
         options = {"window": 16, "stride": 16}
         seen = counted(bundle.model)
@@ -51,6 +59,19 @@ def main() -> None:
         cc.write_explorer(Path(tmp) / "page.html", bundle, x, ["occlusion"], spec, **options)
         print(f"occlusion, {args.objects} objects: one explanation runs the model on {one} inputs; the page on "
               f"{seen[0]} ({seen[0] / one:.2f}x)")
+        seen[0] = 0
+        image = Path(tmp) / "photo.png"
+        Image.fromarray((x[0].permute(1, 2, 0).numpy() * 255).astype("uint8")).save(image)
+        with patch("classcontrast.models.load_model", lambda *_, **__: bundle):
+            try:
+                command_line(["explain", str(image), "--model", "yolo:yolov8n.yaml", "--method", "occlusion",
+                              "--window", "16", "--stride", "16", "--detections", str(args.objects), "--min-score",
+                              "0", "--quiet", "--out", str(Path(tmp) / "why.png"), "--html",
+                              str(Path(tmp) / "why.html")])
+            except SystemExit as e:
+                if e.code:
+                    raise
+        print(f"explain --html (figure and page): {seen[0]} inputs ({seen[0] / one:.2f}x one explanation)")
 
 
 if __name__ == "__main__":

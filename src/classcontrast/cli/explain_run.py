@@ -80,12 +80,12 @@ class _Done:
     affines: list[Any] = field(default_factory=list)
     sizes: list[Any] = field(default_factory=list)
     unit: Any = None  # the record class of the units explained
+    groups: list[Any] = field(default_factory=list)  # --html: what the page offers, explained with the figure's maps
 
 
 def run_explain(r: ExplainRequest) -> None:
     """Explain every input of ``r`` and write what it asks (see the module docstring)."""
     plan = _plan(r)
-    import torch
 
     dev = resolve_device(r.device)
     bundle = _load(r, dev)
@@ -98,7 +98,7 @@ def run_explain(r: ExplainRequest) -> None:
         done.columns = {key: [bundle.on_user_image(ex, *size) for ex, size in zip(exs, done.sizes, strict=True)]
                         for key, exs in done.columns.items()}
         done.pixels = [bundle.pixels_on_user_image(p, *size) for p, size in zip(done.pixels, done.sizes, strict=True)]
-    _write(r, bundle, contrasts, spec, plan, done, torch.device(dev))
+    _write(r, bundle, contrasts, plan, done)
 
 
 def _plan(r: ExplainRequest) -> _Plan:
@@ -219,6 +219,7 @@ def _explain_all(r: ExplainRequest, bundle: Any, contrasts: list[Any], spec: Any
     """Every batch read, explained by every method (progress shown at a terminal), checked against what was asked
     (a named region every image has, the --task the model's output is)."""
     from ..engine import explain
+    from ..explorer.offers import offered_groups
     from ..methods import options_for
     from ..targets import Threshold
     from ..viz.overlay import viewable
@@ -233,6 +234,17 @@ def _explain_all(r: ExplainRequest, bundle: Any, contrasts: list[Any], spec: Any
                                                               **options_for(m, plan.options)).items()]
             return found
 
+        page = _page_request(r, bundle, contrasts, plan, progress.method) if r.html is not None else None
+
+        def explain_and_offer(x: Any, spec: Any, names: list[str]) -> list[tuple[tuple[str, str], Any]]:
+            """The batch's maps; with --html, what the page offers too, from the same calls when they agree."""
+            if page is None:
+                return explain_batch(x, spec)
+            groups = offered_groups(bundle, x, page, spec, names, len(x), first=len(done.loaded) - len(names))
+            done.groups += groups
+            return _asked(groups, r.methods, contrasts, bundle) if all(g.shared for g in groups) \
+                else explain_batch(x, spec)
+
         for start in range(0, len(files), r.batch_size):
             chunk, x, scans, shapes = read_batch(files[start : start + r.batch_size], bundle, r.skip_bad, r.reading)
             if not chunk:
@@ -242,7 +254,7 @@ def _explain_all(r: ExplainRequest, bundle: Any, contrasts: list[Any], spec: Any
             done.loaded, done.affines, done.sizes = done.loaded + chunk, done.affines + scans, done.sizes + shapes
             x = x.to(dev)
             batch_spec = [spec] * len(chunk) if isinstance(spec, list) and not _regions(spec) else spec
-            for key, ex in explain_batch(x, batch_spec):
+            for key, ex in explain_and_offer(x, batch_spec, [p.name for p in chunk]):
                 done.columns.setdefault(key, []).append(ex)
             _check_batch(r, bundle, next(iter(done.columns.values()))[-1], chunk, done)
             done.inputs.append(x)
@@ -293,8 +305,7 @@ def _same_k(done: _Done, threshold: float | None, explain_batch: Any) -> None:
                 done.columns[key][i] = again
 
 
-def _write(r: ExplainRequest, bundle: Any, contrasts: list[Any], spec: Any, plan: _Plan, done: _Done, dev: Any
-           ) -> None:
+def _write(r: ExplainRequest, bundle: Any, contrasts: list[Any], plan: _Plan, done: _Done) -> None:
     """The table and the notes, then every output asked for: figures, arrays, videos, the page."""
     import torch
 
@@ -332,33 +343,39 @@ def _write(r: ExplainRequest, bundle: Any, contrasts: list[Any], spec: Any, plan
         for i, (image, clip) in enumerate(zip(images, done.pixels, strict=True)):
             save_clip_video(output_path(r.video, done.positions[i], names[i], len(plan.files)), image, clip)
     if r.html is not None:
-        _page(r, bundle, contrasts, spec, plan, done, names, dev)
+        _page(r, bundle, done)
 
 
-def _page(r: ExplainRequest, bundle: Any, contrasts: list[Any], spec: Any, plan: _Plan, done: _Done,
-          names: list[str], dev: Any) -> None:
-    """The explorer page of the run's inputs: the units the figure explained, every contrast a click away."""
-    import torch
-
+def _page_request(r: ExplainRequest, bundle: Any, contrasts: list[Any], plan: _Plan, each: Any) -> Any:
+    """What the page offers besides the figure: every named contrast (the peers' when asked), the --foil first."""
     from ..contrasts import Foil
-    from ..explorer.compute import write_explorer
+    from ..explorer.offers import PageRequest
     from ..explorer.page import NAMED, PEERS
-    from ..targets import Threshold, TopK
 
-    named = (*NAMED, *(c.name for c in contrasts if c.name in PEERS))  # the peers' buttons when asked for
-    batches = next(iter(done.columns.values()))
-    if isinstance(spec, Threshold):
-        units: Any = Threshold(spec.p, max(ex.targets.shape[1] for ex in batches))
-    elif done.unit.asking() is None:  # classes: the ones each image explained
-        units = torch.cat([ex.targets.cpu() for ex in batches]).to(dev)
-    elif isinstance(spec, TopK):  # a segmenter's or a detector's k units: the page asks for as many
-        units = done.unit.asking(r.top_k)
-    else:
-        units = spec
-    sizes = {tuple(p.shape[-2:]) for p in done.pixels}
-    page = write_explorer(r.html, bundle, torch.cat(done.inputs) if len(sizes) == 1 else done.inputs, r.methods,
-                          units, names, batch_size=r.batch_size, named=named, head=r.head,
-                          foils=[int(c.foil) for c in contrasts if isinstance(c, Foil)], **plan.options)
+    named = (*NAMED, *(c.name for c in contrasts if c.name in PEERS))
+    foils = tuple(int(c.foil) for c in contrasts if isinstance(c, Foil))
+    return PageRequest(tuple(r.methods), named, foils, tuple(contrasts), r.head, plan.options, each)
+
+
+def _asked(groups: list[Any], methods: list[str], contrasts: list[Any], bundle: Any) -> list[tuple[tuple[str, str],
+                                                                                                  Any]]:
+    """The figure's results, taken from the page's calls (which explained the same units under these contrasts and
+    the page's own): per method and asked contrast, the batch's inputs joined."""
+    from ..engine import _unique_names
+    from ..explanation import Explanation
+
+    keys = _unique_names([c.key(bundle.categories) for c in contrasts])
+    return [((m, k), Explanation.cat([g.results[m][k] for g in groups])) for m in methods for k in keys]
+
+
+def _page(r: ExplainRequest, bundle: Any, done: _Done) -> None:
+    """The explorer page of the run's inputs, drawn from what was explained with the figure: the units the figure
+    explained, every contrast a click away."""
+    from ..explorer.compute import rendered
+    from ..explorer.page import write_page
+
+    assert r.html is not None
+    page = write_page(rendered(bundle, done.groups, r.methods), r.html)
     console.print(f"wrote {page}")
 
 

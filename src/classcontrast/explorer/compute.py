@@ -12,9 +12,10 @@ from typing import Any
 import torch
 
 from ..engine import unwrap_model
-from .offers import explore, offered_groups
+from ..errors import ClassContrastError
+from .offers import PageRequest, explore, offered_groups
 from .page import NAMED, write_page
-from .render import page_data
+from .render import PageGroup, page_data
 
 
 def explorer_data(model: Any, x: torch.Tensor | Sequence[torch.Tensor], methods: Sequence[str] = ("gradcam",),
@@ -28,10 +29,20 @@ def explorer_data(model: Any, x: torch.Tensor | Sequence[torch.Tensor], methods:
     offered as foils of every target besides those, the page opening on the first (what ``explain --foil`` asked
     for). A segmenter's regions and a detector's objects are one entry each; clips and volumes one entry per frame
     (slice), a slider between them."""
-    groups = offered_groups(model, x, methods, targets, titles, categories, batch_size, named, head, foils, **options)
-    ref = next(iter(next(iter(groups[0].results.values())).values()))
+    req = PageRequest(tuple(methods), tuple(named), tuple(int(f) for f in foils), head=head, options=options)
+    groups = offered_groups(model, x, req, targets, titles, batch_size)
+    return rendered(model, groups, methods, title, categories)
+
+
+def rendered(model: Any, groups: list[PageGroup], methods: Sequence[str], title: str = "classcontrast explorer",
+             categories: Sequence[str] | None = None) -> dict[str, Any]:
+    """The page's data for groups already explained, with its subtitle (the model, what it shows, the methods)."""
+    with_entries = [g for g in groups if g.entries]
+    if not with_entries:
+        raise ClassContrastError("the explorer has nothing to show: no input has a unit (a region, an object)")
+    ref = next(iter(next(iter(with_entries[0].results.values())).values()))
     record = ref.units[0][0]
-    view = groups[0].view
+    view = groups[0].view if record.shown == "classes" else None  # a classifier's clips or volumes
     shown = {"slice": "volumes: one slice at a time", "frame": "clips: one frame at a time"}.get(view or "",
                                                                                                  record.shown)
     model_name = getattr(model, "name", type(unwrap_model(model)).__name__)
@@ -55,4 +66,4 @@ def write_explorer(path: str | Path, model: Any, x: torch.Tensor | Sequence[torc
     return write_page(explorer_data(model, x, methods, targets, titles, **options), path)
 
 
-__all__ = ["explore", "explorer_data", "write_explorer"]
+__all__ = ["explore", "explorer_data", "rendered", "write_explorer"]

@@ -11,23 +11,47 @@ class and the two its pixels rank next, each explained over the same pixels; an 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
-from ..contrasts import Foil
+from ..contrasts import Foil, get_contrast
 from ..engine import check_input, explain, model_head, unwrap_model
 from ..errors import ClassContrastError, ClassContrastWarning
 from ..explanation import Explanation
 from ..methods import options_for
+from ..targets import TopK
 from .encode import fit
 from .page import NAMED, contrast_keys
 from .render import PageEntry, PageGroup
 
 PROBE = "gradient"  # the probe's method: one forward and one backward pass, whatever the page's methods cost
 PAGE_TOP = 3  # a classifier's page without targets offers each input's 3 likeliest classes
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """What a page is asked: its ``methods``; the ``named`` contrasts it offers (the paper's five, the peers' when
+    asked); the user's ``foils`` (class indices: offered to every target, the page opening on the first); the
+    contrasts ``asked`` besides, computed in the same calls so that a command line's figure is drawn from them;
+    the ``head``; the methods' ``options``; ``each``: a context around each method's call (a progress bar)."""
+
+    methods: tuple[str, ...]
+    named: tuple[str, ...] = NAMED
+    foils: tuple[int, ...] = ()
+    asked: tuple[Any, ...] = ()
+    head: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    each: Callable[[str], AbstractContextManager[Any]] = field(default=lambda _method: nullcontext())
+
+    @property
+    def first(self) -> str:
+        """The contrast the page opens on: the user's first foil, else weighted (else the first named contrast)."""
+        return f"foil:{int(self.foils[0])}" if self.foils else "weighted" if "weighted" in self.named else \
+            self.named[0]
 
 
 @contextmanager
@@ -38,29 +62,40 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def _explained(model: Any, x: torch.Tensor, methods: Sequence[str], contrasts: list[Any], targets: Any,
-               head: str | None, options: dict[str, Any]) -> dict[str, dict[str, Explanation]]:
+def _contrasts(req: PageRequest, foils: Sequence[int], per_input: Sequence[Any], categories: Any) -> list[Any]:
+    """The call's contrasts: those asked, the named ones and a foil for each class offered (those of the same key as
+    one asked left out), then the foils that differ per input."""
+    out, keys = list(req.asked), {get_contrast(c).key(categories) for c in req.asked}
+    for c in [*req.named, *(Foil(int(f)) for f in dict.fromkeys([*foils, *req.foils]))]:
+        key = get_contrast(c).key(categories)
+        if key not in keys:
+            keys.add(key)
+            out.append(c)
+    return [*out, *per_input]
+
+
+def _explained(model: Any, x: torch.Tensor, req: PageRequest, contrasts: list[Any], targets: Any
+               ) -> dict[str, dict[str, Explanation]]:
     """Per method, one call: every contrast of every unit."""
-    with _quiet():
-        return {m: dict(explain(model, x, m, contrasts, targets, head=head, **options_for(m, options)))
-                for m in methods}
+    out = {}
+    for m in req.methods:
+        with req.each(m), _quiet():
+            out[m] = dict(explain(model, x, m, contrasts, targets, head=req.head,
+                                  **options_for(m, req.options)))
+    return out
 
 
-def _probe(model: Any, x: torch.Tensor, targets: Any, head: str) -> Explanation:
+def _probe(model: Any, x: torch.Tensor, targets: Any, head: str | None) -> Explanation:
     with _quiet():
         return explain(model, x, PROBE, "original", targets, head=head)
 
 
-def _first(named: Sequence[str], foils: Sequence[int]) -> str:
-    """The contrast the page opens on: the user's first foil, else weighted (else the first named contrast)."""
-    return f"foil:{int(foils[0])}" if foils else "weighted" if "weighted" in named else named[0]
-
-
 def unit_spec(net: torch.nn.Module, x: torch.Tensor, targets: Any) -> Any:
-    """The units ``targets`` asks for on this model — a Region spec or `Detections` as given, or, for None, the
-    kind's own default for a page (a segmenter's 3 largest regions, a detector's 5 best detections:
+    """The units ``targets`` asks for on this model — a Region spec or `Detections` as given; for ``TopK(k)`` the k
+    units of the model's kind (as `explain` reads it: a segmenter's k largest regions, a detector's k best
+    detections), for None the kind's own default for a page (3 regions, 5 detections:
     `classcontrast.units.records.Unit.asking`) — or None for a classifier (one model call on the first input,
-    without gradients, when ``targets`` is None)."""
+    without gradients, for None and ``TopK``)."""
     from ..state import frozen_eval
     from ..units import is_region_spec
     from ..units.base import output_kind
@@ -68,44 +103,44 @@ def unit_spec(net: torch.nn.Module, x: torch.Tensor, targets: Any) -> Any:
 
     if is_region_spec(targets) or isinstance(targets, Detections):
         return targets
-    if targets is not None:
+    if targets is not None and not isinstance(targets, TopK):
         return None
     with frozen_eval(net, freeze=False), torch.no_grad():
         raw = net(x[:1])
     kind = output_kind(raw, x[:1])
-    return None if kind is None else kind.record.asking()
+    return None if kind is None else kind.record.asking(None if targets is None else targets.k)
 
 
-def unit_group(model: Any, x: torch.Tensor, b: int, name: str, methods: Sequence[str], spec: Any,
-               named: Sequence[str], categories: Sequence[str] | None, head: str, foils: Sequence[int],
-               options: dict[str, Any]) -> PageGroup:
+def unit_group(model: Any, x: torch.Tensor, b: int, name: str, spec: Any, req: PageRequest) -> PageGroup:
     """One image's regions or objects (``x`` (1, C, *S)), each an entry offering `Unit.offered`'s targets under the
-    named contrasts and its foils (then the user's ``foils``), all explained in one call per method."""
-    probe = _probe(model, x, spec, head)
+    named contrasts and its foils (then the user's), all explained in one call per method (`Unit.joined`)."""
+    probe = _probe(model, x, spec, req.head)
     volume = x.ndim == 5  # a 3-D segmenter's regions: an entry per slice
+    categories = getattr(model, "categories", None)
     names = list(categories or [f"class {i}" for i in range(probe.logits.shape[-1])])
     records = [(k, u) for k, u in enumerate(probe.units[0]) if u.wanted and not u.empty]  # no filler, empty region
-    if not records:
-        raise ClassContrastError(f"{name}: no unit to show (no region or object was found)")
-    specs, entries, offset, offered = [], [], 0, {}
+    offered, shown_foils, titles, defaults = [], [], [], []
     for k, u in records:
         t = int(u.target)
         p = u.class_probabilities(probe.head)
         classes, unit_foils, asked = u.offered([c for c in p.argsort(descending=True).tolist() if c != t], spec)
-        shown = [*unit_foils, *(int(f) for f in foils if int(f) not in unit_foils)]
-        offered.update(dict.fromkeys(shown))
-        keys = (*named, *(f"foil:{c}" for c in shown))
-        entries.append(PageEntry(f"e{b}_{k}", 0, tuple(range(offset, offset + len(classes))), keys,
-                                 (t, _first(named, foils)), u.title(name, names, volume)))
-        specs.append(asked)
-        offset += len(classes)
-    contrasts = [*named, *(Foil(c) for c in offered)]
-    results = _explained(model, x, methods, contrasts, type(records[0][1]).joined(specs), head, options)
-    return PageGroup(results, tuple(entries), (name,), first=b, view="slice" if volume else None)
+        shown_foils.append([*unit_foils, *(int(f) for f in req.foils if int(f) not in unit_foils)])
+        offered.append((k, asked, len(classes)))
+        titles.append(u.title(name, names, volume))
+        defaults.append((t, req.first))
+    targets, places = type(probe.units[0][0]).joined(spec, offered) if records else (spec, [])
+    entries = tuple(PageEntry(f"e{b}_{k}", 0, place, (*req.named, *(f"foil:{c}" for c in foils)), default, title)
+                    for (k, _, _), place, foils, default, title in zip(offered, places, shown_foils, defaults, titles,
+                                                                        strict=True))
+    if not records and not req.asked:  # nothing to show, nothing asked
+        return PageGroup({}, (), (name,), first=b, shared=True)
+    contrasts = _contrasts(req, [c for foils in shown_foils for c in foils], (), categories)
+    results = _explained(model, x, req, contrasts, targets)
+    return PageGroup(results, entries, (name,), first=b, view="slice" if volume else None, shared=targets is spec)
 
 
-def _words(model: Any, x: torch.Tensor, methods: Sequence[str], contrasts: list[Any], classes: torch.Tensor,
-           head: str) -> tuple[tuple[list[str], dict[str, dict[str, Explanation]]] | None, ...]:
+def _words(model: Any, x: torch.Tensor, req: PageRequest, contrasts: list[Any], classes: torch.Tensor
+           ) -> tuple[tuple[list[str], dict[str, dict[str, Explanation]]] | None, ...]:
     """For a vision-language bundle (`classcontrast.models.answers.answers`), per input: the prompt's words and their
     attributions under the same classes and contrasts as the image maps — Integrated Gradients for that method,
     gradient × embedding otherwise; nothing for any other model."""
@@ -120,57 +155,53 @@ def _words(model: Any, x: torch.Tensor, methods: Sequence[str], contrasts: list[
         mine = [Foil(c.foil[i : i + 1]) if isinstance(c, Foil) and isinstance(c.foil, torch.Tensor) else c
                 for c in contrasts]
         results = {}
-        for m in methods:
+        for m in req.methods:
             how = "integrated_gradients" if m == "integrated_gradients" else "gradient_x_input"
             with _quiet():
-                results[m] = dict(explain(net, e, how, mine, classes[i : i + 1], head=head))
+                results[m] = dict(explain(net, e, how, mine, classes[i : i + 1], head=req.head))
         out.append((list(net.tokens), results))
     return tuple(out)
 
 
-def class_group(model: Any, x: torch.Tensor, first: int, names: Sequence[str], methods: Sequence[str], targets: Any,
-                named: Sequence[str], head: str, foils: Sequence[int], options: dict[str, Any],
+def class_group(model: Any, x: torch.Tensor, first: int, names: Sequence[str], targets: Any, req: PageRequest,
                 view: str | None = None) -> PageGroup:
     """A batch of a classifier's inputs (images; a clip or a volume, ``view`` "frame" or "slice"): each input an entry
-    offering its targets (a ``Threshold``'s fillers left out) under the named contrasts, a foil for each of its
-    targets and the user's ``foils``, all explained in one call per method."""
-    probe = _probe(model, x, targets, head)
+    offering its targets (a ``Threshold``'s fillers left out; without targets its 3 likeliest classes) under the
+    named contrasts, a foil for each of its targets and the user's foils, all explained in one call per method."""
+    probe = _probe(model, x, targets, req.head)
     classes = probe.targets if targets is not None else probe.logits.topk(min(PAGE_TOP, probe.logits.shape[1])).indices
     keep = probe.selected if probe.selected is not None else torch.ones_like(classes, dtype=torch.bool)
-    contrasts: list[Any] = [*named, *(Foil(classes[:, j]) for j in range(classes.shape[1])),
-                            *(Foil(int(f)) for f in foils)]
-    results = _explained(model, x, methods, contrasts, classes, head, options)
+    per_input = [Foil(classes[:, j]) for j in range(classes.shape[1])]
+    contrasts = _contrasts(req, (), per_input, getattr(model, "categories", None))
+    results = _explained(model, x, req, contrasts, classes if targets is None else targets)
     entries = []
     for i in range(x.shape[0]):
         kept = tuple(keep[i].nonzero()[:, 0].tolist())
         cls = classes[i, list(kept)].tolist()
-        extra = [int(f) for j, f in enumerate(foils) if int(f) not in cls and int(f) not in foils[:j]]
-        keys = (*contrast_keys(cls, named), *(f"foil:{f}" for f in extra))
-        entries.append(PageEntry(f"e{first + i}", i, kept, keys, (cls[0], _first(named, foils)), names[i]))
-    words = _words(model, x, methods, contrasts, classes, head) if view is None else ()
-    return PageGroup(results, tuple(entries), tuple(names), first=first, words=words, view=view)
+        extra = [int(f) for j, f in enumerate(req.foils) if int(f) not in cls and int(f) not in req.foils[:j]]
+        keys = (*contrast_keys(cls, req.named), *(f"foil:{f}" for f in extra))
+        entries.append(PageEntry(f"e{first + i}", i, kept, keys, (cls[0], req.first), names[i]))
+    words = _words(model, x, req, contrasts, classes) if view is None else ()
+    return PageGroup(results, tuple(entries), tuple(names), first=first, words=words, view=view,
+                     shared=targets is not None)
 
 
-def offered_groups(model: Any, x: torch.Tensor | Sequence[torch.Tensor], methods: Sequence[str] = ("gradcam",),
-                   targets: Any = None, titles: Sequence[str] | None = None, categories: Sequence[str] | None = None,
-                   batch_size: int = 16, named: Sequence[str] = NAMED, head: str | None = None,
-                   foils: Sequence[int] = (), **options: Any) -> list[PageGroup]:
+def offered_groups(model: Any, x: torch.Tensor | Sequence[torch.Tensor], req: PageRequest, targets: Any = None,
+                   titles: Sequence[str] | None = None, batch_size: int = 16, first: int = 0) -> list[PageGroup]:
     """The page's groups for inputs ``x`` (a batch, or tensors (1, C, H, W) of their own sizes for segmenters and
-    detectors); see `classcontrast.explorer.compute.explorer_data` for the arguments."""
+    detectors), the first numbered ``first`` on the page; see `classcontrast.explorer.compute.explorer_data`."""
     net = unwrap_model(model)
     many = isinstance(x, (list, tuple))
     batch = [check_input(v) for v in x] if many else [check_input(x)]
-    head = model_head(model, net, head)  # as explain decides it (sigmoid for sigmoid-scored detectors)
+    req = replace(req, head=model_head(model, net, req.head))  # as explain decides it
     units = unit_spec(net, batch[0], targets)
     if units is not None and batch[0].ndim == 3:
         raise ClassContrastError("the explorer shows the regions of 2-D and 3-D segmentations, not of 1-D signals")
     n = sum(len(v) for v in batch)
-    names = list(titles) if titles is not None else [f"image {b}" for b in range(n)]
+    names = list(titles) if titles is not None else [f"image {b}" for b in range(first, first + n)]
     if units is not None:  # a segmenter's regions or a detector's objects: one entry per unit
-        known = categories if categories is not None else getattr(model, "categories", None)
         one_each = batch if many else [v[None] for v in batch[0]]
-        return [unit_group(model, xb, b, names[b], methods, units, named, known, head, foils, options)
-                for b, xb in enumerate(one_each)]
+        return [unit_group(model, xb, first + b, names[b], units, req) for b, xb in enumerate(one_each)]
     if many:
         raise ClassContrastError("images of different sizes go on one explorer page only for segmenters and "
                                  "detectors; give a classifier one (B, C, H, W) batch")
@@ -178,12 +209,11 @@ def offered_groups(model: Any, x: torch.Tensor | Sequence[torch.Tensor], methods
     per_input = isinstance(targets, (list, tuple, torch.Tensor)) and len(targets) == x.shape[0]
     if x.ndim == 5:  # clips or volumes: one input at a time, an entry per frame (slice)
         view = "slice" if not getattr(model, "frames", None) else "frame"  # a video bundle knows its clip length
-        names = list(titles) if titles is not None else [f"input {b}" for b in range(len(x))]
-        return [class_group(model, x[b : b + 1], b, names[b : b + 1], methods,
-                            targets[b : b + 1] if per_input else targets, named, head, foils, options, view)
-                for b in range(len(x))]
-    return [class_group(model, x[s : s + batch_size], s, names[s : s + batch_size], methods,
-                        targets[s : s + batch_size] if per_input else targets, named, head, foils, options)
+        names = list(titles) if titles is not None else [f"input {b}" for b in range(first, first + len(x))]
+        return [class_group(model, x[b : b + 1], first + b, names[b : b + 1],
+                            targets[b : b + 1] if per_input else targets, req, view) for b in range(len(x))]
+    return [class_group(model, x[s : s + batch_size], first + s, names[s : s + batch_size],
+                        targets[s : s + batch_size] if per_input else targets, req)
             for s in range(0, len(x), batch_size)]
 
 
@@ -197,7 +227,7 @@ def explore(model: Any, x: torch.Tensor, methods: Sequence[str], classes: torch.
     ``options`` go to the methods that accept them (e.g. ``layer``)."""
     contrasts: list[Any] = [*named, *(Foil(classes[:, j]) for j in range(classes.shape[1])),
                             *(Foil(int(f)) for f in foils)]
-    results = _explained(model, x, methods, contrasts, classes, head, options)
+    results = _explained(model, x, PageRequest(tuple(methods), head=head, options=options), contrasts, classes)
     maps = {m: fit(torch.stack([e.shown(layer=True) for e in res.values()], 2).detach().float().cpu())
             for m, res in results.items()}
     notes = {m: torch.stack([_flags(e) for e in res.values()], 2).cpu() for m, res in results.items()}
@@ -209,4 +239,4 @@ def _flags(e: Explanation) -> torch.Tensor:
     return flags if flags is not None else torch.zeros(e.targets.shape, dtype=torch.bool)
 
 
-__all__ = ["PAGE_TOP", "PROBE", "class_group", "explore", "offered_groups", "unit_group", "unit_spec"]
+__all__ = ["PAGE_TOP", "PROBE", "PageRequest", "class_group", "explore", "offered_groups", "unit_group", "unit_spec"]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ..errors import ClassContrastError
 from .encode import display_pixels, fit
 from .page import entry, image_entry
 
@@ -45,7 +46,8 @@ class PageGroup:
     """One call's results per method and the entries the page shows of them; ``names`` each input's name,
     ``first`` the group's first input's number on the page; ``words`` per input, a vision-language model's prompt
     words and their results under the same units and contrasts (None: no prompt); ``view`` "slice" or "frame" for
-    volumes and clips (an entry per slice, a slider between them)."""
+    volumes and clips (an entry per slice, a slider between them); ``shared``: whether the results' units are those
+    the request asked for (not a page's own: a region's runners-up), so that they also answer it."""
 
     results: Results
     entries: tuple[PageEntry, ...]
@@ -53,6 +55,7 @@ class PageGroup:
     first: int = 0
     words: tuple[tuple[list[str], Results] | None, ...] = field(default_factory=tuple)
     view: str | None = None
+    shared: bool = False
 
 
 def _by_key(results: Mapping[str, Explanation], b: int) -> dict[str, str]:
@@ -153,11 +156,14 @@ def page_data(groups: Sequence[PageGroup], title: str, subtitle: str,
               categories: Sequence[str] | None = None) -> dict[str, Any]:
     """The page's data (`classcontrast.explorer.page.page`) for every group's entries; ``categories``: the class
     names (default: the results', else ``class i``)."""
-    ref = next(iter(next(iter(groups[0].results.values())).values()))
+    shown = [g for g in groups if g.entries]
+    if not shown:
+        raise ClassContrastError("the explorer has nothing to show: no input has a unit (a region, an object)")
+    ref = next(iter(next(iter(shown[0].results.values())).values()))
     names = list(categories or ref.categories or [f"class {i}" for i in range(ref.logits.shape[-1])])
     images: dict[str, Any] = {}
     entries: list[dict[str, Any]] = []
-    for group in groups:
+    for group in shown:
         more_images, more_entries = _group_entries(group, names)
         images.update(more_images)
         entries += more_entries

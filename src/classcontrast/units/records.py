@@ -117,10 +117,12 @@ class Unit(Mapping[str, Any]):
         return [self.target], ranked[:3], spec
 
     @classmethod
-    def joined(cls, specs: list[Any]) -> Any:
-        """The ``targets=`` asking, in one call, for what each of ``specs`` (`offered`'s, one per unit of an input)
-        asks, in their order: one call explains every unit a page offers."""
-        return specs[0]
+    def joined(cls, spec: Any, offered: Sequence[tuple[int, Any, int]]) -> tuple[Any, list[tuple[int, ...]]]:
+        """One call for every unit a page shows: (the ``targets=`` asking for what each unit offers, each unit's
+        places on that call's K axis). ``spec``: the call that found the units; ``offered``: per unit shown, its place
+        among them, the ``targets=`` of `offered` and how many targets it offers. By default ``spec`` itself, each
+        unit at its place (an object offers its own label: the call that found it explains it)."""
+        return spec, [(k,) for k, _, _ in offered]
 
     def page(self, height: int, width: int, volume: bool) -> dict[str, Any]:
         """What the page draws of the unit (an outline, a box), at an input of ``height`` × ``width``."""
@@ -217,8 +219,13 @@ class RegionUnit(Unit):
         return classes, classes, [Region(c, self.mask) for c in classes]
 
     @classmethod
-    def joined(cls, specs: list[Any]) -> Any:
-        return [region for spec in specs for region in spec]
+    def joined(cls, spec: Any, offered: Sequence[tuple[int, Any, int]]) -> tuple[Any, list[tuple[int, ...]]]:
+        """Every region's classes as Regions over its pixels, in one list; each region's its consecutive places."""
+        places, start = [], 0
+        for _, _, n in offered:
+            places.append(tuple(range(start, start + n)))
+            start += n
+        return [region for _, asked, _ in offered for region in asked], places
 
     def page(self, height: int, width: int, volume: bool) -> dict[str, Any]:
         return {} if volume else {"kind": self.kind, "mask": mask_rows(self.mask.cpu())}  # a volume: per slice
@@ -304,9 +311,6 @@ class ObjectUnit(Unit):
             Detections(indices=one)
         return [self.target], ranked[:3], same
 
-    @classmethod
-    def joined(cls, specs: list[Any]) -> Any:
-        return dataclasses.replace(specs[0], indices=[int(i) for spec in specs for i in spec.indices])
 
     def page(self, height: int, width: int, volume: bool) -> dict[str, Any]:
         x0, y0, x1, y1 = self.box
