@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import types
 from pathlib import Path
 
 import numpy as np
@@ -239,3 +240,29 @@ def test_explain_cli_with_keep_channels_writes_figure_page_and_per_channel_array
     with np.load(tmp_path / "w.npz") as z:
         assert z["maps/gradient/original"].shape == (1, 1, 3, 224, 224)
     assert (tmp_path / "w.png").stat().st_size > 0 and "<html" in (tmp_path / "w.html").read_text()[:500].lower()
+
+
+def test_a_classifiers_page_and_figure_share_one_call_per_method(tiny: torch.nn.Module, tiny_x: torch.Tensor) -> None:
+    """The page of a classifier's top classes explains the figure's targets under the figure's contrasts and its own
+    (every named contrast, a foil for each target) in one call per method: the figure from those results equals its
+    own call; the page's entries offer each image's targets, the foils among them and the user's."""
+    from classcontrast.cli.explain_run import _asked
+    from classcontrast.explorer.offers import PageRequest, offered_groups
+    from classcontrast.explorer.render import page_data
+
+    asked = (cc.get_contrast("weighted"), cc.Foil(4))
+    req = PageRequest(("gradient", "gradcam"), foils=(4,), asked=asked)
+    groups = offered_groups(tiny, tiny_x, req, cc.TopK(2), ["a", "b", "c"], batch_size=2)
+    assert [g.first for g in groups] == [0, 2] and all(g.shared for g in groups)
+    figure = dict(_asked(groups, list(req.methods), list(asked), types.SimpleNamespace(categories=None)))
+    for method in req.methods:
+        own = cc.explain(tiny, tiny_x, method, list(asked), cc.TopK(2))
+        for key in own:
+            torch.testing.assert_close(figure[(method, key)].maps, own[key].maps)
+    data = page_data(groups, "t", "")
+    assert [e["id"] for e in data["entries"]] == ["e0", "e1", "e2"]
+    for e, targets in zip(data["entries"], own["weighted"].targets.tolist(), strict=True):
+        contrasts = e["methods"]["gradient"]["contrasts"]
+        assert e["targets"] == targets and contrasts[:5] == list(NAMED)
+        assert contrasts[5:] == [f"foil:{c}" for c in dict.fromkeys([*targets, 4])]
+        assert e["default"] == {"target": targets[0], "contrast": "foil:4"}

@@ -6,6 +6,7 @@ for the gradient, plain autograd) in float64."""
 from __future__ import annotations
 
 import importlib.util
+import types
 import warnings
 
 import pytest
@@ -235,6 +236,28 @@ def test_the_explorer_shows_yolo_objects_and_their_masks(yolo_seg: nn.Module) ->
     for e, u in zip(entries, ex.units[0], strict=True):
         assert e["unit"]["mask"]["rows"] and len(e["unit"]["mask"]["rows"]) == int(e["unit"]["mask"]["h"])
         assert e["top"][0][1] == pytest.approx(float(torch.sigmoid(u["logits"]).max()))  # sigma, not a softmax
+
+
+def test_a_page_and_a_figure_share_one_call_per_method(yolo: nn.Module) -> None:
+    """explain --html draws its figure from the page's calls: the page explains the objects the figure asks for
+    (the same Detections, fillers included) under the figure's contrasts and its own, so the figure's maps from the
+    page's results equal a call of their own (a method that costs a sweep, occlusion, runs once)."""
+    from classcontrast.cli.explain_run import _asked
+    from classcontrast.explorer.offers import PageRequest, offered_groups
+
+    spec = cc.Detections(top=3, threshold=0.0)
+    asked = (cc.get_contrast("original"), cc.Foil(2))
+    req = PageRequest(("gradient", "occlusion"), asked=asked, options={"window": 8, "stride": 8})
+    groups = offered_groups(yolo, X[:2], req, spec, ["a", "b"])
+    assert len(groups) == 2 and all(g.shared for g in groups)
+    bundle = types.SimpleNamespace(categories=None)
+    for (method, key), ex in _asked(groups, list(req.methods), list(asked), bundle):
+        own = cc.explain(yolo, X[:2], method, list(asked), spec, **({"window": 8, "stride": 8}
+                                                                  if method == "occlusion" else {}))[key]
+        torch.testing.assert_close(ex.maps, own.maps)
+        assert torch.equal(ex.targets, own.targets) and [u.index for u in ex.units[0]] == \
+            [u.index for u in own.units[0]]
+    assert set(groups[0].results["gradient"]) > {"original", "foil:2", "weighted", "max"}  # the page's own too
 
 
 def test_instance_masks_ask_why_these_pixels_are_this_instance(yolo_seg: nn.Module) -> None:
