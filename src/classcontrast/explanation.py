@@ -226,7 +226,8 @@ class Explanation:
     def onto(self, undo: Callable[..., Tensor], undo_box: Callable[..., list[float]], height: int,
              width: int) -> Explanation:
         """The result of one letterboxed input on the user's image of ``height`` × ``width`` (``undo`` /
-        ``undo_box``: the preprocessing's inverse, e.g. YOLO's `Letterbox`): its maps, boxes and masks there."""
+        ``undo_box``: the preprocessing's inverse, a letterbox's: `classcontrast.models.bundle.Undoable`): its maps,
+        boxes and masks there."""
         units = [[u.onto(lambda b: undo_box(b, height, width), lambda m: undo(m, height, width, nearest=True))
                   for u in row] for row in self.units]
         return self.replace(maps=undo(self.maps, height, width), size=(height, width), units=units, inputs=None,

@@ -12,10 +12,9 @@ from typing import Any
 import torch
 
 from ..engine import unwrap_model
-from ..errors import ClassContrastError
 from .offers import PageRequest, explore, offered_groups
 from .page import NAMED, write_page
-from .render import PageGroup, page_data
+from .render import PageGroup, page_data, shown_groups
 
 
 def explorer_data(model: Any, x: torch.Tensor | Sequence[torch.Tensor], methods: Sequence[str] = ("gradcam",),
@@ -37,10 +36,7 @@ def explorer_data(model: Any, x: torch.Tensor | Sequence[torch.Tensor], methods:
 def rendered(model: Any, groups: list[PageGroup], methods: Sequence[str], title: str = "classcontrast explorer",
              categories: Sequence[str] | None = None) -> dict[str, Any]:
     """The page's data for groups already explained, with its subtitle (the model, what it shows, the methods)."""
-    with_entries = [g for g in groups if g.entries]
-    if not with_entries:
-        raise ClassContrastError("the explorer has nothing to show: no input has a unit (a region, an object)")
-    ref = next(iter(next(iter(with_entries[0].results.values())).values()))
+    ref = shown_groups(groups)[0].ref
     record = ref.units[0][0]
     view = groups[0].view if record.shown == "classes" else None  # a classifier's clips or volumes
     shown = {"slice": "volumes: one slice at a time", "frame": "clips: one frame at a time"}.get(view or "",

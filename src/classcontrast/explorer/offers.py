@@ -119,22 +119,20 @@ def unit_group(model: Any, x: torch.Tensor, b: int, name: str, spec: Any, req: P
     categories = getattr(model, "categories", None)
     names = list(categories or [f"class {i}" for i in range(probe.logits.shape[-1])])
     records = [(k, u) for k, u in enumerate(probe.units[0]) if u.wanted and not u.empty]  # no filler, empty region
-    offered, shown_foils, titles, defaults = [], [], [], []
+    offered, shown = [], []  # per unit: (its place, the targets= of what it offers, how many), (its foils, entry)
     for k, u in records:
         t = int(u.target)
         p = u.class_probabilities(probe.head)
         classes, unit_foils, asked = u.offered([c for c in p.argsort(descending=True).tolist() if c != t], spec)
-        shown_foils.append([*unit_foils, *(int(f) for f in req.foils if int(f) not in unit_foils)])
+        foils = [*unit_foils, *(int(f) for f in req.foils if int(f) not in unit_foils)]
         offered.append((k, asked, len(classes)))
-        titles.append(u.title(name, names, volume))
-        defaults.append((t, req.first))
+        shown.append((foils, f"e{b}_{k}", (t, req.first), u.title(name, names, volume)))
     targets, places = type(probe.units[0][0]).joined(spec, offered) if records else (spec, [])
-    entries = tuple(PageEntry(f"e{b}_{k}", 0, place, (*req.named, *(f"foil:{c}" for c in foils)), default, title)
-                    for (k, _, _), place, foils, default, title in zip(offered, places, shown_foils, defaults, titles,
-                                                                        strict=True))
+    entries = tuple(PageEntry(eid, 0, place, (*req.named, *(f"foil:{c}" for c in foils)), default, title)
+                    for (foils, eid, default, title), place in zip(shown, places, strict=True))
     if not records and not req.asked:  # nothing to show, nothing asked
         return PageGroup({}, (), (name,), first=b, shared=True)
-    contrasts = _contrasts(req, [c for foils in shown_foils for c in foils], (), categories)
+    contrasts = _contrasts(req, [c for foils, *_ in shown for c in foils], (), categories)
     results = _explained(model, x, req, contrasts, targets)
     return PageGroup(results, entries, (name,), first=b, view="slice" if volume else None, shared=targets is spec)
 
@@ -178,7 +176,7 @@ def class_group(model: Any, x: torch.Tensor, first: int, names: Sequence[str], t
     for i in range(x.shape[0]):
         kept = tuple(keep[i].nonzero()[:, 0].tolist())
         cls = classes[i, list(kept)].tolist()
-        extra = [int(f) for j, f in enumerate(req.foils) if int(f) not in cls and int(f) not in req.foils[:j]]
+        extra = [f for f in dict.fromkeys(int(f) for f in req.foils) if f not in cls]
         keys = (*contrast_keys(cls, req.named), *(f"foil:{f}" for f in extra))
         entries.append(PageEntry(f"e{first + i}", i, kept, keys, (cls[0], req.first), names[i]))
     words = _words(model, x, req, contrasts, classes) if view is None else ()

@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from ..errors import ClassContrastError
@@ -57,6 +56,19 @@ class PageGroup:
     view: str | None = None
     shared: bool = False
 
+    @property
+    def ref(self) -> Explanation:
+        """The first result: its inputs, targets and units are every result's of the group."""
+        return next(iter(next(iter(self.results.values())).values()))
+
+
+def shown_groups(groups: Sequence[PageGroup]) -> list[PageGroup]:
+    """The groups with an entry to show; none is one line."""
+    shown = [g for g in groups if g.entries]
+    if not shown:
+        raise ClassContrastError("the explorer has nothing to show: no input has a unit (a region, an object)")
+    return shown
+
 
 def _by_key(results: Mapping[str, Explanation], b: int) -> dict[str, str]:
     """Page key -> result key on input ``b``: a foil contrast is ``foil:s`` for its class s there."""
@@ -68,10 +80,10 @@ def _by_key(results: Mapping[str, Explanation], b: int) -> dict[str, str]:
 
 
 def _stack(results: Mapping[str, Explanation], tensors: Mapping[str, torch.Tensor], b: int, units: Sequence[int],
-           keys: Sequence[str]) -> np.ndarray:
+           keys: Sequence[str]) -> torch.Tensor:
     """(L, M, ...) the per-result tensors (B, K, ...) of input ``b``'s ``units`` under the page ``keys``."""
     lookup = _by_key(results, b)
-    return torch.stack([tensors[lookup[k]][b, list(units)] for k in keys], 1).numpy()
+    return torch.stack([tensors[lookup[k]][b, list(units)] for k in keys], 1)
 
 
 def _notes(results: Mapping[str, Explanation]) -> dict[str, torch.Tensor] | None:
@@ -79,13 +91,14 @@ def _notes(results: Mapping[str, Explanation]) -> dict[str, torch.Tensor] | None
     return None if any(f is None for f in flags.values()) else {k: f.cpu() for k, f in flags.items() if f is not None}
 
 
-def _group_entries(group: PageGroup, categories: Sequence[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _group_entries(group: PageGroup) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(images, entries) of one group."""
-    ref = next(iter(next(iter(group.results.values())).values()))
+    ref = group.ref
     volume = group.view is not None
     assert ref.inputs is not None, "the page draws explanations that kept their inputs"
     pixels = display_pixels(ref.inputs, ref.to_pixels)
-    maps = {m: {k: (e.shown() if volume else fit(e.shown(layer=True))).detach().float().cpu() for k, e in res.items()}
+    # a volume's maps at its own size (shown a slice at a time), an image's at the layer's; `fit` per entry
+    maps = {m: {k: e.shown(layer=not volume).detach().float().cpu() for k, e in res.items()}
             for m, res in group.results.items()}
     notes = {m: _notes(res) for m, res in group.results.items()}
     images: dict[str, Any] = {}
@@ -106,8 +119,7 @@ def _group_entries(group: PageGroup, categories: Sequence[str]) -> tuple[dict[st
 def _entry(group: PageGroup, e: PageEntry, eid: str, image: str, title: str, maps: Mapping[str, Any],
            notes: Mapping[str, Any], at: Any) -> dict[str, Any]:
     """The page entry of ``e`` (``at`` picks a slice of the maps)."""
-    ref_results = next(iter(group.results.values()))
-    ref = next(iter(ref_results.values()))
+    ref = group.ref
     b = e.input
     record = ref.units[b][e.units[0]]
     p = record.class_probabilities(ref.head)
@@ -115,17 +127,17 @@ def _entry(group: PageGroup, e: PageEntry, eid: str, image: str, title: str, map
     classes = [int(ref.targets[b, u]) for u in e.units]
     probabilities = ref.target_probabilities[b, list(e.units)].tolist()
     out = entry(eid, image, title, classes, probabilities,
-                {m: fit(at(torch.from_numpy(_stack(group.results[m], v, b, e.units, e.keys)))).numpy()
-                 for m, v in maps.items()},
+                {m: fit(at(_stack(group.results[m], v, b, e.units, e.keys))).numpy() for m, v in maps.items()},
                 top=list(zip(top.indices.tolist(), top.values.tolist(), strict=True)), keys=e.keys,
-                notes={m: _stack(group.results[m], v, b, e.units, e.keys) for m, v in notes.items() if v is not None},
+                notes={m: _stack(group.results[m], v, b, e.units, e.keys).numpy() for m, v in notes.items()
+                       if v is not None},
                 default=e.default)
     words = group.words[b] if len(group.words) > b else None
     if words is not None:  # the same targets and contrasts on the prompt's words
         tokens, results = words
         out["words"] = {"tokens": tokens, "values": {
             m: _stack(res, {k: w.shown(layer=True).detach().float().cpu() for k, w in res.items()}, 0, e.units,
-                      e.keys).tolist() for m, res in results.items()}}
+                      e.keys).numpy().tolist() for m, res in results.items()}}
     return out
 
 
@@ -134,7 +146,7 @@ def _views(group: PageGroup, e: PageEntry, pixels: torch.Tensor, maps: Mapping[s
     """A volume's (clip's) entry on each shown slice (frame), a slider between them: its unit drawn there."""
     from ..viz.views import evenly
 
-    ref = next(iter(next(iter(group.results.values())).values()))
+    ref = group.ref
     b, number = e.input, group.first + e.input
     depth = pixels.shape[1]
     chosen = evenly(depth, MAX_VIEWS)
@@ -156,15 +168,13 @@ def page_data(groups: Sequence[PageGroup], title: str, subtitle: str,
               categories: Sequence[str] | None = None) -> dict[str, Any]:
     """The page's data (`classcontrast.explorer.page.page`) for every group's entries; ``categories``: the class
     names (default: the results', else ``class i``)."""
-    shown = [g for g in groups if g.entries]
-    if not shown:
-        raise ClassContrastError("the explorer has nothing to show: no input has a unit (a region, an object)")
-    ref = next(iter(next(iter(shown[0].results.values())).values()))
+    shown = shown_groups(groups)
+    ref = shown[0].ref
     names = list(categories or ref.categories or [f"class {i}" for i in range(ref.logits.shape[-1])])
     images: dict[str, Any] = {}
     entries: list[dict[str, Any]] = []
     for group in shown:
-        more_images, more_entries = _group_entries(group, names)
+        more_images, more_entries = _group_entries(group)
         images.update(more_images)
         entries += more_entries
     return {"kind": "explain", "title": title, **({"subtitle": subtitle} if subtitle else {}), "classes": names,
@@ -184,4 +194,4 @@ def explanations_groups(results: Mapping[str, Explanation]) -> list[PageGroup]:
     return [PageGroup({first.method: results}, tuple(entries), tuple(f"image {b}" for b in range(len(entries))))]
 
 
-__all__ = ["MAX_VIEWS", "PageEntry", "PageGroup", "explanations_groups", "page_data"]
+__all__ = ["MAX_VIEWS", "PageEntry", "PageGroup", "explanations_groups", "page_data", "shown_groups"]
