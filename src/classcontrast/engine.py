@@ -28,7 +28,7 @@ from .outputs import all_finite, finite, is_binary
 from .progress import tick
 from .state import frozen_eval
 from .units import Units, claim, from_output
-from .units.base import natural_head, unwrapped
+from .units.base import Selection, natural_head, unwrapped
 
 ContrastSpec = str | Contrast
 __all__ = ["check_input", "explain", "low_rank", "model_head", "unwrap_model", "vjp"]
@@ -191,22 +191,23 @@ def explain(
         if x.is_inference():  # a tensor made under inference_mode: a normal copy autograd can use
             x = x.clone()
         units = claim(run, targets, categories, head)
-        units, y, t, contrasts, total, rec = _maps(m, run, x, units, (targets, categories, head), asked, batched, net)
-    maps = total.reshape(len(contrasts), t.shape[1], *total.shape[1:]).transpose(1, 2)  # (M, B, K, ...)
-    maps = _check_result(bad_input, y, maps, units.void(contrasts, y, t), units.expected_zero(contrasts, y, t), m,
-                         rec.layer)
+        units, y, sel, contrasts, total, rec = _maps(m, run, x, units, (targets, categories, head), asked, batched,
+                                                     net)
+    k = sel.targets.shape[1]
+    maps = total.reshape(len(contrasts), k, *total.shape[1:]).transpose(1, 2)  # (M, B, K, ...)
+    maps = _check_result(bad_input, y, maps, units.void(contrasts, y, sel), units.expected_zero(contrasts, y, sel),
+                         m, rec.layer)
     normalize = None if isinstance(model, nn.Module) else getattr(model, "normalize", None)
     out = Explanations()
-    for i, (name, c) in enumerate(zip(names, contrasts, strict=True)):
-        out[name] = Explanation.made(layer_maps=maps[i], targets=t, method=m.name, contrast=name,
-                                layer=rec.layer, options=m.options(), inputs=x,
-                                to_pixels=getattr(normalize, "inverse", None), categories=categories,
-                                size=tuple(x.shape[2:]), objective=c, head=units.head, **units.results(c, y, t))
+    for i, (name, c, fields) in enumerate(zip(names, contrasts, units.results(contrasts, y, sel), strict=True)):
+        out[name] = Explanation.made(layer_maps=maps[i], method=m.name, contrast=name, layer=rec.layer,
+                                     options=m.options(), inputs=x, to_pixels=getattr(normalize, "inverse", None),
+                                     categories=categories, size=tuple(x.shape[2:]), objective=c, **fields)
     return out if many else out[names[0]]
 
 
 _Spec = tuple[Any, Sequence[str] | None, str]  # a call's targets, class names and head
-_Maps = tuple[Units, Tensor, Tensor, list[Contrast], Tensor, Recording]  # units, y, t, contrasts, maps, recording
+_Maps = tuple[Units, Tensor, Selection, list[Contrast], Tensor, Recording]  # units, y, selection, contrasts, maps...
 
 
 def _maps(m: Method, run: nn.Module, x: Tensor, units: Units | None, spec: _Spec, asked: Sequence[Contrast],
@@ -225,22 +226,23 @@ def _backpropagated(m: GradientMethod, run: nn.Module, x: Tensor, units: Units |
     backward pass (one pass on the images for most methods; the multi-pass ones sum their rows per image)."""
     n = x.shape[0]
     y: Tensor | None = None
+    sel: Selection | None = None
     if m.multipass:  # targets come from the images themselves, not from the sampled inputs
         if units is not None and not units.follows_samples:
             raise ClassContrastError(units.refusal)
         with torch.no_grad(), ExitStack() as probe:
-            units, logits = _outputs(units, run, x, torch.arange(n, device=x.device), probe, *spec)
-        y, t, contrasts = _resolve(units, logits.detach(), asked)
+            units, chosen, logits = _outputs(units, None, run, x, torch.arange(n, device=x.device), probe, *spec)
+        y, sel, contrasts = _resolve(units, chosen, logits.detach(), asked)
     total: Tensor | None = None
     for p in m.passes(x):
         with ExitStack() as hooks:  # open until the pass's backward is done (LRP rules act there)
             rec = _record(m, run, p.input, hooks)
             rec.state.update(p.state)
-            units, logits = _outputs(units, run, rec.input, p.rows, hooks, *spec)
-            if y is None:
-                y, t, contrasts = _resolve(units, logits.detach(), asked)
+            units, chosen, logits = _outputs(units, sel, run, rec.input, p.rows, hooks, *spec)
+            if sel is None:
+                y, sel, contrasts = _resolve(units, chosen, logits.detach(), asked)
             m.after_forward(rec)
-            maps = _backward(m, units, contrasts, logits, rec, t, p.rows, n, batched, net)
+            maps = _backward(m, units, contrasts, logits, rec, sel, p.rows, n, batched, net)
             del logits
         tick()
         if not m.multipass:
@@ -248,8 +250,8 @@ def _backpropagated(m: GradientMethod, run: nn.Module, x: Tensor, units: Units |
         else:  # rows of the same image are summed
             total = maps.new_zeros((maps.shape[0], n, *maps.shape[2:])) if total is None else total
             total.index_add_(1, p.rows, maps)
-    assert total is not None and units is not None and y is not None
-    return units, y, t, contrasts, total, rec
+    assert total is not None and units is not None and y is not None and sel is not None
+    return units, y, sel, contrasts, total, rec
 
 
 def _perturbed(m: PerturbationMethod, run: nn.Module, x: Tensor, units: Units | None, spec: _Spec,
@@ -264,22 +266,22 @@ def _perturbed(m: PerturbationMethod, run: nn.Module, x: Tensor, units: Units | 
     with torch.no_grad():
         with ExitStack() as hooks:
             rec = _record(m, run, x, hooks)
-            units, logits = _outputs(units, run, x, rows, hooks, *spec)
+            units, chosen, logits = _outputs(units, None, run, x, rows, hooks, *spec)
             m.after_forward(rec)
-        y, t, contrasts = _resolve(units, logits, asked)
-        clean = units.objectives(contrasts, logits, t, rows, n)
+        y, sel, contrasts = _resolve(units, chosen, logits, asked)
+        clean = units.objectives(contrasts, logits, sel, rows, n)
 
         def score(p: Pass) -> Tensor:
             """(M·K, B') the objectives on the perturbed inputs of one pass."""
             with ExitStack() as hooks:
                 m.perturb(run, p, hooks)
-                _, out = _outputs(units, run, p.input, p.rows, hooks, *spec)
-                scored = units.objectives(contrasts, out, t, p.rows, n)
+                _, _, out = _outputs(units, sel, run, p.input, p.rows, hooks, *spec)
+                scored = units.objectives(contrasts, out, sel, p.rows, n)
             tick()
             return scored
 
         total = m.attribute(x, rec, clean, score)
-    return units, y, t, contrasts, total, rec
+    return units, y, sel, contrasts, total, rec
 
 
 def _bundle_layer(model: Any, method: str | Method, layer: Any) -> Any:
@@ -317,37 +319,39 @@ def _record(m: Method, run: nn.Module, x: Tensor, hooks: ExitStack) -> Recording
         raise _model_failed(x, e) from e
 
 
-def _outputs(units: Units | None, run: nn.Module, x: Tensor, rows: Tensor, stack: ExitStack, targets: Any,
-             categories: Sequence[str] | None, head: str) -> tuple[Units, Tensor]:
+def _outputs(units: Units | None, sel: Selection | None, run: nn.Module, x: Tensor, rows: Tensor, stack: ExitStack,
+             targets: Any, categories: Sequence[str] | None, head: str) -> tuple[Units, Selection | None, Tensor]:
     """One forward pass: (the call's units — chosen from the first output when no kind claimed the model
-    before —, the logits the objectives are functions of, with their graph)."""
-    if units is not None:
-        units.watch(run, stack)
+    before —, the selection — the call's, or on the images' own pass (``sel`` None) what the units choose before
+    reading their logits —, the logits the objectives are functions of, with their graph)."""
+    seen = units.watch(run, stack) if units is not None else None
     raw = _run(run, x)
     if units is None:
         units = from_output(raw, x, run, targets, categories, head)
-    return units, units.logits(raw, x, rows)
+    own = sel is None
+    chosen = units.choose(raw, x, seen) if own else sel
+    return units, chosen, units.logits(raw, x, rows, seen, chosen, own)
 
 
-def _resolve(units: Units, y: Tensor, asked: Sequence[Contrast]) -> tuple[Tensor, Tensor, list[Contrast]]:
-    """On the images' own logits ``y``: the targets and the contrasts for the call's head (a one-output model
+def _resolve(units: Units, chosen: Selection | None, y: Tensor,
+             asked: Sequence[Contrast]) -> tuple[Tensor, Selection, list[Contrast]]:
+    """On the images' own logits ``y``: the call's selection and the contrasts for its head (a one-output model
     read as [0, y] is a softmax of sigma(y), whatever head was asked for)."""
-    if units.head == "sigmoid" and is_binary(y):
-        units.head = "softmax"
-    contrasts = [c.for_head(units.head) for c in asked]
-    if units.head == "sigmoid" and {"original", "weighted"} <= {c.name for c in contrasts if c.name in CONTRASTS}:
+    head = "softmax" if units.head == "sigmoid" and is_binary(y) else units.head
+    contrasts = [c.for_head(head) for c in asked]
+    if head == "sigmoid" and {"original", "weighted"} <= {c.name for c in contrasts if c.name in CONTRASTS}:
         warnings.warn("with a sigmoid head 'weighted' is y_t, the same map as 'original'", ClassContrastWarning,
                       stacklevel=4)
-    t = units.resolve(y)
-    units.warn_foils(contrasts, y, t)
-    return y, t, contrasts
+    sel = units.resolve(y, head, chosen)
+    units.warn_foils(contrasts, y, sel)
+    return y, sel, contrasts
 
 
-def _backward(m: GradientMethod, units: Units, contrasts: Sequence[Contrast], logits: Tensor, rec: Recording, t: Tensor,
-              rows: Tensor, n: int, batched: bool | None, net: nn.Module) -> Tensor:
+def _backward(m: GradientMethod, units: Units, contrasts: Sequence[Contrast], logits: Tensor, rec: Recording,
+              sel: Selection, rows: Tensor, n: int, batched: bool | None, net: nn.Module) -> Tensor:
     """(M·K, B', ...) maps of one pass: every contrast's cotangent for every unit back-propagated (through a
     shared low-rank basis when the method is linear in the gradient) and turned into maps by the method."""
-    cot = units.cotangents(contrasts, logits.detach(), t, rows, n)
+    cot = units.cotangents(contrasts, logits.detach(), sel, rows, n)
     reduced = units.basis(cot) if m.linear else None
     vectorise = logits.device.type != "cpu" if batched is None else batched
     chunks = vjp(logits, rec.tensors, cot if reduced is None else reduced[0], batched=vectorise and m.batched_vjp)

@@ -9,9 +9,14 @@ never which kind they are (`classcontrast.engine.explain`); adding a kind of uni
 
 Lifecycle of one call: `claim` (before any forward: a kind that must hook the model, such as torchvision's
 detectors) or `from_output` (from the first forward's raw output) chooses the class; `watch` registers its
-hooks for each forward; `logits` reads the differentiable tensor from the raw output; `resolve`, on the
-images' own forward, fixes the targets (and which regions or objects); `cotangents` gives each contrast's
-gradient for every unit; `fields` gives the `Explanation`'s per-unit fields.
+hooks for each forward and returns what they see; on the images' own forward `choose` fixes what a kind must fix
+before reading its logits (a detector's objects), `logits` reads the differentiable tensor from the raw output and
+`resolve` fixes the targets (and which regions); `cotangents` gives each contrast's gradient for every unit;
+`fields` gives the `Explanation`'s per-unit fields.
+
+Units objects are stateless: what the images decided — the targets, the head, the regions' masks, the objects'
+rows and boxes — is one immutable `Selection`, returned by `choose` and `resolve` and passed to every later step,
+so that one Units object may serve any number of calls.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -28,6 +34,18 @@ from ..contrast_base import Contrast
 from ..contrasts import Foil
 from ..errors import ClassContrastError
 from .records import Unit
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Selection:
+    """What the images' own forward pass decided for one call, fixed for all its passes: the (B, K) ``targets``,
+    the ``head`` they are scored with (a one-output model's is softmax whatever was asked), and ``selected``, (B, K)
+    False for a filler (an image with fewer units than K), None when every unit was asked for. Each kind adds what
+    it fixes (a region's mask, an object's row and box)."""
+
+    targets: Tensor
+    head: str
+    selected: Tensor | None = None
 
 
 class Units(ABC):
@@ -80,25 +98,37 @@ class Units(ABC):
 
     # -- one forward pass ----------------------------------------------------------------------------
 
-    def watch(self, net: nn.Module, stack: ExitStack) -> None:
-        """Hooks this kind needs during a forward pass, removed when ``stack`` closes."""
+    def watch(self, net: nn.Module, stack: ExitStack) -> Any:
+        """Hooks this kind needs during a forward pass, removed when ``stack`` closes; returns what they see (given
+        to `choose` and `logits` for that pass), or None."""
+        return None
+
+    def choose(self, raw: Any, x: Tensor, seen: Any) -> Selection | None:
+        """On the images' own forward: the selection a kind must fix before it can read its logits (a detector's
+        objects: which detections, their rows), or None for kinds whose units follow from the logits (`resolve`)."""
+        return None
 
     @abstractmethod
-    def logits(self, raw: Any, x: Tensor, rows: Tensor) -> Tensor:
+    def logits(self, raw: Any, x: Tensor, rows: Tensor, seen: Any, chosen: Selection | None, own: bool) -> Tensor:
         """The tensor of logits the objectives are functions of, with its graph: (B', C) rows, (B', C, *S)
-        dense logits, (B', K, C) object rows; ``rows``: the image of each of the B' inputs."""
+        dense logits, (B', K, C) object rows; ``rows``: the image of each of the B' inputs; ``seen``: what `watch`
+        saw on this pass; ``chosen``: what `choose` (or `resolve`) fixed; ``own``: whether the inputs are the images
+        themselves (else sampled or perturbed copies)."""
 
     @abstractmethod
-    def resolve(self, y: Tensor) -> Tensor:
-        """(B, K) target classes from the images' own logits ``y`` (detached); fixes the units."""
+    def resolve(self, y: Tensor, head: str, chosen: Selection | None) -> Selection:
+        """The call's selection from the images' own logits ``y`` (detached) under ``head``: its (B, K) targets
+        and which units (``chosen``: what `choose` fixed before)."""
 
     @abstractmethod
-    def cotangents(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor, rows: Tensor, n_images: int) -> Tensor:
+    def cotangents(self, contrasts: Sequence[Contrast], y: Tensor, sel: Selection, rows: Tensor,
+                   n_images: int) -> Tensor:
         """(M·K, *y.shape): contrast m's gradient for unit k with respect to ``y`` (detached logits of B'
         inputs, ``rows`` the image of each), contrasts outer, units inner."""
 
     @abstractmethod
-    def objectives(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor, rows: Tensor, n_images: int) -> Tensor:
+    def objectives(self, contrasts: Sequence[Contrast], y: Tensor, sel: Selection, rows: Tensor,
+                   n_images: int) -> Tensor:
         """(M·K, B'): contrast m's objective for unit k on each of B' inputs' logits ``y`` (``rows``: the image of
         each input), contrasts outer, units inner — what the gradient-free methods score a perturbed input by (its
         own logits: ``max``'s runner-up and ``weighted``'s α chosen again; the targets the images' own)."""
@@ -113,52 +143,47 @@ class Units(ABC):
     # -- results -------------------------------------------------------------------------------------
 
     @abstractmethod
-    def fields(self, contrast: Contrast, y: Tensor, t: Tensor) -> dict[str, Any]:
-        """This kind's own `Explanation` fields for one contrast (``units``, ``scores``,
+    def fields(self, contrasts: Sequence[Contrast], y: Tensor, sel: Selection) -> list[dict[str, Any]]:
+        """This kind's own `Explanation` fields for each contrast (``units``, ``scores``,
         ``target_probabilities``; none for whole images, whose Explanation computes them)."""
 
-    def results(self, contrast: Contrast, y: Tensor, t: Tensor) -> dict[str, Any]:
-        """Every `Explanation` field about the units for one contrast: the logits standing for each image,
+    def results(self, contrasts: Sequence[Contrast], y: Tensor, sel: Selection) -> list[dict[str, Any]]:
+        """Every `Explanation` field about the units for each contrast: the logits standing for each image,
         the fillers, a foil's class per image, and this kind's own `fields`."""
         logits = self.image_logits(y)
-        return {"logits": logits, "selected": self.selected(),
-                "foils": contrast.foils(logits) if isinstance(contrast, Foil) else None,
-                **self.fields(contrast, y, t)}
+        return [{"logits": logits, "selected": sel.selected, "head": sel.head, "targets": sel.targets,
+                 "foils": c.foils(logits) if isinstance(c, Foil) else None, **own}
+                for c, own in zip(contrasts, self.fields(contrasts, y, sel), strict=True)]
 
-    def selected(self) -> Tensor | None:
-        """(B, K) False for a filler (an image with fewer units than K), None when every unit was asked for."""
-        return None
-
-    def void(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor) -> Tensor:
+    def void(self, contrasts: Sequence[Contrast], y: Tensor, sel: Selection) -> Tensor:
         """(M, B, K) True where the objective is identically 0, so its map is 0 by definition: a foil equal to its
         target (and, for regions, an empty region). The engine writes those maps
         as exact zeros (a method dividing by the objective, AblationCAM, would give 0/0)."""
-        logits = self.image_logits(y)
+        logits, t = self.image_logits(y), sel.targets
         out = torch.zeros(len(contrasts), *t.shape, dtype=torch.bool, device=t.device)
         for i, c in enumerate(contrasts):
             if isinstance(c, Foil):
                 out[i] = c.foils(logits)[:, None].to(t.device) == t
         return out
 
-    def expected_zero(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor) -> Tensor:
+    def expected_zero(self, contrasts: Sequence[Contrast], y: Tensor, sel: Selection) -> Tensor:
         """(M, B, K) True where an all-zero map may come without a warning: a `void` objective, a filler."""
-        out = self.void(contrasts, y, t)
-        filler = self.selected()
-        if filler is not None:
-            out |= ~filler[None].to(t.device)
+        out = self.void(contrasts, y, sel)
+        if sel.selected is not None:
+            out |= ~sel.selected[None].to(out.device)
         return out
 
     def image_logits(self, y: Tensor) -> Tensor:
         """(B, C) logits standing for each image (a foil per image is validated against them)."""
         return y
 
-    def warn_foils(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor) -> None:
+    def warn_foils(self, contrasts: Sequence[Contrast], y: Tensor, sel: Selection) -> None:
         """A foil equal to its target asks "why t rather than t": legal (the map is 0), but said once."""
         import warnings
 
         from ..errors import ClassContrastWarning
 
-        logits = self.image_logits(y)
+        logits, t = self.image_logits(y), sel.targets
         for c in contrasts:
             if not isinstance(c, Foil):
                 continue

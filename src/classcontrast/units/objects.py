@@ -16,8 +16,10 @@ follow each object to its own row in every other input (`ObjectUnits._follow`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -26,7 +28,7 @@ from torch import Tensor, nn
 from ..contrast_base import Contrast, head_probabilities
 from ..errors import ClassContrastError
 from ..outputs import finite
-from .base import Units, register_units
+from .base import Selection, Units, register_units
 from .records import ObjectUnit
 from .selectors import Detections
 
@@ -104,6 +106,22 @@ def capture(net: Any, stack: ExitStack) -> _Capture:
     return got
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
+class ObjectSelection(Selection):
+    """A call's objects (the targets are their labels): ``index`` (B, K) each one's place in the model's own list of
+    detections, ``rows`` (B, K) the row of logits that made it (a DETR query, a torchvision proposal or location, a
+    YOLO anchor), ``boxes`` (B, K, 4) x0, y0, x1, y1 in input pixels, ``reported`` (B, K) the model's score,
+    ``proposal`` whether ``rows`` are proposals (torchvision) or queries (DETR), and a segmentation model's
+    instance ``masks`` (B, K, H, W)."""
+
+    index: Tensor
+    rows: Tensor
+    boxes: Tensor
+    reported: Tensor
+    proposal: bool = True
+    masks: Tensor | None = None
+
+
 @register_units
 class ObjectUnits(Units):
     """Detected objects as the explained units: which detections, their class-logit rows, cotangents."""
@@ -131,20 +149,12 @@ class ObjectUnits(Units):
 
         super().__init__(spec, net, categories, head)
         self.torchvision = is_torchvision_detector(net)
-        self.got: _Capture | None = None
-        self.labels: Tensor | None = None  # (B, K) each object's label (its target)
         if spec is None:
             spec = Detections()
         elif isinstance(spec, TopK):  # the k best detections scoring at least the default threshold
             spec = Detections(top=spec.k)
         self.spec = spec
         self.net: Any = net  # a torchvision or DETR detector: its own submodules are read
-        self.query: Tensor | None = None  # DETR: (B, K) the query of each object
-        self._selected: Tensor | None = None  # (B, K) False for fillers (an image with fewer objects)
-        self.boxes: Tensor | None = None  # (B, K, 4) x0, y0, x1, y1 in input pixels
-        self.reported: Tensor | None = None  # (B, K) the model's reported score
-        self.index: Tensor | None = None  # (B, K) the place in the model's own detections
-        self.proposal: Tensor | None = None  # torchvision: (B, K) the proposal / anchor whose row made it
 
     # -- which objects ------------------------------------------------------------------------------
 
@@ -180,81 +190,83 @@ class ObjectUnits(Units):
                                      "line) or name detections by index (cc.Detections(indices=[...]))")
         return chosen
 
-    def _layout(self, chosen: list[list[int]], device: torch.device) -> int:
-        """K (the most objects of any image); sets ``selected`` and ``index`` (each image's chosen places,
-        padded with 0 as fillers)."""
+    @staticmethod
+    def _layout(chosen: list[list[int]], device: torch.device) -> tuple[Tensor, Tensor]:
+        """(selected, index): (B, K) False for fillers, and each image's chosen places padded with 0 as fillers (K:
+        the most objects of any image)."""
         k = max(len(c) for c in chosen)
-        self._selected = torch.zeros(len(chosen), k, dtype=torch.bool, device=device)
+        selected = torch.zeros(len(chosen), k, dtype=torch.bool, device=device)
         for i, c in enumerate(chosen):
-            self._selected[i, : len(c)] = True
-        self.index = torch.tensor([c + [0] * (k - len(c)) for c in chosen], device=device)
-        return k
+            selected[i, : len(c)] = True
+        return selected, torch.tensor([c + [0] * (k - len(c)) for c in chosen], device=device)
 
-    def _from_rows(self, output: Any, chosen: list[list[int]], match: Any, logits: Sequence[Tensor] | Tensor,
-                   x: Tensor) -> tuple[Tensor, Tensor]:
-        """A torchvision detector's objects: ``match(i, d, label)`` is the row (proposal or location) of
-        image i's detection d among ``logits[i]``; records which, the labels, the model's scores and boxes,
-        and returns (rows (B, K, C) with their graph, labels (B, K)); fillers are zero rows."""
-        k = self._layout(chosen, x.device)
-        b, c = len(output), logits[0].shape[-1]
+    def _from_rows(self, output: Any, chosen: list[list[int]], match: Any, x: Tensor) -> ObjectSelection:
+        """A torchvision detector's objects: ``match(i, d, label)`` is the row (proposal or location) of image i's
+        detection d; which, the labels, the model's scores and boxes."""
+        selected, index = self._layout(chosen, x.device)
+        b, k = index.shape
         labels = torch.zeros(b, k, dtype=torch.long, device=x.device)
         row = torch.zeros(b, k, dtype=torch.long, device=x.device)
-        per_image = []
         for i, places in enumerate(chosen):
-            mine = []
             for j, d in enumerate(places):
                 label = int(output[i]["labels"][d])
                 row[i, j], labels[i, j] = match(i, d, label), label
-                mine.append(logits[i][int(row[i, j])])
-            mine += [logits[i].new_zeros(c)] * (k - len(mine))  # fillers: no object, no gradient
-            per_image.append(torch.stack(mine))
-        assert self.index is not None
-        self.proposal, self.labels = row, labels
-        self.reported = torch.stack([output[i]["scores"][self.index[i]] for i in range(b)]).detach()
-        self.boxes = torch.stack([output[i]["boxes"][self.index[i]] for i in range(b)]).detach()
-        return torch.stack(per_image), labels
+        reported = torch.stack([output[i]["scores"][index[i]] for i in range(b)]).detach()
+        boxes = torch.stack([output[i]["boxes"][index[i]] for i in range(b)]).detach()
+        return ObjectSelection(targets=labels, head=self.head, selected=selected, index=index, rows=row, boxes=boxes,
+                               reported=reported)
 
     # -- the rows ------------------------------------------------------------------------------------
 
-    def watch(self, net: nn.Module, stack: ExitStack) -> None:
-        self.got = capture(net, stack) if self.torchvision else None
+    def watch(self, net: nn.Module, stack: ExitStack) -> _Capture | None:
+        return capture(net, stack) if self.torchvision else None
 
-    def logits(self, raw: Any, x: Tensor, rows: Tensor) -> Tensor:
-        """(B', K, C') each chosen object's class-logit row (with its graph); the first call chooses the
-        objects on the images themselves, later calls (the sampled or perturbed inputs of Integrated Gradients,
-        SmoothGrad, occlusion..., ``rows``: the image of each) follow each object (`_follow`)."""
-        if self.got is not None and self.proposal is not None:
-            y = self._follow(self.got, x, rows)
-        elif self.got is not None:
-            y, self.labels = self._torchvision(raw, self.got, x)
-        else:
-            y, _ = self._detr(raw, x, None if self.query is None else rows)
-        return finite(y)
+    def choose(self, raw: Any, x: Tensor, seen: Any) -> ObjectSelection:
+        """The objects the detector reports on the images themselves (`Detections`): their rows, labels, boxes."""
+        if seen is None:
+            return self._detr(raw, x)
+        if seen.head_outputs:
+            return self._single_stage(raw, seen, x)
+        return self._torchvision(raw, seen, x)
 
-    def resolve(self, y: Tensor) -> Tensor:
-        assert self.labels is not None
-        return self.labels
+    def logits(self, raw: Any, x: Tensor, rows: Tensor, seen: Any, chosen: Selection | None, own: bool) -> Tensor:
+        """(B', K, C') each chosen object's class-logit row (with its graph): on the images themselves its own row
+        (a filler's a row of zeros for torchvision's detectors), on the sampled or perturbed inputs of Integrated
+        Gradients, SmoothGrad, occlusion... (``rows``: the image of each) the object followed (`_follow`)."""
+        assert isinstance(chosen, ObjectSelection)
+        if seen is None:
+            logits = raw["logits"] if isinstance(raw, dict) else raw.logits  # (B, Q, C + 1)
+            return finite(rows_at(logits, chosen.rows[rows]))
+        if own:
+            if seen.head_outputs:
+                y = rows_at(seen.head_outputs["cls_logits"], chosen.rows)
+            else:
+                per_image, _ = self._proposals(seen)
+                y = torch.stack([p[chosen.rows[i]] if len(p) else p.new_zeros(chosen.rows.shape[1], p.shape[-1])
+                                 for i, p in enumerate(per_image)])
+            assert chosen.selected is not None
+            return finite(y * chosen.selected[..., None].to(y.dtype))  # fillers: no object, no gradient
+        return finite(self._follow(seen, x, rows, chosen))
 
-    def _detr(self, output: Any, x: Tensor, images: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def resolve(self, y: Tensor, head: str, chosen: Selection | None) -> Selection:
+        assert isinstance(chosen, ObjectSelection)
+        return dataclasses.replace(chosen, head=head)
+
+    def _detr(self, output: Any, x: Tensor) -> ObjectSelection:
         logits = output["logits"] if isinstance(output, dict) else output.logits  # (B, Q, C + 1)
         boxes = output["pred_boxes"] if isinstance(output, dict) else output.pred_boxes  # (B, Q, 4) cx cy w h
-        if self.query is None:
-            p = torch.softmax(logits.detach().double(), -1)[..., :-1]
-            score, label = p.max(-1)  # as the model's own post-processing: the best real class
-            self._layout(self._choose(list(score)), logits.device)
-            assert self.index is not None
-            self.query = self.index
-            self.reported = score.gather(1, self.query).to(logits.dtype)
-            self.labels = label.gather(1, self.query)
-            h, w = x.shape[-2:]
-            cx, cy, bw, bh = rows_at(boxes.detach(), self.query).unbind(-1)
-            scale = torch.tensor([w, h, w, h], device=boxes.device, dtype=boxes.dtype)
-            self.boxes = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], -1) * scale
-        assert self.query is not None and self.labels is not None
-        query, labels = (self.query, self.labels) if images is None else (self.query[images], self.labels[images])
-        return rows_at(logits, query), labels
+        p = torch.softmax(logits.detach().double(), -1)[..., :-1]
+        score, label = p.max(-1)  # as the model's own post-processing: the best real class
+        selected, query = self._layout(self._choose(list(score)), logits.device)
+        h, w = x.shape[-2:]
+        cx, cy, bw, bh = rows_at(boxes.detach(), query).unbind(-1)
+        scale = torch.tensor([w, h, w, h], device=boxes.device, dtype=boxes.dtype)
+        corners = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], -1) * scale
+        return ObjectSelection(targets=label.gather(1, query), head=self.head, selected=selected, index=query,
+                               rows=query, boxes=corners, reported=score.gather(1, query).to(logits.dtype),
+                               proposal=False)
 
-    def _single_stage(self, output: Any, got: _Capture, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _single_stage(self, output: Any, got: _Capture, x: Tensor) -> ObjectSelection:
         """RetinaNet / FCOS: each detection's row is the class logits of the anchor (location) it came
         from: the one whose score at the label is the reported score (RetinaNet: sigma(y); FCOS:
         sqrt(sigma(y) sigma(centerness))), nearest the reported box when several tie."""
@@ -280,11 +292,9 @@ class ObjectUnits(Units):
                 found = found[(boxes - output[i]["boxes"][d].detach()).abs().sum(-1).argmin()][None]
             return int(found[0])
 
-        return self._from_rows(output, self._choose([d["scores"] for d in output]), match, logits, x)
+        return self._from_rows(output, self._choose([d["scores"] for d in output]), match, x)
 
-    def _torchvision(self, output: Any, got: _Capture, x: Tensor) -> tuple[Tensor, Tensor]:
-        if got.head_outputs:
-            return self._single_stage(output, got, x)
+    def _torchvision(self, output: Any, got: _Capture, x: Tensor) -> ObjectSelection:
         if not got.heads_output:
             raise ClassContrastError(f"{type(self.net).__name__}: its ROI heads did not run (no proposals)")
         logits, decoded = self._proposals(got)
@@ -302,7 +312,7 @@ class ObjectUnits(Units):
                                          "proposal's class logits (a changed post-processing?)")
             return int(found[0])
 
-        return self._from_rows(output, self._choose([d["scores"] for d in output]), match, logits, x)
+        return self._from_rows(output, self._choose([d["scores"] for d in output]), match, x)
 
     def _proposals(self, got: _Capture) -> tuple[Sequence[Tensor], Sequence[Tensor]]:
         """A two-stage detector's proposals, per input: their class logits (with their graph) and their boxes
@@ -314,16 +324,15 @@ class ObjectUnits(Units):
         decoded = coder.decode(got.box_regression.detach(), got.proposals)
         return torch.split(got.class_logits, counts), torch.split(decoded, counts)
 
-    def _follow(self, got: _Capture, x: Tensor, rows: Tensor) -> Tensor:
+    def _follow(self, got: _Capture, x: Tensor, rows: Tensor, sel: ObjectSelection) -> Tensor:
         r"""(B', K, C) each object's row in another forward pass (a sampled or perturbed input of image
         ``rows[b]``). A single-stage detector's locations (anchors) are fixed by the input's size: the object
         keeps its location's row, as a DETR object keeps its query. A two-stage detector's proposals move with
         the input: the object is followed to the proposal whose box, decoded for the object's label, overlaps
         the object's own box best (highest IoU; the first of equals), the proposal its box regression makes
         the same object — on the unperturbed image, its own proposal."""
-        assert self.proposal is not None and self.labels is not None and self.boxes is not None
         if got.head_outputs:
-            return rows_at(got.head_outputs["cls_logits"], self.proposal[rows])  # (B', anchors, C) -> its location's
+            return rows_at(got.head_outputs["cls_logits"], sel.rows[rows])  # (B', anchors, C) -> its location's
         from torchvision.models.detection.transform import resize_boxes
         from torchvision.ops import box_iou
 
@@ -336,70 +345,69 @@ class ObjectUnits(Units):
             clipped = _clip(decoded[b], got.image_shapes[b])  # (N, C, 4) in the resized input's pixels
             boxes = resize_boxes(clipped.reshape(-1, 4), got.image_shapes[b], tuple(x.shape[-2:])).view_as(clipped)
             mine = []
-            for j in range(self.proposal.shape[1]):
-                at = boxes[:, int(self.labels[i, j])]  # every proposal's box for the object's label, input pixels
-                mine.append(logits[b][box_iou(self.boxes[i, j, None].to(at.dtype), at)[0].argmax()])
+            for j in range(sel.rows.shape[1]):
+                at = boxes[:, int(sel.targets[i, j])]  # every proposal's box for the object's label, input pixels
+                mine.append(logits[b][box_iou(sel.boxes[i, j, None].to(at.dtype), at)[0].argmax()])
             out.append(torch.stack(mine))
         return torch.stack(out)
 
     # -- objectives ----------------------------------------------------------------------------------
 
-    def cotangents(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor, rows: Tensor, n_images: int) -> Tensor:
+    def cotangents(self, contrasts: Sequence[Contrast], y: Tensor, sel: Selection, rows: Tensor,
+                   n_images: int) -> Tensor:
         """(M·K, B', K, C'): for contrast m and object k, the contrast's gradient on object k's row (0 on
         the other rows and on fillers); ``rows``: the image of each of the B' inputs (sampling methods)."""
-        assert self._selected is not None
-        k = y.shape[1]
+        assert sel.selected is not None
+        t, k = sel.targets, y.shape[1]
         out = []
         for contrast in contrasts:
             here = contrast.select(rows, n_images)  # a per-image foil follows its image's inputs
             for j in range(k):
                 g = torch.zeros_like(y)
-                g[:, j] = here.grad(y[:, j], t[rows, j]) * self._selected[rows, j, None].to(y.dtype)
+                g[:, j] = here.grad(y[:, j], t[rows, j]) * sel.selected[rows, j, None].to(y.dtype)
                 out.append(g)
         return torch.stack(out)
 
-    def objectives(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor, rows: Tensor, n_images: int) -> Tensor:
+    def objectives(self, contrasts: Sequence[Contrast], y: Tensor, sel: Selection, rows: Tensor,
+                   n_images: int) -> Tensor:
         """(M·K, B'): each object's contrast on its own row of each input (a DETR query keeps its index: the object
         is followed as the query that reported it); 0 for fillers."""
-        assert self._selected is not None
-        keep = self._selected[rows].to(y.dtype)
+        assert sel.selected is not None
+        keep, t = sel.selected[rows].to(y.dtype), sel.targets
         return torch.stack([c.select(rows, n_images).score(y[:, j], t[rows, j]) * keep[:, j]
                             for c in contrasts for j in range(y.shape[1])])
-
-    def selected(self) -> Tensor | None:
-        return self._selected
 
     def image_logits(self, y: Tensor) -> Tensor:
         return y[:, 0]  # the Explanation's logits: the first object's row
 
-    def fields(self, contrast: Contrast, y: Tensor, t: Tensor) -> dict[str, Any]:
-        return {"units": self.records(y, t), "scores": self.object_scores(contrast, y, t),
-                "target_probabilities": self.probabilities(y, t, self.head)}
+    def fields(self, contrasts: Sequence[Contrast], y: Tensor, sel: Selection) -> list[dict[str, Any]]:
+        assert isinstance(sel, ObjectSelection)
+        records, probabilities = self.records(y, sel), self.probabilities(y, sel.targets, sel.head)
+        return [{"units": records, "scores": self.object_scores(c, y, sel.targets),
+                 "target_probabilities": probabilities} for c in contrasts]
 
-    def object_scores(self, contrast: Contrast, rows: Tensor, t: Tensor) -> Tensor:
+    @staticmethod
+    def object_scores(contrast: Contrast, rows: Tensor, t: Tensor) -> Tensor:
         """(B, K) each object's objective: the contrast on its row."""
         return torch.stack([contrast.score(rows[:, j], t[:, j]) for j in range(rows.shape[1])], 1)
 
-    def probabilities(self, rows: Tensor, t: Tensor, head: str) -> Tensor:
+    @staticmethod
+    def probabilities(rows: Tensor, t: Tensor, head: str) -> Tensor:
         """(B, K) each object's probability of its target (softmax over its row; sigmoid heads: sigma)."""
         y = rows.double()
         p = head_probabilities(y, head)
         return p.gather(2, t[..., None])[..., 0].to(rows.dtype)
 
-    def records(self, rows: Tensor, t: Tensor) -> list[list[ObjectUnit]]:
+    def records(self, rows: Tensor, sel: ObjectSelection) -> list[list[ObjectUnit]]:
         """`Explanation.units`: per image, one `ObjectUnit` per object (target, its row of logits, box, label,
         score, index in the model's detections, whether it was asked for, and the proposal whose row made it)."""
-        assert self.boxes is not None and self.reported is not None and self.index is not None
-        assert self._selected is not None and self.labels is not None
-        out = []
-        for i in range(t.shape[0]):
-            out.append([ObjectUnit(target=int(t[i, j]), logits=rows[i, j].detach(),
-                                   box=[float(v) for v in self.boxes[i, j]], label=int(self.labels[i, j]),
-                                   score=float(self.reported[i, j]), index=int(self.index[i, j]),
-                                   selected=bool(self._selected[i, j]),
-                                   proposal=None if self.proposal is None else int(self.proposal[i, j]))
-                        for j in range(t.shape[1])])
-        return out
+        assert sel.selected is not None
+        t = sel.targets
+        return [[ObjectUnit(target=int(t[i, j]), logits=rows[i, j].detach(), box=[float(v) for v in sel.boxes[i, j]],
+                            label=int(t[i, j]), score=float(sel.reported[i, j]), index=int(sel.index[i, j]),
+                            selected=bool(sel.selected[i, j]),
+                            proposal=int(sel.rows[i, j]) if sel.proposal else None)
+                 for j in range(t.shape[1])] for i in range(t.shape[0])]
 
 
 def rows_at(logits: Tensor, index: Tensor) -> Tensor:
@@ -416,4 +424,4 @@ def _clip(boxes: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 
-__all__ = ["ObjectUnits"]
+__all__ = ["ObjectSelection", "ObjectUnits"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any, cast
 
@@ -28,7 +29,7 @@ from ..outputs import logits_of
 from ..spatial import resize
 from ..targets import TopK
 from ..text import count
-from .base import Units, register_units
+from .base import Selection, Units, register_units
 from .records import RegionUnit
 from .selectors import AllRegions, Region, is_region_spec
 
@@ -45,6 +46,13 @@ def dense_logits(output: Any, size: Sequence[int]) -> Tensor | None:
     return resize(y, size)
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
+class RegionSelection(Selection):
+    """A call's regions: besides the targets, each region's ``masks`` (B, K, *S) in the logits' dtype, 1 inside."""
+
+    masks: Tensor
+
+
 @register_units
 class RegionUnits(Units):
     """Regions of a segmentation as the explained units: targets, masks, the objectives' cotangents."""
@@ -52,20 +60,18 @@ class RegionUnits(Units):
     kind = "region"
     record = RegionUnit  # its units' record
     order = 60
-    masks: Tensor | None = None  # (B, K, *S) in the logits' dtype, 1 inside the region
-    _selected: Tensor | None = None  # Region.all: (B, K) False for a filler (an image with fewer classes)
 
     @classmethod
     def accepts(cls, raw: Any, x: Tensor) -> bool:
         return dense_logits(raw, x.shape[2:]) is not None
 
-    def logits(self, raw: Any, x: Tensor, rows: Tensor) -> Tensor:
+    def logits(self, raw: Any, x: Tensor, rows: Tensor, seen: Any, chosen: Selection | None, own: bool) -> Tensor:
         y = dense_logits(raw, x.shape[2:])
         assert y is not None
         return y
 
-    def resolve(self, y: Tensor) -> Tensor:
-        """The (B, K) target classes for dense logits ``y`` (B, C, *S); the masks are kept."""
+    def resolve(self, y: Tensor, head: str, chosen: Selection | None) -> RegionSelection:
+        """The (B, K) target classes for dense logits ``y`` (B, C, *S), with each region's mask."""
         from ..classes import class_index
         from .selectors import Detections
 
@@ -74,6 +80,7 @@ class RegionUnits(Units):
         b, c = y.shape[:2]
         spatial = tuple(y.shape[2:])
         predicted = argmax(y)  # (B, *S)
+        selected = None
         spec = self.spec
         if spec is None:
             spec = AllRegions(1)
@@ -98,7 +105,7 @@ class RegionUnits(Units):
                               "empty, zero maps marked as fillers (Explanation.selected) and left out of figures",
                               ClassContrastWarning, stacklevel=5)
             t = counts.topk(k, dim=1).indices  # largest first; classes not present are fillers (empty masks)
-            self._selected = torch.arange(k, device=y.device)[None] < found[:, None]
+            selected = torch.arange(k, device=y.device)[None] < found[:, None]
             masks = predicted[:, None] == t.reshape(b, k, *([1] * len(spatial)))
         else:
             regions = [spec] if isinstance(spec, Region) else list(cast(Sequence[Region], spec))
@@ -119,36 +126,39 @@ class RegionUnits(Units):
                 name = self.categories[ts[j]] if self.categories is not None else str(ts[j])
                 warnings.warn(f"the region of class {name!r} has no pixels in image {i}: its maps are zero",
                               ClassContrastWarning, stacklevel=5)
-        self.masks = masks.to(device=y.device, dtype=y.dtype)
-        return t.to(y.device).contiguous()
+        return RegionSelection(targets=t.to(y.device).contiguous(), head=head, selected=selected,
+                               masks=masks.to(device=y.device, dtype=y.dtype))
 
-    def _per_pixel(self, j: int, rows: Tensor, t: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
+    @staticmethod
+    def _per_pixel(j: int, rows: Tensor, sel: Selection, like: Tensor) -> tuple[Tensor, Tensor]:
         """Region ``j`` on B' inputs (``rows``: the image of each): its class at every pixel (B', *S) and its mask
         weights (B', *S)."""
-        assert self.masks is not None
-        mask = self.masks[rows, j]
-        return per_row(t[rows, j], mask).long(), mask.to(like.dtype)
+        assert isinstance(sel, RegionSelection)
+        mask = sel.masks[rows, j]
+        return per_row(sel.targets[rows, j], mask).long(), mask.to(like.dtype)
 
-    def cotangents(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor, rows: Tensor, n_images: int) -> Tensor:
+    def cotangents(self, contrasts: Sequence[Contrast], y: Tensor, sel: Selection, rows: Tensor,
+                   n_images: int) -> Tensor:
         """(M·K, B', C, *S): for contrast m and region k, each pixel's contrast gradient inside the region, 0
         outside (rows: the image of each of the B' inputs, for the multi-pass methods) — computed at every pixel
         in the logits' own layout (the class axis 1), without gathering the region's pixels."""
-        k = t.shape[1]
+        k = sel.targets.shape[1]
         out = y.new_empty(len(contrasts), k, *y.shape)
         selected = [c.select(rows, n_images) for c in contrasts]
         for j in range(k):
-            target, mask = self._per_pixel(j, rows, t, y)
+            target, mask = self._per_pixel(j, rows, sel, y)
             for m, contrast in enumerate(selected):
                 torch.mul(contrast.grad_map(y, target), mask.unsqueeze(1), out=out[m, j])
         return out.reshape(len(contrasts) * k, *y.shape)
 
-    def objectives(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor, rows: Tensor, n_images: int) -> Tensor:
+    def objectives(self, contrasts: Sequence[Contrast], y: Tensor, sel: Selection, rows: Tensor,
+                   n_images: int) -> Tensor:
         """(M·K, B'): each region's objective on each input, the sum over its pixels of the pixel's contrast."""
-        k = t.shape[1]
+        k = sel.targets.shape[1]
         out = y.new_zeros(len(contrasts) * k, y.shape[0])
         selected = [c.select(rows, n_images) for c in contrasts]
         for j in range(k):
-            target, mask = self._per_pixel(j, rows, t, y)
+            target, mask = self._per_pixel(j, rows, sel, y)
             for m, contrast in enumerate(selected):
                 score = contrast.score_map(y, target)
                 out[m * k + j] = (score * mask).flatten(1).sum(1).to(out.dtype)
@@ -157,55 +167,56 @@ class RegionUnits(Units):
     def basis(self, cotangents: Tensor) -> tuple[Tensor, Tensor] | None:
         return None  # one cotangent per pixel and unit: no shared basis worth the SVD
 
-    def selected(self) -> Tensor | None:
-        return self._selected
-
     def image_logits(self, y: Tensor) -> Tensor:
         return y.flatten(2).mean(-1)  # a segmenter's image-level logits: the mean over its pixels
 
-    def scores(self, contrast: Contrast, y: Tensor, t: Tensor) -> Tensor:
+    def scores(self, contrast: Contrast, y: Tensor, sel: Selection) -> Tensor:
         """(B, K) each region's objective: the sum over its pixels of the pixel's contrast."""
         b = y.shape[0]
-        return self.objectives([contrast], y, t, torch.arange(b, device=y.device), b).T
+        return self.objectives([contrast], y, sel, torch.arange(b, device=y.device), b).T
 
-    def target_probabilities(self, y: Tensor, t: Tensor) -> Tensor:
+    def target_probabilities(self, y: Tensor, sel: RegionSelection) -> Tensor:
         """(B, K) the mean probability of each region's class over its pixels (0 for an empty region): the
         softmax of its pixels' logits only."""
-        assert self.masks is not None
         dtype = y.dtype if y.dtype in (torch.float32, torch.float64) else torch.float32
         p = head_probabilities(y.to(dtype), "softmax", 1)
         rows = torch.arange(y.shape[0], device=y.device)
         out = []
-        for j in range(t.shape[1]):
-            target, mask = self._per_pixel(j, rows, t, p)
+        for j in range(sel.targets.shape[1]):
+            target, mask = self._per_pixel(j, rows, sel, p)
             out.append((_pick(p, target) * mask).flatten(1).sum(1))
-        area = self.masks.flatten(2).sum(-1).to(dtype)  # (B, K)
+        area = sel.masks.flatten(2).sum(-1).to(dtype)  # (B, K)
         return torch.stack(out, 1) / area.clamp_min(1)
 
-    def records(self, y: Tensor, t: Tensor) -> list[list[RegionUnit]]:
+    @staticmethod
+    def records(y: Tensor, sel: RegionSelection) -> list[list[RegionUnit]]:
         """`Explanation.units`: per image, one `RegionUnit` per region (target, mask, the pixels' logits)."""
-        assert self.masks is not None
+        t = sel.targets
         out = []
         for i in range(t.shape[0]):
             image = []
             for j in range(t.shape[1]):
-                m = self.masks[i, j] > 0
+                m = sel.masks[i, j] > 0
                 image.append(RegionUnit(target=int(t[i, j]), logits=y[i].movedim(0, -1)[m], mask=m,
                                         pixels=int(m.sum())))
             out.append(image)
         return out
 
-    def fields(self, contrast: Contrast, y: Tensor, t: Tensor) -> dict[str, Any]:
-        """Each region's record, score and mean probability, computed when first read (sums over its pixels)."""
-        if not hasattr(self, "_shared"):  # the same for every contrast of the call, computed once
-            self._shared = (cache(lambda: self.records(y, t)), cache(lambda: self.target_probabilities(y, t)))
-        records, probabilities = self._shared
-        return {"units": records, "scores": lambda: self.scores(contrast, y, t), "target_probabilities": probabilities}
+    def fields(self, contrasts: Sequence[Contrast], y: Tensor, sel: Selection) -> list[dict[str, Any]]:
+        """Each region's record, score and mean probability, computed when first read (sums over its pixels); the
+        records and probabilities are the same for every contrast, computed once."""
+        assert isinstance(sel, RegionSelection)
+        records, probabilities = cache(lambda: self.records(y, sel)), cache(lambda: self.target_probabilities(y, sel))
 
-    def void(self, contrasts: Sequence[Contrast], y: Tensor, t: Tensor) -> Tensor:
-        assert self.masks is not None
-        empty = self.masks.flatten(2).sum(-1) == 0
-        return super().void(contrasts, y, t) | empty[None]
+        def scores(c: Contrast) -> Any:
+            return lambda: self.scores(c, y, sel)
+
+        return [{"units": records, "scores": scores(c), "target_probabilities": probabilities} for c in contrasts]
+
+    def void(self, contrasts: Sequence[Contrast], y: Tensor, sel: Selection) -> Tensor:
+        assert isinstance(sel, RegionSelection)
+        empty = sel.masks.flatten(2).sum(-1) == 0
+        return super().void(contrasts, y, sel) | empty[None]
 
 
 def _mask(mask: Tensor, b: int, size: tuple[int, ...]) -> Tensor:
@@ -222,4 +233,4 @@ def _mask(mask: Tensor, b: int, size: tuple[int, ...]) -> Tensor:
     return m.expand(b, *size)
 
 
-__all__ = ["AllRegions", "Region", "RegionUnits", "dense_logits", "is_region_spec"]
+__all__ = ["AllRegions", "Region", "RegionSelection", "RegionUnits", "dense_logits", "is_region_spec"]

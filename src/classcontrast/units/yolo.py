@@ -34,8 +34,8 @@ from torch import Tensor, nn
 
 from ..errors import ClassContrastError
 from ..outputs import finite
-from .base import register_units
-from .objects import ObjectUnits, rows_at
+from .base import Selection, register_units
+from .objects import ObjectSelection, ObjectUnits, rows_at
 from .records import ObjectUnit
 
 _IMPORTING = threading.Lock()  # one import at a time: the recording patches below are process-wide
@@ -351,22 +351,25 @@ class YoloUnits(ObjectUnits):
     def __init__(self, spec: object, net: nn.Module, categories: Sequence[str] | None = None,
                  head: str = "sigmoid") -> None:
         super().__init__(spec, net, categories, head)
-        self.masks: Tensor | None = None  # segmentation models: (B, K, H, W) each object's instance mask
 
-    def logits(self, raw: Any, x: Tensor, rows: Tensor) -> Tensor:
-        """(B', K, C) each object's anchor row (with its graph); the first call (the images themselves) runs
-        Ultralytics' non-maximum suppression and chooses the objects, later calls read the same anchors."""
+    def choose(self, raw: Any, x: Tensor, seen: Any) -> ObjectSelection:
+        """Ultralytics' own detections of the images (its non-maximum suppression): which objects, their anchors,
+        labels, scores, boxes and, for a segmentation model, instance masks."""
         decoded, preds = raw
         if "one2one" in preds:
             raise ClassContrastError("end-to-end (NMS-free) YOLO heads (YOLOv10, YOLO26) are not supported yet: "
                                      "explain a YOLOv8 / YOLO11-style model")
-        scores = preds["scores"]  # (B', C, anchors) class logits
-        if self.proposal is None:
-            self._detect(decoded, preds, x)
-        assert self.proposal is not None
-        return finite(rows_at(scores.transpose(1, 2), self.proposal[rows]))
+        return self._detect(decoded, preds, x)
 
-    def _detect(self, decoded: Any, preds: dict[str, Tensor], x: Tensor) -> None:
+    def logits(self, raw: Any, x: Tensor, rows: Tensor, seen: Any, chosen: Selection | None, own: bool) -> Tensor:
+        """(B', K, C) each object's anchor row (with its graph): the anchors `choose` found on the images; the
+        anchors are fixed by the input's size, so sampled and perturbed inputs read the same ones."""
+        assert isinstance(chosen, ObjectSelection)
+        _, preds = raw
+        scores = preds["scores"]  # (B', C, anchors) class logits
+        return finite(rows_at(scores.transpose(1, 2), chosen.rows[rows]))
+
+    def _detect(self, decoded: Any, preds: dict[str, Tensor], x: Tensor) -> ObjectSelection:
         """Ultralytics' own detections of the images: which objects, their anchors, labels, scores, boxes."""
         import torchvision  # noqa: F401  (imported, Ultralytics runs torchvision's NMS, not its slow Python loop)
 
@@ -384,33 +387,34 @@ class YoloUnits(ObjectUnits):
         nc = preds["scores"].shape[1]
         threshold = self.default_threshold if spec.threshold is None else spec.threshold
         found, keep = nms.non_max_suppression(decoded.detach(), threshold, spec.iou, max_det=spec.max_det, nc=nc,
-                                          return_idxs=True)
+                                              return_idxs=True)
         if not any(len(f) for f in found) and spec.indices is None:  # NMS kept none: say how close the best came
             best = float(torch.sigmoid(preds["scores"].detach().max()))
             raise ClassContrastError(f"no detection scores at least {threshold} (the best scores {best:.3g}): lower "
                                      "the threshold (cc.Detections(threshold=...), --min-score on the command line)")
         chosen = self._choose([f[:, 4] for f in found])
-        k = self._layout(chosen, x.device)
-        places = [torch.tensor(c + [0] * (k - len(c)), dtype=torch.long, device=x.device) for c in chosen]
+        selected, index = self._layout(chosen, x.device)
+        k = index.shape[1]
         rows, anchors = [], []
-        for f, kept, at in zip(found, keep, places, strict=True):
+        for f, kept, at in zip(found, keep, index, strict=True):
             kept = kept.reshape(-1).long().to(x.device)
             rows.append(f[at] if len(f) else f.new_zeros(k, f.shape[1]))  # an image without objects: fillers
             anchors.append(kept[at] if len(kept) else at)
-        self.proposal = torch.stack(anchors)
         picked = torch.stack(rows)  # (B, K, 6 + masks) x0 y0 x1 y1 score label coefficients
-        self.boxes, self.reported, self.labels = picked[..., :4], picked[..., 4], picked[..., 5].long()
+        masks = None
         if proto is not None:
             # in float32, as Ultralytics computes masks whatever the model's dtype
-            self.masks = torch.stack([ops.process_mask(proto[i].detach(), picked[i, :, 6:].float(),
-                                                   picked[i, :, :4].float(), tuple(x.shape[-2:]), upsample=True).bool()
-                                      for i in range(len(picked))])
+            masks = torch.stack([ops.process_mask(proto[i].detach(), picked[i, :, 6:].float(),
+                                                  picked[i, :, :4].float(), tuple(x.shape[-2:]), upsample=True).bool()
+                                 for i in range(len(picked))])
+        return ObjectSelection(targets=picked[..., 5].long(), head=self.head, selected=selected, index=index,
+                               rows=torch.stack(anchors), boxes=picked[..., :4], reported=picked[..., 4], masks=masks)
 
-    def records(self, rows: Tensor, t: Tensor) -> list[list[ObjectUnit]]:
+    def records(self, rows: Tensor, sel: ObjectSelection) -> list[list[ObjectUnit]]:
         """`ObjectUnits.records`, each with its ``anchor`` and, for a segmentation model, its instance ``mask``."""
         return [[dataclasses.replace(u, anchor=u.proposal, proposal=None,
-                                     mask=None if self.masks is None else self.masks[i, j])
-                 for j, u in enumerate(objects)] for i, objects in enumerate(super().records(rows, t))]
+                                     mask=None if sel.masks is None else sel.masks[i, j])
+                 for j, u in enumerate(objects)] for i, objects in enumerate(super().records(rows, sel))]
 
 
 __all__ = ["InstanceMasks", "YoloUnits", "import_ultralytics", "is_yolo", "is_yolo_output", "yolo_layer"]
