@@ -7,7 +7,8 @@ Ultralytics' yolov8 (scale n, random weights, 3 classes) with occlusion, the met
     python benchmarks/explorer_passes.py            # inputs run: one explanation, the page, explain --html
 
 ``explain --html`` draws its figure from the page's calls when they explain the same units (a classifier's classes,
-a detector's objects), so the whole run costs the page's.
+a detector's objects, a segmenter's regions among the classes the page offers for them), so the whole run costs the
+page's. The segmenter: torchvision's LR-ASPP (random weights, 64 × 64), its default region.
 """
 
 from __future__ import annotations
@@ -72,6 +73,27 @@ def main() -> None:
                 if e.code:
                     raise
         print(f"explain --html (figure and page): {seen[0]} inputs ({seen[0] / one:.2f}x one explanation)")
+        segmenter(Path(tmp), image, {"window": 128, "stride": 128})
+
+
+def segmenter(tmp: Path, image: Path, options: dict[str, int]) -> None:
+    """A segmenter's explain --html with occlusion: its figure's default region from the page's calls."""
+    bundle = cc.load_model("torchvision:lraspp_mobilenet_v3_large", weights="none")
+    seen = counted(bundle.model)
+    with Image.open(image) as im:
+        x = bundle.transform(im.convert("RGB"))[None]
+    cc.explain(bundle, x, "occlusion", ["original", "weighted"], **options)
+    one, seen[0] = seen[0], 0
+    with patch("classcontrast.models.load_model", lambda *_, **__: bundle):
+        try:
+            command_line(["explain", str(image), "--model", "torchvision:lraspp_mobilenet_v3_large", "--method",
+                          "occlusion", "--window", "128", "--stride", "128", "--quiet", "--out", str(tmp / "seg.png"),
+                          "--html", str(tmp / "seg.html")])
+        except SystemExit as e:
+            if e.code:
+                raise
+    print(f"segmenter, occlusion, its default region: one explanation runs the model on {one} inputs; explain --html "
+          f"(figure and page) on {seen[0]} ({seen[0] / one:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -253,7 +253,7 @@ def test_a_classifiers_page_and_figure_share_one_call_per_method(tiny: torch.nn.
     asked = (cc.get_contrast("weighted"), cc.Foil(4))
     req = PageRequest(("gradient", "gradcam"), foils=(4,), asked=asked)
     groups = offered_groups(tiny, tiny_x, req, cc.TopK(2), ["a", "b", "c"], batch_size=2)
-    assert [g.first for g in groups] == [0, 2] and all(g.shared for g in groups)
+    assert [g.first for g in groups] == [0, 2] and all(g.asked is not None for g in groups)
     figure = dict(_asked(groups, list(req.methods), list(asked), types.SimpleNamespace(categories=None)))
     for method in req.methods:
         own = cc.explain(tiny, tiny_x, method, list(asked), cc.TopK(2))

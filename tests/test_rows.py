@@ -66,8 +66,8 @@ def test_a_classifiers_rows() -> None:
     ex = cc.explain(bundle, x, "gradcam", CONTRASTS, cc.TopK(2), layer="0")
     rows = _check(ex, ImageUnit, names)
     assert len(rows) == 3 * 2 * 3 and rows[0]["map"].shape == (10, 12) and rows[0]["layer_map"].shape == (10, 12)
-    assert set(rows[0]) == {"input", "unit", "target", "target_name", "contrast", "method", "score", "probability",
-                            "map", "layer_map"}
+    assert set(rows[0]) == {"input", "place", "unit", "target", "target_name", "contrast", "method", "score",
+                            "probability", "map", "layer_map"}
     assert set(ex["weighted"].rows(maps="none")[0]) == set(rows[0]) - {"map", "layer_map"}
     assert "layer_map" not in ex["weighted"].rows(maps="input")[0]
     assert [r["input"] for r in ex["weighted"].rows(maps="none", first=10)][:2] == [10, 10]

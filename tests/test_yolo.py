@@ -78,7 +78,7 @@ def test_the_objects_are_ultralytics_own_detections(fixture: str, request: pytes
     found, keep = non_max_suppression(decoded, 0.25, 0.7, max_det=300, nc=NC, return_idxs=True)
     assert all(len(f) >= 3 for f in found), "the re-initialised model should detect several objects"
     # every detection scoring at least Ultralytics' 0.25 (occlusion by one window: a single extra forward)
-    ex = cc.explain(model, X, "occlusion", "original", window=(3, 96, 128))
+    ex = cc.explain(model, X, "occlusion", "original", cc.Detections(), window=(3, 96, 128))
     assert ex.head == "sigmoid" and ex.maps.shape[1] == max(len(f) for f in found)
     for i in range(2):
         mine = [u for u in ex.units[i] if u["selected"]]
@@ -249,7 +249,7 @@ def test_a_page_and_a_figure_share_one_call_per_method(yolo: nn.Module) -> None:
     asked = (cc.get_contrast("original"), cc.Foil(2))
     req = PageRequest(("gradient", "occlusion"), asked=asked, options={"window": 8, "stride": 8})
     groups = offered_groups(yolo, X[:2], req, spec, ["a", "b"])
-    assert len(groups) == 2 and all(g.shared for g in groups)
+    assert len(groups) == 2 and all(g.asked is not None for g in groups)
     bundle = types.SimpleNamespace(categories=None)
     for (method, key), ex in _asked(groups, list(req.methods), list(asked), bundle):
         own = cc.explain(yolo, X[:2], method, list(asked), spec, **({"window": 8, "stride": 8}

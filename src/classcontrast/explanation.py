@@ -207,6 +207,22 @@ class Explanation:
                             units=lambda: self.units[pick], scores=lambda: part(self.scores),
                             target_probabilities=lambda: part(self.target_probabilities))
 
+    def columns(self, index: Sequence[int]) -> Explanation:
+        """The result of each input's units at places ``index`` of the K axis, in that order (``ex.columns([0])``:
+        every input's first unit)."""
+        places = [int(j) for j in index]
+        if places == list(range(self.targets.shape[1])):
+            return self
+
+        def part(t: Any) -> Any:
+            return None if t is None else t[:, torch.tensor(places, dtype=torch.long, device=t.device)]
+
+        return self.replace(layer_maps=part(self.layer_maps), targets=part(self.targets), selected=part(self.selected),
+                            maps=part(self.given.values.get("maps")),
+                            units=lambda: [[image[j] for j in places] for image in self.units],
+                            scores=lambda: part(self.scores),
+                            target_probabilities=lambda: part(self.target_probabilities))
+
     @classmethod
     def cat(cls, parts: Sequence[Explanation]) -> Explanation:
         """One result of the inputs of ``parts`` (results of one method and contrast on inputs of one size)."""
@@ -247,7 +263,8 @@ class Explanation:
 
     def rows(self, maps: str = "both", arrays: str = "numpy", first: int = 0) -> list[dict[str, Any]]:
         """One plain record per (input, unit) — its target under this contrast — for tables, files and answers:
-        ``input`` (its index, from ``first``), ``unit`` (the unit's fields, ``kind`` among them), ``target`` and
+        ``input`` (its index, from ``first``), ``place`` (the unit's on the input's K axis), ``unit`` (the unit's
+        fields, ``kind`` among them), ``target`` and
         ``target_name``, ``contrast``, ``method``, ``score`` (the contrast's value), ``probability``, ``map`` (at the
         input's size) and ``layer_map`` (at the layer's) as NumPy arrays (``arrays="list"``: nested lists, for
         ``json.dumps``), as ``maps`` asks: ``"both"``, ``"input"``, ``"layer"`` or ``"none"``. Fillers (targets not
@@ -266,7 +283,7 @@ class Explanation:
                 if not unit.wanted or (self.selected is not None and not bool(self.selected[i, j])):
                     continue
                 t = int(self.targets[i, j])
-                record = {"input": first + i, "unit": unit.row(arrays), "target": t,
+                record = {"input": first + i, "place": j, "unit": unit.row(arrays), "target": t,
                           "target_name": self.categories[t] if self.categories is not None else None,
                           "contrast": self.contrast, "method": self.method,
                           "score": None if scores is None else float(scores[i, j]), "probability": float(p[i, j])}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -39,10 +40,16 @@ def fraction(value: object, what: str, low: float, high: float, closed: bool = F
     return float(value)
 
 
+DEFAULT_TOP = 1  # the number of targets a call explains when it names none: the API's, the command line's, a page's
+
+
 @dataclass(frozen=True)
 class TopK:
-    """The ``k`` most probable classes of each image, most probable first."""
+    """The ``k`` most probable classes of each image, most probable first: a classifier's targets (a segmenter's
+    ``k`` largest regions are `classcontrast.units.Region.all`, a detector's ``k`` best objects
+    `classcontrast.units.selectors.Detections`; ``TopK`` on them is a one-line error naming those)."""
 
+    kind: ClassVar[str] = "image"  # the units it asks for
     k: int = 1
 
     def __post_init__(self) -> None:
@@ -60,6 +67,7 @@ class Threshold:
     ``p`` in any image is an error without ``k``; with ``k`` every target is then a filler.
     """
 
+    kind: ClassVar[str] = "image"  # the units it asks for: a classifier's classes
     p: float = 0.5
     k: int | None = None
 
@@ -84,14 +92,15 @@ class Threshold:
 def resolve_targets(spec: object, logits: Tensor, head: str = "softmax") -> Tensor:
     """Turn a target specification into a (B, K) long tensor of class indices on the logits' device.
 
-    ``spec`` may be ``None`` (the top-1 class), an int (the same class for every image), a sequence
+    ``spec`` may be ``None`` (the `DEFAULT_TOP` most probable classes: the top one), an int (the same class for
+    every image), a sequence
     with one class per image, a sequence of sequences or a (B, K) tensor (K classes per image),
     [`TopK`][classcontrast.targets.TopK] (the K highest logits: the most probable under either head) or
     [`Threshold`][classcontrast.targets.Threshold] (every class above a probability, under ``head``).
     """
     b, c = logits.shape
     if spec is None:
-        spec = TopK(1)
+        spec = TopK(DEFAULT_TOP)
     if isinstance(spec, Threshold):
         above = spec.count(logits, head)
         if above == 0 and spec.k is None:
@@ -187,5 +196,5 @@ def FoilTarget(category: int, foil: int) -> ContrastTarget:
     return ContrastTarget(Foil(foil), category)
 
 
-__all__ = ["ContrastTarget", "FoilTarget", "Max", "Mean", "Original", "Probability", "Threshold", "TopK", "Weighted",
-           "resolve_targets"]
+__all__ = ["DEFAULT_TOP", "ContrastTarget", "FoilTarget", "Max", "Mean", "Original", "Probability", "Threshold", "TopK",
+           "Weighted", "resolve_targets"]

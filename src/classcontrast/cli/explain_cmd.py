@@ -30,7 +30,8 @@ def _explain(
     contrast: list[str] = typer.Option(None, "--contrast", "--contrasts",
                                        help=f"{CONTRASTS_HELP} (default: original weighted; original max under a "
                                        "sigmoid head, where weighted is original)"),
-    top_k: int = typer.Option(2, "--top-k", help="Explain the k most probable classes"),
+    top_k: int | None = typer.Option(None, "--top-k", help="Explain the k first units of the model's kind "
+                                     "(most probable classes, largest regions, best objects; default 1)"),
     target: list[str] = typer.Option(None, help="Explain these classes (index or name) instead of --top-k"),
     threshold: float = typer.Option(None, help="Explain every class with probability >= THRESHOLD instead of "
                                     "--top-k (a multi-label model's labels: use with --head sigmoid)"),

@@ -28,7 +28,7 @@ class ExplainRequest:
     num_classes: int | None = None
     methods: list[str] = field(default_factory=lambda: ["gradcam"])
     contrasts: list[str] = field(default_factory=list)  # empty: the default for the model's head
-    top_k: int = 2
+    top_k: int | None = None  # None: the library's default number (targets.DEFAULT_TOP)
     targets: list[str] = field(default_factory=list)
     threshold: float | None = None
     classes: list[str] = field(default_factory=list)
@@ -194,7 +194,7 @@ def _targets(r: ExplainRequest, bundle: Any) -> Any:
     """What each input's units are: classes (--target, --threshold, --top-k), regions (--region, --task
     segmentation) or detected objects (--detections, --min-score, --task detection)."""
     from ..classes import class_index
-    from ..targets import Threshold, TopK
+    from ..targets import DEFAULT_TOP, Threshold
     from ..units.selectors import Detections, Region
 
     targets = [class_index(t, bundle.categories, "--target") for t in r.targets] or None
@@ -204,24 +204,35 @@ def _targets(r: ExplainRequest, bundle: Any) -> Any:
                                  "--detections (detectors)")
     if r.task == "classification" and regions is not None:
         raise ClassContrastError("--region needs a segmentation model, not --task classification")
-    if targets is None and r.top_k > bundle.num_classes:
+    if targets is None and r.top_k is not None and r.top_k > bundle.num_classes:
         raise ClassContrastError(f"--top-k {r.top_k} exceeds the model's {bundle.num_classes} classes")
     if r.detections is not None or r.task == "detection" or r.min_score is not None:  # a detector's options
-        return Detections(top=r.detections or r.top_k, threshold=r.min_score)
+        top = r.detections or r.top_k or (DEFAULT_TOP if r.min_score is None else None)  # --min-score: all above it
+        return Detections(top=top, threshold=r.min_score)
     if regions is not None or r.task == "segmentation":
-        return regions or Region.all(r.top_k)
+        return regions or Region.all(r.top_k or DEFAULT_TOP)
     if r.threshold is not None:
         return Threshold(r.threshold, 1)  # K grows to the most any batch has (see _same_k)
-    return TopK(r.top_k) if targets is None else targets
+    if targets is None and r.top_k is not None:
+        return _Top(r.top_k)  # the model's kind decides what its top k are: read on the first batch
+    return targets  # None: the library's default, the same for every kind of model
+
+
+@dataclass(frozen=True)
+class _Top:
+    """``--top-k k`` before the model's kind is known (`classcontrast.units.base.top_units` on the first batch)."""
+
+    k: int
 
 
 def _explain_all(r: ExplainRequest, bundle: Any, contrasts: list[Any], spec: Any, plan: _Plan, dev: Any) -> _Done:
     """Every batch read, explained by every method (progress shown at a terminal), checked against what was asked
     (a named region every image has, the --task the model's output is)."""
-    from ..engine import explain
+    from ..engine import explain, unwrap_model
     from ..explorer.offers import offered_groups
     from ..methods import options_for
     from ..targets import Threshold
+    from ..units import top_units
     from ..viz.overlay import viewable
 
     done, files = _Done(), plan.files
@@ -242,7 +253,7 @@ def _explain_all(r: ExplainRequest, bundle: Any, contrasts: list[Any], spec: Any
                 return explain_batch(x, spec)
             groups = offered_groups(bundle, x, page, spec, names, len(x), first=len(done.loaded) - len(names))
             done.groups += groups
-            return _asked(groups, r.methods, contrasts, bundle) if all(g.shared for g in groups) \
+            return _asked(groups, r.methods, contrasts, bundle) if all(g.asked is not None for g in groups) \
                 else explain_batch(x, spec)
 
         for start in range(0, len(files), r.batch_size):
@@ -253,6 +264,8 @@ def _explain_all(r: ExplainRequest, bundle: Any, contrasts: list[Any], spec: Any
             done.positions.extend(next(i for i in places if files[i] == path) for path in chunk)
             done.loaded, done.affines, done.sizes = done.loaded + chunk, done.affines + scans, done.sizes + shapes
             x = x.to(dev)
+            if isinstance(spec, _Top):
+                spec = top_units(unwrap_model(bundle), x, spec.k)
             batch_spec = [spec] * len(chunk) if isinstance(spec, list) and not _regions(spec) else spec
             for key, ex in explain_and_offer(x, batch_spec, [p.name for p in chunk]):
                 done.columns.setdefault(key, []).append(ex)
@@ -365,7 +378,8 @@ def _asked(groups: list[Any], methods: list[str], contrasts: list[Any], bundle: 
     from ..explanation import Explanation
 
     keys = _unique_names([c.key(bundle.categories) for c in contrasts])
-    return [((m, k), Explanation.cat([g.results[m][k] for g in groups])) for m in methods for k in keys]
+    return [((m, k), Explanation.cat([g.results[m][k].columns(g.asked) for g in groups])) for m in methods
+            for k in keys]
 
 
 def _page(r: ExplainRequest, bundle: Any, done: _Done) -> None:

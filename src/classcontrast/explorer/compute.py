@@ -54,10 +54,11 @@ def write_explorer(path: str | Path, model: Any, x: torch.Tensor | Sequence[torc
     """Write the self-contained explorer page for images ``x`` (see
     [`explorer_data`][classcontrast.explorer.compute.explorer_data]) to ``path``.
 
-    ``targets``: None (each image's top 3 classes; a segmenter's 3 largest regions; a detector's 5 best
-    detections), ``TopK(k)``, classes per image as for [`explain`][classcontrast.engine.explain], a
-    `Region` spec or `Detections`; every foil among an image's classes is offered (for a unit: among the
-    classes it ranks next). Regions and objects are drawn on the image; a click on a box opens it.
+    ``targets``: None (what a page offers: each image's top 3 classes; a segmenter's 3 largest regions; a detector's
+    5 best detections), ``TopK(k)`` (a classifier's), classes per image as for
+    [`explain`][classcontrast.engine.explain], a `Region` spec or `Detections`; every foil among an image's classes
+    is offered (for a unit: among the classes it ranks next). Regions and objects are drawn on the image; a click on
+    a box opens it.
     """
     return write_page(explorer_data(model, x, methods, targets, titles, **options), path)
 

@@ -23,13 +23,13 @@ from ..engine import check_input, explain, model_head, unwrap_model
 from ..errors import ClassContrastError, ClassContrastWarning
 from ..explanation import Explanation
 from ..methods import options_for
-from ..targets import TopK
+from ..targets import DEFAULT_TOP
 from .encode import fit
 from .page import NAMED, contrast_keys
 from .render import PageEntry, PageGroup
 
 PROBE = "gradient"  # the probe's method: one forward and one backward pass, whatever the page's methods cost
-PAGE_TOP = 3  # a classifier's page without targets offers each input's 3 likeliest classes
+PAGE_TOP = 3  # a page without targets offers each input's 3 likeliest classes, a segmenter's 3 largest regions
 
 
 @dataclass(frozen=True)
@@ -91,29 +91,42 @@ def _probe(model: Any, x: torch.Tensor, targets: Any, head: str | None) -> Expla
 
 
 def unit_spec(net: torch.nn.Module, x: torch.Tensor, targets: Any) -> Any:
-    """The units ``targets`` asks for on this model — a Region spec or `Detections` as given; for ``TopK(k)`` the k
-    units of the model's kind (as `explain` reads it: a segmenter's k largest regions, a detector's k best
-    detections), for None the kind's own default for a page (3 regions, 5 detections:
-    `classcontrast.units.records.Unit.asking`) — or None for a classifier (one model call on the first input,
-    without gradients, for None and ``TopK``)."""
-    from ..state import frozen_eval
-    from ..units import is_region_spec
-    from ..units.base import output_kind
+    """The units a page shows of each input, one entry each — a segmenter's regions or a detector's objects: those
+    ``targets`` asks for (a Region spec, `Detections`), or for None what a page offers of the model's kind
+    (`classcontrast.units.records.Unit.page_top`: the `PAGE_TOP` largest regions, the 5 best objects; one model call
+    on the first input, without gradients) — or None: a classifier's page, one entry per input."""
+    from ..units import is_region_spec, kind_of
     from ..units.selectors import Detections
 
     if is_region_spec(targets) or isinstance(targets, Detections):
         return targets
-    if targets is not None and not isinstance(targets, TopK):
+    if targets is not None:
         return None
-    with frozen_eval(net, freeze=False), torch.no_grad():
-        raw = net(x[:1])
-    kind = output_kind(raw, x[:1])
-    return None if kind is None else kind.record.asking(None if targets is None else targets.k)
+    kind = kind_of(net, x)
+    return None if kind is None else kind.record.page_top(PAGE_TOP)
 
 
-def unit_group(model: Any, x: torch.Tensor, b: int, name: str, spec: Any, req: PageRequest) -> PageGroup:
+def _answered(figure: Any, spec: Any, targets: Any, shown: list[int], places: list[tuple[int, ...]],
+              k: int) -> tuple[int, ...] | None:
+    """The places, on the K axis of a page's call (``targets``, made of the units ``spec`` found, ``k`` of them, of
+    which those at ``shown`` have entries at ``places``), of the units the call's own ``figure`` targets ask for: all of
+    them when they are the page's, the first `DEFAULT_TOP` for None (the page's are the largest or best first); None
+    when they are not all there."""
+    n = k if figure is spec else DEFAULT_TOP if figure is None else None
+    if n is None or n > k:
+        return None
+    if targets is spec:  # the page's call is the one that found the units: each at its own place
+        return tuple(range(n))
+    if shown[:n] != list(range(n)):  # a filler or an empty region among them: not shown, not explained
+        return None
+    return tuple(places[j][0] for j in range(n))
+
+
+def unit_group(model: Any, x: torch.Tensor, b: int, name: str, spec: Any, req: PageRequest,
+               figure: Any = None) -> PageGroup:
     """One image's regions or objects (``x`` (1, C, *S)), each an entry offering `Unit.offered`'s targets under the
-    named contrasts and its foils (then the user's), all explained in one call per method (`Unit.joined`)."""
+    named contrasts and its foils (then the user's), all explained in one call per method (`Unit.joined`); ``figure``:
+    the call's own targets, whose units the group's ``asked`` finds among them."""
     probe = _probe(model, x, spec, req.head)
     volume = x.ndim == 5  # a 3-D segmenter's regions: an entry per slice
     categories = getattr(model, "categories", None)
@@ -131,10 +144,11 @@ def unit_group(model: Any, x: torch.Tensor, b: int, name: str, spec: Any, req: P
     entries = tuple(PageEntry(eid, 0, place, (*req.named, *(f"foil:{c}" for c in foils)), default, title)
                     for (foils, eid, default, title), place in zip(shown, places, strict=True))
     if not records and not req.asked:  # nothing to show, nothing asked
-        return PageGroup({}, (), (name,), first=b, shared=True)
+        return PageGroup({}, (), (name,), first=b)
     contrasts = _contrasts(req, [c for foils, *_ in shown for c in foils], (), categories)
     results = _explained(model, x, req, contrasts, targets)
-    return PageGroup(results, entries, (name,), first=b, view="slice" if volume else None, shared=targets is spec)
+    asked = _answered(figure, spec, targets, [k for k, _ in records], places, probe.targets.shape[1])
+    return PageGroup(results, entries, (name,), first=b, view="slice" if volume else None, asked=asked)
 
 
 def _words(model: Any, x: torch.Tensor, req: PageRequest, contrasts: list[Any], classes: torch.Tensor
@@ -180,8 +194,8 @@ def class_group(model: Any, x: torch.Tensor, first: int, names: Sequence[str], t
         keys = (*contrast_keys(cls, req.named), *(f"foil:{f}" for f in extra))
         entries.append(PageEntry(f"e{first + i}", i, kept, keys, (cls[0], req.first), names[i]))
     words = _words(model, x, req, contrasts, classes) if view is None else ()
-    return PageGroup(results, tuple(entries), tuple(names), first=first, words=words, view=view,
-                     shared=targets is not None)
+    asked = tuple(range(classes.shape[1] if targets is not None else min(DEFAULT_TOP, classes.shape[1])))
+    return PageGroup(results, tuple(entries), tuple(names), first=first, words=words, view=view, asked=asked)
 
 
 def offered_groups(model: Any, x: torch.Tensor | Sequence[torch.Tensor], req: PageRequest, targets: Any = None,
@@ -199,7 +213,7 @@ def offered_groups(model: Any, x: torch.Tensor | Sequence[torch.Tensor], req: Pa
     names = list(titles) if titles is not None else [f"image {b}" for b in range(first, first + n)]
     if units is not None:  # a segmenter's regions or a detector's objects: one entry per unit
         one_each = batch if many else [v[None] for v in batch[0]]
-        return [unit_group(model, xb, first + b, names[b], units, req) for b, xb in enumerate(one_each)]
+        return [unit_group(model, xb, first + b, names[b], units, req, targets) for b, xb in enumerate(one_each)]
     if many:
         raise ClassContrastError("images of different sizes go on one explorer page only for segmenters and "
                                  "detectors; give a classifier one (B, C, H, W) batch")

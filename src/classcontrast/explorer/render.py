@@ -45,8 +45,9 @@ class PageGroup:
     """One call's results per method and the entries the page shows of them; ``names`` each input's name,
     ``first`` the group's first input's number on the page; ``words`` per input, a vision-language model's prompt
     words and their results under the same units and contrasts (None: no prompt); ``view`` "slice" or "frame" for
-    volumes and clips (an entry per slice, a slider between them); ``shared``: whether the results' units are those
-    the request asked for (not a page's own: a region's runners-up), so that they also answer it."""
+    volumes and clips (an entry per slice, a slider between them); ``asked``: the places on the results' K axis of
+    the units the call itself asked for (what a command line's figure draws: `Explanation.columns`), or None when
+    they are not among them (a region named with a mask the page does not show)."""
 
     results: Results
     entries: tuple[PageEntry, ...]
@@ -54,7 +55,7 @@ class PageGroup:
     first: int = 0
     words: tuple[tuple[list[str], Results] | None, ...] = field(default_factory=tuple)
     view: str | None = None
-    shared: bool = False
+    asked: tuple[int, ...] | None = None
 
     @property
     def ref(self) -> Explanation:

@@ -3,11 +3,12 @@ objects. One protocol (`classcontrast.units.base.Units`), one class per kind; th
 
 from __future__ import annotations
 
-from .base import UNITS, Units, claim, from_output, register_units
+from .base import UNITS, Selection, Units, claim, from_output, kind_of, register_units, top_units
 from .images import ImageUnits
 from .objects import ObjectUnits
 from .regions import AllRegions, Region, RegionUnits, dense_logits, is_region_spec
 from .yolo import InstanceMasks, YoloUnits
 
-__all__ = ["UNITS", "AllRegions", "ImageUnits", "InstanceMasks", "ObjectUnits", "Region", "RegionUnits", "Units",
-           "YoloUnits", "claim", "dense_logits", "from_output", "is_region_spec", "register_units"]
+__all__ = ["UNITS", "AllRegions", "ImageUnits", "InstanceMasks", "ObjectUnits", "Region", "RegionUnits", "Selection",
+           "Units", "YoloUnits", "claim", "dense_logits", "from_output", "is_region_spec", "kind_of", "register_units",
+           "top_units"]

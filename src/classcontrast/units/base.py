@@ -61,6 +61,14 @@ class Units(ABC):
     refusal: str = ""
 
     def __init__(self, spec: object, net: nn.Module, categories: Sequence[str] | None, head: str) -> None:
+        """``spec`` None is the kind's own default (`Unit.top`); a selector of another kind's units is refused here
+        (`TopK` and `Threshold` ask for a classifier's classes, the other kinds' refuse it in `resolve`)."""
+        if spec is None:
+            spec = self.record.top()
+        if getattr(spec, "kind", self.kind) == "image" and self.kind != "image":
+            raise ClassContrastError(f"targets={spec!r} asks for a classifier's classes; this model's units are "
+                                     f"{self.record.shown}: ask for them with {self.record.asks} (--top-k k on the "
+                                     "command line)")
         self.spec = spec
         self.net = net
         self.categories = categories
@@ -221,6 +229,29 @@ def natural_head(net: nn.Module) -> str | None:
 def feature_layer(net: nn.Module) -> str | None:
     """The CAM layer the model's kind gives (`Units.feature_layer`), or None."""
     return next((layer for layer in (cls.feature_layer(net) for cls in UNITS) if layer is not None), None)
+
+
+def kind_of(net: nn.Module, x: Tensor) -> type[Units] | None:
+    """The kind of the model's units: the kind that claims it, else the one its output for the first input is made of
+    (one forward pass without gradients, the model left as found), or None."""
+    from ..state import frozen_eval
+
+    claimed = next((cls for cls in UNITS if cls.claims(net)), None)
+    if claimed is not None:
+        return claimed
+    with frozen_eval(net, freeze=False), torch.no_grad():
+        raw = net(x[:1])
+    return output_kind(raw, x[:1])
+
+
+def top_units(net: nn.Module, x: Tensor, k: int | None = None) -> Any:
+    """The ``targets=`` asking for the ``k`` first units of the model's kind on inputs like ``x`` (`Unit.top`: a
+    classifier's most probable classes, a segmenter's largest regions, a detector's best objects; None: the default
+    number) — how a command line's ``--top-k`` is read, said once for every kind."""
+    from .records import ImageUnit
+
+    kind = kind_of(net, x)
+    return (ImageUnit if kind is None else kind.record).top(k)
 
 
 def output_kind(raw: Any, x: Tensor) -> type[Units] | None:

@@ -145,15 +145,8 @@ class ObjectUnits(Units):
 
     def __init__(self, spec: object, net: nn.Module, categories: Sequence[str] | None = None,
                  head: str = "softmax") -> None:
-        from ..targets import TopK
-
         super().__init__(spec, net, categories, head)
         self.torchvision = is_torchvision_detector(net)
-        if spec is None:
-            spec = Detections()
-        elif isinstance(spec, TopK):  # the k best detections scoring at least the default threshold
-            spec = Detections(top=spec.k)
-        self.spec = spec
         self.net: Any = net  # a torchvision or DETR detector: its own submodules are read
 
     # -- which objects ------------------------------------------------------------------------------

@@ -132,10 +132,20 @@ class Unit(Mapping[str, Any]):
         """The page's title of the unit's entry."""
         return f"{name}: {categories[self.target]}"
 
+    asks: ClassVar[str] = "cc.TopK(k)"  # how a call asks for the top k units of this kind
+
     @classmethod
-    def asking(cls, k: int | None = None) -> Any:
-        """The ``targets=`` that asks for ``k`` units of this kind on another call (None: the kind's default for a
-        page); None for images (their top classes)."""
+    def top(cls, k: int | None = None) -> Any:
+        """The ``targets=`` asking for the ``k`` first units of this kind (a classifier's most probable classes); None:
+        the kind's default, what ``targets=None`` explains (`classcontrast.targets.DEFAULT_TOP` classes)."""
+        from ..targets import DEFAULT_TOP, TopK
+
+        return TopK(DEFAULT_TOP if k is None else k)
+
+    @classmethod
+    def page_top(cls, top: int) -> Any:
+        """The units a page shows of an input when the call names none (each the entry of its own; ``top``: how many
+        a page offers), or None: a classifier's page has one entry per input."""
         return None
 
 
@@ -234,11 +244,19 @@ class RegionUnit(Unit):
         return (f"{name}: region {categories[self.target]} ({self.pixels / self.mask.numel():.0%} of "
                 f"{'voxels' if volume else 'pixels'})")
 
+    asks: ClassVar[str] = "cc.Region.all(k)"
+
     @classmethod
-    def asking(cls, k: int | None = None) -> Any:
+    def top(cls, k: int | None = None) -> Any:
+        """A segmenter's ``k`` largest predicted regions (None: `classcontrast.targets.DEFAULT_TOP`)."""
+        from ..targets import DEFAULT_TOP
         from .selectors import Region
 
-        return Region.all(3 if k is None else k)  # a page: the 3 largest regions
+        return Region.all(DEFAULT_TOP if k is None else k)
+
+    @classmethod
+    def page_top(cls, top: int) -> Any:
+        return cls.top(top)  # a page: the ``top`` largest regions
 
     @classmethod
     def arrays(cls, units: list[list[Unit]], suffix: str = "") -> dict[str, np.ndarray]:
@@ -295,11 +313,19 @@ class ObjectUnit(Unit):
     def onto(self, box: Callable[[list[float]], list[float]], mask: Callable[[Tensor], Tensor]) -> Unit:
         return dataclasses.replace(self, box=box(self.box), mask=None if self.mask is None else mask(self.mask))
 
+    asks: ClassVar[str] = "cc.Detections(top=k)"
+
     @classmethod
-    def asking(cls, k: int | None = None) -> Any:
+    def top(cls, k: int | None = None) -> Any:
+        """A detector's ``k`` best objects scoring at least its threshold (None: `targets.DEFAULT_TOP`)."""
+        from ..targets import DEFAULT_TOP
         from .selectors import Detections
 
-        return Detections(top=5 if k is None else k)  # a page: the 5 best detections
+        return Detections(top=DEFAULT_TOP if k is None else k)
+
+    @classmethod
+    def page_top(cls, top: int) -> Any:
+        return cls.top(max(top, 5))  # a page: the 5 best objects (a box each, cheap to offer)
 
     def offered(self, ranked: list[int], spec: Any) -> tuple[list[int], list[int], Any]:
         """Its label, with foils among the classes its row ranks next; the same detection by its index (a list that

@@ -27,7 +27,6 @@ from ..contrast_base import Contrast, _pick, argmax, head_probabilities, per_row
 from ..errors import ClassContrastError, ClassContrastWarning
 from ..outputs import logits_of
 from ..spatial import resize
-from ..targets import TopK
 from ..text import count
 from .base import Selection, Units, register_units
 from .records import RegionUnit
@@ -82,10 +81,6 @@ class RegionUnits(Units):
         predicted = argmax(y)  # (B, *S)
         selected = None
         spec = self.spec
-        if spec is None:
-            spec = AllRegions(1)
-        if isinstance(spec, TopK):
-            spec = AllRegions(spec.k)
         if not (isinstance(spec, AllRegions) or is_region_spec(spec)):
             shown = type(spec).__name__ if not isinstance(spec, (int, str, list, tuple)) else repr(spec)
             raise ClassContrastError(f"targets={shown[:60]}: a segmentation model explains regions of pixels; give "

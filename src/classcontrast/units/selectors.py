@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import Tensor
 
@@ -18,10 +19,11 @@ class Region:
     the model output's resolution — with ``target`` as the class explained there.
 
     ``targets=cc.Region(t)`` explains that region in every image; a list of Regions explains several per
-    image; ``cc.Region.all(k)`` (or ``cc.TopK(k)`` on a segmenter) the ``k`` largest predicted classes of
-    each image, largest first.
+    image; ``cc.Region.all(k)`` the ``k`` largest predicted classes of each image, largest first (a segmenter's "top
+    k"; its default, ``targets=None``, is ``Region.all(DEFAULT_TOP)``: the largest).
     """
 
+    kind: ClassVar[str] = "region"  # the units it asks for
     target: int | str | None = None
     mask: Tensor | None = None
 
@@ -35,6 +37,7 @@ class Region:
 class AllRegions:
     """Each image's predicted classes as regions, largest first (see `Region.all`)."""
 
+    kind: ClassVar[str] = "region"
     k: int | None = None
 
 
@@ -53,8 +56,12 @@ class Detections:
 
     ``threshold`` None is the detector's own usual one (each kind of detector's: 0.5 for most, a family's
     predictor default otherwise). ``iou`` and ``max_det`` are the non-maximum suppression for detectors whose
-    detections classcontrast makes itself (0.7 and 300 by default); other detectors run their own."""
+    detections classcontrast makes itself (0.7 and 300 by default); other detectors run their own.
 
+    ``Detections(top=k)`` is a detector's "top k"; its default (``targets=None``) is
+    ``Detections(top=DEFAULT_TOP)``: its best object."""
+
+    kind: ClassVar[str] = "object"  # the units it asks for
     top: int | None = None
     threshold: float | None = None
     indices: Sequence[int] | None = None
