@@ -77,16 +77,16 @@ def default_feature_layer(model: nn.Module, x: Tensor) -> str:
     output of the input's number of dimensions — (B, C, H, W) for images, (B, C, T, H, W) for clips and
     volumes — of more than one position, **that depends on the input**, and that is not a pooling, dropout, identity
     or flatten output (nor a module returning a pooling's output, nor the model's own output: a segmenter's class
-    scores, e.g. MONAI's UNet, whose last block returns them).
+    scores, e.g. a U-Net whose last block returns them).
 
-    For torchvision's VGG this is the last ReLU (``features.29`` for vgg16, ``features.42`` for vgg16_bn at
-    224²), for ResNets ``layer4``, for timm EfficientNets ``bn2``. A model with a ``backbone`` or ``encoder``
-    (segmenters, detectors: torchvision's FCN / DeepLabV3) gets the last one inside it — for a feature
-    pyramid (torchvision's detectors: ``backbone.body`` and ``backbone.fpn``) the body's last map, which
+    For a VGG-16 this is the last ReLU (``features.29``, ``features.42`` with batch norm at 224²), for ResNets
+    ``layer4``, for EfficientNets ``bn2``. A model with a ``backbone`` or ``encoder`` (segmenters, detectors: FCN,
+    DeepLabV3) gets the last one inside it — for a feature pyramid (``backbone.body`` and ``backbone.fpn``) the
+    body's last map, which
     every pyramid level depends on (a detection pooled from another level has no gradient at one level) —
-    and a segmentation head's modules (``decode_head``: Hugging Face's Segformer) are left out — their
-    outputs are class scores, not features. A module whose output does not depend on the image (YOLOS's
-    position-embedding ``interpolation``) is never chosen.
+    and a segmentation head's modules (``decode_head``, as a Segformer's) are left out — their
+    outputs are class scores, not features. A module whose output does not depend on the image (a vision
+    transformer detector's position-embedding ``interpolation``) is never chosen.
 
     Found with one forward pass of the first image. The answer depends on the input's size (a small image
     makes the deepest maps 1×1) and on the model's modules, so it is remembered per model for each input
