@@ -84,3 +84,15 @@ def _no_stray_files_in_the_repository() -> Iterator[None]:
     yield
     stray = sorted(p.name for p in root.iterdir() if p.is_file() and p.name not in before)
     assert not stray, f"tests wrote into the repository root: {stray}"
+
+
+@pytest.fixture(scope="session")
+def local_ray() -> Iterator[object]:
+    """One local Ray for the whole session (2 CPUs, no dashboard), shut down at its end."""
+    ray = pytest.importorskip("ray")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    if started:
+        ray.shutdown()

@@ -13,6 +13,7 @@ import typer
 
 from .audit_cmd import audit_command
 from .common import run_cli
+from .dataset_cmd import explain_dataset_command
 from .evaluate_cmd import evaluate_app
 from .explain_cmd import explain_command
 from .models_cmd import models_command
@@ -46,6 +47,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 app.command("explain")(explain_command)
+app.command("explain-dataset")(explain_dataset_command)
 app.add_typer(evaluate_app, name="evaluate")
 app.command("audit")(audit_command)
 app.command("reproduce")(reproduce_command)

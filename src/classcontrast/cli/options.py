@@ -62,6 +62,8 @@ MULTI: dict[str, dict[str, Callable[[str], bool]]] = {
                  "--baseline": _BASELINES, "--baselines": _BASELINES, "--score": _SCORES, "--scores": _SCORES,
                  "--epsilon": _NUMBERS, "--epsilons": _NUMBERS, "--steps": _NUMBERS, "--sigma": _NUMBERS,
                  "--fractions": _NUMBERS, "--data": _any},
+    "explain-dataset": {"--method": _METHODS, "--methods": _METHODS, "--contrast": _CONTRASTS,
+                        "--contrasts": _CONTRASTS, "--target": _INDICES, "--foil": _any},
     "audit": {"--method": _METHODS, "--methods": _METHODS, "--classes": _any, "--answers": _any},
     "train": {"--milestones": _NUMBERS},
 }

@@ -1,0 +1,36 @@
+"""What ``explain-dataset`` does once parsed: its request, the run, one line of what was written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .common import console
+
+
+def run_dataset(*, data: list[str], out: Path, model: str, weights: str, methods: list[str], contrasts: list[str],
+                foils: list[str], targets: list[str], top_k: int | None, maps: str, map_dtype: str, engine: str,
+                ray_address: str | None, concurrency: int, num_gpus_per_worker: float, batch_size: int,
+                options: dict[str, Any]) -> None:
+    """Explain the data into ``out`` (`classcontrast.scale.run.explain_dataset`) and say what was done."""
+    from ..scale.run import DatasetRequest, explain_dataset
+    from ..targets import TopK
+    from .method_flags import method_flags
+
+    given = method_flags(methods, options)
+    spec: Any = [int(t) if t.isdigit() else t for t in targets] or (TopK(top_k) if top_k else None)
+    if isinstance(spec, list) and len(spec) == 1:
+        spec = spec[0]  # one class for every image
+    req = DatasetRequest(model=model, data=data or None, out=out, methods=methods,
+                         contrasts=[*contrasts, *(f"foil:{f}" for f in foils)], targets=spec, maps=maps,
+                         map_dtype=map_dtype, options=given, engine=engine, ray_address=ray_address,
+                         concurrency=concurrency, num_gpus_per_worker=num_gpus_per_worker, batch_size=batch_size,
+                         weights=None if weights.lower() == "none" else weights)
+    done = explain_dataset(req, report=lambda line: console.print(line))
+    before = f" ({done.before} done before)" if done.before else ""
+    skipped = f"; {len(done.skipped)} skipped" if done.skipped else ""
+    console.print(f"explained {done.explained} images into {len(done.parts)} Parquet parts under {out}{before}"
+                  f"{skipped}")
+
+
+__all__ = ["run_dataset"]

@@ -1,0 +1,161 @@
+"""A dataset explained into a folder of Parquet parts, on an engine: ``local`` (this process, no Ray) or ``ray``
+(Ray Data: the images' reading and explaining in ``map_batches`` workers, each loading the model once; this process
+writes the parts as blocks arrive). Both write the same rows (`classcontrast.scale.stage.Explain`) to the same
+resumable store (`classcontrast.scale.store.PartStore`): a run started again with the same folder explains only the
+images no part holds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ClassContrastError
+from .stage import Explain
+from .store import PartStore
+
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class DatasetRequest:
+    """What ``explain-dataset`` is asked: the model spec, the data, where the parts go, the methods, contrasts and
+    targets, the maps kept and their dtype, the methods' options; the engine and, for Ray, its cluster address, the
+    workers (``concurrency``), GPUs per worker; images per batch."""
+
+    model: str
+    data: Any
+    out: Path
+    methods: Sequence[str] = ("gradcam",)
+    contrasts: Sequence[Any] = ("weighted",)
+    targets: Any = None
+    maps: str = "input"
+    map_dtype: str = "float32"
+    options: dict[str, Any] = field(default_factory=dict)
+    engine: str = "local"
+    ray_address: str | None = None
+    concurrency: int = 1
+    num_gpus_per_worker: float = 0.0
+    batch_size: int = 8
+    weights: str | None = "DEFAULT"
+
+    def settings(self) -> dict[str, Any]:
+        """What the rows depend on (`PartStore`): not the engine, the workers or the batch size."""
+        from .. import __version__
+
+        return {"model": self.model, "weights": self.weights, "methods": list(self.methods),
+                "contrasts": [repr(c) for c in self.contrasts], "targets": repr(self.targets), "maps": self.maps,
+                "map_dtype": self.map_dtype, "options": {k: repr(v) for k, v in sorted(self.options.items())},
+                "classcontrast": __version__}
+
+
+@dataclass
+class DatasetDone:
+    """What a run did: images explained now, images found done before, images skipped (unreadable), parts."""
+
+    explained: int = 0
+    before: int = 0
+    skipped: list[str] = field(default_factory=list)
+    parts: list[Path] = field(default_factory=list)
+
+
+def explain_dataset(req: DatasetRequest, report: Callable[[str], None] = print) -> DatasetDone:
+    """Explain ``req.data`` into ``req.out`` (see the module docstring); ``report`` says what is skipped."""
+    from ..data.specs import open_source
+    from ..models import load_model
+
+    if req.engine not in ENGINES:
+        raise ClassContrastError(f"--engine {req.engine!r}: choose {' or '.join(ENGINES)}")
+    bundle = load_model(req.model, weights=req.weights)
+    stage = Explain(bundle, req.methods, req.contrasts, req.targets, req.maps, req.map_dtype, **req.options)
+    source = open_source(req.data, bundle.categories, exclude=[req.out])
+    store = PartStore(req.out, req.settings())
+    done = store.done()
+    todo = [s for s in source if s.stamp() not in done]
+    result = DatasetDone(before=len(source) - len(todo))
+    names = bundle.categories
+    blocks = _local(stage, todo, req.batch_size, result, report) if req.engine == "local" else \
+        _ray(req, todo, names, result, report)
+    for table in blocks:
+        written = store.write(table)
+        if written is not None:
+            result.parts.append(written)
+            result.explained += len(set(table.column("stamp").to_pylist()))
+    return result
+
+
+def _meta(s: Any, names: Sequence[str] | None) -> dict[str, Any]:
+    label = s.label
+    return {"id": s.id, "path": s.path, "stamp": s.stamp(), "label": label,
+            "label_name": names[label] if label is not None and names is not None else None}
+
+
+def _local(stage: Explain, todo: list[Any], batch_size: int, result: DatasetDone,
+           report: Callable[[str], None]) -> Iterator[Any]:
+    """The local engine: batches read and explained in this process, one block per batch."""
+    names = stage.bundle.categories
+    for start in range(0, len(todo), batch_size):
+        batch: dict[str, list[Any]] = {"image": []}
+        for s in todo[start : start + batch_size]:
+            try:
+                image = np.asarray(s.load().convert("RGB"))
+            except ClassContrastError as e:
+                report(f"skipped: {e}")
+                result.skipped.append(s.path or s.id)
+                continue
+            batch["image"].append(image)
+            for k, v in _meta(s, names).items():
+                batch.setdefault(k, []).append(v)
+        if batch["image"]:
+            yield stage(batch)
+
+
+def _ray(req: DatasetRequest, todo: list[Any], names: Sequence[str] | None, result: DatasetDone,
+         report: Callable[[str], None]) -> Iterator[Any]:
+    """The Ray engine: the images' metadata as a Ray Dataset, read and explained by ``concurrency`` workers (each
+    loading the model once), the blocks written here as they arrive."""
+    ray = ray_session(req.ray_address)
+    if not todo:
+        return
+    shipped = any(s.path is None for s in todo)  # images made in memory travel decoded; files are read by workers
+    items = [{**_meta(s, names), **({"image": np.asarray(s.load().convert("RGB"))} if shipped else {})}
+             for s in todo]
+    ds = ray.data.from_items(items)
+    stage = ReadAndExplain if not shipped else Explain
+    pool = ray.data.ActorPoolStrategy(size=req.concurrency)  # each worker loads the model once
+    mapped = ds.map_batches(stage, fn_constructor_args=(req.model, list(req.methods), list(req.contrasts),
+                                                        req.targets, req.maps, req.map_dtype),
+                            fn_constructor_kwargs={"weights": req.weights, **req.options}, batch_size=req.batch_size,
+                            compute=pool, num_gpus=req.num_gpus_per_worker or None, batch_format="numpy")
+    yield from mapped.iter_batches(batch_size=None, batch_format="pyarrow")
+
+
+class ReadAndExplain(Explain):
+    """`Explain` reading each row's image from its ``path`` in the worker (a Ray run's rows carry paths, not pixels)."""
+
+    def __call__(self, batch: Any) -> Any:
+        from ..data.images import load_image
+
+        images = np.empty(len(batch["path"]), dtype=object)
+        images[:] = [np.asarray(load_image(p)) for p in batch["path"]]
+        return super().__call__({**batch, "image": images})
+
+
+def ray_session(address: str | None) -> Any:
+    """Ray, joined to the cluster at ``address`` (or ``RAY_ADDRESS``), else a local Ray on this machine's cores; one
+    line when Ray is not installed."""
+    try:
+        import ray
+    except ImportError as e:
+        raise ClassContrastError("--engine ray needs Ray: pip install 'classcontrast[ray]'") from e
+    if not ray.is_initialized():
+        import logging
+
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    return ray
+
+
+__all__ = ["ENGINES", "DatasetDone", "DatasetRequest", "ReadAndExplain", "explain_dataset", "ray_session"]
