@@ -48,8 +48,11 @@ for where, code in blocks:
             error = None
         except Exception:
             error = traceback.format_exc(limit=3)
+    # a library's own deprecation inside its own code (Ray Data reading its deprecated settings) is hidden by Python's
+    # default filters and is not the snippet's: every other warning counts
+    shown = [w for w in caught if not (issubclass(w.category, DeprecationWarning) and "/ray/" in w.filename)]
     results.append({"where": where, "error": error,
-                    "warnings": [f"{w.category.__name__}: {w.message}" for w in caught]})
+                    "warnings": [f"{w.category.__name__}: {w.message}" for w in shown]})
 print("RESULTS " + json.dumps(results))
 '''
 
