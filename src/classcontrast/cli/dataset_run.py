@@ -14,6 +14,7 @@ def run_dataset(*, data: list[str], out: Path, model: str, weights: str, methods
                 options: dict[str, Any]) -> None:
     """Explain the data into ``out`` (`classcontrast.scale.run.explain_dataset`) and say what was done."""
     from ..scale.run import DatasetRequest, explain_dataset
+    from ..text import count
     from ..targets import TopK
     from .method_flags import method_flags
 
@@ -29,8 +30,8 @@ def run_dataset(*, data: list[str], out: Path, model: str, weights: str, methods
     done = explain_dataset(req, report=lambda line: console.print(line))
     before = f" ({done.before} done before)" if done.before else ""
     skipped = f"; {len(done.skipped)} skipped" if done.skipped else ""
-    console.print(f"explained {done.explained} images into {len(done.parts)} Parquet parts under {out}{before}"
-                  f"{skipped}")
+    console.print(f"explained {count(done.explained, 'image')} into {count(len(done.parts), 'Parquet part')} under "
+                  f"{out}{before}{skipped}")
 
 
 __all__ = ["run_dataset"]
