@@ -171,3 +171,14 @@ def test_nothing_imports_ray_unless_asked() -> None:
             "from classcontrast.ray import Explain; Explain('efficientnet_lite0'); "
             "assert 'ray' not in sys.modules, 'ray imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_without_pyarrow_one_line_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    find = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pyarrow" else find(name, *a))
+    assert run(["explain-dataset", "--out", str(tmp_path / "out"), "--method", "gradient"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'classcontrast[parquet]'" in err and "Traceback" not in err and not (tmp_path / "out").exists()

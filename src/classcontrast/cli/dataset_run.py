@@ -14,8 +14,8 @@ def run_dataset(*, data: list[str], out: Path, model: str, weights: str, methods
                 options: dict[str, Any]) -> None:
     """Explain the data into ``out`` (`classcontrast.scale.run.explain_dataset`) and say what was done."""
     from ..scale.run import DatasetRequest, explain_dataset
-    from ..text import count
     from ..targets import TopK
+    from ..text import count
     from .method_flags import method_flags
 
     given = method_flags(methods, options)

@@ -69,6 +69,7 @@ def explain_dataset(req: DatasetRequest, report: Callable[[str], None] = print) 
 
     if req.engine not in ENGINES:
         raise ClassContrastError(f"--engine {req.engine!r}: choose {' or '.join(ENGINES)}")
+    need_pyarrow()
     bundle = load_model(req.model, weights=req.weights)
     stage = Explain(bundle, req.methods, req.contrasts, req.targets, req.maps, req.map_dtype, **req.options)
     source = open_source(req.data, bundle.categories, exclude=[req.out])
@@ -142,6 +143,15 @@ class ReadAndExplain(Explain):
         images = np.empty(len(batch["path"]), dtype=object)
         images[:] = [np.asarray(load_image(p)) for p in batch["path"]]
         return super().__call__({**batch, "image": images})
+
+
+def need_pyarrow() -> None:
+    """Parquet is written with pyarrow: one line when it is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("pyarrow") is None:
+        raise ClassContrastError("explain-dataset writes Parquet with pyarrow: pip install 'classcontrast[parquet]' "
+                                 "(or 'classcontrast[ray]' for the Ray engine too)")
 
 
 def ray_session(address: str | None) -> Any:
