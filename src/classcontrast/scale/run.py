@@ -70,6 +70,8 @@ def explain_dataset(req: DatasetRequest, report: Callable[[str], None] = print) 
     if req.engine not in ENGINES:
         raise ClassContrastError(f"--engine {req.engine!r}: choose {' or '.join(ENGINES)}")
     need_pyarrow()
+    if req.engine == "ray":
+        ray_session(req.ray_address)  # joined (or started) before any file is written; one line without Ray
     bundle = load_model(req.model, weights=req.weights)
     stage = Explain(bundle, req.methods, req.contrasts, req.targets, req.maps, req.map_dtype, **req.options)
     source = open_source(req.data, bundle.categories, exclude=[req.out])
