@@ -182,3 +182,21 @@ def test_without_pyarrow_one_line_names_the_extra(tmp_path: Path, monkeypatch: p
     assert run(["explain-dataset", "--out", str(tmp_path / "out"), "--method", "gradient"]) == 2
     err = capsys.readouterr().err
     assert "pip install 'classcontrast[parquet]'" in err and "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_top_k_is_read_per_kind(tmp_path: Path) -> None:
+    """--top-k k on a segmenter: its k largest regions (Region.all(k)), as explain reads it."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "data"
+    data.mkdir()
+    cc.sample_image("coffee").convert("RGB").resize((96, 80)).save(data / "cup.png")
+    out = tmp_path / "out"
+    assert run(["explain-dataset", str(data), "--out", str(out), "--model", "torchvision:lraspp_mobilenet_v3_large",
+                "--weights", "none", "--method", "gradient", "--contrast", "weighted", "--top-k", "2",
+                "--maps", "none"]) == 0
+    assert json.loads((out / "_run.json").read_text())["targets"] == repr(cc.Region.all(2))
+    rows = pq.read_table(out).to_pylist()
+    assert rows and {r["unit_kind"] for r in rows} == {"region"}

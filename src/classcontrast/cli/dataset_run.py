@@ -14,19 +14,18 @@ def run_dataset(*, data: list[str], out: Path, model: str, weights: str, methods
                 options: dict[str, Any]) -> None:
     """Explain the data into ``out`` (`classcontrast.scale.run.explain_dataset`) and say what was done."""
     from ..scale.run import DatasetRequest, explain_dataset
-    from ..targets import TopK
     from ..text import count
     from .method_flags import method_flags
 
     given = method_flags(methods, options)
-    spec: Any = [int(t) if t.isdigit() else t for t in targets] or (TopK(top_k) if top_k else None)
+    spec: Any = [int(t) if t.isdigit() else t for t in targets] or None
     if isinstance(spec, list) and len(spec) == 1:
         spec = spec[0]  # one class for every image
     req = DatasetRequest(model=model, data=data or None, out=out, methods=methods,
                          contrasts=[*contrasts, *(f"foil:{f}" for f in foils)], targets=spec, maps=maps,
                          map_dtype=map_dtype, options=given, engine=engine, ray_address=ray_address,
                          concurrency=concurrency, num_gpus_per_worker=num_gpus_per_worker, batch_size=batch_size,
-                         weights=None if weights.lower() == "none" else weights)
+                         weights=None if weights.lower() == "none" else weights, top_k=top_k)
     done = explain_dataset(req, report=lambda line: console.print(line))
     before = f" ({done.before} done before)" if done.before else ""
     skipped = f"; {len(done.skipped)} skipped" if done.skipped else ""

@@ -7,7 +7,7 @@ images no part holds."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ class DatasetRequest:
     num_gpus_per_worker: float = 0.0
     batch_size: int = 8
     weights: str | None = "DEFAULT"
+    top_k: int | None = None  # without targets: the k first units of the model's kind (`classcontrast.units.top_units`)
 
     def settings(self) -> dict[str, Any]:
         """What the rows depend on (`PartStore`): not the engine, the workers or the batch size."""
@@ -73,8 +74,10 @@ def explain_dataset(req: DatasetRequest, report: Callable[[str], None] = print) 
     if req.engine == "ray":
         ray_session(req.ray_address)  # joined (or started) before any file is written; one line without Ray
     bundle = load_model(req.model, weights=req.weights)
-    stage = Explain(bundle, req.methods, req.contrasts, req.targets, req.maps, req.map_dtype, **req.options)
     source = open_source(req.data, bundle.categories, exclude=[req.out])
+    if req.top_k is not None and req.targets is None and len(source):  # what "top k" is: the model's kind says
+        req = replace(req, targets=_top(bundle, source, req.top_k), top_k=None)
+    stage = Explain(bundle, req.methods, req.contrasts, req.targets, req.maps, req.map_dtype, **req.options)
     store = PartStore(req.out, req.settings())
     done = store.done()
     todo = [s for s in source if s.stamp() not in done]
@@ -88,6 +91,16 @@ def explain_dataset(req: DatasetRequest, report: Callable[[str], None] = print) 
             result.parts.append(written)
             result.explained += len(set(table.column("stamp").to_pylist()))
     return result
+
+
+def _top(bundle: Any, source: Any, k: int) -> Any:
+    """``targets=`` for the k first units of the model's kind, read on the first image (one forward pass)."""
+    from ..engine import unwrap_model
+    from ..units import top_units
+
+    first = next(iter(source))
+    x = first.prepared(bundle.transform)[None].to(next(bundle.model.parameters()).device)
+    return top_units(unwrap_model(bundle), x, k)
 
 
 def _meta(s: Any, names: Sequence[str] | None) -> dict[str, Any]:
