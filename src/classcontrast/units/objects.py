@@ -234,7 +234,7 @@ class ObjectUnits(Units):
             if seen.head_outputs:
                 y = rows_at(seen.head_outputs["cls_logits"], chosen.rows)
             else:
-                per_image, _ = self._proposals(seen)
+                per_image = self._class_rows(seen)
                 y = torch.stack([p[chosen.rows[i]] if len(p) else p.new_zeros(chosen.rows.shape[1], p.shape[-1])
                                  for i, p in enumerate(per_image)])
             assert chosen.selected is not None
@@ -307,15 +307,19 @@ class ObjectUnits(Units):
 
         return self._from_rows(output, self._choose([d["scores"] for d in output]), match, x)
 
+    def _class_rows(self, got: _Capture) -> Sequence[Tensor]:
+        """A two-stage detector's proposals' class logits per input (with their graph)."""
+        if got.class_logits is None or got.box_regression is None:
+            raise ClassContrastError(f"{type(self.net).__name__}: its ROI heads did not run (no proposals)")
+        return torch.split(got.class_logits, [len(p) for p in got.proposals])
+
     def _proposals(self, got: _Capture) -> tuple[Sequence[Tensor], Sequence[Tensor]]:
         """A two-stage detector's proposals, per input: their class logits (with their graph) and their boxes
         decoded for every class (detached, (N, C·4) in the resized input's pixels)."""
-        if got.class_logits is None or got.box_regression is None:
-            raise ClassContrastError(f"{type(self.net).__name__}: its ROI heads did not run (no proposals)")
-        counts = [len(p) for p in got.proposals]
-        coder = self.net.roi_heads.box_coder
-        decoded = coder.decode(got.box_regression.detach(), got.proposals)
-        return torch.split(got.class_logits, counts), torch.split(decoded, counts)
+        rows = self._class_rows(got)
+        assert got.box_regression is not None  # (checked with the class logits)
+        decoded = self.net.roi_heads.box_coder.decode(got.box_regression.detach(), got.proposals)
+        return rows, torch.split(decoded, [len(r) for r in rows])
 
     def _follow(self, got: _Capture, x: Tensor, rows: Tensor, sel: ObjectSelection) -> Tensor:
         r"""(B', K, C) each object's row in another forward pass (a sampled or perturbed input of image
