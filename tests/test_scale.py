@@ -200,3 +200,16 @@ def test_top_k_is_read_per_kind(tmp_path: Path) -> None:
     assert json.loads((out / "_run.json").read_text())["targets"] == repr(cc.Region.all(2))
     rows = pq.read_table(out).to_pylist()
     assert rows and {r["unit_kind"] for r in rows} == {"region"}
+
+
+def test_target_classes_are_explained_on_every_image(tmp_path: Path) -> None:
+    """--target A B: both classes on each image (a name or an index), as explain's --target."""
+    import pyarrow.parquet as pq
+
+    data = _folder(tmp_path)
+    out = tmp_path / "out"
+    assert run(["explain-dataset", str(data), "--out", str(out), "--method", "gradient", "--contrast", "weighted",
+                "--target", "tabby", "--target", "967", "--maps", "none"]) == 0
+    rows = pq.read_table(out).to_pylist()
+    assert len(rows) == 5 * 2
+    assert {(r["unit"], r["target"], r["target_name"]) for r in rows} == {(0, 281, "tabby"), (1, 967, "espresso")}

@@ -18,9 +18,7 @@ def run_dataset(*, data: list[str], out: Path, model: str, weights: str, methods
     from .method_flags import method_flags
 
     given = method_flags(methods, options)
-    spec: Any = [int(t) if t.isdigit() else t for t in targets] or None
-    if isinstance(spec, list) and len(spec) == 1:
-        spec = spec[0]  # one class for every image
+    spec: Any = list(targets) or None  # classes for every image, by name or index (resolved by explain)
     req = DatasetRequest(model=model, data=data or None, out=out, methods=methods,
                          contrasts=[*contrasts, *(f"foil:{f}" for f in foils)], targets=spec, maps=maps,
                          map_dtype=map_dtype, options=given, engine=engine, ray_address=ray_address,

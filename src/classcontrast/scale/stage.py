@@ -4,7 +4,7 @@ engine calls in-process too. Nothing here imports Ray."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,7 @@ def contrast_of(spec: Any) -> Any:
         name = spec.split(":", 1)[1].strip()
         if not name:
             raise ClassContrastError(f"contrast {spec!r}: a foil needs a class, 'foil:NAME'")
-        return Foil(int(name) if name.isdigit() else name)
+        return Foil(name)  # a name or an index, resolved with the model's classes (classes.class_index)
     return get_contrast(spec)
 
 
@@ -34,8 +34,9 @@ class Explain:
 
     ``model``: a `load_model` spec (``"efficientnet_lite0"``, ``"torchvision:resnet18"``...), a zero-argument
     factory returning a `ModelBundle`, or a bundle; ``method`` a name or a list of names; ``contrasts`` names,
-    ``"foil:NAME"`` strings or `Contrast` objects; ``targets`` any form `cc.explain` takes (``cc.TopK(2)``, class
-    names); ``maps`` ``"input"`` (at the model's input size after its preprocessing), ``"layer"`` or ``"none"``;
+    ``"foil:NAME"`` strings or `Contrast` objects; ``targets`` a selector `cc.explain` takes (``cc.TopK(2)``,
+    ``cc.Region.all(2)``...), a class (a name or an index) or a list of classes, the same for every image;
+    ``maps`` ``"input"`` (at the model's input size after its preprocessing), ``"layer"`` or ``"none"``;
     ``map_dtype`` ``"float32"`` or ``"float16"``; ``device`` where the model runs (default: the worker's GPU when it
     has one); ``weights`` those of a spec (`load_model`'s); ``method_options`` the methods' options (each method
     takes those it has).
@@ -83,8 +84,7 @@ class Explain:
             for method in self.methods:
                 rows += self._rows(method, x, [{"_place": i, **{k: _plain(v[i]) for k, v in columns.items()}}
                                                for i in places])
-        order = {id(r): n for n, r in enumerate(rows)}
-        rows.sort(key=lambda r: (r["_image"], order[id(r)]))  # the batch's order: image by image
+        rows.sort(key=lambda r: r["_image"])  # the batch's order, image by image (a stable sort keeps the rest)
         for r in rows:
             del r["_image"]
         extra = [(k, _type(v)) for k, v in columns.items() if k not in IMAGE_COLUMNS]
@@ -106,12 +106,15 @@ class Explain:
         from ..engine import explain
         from ..methods import options_for
 
-        results = explain(self.bundle, x, method, self.contrasts, self.targets, **options_for(method, self.options))
+        targets = self.targets
+        if isinstance(targets, (list, tuple)):  # classes for every image: each input's row of them
+            targets = [list(targets)] * len(x)
+        results = explain(self.bundle, x, method, self.contrasts, targets, **options_for(method, self.options))
         names = self.bundle.categories
         out = []
         for ex in results.values():
             predicted = ex.logits.detach().argmax(-1).tolist()
-            for row in ex.rows(maps="both" if self.maps != "none" else "none"):
+            for row in ex.rows(maps=self.maps):
                 i = row["input"]
                 image = {k: v for k, v in images[i].items() if k != "_place"}
                 image.update(predicted=predicted[i], predicted_name=names[predicted[i]] if names is not None else None)
@@ -159,5 +162,4 @@ def _type(values: list[Any]) -> Any:
     return pa.array([_plain(v) for v in values]).type
 
 
-Factory = Callable[[], Any]
 __all__ = ["IMAGE_COLUMNS", "Explain", "contrast_of", "load_bundle"]
