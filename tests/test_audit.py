@@ -261,6 +261,20 @@ def test_torchrun_shards_the_audit_with_identical_results(folders: Path, single_
     _assert_same_outputs(tmp_path, single_run)
 
 
+def test_the_audit_on_ray_equals_the_local_audit(local_ray: object, folders: Path, single_run: Path,
+                                                tmp_path: Path) -> None:
+    """``audit --engine ray``: both phases' batches run in two Ray workers (one CPU each, as the single run's one
+    thread), this process writing every file: the same audit.json (predictions, counts, pairs) and the same maps,
+    bit for bit; the per-image log holds every image once."""
+    assert run(["audit", str(folders), "--out", str(tmp_path), *AUDIT_ARGS, "--engine", "ray",
+                "--concurrency", "2"]) == 0
+    result = _assert_same_outputs(tmp_path, single_run)
+    ids = [json.loads(x)["id"] for x in (tmp_path / "audit_samples.jsonl").read_text().splitlines()]
+    assert sorted(ids) == sorted(json.loads(x)["id"] for x in
+                                 (single_run / "audit_samples.jsonl").read_text().splitlines())
+    assert len(ids) == len(set(ids)) == result["n"]
+
+
 def test_audit_cli_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["audit", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
     assert "no such file or folder" in capsys.readouterr().err

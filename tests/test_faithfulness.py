@@ -271,3 +271,41 @@ def test_cli_writes_tables_and_curves(tmp_path) -> None:
     assert (out / "faithfulness_zeros_contrast.png").exists()
     rows = (out / "faithfulness_samples.jsonl").read_text().splitlines()
     assert len(rows) == 2 * 2 * 2  # images × (gradcam, random) × contrasts, one baseline
+
+
+def test_the_ray_engine_writes_what_the_local_one_does(local_ray: object, tmp_path) -> None:
+    """``evaluate faithfulness --engine ray``: the batches run in two Ray workers of one CPU each, this process writing
+    the rows; the tables and every per-image row equal a local run at one thread (a thread count changes float sums'
+    order)."""
+    args = ["evaluate", "faithfulness", "--limit", "3", "--batch-size", "1", "--method", "gradcam", "--contrast",
+            "original", "weighted", "--baseline", "zeros", "blur", "--fractions", "0.5", "1"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert run([*args, "--out", str(tmp_path / "local")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert run([*args, "--out", str(tmp_path / "ray"), "--engine", "ray", "--concurrency", "2"]) == 0
+    local, ray = ((tmp_path / d / "faithfulness.json").read_text() for d in ("local", "ray"))
+    assert json.loads(local) == json.loads(ray)
+
+    def rows(d: str) -> list[dict]:
+        lines = (tmp_path / d / "faithfulness_samples.jsonl").read_text().splitlines()
+        return sorted((json.loads(x) for x in lines), key=lambda r: json.dumps(r, sort_keys=True))
+
+    assert rows("local") == rows("ray") and len(rows("ray")) == 3 * 2 * 2 * 2  # images × maps × contrasts × baselines
+
+
+def test_classcontrast_ray_faithfulness_equals_the_local_run(local_ray: object) -> None:
+    """`classcontrast.ray.faithfulness` on a model whose curves are known exactly (float64): every record equal."""
+    from classcontrast.ray import faithfulness
+
+    torch.manual_seed(0)
+    bundle = _bundle(Linear(torch.randn(3, 4, 4)), 4, 3)
+    rng = np.random.default_rng(0)
+    src = _source([rng.integers(0, 256, (4, 4), dtype=np.uint8) for _ in range(5)], [0, 1, 2, 0, 1])
+    args = (["gradient_x_input", "gradient"], ["original", "weighted"], ["zeros"], ["logit", "probability"],
+            [0.25, 0.5, 1.0])
+    local = run_faithfulness(bundle, src, *args, batch_size=2)
+    assert faithfulness(bundle, src, *args, batch_size=2, concurrency=2) == local
+    assert local["records"][0]["n"] == 5

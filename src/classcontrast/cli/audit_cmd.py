@@ -8,9 +8,11 @@ from typing import Any
 import typer
 
 from ..text import count, printable
+from . import engine_opts
 from . import method_flags as flags
 from .checks import check_number
 from .common import console, shard_progress
+from .engine_opts import CONCURRENCY, ENGINE, NUM_GPUS, RAY_ADDRESS
 from .evaluate_cmd import BATCH, DEVICE, LIMIT, MODEL, NUM_CLASSES, PREPROCESS, SEED, TRUST, WEIGHTS, setup_run
 from .method_flags import with_method_options
 from .options import METHODS_HELP, method_names, split_values
@@ -38,6 +40,8 @@ def _audit(
     prompt: str = typer.Option(None, help="A vision-language model (a folder): the question; its candidate "
                                "answers (--answers) are the classes, the class folders named after them"),
     answers: list[str] = typer.Option(None, "--answers", help="With --prompt: the candidate answers"),
+    engine: str = ENGINE, ray_address: str = RAY_ADDRESS, concurrency: int = CONCURRENCY,
+    num_gpus_per_worker: float = NUM_GPUS,
     limit: int = LIMIT, batch_size: int = BATCH, seed: int = SEED, device: str = DEVICE,
     preprocess: str = PREPROCESS, trust_remote_code: bool = TRUST,
     **options: Any,
@@ -53,6 +57,8 @@ def _audit(
     check_counts(pairs, examples, top_k)  # before the model loads
     check_number(ambiguity, "--ambiguity", minimum=0, maximum=1)
     check_number(threshold, "--threshold", minimum=0, maximum=1)
+    on = engine_opts.workers(engine, ray_address, concurrency, num_gpus_per_worker)
+    on.start()  # Ray joined before the model loads: one line without Ray
     bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, local_device(device), preprocess,
                                     out, trust_remote_code, batch_size, head, split_values(classes) if classes
                                     else None, template, prompt, split_values(answers) if answers else None)
@@ -60,7 +66,7 @@ def _audit(
     with shard_progress(shard) as progress:
         result = audit(bundle, source, out, methods, pairs=pairs, examples=examples, top_k=top_k,
                        batch_size=batch_size, device=dev, seed=None, shard=shard, progress=progress, layer=layer,
-                       ambiguity=ambiguity, threshold=threshold, **given)
+                       ambiguity=ambiguity, threshold=threshold, workers=on, **given)
     if shard.main:
         _summary(result)
 

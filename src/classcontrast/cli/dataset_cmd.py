@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from . import manifest
+from .engine_opts import CONCURRENCY, ENGINE, NUM_GPUS, RAY_ADDRESS
 from .method_flags import with_method_options
 from .options import CONTRASTS_HELP, METHODS_HELP, check_names, method_names, split_values
 
@@ -31,10 +32,8 @@ def _explain_dataset(
     top_k: int = typer.Option(None, "--top-k", help="Explain the k first units of the model's kind (default 1)"),
     maps: str = typer.Option("input", help="input (at the model's input size) | layer | none"),
     map_dtype: str = typer.Option("float32", help="float32 | float16"),
-    engine: str = typer.Option("local", help="local (this process) | ray (Ray Data workers)"),
-    ray_address: str = typer.Option(None, help="A Ray cluster to join (default: RAY_ADDRESS, else a local Ray)"),
-    concurrency: int = typer.Option(1, help="Ray workers, each loading the model once"),
-    num_gpus_per_worker: float = typer.Option(0.0, help="GPUs per Ray worker"),
+    engine: str = ENGINE, ray_address: str = RAY_ADDRESS, concurrency: int = CONCURRENCY,
+    num_gpus_per_worker: float = NUM_GPUS,
     batch_size: int = typer.Option(8, help="Images per batch (a block of rows, a Parquet part)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors and warnings"),
     **options: Any,

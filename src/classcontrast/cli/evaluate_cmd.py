@@ -19,6 +19,7 @@ from . import manifest
 from . import method_flags as flags
 from .checks import check_number, check_out_dir
 from .common import console, progress_bar, resolve_device
+from .engine_opts import CONCURRENCY, ENGINE, NUM_GPUS, RAY_ADDRESS, workers
 from .method_flags import with_method_options
 from .options import CONTRASTS_HELP, METHODS_HELP, check_names, method_names, split_numbers, split_values
 
@@ -261,6 +262,8 @@ def _faithfulness(
     fractions: list[str] = typer.Option(None, help="Fractions of pixels in (0, 1] (default: 20 equal steps)"),
     layer: str = typer.Option(None, help="Layer for the CAM methods"),
     road_noise: float = typer.Option(0.01, help="ROAD: noise added to imputed pixels"),
+    engine: str = ENGINE, ray_address: str = RAY_ADDRESS, concurrency: int = CONCURRENCY,
+    num_gpus_per_worker: float = NUM_GPUS,
     limit: int = LIMIT, batch_size: int = BATCH, seed: int = SEED, device: str = DEVICE, out: Path = OUT,
     preprocess: str = PREPROCESS, trust_remote_code: bool = TRUST,
     **options: Any,
@@ -280,13 +283,15 @@ def _faithfulness(
     grid = split_numbers(fractions, "--fractions") if fractions else default_fractions()
     check_grid(split_values(baseline), split_values(score), grid)  # bad input: one line, before any work
     given = flags.method_flags(methods, options)
+    on = workers(engine, ray_address, concurrency, num_gpus_per_worker)
+    on.start()  # Ray joined before the model loads: one line without Ray
     bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, device, preprocess, out,
                                     trust_remote_code, batch_size)
     with progress_bar(len(source), "faithfulness") as tick:
         result = run_faithfulness(bundle, source, methods, split_values(contrast),
                                   split_values(baseline), split_values(score), grid, batch_size, dev, seed, layer,
                                   road_noise, out / "faithfulness_samples.jsonl", tick,
-                                  method_options=given)
+                                  method_options=given, workers=on)
     _done(write_faithfulness(result, out))
     console.print(markdown_tables(result))
 

@@ -20,6 +20,7 @@ import os
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,12 @@ from ..data.sources import SampleSource
 from ..data.specs import open_source
 from ..distributed import Dist
 from ..errors import ClassContrastError
-from ..evaluation.runner import batches, run_setup, sample_log
+from ..evaluation.runner import model_device, run_setup, sample_log
 from ..explorer.offers import explore
 from ..explorer.page import NAMED, entry, image_entry, write_page
 from ..methods import method_class
 from ..models import ModelBundle
+from ..scale.workers import Workers
 from ..state import predict
 from ..text import count, spreadsheet_cell
 from .multilabel import exact_match, label_stats, missed_matrix, rank_multilabel_pairs
@@ -171,42 +173,64 @@ class Audit:
         }
 
 
-def _phase1_rows(bundle: ModelBundle, source: SampleSource, batch_size: int, device: Any, log_path: Path | None,
-                 shard: Dist, progress: Callable[[int], None] | None, threshold: float = THRESHOLD) -> list[Row]:
-    paths = {s.id: s.path for s in source}
-    label_sets = {s.id: s.labels for s in source}
+def _chunks(n: int, batch_size: int) -> list[range]:
+    """The positions of each batch: ``batch_size`` consecutive items, always formed the same way (so results never
+    depend on what was skipped or which process or worker ran a batch)."""
+    if batch_size < 1:
+        raise ClassContrastError("--batch-size must be at least 1")
+    return [range(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+
+
+def predicted_rows(bundle: ModelBundle, samples: Sequence[Any], threshold: float = THRESHOLD,
+                   device: Any = None) -> list[Row]:
+    """One batch's rows of the first phase: each image's label, its top classes and their probabilities (multi-label:
+    the label sets and every class either names), from one forward pass without a graph, the images on ``device``
+    (default: the model's)."""
     c = bundle.num_classes
     sigmoid = bundle.head == "sigmoid"
+    pixels = torch.stack([s.prepared(bundle.preprocess) for s in samples]).to(device or model_device(bundle.model))
+    y = predict(bundle.model, bundle.normalize(pixels)).double()
+    p = head_probabilities(y, bundle.head, 1).cpu()
+    top = p.topk(min(TOP, c), 1)
+    rows = []
+    for i, s in enumerate(samples):
+        idx, val = top.indices[i].tolist(), top.values[i].tolist()
+        rows.append({"id": s.id, "path": s.path, "label": s.label, "predicted": idx[0], "p_predicted": val[0],
+                     "runner_up": idx[1] if c > 1 else idx[0], "p_runner_up": val[1] if c > 1 else 0.0,
+                     "p_label": None if s.label is None else float(p[i, s.label]),
+                     "top": [[a, b] for a, b in zip(idx, val, strict=True)]})
+        if s.labels is not None:  # multi-label: the label sets, and every class either names
+            predicted = (p[i] >= threshold).nonzero()[:, 0].tolist() if sigmoid else idx[:1]
+            named = sorted({*s.labels, *predicted, *idx})
+            rows[-1] |= {"labels": list(s.labels), "predicted_labels": predicted,
+                         "scores": [[k, float(p[i, k])] for k in named]}
+    return rows
+
+
+def _phase1_rows(bundle: ModelBundle, source: SampleSource, batch_size: int, log_path: Path | None, shard: Dist,
+                 progress: Callable[[int], None] | None, threshold: float, workers: Workers, device: Any) -> list[Row]:
+    samples = source.samples
+    sigmoid = bundle.head == "sigmoid"
     setup = run_setup(bundle, head=bundle.head, **({"threshold": threshold} if sigmoid else {}))
+    chunks = _chunks(len(samples), batch_size)
     with sample_log(log_path, ("id",), shard, setup, source, batch_size) as log:
-        skip = lambda ids: all(log.has(id=i) for i in ids)  # noqa: E731
         if progress is not None:  # what a previous run already did
             progress(sum(log.has(id=s.id) for s in source) // shard.world)
-        for batch in batches(source, bundle, batch_size, device, skip=skip, shard=shard, fill_labels=False):
-            y = predict(bundle.model, bundle.normalize(batch.pixels)).double()
-            p = head_probabilities(y, bundle.head, 1).cpu()
-            top = p.topk(min(TOP, c), 1)
-            rows = []
-            for i, sid in enumerate(batch.ids):
-                label = None if batch.predicted[i] else int(batch.labels[i])
-                idx, val = top.indices[i].tolist(), top.values[i].tolist()
-                rows.append({"id": sid, "path": paths[sid], "label": label, "predicted": idx[0],
-                             "p_predicted": val[0], "runner_up": idx[1] if c > 1 else idx[0],
-                             "p_runner_up": val[1] if c > 1 else 0.0,
-                             "p_label": None if label is None else float(p[i, label]),
-                             "top": [[a, b] for a, b in zip(idx, val, strict=True)]})
-                present = label_sets[sid]
-                if present is not None:  # multi-label: the label sets, and every class either names
-                    predicted = (p[i] >= threshold).nonzero()[:, 0].tolist() if sigmoid else idx[:1]
-                    named = sorted({*present, *predicted, *idx})
-                    rows[-1] |= {"labels": list(present), "predicted_labels": predicted,
-                                 "scores": [[k, float(p[i, k])] for k in named]}
+        todo = [k for k, chunk in enumerate(chunks)
+                if shard.owns(k) and not all(log.has(id=samples[i].id) for i in chunk)]
+        work = partial(_predict_chunk, [[samples[i] for i in chunk] for chunk in chunks], threshold, device)
+        for _, rows in workers.map(todo, bundle, work):
             log.add(rows)
             if progress is not None:
-                progress(len(batch.ids))
+                progress(len(rows))
+    paths = {s.id: s.path for s in source}
     order = {s.id: i for i, s in enumerate(source)}
     # a reused row (same content) reports where the image is now: the same file may have moved
     return sorted(({**r, "path": paths[r["id"]]} for r in log.rows if r["id"] in order), key=lambda r: order[r["id"]])
+
+
+def _predict_chunk(chunks: list[list[Any]], threshold: float, device: Any, bundle: ModelBundle, k: int) -> list[Row]:
+    return predicted_rows(bundle, chunks[k], threshold, device)
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -243,55 +267,74 @@ def _load_batch(path: Path, entries: list[str], methods: Sequence[str], key: str
         return None
 
 
+def _explain_chunk(slots: list[list[Slot]], samples: dict[str, Any], methods: Sequence[str], options: dict[str, Any],
+                   device: Any, bundle: ModelBundle, k: int) -> dict[str, Any]:
+    """Batch ``k`` of the shown images explained: its maps, probabilities and sign notes, per entry and as arrays."""
+    chunk = slots[k]
+    device = device or model_device(bundle.model)
+    pixels = torch.stack([samples[s.row["id"]].prepared(bundle.preprocess) for s in chunk]).to(device)
+    classes = torch.tensor([s.classes for s in chunk], device=device)
+    maps, logits, notes = explore(bundle, bundle.normalize(pixels), methods, classes, **options)
+    p = head_probabilities(logits.double(), bundle.head, 1).gather(1, classes.cpu()).numpy()
+    arrays = {f"maps_{m}": maps[m].numpy() for m in methods} | {f"notes_{m}": notes[m].numpy() for m in methods}
+    return {"entries": {s.entry: {"maps": {m: maps[m][i].numpy() for m in methods}, "p": p[i].tolist(),
+                                  "notes": {m: notes[m][i].numpy() for m in methods}} for i, s in enumerate(chunk)},
+            "arrays": {"entries": np.array([s.entry for s in chunk]), "ids": np.array([s.row["id"] for s in chunk]),
+                       "classes": classes.cpu().numpy(), "probabilities": p,
+                       "contrasts": np.array(contrast_names(classes.shape[1])), **arrays}}
+
+
 def _phase2(bundle: ModelBundle, slots: list[Slot], samples: dict[str, Any], methods: Sequence[str],
-            batch_size: int, device: Any, out: Path | None, shard: Dist, progress: Callable[[int], None] | None,
-            options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+            batch_size: int, out: Path | None, shard: Dist, progress: Callable[[int], None] | None,
+            options: dict[str, Any], workers: Workers, device: Any) -> dict[str, dict[str, Any]]:
     found: dict[str, dict[str, Any]] = {}
     setup = run_setup(bundle, head=bundle.head) if out is not None else {}
     if out is not None:
         (out / "maps").mkdir(parents=True, exist_ok=True)
-    for k, start in enumerate(range(0, len(slots), batch_size)):
-        chunk = slots[start : start + batch_size]
-        entries = [s.entry for s in chunk]
-        path = out / "maps" / f"batch_{k:05d}.npz" if out is not None else None
+    chunks = [[slots[i] for i in chunk] for chunk in _chunks(len(slots), batch_size)]
+    keys = {k: _maps_key(setup, options, chunk, samples) if out is not None else "" for k, chunk in enumerate(chunks)}
+    todo = []
+    for k, chunk in enumerate(chunks):
         if not shard.owns(k):
             continue
-        key = _maps_key(setup, options, chunk, samples) if path is not None else ""
-        done = _load_batch(path, entries, methods, key) if path is not None else None
+        done = None if out is None else _load_batch(_batch_path(out, k), [s.entry for s in chunk], methods, keys[k])
         if done is None:
-            pixels = torch.stack([samples[s.row["id"]].prepared(bundle.preprocess) for s in chunk]).to(device)
-            classes = torch.tensor([s.classes for s in chunk], device=device)
-            maps, logits, notes = explore(bundle, bundle.normalize(pixels), methods, classes, **options)
-            y = logits.double()
-            p = head_probabilities(y, bundle.head, 1).gather(1, classes.cpu()).numpy()
-            done = {e: {"maps": {m: maps[m][i].numpy() for m in methods}, "p": p[i].tolist(),
-                        "notes": {m: notes[m][i].numpy() for m in methods}} for i, e in enumerate(entries)}
-            if path is not None:
-                arrays = {f"maps_{m}": maps[m].numpy() for m in methods}
-                arrays.update({f"notes_{m}": notes[m].numpy() for m in methods})
-                _save_npz(path, {"entries": np.array(entries), "ids": np.array([s.row["id"] for s in chunk]),
-                                 "classes": classes.cpu().numpy(), "probabilities": p,
-                                 "contrasts": np.array(contrast_names(classes.shape[1])),
-                                 "made_with": np.array(key), **arrays})
+            todo.append(k)
+            continue
         found.update(done)
         if progress is not None:
             progress(len(chunk))
+    work = partial(_explain_chunk, chunks, samples, list(methods), options, device)
+    for k, done in workers.map(todo, bundle, work):
+        if out is not None:
+            _save_npz(_batch_path(out, k), {**done["arrays"], "made_with": np.array(keys[k])})
+        found.update(done["entries"])
+        if progress is not None:
+            progress(len(chunks[k]))
     shard.barrier()
     if out is not None and shard.main:  # every rank's batches, from disk
-        n_batches = -(-len(slots) // batch_size)
-        for stale in (out / "maps").glob("batch_*.npz"):  # a previous run's batches past this run's last
-            if not stale.stem[6:].isdigit() or int(stale.stem[6:]) >= n_batches:
-                stale.unlink()
-        for k, start in enumerate(range(0, len(slots), batch_size)):
-            chunk = slots[start : start + batch_size]
-            entries = [s.entry for s in chunk]
-            if entries[0] not in found:
-                got = _load_batch(out / "maps" / f"batch_{k:05d}.npz", entries, methods,
-                                  _maps_key(setup, options, chunk, samples))
-                if got is None:
-                    raise ClassContrastError(f"maps of batch {k} are missing in {out / 'maps'}")
-                found.update(got)
+        _gather(out, chunks, methods, keys, found)
     return found
+
+
+def _batch_path(out: Path, k: int) -> Path:
+    return out / "maps" / f"batch_{k:05d}.npz"
+
+
+def _gather(out: Path, chunks: list[list[Slot]], methods: Sequence[str], keys: dict[int, str],
+            found: dict[str, dict[str, Any]]) -> None:
+    """Every batch's maps into ``found`` (the other ranks' from disk), a previous run's batches past this run's last
+    removed."""
+    for stale in (out / "maps").glob("batch_*.npz"):
+        if not stale.stem[6:].isdigit() or int(stale.stem[6:]) >= len(chunks):
+            stale.unlink()
+    for k, chunk in enumerate(chunks):
+        entries = [s.entry for s in chunk]
+        if entries[0] not in found:
+            got = _load_batch(_batch_path(out, k), entries, methods, keys[k])
+            if got is None:
+                raise ClassContrastError(f"maps of batch {k} are missing in {out / 'maps'}")
+            found.update(got)
 
 
 def _write_confusion(path: Path, result: Audit) -> Path:
@@ -347,6 +390,7 @@ def audit(
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
     ambiguity: float = AMBIGUITY,
     threshold: float = THRESHOLD,
+    workers: Workers | None = None,
     **method_options: Any,
 ) -> Audit:
     """Audit a classifier's confusions on a dataset: "why A and not B", pair by pair.
@@ -373,6 +417,9 @@ def audit(
         threshold: multi-label data (a CSV of label sets, a sigmoid head): a label counts as predicted
             when its $\\sigma(y)$ reaches this (0.5). Pairs are then "B present and missed, A predicted
             instead" in the same image, with per-label false positives and negatives (``labels.csv``).
+        workers: where the batches run (`classcontrast.scale.workers.Workers`): this process (default), or Ray Data
+            workers (``Workers("ray", concurrency=2)``), each with the model once, on its GPU when it has one;
+            this process writes every file either way, so the results are the same.
         **method_options: passed to the methods that accept them (e.g. ``layer``).
 
     Every shown map comes from [`explain`][classcontrast.engine.explain]: for a mistake (true B, predicted A),
@@ -399,11 +446,14 @@ def audit(
                                  "(ModelBundle(..., head='sigmoid'), or --head sigmoid)")
     if not 0 < threshold < 1:
         raise ClassContrastError(f"threshold must be between 0 and 1, got {threshold}")
-    shard = shard or Dist()
+    shard, workers = shard or Dist(), workers or Workers()
+    if workers.engine != "local" and shard.world > 1:
+        raise ClassContrastError("--engine ray runs the batches on Ray's workers: start it once, not under torchrun")
+    workers.start()
     folder = Path(out) if out is not None else None
     tick = progress("predictions", len(source)) if progress else None
-    rows = _phase1_rows(model, source, batch_size, device, folder / "audit_samples.jsonl" if folder else None,
-                        shard, tick, threshold)
+    rows = _phase1_rows(model, source, batch_size, folder / "audit_samples.jsonl" if folder else None, shard,
+                        tick, threshold, workers, device if workers.engine == "local" else None)
     c = model.num_classes
     if not 0 <= ambiguity <= 1:
         raise ClassContrastError(f"ambiguity must be between 0 and 1, got {ambiguity}")
@@ -417,7 +467,8 @@ def audit(
                        i, True) for j, r in enumerate(p.correct)]
     samples = {s.id: s for s in source}
     tick = progress("maps", len(slots)) if progress else None
-    maps = _phase2(model, slots, samples, methods, batch_size, device, folder, shard, tick, method_options)
+    maps = _phase2(model, slots, samples, methods, batch_size, folder, shard, tick, method_options, workers,
+                   device if workers.engine == "local" else None)
     result = Audit(model=model.name, data=source.description, n=len(rows),
                    accuracy=exact_match(rows) if multilabel else accuracy(rows),
                    labelled=multilabel or labelled(rows), classes=list(model.categories),

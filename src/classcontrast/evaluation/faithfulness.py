@@ -24,6 +24,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +40,10 @@ from ..engine import explain
 from ..errors import ClassContrastError
 from ..methods import check_options, options_for
 from ..models import ModelBundle
+from ..scale.workers import Workers
 from ..state import predict
 from .road import road_impute
-from .runner import batch_generator, batches, markdown_rows, mean, run_setup, sample_log, write_table
+from .runner import batch_at, batch_generator, markdown_rows, mean, model_device, run_setup, sample_log, write_table
 
 METHODS = ("gradcam", "linear_approx", "gradient_x_input")
 CONTRASTS = ("original", "mean", "max", "weighted")
@@ -137,6 +140,7 @@ def run_faithfulness(
     shard: Dist | None = None,
     method_options: dict[str, Any] | None = None,
     limit: int | None = None,
+    workers: Workers | None = None,
 ) -> dict[str, Any]:
     """Deletion / insertion curves for methods × contrasts (+ a random map) × baselines.
 
@@ -149,7 +153,9 @@ def run_faithfulness(
     mean curves, ``n``), and one confidence record per method × contrast (``average_drop``,
     ``increase_in_confidence``, in %). Per-sample rows go to ``log_path`` (resumable, torchrun-sharded).
     ``method_options`` (e.g. ``{"steps": 16}``) go to the methods that accept them; rows are kept per
-    method and options, so a resumed run with other options recomputes instead of mixing.
+    method and options, so a resumed run with other options recomputes instead of mixing. ``workers``: where the
+    batches run (`classcontrast.scale.workers.Workers`: this process by default, or Ray Data workers); this process
+    writes the rows either way.
     """
     if not isinstance(source, SampleSource):
         from ..data.specs import open_source
@@ -172,52 +178,86 @@ def run_faithfulness(
     # the random map is drawn per batch: the batch size is part of what a row depends on
     setup = run_setup(bundle, fractions=list(grid), scores=list(scores), seed=seed, road_noise=road_noise,
                       batch_size=batch_size)
+    workers = workers or Workers()
+    if workers.engine != "local" and shard.world > 1:
+        raise ClassContrastError("--engine ray runs the batches on Ray's workers: start it once, not under torchrun")
+    workers.start()
     with sample_log(log_path, key, shard, setup, source, batch_size) as log:
-        def done(ids: list[str]) -> bool:
-            return all(log.has(id=i, method=m, options=label[m], contrast=c, baseline=b) for i in ids
-                       for m, c in combos for b in baselines)
-
-        for batch in batches(source, bundle, batch_size, device, skip=done, shard=shard):
-            x = bundle.normalize(batch.pixels)
-            t = batch.labels
-            b_, _, h, w = x.shape
-            ks = counts(grid, h * w)
-            random_map = torch.rand((b_, h, w), generator=batch_generator(seed, batch), dtype=torch.float64).to(device)
-            maps: dict[tuple[str, str], Tensor] = {}
-            for m in methods:
-                ex = explain(bundle, x, m, list(contrasts), t, **opts[m])
-                maps.update({(m, c): ex[c].maps[:, 0].detach() for c in contrasts})
-            maps.update({(RANDOM, c): random_map for c in contrasts})
-            _batch_curves(bundle, x, t, batch, maps, baselines, scores, ks, seed, road_noise, batch_size, log, label)
+        todo, logged = [], {}
+        for k in range(-(-len(source) // batch_size)):
+            ids = [s.id for s in source.samples[k * batch_size : (k + 1) * batch_size]]
+            have = frozenset((i, m, c, b) for i in ids for m, c in combos for b in baselines
+                             if log.has(id=i, method=m, options=label[m], contrast=c, baseline=b))
+            if shard.owns(k) and len(have) < len(ids) * len(combos) * len(baselines):
+                todo.append(k)
+                logged[k] = have
+        job = _Job(source, batch_size, device if workers.engine == "local" else None, seed, road_noise,
+                   list(methods), list(contrasts), list(baselines), list(scores), grid, opts, label, logged)
+        for k, rows in workers.map(todo, bundle, partial(_curves_of_batch, job)):
+            log.add(rows)
             if progress is not None:
-                progress(len(batch.ids))
+                progress(len(source.samples[k * batch_size : (k + 1) * batch_size]))
     current = [r for r in log.rows if r.get("options") == label.get(r["method"])]  # not other options' rows
     result = summarize(current, combos, baselines, scores, grid)
     result["info"]["method_options"] = {m: json.loads(label[m]) for m in methods}
     return result
 
 
+@dataclass(frozen=True)
+class _Job:
+    """What every batch of a faithfulness run needs (shipped once to each Ray worker): the data and its batching,
+    the settings, each method's options and their label, and per batch the rows logged before."""
+
+    source: SampleSource
+    batch_size: int
+    device: Any
+    seed: int
+    road_noise: float
+    methods: list[str]
+    contrasts: list[str]
+    baselines: list[str]
+    scores: list[str]
+    grid: list[float]
+    opts: dict[str, dict[str, Any]]
+    label: dict[str, str]
+    logged: dict[int, frozenset[tuple[str, str, str, str]]]
+
+
+def _curves_of_batch(job: _Job, bundle: ModelBundle, k: int) -> list[dict[str, Any]]:
+    """Batch ``k``'s rows: each method's maps under every contrast (and the random map), then their curves."""
+    batch = batch_at(job.source, bundle, job.batch_size, k, job.device or model_device(bundle.model))
+    x = bundle.normalize(batch.pixels)
+    t = batch.labels
+    b_, _, h, w = x.shape
+    random_map = torch.rand((b_, h, w), generator=batch_generator(job.seed, batch), dtype=torch.float64).to(x.device)
+    maps: dict[tuple[str, str], Tensor] = {}
+    for m in job.methods:
+        ex = explain(bundle, x, m, list(job.contrasts), t, **job.opts[m])
+        maps.update({(m, c): ex[c].maps[:, 0].detach() for c in job.contrasts})
+    maps.update({(RANDOM, c): random_map for c in job.contrasts})
+    return _batch_curves(bundle, x, t, batch, maps, job, counts(job.grid, h * w), job.logged[k])
+
+
 def _batch_curves(bundle: ModelBundle, x: Tensor, t: Tensor, batch: Any, maps: dict[tuple[str, str], Tensor],
-                  baselines: Sequence[str], scores: Sequence[str], ks: Sequence[int], seed: int, road_noise: float,
-                  batch_size: int, log: Any, label: dict[str, str]) -> None:
+                  job: _Job, ks: Sequence[int], logged: frozenset[tuple[str, str, str, str]]) -> list[dict[str, Any]]:
     """One batch's rows: for every map (method, contrast), its masked probability and, per baseline not logged yet,
     each image's deletion and insertion curves. The random map is the same for every contrast (only the score
     differs), so its images are made and run once (``seen``)."""
-    bases = {b: baseline(x, b) for b in baselines if b != "road"}
+    bases = {b: baseline(x, b) for b in job.baselines if b != "road"}
     p_clean = _scores(predict(bundle.model, x), t, "original")["probability"]
     seen: dict[tuple[Any, ...], Tensor] = {}
+    rows: list[dict[str, Any]] = []
     for (m, c), smap in maps.items():
         ranks = ranking(smap)
         if (id(smap), "masked") not in seen:
             seen[id(smap), "masked"] = predict(bundle.model, x * soft_mask(smap)[:, None].to(x.dtype))
         p_masked = _scores(seen[id(smap), "masked"], t, c)["probability"]
-        for b in baselines:
-            if all(log.has(id=i, method=m, options=label[m], contrast=c, baseline=b) for i in batch.ids):
+        for b in job.baselines:
+            if all((i, m, c, b) in logged for i in batch.ids):
                 continue
-            road = {"noise": road_noise, "generator": batch_generator(seed, batch)} if b == "road" else None
-            rows = []
+            road = {"noise": job.road_noise, "generator": batch_generator(job.seed, batch)} if b == "road" else None
             for i, sid in enumerate(batch.ids):  # one image's curves at a time: memory stays bounded
-                row: dict[str, Any] = {"id": sid, "label": int(t[i]), "method": m, "options": label[m],
+                row: dict[str, Any] = {"id": sid, "label": int(t[i]), "method": m, "options": job.label[m],
                                        "contrast": c, "baseline": b, "p": float(p_clean[i]),
                                        "p_masked": float(p_masked[i])}
                 for kind in ("deletion", "insertion"):
@@ -225,12 +265,12 @@ def _batch_curves(bundle: ModelBundle, x: Tensor, t: Tensor, batch: Any, maps: d
                     if (id(smap), b, i, kind) not in seen:
                         images = curve_images(x[i : i + 1], base, ranks[i : i + 1], ks, kind, road)[0]
                         seen[id(smap), b, i, kind] = torch.cat([
-                            predict(bundle.model, images[j : j + batch_size])
-                            for j in range(0, len(images), batch_size)])
+                            predict(bundle.model, images[j : j + job.batch_size])
+                            for j in range(0, len(images), job.batch_size)])
                     got = _scores(seen[id(smap), b, i, kind], t[i : i + 1].expand(len(ks)), c)
-                    row[kind] = {s: got[s].tolist() for s in scores}
+                    row[kind] = {s: got[s].tolist() for s in job.scores}
                 rows.append(row)
-            log.add(rows)
+    return rows
 
 
 def _se(values: list[float]) -> float:

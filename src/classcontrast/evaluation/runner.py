@@ -55,16 +55,29 @@ def batches(source: SampleSource, bundle: ModelBundle, batch_size: int, device: 
         chunk = source.samples[start : start + batch_size]
         if (shard is not None and not shard.owns(index)) or (skip is not None and skip([s.id for s in chunk])):
             continue
-        pixels = torch.stack([s.prepared(bundle.preprocess) for s in chunk]).to(device)
-        labels = [s.label if s.label is not None else (None if fill_labels else -1) for s in chunk]
-        if any(label is None for label in labels):
-            pred = predict(bundle.model, bundle.normalize(pixels)).argmax(1).tolist()
-            labels = [p if label is None else label for p, label in zip(pred, labels, strict=True)]
-        bad = [y for y in labels if not 0 <= y < bundle.num_classes and not (y == -1 and not fill_labels)]
-        if bad:
-            raise ClassContrastError(f"label {bad[0]} is out of range for a model with {bundle.num_classes} classes")
-        yield Batch([s.id for s in chunk], pixels, torch.tensor(labels, device=device),
-                    [s.label is None for s in chunk], index)
+        yield batch_at(source, bundle, batch_size, index, device, fill_labels)
+
+
+def batch_at(source: SampleSource, bundle: ModelBundle, batch_size: int, index: int,
+             device: torch.device | str = "cpu", fill_labels: bool = True) -> Batch:
+    """Batch ``index`` of `batches` (the samples ``index * batch_size`` onwards), read and labelled."""
+    chunk = source.samples[index * batch_size : (index + 1) * batch_size]
+    pixels = torch.stack([s.prepared(bundle.preprocess) for s in chunk]).to(device)
+    labels = [s.label if s.label is not None else (None if fill_labels else -1) for s in chunk]
+    if any(label is None for label in labels):
+        pred = predict(bundle.model, bundle.normalize(pixels)).argmax(1).tolist()
+        labels = [p if label is None else label for p, label in zip(pred, labels, strict=True)]
+    bad = [y for y in labels if not 0 <= y < bundle.num_classes and not (y == -1 and not fill_labels)]
+    if bad:
+        raise ClassContrastError(f"label {bad[0]} is out of range for a model with {bundle.num_classes} classes")
+    return Batch([s.id for s in chunk], pixels, torch.tensor(labels, device=device), [s.label is None for s in chunk],
+                 index)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where a model's first parameter (or buffer) lives; CPU for a model with neither."""
+    t = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return t.device if t is not None else torch.device("cpu")
 
 
 def model_fingerprint(model: nn.Module) -> str:

@@ -16,8 +16,7 @@ import numpy as np
 from ..errors import ClassContrastError
 from .stage import Explain
 from .store import PartStore
-
-ENGINES = ("local", "ray")
+from .workers import ENGINES, ray_session
 
 
 @dataclass(frozen=True)
@@ -167,20 +166,6 @@ def need_pyarrow() -> None:
     if importlib.util.find_spec("pyarrow") is None:
         raise ClassContrastError("explain-dataset writes Parquet with pyarrow: pip install 'classcontrast[parquet]' "
                                  "(or 'classcontrast[ray]' for the Ray engine too)")
-
-
-def ray_session(address: str | None) -> Any:
-    """Ray, joined to the cluster at ``address`` (or ``RAY_ADDRESS``), else a local Ray on this machine's cores; one
-    line when Ray is not installed."""
-    try:
-        import ray
-    except ImportError as e:
-        raise ClassContrastError("--engine ray needs Ray: pip install 'classcontrast[ray]'") from e
-    if not ray.is_initialized():
-        import logging
-
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    return ray
 
 
 __all__ = ["ENGINES", "DatasetDone", "DatasetRequest", "ReadAndExplain", "explain_dataset", "ray_session"]
