@@ -126,6 +126,34 @@ def test_foil_maps_equal_explain_with_foil(embedded: cc.ModelBundle, folders: Pa
         assert not stored[0, names.index("foil_0")].any()  # A rather than A
 
 
+def test_audit_parquet_answers_the_confusions_and_holds_the_shown_maps(embedded: cc.ModelBundle, folders: Path,
+                                                                        audited: Path) -> None:
+    """audit.parquet (the dataset schema): DuckDB counts the confusions from the file alone, equal to an independent
+    count; the shown maps are the npz's, under their contrasts' names."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    from classcontrast.scale.table import schema
+
+    table = pq.read_table(audited / "audit.parquet")
+    assert table.schema.equals(schema())
+    rows = _independent(embedded, folders)
+    want = Counter((r["label"], r["pred"]) for r in rows if r["label"] != r["pred"])
+    got = duckdb.sql(f"""SELECT label, predicted, count(*) FROM '{audited}/*.parquet'
+                         WHERE method IS NULL AND unit_fields = '{{"rank": 0}}' AND label <> predicted
+                         GROUP BY label, predicted""").fetchall()
+    assert {(a, b): n for a, b, n in got} == dict(want)
+    report = json.loads((audited / "audit.json").read_text())
+    pair = report["pairs"][0]
+    a, b = pair["predicted_index"], pair["true_index"]
+    stored = _maps(audited)["p0m0"]["maps_gradcam"]  # (classes, contrasts, h, w): foil_1 is "a rather than b"
+    shown = [r for r in table.to_pylist() if r["id"] == pair["examples"][0]["id"] and r["method"] == "gradcam"
+             and r["target"] == a and r["contrast"] == f"foil:{embedded.categories[b]}"]
+    assert len(shown) == 1 and shown[0]["map_level"] == "page" and shown[0]["label"] == b
+    np.testing.assert_array_equal(np.asarray(shown[0]["map"], np.float32).reshape(shown[0]["map_shape"]),
+                                  stored[0, 6])
+
+
 def test_page_holds_the_same_maps_quantised(audited: Path) -> None:
     html = (audited / "audit.html").read_text()
     start = html.index('type="application/json"')

@@ -102,6 +102,8 @@ def _summary(result: Any) -> None:
                                     f"top-2): {count(p.count, 'image')}"))
     for path in result.paths:
         console.print(f"wrote {path}")
+    for note in result.notes:
+        console.print(note)
 
 
 audit_command = with_method_options(_audit, exclude=("layer", "relu", "seed"))

@@ -9,12 +9,14 @@ Two phases, both resumable and shardable under torchrun like the experiments:
    among the pair's two classes and the image's top classes, for each method, in one forward pass per
    method and batch; one ``maps/batch_NNNNN.npz`` per batch, written atomically.
 
-Then ``audit.json``, ``confusion.csv`` and the self-contained explorer ``audit.html``.
+Then ``audit.json``, ``confusion.csv``, ``audit.parquet`` (`classcontrast.confusion.table`: the predictions and the shown
+maps as rows of the dataset schema) and the self-contained explorer ``audit.html``.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import zipfile
@@ -42,6 +44,7 @@ from ..state import predict
 from ..text import count, spreadsheet_cell
 from .multilabel import exact_match, label_stats, missed_matrix, rank_multilabel_pairs
 from .pairs import AMBIGUITY, Pair, Row, accuracy, classes_for, confusion_matrix, labelled, rank_pairs
+from .table import write_audit_table
 
 TOP = 5  # classes kept per image in the per-sample log
 THRESHOLD = 0.5  # multi-label: a label is predicted when its sigma(y) reaches this
@@ -86,6 +89,7 @@ class Audit:
     multilabel: bool = False  # label sets (a sigmoid head): pairs are "B present and missed, A predicted instead"
     threshold: float = THRESHOLD  # multi-label: the sigma(y) at which a label counts as predicted
     label_stats: list[dict[str, Any]] = field(default_factory=list)  # multi-label: per-label FP / FN
+    notes: list[str] = field(default_factory=list)  # what was not written, and why
 
     def to_json(self) -> dict[str, Any]:
         """The content of ``audit.json``."""
@@ -399,8 +403,8 @@ def audit(
         model: a [`ModelBundle`][classcontrast.models.bundle.ModelBundle] (preprocessing and class names are needed).
         data: a `SampleSource` or any ``--data`` value (class folders, a flat folder = no labels,
             ``imagenet:`` / ``cub200:`` / ``food101:``); None: the bundled photos.
-        out: folder for ``audit_samples.jsonl``, ``maps/``, ``audit.json``, ``confusion.csv`` and
-            ``audit.html``; re-running with the same folder resumes. None: nothing is written.
+        out: folder for ``audit_samples.jsonl``, ``maps/``, ``audit.json``, ``confusion.csv``, ``audit.parquet``
+            and ``audit.html``; re-running with the same folder resumes. None: nothing is written.
         methods: one or more method names (default GradCAM).
         pairs: how many confused pairs to show.
         examples: images per pair: the most confident mistakes, and as many correctly classified images
@@ -482,6 +486,10 @@ def audit(
         result.paths = [folder / "audit.json", _write_confusion(folder / "confusion.csv", result)]
         if multilabel:
             result.paths.append(_write_labels(folder / "labels.csv", result))
+        if importlib.util.find_spec("pyarrow") is not None:  # the [parquet] extra
+            result.paths.append(write_audit_table(folder / "audit.parquet", result, samples))
+        else:
+            result.notes.append("audit.parquet not written: pip install 'classcontrast[parquet]'")
         result.paths.append(write_page(result.page_data(shown_images(model, result, samples)),
                                        folder / "audit.html"))
     return result
