@@ -9,8 +9,8 @@ Two phases, both resumable and shardable under torchrun like the experiments:
    among the pair's two classes and the image's top classes, for each method, in one forward pass per
    method and batch; one ``maps/batch_NNNNN.npz`` per batch, written atomically.
 
-Then ``audit.json``, ``confusion.csv``, ``audit.parquet`` (`classcontrast.confusion.table`: the predictions and the shown
-maps as rows of the dataset schema) and the self-contained explorer ``audit.html``.
+Then ``audit.json``, ``confusion.csv``, ``audit.parquet`` (`classcontrast.confusion.table`: the predictions and the
+shown maps as rows of the dataset schema) and the self-contained explorer ``audit.html``.
 """
 
 from __future__ import annotations

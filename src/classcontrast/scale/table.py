@@ -6,7 +6,8 @@ Columns: the image's ``id``, ``path``, content ``stamp`` (a hash of its bytes an
 (``unit_fields``: a box, a label, a score...; arrays such as a region's mask are left out); the ``target`` and
 ``target_name``; the contrast's value ``score``, the target's ``probability``; the map, row-major, as ``map`` (a list
 of float32, null when maps are not kept) with its ``map_shape``, at the input's or the layer's resolution
-(``map_level``; an audit's shown maps: ``page``, `classcontrast.confusion.table`). A user's own columns (Ray Data's batches may carry any) come first, as given.
+(``map_level``; an audit's shown maps: ``page``, `classcontrast.confusion.table`). A user's own columns (Ray Data's
+batches may carry any) come first, as given.
 """
 
 from __future__ import annotations
