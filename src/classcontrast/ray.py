@@ -44,7 +44,9 @@ def faithfulness(model: Any, data: Any = None, *args: Any, address: str | None =
     Data workers, as `audit`: the same rows and tables as a local run."""
     from .evaluation.faithfulness import run_faithfulness
 
-    return run_faithfulness(model, data, *args, workers=Workers("ray", address, concurrency, num_gpus), **options)
+    run: Any = run_faithfulness  # the positional arguments stop before ``workers``
+    result: dict[str, Any] = run(model, data, *args, workers=Workers("ray", address, concurrency, num_gpus), **options)
+    return result
 
 
 __all__ = ["DatasetRequest", "Explain", "Workers", "audit", "explain_dataset", "faithfulness", "ray_session"]

@@ -13,15 +13,16 @@ from . import method_flags as flags
 from .checks import check_number
 from .common import console, shard_progress
 from .engine_opts import CONCURRENCY, ENGINE, NUM_GPUS, RAY_ADDRESS
-from .evaluate_cmd import BATCH, DEVICE, LIMIT, MODEL, NUM_CLASSES, PREPROCESS, SEED, TRUST, WEIGHTS, setup_run
+from .evaluate_cmd import BATCH, DEVICE, LIMIT, MODEL, NUM_CLASSES, PREPROCESS, SEED, SPLIT, TRUST, WEIGHTS, setup_run
 from .method_flags import with_method_options
 from .options import METHODS_HELP, method_names, split_values
 
 
 def _audit(
     data: list[str] = typer.Argument(None, help="Class folders, a flat folder (no labels), a labels.csv "
-                                     "(path,label;label: multi-label), imagenet:ROOT, cub200:ROOT, food101:ROOT, "
-                                     "or image files. None: the bundled photos"),
+                                     "(path,label;label: multi-label), a Hugging Face datasets folder, "
+                                     "imagenet:ROOT, cub200:ROOT, food101:ROOT, or image files. "
+                                     "None: the bundled photos"),
     out: Path = typer.Option(Path("audit"), help="Output folder (re-running it resumes)"),
     model: str = MODEL, weights: str = WEIGHTS, num_classes: int = NUM_CLASSES,
     method: list[str] = typer.Option(["gradcam"], "--method", "--methods", help=METHODS_HELP),
@@ -43,7 +44,7 @@ def _audit(
     engine: str = ENGINE, ray_address: str = RAY_ADDRESS, concurrency: int = CONCURRENCY,
     num_gpus_per_worker: float = NUM_GPUS,
     limit: int = LIMIT, batch_size: int = BATCH, seed: int = SEED, device: str = DEVICE,
-    preprocess: str = PREPROCESS, trust_remote_code: bool = TRUST,
+    split: str = SPLIT, preprocess: str = PREPROCESS, trust_remote_code: bool = TRUST,
     **options: Any,
 ) -> None:
     """Audit the model's confusions: "why A and not B" for the most confused pairs, in audit.html."""
@@ -61,7 +62,7 @@ def _audit(
     on.start()  # Ray joined before the model loads: one line without Ray
     bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, local_device(device), preprocess,
                                     out, trust_remote_code, batch_size, head, split_values(classes) if classes
-                                    else None, template, prompt, split_values(answers) if answers else None)
+                                    else None, template, prompt, split_values(answers) if answers else None, split)
 
     with shard_progress(shard) as progress:
         result = audit(bundle, source, out, methods, pairs=pairs, examples=examples, top_k=top_k,

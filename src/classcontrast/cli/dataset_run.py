@@ -11,7 +11,7 @@ from .common import console
 def run_dataset(*, data: list[str], out: Path, model: str, weights: str, methods: list[str], contrasts: list[str],
                 foils: list[str], targets: list[str], top_k: int | None, maps: str, map_dtype: str, engine: str,
                 ray_address: str | None, concurrency: int, num_gpus_per_worker: float, batch_size: int,
-                options: dict[str, Any]) -> None:
+                options: dict[str, Any], split: str | None = None) -> None:
     """Explain the data into ``out`` (`classcontrast.scale.run.explain_dataset`) and say what was done."""
     from ..scale.run import DatasetRequest, explain_dataset
     from ..text import count
@@ -23,7 +23,7 @@ def run_dataset(*, data: list[str], out: Path, model: str, weights: str, methods
                          contrasts=[*contrasts, *(f"foil:{f}" for f in foils)], targets=spec, maps=maps,
                          map_dtype=map_dtype, options=given, engine=engine, ray_address=ray_address,
                          concurrency=concurrency, num_gpus_per_worker=num_gpus_per_worker, batch_size=batch_size,
-                         weights=None if weights.lower() == "none" else weights, top_k=top_k)
+                         weights=None if weights.lower() == "none" else weights, top_k=top_k, split=split)
     done = explain_dataset(req, report=lambda line: console.print(line))
     before = f" ({done.before} done before)" if done.before else ""
     skipped = f"; {len(done.skipped)} skipped" if done.skipped else ""

@@ -38,6 +38,7 @@ SEED = typer.Option(0, help="Seed for the sample order and random baselines")
 DEVICE = typer.Option("auto", help="auto (CUDA when available) | cpu | cuda | cuda:N")
 OUT = typer.Option(Path("results"), help="Output folder")
 PREPROCESS = typer.Option("model", help="model (its own resize/crop) | study-imagenet | study-cub")
+SPLIT = typer.Option(None, help="A Hugging Face datasets folder's split (train, test...; default: its only one)")
 TRUST = typer.Option(False, "--trust-remote-code", help=manifest.FAMILY_OPTIONS["trust_remote_code"]["help"])
 
 
@@ -45,12 +46,12 @@ def setup_run(data: list[str] | None, model: str, weights: str, num_classes: int
               seed: int, device: str, preprocess: str = "model", out: Path | None = None,
               trust_remote_code: bool = False, batch_size: int | None = None, head: str | None = None,
               classes: list[str] | None = None, template: str = "a photo of a {}.", prompt: str | None = None,
-              answers: list[str] | None = None) -> tuple[Any, Any, Any]:
+              answers: list[str] | None = None, split: str | None = None) -> tuple[Any, Any, Any]:
     """(bundle, source, device) for an experiment command; the source's description is printed. The
     output folder and numbers are checked first (one line, before the model loads); the output folder
     is never read as data. ``classes``: a zero-shot (CLIP-style) model over these prompts' classes; ``prompt``
     (and ``answers``): a vision-language model's candidate answers to the question as its classes;
-    ``head``: override the model's (``sigmoid`` for a multi-label model)."""
+    ``head``: override the model's (``sigmoid`` for a multi-label model); ``split``: a datasets folder's."""
     import dataclasses
 
     from ..data.specs import open_source
@@ -76,7 +77,7 @@ def setup_run(data: list[str] | None, model: str, weights: str, num_classes: int
         loaded = load_model(model, weights=weights, num_classes=num_classes, device=dev,
                             trust_remote_code=trust_remote_code)
     bundle = set_preprocess(loaded if head is None else dataclasses.replace(loaded, head=head), preprocess)
-    source = open_source(data, bundle.categories, exclude=[out] if out is not None else []).select(
+    source = open_source(data, bundle.categories, exclude=[out] if out is not None else [], split=split).select(
         limit=limit, seed=seed)
     if len(source) == 0:
         raise ClassContrastError(f"{source.description}: no images to evaluate" + (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Callable, Iterable
@@ -63,17 +64,30 @@ def _read(path: str | os.PathLike[str], read: Callable[[Image.Image], T]) -> T:
         raise ClassContrastError(f"no such file: {p}")
     if p.is_dir():
         raise ClassContrastError(f"{p} is a folder; use load_images for folders")
+    return _guarded(p, str(p), read)
+
+
+def _guarded(source: Path | io.BytesIO, name: str, read: Callable[[Image.Image], T]) -> T:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as im:
+            with Image.open(source) as im:
                 return read(im)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ClassContrastError(f"{p} is too large to read safely ({e})") from e
+        raise ClassContrastError(f"{name} is too large to read safely ({e})") from e
     except UnidentifiedImageError as e:
-        raise ClassContrastError(f"{p} is not an image Pillow can read") from e
+        raise ClassContrastError(f"{name} is not an image Pillow can read") from e
     except (OSError, SyntaxError, ValueError) as e:
-        raise ClassContrastError(f"{p} could not be read as an image ({e})") from e
+        raise ClassContrastError(f"{name} could not be read as an image ({e})") from e
+
+
+def load_image_bytes(data: bytes, name: str) -> Image.Image:
+    """An image from its encoded bytes (a file a dataset stores), read as `load_image` reads a file (the same pixel
+    budget, orientation and RGB); a bad one is a one-line error naming ``name``."""
+    img = _guarded(io.BytesIO(data), name, _decoded)
+    if min(img.size) < 1:
+        raise ClassContrastError(f"{name} has no pixels")
+    return img
 
 
 def check_pixels(path: str | os.PathLike[str]) -> tuple[int, int]:

@@ -67,6 +67,8 @@ class Sample:
                             h.update(chunk)
                 except OSError as e:
                     raise ClassContrastError(f"cannot read {self.path!r}: {e.strerror or e}") from e
+            elif callable(getattr(self.load, "content", None)):  # an image a dataset stores: its encoded bytes
+                h.update(self.load.content())  # type: ignore[attr-defined]
             else:
                 img = self.load()
                 h.update(f"{img.mode} {img.size} ".encode())

@@ -1,5 +1,6 @@
 """``--data`` specifications: a class-folder tree, a flat folder, files, a multi-label CSV
-(``path,label;label``), the bundled photos, or ``imagenet:ROOT`` / ``cub200:ROOT`` / ``food101:ROOT``."""
+(``path,label;label``), a Hugging Face ``datasets`` folder (``save_to_disk``'s), the bundled photos, or
+``imagenet:ROOT`` / ``cub200:ROOT`` / ``food101:ROOT``."""
 
 from __future__ import annotations
 
@@ -10,19 +11,21 @@ from pathlib import Path
 from ..errors import ClassContrastError
 from ..text import count
 from .datasets import cub_classes, food101_samples, open_dataset
+from .hf import hf_source, is_hf_folder
 from .images import list_images, load_image
 from .sources import LABELS_FROM_PREDICTION, Sample, SampleSource, bundled_source, csv_source, folder_source
 
 
 def open_source(spec: str | Sequence[str] | None, categories: Sequence[str],
-                exclude: Sequence[os.PathLike[str] | str] = ()) -> SampleSource:
+                exclude: Sequence[os.PathLike[str] | str] = (), split: str | None = None) -> SampleSource:
     """Resolve a ``--data`` specification (see the module docstring). Anything inside ``exclude`` (the
-    run's own output folder, when it lies inside the data) is not read as data."""
+    run's own output folder, when it lies inside the data) is not read as data. ``split``: a Hugging Face
+    datasets folder's split (`classcontrast.data.hf`)."""
     if spec is None or (not isinstance(spec, str) and len(spec) == 0):
         return bundled_source()
     if not isinstance(spec, str):
         if len(spec) == 1:
-            return open_source(spec[0], categories, exclude)
+            return open_source(spec[0], categories, exclude, split)
         files = list_images(spec, exclude=exclude)
         return SampleSource([Sample(str(f), lambda f=f: load_image(f), None, str(f)) for f in files],
                             LABELS_FROM_PREDICTION, f"{count(len(files), 'image')}")
@@ -30,6 +33,10 @@ def open_source(spec: str | Sequence[str] | None, categories: Sequence[str],
         kind, root = spec.split(":", 1)
         return open_dataset(kind, Path(root), categories)
     p = Path(spec)
+    if p.is_dir() and is_hf_folder(p):
+        return hf_source(p, categories, split)
+    if split is not None:
+        raise ClassContrastError(f"--split {split}: --data {spec} is not a Hugging Face datasets folder")
     if p.is_dir():
         return folder_source(p, categories, exclude)
     if p.is_file() and p.suffix.lower() == ".csv":

@@ -41,6 +41,7 @@ class DatasetRequest:
     batch_size: int = 8
     weights: str | None = "DEFAULT"
     top_k: int | None = None  # without targets: the k first units of the model's kind (`classcontrast.units.top_units`)
+    split: str | None = None  # a Hugging Face datasets folder's split (`classcontrast.data.hf`)
 
     def settings(self) -> dict[str, Any]:
         """What the rows depend on (`PartStore`): not the engine, the workers or the batch size."""
@@ -73,7 +74,7 @@ def explain_dataset(req: DatasetRequest, report: Callable[[str], None] = print) 
     if req.engine == "ray":
         ray_session(req.ray_address)  # joined (or started) before any file is written; one line without Ray
     bundle = load_model(req.model, weights=req.weights)
-    source = open_source(req.data, bundle.categories, exclude=[req.out])
+    source = open_source(req.data, bundle.categories, exclude=[req.out], split=req.split)
     if req.top_k is not None and req.targets is None and len(source):  # what "top k" is: the model's kind says
         req = replace(req, targets=_top(bundle, source, req.top_k), top_k=None)
     stage = Explain(bundle, req.methods, req.contrasts, req.targets, req.maps, req.map_dtype, **req.options)
