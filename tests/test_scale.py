@@ -121,17 +121,23 @@ def test_a_killed_explain_dataset_resumes_with_every_row_once(tmp_path: Path,
 
 
 def test_the_ray_engine_writes_the_local_engines_rows(tmp_path: Path, local_ray: Any) -> None:
+    """The same rows on both engines; a broken file among the images is skipped by both, named in one line."""
     data = _folder(tmp_path)
+    broken = data / "tabby" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not the rest of a PNG")
     base = {"model": "efficientnet_lite0", "data": str(data), "methods": ["gradcam"], "contrasts": list(CONTRASTS),
             "batch_size": 2}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the Ray workers (one CPU each): the same float sums' order
+    said: dict[str, list[str]] = {"local": [], "ray": []}
     try:
-        explain_dataset(DatasetRequest(out=tmp_path / "local", **base))
+        explain_dataset(DatasetRequest(out=tmp_path / "local", **base), report=said["local"].append)
     finally:
         torch.set_num_threads(threads)
-    done = explain_dataset(DatasetRequest(out=tmp_path / "ray", engine="ray", concurrency=2, **base))
-    assert done.explained == 5
+    done = explain_dataset(DatasetRequest(out=tmp_path / "ray", engine="ray", concurrency=2, **base),
+                           report=said["ray"].append)
+    assert done.explained == 5 and done.skipped == [str(broken)]
+    assert said["ray"] == said["local"] and len(said["ray"]) == 1 and str(broken) in said["ray"][0]
     import pyarrow.parquet as pq
 
     local, ray = _rows_by(pq.read_table(tmp_path / "local")), _rows_by(pq.read_table(tmp_path / "ray"))

@@ -85,7 +85,8 @@ def _samples(ds: Any, name: str, categories: Sequence[str], prefix: str) -> Samp
             labels = tuple(sorted({to_model[v] for v in value if v >= 0}))
             samples.append(Sample(f"{prefix}{i}", reader, None, None, labels=labels))
         else:
-            samples.append(Sample(f"{prefix}{i}", reader, to_model[value] if value is not None and value >= 0 else None))
+            known = value is not None and value >= 0
+            samples.append(Sample(f"{prefix}{i}", reader, to_model[value] if known else None))
     labelled = label is not None and any(s.label is not None or s.labels is not None for s in samples)
     source = LABELS_FROM_CSV if sets else LABELS_FROM_CLASSLABEL if labelled else LABELS_FROM_PREDICTION
     return SampleSource(samples, source, f"the datasets folder {name}")

@@ -140,24 +140,48 @@ def _ray(req: DatasetRequest, todo: list[Any], names: Sequence[str] | None, resu
     items = [{**_meta(s, names), **({"image": np.asarray(s.load().convert("RGB"))} if shipped else {})}
              for s in todo]
     ds = ray.data.from_items(items)
-    stage = ReadAndExplain if not shipped else Explain
     pool = ray.data.ActorPoolStrategy(size=req.concurrency)  # each worker loads the model once
-    mapped = ds.map_batches(stage, fn_constructor_args=(req.model, list(req.methods), list(req.contrasts),
-                                                        req.targets, req.maps, req.map_dtype),
+    mapped = ds.map_batches(ReadAndExplain if not shipped else Explain,
+                            fn_constructor_args=(req.model, list(req.methods), list(req.contrasts), req.targets,
+                                                 req.maps, req.map_dtype),
                             fn_constructor_kwargs={"weights": req.weights, **req.options}, batch_size=req.batch_size,
                             compute=pool, num_gpus=req.num_gpus_per_worker or None, batch_format="numpy")
-    yield from mapped.iter_batches(batch_size=None, batch_format="pyarrow")
+    seen: set[str] = set()
+    for table in mapped.iter_batches(batch_size=None, batch_format="pyarrow"):
+        seen.update(table.column("stamp").to_pylist())
+        yield table
+    for s in todo:  # a file the workers could not read: named here, in one line, as the local engine names it
+        if s.stamp() not in seen:
+            _unread(s, result, report)
+
+
+def _unread(s: Any, result: DatasetDone, report: Callable[[str], None]) -> None:
+    """An image without rows: skipped when it cannot be read (named in one line); one that reads had no unit."""
+    try:
+        s.load()
+    except ClassContrastError as e:
+        report(f"skipped: {e}")
+        result.skipped.append(s.path or s.id)
 
 
 class ReadAndExplain(Explain):
-    """`Explain` reading each row's image from its ``path`` in the worker (a Ray run's rows carry paths, not pixels)."""
+    """`Explain` reading each row's image from its ``path`` in the worker (a Ray run's rows carry paths, not pixels).
+    An image the worker cannot read is left out of the batch (it gets no row); the driver names it."""
 
     def __call__(self, batch: Any) -> Any:
         from ..data.images import load_image
 
-        images = np.empty(len(batch["path"]), dtype=object)
-        images[:] = [np.asarray(load_image(p)) for p in batch["path"]]
-        return super().__call__({**batch, "image": images})
+        images, keep = [], []
+        for p in batch["path"]:
+            try:
+                images.append(np.asarray(load_image(p)))
+                keep.append(True)
+            except ClassContrastError:
+                keep.append(False)
+        column = np.empty(len(images), dtype=object)
+        column[:] = images
+        mask = np.asarray(keep, dtype=bool)
+        return super().__call__({**{k: np.asarray(v)[mask] for k, v in batch.items()}, "image": column})
 
 
 def need_pyarrow() -> None:

@@ -82,7 +82,7 @@ class Explain:
         rows: list[dict[str, Any]] = []
         for places, x in self._inputs(images):
             for method in self.methods:
-                rows += self._rows(method, x, [{"_place": i, **{k: _plain(v[i]) for k, v in columns.items()}}
+                rows += self._rows(method, x, [{"_place": i, **{k: _cell(k, v[i]) for k, v in columns.items()}}
                                                for i in places])
         rows.sort(key=lambda r: r["_image"])  # the batch's order, image by image (a stable sort keeps the rest)
         for r in rows:
@@ -154,6 +154,15 @@ def _uint8(a: Any, i: int) -> np.ndarray:
 def _plain(v: Any) -> Any:
     """A numpy scalar as a Python value (what pyarrow takes in a list)."""
     return v.item() if isinstance(v, np.generic) else v
+
+
+def _cell(column: str, v: Any) -> Any:
+    """An image's value in ``column`` as the schema takes it: a missing value (Ray Data's numpy batches turn None into
+    NaN where a column mixes them) is None, a label an integer."""
+    v = _plain(v)
+    if isinstance(v, float) and v != v:
+        return None
+    return int(v) if column == "label" and isinstance(v, float) else v
 
 
 def _type(values: list[Any]) -> Any:

@@ -75,31 +75,30 @@ class Chunks:
 
 def ray_session(address: str | None) -> Any:
     """Ray, joined to the cluster at ``address`` (or ``RAY_ADDRESS``), else a local Ray on this machine's cores; one
-    line when Ray is not installed. Ray's own progress bars and INFO lines are kept off the terminal."""
+    line when Ray is not installed. Ray's progress bars, INFO lines and warnings are kept off the terminal (errors
+    still show; a failing batch raises here). Ray 2.60's core still logs one line per run that the actors'
+    constructor arguments live in the object store (ray-project/ray#57733: Ray Data's own, harmless)."""
+    import logging
+
     try:
         import ray
     except ImportError as e:
         raise ClassContrastError("--engine ray needs Ray: pip install 'classcontrast[ray]'") from e
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     if not ray.is_initialized():
-        import logging
-
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     _quiet(ray)
     return ray
 
 
 def _quiet(ray: Any) -> None:
-    """Ray Data's progress bars and per-dataset INFO lines off (a command prints its own one-line summary)."""
-    import logging
-
+    """Ray Data's progress bars and per-dataset lines off (a command prints its own one-line summary)."""
     context = ray.data.DataContext.get_current()
-    for name in ("enable_progress_bars", "enable_operator_progress_bars", "enable_rich_progress_bars"):
-        if hasattr(context, name):
+    for name in ("enable_progress_bars", "enable_operator_progress_bars", "enable_rich_progress_bars",
+                 "print_on_execution_start", "enable_auto_log_stats"):
+        if getattr(context, name, False):
             setattr(context, name, False)
-    if hasattr(context, "print_on_execution_start"):
-        context.print_on_execution_start = False
-    for name in ("ray.data", "ray._private.worker", "ray"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 __all__ = ["ENGINES", "Chunks", "Workers", "ray_session"]
