@@ -1,8 +1,8 @@
-"""Research datasets in their official layouts: ImageNet (validation), CUB-200-2011, Food-101."""
+"""Research datasets in their official layouts: ImageNet (validation, in WordNet-id folders: torchvision's
+``ImageFolder``), CUB-200-2011 (no library reads it), Food-101 (torchvision's ``Food101``)."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,12 +55,36 @@ def cub_samples(root: Path, split: str = "test") -> list[tuple[str, Path, int]]:
 
 
 def food101_samples(root: Path, split: str = "test") -> tuple[list[str], list[tuple[str, Path, int]]]:
-    """(classes, [(id, path, label)]) in torchvision's Food-101 layout (food-101/meta/{split}.json)."""
-    base = root / "food-101" if (root / "food-101").exists() else root
-    meta = json.loads(_need(base / "meta" / f"{split}.json", f"food101:{root}").read_text())
-    classes = sorted(meta)
-    out = [(rel, base / "images" / f"{rel}.jpg", classes.index(c)) for c in classes for rel in meta[c]]
-    return [c.replace("_", " ") for c in classes], out
+    """(classes, [(id, path, label)]) as torchvision's ``Food101`` reads them (``ROOT/food-101/meta/{split}.json``
+    and ``images/``; ROOT may be the ``food-101`` folder itself); nothing is downloaded."""
+    from torchvision.datasets import Food101
+
+    if split not in {"train", "test"}:
+        raise ClassContrastError(f"Food-101 split must be 'train' or 'test', got {split!r}")
+    parent = root if (root / "food-101").is_dir() else root.parent if root.name == "food-101" else root
+    _need(parent / "food-101" / "meta" / f"{split}.json", f"food101:{root}")
+    try:
+        ds = Food101(str(parent), split=split, download=False)
+    except (RuntimeError, OSError, ValueError) as e:
+        raise ClassContrastError(f"food101:{root}: {e}") from e
+    files: list[Path] = list(ds._image_files)  # torchvision keeps the split's files and labels, in its order
+    rows = [(f"{p.parent.name}/{p.stem}", p, int(y)) for p, y in zip(files, ds._labels, strict=True)]
+    return [c.replace("_", " ") for c in ds.classes], rows
+
+
+def _wordnet_folders(root: Path, val: Path, n_classes: int) -> SampleSource:
+    """ImageNet's validation images in WordNet-id folders, as torchvision's ``ImageFolder`` reads them: the class
+    index is the folder's place among the sorted ids, so every one of the model's classes needs its folder."""
+    from torchvision.datasets import ImageFolder
+
+    folder = ImageFolder(str(val), allow_empty=True)
+    if len(folder.classes) != n_classes:
+        raise ClassContrastError(
+            f"imagenet:{root}: {len(folder.classes)} WordNet-id folders; class indices need all {n_classes}"
+            " (the standard index is the position in the sorted list of WordNet ids)")
+    samples = [Sample(str(Path(f).relative_to(val)), lambda f=f: load_image(f), int(y), str(f))
+               for f, y in folder.samples]
+    return SampleSource(samples, LABELS_FROM_FOLDERS, f"ImageNet validation images in {val}")
 
 
 def open_dataset(kind: str, root: Path, categories: Sequence[str], split: str = "test") -> SampleSource:
@@ -81,14 +105,8 @@ def open_dataset(kind: str, root: Path, categories: Sequence[str], split: str = 
         if not folders:
             raise ClassContrastError(f"imagenet:{root}: no class folders in {val}")
         if all(_WNID.match(d.name) for d in folders):
-            if len(folders) != len(categories):
-                raise ClassContrastError(
-                    f"imagenet:{root}: {len(folders)} WordNet-id folders; class indices need all {len(categories)}"
-                    " (the standard index is the position in the sorted list of WordNet ids)"
-                )
-            index = {d.name: i for i, d in enumerate(folders)}
-        else:
-            index = {d.name: class_index(d.name, categories, f"class folder {d}") for d in folders}
+            return _wordnet_folders(root, val, len(categories))
+        index = {d.name: class_index(d.name, categories, f"class folder {d}") for d in folders}
         samples = [Sample(str(f.relative_to(val)), lambda f=f: load_image(f), index[d.name], str(f))
                    for d in folders for f in list_images([d], allow_empty=True)]
         return SampleSource(samples, LABELS_FROM_FOLDERS, f"ImageNet validation images in {val}")
