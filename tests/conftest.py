@@ -96,3 +96,30 @@ def local_ray() -> Iterator[object]:
     yield ray
     if started:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def server(embedded: cc.ModelBundle) -> Iterator[str]:
+    """One ``classcontrast serve`` app for the whole session, on uvicorn at a free loopback port, serving the embedded
+    model as ``lite0`` (micro-batching: up to 8 images, 30 ms of waiting); yields its base URL."""
+    import socket
+    import threading
+    import time
+
+    uvicorn = pytest.importorskip("uvicorn")
+    from classcontrast.serve import ServedModel, create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app({"lite0": ServedModel("lite0", embedded, max_batch=8, wait_ms=30)})
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert srv.started, "the server did not start"
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)

@@ -8,7 +8,8 @@ CORE = {"classcontrast.errors", "classcontrast.contrasts", "classcontrast.state"
         "classcontrast.layers", "classcontrast.targets", "classcontrast.explanation", "classcontrast.engine"}
 ABOVE_CORE = ("classcontrast.cli", "classcontrast.evaluation", "classcontrast.reproduce", "classcontrast.viz",
               "classcontrast.adapters", "classcontrast.data", "classcontrast.models", "classcontrast.training",
-              "classcontrast.confusion", "classcontrast.explorer", "classcontrast.scale", "classcontrast.ray")
+              "classcontrast.confusion", "classcontrast.explorer", "classcontrast.scale", "classcontrast.ray",
+              "classcontrast.serve")
 ALLOWED: set[tuple[str, str]] = set()  # no upward import (Jupyter's view is registered by the package, not the result)
 # the renderers draw results already computed (an Explanation and its unit records): they never reach the engine,
 # a method, a model family, the kinds of unit that read a model's output, or the hooks and state of a model call

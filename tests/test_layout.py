@@ -16,8 +16,9 @@ KIND_TEST = re.compile(r"""\[["']kind["']\]\s*[=!]=|get\(["']kind["']\)\s*[=!]=|
                        r"""isinstance\([^)]*(ImageUnit|RegionUnit|ObjectUnit)\b""")
 # where a family's name belongs: its adapter (models/), its units (units/), the manifest generated from their
 # registrations, and the study's reproduction, which names the study's networks and reports library versions
+# and the research datasets' readers, which are torchvision's dataset classes (data, not a model family)
 FAMILY_HOMES = ("units/", "models/", "cli/manifest.py", "reproduce/", "training/", "cli/suite_cmd.py",
-                "evaluation/plots.py")
+                "evaluation/plots.py", "data/datasets.py")
 
 
 def function_lengths(text: str) -> list[tuple[str, int]]:

@@ -20,7 +20,7 @@ from .options import METHODS_HELP, method_names, split_values
 
 def _audit(
     data: list[str] = typer.Argument(None, help="Class folders, a flat folder (no labels), a labels.csv "
-                                     "(path,label;label: multi-label), a Hugging Face datasets folder, "
+                                     "(path,label;label: multi-label), a datasets folder (save_to_disk), "
                                      "imagenet:ROOT, cub200:ROOT, food101:ROOT, or image files. "
                                      "None: the bundled photos"),
     out: Path = typer.Option(Path("audit"), help="Output folder (re-running it resumes)"),

@@ -14,7 +14,7 @@ from .engine_opts import CONCURRENCY, ENGINE, NUM_GPUS, RAY_ADDRESS
 from .method_flags import with_method_options
 from .options import CONTRASTS_HELP, METHODS_HELP, check_names, method_names, split_values
 
-DATA_HELP = ("Images: a folder (class folders give labels), files, a labels.csv, a Hugging Face datasets folder, "
+DATA_HELP = ("Images: a folder (class folders give labels), files, a labels.csv, a datasets folder (save_to_disk), "
              "imagenet:ROOT, cub200:ROOT or food101:ROOT; none: the bundled photos")
 
 
@@ -34,7 +34,7 @@ def _explain_dataset(
     map_dtype: str = typer.Option("float32", help="float32 | float16"),
     engine: str = ENGINE, ray_address: str = RAY_ADDRESS, concurrency: int = CONCURRENCY,
     num_gpus_per_worker: float = NUM_GPUS,
-    split: str = typer.Option(None, help="A Hugging Face datasets folder's split (default: its only one)"),
+    split: str = typer.Option(None, help="A datasets folder's split (default: its only one)"),
     batch_size: int = typer.Option(8, help="Images per batch (a block of rows, a Parquet part)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors and warnings"),
     **options: Any,

@@ -38,7 +38,7 @@ SEED = typer.Option(0, help="Seed for the sample order and random baselines")
 DEVICE = typer.Option("auto", help="auto (CUDA when available) | cpu | cuda | cuda:N")
 OUT = typer.Option(Path("results"), help="Output folder")
 PREPROCESS = typer.Option("model", help="model (its own resize/crop) | study-imagenet | study-cub")
-SPLIT = typer.Option(None, help="A Hugging Face datasets folder's split (train, test...; default: its only one)")
+SPLIT = typer.Option(None, help="A datasets folder's split (train, test...; default: its only one)")
 TRUST = typer.Option(False, "--trust-remote-code", help=manifest.FAMILY_OPTIONS["trust_remote_code"]["help"])
 
 

@@ -18,6 +18,7 @@ from .evaluate_cmd import evaluate_app
 from .explain_cmd import explain_command
 from .models_cmd import models_command
 from .options import expand_multi_options
+from .serve_cmd import serve_command
 from .suite_cmd import reproduce_command, train_command
 
 app = typer.Typer(
@@ -53,6 +54,7 @@ app.command("audit")(audit_command)
 app.command("reproduce")(reproduce_command)
 app.command("train")(train_command)
 app.command("models")(models_command)
+app.command("serve")(serve_command)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

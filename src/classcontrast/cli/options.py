@@ -66,6 +66,7 @@ MULTI: dict[str, dict[str, Callable[[str], bool]]] = {
                         "--contrasts": _CONTRASTS, "--target": _INDICES, "--foil": _any},
     "audit": {"--method": _METHODS, "--methods": _METHODS, "--classes": _any, "--answers": _any},
     "train": {"--milestones": _NUMBERS},
+    "serve": {"--model": _any},
 }
 
 

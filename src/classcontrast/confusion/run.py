@@ -481,18 +481,23 @@ def audit(
                    multilabel=multilabel, threshold=threshold,
                    label_stats=label_stats(rows, model.categories) if multilabel else [])
     if folder is not None and shard.main:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "audit.json").write_text(json.dumps(result.to_json(), indent=1), encoding="utf-8")
-        result.paths = [folder / "audit.json", _write_confusion(folder / "confusion.csv", result)]
-        if multilabel:
-            result.paths.append(_write_labels(folder / "labels.csv", result))
-        if importlib.util.find_spec("pyarrow") is not None:  # the [parquet] extra
-            result.paths.append(write_audit_table(folder / "audit.parquet", result, samples))
-        else:
-            result.notes.append("audit.parquet not written: pip install 'classcontrast[parquet]'")
-        result.paths.append(write_page(result.page_data(shown_images(model, result, samples)),
-                                       folder / "audit.html"))
+        _write(folder, model, result, samples)
     return result
+
+
+def _write(folder: Path, model: ModelBundle, result: Audit, samples: dict[str, Any]) -> None:
+    """The audit's files: audit.json, confusion.csv (labels.csv), audit.parquet, audit.html; their paths in
+    ``result.paths``, what was not written in ``result.notes``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "audit.json").write_text(json.dumps(result.to_json(), indent=1), encoding="utf-8")
+    result.paths = [folder / "audit.json", _write_confusion(folder / "confusion.csv", result)]
+    if result.multilabel:
+        result.paths.append(_write_labels(folder / "labels.csv", result))
+    if importlib.util.find_spec("pyarrow") is not None:  # the [parquet] extra
+        result.paths.append(write_audit_table(folder / "audit.parquet", result, samples))
+    else:
+        result.notes.append("audit.parquet not written: pip install 'classcontrast[parquet]'")
+    result.paths.append(write_page(result.page_data(shown_images(model, result, samples)), folder / "audit.html"))
 
 
 def shown_images(model: ModelBundle, result: Audit, samples: dict[str, Any]) -> dict[str, dict[str, str]]:

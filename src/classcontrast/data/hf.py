@@ -32,7 +32,7 @@ def hf_source(root: Path, categories: Sequence[str], split: str | None = None) -
     try:
         import datasets
     except ImportError as e:
-        raise ClassContrastError(f"--data {root} is a Hugging Face datasets folder: pip install "
+        raise ClassContrastError(f"--data {root} is a datasets folder (save_to_disk's): pip install "
                                  "'classcontrast[datasets]'") from e
     try:
         loaded = datasets.load_from_disk(str(root))

@@ -36,7 +36,7 @@ def open_source(spec: str | Sequence[str] | None, categories: Sequence[str],
     if p.is_dir() and is_hf_folder(p):
         return hf_source(p, categories, split)
     if split is not None:
-        raise ClassContrastError(f"--split {split}: --data {spec} is not a Hugging Face datasets folder")
+        raise ClassContrastError(f"--split {split}: --data {spec} is not a datasets folder (save_to_disk's)")
     if p.is_dir():
         return folder_source(p, categories, exclude)
     if p.is_file() and p.suffix.lower() == ".csv":
