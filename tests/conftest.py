@@ -52,6 +52,22 @@ def tiny_x() -> torch.Tensor:
     return torch.randn(3, 3, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules with tests that need the session's Ray run last, each with those tests at its end: Ray's processes
+    (its store, scheduler and workers) start late and the rest of the suite does not share the cores with them; a
+    module's tests stay together (its module fixtures are made once)."""
+    def ray(item: pytest.Item) -> bool:
+        return "local_ray" in getattr(item, "fixturenames", ())
+
+    module = {id(item): str(item.path) for item in items}
+    first: dict[str, int] = {}
+    for i, item in enumerate(items):
+        first.setdefault(module[id(item)], i)
+    with_ray = {module[id(item)] for item in items if ray(item)}
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (module[id(item)] in with_ray, first[module[id(item)]], ray(item), order[id(item)]))
+
+
 @pytest.fixture(scope="session")
 def embedded() -> cc.ModelBundle:
     return cc.load_model("efficientnet_lite0")

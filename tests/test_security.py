@@ -327,3 +327,7 @@ def test_a_file_name_that_is_not_utf8(embedded: cc.ModelBundle, tmp_path: Path,
     assert {r["id"] for r in rows} == {name, "cat.png"}  # the name kept exactly, bytes and all
     json.loads((tmp_path / "audit" / "audit.json").read_text())
     assert (tmp_path / "audit" / "audit.html").stat().st_size > 0
+    import pyarrow.parquet as pq
+
+    ids = set(pq.read_table(tmp_path / "audit" / "audit.parquet", columns=["id"]).column("id").to_pylist())
+    assert ids == {"caf\\xe9.png", "cat.png"}  # Parquet holds UTF-8: the byte written as the terminal shows it

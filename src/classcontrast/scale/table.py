@@ -57,14 +57,26 @@ def flat(row: Mapping[str, Any], image: Mapping[str, Any], level: str, map_dtype
     return out
 
 
+def utf8(value: Any) -> Any:
+    """A string Parquet can hold: a file name's bytes that are not UTF-8 (Python's surrogate escapes) written as
+    ``\\xNN``, as the terminal shows them; any other value as it is."""
+    if not isinstance(value, str):
+        return value
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def to_table(rows: Sequence[Mapping[str, Any]], map_dtype: str = "float32",
              extra: Sequence[tuple[str, Any]] = ()) -> Any:
     """The rows as one pyarrow Table of `schema` (an empty list: an empty table of that schema)."""
     import pyarrow as pa
 
     s = schema(map_dtype, extra)
-    columns = {f.name: [r.get(f.name) for r in rows] for f in s}
+    columns = {f.name: [utf8(r.get(f.name)) for r in rows] for f in s}
     return pa.Table.from_pydict(columns, schema=s)
 
 
-__all__ = ["MAP_DTYPES", "MAP_LEVELS", "flat", "schema", "to_table", "unit_fields"]
+__all__ = ["MAP_DTYPES", "MAP_LEVELS", "flat", "schema", "to_table", "unit_fields", "utf8"]
