@@ -181,3 +181,26 @@ def test_serve_refuses_an_open_host_without_a_token(capsys: pytest.CaptureFixtur
         "efficientnet_lite0": "efficientnet_lite0", "r18": "torchvision:resnet18", "vit-tiny": "hf:org/vit-tiny"}
     assert run(["serve", "--model", "a=x", "--model", "a=y"]) == 2
     assert "the name 'a' is taken" in capsys.readouterr().err
+
+
+def _metric(server: str, name: str) -> float:
+    lines = httpx.get(f"{server}/metrics").text.splitlines()
+    return sum(float(line.split()[-1]) for line in lines if line.startswith(name))
+
+
+def test_a_request_its_client_gives_up_stops_its_work(server: str, embedded: cc.ModelBundle) -> None:
+    """Integrated Gradients over 4,000 steps (minutes of work here): the client gives up after a second, and the
+    server is idle again within seconds — its forward passes stopped, the model left without a hook."""
+    import time
+
+    body = {"instances": [_b64(_png("coffee"))],
+            "parameters": {"method": "integrated_gradients", "steps": 4000, "internal_batch_size": 8}}
+    given_up = _metric(server, 'classcontrast_requests_total{code="499"')
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(f"{server}/v1/models/lite0:explain", json=body, timeout=1.0)
+    deadline = time.time() + 20
+    while time.time() < deadline and _metric(server, "classcontrast_queue_depth") > 0:
+        time.sleep(0.1)
+    assert _metric(server, "classcontrast_queue_depth") == 0
+    assert _metric(server, 'classcontrast_requests_total{code="499"') == given_up + 1
+    assert all(not m._forward_pre_hooks and not m._forward_hooks for m in embedded.model.modules())

@@ -15,7 +15,7 @@ from fastapi import Request  # at the module's level: the routes' annotations na
 
 from ..errors import ClassContrastError
 from .protocol import RequestError, explain_request, predict_request
-from .runner import ServedModel
+from .runner import Cancelled, ServedModel
 
 SECURITY_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; "
                                                "frame-ancestors 'none'",
@@ -44,6 +44,38 @@ class Limits:
     @property
     def busy(self) -> int:
         return self._busy
+
+
+class _Guard:
+    """Plain ASGI middleware (a request's disconnection stays visible to its handler): the bearer token, when one
+    is set, on every path but the health checks (401), and the security headers on every answer."""
+
+    def __init__(self, app: Any, token: str | None) -> None:
+        self.app, self.token = app, token
+
+    async def __call__(self, scope: Any, receive: Callable[[], Awaitable[Any]],
+                       send: Callable[[Any], Awaitable[None]]) -> None:
+        from fastapi.responses import JSONResponse
+        from starlette.datastructures import Headers, MutableHeaders
+
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.token is not None and not scope["path"].startswith("/v2/health/") and \
+                Headers(scope=scope).get("authorization", "") != f"Bearer {self.token}":
+            refused = JSONResponse({"error": "missing or wrong bearer token (Authorization: Bearer ...)"},
+                                   status_code=401, headers=SECURITY_HEADERS)
+            await refused(scope, receive, send)
+            return
+
+        async def with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for k, v in SECURITY_HEADERS.items():
+                    headers.setdefault(k, v)
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def _metrics() -> Any:
@@ -78,15 +110,7 @@ def create_app(models: Mapping[str, ServedModel], *, token: str | None = None, l
     def error(status: int, message: str, **headers: str) -> Any:
         return JSONResponse({"error": message}, status_code=status, headers={**SECURITY_HEADERS, **headers})
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
-        if token is not None and not request.url.path.startswith("/v2/health/") and \
-                request.headers.get("authorization", "") != f"Bearer {token}":
-            return error(401, "missing or wrong bearer token (Authorization: Bearer ...)")
-        response = await call_next(request)
-        for k, v in SECURITY_HEADERS.items():
-            response.headers.setdefault(k, v)
-        return response
+    app.add_middleware(_Guard, token=token)
 
     @app.get("/v2/health/live")
     def live() -> dict[str, bool]:
@@ -169,23 +193,45 @@ async def _work(request: Any, models: Mapping[str, ServedModel], name: str, verb
         raise RequestError(f"no model {name!r} (served: {', '.join(models)})", 404)
     served = models[name]
     body = await _body(request, limits.max_body)
+    cancelled = threading.Event()  # set when the client goes away: its work is left out or stopped
     if verb == "predict":
         blobs, top_k = predict_request(body)
         job: Callable[[], Any] = lambda: {"predictions": served.predict(blobs, top_k)}  # noqa: E731
     else:
         blobs, spec = explain_request(body, _method)
-        job = lambda: {"explanations": served.explain(blobs, spec)}  # noqa: E731
+        job = lambda: {"explanations": served.explain(blobs, spec, cancelled)}  # noqa: E731
     limits.enter()
     try:
+        failed: list[Exception] = []
         with anyio.fail_after(limits.timeout_s):
-            result = await run_in_threadpool(job)
+            async with anyio.create_task_group() as tasks:  # the work, and a watch on the client meanwhile
+                tasks.start_soon(_watch, request, cancelled)
+                try:
+                    result = await run_in_threadpool(job)
+                except Exception as e:  # raised below, not inside the group (which would wrap it)
+                    failed.append(e)
+                tasks.cancel_scope.cancel()
+        if failed:
+            raise failed[0]
     except TimeoutError as e:
+        cancelled.set()
         raise RequestError(f"the request took longer than {limits.timeout_s:g} s", 504) from e
+    except Cancelled as e:
+        raise RequestError("the client gave the request up", 499) from e
     except ClassContrastError as e:
         raise e if isinstance(e, RequestError) else RequestError(str(e)) from e
     finally:
         limits.leave()
     return result
+
+
+async def _watch(request: Any, cancelled: threading.Event) -> None:
+    """Sets ``cancelled`` once the client has gone away (checked every 50 ms while the request is in work)."""
+    import anyio
+
+    while not await request.is_disconnected():
+        await anyio.sleep(0.05)
+    cancelled.set()
 
 
 def _method(name: str) -> tuple[str, tuple[str, ...]] | None:

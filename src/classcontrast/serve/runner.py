@@ -16,31 +16,38 @@ from ..errors import ClassContrastError
 from .protocol import ExplainSpec, RequestError, plain
 
 
+class Cancelled(Exception):
+    """Every request of a batch was given up by its client: the work stopped."""
+
+
 @dataclass
 class _Pending:
-    """One request waiting in a batch: its inputs, then its answer or its error."""
+    """One request waiting in a batch: its inputs, whether its client gave it up, then its answer or its error."""
 
     inputs: list[torch.Tensor]
+    cancelled: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
     error: BaseException | None = None
 
 
 class Batcher:
-    """Runs concurrent requests with the same key as one call of ``run(key, inputs)`` (which returns one result per
-    input). The first request of a key waits up to ``wait_ms`` for others — at most ``max_batch`` inputs together —
-    then runs them all; the others wait for their share. ``max_batch=1`` runs every request alone."""
+    """Runs concurrent requests with the same key as one call of ``run(key, inputs, wanted)`` (which returns one
+    result per input; ``wanted()`` says whether any request of the batch is still wanted). The first request of a key
+    waits up to ``wait_ms`` for others — at most ``max_batch`` inputs together — then runs those still wanted; the
+    others wait for their share. ``max_batch=1`` runs every request alone."""
 
-    def __init__(self, run: Callable[[Any, list[torch.Tensor]], list[Any]], max_batch: int = 16,
+    def __init__(self, run: Callable[[Any, list[torch.Tensor], Callable[[], bool]], list[Any]], max_batch: int = 16,
                  wait_ms: float = 5.0) -> None:
         self.run, self.max_batch, self.wait = run, max_batch, wait_ms / 1000
         self._lock = threading.Lock()
         self._open: dict[Any, list[_Pending]] = {}
         self.observe: Callable[[int], None] = lambda n: None  # told the inputs of every call made (/metrics)
 
-    def submit(self, key: Any, inputs: list[torch.Tensor]) -> list[Any]:
-        """This request's results, once its batch has run (its error, raised here, when it failed)."""
-        me = _Pending(inputs)
+    def submit(self, key: Any, inputs: list[torch.Tensor], cancelled: threading.Event | None = None) -> list[Any]:
+        """This request's results, once its batch has run (its error, raised here, when it failed); ``cancelled``
+        set: its client gave it up (it is left out of a batch not yet run, and a batch no one wants stops)."""
+        me = _Pending(inputs, cancelled or threading.Event())
         with self._lock:
             group = self._open.get(key)
             leader = group is None or sum(len(p.inputs) for p in group) + len(inputs) > self.max_batch
@@ -62,10 +69,17 @@ class Batcher:
         with self._lock:
             if self._open.get(key) is group:
                 del self._open[key]
+        for p in group:
+            if p.cancelled.is_set():
+                p.error = Cancelled("the client gave the request up")
+                p.done.set()
+        group = [p for p in group if not p.cancelled.is_set()]
+        if not group:
+            return
         inputs = [x for p in group for x in p.inputs]
         self.observe(len(inputs))
         try:
-            results = self.run(key, inputs)
+            results = self.run(key, inputs, lambda: not all(p.cancelled.is_set() for p in group))
         except BaseException as e:  # every request of the batch gets the error
             for p in group:
                 p.error = e
@@ -117,22 +131,37 @@ class ServedModel:
                             "indices": top.indices.tolist(), "probabilities": top.values.tolist()})
         return answers
 
-    def explain(self, blobs: Sequence[bytes], spec: ExplainSpec) -> list[list[dict[str, Any]]]:
-        """Per instance, the rows of its explanation (`Explanation.rows`), as JSON values."""
+    def explain(self, blobs: Sequence[bytes], spec: ExplainSpec,
+                cancelled: threading.Event | None = None) -> list[list[dict[str, Any]]]:
+        """Per instance, the rows of its explanation (`Explanation.rows`), as JSON values; ``cancelled``: set when
+        the client gives the request up (`Batcher.submit`)."""
         inputs = self.inputs(blobs)
-        rows = self.batcher.submit(replace(spec, map_format="b64"), inputs)  # the answer's format: not the batch's
+        rows = self.batcher.submit(replace(spec, map_format="b64"), inputs, cancelled)  # the format: not the batch's
         return [[{k: plain(v, spec.map_format) for k, v in r.items()} for r in mine] for mine in rows]
 
-    def _explain_inputs(self, spec: ExplainSpec, inputs: list[torch.Tensor]) -> list[list[dict[str, Any]]]:
-        """One batch's rows per input: inputs of one size explained together, one call per method."""
+    def _explain_inputs(self, spec: ExplainSpec, inputs: list[torch.Tensor],
+                        wanted: Callable[[], bool]) -> list[list[dict[str, Any]]]:
+        """One batch's rows per input: inputs of one size explained together, one call per method. The model's
+        every forward pass in this thread first asks ``wanted()``: once no request of the batch is, the work stops
+        (`Cancelled`) — the check is a forward pre-hook that exists only during the call."""
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, x in enumerate(inputs):
             groups.setdefault(tuple(x.shape), []).append(i)
         out: list[list[dict[str, Any]]] = [[] for _ in inputs]
-        for places in groups.values():
-            x = torch.stack([inputs[i] for i in places])
-            for row in self._rows(x, spec):
-                out[places[row.pop("input")]].append(row)
+        me = threading.get_ident()
+
+        def check(_module: Any, _args: Any) -> None:
+            if threading.get_ident() == me and not wanted():
+                raise Cancelled("the client gave the request up")
+
+        handle = self.bundle.model.register_forward_pre_hook(check)
+        try:
+            for places in groups.values():
+                x = torch.stack([inputs[i] for i in places])
+                for row in self._rows(x, spec):
+                    out[places[row.pop("input")]].append(row)
+        finally:
+            handle.remove()
         return out
 
     def _rows(self, x: torch.Tensor, spec: ExplainSpec) -> list[dict[str, Any]]:
@@ -155,4 +184,4 @@ class ServedModel:
         return rows
 
 
-__all__ = ["Batcher", "ServedModel"]
+__all__ = ["Batcher", "Cancelled", "ServedModel"]
