@@ -1,8 +1,8 @@
 """Regions of a segmenter and objects of a detector trained on real digit scenes (scikit-learn's
 handwritten digits pasted on a canvas, so each digit's pixels and box are known), checked on held-out
-scenes over two seeds (a third passed as well; dropped for the suite's time): a region's or object's weighted map concentrates on its digit, and "t rather
-than s" — s the digit it is most confusable with — removes its margin y_t − y_s faster than the original
-map (deletion)."""
+scenes over two seeds (a third passed as well; dropped for the suite's time): a region's or object's weighted
+map concentrates on its digit, and "t rather than s" — s the digit it is most confusable with — removes its margin
+y_t − y_s faster than the original map (deletion)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """A trained check of vision-language answers: a tiny LLaVA trained in seconds on digit scenes to answer "is there
 a <digit>" with yes or no (tests/scenes.py: train_vlm). Over two seeds (a third passed as well; dropped for the
-suite's time), the map of "yes rather than no" lies in the asked digit's box, not in the other digits' boxes, and the question's digit word carries the prompt's
-attribution."""
+suite's time), the map of "yes rather than no" lies in the asked digit's box, not in the other digits' boxes, and
+the question's digit word carries the prompt's attribution."""
 
 from __future__ import annotations
 
