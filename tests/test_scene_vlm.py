@@ -1,5 +1,5 @@
 """A trained check of vision-language answers: a tiny LLaVA trained in seconds on digit scenes to answer "is there
-a <digit>" with yes or no (tests/scenes.py: train_vlm). Over two seeds (a third passed as well; dropped for the
+a <digit>" with yes or no (tests/scenes.py: train_vlm). On one seed (two others passed as well; dropped for the
 suite's time), the map of "yes rather than no" lies in the asked digit's box, not in the other digits' boxes, and
 the question's digit word carries the prompt's attribution."""
 
@@ -14,7 +14,7 @@ pytest.importorskip("transformers")
 from tests.scenes import NAMES, make_scenes, train_vlm, vlm_question
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0])
 def test_yes_rather_than_no_on_digit_scenes(seed: int) -> None:
     model, processor = train_vlm(seed)
     scenes = make_scenes(200, seed=4000 + seed, split="test")

@@ -204,3 +204,54 @@ def test_a_request_its_client_gives_up_stops_its_work(server: str, embedded: cc.
     assert _metric(server, "classcontrast_queue_depth") == 0
     assert _metric(server, 'classcontrast_requests_total{code="499"') == given_up + 1
     assert all(not m._forward_pre_hooks and not m._forward_hooks for m in embedded.model.modules())
+
+
+def test_the_live_explorer_in_a_browser(server: str, embedded: cc.ModelBundle) -> None:
+    """Chromium drives the page at /: a bundled sample, then a target, a foil and a method clicked, then an upload;
+    each drawn map's values, read back from the page, equal `cc.explain` for what was clicked; every request stays
+    on the server; the model is left as found."""
+    from tools.browser import Browser
+
+    def image(name: str) -> Any:
+        return embedded.transform(cc.sample_image(name).convert("RGB"))[None]
+
+    def after(b: Any, action: Any) -> np.ndarray:
+        """The map drawn after ``action``: the page counts the maps it has drawn."""
+        n = b.eval("window.ccLive.shown")
+        action()
+        b.wait(f"window.ccLive.shown > {n} && document.querySelector('.cc-viewer').dataset.ready === '1'", timeout=60)
+        return np.asarray(b.eval("Array.from(window.ccLive.map.values)"), dtype=np.float32).reshape(224, 224)
+
+    def same(got: np.ndarray, ex: Any) -> None:
+        ref = ex.maps[0, 0].numpy()
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 * float(np.abs(ref).max()))
+
+    with Browser() as b:
+        b.open(f"{server}/")
+        got = after(b, lambda: b.click('button[data-sample="chelsea"]'))
+        x = image("chelsea")
+        with torch.no_grad():
+            top = embedded.model(x)[0].topk(2).indices.tolist()
+        assert b.eval("window.ccLive.target") == top[0]
+        same(got, cc.explain(embedded, x, "gradcam", "weighted", top[0]))
+        got = after(b, lambda: b.click(f'button[data-control="foil"][data-value="{top[1]}"]'))
+        assert b.eval("document.querySelector('#cc-question').textContent") == \
+            f"Why {embedded.categories[top[0]]} rather than {embedded.categories[top[1]]}?"
+        same(got, cc.explain(embedded, x, "gradcam", cc.Foil(top[1]), top[0]))
+        got = after(b, lambda: b.click('button[data-control="method"][data-value="gradient"]'))
+        same(got, cc.explain(embedded, x, "gradient", cc.Foil(top[1]), top[0]))
+        upload = """fetch('/explorer/samples/coffee.png').then(r => r.blob()).then(blob => {
+                    const files = new DataTransfer();
+                    files.items.add(new File([blob], 'mine.png', {type: 'image/png'}));
+                    const input = document.querySelector('#cc-file'); input.files = files.files;
+                    input.dispatchEvent(new Event('change')); }); true"""
+        got = after(b, lambda: b.eval(upload))
+        x = image("coffee")
+        with torch.no_grad():
+            first = int(embedded.model(x)[0].argmax())
+        same(got, cc.explain(embedded, x, "gradient", "weighted", first))
+        shot = b.screenshot()
+        urls = b.requests()
+    assert urls and all(u.startswith(server) or u.startswith(("data:", "blob:")) for u in urls), urls
+    assert len(shot) > 10_000
+    assert all(not m._forward_pre_hooks and not m._forward_hooks for m in embedded.model.modules())

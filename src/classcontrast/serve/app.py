@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import Request  # at the module's level: the routes' annotations name it
 
 from ..errors import ClassContrastError
+from .explorer import add_explorer
 from .protocol import RequestError, explain_request, predict_request
 from .runner import Cancelled, ServedModel
 
@@ -154,6 +155,8 @@ def create_app(models: Mapping[str, ServedModel], *, token: str | None = None, l
     @app.post("/v1/models/{name}:explain")
     async def explain(name: str, request: Request) -> Any:
         return await answer(request, name, "explain")
+
+    add_explorer(app, models, error, lambda request: _body(request, limits.max_body))
 
     @app.exception_handler(404)
     async def not_found(_request: Request, _exc: Exception) -> Any:
