@@ -255,3 +255,21 @@ def test_the_live_explorer_in_a_browser(server: str, embedded: cc.ModelBundle) -
     assert urls and all(u.startswith(server) or u.startswith(("data:", "blob:")) for u in urls), urls
     assert len(shot) > 10_000
     assert all(not m._forward_pre_hooks and not m._forward_hooks for m in embedded.model.modules())
+
+
+def test_a_full_queue_and_a_slow_request_get_503_and_504(embedded: cc.ModelBundle) -> None:
+    """A queue with no room answers 503 with Retry-After; a request past the time limit 504, and its work stops (the
+    model is left without a hook)."""
+    from fastapi.testclient import TestClient
+
+    from classcontrast.serve import Limits, ServedModel, create_app
+
+    body = {"instances": [_b64(_png("coffee"))],
+            "parameters": {"method": "integrated_gradients", "steps": 4000, "internal_batch_size": 8}}
+    full = TestClient(create_app({"m": ServedModel("m", embedded)}, limits=Limits(max_queue=0)))
+    r = full.post("/v1/models/m:explain", json=body)
+    assert r.status_code == 503 and r.headers["retry-after"] == "1" and "busy" in r.json()["error"]
+    slow = TestClient(create_app({"m": ServedModel("m", embedded)}, limits=Limits(timeout_s=0.5)))
+    r = slow.post("/v1/models/m:explain", json=body)
+    assert r.status_code == 504 and "longer than 0.5 s" in r.json()["error"]
+    assert all(not m._forward_pre_hooks and not m._forward_hooks for m in embedded.model.modules())

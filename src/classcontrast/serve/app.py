@@ -196,7 +196,7 @@ async def _work(request: Any, models: Mapping[str, ServedModel], name: str, verb
         raise RequestError(f"no model {name!r} (served: {', '.join(models)})", 404)
     served = models[name]
     body = await _body(request, limits.max_body)
-    cancelled = threading.Event()  # set when the client goes away: its work is left out or stopped
+    cancelled, late = threading.Event(), threading.Event()  # the client went away / the time limit passed
     if verb == "predict":
         blobs, top_k = predict_request(body)
         job: Callable[[], Any] = lambda: {"predictions": served.predict(blobs, top_k)}  # noqa: E731
@@ -206,33 +206,36 @@ async def _work(request: Any, models: Mapping[str, ServedModel], name: str, verb
     limits.enter()
     try:
         failed: list[Exception] = []
-        with anyio.fail_after(limits.timeout_s):
-            async with anyio.create_task_group() as tasks:  # the work, and a watch on the client meanwhile
-                tasks.start_soon(_watch, request, cancelled)
-                try:
-                    result = await run_in_threadpool(job)
-                except Exception as e:  # raised below, not inside the group (which would wrap it)
-                    failed.append(e)
-                tasks.cancel_scope.cancel()
-        if failed:
-            raise failed[0]
-    except TimeoutError as e:
-        cancelled.set()
-        raise RequestError(f"the request took longer than {limits.timeout_s:g} s", 504) from e
-    except Cancelled as e:
-        raise RequestError("the client gave the request up", 499) from e
-    except ClassContrastError as e:
-        raise e if isinstance(e, RequestError) else RequestError(str(e)) from e
+        async with anyio.create_task_group() as tasks:  # the work, and a watch on the client and the clock
+            tasks.start_soon(_watch, request, cancelled, late, time.monotonic() + limits.timeout_s)
+            try:
+                result = await run_in_threadpool(job)
+            except Exception as e:  # raised below, not inside the group (which would wrap it)
+                failed.append(e)
+            tasks.cancel_scope.cancel()
     finally:
         limits.leave()
+    if failed and isinstance(failed[0], Cancelled):
+        if late.is_set():
+            raise RequestError(f"the request took longer than {limits.timeout_s:g} s", 504) from failed[0]
+        raise RequestError("the client gave the request up", 499) from failed[0]
+    if failed and isinstance(failed[0], ClassContrastError) and not isinstance(failed[0], RequestError):
+        raise RequestError(str(failed[0])) from failed[0]
+    if failed:
+        raise failed[0]
     return result
 
 
-async def _watch(request: Any, cancelled: threading.Event) -> None:
-    """Sets ``cancelled`` once the client has gone away (checked every 50 ms while the request is in work)."""
+async def _watch(request: Any, cancelled: threading.Event, late: threading.Event, deadline: float) -> None:
+    """Sets ``cancelled`` once the client has gone away or the ``deadline`` (``time.monotonic``) has passed (then
+    ``late`` too), checked every 50 ms while the request is in work: its work stops at the model's next forward
+    pass (a thread cannot be interrupted otherwise)."""
     import anyio
 
     while not await request.is_disconnected():
+        if time.monotonic() > deadline:
+            late.set()
+            break
         await anyio.sleep(0.05)
     cancelled.set()
 
