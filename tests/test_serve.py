@@ -273,3 +273,11 @@ def test_a_full_queue_and_a_slow_request_get_503_and_504(embedded: cc.ModelBundl
     r = slow.post("/v1/models/m:explain", json=body)
     assert r.status_code == 504 and "longer than 0.5 s" in r.json()["error"]
     assert all(not m._forward_pre_hooks and not m._forward_hooks for m in embedded.model.modules())
+
+
+def test_an_image_past_the_pixel_budget_is_a_400(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader's pixel budget (Pillow's decompression-bomb limit) holds for a request's image: one line, no work."""
+    body = {"instances": [_b64(_png("chelsea"))]}
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # the server runs in this process: a 160×120 image is over
+    r = _post(f"{server}/v1/models/lite0:predict", body)
+    assert r.status_code == 400 and "too large to read safely" in r.json()["error"], r.text
