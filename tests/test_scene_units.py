@@ -1,6 +1,6 @@
 """Regions of a segmenter and objects of a detector trained on real digit scenes (scikit-learn's
 handwritten digits pasted on a canvas, so each digit's pixels and box are known), checked on held-out
-scenes over two seeds (a third passed as well; dropped for the suite's time): a region's or object's weighted
+scenes on one seed (two others passed as well; dropped for the suite's time): a region's or object's weighted
 map concentrates on its digit, and "t rather than s" — s the digit it is most confusable with — removes its margin
 y_t − y_s faster than the original map (deletion)."""
 
@@ -40,7 +40,7 @@ def _maps(bundle: cc.ModelBundle, x: torch.Tensor, t: torch.Tensor, s: torch.Ten
     return out
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0])
 def test_region_maps_on_digit_scenes(seed: int) -> None:
     bundle = train_segmenter(seed)
     scenes = make_scenes(60, seed=3000 + seed, split="test")
@@ -81,7 +81,7 @@ def _object_deletion(model: torch.nn.Module, x: torch.Tensor, maps: torch.Tensor
     return deletion_area(lambda xx: model(xx)["logits"][n, q, t] - model(xx)["logits"][n, q, s], x, maps)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0])
 def test_object_maps_on_digit_scenes(seed: int) -> None:
     """A one-stage detector in the DETR output convention (each of the 4×4 cells a query, "no object" its
     last class): each scene's best detection."""
@@ -119,7 +119,7 @@ def _anchor_deletion(model: torch.nn.Module, x: torch.Tensor, maps: torch.Tensor
     return deletion_area(margin, x, maps)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0])
 def test_yolo_objects_on_digit_scenes(seed: int) -> None:
     """The digit-scene detector recast as an Ultralytics-style YOLO model (its objects chosen by Ultralytics' own
     NMS, each its anchor's row, sigmoid head): each scene's best detection's map lies in its box, and "t rather than
