@@ -34,7 +34,7 @@ from ..data.sources import SampleSource
 from ..data.specs import open_source
 from ..distributed import Dist
 from ..errors import ClassContrastError
-from ..evaluation.runner import model_device, run_setup, sample_log
+from ..evaluation.runner import batch_ranges, model_device, run_setup, sample_log
 from ..explorer.offers import explore
 from ..explorer.page import NAMED, entry, image_entry, write_page
 from ..methods import method_class
@@ -177,14 +177,6 @@ class Audit:
         }
 
 
-def _chunks(n: int, batch_size: int) -> list[range]:
-    """The positions of each batch: ``batch_size`` consecutive items, always formed the same way (so results never
-    depend on what was skipped or which process or worker ran a batch)."""
-    if batch_size < 1:
-        raise ClassContrastError("--batch-size must be at least 1")
-    return [range(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
-
-
 def predicted_rows(bundle: ModelBundle, samples: Sequence[Any], threshold: float = THRESHOLD,
                    device: Any = None) -> list[Row]:
     """One batch's rows of the first phase: each image's label, its top classes and their probabilities (multi-label:
@@ -216,7 +208,7 @@ def _phase1_rows(bundle: ModelBundle, source: SampleSource, batch_size: int, log
     samples = source.samples
     sigmoid = bundle.head == "sigmoid"
     setup = run_setup(bundle, head=bundle.head, **({"threshold": threshold} if sigmoid else {}))
-    chunks = _chunks(len(samples), batch_size)
+    chunks = batch_ranges(len(samples), batch_size)
     with sample_log(log_path, ("id",), shard, setup, source, batch_size) as log:
         if progress is not None:  # what a previous run already did
             progress(sum(log.has(id=s.id) for s in source) // shard.world)
@@ -295,7 +287,7 @@ def _phase2(bundle: ModelBundle, slots: list[Slot], samples: dict[str, Any], met
     setup = run_setup(bundle, head=bundle.head) if out is not None else {}
     if out is not None:
         (out / "maps").mkdir(parents=True, exist_ok=True)
-    chunks = [[slots[i] for i in chunk] for chunk in _chunks(len(slots), batch_size)]
+    chunks = [[slots[i] for i in chunk] for chunk in batch_ranges(len(slots), batch_size)]
     keys = {k: _maps_key(setup, options, chunk, samples) if out is not None else "" for k, chunk in enumerate(chunks)}
     todo = []
     for k, chunk in enumerate(chunks):

@@ -43,7 +43,17 @@ from ..models import ModelBundle
 from ..scale.workers import Workers
 from ..state import predict
 from .road import road_impute
-from .runner import batch_at, batch_generator, markdown_rows, mean, model_device, run_setup, sample_log, write_table
+from .runner import (
+    batch_at,
+    batch_generator,
+    batch_ranges,
+    markdown_rows,
+    mean,
+    model_device,
+    run_setup,
+    sample_log,
+    write_table,
+)
 
 METHODS = ("gradcam", "linear_approx", "gradient_x_input")
 CONTRASTS = ("original", "mean", "max", "weighted")
@@ -184,8 +194,9 @@ def run_faithfulness(
     workers.start()
     with sample_log(log_path, key, shard, setup, source, batch_size) as log:
         todo, logged = [], {}
-        for k in range(-(-len(source) // batch_size)):
-            ids = [s.id for s in source.samples[k * batch_size : (k + 1) * batch_size]]
+        chunks = batch_ranges(len(source), batch_size)
+        for k, chunk in enumerate(chunks):
+            ids = [source.samples[i].id for i in chunk]
             have = frozenset((i, m, c, b) for i in ids for m, c in combos for b in baselines
                              if log.has(id=i, method=m, options=label[m], contrast=c, baseline=b))
             if shard.owns(k) and len(have) < len(ids) * len(combos) * len(baselines):
@@ -196,7 +207,7 @@ def run_faithfulness(
         for k, rows in workers.map(todo, bundle, partial(_curves_of_batch, job)):
             log.add(rows)
             if progress is not None:
-                progress(len(source.samples[k * batch_size : (k + 1) * batch_size]))
+                progress(len(chunks[k]))
     current = [r for r in log.rows if r.get("options") == label.get(r["method"])]  # not other options' rows
     result = summarize(current, combos, baselines, scores, grid)
     result["info"]["method_options"] = {m: json.loads(label[m]) for m in methods}

@@ -49,13 +49,19 @@ def batches(source: SampleSource, bundle: ModelBundle, batch_size: int, device: 
     (so results never depend on what was skipped or which process ran a batch). A batch is left out
     when ``skip(ids)`` holds (all its results exist) or when another rank owns it. Missing labels are
     the model's prediction, or -1 with ``fill_labels=False``."""
-    if batch_size < 1:
-        raise ClassContrastError("--batch-size must be at least 1")
-    for index, start in enumerate(range(0, len(source.samples), batch_size)):
-        chunk = source.samples[start : start + batch_size]
-        if (shard is not None and not shard.owns(index)) or (skip is not None and skip([s.id for s in chunk])):
+    for index, chunk in enumerate(batch_ranges(len(source), batch_size)):
+        if (shard is not None and not shard.owns(index)) or (skip is not None and
+                                                             skip([source.samples[i].id for i in chunk])):
             continue
         yield batch_at(source, bundle, batch_size, index, device, fill_labels)
+
+
+def batch_ranges(n: int, batch_size: int) -> list[range]:
+    """The positions of each batch of ``n`` items: ``batch_size`` consecutive ones, always formed the same way (so
+    results never depend on what was skipped, or which process or worker ran a batch)."""
+    if batch_size < 1:
+        raise ClassContrastError("--batch-size must be at least 1")
+    return [range(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
 
 
 def batch_at(source: SampleSource, bundle: ModelBundle, batch_size: int, index: int,

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import ClassContrastError
 from .stage import Explain
 from .store import PartStore
-from .workers import ENGINES, ray_session
+from .workers import ENGINES, Workers, ray_session
 
 
 @dataclass(frozen=True)
@@ -68,11 +68,9 @@ def explain_dataset(req: DatasetRequest, report: Callable[[str], None] = print) 
     from ..data.specs import open_source
     from ..models import load_model
 
-    if req.engine not in ENGINES:
-        raise ClassContrastError(f"--engine {req.engine!r}: choose {' or '.join(ENGINES)}")
+    workers = Workers(req.engine, req.ray_address, req.concurrency, req.num_gpus_per_worker)  # checked: one line
     need_pyarrow()
-    if req.engine == "ray":
-        ray_session(req.ray_address)  # joined (or started) before any file is written; one line without Ray
+    workers.start()  # Ray joined (or started) before any file is written; one line without Ray
     bundle = load_model(req.model, weights=req.weights)
     source = open_source(req.data, bundle.categories, exclude=[req.out], split=req.split)
     if req.top_k is not None and req.targets is None and len(source):  # what "top k" is: the model's kind says
@@ -96,10 +94,11 @@ def explain_dataset(req: DatasetRequest, report: Callable[[str], None] = print) 
 def _top(bundle: Any, source: Any, k: int) -> Any:
     """``targets=`` for the k first units of the model's kind, read on the first image (one forward pass)."""
     from ..engine import unwrap_model
+    from ..evaluation.runner import model_device
     from ..units import top_units
 
     first = next(iter(source))
-    x = first.prepared(bundle.transform)[None].to(next(bundle.model.parameters()).device)
+    x = first.prepared(bundle.transform)[None].to(model_device(bundle.model))
     return top_units(unwrap_model(bundle), x, k)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request  # at the module's level: the routes' annotations name it
 
-from .protocol import RequestError, image_bytes
+from .protocol import RequestError, image_bytes, split_body
 from .runner import ServedModel
 
 METHODS = ("gradcam", "gradient", "integrated_gradients", "occlusion")  # the page's buttons: the quick ones
@@ -38,10 +38,9 @@ def model_view(served: ServedModel, body: Any) -> dict[str, str]:
     from ..data.images import load_image_bytes
     from ..errors import ClassContrastError
 
-    if not isinstance(body, dict) or not isinstance(body.get("instances"), list) or not body["instances"]:
-        raise RequestError("expected {'instances': [image]}")
+    instances, _ = split_body(body)
     try:
-        pixels = served.bundle.preprocess(load_image_bytes(image_bytes(body["instances"][0], 0), "instance 0"))
+        pixels = served.bundle.preprocess(load_image_bytes(image_bytes(instances[0], 0), "instance 0"))
     except ClassContrastError as e:
         raise e if isinstance(e, RequestError) else RequestError(str(e)) from e
     if pixels.ndim != 3 or pixels.shape[0] not in (1, 3):

@@ -54,7 +54,8 @@ class ExplainSpec:
     options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
 
 
-def _body(body: Any) -> tuple[list[Any], dict[str, Any]]:
+def split_body(body: Any) -> tuple[list[Any], dict[str, Any]]:
+    """A request body's instances (a non-empty list) and parameters (an object), checked."""
     if not isinstance(body, dict):
         raise RequestError("the request body must be a JSON object with 'instances'")
     unknown = sorted(set(body) - {"instances", "parameters", "id", "inputs"})
@@ -105,7 +106,7 @@ def _names(value: Any, name: str) -> tuple[str, ...]:
 
 def predict_request(body: Any) -> tuple[list[bytes], int]:
     """(the instances' image bytes, top_k) of a ``:predict`` body."""
-    instances, parameters = _body(body)
+    instances, parameters = split_body(body)
     unknown = sorted(set(parameters) - set(PREDICT_KEYS))
     if unknown:
         raise RequestError(f"unknown parameter {unknown[0]!r} for :predict (it takes top_k)")
@@ -117,7 +118,7 @@ def explain_request(body: Any, methods: Callable[[str], tuple[str, Sequence[str]
                     ) -> tuple[list[bytes], ExplainSpec]:
     """(the instances' image bytes, the checked spec) of an ``:explain`` body; ``methods(name)``: a method's
     registered name and option names, None for no such method (a 400, as an option none of the asked methods has)."""
-    instances, p = _body(body)
+    instances, p = split_body(body)
     found = [(m, methods(m)) for m in _names(p.get("method", "gradcam"), "method")]
     for m, known in found:
         if known is None:
@@ -185,4 +186,4 @@ def plain(value: Any, fmt: str) -> Any:
 
 
 __all__ = ["EXPLAIN_KEYS", "MAPS", "MAP_FORMATS", "ExplainSpec", "RequestError", "decode_map", "encode_map",
-           "explain_request", "image_bytes", "plain", "predict_request"]
+           "explain_request", "image_bytes", "plain", "predict_request", "split_body"]

@@ -102,8 +102,9 @@ class ServedModel:
     def inputs(self, blobs: Sequence[bytes]) -> list[torch.Tensor]:
         """Each image decoded (the reader's pixel budget) and preprocessed: (C, *S) on the model's device."""
         from ..data.images import load_image_bytes
+        from ..evaluation.runner import model_device
 
-        device = next(self.bundle.model.parameters(), torch.empty(0)).device
+        device = model_device(self.bundle.model)
         out = []
         for i, blob in enumerate(blobs):
             try:
