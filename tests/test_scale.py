@@ -17,7 +17,7 @@ import classcontrast as cc
 from classcontrast.methods import options_for
 from classcontrast.ray import DatasetRequest, Explain, explain_dataset
 from classcontrast.scale import store as store_module
-from classcontrast.scale.table import schema
+from classcontrast.scale.table import rle, schema, unrle
 from tests.test_cli import run
 
 CONTRASTS = ("original", "weighted", "foil:281")
@@ -206,6 +206,27 @@ def test_top_k_is_read_per_kind(tmp_path: Path) -> None:
     assert json.loads((out / "_run.json").read_text())["targets"] == repr(cc.Region.all(2))
     rows = pq.read_table(out).to_pylist()
     assert rows and {r["unit_kind"] for r in rows} == {"region"}
+    # each region's mask travels in its row, as COCO's RLE (pycocotools decodes it), equal to the engine's
+    from pycocotools import mask as coco_mask
+
+    bundle = cc.load_model("torchvision:lraspp_mobilenet_v3_large", weights="none")
+    x = bundle.transform(cc.load_image(data / "cup.png"))[None]
+    ex = cc.explain(bundle, x, "gradient", "weighted", cc.Region.all(2))
+    for r in rows:
+        encoded = json.loads(r["unit_fields"])["mask"]
+        h, w = encoded["size"]
+        decoded = coco_mask.decode(coco_mask.frPyObjects(encoded, h, w)).astype(bool)
+        assert np.array_equal(decoded, ex.units[0][r["unit"]]["mask"].numpy())
+        assert np.array_equal(unrle(encoded), decoded) and decoded.sum() == json.loads(r["unit_fields"])["pixels"]
+
+
+def test_run_length_encoding_round_trips() -> None:
+    """`rle` on hand-computed cases (a first run of ones starts with a zero count; column-major) and 3-D arrays."""
+    assert rle(np.array([[0, 1], [1, 1]], dtype=bool)) == {"size": [2, 2], "counts": [1, 3]}
+    assert rle(np.array([[1, 0], [1, 0]], dtype=bool)) == {"size": [2, 2], "counts": [0, 2, 2]}
+    assert rle(np.zeros((0, 3), dtype=bool))["counts"] == []
+    cube = np.random.default_rng(0).random((3, 4, 5)) > 0.5
+    assert np.array_equal(unrle(rle(cube)), cube)
 
 
 def test_target_classes_are_explained_on_every_image(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 Columns: the image's ``id``, ``path``, content ``stamp`` (a hash of its bytes and label: what a resumed run checks),
 ``label`` and ``label_name`` (null without labels), the model's ``predicted`` class and ``predicted_name``; the
 ``method`` and ``contrast``; the unit's place ``unit`` on its image, its ``unit_kind`` and its other fields as JSON
-(``unit_fields``: a box, a label, a score...; arrays such as a region's mask are left out); the ``target`` and
+(``unit_fields``: a box, a label, a score...; a boolean array such as a region's or an instance's mask as COCO's
+uncompressed run-length encoding, `rle`); the ``target`` and
 ``target_name``; the contrast's value ``score``, the target's ``probability``; the map, row-major, as ``map`` (a list
 of float32, null when maps are not kept) with its ``map_shape``, at the input's or the layer's resolution
 (``map_level``; an audit's shown maps: ``page``, `classcontrast.confusion.table`). A user's own columns (Ray Data's
@@ -36,9 +37,31 @@ def schema(map_dtype: str = "float32", extra: Sequence[tuple[str, Any]] = ()) ->
                       ("map_level", pa.string()), ("map_shape", pa.list_(pa.int32())), ("map", pa.list_(value))])
 
 
+def rle(mask: Any) -> dict[str, Any]:
+    """A boolean array as COCO's uncompressed run-length encoding: ``{"size": shape, "counts": [...]}``, the lengths
+    of alternating runs of 0 and 1 (starting with 0) in column-major (Fortran) order — for a 2-D mask exactly what
+    pycocotools' ``mask.frPyObjects`` decodes; any other number of dimensions the same way."""
+    flat_mask = np.asarray(mask, dtype=bool).reshape(-1, order="F")
+    edges = np.flatnonzero(np.diff(flat_mask.astype(np.int8))) + 1
+    bounds = np.concatenate([[0], edges, [flat_mask.size]])
+    counts = np.diff(bounds).tolist() if flat_mask.size else []
+    if flat_mask.size and flat_mask[0]:
+        counts = [0, *counts]
+    return {"size": list(np.shape(mask)), "counts": [int(c) for c in counts]}
+
+
+def unrle(encoded: Mapping[str, Any]) -> np.ndarray:
+    """The boolean array of a `rle` encoding."""
+    counts = np.asarray(encoded["counts"], dtype=np.int64)
+    values = np.arange(len(counts)) % 2 == 1
+    return np.repeat(values, counts).reshape(encoded["size"], order="F")
+
+
 def unit_fields(unit: Mapping[str, Any]) -> str:
-    """A unit's row (`Unit.row`) as JSON, its arrays (a mask) left out: plain numbers, strings and lists."""
-    plain = {k: v for k, v in unit.items() if k not in ("kind", "target") and not isinstance(v, np.ndarray)}
+    """A unit's row (`Unit.row`) as JSON: plain numbers, strings and lists; a boolean array (a mask) as its `rle`,
+    any other array left out."""
+    plain = {k: rle(v) if isinstance(v, np.ndarray) and v.dtype == bool else v for k, v in unit.items()
+             if k not in ("kind", "target") and (not isinstance(v, np.ndarray) or v.dtype == bool)}
     return json.dumps(plain, sort_keys=True)
 
 
@@ -79,4 +102,4 @@ def to_table(rows: Sequence[Mapping[str, Any]], map_dtype: str = "float32",
     return pa.Table.from_pydict(columns, schema=s)
 
 
-__all__ = ["MAP_DTYPES", "MAP_LEVELS", "flat", "schema", "to_table", "unit_fields", "utf8"]
+__all__ = ["MAP_DTYPES", "MAP_LEVELS", "flat", "rle", "schema", "to_table", "unit_fields", "unrle", "utf8"]
