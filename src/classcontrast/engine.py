@@ -206,6 +206,31 @@ def explain(
     return out if many else out[names[0]]
 
 
+def units_of(model: Any, x: Tensor, targets: Any = None, *, head: str | None = None) -> list[list[Any]]:
+    """The units ``targets`` asks for on ``x`` — a detector's objects (box, label, score), a segmenter's regions, a
+    classifier's classes —, per input, from one forward pass without gradients: what a count needs (an audit's first
+    phase), no map. The same units `explain` would explain with these ``targets``."""
+    from .units.records import ImageUnit
+
+    net = unwrap_model(model)
+    x = check_input(x)
+    categories = None if isinstance(model, nn.Module) else getattr(model, "categories", None)
+    if names_classes(targets):
+        targets = class_indices(targets, categories, f"targets={targets!r}")
+    head = model_head(model, net, head)
+    original = get_contrast("original")
+    with frozen_eval(net), torch.no_grad(), ExitStack() as stack:
+        units = claim(net, targets, categories, head)
+        spec = (targets, categories, head)
+        units, chosen, logits = _outputs(units, None, net, x, torch.arange(len(x), device=x.device), stack, *spec)
+        y, sel, contrasts = _resolve(units, chosen, logits, [original])
+        fields = units.results(contrasts, y, sel)[0]
+    if "units" in fields:
+        return cast("list[list[Any]]", fields["units"])
+    logits = fields["logits"]
+    return [[ImageUnit(target=c, logits=logits[i]) for c in row] for i, row in enumerate(sel.targets.tolist())]
+
+
 _Spec = tuple[Any, Sequence[str] | None, str]  # a call's targets, class names and head
 _Maps = tuple[Units, Tensor, Selection, list[Contrast], Tensor, Recording]  # units, y, selection, contrasts, maps...
 

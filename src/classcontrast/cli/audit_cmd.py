@@ -11,7 +11,7 @@ from ..text import count, printable
 from . import engine_opts
 from . import method_flags as flags
 from .checks import check_number
-from .common import console, shard_progress
+from .common import console, progress_tasks, shard_progress
 from .engine_opts import CONCURRENCY, ENGINE, NUM_GPUS, RAY_ADDRESS
 from .evaluate_cmd import BATCH, DEVICE, LIMIT, MODEL, NUM_CLASSES, PREPROCESS, SEED, SPLIT, TRUST, WEIGHTS, setup_run
 from .method_flags import with_method_options
@@ -22,7 +22,8 @@ def _audit(
     data: list[str] = typer.Argument(None, help="Class folders, a flat folder (no labels), a labels.csv "
                                      "(path,label;label: multi-label), a datasets folder (save_to_disk), "
                                      "imagenet:ROOT, cub200:ROOT, food101:ROOT, or image files. "
-                                     "None: the bundled photos"),
+                                     "None: the bundled photos. A segmenter: a mask folder (images/ and masks/ "
+                                     "of class ids). A detector: a COCO json (instances.json)"),
     out: Path = typer.Option(Path("audit"), help="Output folder (re-running it resumes)"),
     model: str = MODEL, weights: str = WEIGHTS, num_classes: int = NUM_CLASSES,
     method: list[str] = typer.Option(["gradcam"], "--method", "--methods", help=METHODS_HELP),
@@ -41,6 +42,8 @@ def _audit(
     prompt: str = typer.Option(None, help="A vision-language model (a folder): the question; its candidate "
                                "answers (--answers) are the classes, the class folders named after them"),
     answers: list[str] = typer.Option(None, "--answers", help="With --prompt: the candidate answers"),
+    iou: float = typer.Option(0.5, help="COCO boxes: the IoU at which a detection matches a true box"),
+    min_score: float = typer.Option(0.5, "--min-score", help="COCO boxes: the detections counted score this"),
     engine: str = ENGINE, ray_address: str = RAY_ADDRESS, concurrency: int = CONCURRENCY,
     num_gpus_per_worker: float = NUM_GPUS,
     limit: int = LIMIT, batch_size: int = BATCH, seed: int = SEED, device: str = DEVICE,
@@ -58,6 +61,15 @@ def _audit(
     check_counts(pairs, examples, top_k)  # before the model loads
     check_number(ambiguity, "--ambiguity", minimum=0, maximum=1)
     check_number(threshold, "--threshold", minimum=0, maximum=1)
+    check_number(iou, "--iou", minimum=0, maximum=1)
+    check_number(min_score, "--min-score", minimum=0, maximum=1)
+    from ..data.annotated import is_annotated
+
+    if is_annotated(data):
+        _units(data, out, methods, given, engine, pairs=pairs, examples=examples, iou=iou, min_score=min_score,
+               model=model, weights=weights, num_classes=num_classes, device=device, preprocess=preprocess,
+               trust_remote_code=trust_remote_code, limit=limit, layer=layer)
+        return
     on = engine_opts.workers(engine, ray_address, concurrency, num_gpus_per_worker)
     on.start()  # Ray joined before the model loads: one line without Ray
     bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, local_device(device), preprocess,
@@ -70,6 +82,40 @@ def _audit(
                        ambiguity=ambiguity, threshold=threshold, workers=on, **given)
     if shard.main:
         _summary(result)
+
+
+def _units(data: list[str], out: Path, methods: list[str], given: dict[str, Any], engine: str, *, pairs: int,
+           examples: int, iou: float, min_score: float, model: str, weights: str, num_classes: int, device: str,
+           preprocess: str, trust_remote_code: bool, limit: int, layer: str | None) -> None:
+    """The audit of a segmenter on a mask folder or of a detector on a COCO json
+    (`classcontrast.confusion.units_audit`)."""
+    from ..confusion.units_audit import unit_audit
+    from ..data.annotated import open_annotated
+    from ..errors import ClassContrastError
+    from .evaluate_cmd import setup_model
+
+    if engine != "local":
+        raise ClassContrastError(f"--engine {engine}: a mask folder or a COCO json is audited by the local engine")
+    bundle, dev = setup_model(model, weights, num_classes, device, preprocess, out, trust_remote_code, limit=limit)
+    source = open_annotated(data, bundle.categories, limit)
+    console.print(f"{bundle.name} on {source.description}")
+    options = {**given, **({"layer": layer} if layer else {})}
+    with progress_tasks() as progress:
+        result = unit_audit(bundle, source, out, methods, pairs=pairs, examples=examples, iou=iou,
+                            min_score=min_score, device=dev, progress=progress, **options)
+    console.print(printable(f"{count(result.n, 'image')}; {json_line(result.metrics)}; "
+                            f"{count(len(result.pairs), 'confused pair')} shown"))
+    for i, p in enumerate(result.pairs[:5], 1):
+        console.print(printable(f"  {i}. {result.classes[p.true]} taken for {result.classes[p.predicted]}: "
+                                f"{p.count:g} {result.measure}"))
+    for path in result.paths:
+        console.print(f"wrote {path}")
+
+
+def json_line(metrics: dict[str, Any]) -> str:
+    """The metrics as one line: numbers to three decimals, per-class dictionaries left to audit.json."""
+    return ", ".join(f"{k.replace('_', ' ')} {v:.3f}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}"
+                     for k, v in metrics.items() if not isinstance(v, dict) and v is not None)
 
 
 def _summary(result: Any) -> None:

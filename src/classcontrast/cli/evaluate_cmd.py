@@ -52,9 +52,28 @@ def setup_run(data: list[str] | None, model: str, weights: str, num_classes: int
     is never read as data. ``classes``: a zero-shot (CLIP-style) model over these prompts' classes; ``prompt``
     (and ``answers``): a vision-language model's candidate answers to the question as its classes;
     ``head``: override the model's (``sigmoid`` for a multi-label model); ``split``: a datasets folder's."""
+    from ..data.specs import open_source
+
+    bundle, dev = setup_model(model, weights, num_classes, device, preprocess, out, trust_remote_code, batch_size,
+                              head, classes, template, prompt, answers, limit)
+    source = open_source(data, bundle.categories, exclude=[out] if out is not None else [], split=split).select(
+        limit=limit, seed=seed)
+    if len(source) == 0:
+        raise ClassContrastError(f"{source.description}: no images to evaluate" + (
+            f" (--limit {limit})" if limit is not None and limit < 1 else ""))
+    console.print(f"{bundle.name} on {source.description}: {count(len(source), 'sample')}; "
+                  f"labels from {source.labels_from}")
+    return bundle, source, dev
+
+
+def setup_model(model: str, weights: str, num_classes: int | None, device: str, preprocess: str = "model",
+                out: Path | None = None, trust_remote_code: bool = False, batch_size: int | None = None,
+                head: str | None = None, classes: list[str] | None = None, template: str = "a photo of a {}.",
+                prompt: str | None = None, answers: list[str] | None = None,
+                limit: int | None = None) -> tuple[Any, Any]:
+    """(bundle, device) for an experiment command, the numbers and options checked first (see `setup_run`)."""
     import dataclasses
 
-    from ..data.specs import open_source
     from ..models import load_model, set_preprocess
 
     check_common(out, limit, batch_size, num_classes)
@@ -76,15 +95,7 @@ def setup_run(data: list[str] | None, model: str, weights: str, num_classes: int
     else:
         loaded = load_model(model, weights=weights, num_classes=num_classes, device=dev,
                             trust_remote_code=trust_remote_code)
-    bundle = set_preprocess(loaded if head is None else dataclasses.replace(loaded, head=head), preprocess)
-    source = open_source(data, bundle.categories, exclude=[out] if out is not None else [], split=split).select(
-        limit=limit, seed=seed)
-    if len(source) == 0:
-        raise ClassContrastError(f"{source.description}: no images to evaluate" + (
-            f" (--limit {limit})" if limit is not None and limit < 1 else ""))
-    console.print(f"{bundle.name} on {source.description}: {count(len(source), 'sample')}; "
-                  f"labels from {source.labels_from}")
-    return bundle, source, dev
+    return set_preprocess(loaded if head is None else dataclasses.replace(loaded, head=head), preprocess), dev
 
 
 def check_common(out: Path | None, limit: int | None = None, batch_size: int | None = None,

@@ -82,10 +82,15 @@ class Preprocess:
     def __call__(self, img: Image.Image) -> torch.Tensor:
         if self.resize == 0:  # the model resizes itself (torchvision detectors): the image as it is
             return to_tensor(img.convert("RGB"))
-        img = resize(img, self.resize, self.interpolation)
-        if self.crop is not None:
-            img = center_crop(img, self.crop)
-        return to_tensor(img)
+        return to_tensor(self.view(img))
+
+    def view(self, img: Image.Image, interpolation: str | None = None) -> Image.Image:
+        """The resized and cropped PIL image, any mode (``interpolation`` "nearest" for a mask of class ids: the
+        same geometry as the image's)."""
+        if self.resize == 0:
+            return img
+        img = resize(img, self.resize, interpolation or self.interpolation)
+        return center_crop(img, self.crop) if self.crop is not None else img
 
 
 @dataclass(frozen=True)

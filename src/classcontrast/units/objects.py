@@ -33,6 +33,11 @@ from .records import ObjectUnit
 from .selectors import Detections
 
 
+class NoDetections(ClassContrastError):
+    """The detector reported no object scoring the threshold asked: nothing to explain (a one-line error; an audit
+    counts such an image as detecting nothing)."""
+
+
 def is_torchvision_detector(net: nn.Module) -> bool:
     """A torchvision detector whose rows `capture` finds: two-stage (Faster R-CNN family: ``roi_heads``
     with a box predictor) or single-stage (RetinaNet, FCOS)."""
@@ -175,10 +180,10 @@ class ObjectUnits(Units):
             best = max((float(s.max()) for s in scores if len(s)), default=None)
             if best is None:
                 where = "this image" if len(scores) == 1 else "these images"
-                raise ClassContrastError(f"the model detected no object in {where}: nothing to explain (a "
+                raise NoDetections(f"the model detected no object in {where}: nothing to explain (a "
                                          "detector with random or unsuited weights detects nothing; check its "
                                          "weights and the image)")
-            raise ClassContrastError(f"no detection scores at least {threshold} (the best scores {best:.3g}): "
+            raise NoDetections(f"no detection scores at least {threshold} (the best scores {best:.3g}): "
                                      "lower the threshold (cc.Detections(threshold=...), --min-score on the command "
                                      "line) or name detections by index (cc.Detections(indices=[...]))")
         return chosen
