@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import numpy as np
 import pytest
@@ -90,6 +92,36 @@ def test_pairs_and_counts_match_an_independent_count(embedded: cc.ModelBundle, f
     assert matrix.shape == (1000, 1001)
     cup, espresso = embedded.categories.index("cup"), embedded.categories.index("espresso")
     assert int(matrix[cup, 1 + espresso]) == counts[(cup, espresso)]
+
+
+def test_pairs_page_lists_every_pair_from_the_parquet(embedded: cc.ModelBundle, folders: Path, audited: Path) -> None:
+    """pairs.html, rendered from audit.parquet and audit.json alone: every confused pair counted independently (the
+    audit shows 4 of them), the shown ones first and linked to audit.html, each image linked to its file; an
+    unlabelled audit's page counts (top-2, top-1) pairs past the ambiguity ratio, from the same rows."""
+    from classcontrast.confusion.pairs_page import confused_pairs, pairs_page
+
+    rows = _independent(embedded, folders)
+    counts = Counter((r["label"], r["pred"]) for r in rows if r["label"] != r["pred"])
+    page = (audited / "pairs.html").read_text()
+    report = json.loads((audited / "audit.json").read_text())
+    assert page.count("<details") == len(counts) and page.count("explained in audit.html") == len(report["pairs"])
+    for k, p in enumerate(report["pairs"], 1):  # the shown pairs first, in the audit's order
+        assert f'id="pair-{k}"><summary>{k}. {p["true"]} taken for {p["predicted"]}: {p["count"]} image' in page
+    for (b, a), n in counts.items():
+        assert f"{embedded.categories[b]} taken for {embedded.categories[a]}: {n} image" in page
+    href = next(r["id"] for r in rows if r["label"] != r["pred"]).split("/")[1]
+    assert any(h.endswith(quote(href)) and (audited / unquote(h)).resolve().is_file()
+               for h in re.findall(r'<a href="([^"]+)">', page) if h != "audit.html")
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(audited / "audit.parquet").to_pylist()
+    unlabelled = [{**r, "label": None} for r in table]  # the same rows, read as an unlabelled audit's
+    got = confused_pairs(unlabelled, {"ambiguity": 0.0, "pairs": []})
+    firsts = {r["id"]: r for r in table if r["method"] is None and json.loads(r["unit_fields"])["rank"] == 0}
+    seconds = {r["id"]: r["target"] for r in table if r["method"] is None and json.loads(r["unit_fields"])["rank"] == 1}
+    assert {k: len(v) for k, v in got.items()} == Counter((seconds[i], r["target"]) for i, r in firsts.items())
+    assert "second to" in pairs_page(unlabelled, {"labelled": False, "ambiguity": 0.0, "pairs": [],
+                                                  "classes": embedded.categories}, audited)
 
 
 def _maps(out: Path) -> dict[str, dict[str, np.ndarray]]:

@@ -16,7 +16,7 @@ import classcontrast as cc
 from tests.scenes import Scenes, box_share, deletion_area, make_scenes, train_multilabel
 from tests.test_cli import run
 
-SEEDS = (0, 1, 2)
+SEEDS = (0, 1)  # (seed 2 passed as well; two keep the suite in its time)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,8 @@ Two phases, both resumable and shardable under torchrun like the experiments:
    method and batch; one ``maps/batch_NNNNN.npz`` per batch, written atomically.
 
 Then ``audit.json``, ``confusion.csv``, ``audit.parquet`` (`classcontrast.confusion.table`: the predictions and the
-shown maps as rows of the dataset schema) and the self-contained explorer ``audit.html``.
+shown maps as rows of the dataset schema), the self-contained explorer ``audit.html`` and ``pairs.html``, every
+confused pair with its images, rendered from the Parquet file (`classcontrast.confusion.pairs_page`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from ..state import predict
 from ..text import count, spreadsheet_cell
 from .multilabel import exact_match, label_stats, missed_matrix, rank_multilabel_pairs
 from .pairs import AMBIGUITY, Pair, Row, accuracy, classes_for, confusion_matrix, labelled, rank_pairs
+from .pairs_page import write_pairs_page
 from .table import write_audit_table
 
 TOP = 5  # classes kept per image in the per-sample log
@@ -130,6 +132,7 @@ class Audit:
             "model": self.model, "data": self.data, "n": self.n, "accuracy": self.accuracy,
             "labelled": self.labelled, "pairs_are": pairs_are, "methods": self.methods, "classes": self.classes,
             "pairs": [pair(p) for p in self.pairs], **multilabel,
+            **({} if self.labelled or self.multilabel else {"ambiguity": self.ambiguity}),
         }
 
     def image_keys(self) -> dict[str, str]:
@@ -487,6 +490,8 @@ def _write(folder: Path, model: ModelBundle, result: Audit, samples: dict[str, A
         result.paths.append(_write_labels(folder / "labels.csv", result))
     if importlib.util.find_spec("pyarrow") is not None:  # the [parquet] extra
         result.paths.append(write_audit_table(folder / "audit.parquet", result, samples))
+        if not result.multilabel:  # every pair, from the Parquet file
+            result.paths.append(write_pairs_page(folder / "pairs.html", folder / "audit.parquet", result.to_json()))
     else:
         result.notes.append("audit.parquet not written: pip install 'classcontrast[parquet]'")
     result.paths.append(write_page(result.page_data(shown_images(model, result, samples)), folder / "audit.html"))
