@@ -83,3 +83,34 @@ def test_label_sets_from_a_sequence_of_classlabels(embedded: cc.ModelBundle, tmp
     index = embedded.categories.index
     assert [s.labels for s in source] == [tuple(sorted((index("tabby"), index("Egyptian cat")))), ()]
     np.testing.assert_array_equal(np.asarray(source.samples[0].load()), photo)  # PNG bytes: the same pixels
+
+
+def test_the_hubs_parquet_layout_reads_as_the_saved_folder(embedded: cc.ModelBundle, hf_folder: Path,
+                                                           tmp_path: Path) -> None:
+    """The same DatasetDict written as the hub lays it out (data/{split}-0000N-of-00002.parquet, row groups of 5
+    rows): every sample equal to the save_to_disk folder's (label, image, stamp), read lazily (a row group at a
+    time; picklable without it), audited equal; several splits need --split, as for a saved folder."""
+    import pickle
+
+    saved = datasets.load_from_disk(str(hf_folder))
+    root = tmp_path / "hub"
+    (root / "data").mkdir(parents=True)
+    for split, ds in saved.items():
+        half = (len(ds) + 1) // 2
+        for k, part in enumerate((ds.select(range(half)), ds.select(range(half, len(ds))))):
+            part.to_parquet(str(root / "data" / f"{split}-{k:05d}-of-00002.parquet"), batch_size=5)
+    with pytest.raises(ClassContrastError, match=r"holds several splits \(extra, test\)"):
+        open_source(str(root), embedded.categories)
+    got = open_source(str(root), embedded.categories, split="test")
+    want = open_source(str(hf_folder), embedded.categories, split="test")
+    assert len(got) == len(want) and got.labels_from == want.labels_from
+    for a, b in zip(got, want, strict=True):
+        assert (a.id, a.label, a.stamp()) == (b.id, b.label, b.stamp())
+        assert np.array_equal(np.asarray(a.load()), np.asarray(b.load()))
+    rows = got.samples[0].load.ds  # the lazy rows behind every sample
+    assert len(rows.groups) >= 4 and rows._cached is not None and pickle.loads(pickle.dumps(rows))._cached is None
+    kwargs = {"methods": ["gradcam"], "pairs": 2, "examples": 1, "batch_size": 8}
+    a = cc.audit(embedded, got, tmp_path / "a", **kwargs)
+    b = cc.audit(embedded, want, tmp_path / "b", **kwargs)
+    np.testing.assert_array_equal(a.confusion, b.confusion)
+    assert [(p.true, p.predicted, p.count) for p in a.pairs] == [(p.true, p.predicted, p.count) for p in b.pairs]

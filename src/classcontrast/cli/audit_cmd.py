@@ -20,7 +20,8 @@ from .options import METHODS_HELP, method_names, split_values
 
 def _audit(
     data: list[str] = typer.Argument(None, help="Class folders, a flat folder (no labels), a labels.csv "
-                                     "(path,label;label: multi-label), a datasets folder (save_to_disk), "
+                                     "(path,label;label: multi-label), a datasets folder (save_to_disk or the "
+                                     "hub's Parquet), "
                                      "imagenet:ROOT, cub200:ROOT, food101:ROOT, or image files. "
                                      "None: the bundled photos. A segmenter: a mask folder (images/ and masks/ "
                                      "of class ids). A detector: a COCO json (instances.json)"),

@@ -14,8 +14,8 @@ from .engine_opts import CONCURRENCY, ENGINE, NUM_GPUS, RAY_ADDRESS
 from .method_flags import with_method_options
 from .options import CONTRASTS_HELP, METHODS_HELP, check_names, method_names, split_values
 
-DATA_HELP = ("Images: a folder (class folders give labels), files, a labels.csv, a datasets folder (save_to_disk), "
-             "imagenet:ROOT, cub200:ROOT or food101:ROOT; none: the bundled photos")
+DATA_HELP = ("Images: a folder (class folders give labels), files, a labels.csv, a datasets folder (save_to_disk "
+             "or the hub's Parquet), imagenet:ROOT, cub200:ROOT or food101:ROOT; none: the bundled photos")
 
 
 def _explain_dataset(

@@ -1,5 +1,6 @@
 """``--data`` specifications: a class-folder tree, a flat folder, files, a multi-label CSV
-(``path,label;label``), a Hugging Face ``datasets`` folder (``save_to_disk``'s), the bundled photos, or
+(``path,label;label``), a Hugging Face ``datasets`` folder (``save_to_disk``'s, or the hub's Parquet layout), the
+bundled photos, or
 ``imagenet:ROOT`` / ``cub200:ROOT`` / ``food101:ROOT``."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from ..errors import ClassContrastError
 from ..text import count
 from .datasets import cub_classes, food101_samples, open_dataset
 from .hf import hf_source, is_hf_folder
+from .hf_parquet import hf_parquet_source, is_hf_parquet
 from .images import list_images, load_image
 from .sources import LABELS_FROM_PREDICTION, Sample, SampleSource, bundled_source, csv_source, folder_source
 
@@ -35,8 +37,11 @@ def open_source(spec: str | Sequence[str] | None, categories: Sequence[str],
     p = Path(spec)
     if p.is_dir() and is_hf_folder(p):
         return hf_source(p, categories, split)
+    if p.is_dir() and is_hf_parquet(p):
+        return hf_parquet_source(p, categories, split)
     if split is not None:
-        raise ClassContrastError(f"--split {split}: --data {spec} is not a datasets folder (save_to_disk's)")
+        raise ClassContrastError(f"--split {split}: --data {spec} is not a datasets folder (save_to_disk's, or the "
+                                 "hub's Parquet files)")
     if p.is_dir():
         return folder_source(p, categories, exclude)
     if p.is_file() and p.suffix.lower() == ".csv":
