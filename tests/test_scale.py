@@ -147,6 +147,50 @@ def test_the_ray_engine_writes_the_local_engines_rows(tmp_path: Path, local_ray:
         np.testing.assert_array_equal(np.asarray(ray[key]["map"]), np.asarray(r["map"]))
 
 
+def test_a_datasets_images_are_decoded_in_the_ray_workers(tmp_path: Path, local_ray: Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Hugging Face dataset (the hub's Parquet layout) on Ray: the rows carry each image's stored bytes, decoded in
+    the workers (the driver decodes none but the image no worker could read, to name it), the same rows as the local
+    engine; a broken image is skipped by both."""
+    datasets = pytest.importorskip("datasets")
+    import io
+
+    def png(name: str) -> bytes:
+        buf = io.BytesIO()
+        cc.sample_image(name).convert("RGB").resize((64, 48)).save(buf, format="PNG")
+        return buf.getvalue()
+
+    images = [{"bytes": png(n), "path": None} for n in ("chelsea", "coffee")] + [{"bytes": b"not a PNG", "path": None}]
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["tabby", "cup"])})
+    (tmp_path / "hub").mkdir()
+    datasets.Dataset.from_dict({"image": images, "label": [0, 1, 0]}, features=features).to_parquet(
+        str(tmp_path / "hub" / "test-00000-of-00001.parquet"))
+    base = {"model": "efficientnet_lite0", "data": str(tmp_path / "hub"), "methods": ["gradient"],
+            "contrasts": ["weighted"], "batch_size": 2}
+    said: dict[str, list[str]] = {"local": [], "ray": []}
+    done = explain_dataset(DatasetRequest(out=tmp_path / "local", **base), report=said["local"].append)
+    assert done.explained == 2 and len(done.skipped) == 1 and "#2" in said["local"][0]
+    from classcontrast.data import hf
+
+    decode = hf._Reader.__call__
+
+    def no_decoding(self: Any) -> Any:
+        assert self.i == 2, "the driver decoded a readable image"
+        return decode(self)
+
+    monkeypatch.setattr(hf._Reader, "__call__", no_decoding)
+    done = explain_dataset(DatasetRequest(out=tmp_path / "ray", engine="ray", concurrency=1, **base),
+                           report=said["ray"].append)
+    assert done.explained == 2 and said["ray"] == said["local"]
+    import pyarrow.parquet as pq
+
+    local, ray = _rows_by(pq.read_table(tmp_path / "local")), _rows_by(pq.read_table(tmp_path / "ray"))
+    assert local.keys() == ray.keys() and "encoded" not in pq.read_schema(next((tmp_path / "ray").glob("*.parquet")))
+    for key, r in local.items():
+        np.testing.assert_allclose(np.asarray(ray[key]["map"]), np.asarray(r["map"]), rtol=1e-4,
+                                   atol=1e-5 * float(np.abs(np.asarray(r["map"])).max()))
+
+
 def test_duckdb_answers_from_the_files_alone(tmp_path: Path) -> None:
     duckdb = pytest.importorskip("duckdb")
     data = _folder(tmp_path)

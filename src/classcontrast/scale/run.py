@@ -135,9 +135,11 @@ def _ray(req: DatasetRequest, todo: list[Any], names: Sequence[str] | None, resu
     ray = ray_session(req.ray_address)
     if not todo:
         return
-    shipped = any(s.path is None for s in todo)  # images made in memory travel decoded; files are read by workers
-    items = [{**_meta(s, names), **({"image": np.asarray(s.load().convert("RGB"))} if shipped else {})}
-             for s in todo]
+    # files are read by the workers, a dataset's images travel as their stored (encoded) bytes and are decoded there;
+    # only images made in memory (the bundled photos' views) travel decoded
+    shipped = any(s.path is None and not callable(getattr(s.load, "content", None)) for s in todo)
+    items = [{**_meta(s, names), **({"image": np.asarray(s.load().convert("RGB"))} if shipped else
+                                     {"encoded": s.load.content() if s.path is None else b""})} for s in todo]
     ds = ray.data.from_items(items)
     pool = ray.data.ActorPoolStrategy(size=req.concurrency)  # each worker loads the model once
     mapped = ds.map_batches(ReadAndExplain if not shipped else Explain,
@@ -164,23 +166,26 @@ def _unread(s: Any, result: DatasetDone, report: Callable[[str], None]) -> None:
 
 
 class ReadAndExplain(Explain):
-    """`Explain` reading each row's image from its ``path`` in the worker (a Ray run's rows carry paths, not pixels).
-    An image the worker cannot read is left out of the batch (it gets no row); the driver names it."""
+    """`Explain` reading each row's image in the worker: from its ``path``, or from its ``encoded`` bytes (a dataset's
+    stored image) when it has none — a Ray run's rows carry paths and bytes, not pixels. An image the worker cannot
+    read is left out of the batch (it gets no row); the driver names it."""
 
     def __call__(self, batch: Any) -> Any:
-        from ..data.images import load_image
+        from ..data.images import load_image, load_image_bytes
 
         images, keep = [], []
-        for p in batch["path"]:
+        for p, encoded, name in zip(batch["path"], batch["encoded"], batch["id"], strict=True):
             try:
-                images.append(np.asarray(load_image(p)))
+                read = load_image_bytes(bytes(encoded), str(name)) if len(encoded) else load_image(p)
+                images.append(np.asarray(read))
                 keep.append(True)
             except ClassContrastError:
                 keep.append(False)
         column = np.empty(len(images), dtype=object)
         column[:] = images
         mask = np.asarray(keep, dtype=bool)
-        return super().__call__({**{k: np.asarray(v)[mask] for k, v in batch.items()}, "image": column})
+        kept = {k: np.asarray(v)[mask] for k, v in batch.items() if k != "encoded"}  # the bytes stay here
+        return super().__call__({**kept, "image": column})
 
 
 def need_pyarrow() -> None:
