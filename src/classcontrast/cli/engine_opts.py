@@ -13,12 +13,9 @@ NUM_GPUS = typer.Option(0.0, help="GPUs per Ray worker")
 
 
 def workers(engine: str, ray_address: str | None, concurrency: int, num_gpus_per_worker: float) -> Any:
-    """The engine options as `classcontrast.scale.workers.Workers` (each checked: one line naming the option)."""
+    """The engine options as `classcontrast.scale.workers.Workers` (which checks each: one line naming the option)."""
     from ..scale.workers import Workers
-    from .checks import check_number
 
-    check_number(concurrency, "--concurrency", minimum=1)
-    check_number(num_gpus_per_worker, "--num-gpus-per-worker", minimum=0)
     return Workers(engine, ray_address, concurrency, num_gpus_per_worker)
 
 

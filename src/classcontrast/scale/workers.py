@@ -5,6 +5,7 @@ nothing). Nothing here imports Ray until a Ray run is asked for."""
 
 from __future__ import annotations
 
+import math
 import pickle
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -32,8 +33,10 @@ class Workers:
             raise ClassContrastError(f"--engine {self.engine!r}: choose {' or '.join(ENGINES)}")
         if self.concurrency < 1:
             raise ClassContrastError(f"--concurrency must be at least 1, got {self.concurrency}")
+        if not math.isfinite(self.num_gpus):
+            raise ClassContrastError(f"--num-gpus-per-worker must be a finite number, got {self.num_gpus}")
         if self.num_gpus < 0:
-            raise ClassContrastError(f"--num-gpus-per-worker must be at least 0, got {self.num_gpus}")
+            raise ClassContrastError(f"--num-gpus-per-worker must be at least 0, got {self.num_gpus:g}")
 
     def start(self) -> None:
         """Join (or start) Ray before anything is written: one line when Ray is not installed."""
