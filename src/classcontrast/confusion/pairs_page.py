@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ..text import count
+
 LISTED = 100  # images listed under each pair
 
 
@@ -73,12 +75,13 @@ def pairs_page(rows: Sequence[dict[str, Any]], audit: dict[str, Any], folder: Pa
         rest = "" if len(images) <= LISTED else (
             f"<p>{len(images) - LISTED} more: <code>SELECT id, path, probability FROM 'audit.parquet' WHERE method "
             f"IS NULL AND unit_fields = '{{\"rank\": 0}}' AND label = {b} AND predicted = {a}</code></p>")
-        parts.append(f'<details id="pair-{n}"><summary>{n}. {e(names[b])} {taken} {e(names[a])}: {len(images)} '
-                     f"image{'s' if len(images) != 1 else ''}{where}</summary><ol>{listed}</ol>{rest}</details>")
+        parts.append(f'<details id="pair-{n}"><summary>{n}. {e(names[b])} {taken} {e(names[a])}: '
+                     f"{count(len(images), 'image')}{where}</summary><ol>{listed}</ol>{rest}</details>")
     return ("<!doctype html><meta charset=utf-8><title>confused pairs</title><style>body{font:14px system-ui,"
             "sans-serif;margin:1.5em}summary{cursor:pointer;padding:2px 0}</style>"
-            f"<h1>Every confused pair: {e(str(audit.get('model', '')))}</h1><p>{len(order)} pairs; the first "
-            f"{len(shown)} are explained in <a href=\"audit.html\">audit.html</a>.</p>" + "".join(parts))
+            f"<h1>Every confused pair: {e(str(audit.get('model', '')))}</h1><p>{count(len(order), 'pair')}; the "
+            f"first {count(len(shown), 'is', 'are')} explained in <a href=\"audit.html\">audit.html</a>.</p>"
+            + "".join(parts))
 
 
 def write_pairs_page(path: Path, parquet: Path, audit: dict[str, Any]) -> Path:

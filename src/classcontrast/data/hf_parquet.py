@@ -100,7 +100,7 @@ def hf_parquet_source(root: Path, categories: Sequence[str], split: str | None =
     try:
         import datasets  # noqa: F401
     except ImportError as e:
-        raise ClassContrastError(f"--data {root} is a Hugging Face Parquet folder: pip install "
+        raise ClassContrastError(f"--data {root} is a datasets Parquet folder (the hub's layout): pip install "
                                  "'classcontrast[datasets]'") from e
     from .hf import _samples
 
