@@ -32,7 +32,8 @@ _EXPORTS: dict[str, str] = {
     "SlidingWindow": "models.windows",
     "load_image": "data", "load_images": "data", "sample_image": "data", "load_video": "data.video",
     "save_video": "data.video", "load_volume": "data.volume", "save_volume": "data.volume",
-    "plot_explanations": "viz", "overlay": "viz",
+    "plot_explanations": "viz", "overlay": "viz", "overlay_rgb": "viz",
+    "class_sensitivity": "evaluation.sensitivity", "ClassSensitivity": "evaluation.sensitivity",
     "audit": "confusion", "Audit": "confusion",
     "explorer_data": "explorer.compute", "write_explorer": "explorer.compute",
 }
@@ -89,6 +90,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .data.volume import load_volume, save_volume
     from .engine import explain
     from .errors import ClassContrastError, ClassContrastWarning
+    from .evaluation.sensitivity import ClassSensitivity, class_sensitivity
     from .explanation import Explanation, Explanations
     from .explorer.compute import explorer_data, write_explorer
     from .methods import METHODS, Method, get_method, register_method
@@ -101,7 +103,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .targets import Threshold, TopK, resolve_targets
     from .units import InstanceMasks, Region
     from .units.selectors import Detections
-    from .viz import overlay, plot_explanations
+    from .viz import overlay, overlay_rgb, plot_explanations
 
 __all__ = [
     "CONTRASTS",
@@ -109,6 +111,7 @@ __all__ = [
     "Audit",
     "ClassContrastError",
     "ClassContrastWarning",
+    "ClassSensitivity",
     "Contrast",
     "ContrastCAM",
     "ContrastModel",
@@ -133,6 +136,7 @@ __all__ = [
     "Weighted",
     "answers",
     "audit",
+    "class_sensitivity",
     "explain",
     "explorer_data",
     "get_contrast",
@@ -143,6 +147,7 @@ __all__ = [
     "load_video",
     "load_volume",
     "overlay",
+    "overlay_rgb",
     "plot_explanations",
     "prompt_tokens",
     "quantus_explain",

@@ -202,7 +202,8 @@ def explain(
     for i, (name, c, fields) in enumerate(zip(names, contrasts, units.results(contrasts, y, sel), strict=True)):
         out[name] = Explanation.made(layer_maps=maps[i], method=m.name, contrast=name, layer=rec.layer,
                                      options=m.options(), inputs=x, to_pixels=getattr(normalize, "inverse", None),
-                                     categories=categories, size=tuple(x.shape[2:]), objective=c, **fields)
+                                     categories=categories, size=tuple(x.shape[2:]), objective=c,
+                                     class_agnostic=getattr(m, "class_agnostic", False), **fields)
     return out if many else out[names[0]]
 
 

@@ -68,6 +68,7 @@ class Explanation:
     size: tuple[int, ...] | None = None
     objective: Any = field(default=None, repr=False)  # the Contrast whose gradient made the maps
     head: str = "softmax"  # "softmax" or "sigmoid" (multi-label: independent probabilities)
+    class_agnostic: bool = False  # the method's map is the same whatever the target and contrast (EigenCAM)
     # (B, K) bool for ``Threshold`` targets: False marks a filler (an image with fewer classes above the threshold
     # than K); None: every target was asked for
     selected: Tensor | None = None

@@ -25,7 +25,11 @@ METHODS = {'gradient': ('keep_channels',),
  'kernel_shap': ('segments', 'baseline', 'samples', 'seed', 'internal_batch_size'),
  'rise': ('samples', 'cells', 'keep', 'seed', 'centred', 'internal_batch_size'),
  'scorecam': ('layer', 'relu', 'internal_batch_size'),
- 'ablationcam': ('layer', 'relu', 'ablation', 'internal_batch_size')}
+ 'ablationcam': ('layer', 'relu', 'ablation', 'internal_batch_size'),
+ 'eigencam': ('layer', 'relu'),
+ 'eigengradcam': ('layer', 'relu'),
+ 'gradient_shap': ('baselines', 'samples', 'stdevs', 'seed', 'keep_channels', 'internal_batch_size'),
+ 'deconvolution': ('keep_channels',)}
 
 METHOD_SPELLINGS = {'gradient': 'gradient',
  'saliency': 'gradient',
@@ -56,7 +60,13 @@ METHOD_SPELLINGS = {'gradient': 'gradient',
  'kernelshap': 'kernel_shap',
  'rise': 'rise',
  'scorecam': 'scorecam',
- 'ablationcam': 'ablationcam'}
+ 'ablationcam': 'ablationcam',
+ 'eigencam': 'eigencam',
+ 'eigengradcam': 'eigengradcam',
+ 'gradientshap': 'gradient_shap',
+ 'expectedgradients': 'gradient_shap',
+ 'deconvolution': 'deconvolution',
+ 'deconvnet': 'deconvolution'}
 
 CONTRASTS = ('original', 'mean', 'max', 'weighted', 'probability', 'finer', 'finer_mean', 'rest')
 
@@ -66,6 +76,8 @@ METHOD_OPTIONS = {'ablation': {'type': 'float',
  'baseline': {'type': 'str',
               'help': 'integrated_gradients: zeros | blur (zeros); occlusion: the value put in (a number) (0.0); '
                       'feature_ablation, kernel_shap: the value a segment takes when switched off (0.0)'},
+ 'baselines': {'type': 'str',
+               'help': 'gradient_shap: zeros | blur, or a tensor (N, C, *S) of baselines drawn from (zeros)'},
  'canonizer': {'type': 'str', 'help': 'lrp: auto | none (auto)'},
  'cells': {'type': 'int', 'help': 'rise: mask cells per side (7)'},
  'centred': {'type': 'bool',
@@ -77,28 +89,31 @@ METHOD_OPTIONS = {'ablation': {'type': 'float',
                  'help': 'integrated_gradients: riemann_left | riemann_right | riemann_middle | riemann_trapezoid '
                          '| gausslegendre (gausslegendre)'},
  'internal_batch_size': {'type': 'int',
-                         'help': 'integrated_gradients, smoothgrad: rows (path points, noisy copies) per forward '
-                                 'pass: bounds memory, the maps are the same; occlusion, feature_ablation, '
-                                 'kernel_shap, rise, scorecam, ablationcam: perturbed inputs per forward pass: '
-                                 'bounds memory, the maps are the same'},
+                         'help': 'integrated_gradients, smoothgrad, gradient_shap: rows (path points, noisy '
+                                 'copies) per forward pass: bounds memory, the maps are the same; occlusion, '
+                                 'feature_ablation, kernel_shap, rise, scorecam, ablationcam: perturbed inputs per '
+                                 'forward pass: bounds memory, the maps are the same'},
  'keep': {'type': 'float', 'help': 'rise: probability that a mask cell is kept (0.5)'},
  'keep_channels': {'type': 'bool',
                    'help': 'gradient, gradient_x_input, integrated_gradients, smoothgrad, lrp, guided_backprop, '
-                           'guided_gradcam, occlusion: per-channel maps in --save-maps (drawn: their sum)'},
+                           'guided_gradcam, occlusion, gradient_shap, deconvolution: per-channel maps in '
+                           '--save-maps (drawn: their sum)'},
  'layer': {'type': 'str',
            'help': 'linear_approx, gradcam, xgradcam, gradcam_plus_plus, layercam, hirescam, guided_gradcam, '
-                   'scorecam, ablationcam: the layer (a module name, e.g. features.40); vit_gradcam: the ViT block '
-                   '(an index or a module name)'},
+                   'scorecam, ablationcam, eigencam, eigengradcam: the layer (a module name, e.g. features.40); '
+                   'vit_gradcam: the ViT block (an index or a module name)'},
  'relu': {'type': 'bool',
           'help': 'linear_approx, gradcam, xgradcam, vit_gradcam, attention_rollout, gradcam_plus_plus, layercam, '
-                  'hirescam, guided_gradcam, scorecam, ablationcam: the textbook ReLU on the map'},
+                  'hirescam, guided_gradcam, scorecam, ablationcam, eigencam, eigengradcam: the textbook ReLU on '
+                  'the map'},
  'samples': {'type': 'int',
              'help': 'smoothgrad: noisy copies (25); kernel_shap: coalitions (all of them, exact Shapley values, '
-                     'when 2^segments is fewer) (256); rise: masks (1000)'},
- 'seed': {'type': 'int', 'help': 'smoothgrad, kernel_shap, rise: random seed (0)'},
+                     'when 2^segments is fewer) (256); rise: masks (1000); gradient_shap: draws per image (5)'},
+ 'seed': {'type': 'int', 'help': 'smoothgrad, kernel_shap, rise, gradient_shap: random seed (0)'},
  'segments': {'type': 'int', 'help': 'feature_ablation, kernel_shap: SLIC superpixels per image'},
  'sigma': {'type': 'float', 'help': "smoothgrad: noise std as a fraction of the image's range (0.15)"},
  'squared': {'type': 'bool', 'help': 'smoothgrad: SmoothGrad² (mean of squared gradients)'},
+ 'stdevs': {'type': 'float', 'help': "gradient_shap: the input noise's standard deviation (0: none) (0.0)"},
  'steps': {'type': 'int', 'help': 'integrated_gradients: path points (32)'},
  'stride': {'type': 'sizes',
             'help': "occlusion: the window's step: S (every dimension) or C,H,W as Captum's strides (default: half "

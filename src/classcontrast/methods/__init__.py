@@ -12,14 +12,16 @@ from ..text import spelling
 from .base import GradientMethod, InputMethod, Method, Recording
 from .cam import GradCAM, LayerMethod, LayerReading, LinearApprox, XGradCAM
 from .cams import GradCAMPlusPlus, HiResCAM, LayerCAM
+from .eigen import EigenCAM, EigenGradCAM
 from .fullgrad import FullGrad
 from .gradient import Gradient, GradientXInput
-from .guided import GuidedBackprop, GuidedGradCAM
+from .guided import Deconvolution, GuidedBackprop, GuidedGradCAM
 from .integrated import IntegratedGradients
 from .lrp import LRP
 from .perturbation import Occlusion, PerturbationMethod
 from .score_cams import AblationCAM, ScoreCAM
 from .segment_methods import RISE, FeatureAblation, KernelShap
+from .shap import GradientShap
 from .smooth import SmoothGrad
 from .transformer import AttentionRollout, VitGradCAM, capture_attention, transformer_blocks
 
@@ -28,7 +30,7 @@ METHODS: dict[str, type[Method]] = {
     for m in (Gradient, GradientXInput, LinearApprox, GradCAM, XGradCAM, FullGrad, VitGradCAM, AttentionRollout,
               IntegratedGradients, SmoothGrad, LRP, GradCAMPlusPlus, LayerCAM, HiResCAM, GuidedBackprop,
               GuidedGradCAM, Occlusion, FeatureAblation, KernelShap, RISE,
-              ScoreCAM, AblationCAM)
+              ScoreCAM, AblationCAM, EigenCAM, EigenGradCAM, GradientShap, Deconvolution)
 }
 
 
@@ -157,12 +159,16 @@ __all__ = [
     "RISE",
     "AblationCAM",
     "AttentionRollout",
+    "Deconvolution",
+    "EigenCAM",
+    "EigenGradCAM",
     "FeatureAblation",
     "FullGrad",
     "GradCAM",
     "GradCAMPlusPlus",
     "Gradient",
     "GradientMethod",
+    "GradientShap",
     "GradientXInput",
     "GuidedBackprop",
     "GuidedGradCAM",

@@ -1,10 +1,11 @@
-r"""Guided Backpropagation and Guided GradCAM, with every contrast.
+r"""Guided Backpropagation, Guided GradCAM and Deconvolution, with every contrast.
 
 Guided Backpropagation (Springenberg et al. 2015) back-propagates through every ``nn.ReLU`` module only the
 positive part of the gradient it receives: the ReLU's gradient becomes $\mathrm{ReLU}(g)\cdot[x>0]$ (Captum's
 ``GuidedBackprop``: its hook rectifies the ReLU's input gradient, the same thing). ReLUs written as functions
 (``F.relu``) are not modules and keep their ordinary gradient, as in Captum. Rectifying the gradient is not
-linear in it: every objective is back-propagated on its own.
+linear in it: every objective is back-propagated on its own. Deconvolution (Zeiler & Fergus 2014) passes
+$\mathrm{ReLU}(g)$ whatever the ReLU's input (`Deconvolution`).
 """
 
 from __future__ import annotations
@@ -128,4 +129,65 @@ class GuidedGradCAM(LayerMethod):
         return out if self.keep_channels else out.sum(2)
 
 
-__all__ = ["GuidedBackprop", "GuidedGradCAM", "guide_relus"]
+
+
+class _Deconvolved(torch.autograd.Function):
+    """ReLU forward; backward passes the positive part of the gradient whatever the input's sign (DeconvNet)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        return x.clamp_min(0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        return grad.clamp_min(0)
+
+
+def deconvolve_relus(model: nn.Module, stack: ExitStack) -> None:
+    """Hooks (removed when ``stack`` closes) giving every ``nn.ReLU`` of ``model`` DeconvNet's backward pass: its
+    output is recomputed from its input by `_Deconvolved` (an in-place ReLU is given a copy of its input, so that its
+    input keeps the values the rule needs)."""
+    inputs: dict[int, Tensor] = {}
+
+    def before(module: nn.Module, args: Any) -> Any:
+        inputs[id(module)] = args[0]
+        return (args[0].clone(), *args[1:]) if getattr(module, "inplace", False) else None
+
+    def after(module: nn.Module, args: Any, out: Tensor) -> Any:
+        return _Deconvolved.apply(inputs.pop(id(module)))
+
+    for module in model.modules():
+        if isinstance(module, nn.ReLU):
+            stack.enter_context(module.register_forward_pre_hook(before))
+            stack.enter_context(module.register_forward_hook(after))
+
+
+class Deconvolution(InputMethod):
+    r"""Deconvolution (Zeiler & Fergus 2014; Captum's ``Deconvolution``): $\phi = \partial^{\mathrm{deconv}}
+    O/\partial x$, the input gradient with every ``nn.ReLU``'s backward replaced by $\mathrm{ReLU}(g)$ — the
+    positive part of the gradient it receives, whatever the sign of its input —, summed over colour channels unless
+    ``keep_channels``. ReLUs written as functions keep their gradient, as in Captum. Not linear in the gradient:
+    every objective is back-propagated on its own."""
+
+    name = "deconvolution"
+    aliases = ("deconvnet",)
+    batched_vjp = False
+    windows = False  # its hooks act on the model's layers, which a sliding window runs once per window
+
+    def __init__(self, keep_channels: bool = False) -> None:
+        self.keep_channels = keep_channels
+
+    @property
+    def linear(self) -> bool:
+        return False
+
+    def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
+        rec = super().record(model, x, stack)
+        deconvolve_relus(model, stack)
+        return rec
+
+    def compute(self, rec: Recording, grads: list[Tensor]) -> Tensor:
+        return self.channels(grads[0])
+
+
+__all__ = ["Deconvolution", "GuidedBackprop", "GuidedGradCAM", "deconvolve_relus", "guide_relus"]

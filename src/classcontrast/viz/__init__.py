@@ -1,6 +1,6 @@
 """Figures: signed overlays and grids."""
 
 from .grid import plot_explanations
-from .overlay import halfrange, overlay, to_numpy_image
+from .overlay import halfrange, overlay, overlay_rgb, to_numpy_image
 
-__all__ = ["halfrange", "overlay", "plot_explanations", "to_numpy_image"]
+__all__ = ["halfrange", "overlay", "overlay_rgb", "plot_explanations", "to_numpy_image"]

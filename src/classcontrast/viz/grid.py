@@ -65,6 +65,7 @@ def fitted(text: str, cell: float = 2.4, size: float = 8) -> str:
 
 NEGLIGIBLE_NOTE = "≈ 0: negligible against its objective (score {score:+.3g})"
 SAME_FOIL_NOTE = "rather than {name}: the target\nitself — nothing to explain"
+CLASS_AGNOSTIC_NOTE = "class-agnostic: the same map\nfor every class and contrast"
 
 # a row of a figure: (image, target, heading above the row's label or None, column title -> Explanation)
 Row = tuple[int, int, "str | None", Mapping[str, Explanation]]
@@ -211,7 +212,9 @@ def _cell(ax: Any, img: np.ndarray, ex: Explanation, i: int, j: int, m: np.ndarr
     overlay(ax, img, np.zeros_like(m) if zero else m, scale=scale)
     ex.units[i][j].mark(ax, drawn(_class_name(categories, int(ex.targets[i, j]))))  # an outline, a box
     note = None
-    if zero and score is not None:
+    if ex.class_agnostic:  # its sign speaks of no class: no note about the score
+        note = CLASS_AGNOSTIC_NOTE
+    elif zero and score is not None:
         note = NEGLIGIBLE_NOTE.format(score=score)
     else:
         disagree = ex.disagreeing()

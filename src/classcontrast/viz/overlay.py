@@ -136,3 +136,45 @@ def colorbar(fig: Any, ax: Any, scale: float | None = None, cmap: str = "bwr") -
         bar.set_ticklabels(["against t\n(each map's own scale)", "0", "for t\n(each map's own scale)"])
     bar.ax.tick_params(labelsize=7)
     return bar
+
+
+def overlay_rgb(image: Any, signed_map: Any, *, view: str = "signed", scale: float | None = None,
+                image_weight: float = 0.5, cmap: str | None = None) -> np.ndarray:
+    """The map over the image as a uint8 (H, W, 3) array, the map resized (bilinearly) to the image when its size
+    differs — for files, notebooks and pipelines without matplotlib's axes (`overlay` draws on an axis).
+
+    ``view="signed"`` (the default): as `overlay` draws it, the photo as a light grey backdrop under a diverging map
+    centred on 0 (``cmap`` ``bwr``: red supports the target, blue speaks against it), opacity growing with |value|,
+    ``scale`` its half-range (None: the map's own `halfrange`). ``view="unsigned"``: pytorch-grad-cam's
+    ``show_cam_on_image`` habit — the map rectified (ReLU) and min-max scaled to [0, 1] as its ``scale_cam_image``
+    does, coloured (``cmap`` ``jet``, matplotlib's), blended with the image (``image_weight`` of the image) and
+    divided by its maximum. The unsigned view drops the map's sign: what speaks against the target is gone."""
+    import torch
+    from matplotlib import colormaps
+
+    from ..errors import ClassContrastError
+
+    if view not in ("signed", "unsigned"):
+        raise ClassContrastError(f"overlay_rgb(view=...) is 'signed' or 'unsigned', got {view!r}")
+    if not 0 <= image_weight <= 1:
+        raise ClassContrastError(f"overlay_rgb(image_weight=...) is in [0, 1], got {image_weight}")
+    img = to_numpy_image(image)
+    m = torch.as_tensor(signed_map.detach().cpu() if hasattr(signed_map, "detach") else np.asarray(signed_map),
+                        dtype=torch.float64)
+    if m.ndim != 2:
+        raise ClassContrastError(f"overlay_rgb needs one (H, W) map, got shape {tuple(m.shape)}")
+    if tuple(m.shape) != img.shape[:2]:
+        m = torch.nn.functional.interpolate(m[None, None], size=img.shape[:2], mode="bilinear",
+                                            align_corners=False)[0, 0]
+    values = m.numpy()
+    if view == "unsigned":
+        cam = np.maximum(values, 0)
+        cam = cam - cam.min()
+        cam = cam / (1e-7 + cam.max())
+        heat = colormaps[cmap or "jet"](cam)[..., :3]
+        out = (1 - image_weight) * heat + image_weight * img
+        out = out / out.max()
+    else:
+        rgba = signed_rgba(values, scale if scale else halfrange(values), cmap or "bwr")
+        out = greyscale(img) * (1 - rgba[..., 3:]) + rgba[..., :3] * rgba[..., 3:]
+    return np.clip(np.rint(255 * out), 0, 255).astype(np.uint8)

@@ -1,0 +1,108 @@
+r"""Class sensitivity (CASE, arXiv 2506.07327): does a method's map change when the class asked changes?
+
+For each image, the maps of its top classes $t_1, \dots, t_k$ under one method and contrast are compared with the
+map of $t_1$: Spearman's rank correlation $\rho_j$ over positions and the overlap of their top positions
+$o_j = |T_1 \cap T_j| / |T_1|$ ($T$: the ``top`` share of positions with the largest values). Per image,
+
+$$\text{sensitivity} = 1 - \frac{1}{k-1}\sum_{j \ge 2} \rho_j, \qquad
+\text{top\_overlap} = \frac{1}{k-1}\sum_{j \ge 2} o_j,$$
+
+0 and 1 for a class-blind method (the same map whatever is asked), near 1 and 0 for maps that follow the class.
+With a foil contrast the target stays $t_1$ and the foil changes: "$t_1$ rather than $t_2$" against "$t_1$ rather
+than $t_j$". Two constant maps correlate 1 when equal, else 0 (Spearman's ρ is undefined for them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import ClassContrastError
+
+TOP = 0.1  # the share of positions counted as a map's top
+
+
+@dataclass(frozen=True)
+class ClassSensitivity:
+    """`class_sensitivity`'s result: per image (B,) ``sensitivity`` and ``top_overlap``, their means, and the
+    per-class terms ``rho`` and ``overlap`` (B, k - 1) against the top-1's map."""
+
+    method: str
+    contrast: str
+    classes: Tensor  # (B, k) the top classes compared
+    rho: Tensor
+    overlap: Tensor
+    sensitivity: Tensor
+    top_overlap: Tensor
+
+    @property
+    def mean_sensitivity(self) -> float:
+        return float(self.sensitivity.mean())
+
+    @property
+    def mean_top_overlap(self) -> float:
+        return float(self.top_overlap.mean())
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's ρ of two flat maps (ties ranked by their mean rank); constant maps: 1 when equal, else 0."""
+    from scipy.stats import rankdata
+
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return 1.0 if np.array_equal(a, b) else 0.0
+    return float(np.corrcoef(rankdata(a), rankdata(b))[0, 1])
+
+
+def top_share(a: np.ndarray, b: np.ndarray, top: float = TOP) -> float:
+    """The share of ``a``'s top positions (the ``top`` share with the largest values, ties by place) among ``b``'s."""
+    n = max(1, round(top * a.size))
+    first = set(np.argsort(-a, kind="stable")[:n].tolist())
+    return len(first & set(np.argsort(-b, kind="stable")[:n].tolist())) / n
+
+
+def _maps(model: Any, x: Tensor, method: str, contrast: Any, classes: Tensor, options: dict[str, Any]) -> Tensor:
+    """(B, k', *S) the maps compared: each top class's (k' = k), or for a foil t_1 rather than each other class
+    (k' = k - 1)."""
+    from ..contrasts import Foil, get_contrast
+    from ..engine import explain
+
+    c = get_contrast(contrast)
+    if isinstance(c, Foil):
+        foils = [Foil(classes[:, j]) for j in range(1, classes.shape[1])]
+        got = explain(model, x, method, foils, classes[:, :1], **options)
+        return torch.cat([ex.maps for ex in got.values()], 1)
+    return explain(model, x, method, c, classes, **options).maps
+
+
+def class_sensitivity(model: Any, x: Tensor, method: str = "gradcam", contrast: Any = "original", *, k: int = 5,
+                      top: float = TOP, **options: Any) -> ClassSensitivity:
+    """How much ``method``'s map under ``contrast`` changes with the class asked, on the inputs ``x`` (module
+    docstring): each image's top ``k`` classes by the model's logits (a foil contrast compares "t_1 rather than t_j"
+    for j = 2..k, so ``k`` ≥ 3 then)."""
+    from ..contrasts import Foil, get_contrast
+    from ..engine import unwrap_model
+    from ..outputs import logits_of
+    from ..state import frozen_eval
+
+    foil = isinstance(get_contrast(contrast), Foil)
+    if k < (3 if foil else 2):
+        raise ClassContrastError(f"class_sensitivity needs k >= {3 if foil else 2} (compared maps), got {k}")
+    if not 0 < top <= 1:
+        raise ClassContrastError(f"class_sensitivity(top=...) is a share of positions in (0, 1], got {top}")
+    net = unwrap_model(model)
+    with frozen_eval(net), torch.no_grad():
+        y = logits_of(net(x))
+    classes = y.topk(min(k, y.shape[1]), dim=1).indices
+    maps = _maps(model, x, method, contrast, classes, options).detach().double().cpu().flatten(2).numpy()
+    rho = torch.tensor([[spearman(m[0], m[j]) for j in range(1, m.shape[0])] for m in maps], dtype=torch.float64)
+    overlap = torch.tensor([[top_share(m[0], m[j], top) for j in range(1, m.shape[0])] for m in maps],
+                           dtype=torch.float64)
+    name = get_contrast(contrast).key(getattr(model, "categories", None))
+    return ClassSensitivity(method, name, classes.cpu(), rho, overlap, 1 - rho.mean(1), overlap.mean(1))
+
+
+__all__ = ["TOP", "ClassSensitivity", "class_sensitivity", "spearman", "top_share"]
