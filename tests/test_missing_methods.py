@@ -237,3 +237,24 @@ def test_class_sensitivity_on_constructed_cases() -> None:
     assert foil.contrast.startswith("foil") and foil.rho.shape == (3, 1)
     with pytest.raises(cc.ClassContrastError, match="k >= 3"):
         cc.class_sensitivity(model, x, "gradient", cc.Foil(0), k=2)
+
+
+def test_the_class_sensitivity_command(tmp_path, embedded: cc.ModelBundle) -> None:
+    """`classcontrast evaluate class-sensitivity`: one row per method × contrast, equal to cc.class_sensitivity on
+    the same images (the bundled photos, two of them); EigenCAM class-blind on every image."""
+    import csv
+
+    from classcontrast.data.specs import open_source
+    from tests.test_cli import run
+
+    assert run(["evaluate", "class-sensitivity", "--limit", "2", "--method", "gradcam", "eigencam", "--contrast",
+                "original", "weighted", "--out", str(tmp_path)]) == 0
+    with open(tmp_path / "class_sensitivity.csv") as fh:
+        rows = {(r["method"], r["contrast"]): r for r in csv.DictReader(fh)}
+    assert set(rows) == {(m, c) for m in ("gradcam", "eigencam") for c in ("original", "weighted")}
+    source = open_source(None, embedded.categories).select(limit=2, seed=0)
+    x = torch.stack([embedded.transform(s.load()) for s in source])
+    want = cc.class_sensitivity(embedded, x, "gradcam", "weighted")
+    assert float(rows[("gradcam", "weighted")]["sensitivity"]) == pytest.approx(want.mean_sensitivity, abs=1e-6)
+    assert float(rows[("eigencam", "original")]["sensitivity"]) == 0 and rows[("eigencam", "weighted")][
+        "class_blind_share"] == "1.0"

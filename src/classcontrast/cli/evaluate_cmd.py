@@ -23,7 +23,8 @@ from .engine_opts import CONCURRENCY, ENGINE, NUM_GPUS, RAY_ADDRESS, workers
 from .method_flags import with_method_options
 from .options import CONTRASTS_HELP, METHODS_HELP, check_names, method_names, split_numbers, split_values
 
-evaluate_app = typer.Typer(help="The paper's experiments: perturbation, masking, figures, norm-logit, faithfulness.",
+evaluate_app = typer.Typer(help="The paper's experiments: perturbation, masking, figures, norm-logit, faithfulness; "
+                           "class sensitivity.",
                            no_args_is_help=True)
 
 DATA = typer.Option(None, "--data", help="Class folders, a flat folder, imagenet:ROOT, cub200:ROOT, food101:ROOT. "
@@ -310,4 +311,36 @@ def _faithfulness(
 
 
 faithfulness_command = evaluate_app.command("faithfulness")(
-    with_method_options(_faithfulness, exclude=("layer", "relu", "baseline", "seed")))
+    with_method_options(_faithfulness, exclude=("layer", "relu", "baseline", "baselines", "seed")))
+
+
+def _class_sensitivity(
+    data: list[str] = DATA, model: str = MODEL, weights: str = WEIGHTS, num_classes: int = NUM_CLASSES,
+    method: list[str] = typer.Option(["gradient", "gradcam", "eigencam"], "--method", "--methods", help=METHODS_HELP),
+    contrast: list[str] = typer.Option(["original", "weighted"], "--contrast", "--contrasts", help=CONTRASTS_HELP),
+    top_k: int = typer.Option(5, "--top-k", help="The top classes compared (a foil: t_1 rather than each other)"),
+    top: float = typer.Option(0.1, help="The share of positions counted as a map's top"),
+    layer: str = typer.Option(None, help="Layer for the CAM methods"),
+    limit: int = LIMIT, batch_size: int = BATCH, seed: int = SEED, device: str = DEVICE, out: Path = OUT,
+    preprocess: str = PREPROCESS, trust_remote_code: bool = TRUST,
+    **options: Any,
+) -> None:
+    """Class sensitivity (CASE): how much each method's map changes with the class asked, per contrast."""
+    methods = method_names(method)  # before torch loads
+    check_names(contrasts=split_values(contrast))
+    check_number(top, "--top", above=0, maximum=1)
+    check_number(top_k, "--top-k", minimum=2)
+    from ..evaluation.sensitivity import markdown_table, run_class_sensitivity, write_class_sensitivity
+
+    given = {**flags.method_flags(methods, options), **({"layer": layer} if layer else {})}
+    bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, device, preprocess, out,
+                                    trust_remote_code, batch_size)
+    with progress_bar(len(source), "class sensitivity") as tick:
+        rows = run_class_sensitivity(bundle, source, methods, split_values(contrast), k=top_k, top=top,
+                                     batch_size=batch_size, device=dev, method_options=given, tick=tick)
+    _done(write_class_sensitivity(rows, out))
+    console.print(markdown_table(rows))
+
+
+class_sensitivity_command = evaluate_app.command("class-sensitivity")(
+    with_method_options(_class_sensitivity, exclude=("layer", "relu", "seed")))
