@@ -258,3 +258,60 @@ def test_the_class_sensitivity_command(tmp_path, embedded: cc.ModelBundle) -> No
     assert float(rows[("gradcam", "weighted")]["sensitivity"]) == pytest.approx(want.mean_sensitivity, abs=1e-6)
     assert float(rows[("eigencam", "original")]["sensitivity"]) == 0 and rows[("eigencam", "weighted")][
         "class_blind_share"] == "1.0"
+
+
+# --- DeepLIFT, DeepLiftSHAP --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("contrast", CONTRASTS)
+def test_deeplift_equals_captums(contrast: str) -> None:
+    """Captum's DeepLift and DeepLiftShap (rescale rule) for original, weighted and a foil, float64; an in-place ReLU
+    and one ReLU module used twice (which Captum refuses) checked against the same network built without them."""
+    from captum.attr import DeepLift as CaptumDeepLift
+    from captum.attr import DeepLiftShap as CaptumDeepLiftShap
+
+    model, x = _cnn(), _x()
+    base = torch.randn_like(x) * 0.2
+    ours = cc.explain(model, x, "deeplift", _contrast(contrast), TARGET, baseline=base, keep_channels=True)
+    ref = CaptumDeepLift(cc.ContrastModel(model, _contrast(contrast))).attribute(x, base, target=TARGET)
+    assert _relerr(ours.maps[:, 0], ref) < 1e-12 and _no_hooks(model)
+    dist = torch.randn(3, 3, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(5)) * 0.3
+    ours = cc.explain(model, x, "deeplift_shap", _contrast(contrast), TARGET, baselines=dist, keep_channels=True,
+                      internal_batch_size=4)
+    ref = CaptumDeepLiftShap(cc.ContrastModel(model, _contrast(contrast))).attribute(x, dist, target=TARGET)
+    assert _relerr(ours.maps[:, 0], ref) < 1e-12
+
+
+def test_deeplift_sums_to_delta_and_follows_shared_relus() -> None:
+    """Summation-to-delta for a ReLU network: Σφ = y_t(x) - y_t(x') for original (to 1e-10); a network whose one
+    ReLU module is called twice, in place, gives the maps of the same network with two ReLUs."""
+    model, x = _cnn(), _x()
+    phi = cc.explain(model, x, "deeplift", "original", TARGET).maps[:, 0].sum((1, 2))
+    with torch.no_grad():
+        want = model(x)[:, TARGET] - model(torch.zeros_like(x))[:, TARGET]
+    torch.testing.assert_close(phi, want, rtol=1e-10, atol=1e-10)
+
+    class Shared(nn.Module):
+        def __init__(self, net: nn.Module) -> None:
+            super().__init__()
+            self.net, self.relu = net, nn.ReLU(inplace=True)
+
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            n = self.net
+            return n[6](n[5](n[4](self.relu(n[2](self.relu(n[0](z)))))))
+
+    shared = Shared(model)
+    got = cc.explain(shared, x, "deeplift", ["original", "weighted"], TARGET)
+    want_maps = cc.explain(model, x, "deeplift", ["original", "weighted"], TARGET)
+    for k in ("original", "weighted"):
+        torch.testing.assert_close(got[k].maps, want_maps[k].maps, rtol=1e-12, atol=1e-14)
+
+
+def test_deeplift_on_the_embedded_model_equals_captums(embedded64: nn.Module, photo64: torch.Tensor) -> None:
+    from captum.attr import DeepLift as CaptumDeepLift
+
+    x = torch.nn.functional.interpolate(photo64, size=64)
+    base = torch.nn.functional.avg_pool2d(x, 9, stride=1, padding=4)
+    ours = cc.explain(embedded64, x, "deeplift", "weighted", 281, baseline=base, keep_channels=True).maps[:, 0]
+    ref = CaptumDeepLift(cc.ContrastModel(embedded64, "weighted")).attribute(x, base, target=281)
+    assert _relerr(ours, ref) < 1e-10

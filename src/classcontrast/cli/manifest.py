@@ -29,7 +29,9 @@ METHODS = {'gradient': ('keep_channels',),
  'eigencam': ('layer', 'relu'),
  'eigengradcam': ('layer', 'relu'),
  'gradient_shap': ('baselines', 'samples', 'stdevs', 'seed', 'keep_channels', 'internal_batch_size'),
- 'deconvolution': ('keep_channels',)}
+ 'deconvolution': ('keep_channels',),
+ 'deeplift': ('baseline', 'keep_channels', 'internal_batch_size'),
+ 'deeplift_shap': ('baselines', 'keep_channels', 'internal_batch_size')}
 
 METHOD_SPELLINGS = {'gradient': 'gradient',
  'saliency': 'gradient',
@@ -66,7 +68,9 @@ METHOD_SPELLINGS = {'gradient': 'gradient',
  'gradientshap': 'gradient_shap',
  'expectedgradients': 'gradient_shap',
  'deconvolution': 'deconvolution',
- 'deconvnet': 'deconvolution'}
+ 'deconvnet': 'deconvolution',
+ 'deeplift': 'deeplift',
+ 'deepliftshap': 'deeplift_shap'}
 
 CONTRASTS = ('original', 'mean', 'max', 'weighted', 'probability', 'finer', 'finer_mean', 'rest')
 
@@ -74,10 +78,12 @@ METHOD_OPTIONS = {'ablation': {'type': 'float',
               'help': "ablationcam: the value of an ablated channel (default: pytorch-grad-cam's rule)"},
  'abs': {'type': 'bool', 'help': "fullgrad: the original abs'ed FullGrad"},
  'baseline': {'type': 'str',
-              'help': 'integrated_gradients: zeros | blur (zeros); occlusion: the value put in (a number) (0.0); '
-                      'feature_ablation, kernel_shap: the value a segment takes when switched off (0.0)'},
+              'help': 'integrated_gradients, deeplift: zeros | blur (zeros); occlusion: the value put in (a '
+                      'number) (0.0); feature_ablation, kernel_shap: the value a segment takes when switched off '
+                      '(0.0)'},
  'baselines': {'type': 'str',
-               'help': 'gradient_shap: zeros | blur, or a tensor (N, C, *S) of baselines drawn from (zeros)'},
+               'help': 'gradient_shap: zeros | blur, or a tensor (N, C, *S) of baselines drawn from (zeros); '
+                       'deeplift_shap: zeros | blur, or a tensor (N, C, *S) of baselines (zeros)'},
  'canonizer': {'type': 'str', 'help': 'lrp: auto | none (auto)'},
  'cells': {'type': 'int', 'help': 'rise: mask cells per side (7)'},
  'centred': {'type': 'bool',
@@ -89,15 +95,15 @@ METHOD_OPTIONS = {'ablation': {'type': 'float',
                  'help': 'integrated_gradients: riemann_left | riemann_right | riemann_middle | riemann_trapezoid '
                          '| gausslegendre (gausslegendre)'},
  'internal_batch_size': {'type': 'int',
-                         'help': 'integrated_gradients, smoothgrad, gradient_shap: rows (path points, noisy '
-                                 'copies) per forward pass: bounds memory, the maps are the same; occlusion, '
-                                 'feature_ablation, kernel_shap, rise, scorecam, ablationcam: perturbed inputs per '
-                                 'forward pass: bounds memory, the maps are the same'},
+                         'help': 'integrated_gradients, smoothgrad, gradient_shap, deeplift, deeplift_shap: rows '
+                                 '(path points, noisy copies) per forward pass: bounds memory, the maps are the '
+                                 'same; occlusion, feature_ablation, kernel_shap, rise, scorecam, ablationcam: '
+                                 'perturbed inputs per forward pass: bounds memory, the maps are the same'},
  'keep': {'type': 'float', 'help': 'rise: probability that a mask cell is kept (0.5)'},
  'keep_channels': {'type': 'bool',
                    'help': 'gradient, gradient_x_input, integrated_gradients, smoothgrad, lrp, guided_backprop, '
-                           'guided_gradcam, occlusion, gradient_shap, deconvolution: per-channel maps in '
-                           '--save-maps (drawn: their sum)'},
+                           'guided_gradcam, occlusion, gradient_shap, deconvolution, deeplift, deeplift_shap: '
+                           'per-channel maps in --save-maps (drawn: their sum)'},
  'layer': {'type': 'str',
            'help': 'linear_approx, gradcam, xgradcam, gradcam_plus_plus, layercam, hirescam, guided_gradcam, '
                    'scorecam, ablationcam, eigencam, eigengradcam: the layer (a module name, e.g. features.40); '

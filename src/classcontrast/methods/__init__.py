@@ -12,6 +12,7 @@ from ..text import spelling
 from .base import GradientMethod, InputMethod, Method, Recording
 from .cam import GradCAM, LayerMethod, LayerReading, LinearApprox, XGradCAM
 from .cams import GradCAMPlusPlus, HiResCAM, LayerCAM
+from .deeplift import DeepLift, DeepLiftShap
 from .eigen import EigenCAM, EigenGradCAM
 from .fullgrad import FullGrad
 from .gradient import Gradient, GradientXInput
@@ -30,7 +31,7 @@ METHODS: dict[str, type[Method]] = {
     for m in (Gradient, GradientXInput, LinearApprox, GradCAM, XGradCAM, FullGrad, VitGradCAM, AttentionRollout,
               IntegratedGradients, SmoothGrad, LRP, GradCAMPlusPlus, LayerCAM, HiResCAM, GuidedBackprop,
               GuidedGradCAM, Occlusion, FeatureAblation, KernelShap, RISE,
-              ScoreCAM, AblationCAM, EigenCAM, EigenGradCAM, GradientShap, Deconvolution)
+              ScoreCAM, AblationCAM, EigenCAM, EigenGradCAM, GradientShap, Deconvolution, DeepLift, DeepLiftShap)
 }
 
 
@@ -160,6 +161,8 @@ __all__ = [
     "AblationCAM",
     "AttentionRollout",
     "Deconvolution",
+    "DeepLift",
+    "DeepLiftShap",
     "EigenCAM",
     "EigenGradCAM",
     "FeatureAblation",
