@@ -1,9 +1,11 @@
-"""The methods users know (GradCAM++, LayerCAM, HiResCAM, guided backprop / GradCAM, ScoreCAM, AblationCAM,
-occlusion, feature ablation, KernelSHAP, RISE): time against the floor and the peers, in one run.
+"""The methods users know (GradCAM++, LayerCAM, HiResCAM, EigenCAM, EigenGradCAM, guided backprop / GradCAM,
+deconvolution, DeepLIFT, DeepLiftSHAP, GradientSHAP, ScoreCAM, AblationCAM, occlusion, feature ablation, KernelSHAP,
+RISE): time against the floor and the peers, in one run.
 
 Floors (plain torch, the method's own work and nothing else):
   gradient CAMs:     a forward keeping the layer's output and one backward of the weighted objective to it;
-  guided methods:    a forward and one backward to the input;
+  input methods:     a forward and one backward to the input (guided, deconvolution; DeepLIFT runs twice the rows,
+                     the SHAP methods their samples or baselines: their floor ratios count that work);
   gradient-free:     the method's perturbed inputs (same count, same batches) through the model, no_grad.
 Peers: pytorch-grad-cam for the CAMs (a callable target returning the contrast's score), Captum for occlusion,
 feature ablation, KernelSHAP and the guided methods (``cc.ContrastModel``: the contrast as an output column).
@@ -36,12 +38,14 @@ FOUR = ["original", "mean", "max", "weighted"]
 TARGET = {"original": cc.targets.Original, "mean": cc.targets.Mean, "max": cc.targets.Max,
           "weighted": cc.targets.Weighted}
 GRAD_CAMS = {"gradcam_plus_plus": "GradCAMPlusPlus", "layercam": "LayerCAM", "hirescam": "HiResCAM",
-             "gradcam": "GradCAM"}
+             "gradcam": "GradCAM", "eigencam": "EigenCAM", "eigengradcam": "EigenGradCAM"}
 SCORE_CAMS = {"scorecam": "ScoreCAM", "ablationcam": "AblationCAM"}
 CAPTUM = {"occlusion": "Occlusion", "feature_ablation": "FeatureAblation", "kernel_shap": "KernelShap",
-          "guided_backprop": "GuidedBackprop", "guided_gradcam": "GuidedGradCam"}
-ALL = [*GRAD_CAMS, "guided_backprop", "guided_gradcam", *SCORE_CAMS, "occlusion", "feature_ablation", "kernel_shap",
-       "rise"]
+          "guided_backprop": "GuidedBackprop", "guided_gradcam": "GuidedGradCam", "deconvolution": "Deconvolution",
+          "deeplift": "DeepLift", "deeplift_shap": "DeepLiftShap", "gradient_shap": "GradientShap"}
+INPUT = ("guided_backprop", "guided_gradcam", "deconvolution", "deeplift", "deeplift_shap", "gradient_shap")
+ALL = [*GRAD_CAMS, *INPUT, *SCORE_CAMS, "occlusion", "feature_ablation", "kernel_shap", "rise"]
+SHAP_BASELINES = 4  # the baseline distribution of the SHAP methods (GradientSHAP: 4 samples from it)
 
 
 def load(name: str, device: torch.device) -> tuple[torch.nn.Module, str, str]:
@@ -51,6 +55,12 @@ def load(name: str, device: torch.device) -> tuple[torch.nn.Module, str, str]:
         return cc.load_model(name).model.to(device), "bn2", "blocks.2"
     torch.manual_seed(0)
     return torchvision.models.get_model(name).eval().to(device), "layer4", "layer1"
+
+
+def shap_baselines(x: torch.Tensor) -> torch.Tensor:
+    """The SHAP methods' baseline distribution: zeros and three blurred, shifted copies of the first image."""
+    blur = torch.nn.functional.avg_pool2d(x[:1], 9, stride=1, padding=4)[0]
+    return torch.stack([torch.zeros_like(x[0]), blur, blur.roll(8, -1), blur.roll(8, -2)])
 
 
 def perturbed_forwards(model: torch.nn.Module, x: torch.Tensor, count: int, batch: int) -> Callable[[], None]:
@@ -113,12 +123,14 @@ def measure(model: torch.nn.Module, name: str, layer: str, score_layer: str, x: 
         "kernel_shap": {"segments": grid, "samples": args.samples},
         "rise": {"samples": args.samples},
         "scorecam": {"layer": score_layer}, "ablationcam": {"layer": score_layer},
+        "deeplift_shap": {"baselines": shap_baselines(x)}, "gradient_shap": {"baselines": shap_baselines(x),
+                                                                              "samples": SHAP_BASELINES},
     }.get(method, {"layer": layer} if method in GRAD_CAMS or method == "guided_gradcam" else {})
     peer_one, peer_twelve, peer = peers(model, x, t, top, method, module, dict(model.named_modules())[score_layer],
                                         opts)
     if method in GRAD_CAMS:
         floor: Callable[[], None] = lambda: floor_layer(model, x, t, module)  # noqa: E731
-    elif method.startswith("guided"):
+    elif method in INPUT:
         floor = lambda: floor_input(model, x, t)  # noqa: E731
     else:
         if method in SCORE_CAMS:  # one forward per channel of the layer
@@ -201,6 +213,14 @@ def peers(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, top: torch.T
                                                      perturbations_per_eval=16)
             elif method == "guided_backprop":
                 ca.GuidedBackprop(wrapped).attribute(x.clone().requires_grad_(True), target=target)
+            elif method == "deconvolution":
+                ca.Deconvolution(wrapped).attribute(x.clone().requires_grad_(True), target=target)
+            elif method == "deeplift":
+                ca.DeepLift(wrapped).attribute(x.clone().requires_grad_(True), torch.zeros_like(x), target=target)
+            elif method == "deeplift_shap":
+                ca.DeepLiftShap(wrapped).attribute(x.clone().requires_grad_(True), opts["baselines"], target=target)
+            elif method == "gradient_shap":
+                ca.GradientShap(wrapped).attribute(x, opts["baselines"], n_samples=SHAP_BASELINES, target=target)
             else:
                 ca.GuidedGradCam(wrapped, module).attribute(x.clone().requires_grad_(True), target=target)
 

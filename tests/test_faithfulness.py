@@ -13,9 +13,10 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+import classcontrast as cc
 from classcontrast.data.sources import Sample, SampleSource
 from classcontrast.errors import ClassContrastError
-from classcontrast.evaluation.faithfulness import auc, ranking, run_faithfulness
+from classcontrast.evaluation.faithfulness import auc, markdown_tables, ranking, run_faithfulness
 from classcontrast.evaluation.road import road_impute
 from classcontrast.methods import METHODS, Recording, register_method
 from classcontrast.methods.gradient import GradientXInput
@@ -202,6 +203,21 @@ def test_weighted_deletes_p_t_faster_than_original_on_real_digits(digits: tuple)
         # scored on its own objective, logit(p_t), the weighted map also beats chance
         own = rec[("gradient_x_input", "weighted", base, "contrast")]
         assert own["auc_deletion"] < rec[("random", "weighted", base, "contrast")]["auc_deletion"]
+
+
+def test_the_class_sensitivity_column_is_cc_class_sensitivity(digits: tuple) -> None:
+    """The confidence table's class sensitivity per method × contrast = the mean of cc.class_sensitivity over the
+    same images; the random map has none; the Markdown table shows the column."""
+    bundle, source = digits
+    small = source.select(limit=6)
+    res = run_faithfulness(bundle, small, ["gradient_x_input"], ["original", "weighted"], ["zeros"], ["probability"],
+                           [0.5, 1.0], 6)
+    x = bundle.normalize(torch.stack([s.prepared(bundle.preprocess) for s in small]))
+    got = {(r["method"], r["contrast"]): r["class_sensitivity"] for r in res["confidence"]}
+    for c in ("original", "weighted"):
+        want = cc.class_sensitivity(bundle, x, "gradient_x_input", c).mean_sensitivity
+        assert got[("gradient_x_input", c)] == pytest.approx(want, abs=1e-9)
+    assert got[("random", "original")] is None and "class sensitivity" in markdown_tables(res)
 
 
 def test_resumed_run_gives_the_same_numbers(digits: tuple, tmp_path) -> None:

@@ -54,6 +54,7 @@ from .runner import (
     sample_log,
     write_table,
 )
+from .sensitivity import class_sensitivity
 
 METHODS = ("gradcam", "linear_approx", "gradient_x_input")
 CONTRASTS = ("original", "mean", "max", "weighted")
@@ -242,11 +243,20 @@ def _curves_of_batch(job: _Job, bundle: ModelBundle, k: int) -> list[dict[str, A
     b_, _, h, w = x.shape
     random_map = torch.rand((b_, h, w), generator=batch_generator(job.seed, batch), dtype=torch.float64).to(x.device)
     maps: dict[tuple[str, str], Tensor] = {}
+    sensitivity: dict[tuple[str, str], list[float]] = {}
     for m in job.methods:
         ex = explain(bundle, x, m, list(job.contrasts), t, **job.opts[m])
         maps.update({(m, c): ex[c].maps[:, 0].detach() for c in job.contrasts})
+        if ex.logits.shape[1] >= 3:  # (a foil compares the top-1 rather than two others)
+            sensitivity.update({(m, c): class_sensitivity(bundle, x, m, c, **job.opts[m]).sensitivity.tolist()
+                                for c in job.contrasts})
     maps.update({(RANDOM, c): random_map for c in job.contrasts})
-    return _batch_curves(bundle, x, t, batch, maps, job, counts(job.grid, h * w), job.logged[k])
+    rows = _batch_curves(bundle, x, t, batch, maps, job, counts(job.grid, h * w), job.logged[k])
+    place = {sid: i for i, sid in enumerate(batch.ids)}
+    for row in rows:
+        got = sensitivity.get((row["method"], row["contrast"]))
+        row["class_sensitivity"] = None if got is None else got[place[row["id"]]]
+    return rows
 
 
 def _batch_curves(bundle: ModelBundle, x: Tensor, t: Tensor, batch: Any, maps: dict[tuple[str, str], Tensor],
@@ -317,9 +327,11 @@ def summarize(rows: list[dict[str, Any]], combos: Sequence[tuple[str, str]], bas
                 })
         rs = {r["id"]: r for r in rows if (r["method"], r["contrast"]) == (m, c)}.values()
         drops = [max(0.0, r["p"] - r["p_masked"]) / r["p"] for r in rs if r["p"] > 0]
+        sens = [r["class_sensitivity"] for r in rs if r.get("class_sensitivity") is not None]
         confidence.append({"method": m, "contrast": c, "n": len(rs),
                            "average_drop": 100 * mean(drops),
-                           "increase_in_confidence": 100 * mean(float(r["p_masked"] > r["p"]) for r in rs)})
+                           "increase_in_confidence": 100 * mean(float(r["p_masked"] > r["p"]) for r in rs),
+                           "class_sensitivity": mean(sens) if sens else None})
     return {"records": records, "confidence": confidence,
             "info": {"fractions": list(fractions), "baselines": list(baselines), "scores": list(scores),
                      "images": len({r["id"] for r in rows})}}
@@ -361,10 +373,12 @@ def tables(result: dict[str, Any]) -> list[tuple[str, list[list[str]]]]:
                  "contrast": "the contrast's own objective; bold: the best per contrast"}[score]
         out.append((f"Scored on {label} (areas under the curves, x = fraction of pixels, n = "
                     f"{rows[0]['n'] if rows else 0}):", table))
-    conf = [["method", "contrast", "average drop % ↓", "increase in confidence % ↑"]]
-    conf += [[r["method"], r["contrast"], f"{r['average_drop']:.1f}", f"{r['increase_in_confidence']:.1f}"]
+    conf = [["method", "contrast", "average drop % ↓", "increase in confidence % ↑", "class sensitivity"]]
+    conf += [[r["method"], r["contrast"], f"{r['average_drop']:.1f}", f"{r['increase_in_confidence']:.1f}",
+              "—" if r.get("class_sensitivity") is None else f"{r['class_sensitivity']:.3f}"]
              for r in result["confidence"]]
-    out.append(("Average drop / increase in confidence (the map's positive part as a soft mask):", conf))
+    out.append(("Average drop / increase in confidence (the map's positive part as a soft mask); class sensitivity "
+                "(1 − mean Spearman ρ between the top-1's map and the other top-5 classes'; 0: class-blind):", conf))
     return out
 
 
