@@ -128,6 +128,12 @@ def measure(model: torch.nn.Module, name: str, layer: str, score_layer: str, x: 
     }.get(method, {"layer": layer} if method in GRAD_CAMS or method == "guided_gradcam" else {})
     peer_one, peer_twelve, peer = peers(model, x, t, top, method, module, dict(model.named_modules())[score_layer],
                                         opts)
+    if peer_one is not None:
+        try:
+            peer_one()
+        except RuntimeError as e:  # Captum's DeepLift refuses a ReLU module used twice (every torchvision ResNet)
+            print(f"{name} {method}: {peer} cannot run it ({str(e).splitlines()[0][:90]}...)", flush=True)
+            peer_one, peer_twelve, peer = None, None, None
     if method in GRAD_CAMS:
         floor: Callable[[], None] = lambda: floor_layer(model, x, t, module)  # noqa: E731
     elif method in INPUT:

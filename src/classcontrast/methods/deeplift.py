@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from ..baselines import baseline as baseline_image
 from ..errors import ClassContrastError
 from .base import InputMethod, Pass, Recording, check_internal_batch_size, row_chunks
+from .shap import distribution
 
 RESCALED = (nn.ReLU, nn.ELU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.Softplus)
 EPS = 1e-10
@@ -63,8 +64,10 @@ def rescale(model: nn.Module, stack: ExitStack) -> None:
             z_x, z_ref = z.detach().chunk(2)
             o_x, o_ref = out.detach().chunk(2)
             dz = z_x - z_ref
-            m = torch.where(dz.abs() < EPS, _derivative(module, z_x), (o_x - o_ref) / torch.where(
-                dz.abs() < EPS, torch.ones_like(dz), dz))
+            near = dz.abs() < EPS
+            m = (o_x - o_ref) / torch.where(near, torch.ones_like(dz), dz)
+            if bool(near.any()):  # (one device sync a call; the derivative only where it is needed)
+                m = torch.where(near, _derivative(module, z_x), m)
             m = torch.cat([m, m])
         return out.detach() + m * (z - z.detach())
 
@@ -153,14 +156,7 @@ class DeepLiftShap(DeepLift):
                 "internal_batch_size": self.internal_batch_size}
 
     def distribution(self, x: Tensor) -> Tensor:
-        if isinstance(self.baselines, str):
-            return super().distribution(x)
-        d = self.baselines.to(device=x.device, dtype=x.dtype)
-        d = d[None] if d.ndim == x.ndim - 1 else d
-        if d.ndim != x.ndim or tuple(d.shape[1:]) != tuple(x.shape[1:]):
-            raise ClassContrastError(f"deeplift_shap: baselines of shape {tuple(self.baselines.shape)}, the images "
-                                     f"{tuple(x.shape[1:])} (give (C, *S) or (N, C, *S))")
-        return d[None]
+        return distribution(self.baselines, x, self.name)
 
 
 __all__ = ["RESCALED", "DeepLift", "DeepLiftShap", "rescale"]

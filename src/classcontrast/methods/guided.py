@@ -46,14 +46,10 @@ def guide_relus(model: nn.Module, state: dict[str, Any], stack: ExitStack) -> No
             stack.enter_context(module.register_forward_hook(hook))
 
 
-class GuidedBackprop(InputMethod):
-    r"""Guided Backpropagation: $\phi = \partial^{\mathrm{guided}} O/\partial x$, the input gradient with every
-    ``nn.ReLU``'s backward rectified (module docstring), summed over colour channels unless ``keep_channels``.
-    Signed (the first layer's weights give the input gradient both signs)."""
+class _ReluRule(InputMethod):
+    """An input gradient whose ``nn.ReLU`` modules pass back another rule (`rule`), summed over colour channels unless
+    ``keep_channels``; not linear in the gradient."""
 
-    name = "guided_backprop"
-
-    aliases = ("guided_backpropagation",)
     batched_vjp = False
     windows = False  # its hooks act on the model's layers, which a sliding window runs once per window
 
@@ -64,13 +60,30 @@ class GuidedBackprop(InputMethod):
     def linear(self) -> bool:
         return False
 
+    def rule(self, model: nn.Module, state: dict[str, Any], stack: ExitStack) -> None:
+        """Register the ReLUs' rule on ``model`` until ``stack`` closes."""
+        raise NotImplementedError
+
     def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
         rec = super().record(model, x, stack)
-        guide_relus(model, rec.state, stack)
+        self.rule(model, rec.state, stack)
         return rec
 
     def compute(self, rec: Recording, grads: list[Tensor]) -> Tensor:
         return self.channels(grads[0])
+
+
+class GuidedBackprop(_ReluRule):
+    r"""Guided Backpropagation: $\phi = \partial^{\mathrm{guided}} O/\partial x$, the input gradient with every
+    ``nn.ReLU``'s backward rectified (module docstring), summed over colour channels unless ``keep_channels``.
+    Signed (the first layer's weights give the input gradient both signs)."""
+
+    name = "guided_backprop"
+
+    aliases = ("guided_backpropagation",)
+
+    def rule(self, model: nn.Module, state: dict[str, Any], stack: ExitStack) -> None:
+        guide_relus(model, state, stack)
 
 
 class GuidedGradCAM(LayerMethod):
@@ -162,7 +175,7 @@ def deconvolve_relus(model: nn.Module, stack: ExitStack) -> None:
             stack.enter_context(module.register_forward_hook(after))
 
 
-class Deconvolution(InputMethod):
+class Deconvolution(_ReluRule):
     r"""Deconvolution (Zeiler & Fergus 2014; Captum's ``Deconvolution``): $\phi = \partial^{\mathrm{deconv}}
     O/\partial x$, the input gradient with every ``nn.ReLU``'s backward replaced by $\mathrm{ReLU}(g)$ — the
     positive part of the gradient it receives, whatever the sign of its input —, summed over colour channels unless
@@ -171,23 +184,9 @@ class Deconvolution(InputMethod):
 
     name = "deconvolution"
     aliases = ("deconvnet",)
-    batched_vjp = False
-    windows = False  # its hooks act on the model's layers, which a sliding window runs once per window
 
-    def __init__(self, keep_channels: bool = False) -> None:
-        self.keep_channels = keep_channels
-
-    @property
-    def linear(self) -> bool:
-        return False
-
-    def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
-        rec = super().record(model, x, stack)
+    def rule(self, model: nn.Module, state: dict[str, Any], stack: ExitStack) -> None:
         deconvolve_relus(model, stack)
-        return rec
-
-    def compute(self, rec: Recording, grads: list[Tensor]) -> Tensor:
-        return self.channels(grads[0])
 
 
 __all__ = ["Deconvolution", "GuidedBackprop", "GuidedGradCAM", "deconvolve_relus", "guide_relus"]

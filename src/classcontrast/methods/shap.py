@@ -27,6 +27,19 @@ from ..errors import ClassContrastError
 from .base import InputMethod, Pass, Recording, check_internal_batch_size, row_chunks
 
 
+def distribution(baselines: str | Tensor, x: Tensor, method: str) -> Tensor:
+    """(B or 1, N, C, *S): the baselines of images ``x`` — ``"zeros"`` / ``"blur"`` (one per image, made from it), one
+    (C, *S) image, or a (N, C, *S) distribution — a shape that fits nothing is one line naming ``method``."""
+    if isinstance(baselines, str):
+        return baseline_image(x, baselines)[:, None]
+    d = baselines.to(device=x.device, dtype=x.dtype)
+    d = d[None] if d.ndim == x.ndim - 1 else d
+    if d.ndim != x.ndim or tuple(d.shape[1:]) != tuple(x.shape[1:]):
+        raise ClassContrastError(f"{method}: baselines of shape {tuple(baselines.shape)}, the images "
+                                 f"{tuple(x.shape[1:])} (give (C, *S) or (N, C, *S))")
+    return d[None]
+
+
 class GradientShap(InputMethod):
     r"""GradientSHAP: $\phi = \frac1n\sum_k (\tilde x_k - x'_k) \odot \nabla_x O(x'_k + \alpha_k(\tilde x_k -
     x'_k))$ (module docstring), summed over colour channels unless ``keep_channels``."""
@@ -60,14 +73,7 @@ class GradientShap(InputMethod):
 
     def distribution(self, x: Tensor) -> Tensor:
         """(B or 1, N, C, *S): the baselines each image draws from."""
-        if isinstance(self.baselines, str):
-            return baseline_image(x, self.baselines)[:, None]
-        d = self.baselines.to(device=x.device, dtype=x.dtype)
-        d = d[None] if d.ndim == x.ndim - 1 else d
-        if d.ndim != x.ndim or tuple(d.shape[1:]) != tuple(x.shape[1:]):
-            raise ClassContrastError(f"gradient_shap: baselines of shape {tuple(self.baselines.shape)}, the images "
-                                     f"{tuple(x.shape[1:])} (give (C, *S) or (N, C, *S))")
-        return d[None]
+        return distribution(self.baselines, x, self.name)
 
     def draws(self, x: Tensor, image: int, n_baselines: int) -> tuple[Tensor, Tensor, Tensor]:
         """Image ``image``'s draws: baseline indices (n,), path points α (n,) in float64 and noise (n, C, *S) in the
@@ -102,4 +108,4 @@ class GradientShap(InputMethod):
         return self.channels(grads[0] * rec.state["delta"][None] / self.samples)
 
 
-__all__ = ["GradientShap"]
+__all__ = ["GradientShap", "distribution"]
