@@ -134,8 +134,12 @@ def coco_source(path: Path, categories: Sequence[str]) -> AnnotatedSource:
             coco.createIndex()
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ClassContrastError(f"{path} is not a COCO annotation file ({e})") from e
-    classes = {c["id"]: class_index(c["name"], categories, f"{path}: category")
-               for c in coco.loadCats(coco.getCatIds())}
+    try:
+        classes = {c["id"]: class_index(c["name"], categories, f"{path}: category")
+                   for c in coco.loadCats(coco.getCatIds())}
+    except ClassContrastError as e:
+        raise ClassContrastError(f"{e} — a COCO json is audited with a detector whose classes carry its category "
+                                 "names") from e
     ids = sorted(coco.getImgIds())
     records = coco.loadImgs(ids)
     folder = _image_folder(path, [r["file_name"] for r in records])
