@@ -315,3 +315,26 @@ def test_deeplift_on_the_embedded_model_equals_captums(embedded64: nn.Module, ph
     ours = cc.explain(embedded64, x, "deeplift", "weighted", 281, baseline=base, keep_channels=True).maps[:, 0]
     ref = CaptumDeepLift(cc.ContrastModel(embedded64, "weighted")).attribute(x, base, target=281)
     assert _relerr(ours, ref) < 1e-10
+
+
+# --- LIME ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("contrast", CONTRASTS)
+def test_lime_equals_captums_on_the_same_samples(contrast: str) -> None:
+    """Captum's Lime with a weighted linear regression, its default cosine kernel and our coalitions (its perturb_func
+    handing them out in order), for original, weighted and a foil; one image at a time, as Captum's Lime runs."""
+    from captum._utils.models.linear_model import SkLearnLinearRegression
+    from captum.attr import Lime as CaptumLime
+
+    from classcontrast.methods.segment_methods import Lime
+
+    model, x = _cnn(), _x(n=1)
+    seg = (torch.arange(12)[:, None] // 4) * 3 + torch.arange(12)[None] // 4  # 9 square segments
+    method = Lime(segments=seg, samples=40, seed=2, baseline=0.1)
+    ours = cc.explain(model, x, method, _contrast(contrast), TARGET).maps[0, 0]
+    draws = iter(method.draws(9).long())
+    ref = CaptumLime(cc.ContrastModel(model, _contrast(contrast)), interpretable_model=SkLearnLinearRegression(),
+                     perturb_func=lambda inp, **kw: next(draws)[None]).attribute(
+        x, target=TARGET, feature_mask=seg[None, None].expand(1, 3, 12, 12), n_samples=40, baselines=0.1)
+    assert _relerr(ours, ref[0, 0].double()) < 1e-5 and _no_hooks(model)  # (Captum's kernel and result: float32)

@@ -31,7 +31,8 @@ METHODS = {'gradient': ('keep_channels',),
  'gradient_shap': ('baselines', 'samples', 'stdevs', 'seed', 'keep_channels', 'internal_batch_size'),
  'deconvolution': ('keep_channels',),
  'deeplift': ('baseline', 'keep_channels', 'internal_batch_size'),
- 'deeplift_shap': ('baselines', 'keep_channels', 'internal_batch_size')}
+ 'deeplift_shap': ('baselines', 'keep_channels', 'internal_batch_size'),
+ 'lime': ('segments', 'baseline', 'samples', 'seed', 'internal_batch_size')}
 
 METHOD_SPELLINGS = {'gradient': 'gradient',
  'saliency': 'gradient',
@@ -70,7 +71,8 @@ METHOD_SPELLINGS = {'gradient': 'gradient',
  'deconvolution': 'deconvolution',
  'deconvnet': 'deconvolution',
  'deeplift': 'deeplift',
- 'deepliftshap': 'deeplift_shap'}
+ 'deepliftshap': 'deeplift_shap',
+ 'lime': 'lime'}
 
 CONTRASTS = ('original', 'mean', 'max', 'weighted', 'probability', 'finer', 'finer_mean', 'rest')
 
@@ -79,8 +81,8 @@ METHOD_OPTIONS = {'ablation': {'type': 'float',
  'abs': {'type': 'bool', 'help': "fullgrad: the original abs'ed FullGrad"},
  'baseline': {'type': 'str',
               'help': 'integrated_gradients, deeplift: zeros | blur (zeros); occlusion: the value put in (a '
-                      'number) (0.0); feature_ablation, kernel_shap: the value a segment takes when switched off '
-                      '(0.0)'},
+                      'number) (0.0); feature_ablation, kernel_shap, lime: the value a segment takes when switched '
+                      'off (0.0)'},
  'baselines': {'type': 'str',
                'help': 'gradient_shap: zeros | blur, or a tensor (N, C, *S) of baselines drawn from (zeros); '
                        'deeplift_shap: zeros | blur, or a tensor (N, C, *S) of baselines (zeros)'},
@@ -97,8 +99,8 @@ METHOD_OPTIONS = {'ablation': {'type': 'float',
  'internal_batch_size': {'type': 'int',
                          'help': 'integrated_gradients, smoothgrad, gradient_shap, deeplift, deeplift_shap: rows '
                                  '(path points, noisy copies) per forward pass: bounds memory, the maps are the '
-                                 'same; occlusion, feature_ablation, kernel_shap, rise, scorecam, ablationcam: '
-                                 'perturbed inputs per forward pass: bounds memory, the maps are the same'},
+                                 'same; occlusion, feature_ablation, kernel_shap, rise, scorecam, ablationcam, '
+                                 'lime: perturbed inputs per forward pass: bounds memory, the maps are the same'},
  'keep': {'type': 'float', 'help': 'rise: probability that a mask cell is kept (0.5)'},
  'keep_channels': {'type': 'bool',
                    'help': 'gradient, gradient_x_input, integrated_gradients, smoothgrad, lrp, guided_backprop, '
@@ -114,9 +116,10 @@ METHOD_OPTIONS = {'ablation': {'type': 'float',
                   'the map'},
  'samples': {'type': 'int',
              'help': 'smoothgrad: noisy copies (25); kernel_shap: coalitions (all of them, exact Shapley values, '
-                     'when 2^segments is fewer) (256); rise: masks (1000); gradient_shap: draws per image (5)'},
- 'seed': {'type': 'int', 'help': 'smoothgrad, kernel_shap, rise, gradient_shap: random seed (0)'},
- 'segments': {'type': 'int', 'help': 'feature_ablation, kernel_shap: SLIC superpixels per image'},
+                     'when 2^segments is fewer) (256); rise: masks (1000); gradient_shap: draws per image (5); '
+                     'lime: random coalitions (256)'},
+ 'seed': {'type': 'int', 'help': 'smoothgrad, kernel_shap, rise, gradient_shap, lime: random seed (0)'},
+ 'segments': {'type': 'int', 'help': 'feature_ablation, kernel_shap, lime: SLIC superpixels per image'},
  'sigma': {'type': 'float', 'help': "smoothgrad: noise std as a fraction of the image's range (0.15)"},
  'squared': {'type': 'bool', 'help': 'smoothgrad: SmoothGrad² (mean of squared gradients)'},
  'stdevs': {'type': 'float', 'help': "gradient_shap: the input noise's standard deviation (0: none) (0.0)"},

@@ -21,7 +21,7 @@ from .integrated import IntegratedGradients
 from .lrp import LRP
 from .perturbation import Occlusion, PerturbationMethod
 from .score_cams import AblationCAM, ScoreCAM
-from .segment_methods import RISE, FeatureAblation, KernelShap
+from .segment_methods import RISE, FeatureAblation, KernelShap, Lime
 from .shap import GradientShap
 from .smooth import SmoothGrad
 from .transformer import AttentionRollout, VitGradCAM, capture_attention, transformer_blocks
@@ -31,7 +31,7 @@ METHODS: dict[str, type[Method]] = {
     for m in (Gradient, GradientXInput, LinearApprox, GradCAM, XGradCAM, FullGrad, VitGradCAM, AttentionRollout,
               IntegratedGradients, SmoothGrad, LRP, GradCAMPlusPlus, LayerCAM, HiResCAM, GuidedBackprop,
               GuidedGradCAM, Occlusion, FeatureAblation, KernelShap, RISE,
-              ScoreCAM, AblationCAM, EigenCAM, EigenGradCAM, GradientShap, Deconvolution, DeepLift, DeepLiftShap)
+              ScoreCAM, AblationCAM, EigenCAM, EigenGradCAM, GradientShap, Deconvolution, DeepLift, DeepLiftShap, Lime)
 }
 
 
@@ -182,6 +182,7 @@ __all__ = [
     "LayerCAM",
     "LayerMethod",
     "LayerReading",
+    "Lime",
     "LinearApprox",
     "Method",
     "Occlusion",

@@ -153,6 +153,68 @@ class KernelShap(_Segmented):
         return _spread(phi.to(x.dtype), seg)
 
 
+class Lime(_Segmented):
+    r"""LIME (Ribeiro et al. 2016) over segments, for every contrast's objective O: ``samples`` random coalitions
+    $z \in \{0, 1\}^F$ (each segment kept with probability ½, a generator seeded with ``seed``: every image draws the
+    same sequence), each scored as O of the input with the segments outside z at ``baseline``, and weighted by
+    Captum's default kernel $\pi(z) = \exp(-d^2/2)$, $d = 1 - \cos(x, x_z)$ the cosine distance of the perturbed
+    input to the input; the attributions are the coefficients of the weighted least-squares fit (with intercept) of
+    O on z. Captum's ``Lime`` with ``interpretable_model=SkLearnLinearRegression()`` (its default is a Lasso) and the
+    same samples gives the same map. Every contrast and target is fitted on the same forwards.
+    """
+
+    option_help: ClassVar[dict[str, str]] = {"samples": "random coalitions", "seed": "random seed"}
+
+    name = "lime"
+
+    def __init__(self, segments: int | Tensor | None = None, baseline: float | str | Tensor = 0.0, samples: int = 256,
+                 seed: int = 0, internal_batch_size: int | None = None) -> None:
+        super().__init__(segments, baseline, internal_batch_size)
+        self.samples = whole(samples, "samples", 2)
+        self.seed = whole(seed, "seed", 0)
+
+    def draws(self, f: int) -> Tensor:
+        """(samples, F) the coalitions (True: the segment kept), the same for every image with F segments."""
+        g = torch.Generator().manual_seed(self.seed)
+        return torch.bernoulli(torch.full((self.samples, f), 0.5, dtype=torch.float64), generator=g).bool()
+
+    def similarity(self, x: Tensor, seg: Tensor, b: int, z: Tensor) -> Tensor:
+        """(N,) the kernel weights of image ``b``'s coalitions ``z`` (N, F), from per-segment sums of x², x·x' and
+        x'² (x' the baseline): no perturbed image is made for them."""
+        f = z.shape[1]
+        xb = x[b].double()
+        base = baseline_rows(self.baseline, x, torch.tensor([b], device=x.device))
+        xr = (base[0] if isinstance(base, Tensor) else torch.full_like(x[b], base)).double()
+        index = seg[b].flatten()[None].expand(xb.shape[0], -1).flatten()
+        sums = [torch.zeros(f, dtype=torch.float64, device=x.device).index_add_(0, index, v.flatten())
+                for v in (xb * xb, xb * xr, xr * xr)]
+        on = z.to(device=x.device, dtype=torch.float64)
+        dot = on @ sums[0] + (1 - on) @ sums[1]
+        norm = torch.sqrt(sums[0].sum() * (on @ sums[0] + (1 - on) @ sums[2]))
+        distance = 1 - dot / norm.clamp_min(1e-8)
+        return torch.exp(-(distance**2) / 2)
+
+    def attribute(self, x: Tensor, rec: Recording, clean: Tensor, score: Score) -> Tensor:
+        seg = segments_of(x, self.segments)
+        plans = [self.draws(int(s.max()) + 1) for s in seg]
+        n = max(z.shape[1] for z in plans)
+        on = [torch.nn.functional.pad(z, (0, n - z.shape[1]), value=True).to(x.device) for z in plans]
+
+        def make(x: Tensor, images: Tensor, which: Tensor) -> Tensor:
+            rows = torch.stack([on[int(i)][int(w)] for i, w in zip(images, which, strict=True)])
+            return self.switched(x, seg, rows, images)
+
+        v = self.sample_scores(x, self.samples, make, score).double()  # (R, B, N)
+        phi = v.new_zeros(v.shape[0], x.shape[0], n)
+        for b, z in enumerate(plans):
+            root = self.similarity(x, seg, b, z).sqrt().to(v.device)
+            zd = z.to(v.device, torch.float64)
+            design = torch.cat([torch.ones_like(zd[:, :1]), zd], 1) * root[:, None]
+            coef = torch.linalg.pinv(design) @ (v[:, b] * root).T  # (1 + F, R)
+            phi[:, b, : z.shape[1]] = coef[1:].T
+        return _spread(phi.to(x.dtype), seg)
+
+
 class RISE(PerturbationMethod):
     r"""RISE (Petsiuk et al. 2018): ``samples`` random masks $M_n$ — a grid of ``cells`` per spatial side, each cell
     kept with probability ``keep`` (Petsiuk's p), upsampled linearly to (cells + 1) cell sizes and cropped at a
