@@ -1,6 +1,6 @@
 """The methods users know (GradCAM++, LayerCAM, HiResCAM, EigenCAM, EigenGradCAM, guided backprop / GradCAM,
 deconvolution, DeepLIFT, DeepLiftSHAP, GradientSHAP, ScoreCAM, AblationCAM, occlusion, feature ablation, KernelSHAP,
-RISE): time against the floor and the peers, in one run.
+LIME, RISE): time against the floor and the peers, in one run.
 
 Floors (plain torch, the method's own work and nothing else):
   gradient CAMs:     a forward keeping the layer's output and one backward of the weighted objective to it;
@@ -42,9 +42,9 @@ GRAD_CAMS = {"gradcam_plus_plus": "GradCAMPlusPlus", "layercam": "LayerCAM", "hi
 SCORE_CAMS = {"scorecam": "ScoreCAM", "ablationcam": "AblationCAM"}
 CAPTUM = {"occlusion": "Occlusion", "feature_ablation": "FeatureAblation", "kernel_shap": "KernelShap",
           "guided_backprop": "GuidedBackprop", "guided_gradcam": "GuidedGradCam", "deconvolution": "Deconvolution",
-          "deeplift": "DeepLift", "deeplift_shap": "DeepLiftShap", "gradient_shap": "GradientShap"}
+          "deeplift": "DeepLift", "deeplift_shap": "DeepLiftShap", "gradient_shap": "GradientShap", "lime": "Lime"}
 INPUT = ("guided_backprop", "guided_gradcam", "deconvolution", "deeplift", "deeplift_shap", "gradient_shap")
-ALL = [*GRAD_CAMS, *INPUT, *SCORE_CAMS, "occlusion", "feature_ablation", "kernel_shap", "rise"]
+ALL = [*GRAD_CAMS, *INPUT, *SCORE_CAMS, "occlusion", "feature_ablation", "kernel_shap", "lime", "rise"]
 SHAP_BASELINES = 4  # the baseline distribution of the SHAP methods (GradientSHAP: 4 samples from it)
 
 
@@ -121,6 +121,7 @@ def measure(model: torch.nn.Module, name: str, layer: str, score_layer: str, x: 
         "occlusion": {"window": side // 4, "stride": side // 8},
         "feature_ablation": {"segments": grid},
         "kernel_shap": {"segments": grid, "samples": args.samples},
+        "lime": {"segments": grid, "samples": args.samples},
         "rise": {"samples": args.samples},
         "scorecam": {"layer": score_layer}, "ablationcam": {"layer": score_layer},
         "deeplift_shap": {"baselines": shap_baselines(x)}, "gradient_shap": {"baselines": shap_baselines(x),
@@ -209,6 +210,12 @@ def peers(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, top: torch.T
             if method == "occlusion":
                 ca.Occlusion(wrapped).attribute(x, sliding_window_shapes=(3, opts["window"], opts["window"]),
                                                 strides=opts["stride"], target=target, perturbations_per_eval=16)
+            elif method == "lime":
+                from captum._utils.models.linear_model import SkLearnLinearRegression
+
+                mask = opts["segments"].expand(x.shape[0], 1, *opts["segments"].shape)
+                ca.Lime(wrapped, interpretable_model=SkLearnLinearRegression()).attribute(
+                    x, target=target, feature_mask=mask, n_samples=opts["samples"], perturbations_per_eval=16)
             elif method in ("feature_ablation", "kernel_shap"):
                 mask = opts["segments"].expand(x.shape[0], 1, *opts["segments"].shape)
                 if method == "feature_ablation":
