@@ -485,3 +485,20 @@ def test_long_file_names_stay_inside_their_cards(audited: Path, tmp_path: Path) 
         b.settled()
         widths = b.eval("[...document.querySelectorAll('.cc-card')].map(c => [c.scrollWidth, c.clientWidth])")
     assert widths and all(scroll <= client for scroll, client in widths), widths
+
+
+def test_the_class_sensitivity_of_the_shown_maps() -> None:
+    """Hand-made shown maps: a class-blind method (the same map for every class) measures 0, maps that reverse each
+    other 2, per method and named contrast, the most probable offered class taken as the first."""
+    from classcontrast.confusion.run import Audit, Slot
+    from classcontrast.explorer.page import NAMED
+
+    ramp = np.arange(12.0).reshape(3, 4)
+    blind = np.stack([np.stack([ramp] * len(NAMED))] * 2)  # (classes, contrasts, h, w)
+    opposed = blind.copy()
+    opposed[0] = -ramp  # the less probable class (p 0.2): the reversed map
+    audit = Audit("m", "d", 1, None, False, ["a", "b"], np.zeros((2, 2)), [], [], ["blind", "opposed"],
+                  slots=[Slot("e0", {}, [0, 1], (0, "original"))],
+                  maps={"e0": {"maps": {"blind": blind, "opposed": opposed}, "p": [0.2, 0.8]}})
+    got = audit.class_sensitivity()
+    assert got["blind"] == {c: 0.0 for c in NAMED} and got["opposed"] == {c: 2.0 for c in NAMED}

@@ -131,9 +131,30 @@ class Audit:
         return {
             "model": self.model, "data": self.data, "n": self.n, "accuracy": self.accuracy,
             "labelled": self.labelled, "pairs_are": pairs_are, "methods": self.methods, "classes": self.classes,
-            "pairs": [pair(p) for p in self.pairs], **multilabel,
+            "pairs": [pair(p) for p in self.pairs], **multilabel, "class_sensitivity": self.class_sensitivity(),
             **({} if self.labelled or self.multilabel else {"ambiguity": self.ambiguity}),
         }
+
+    def class_sensitivity(self) -> dict[str, dict[str, float]]:
+        """Per method and named contrast, the mean class sensitivity (CASE, `classcontrast.evaluation.sensitivity`) of
+        the shown maps, read from them (no model run): each shown image's most probable offered class against its other
+        offered classes, at the page's resolution."""
+        from ..evaluation.sensitivity import spearman
+
+        out: dict[str, dict[str, float]] = {}
+        for m in self.methods:
+            for i, name in enumerate(NAMED):
+                values = []
+                for s in self.slots:
+                    got = self.maps.get(s.entry)
+                    if not got or len(s.classes) < 2:
+                        continue
+                    maps, order = got["maps"][m], np.argsort(-np.asarray(got["p"]), kind="stable")
+                    first = maps[order[0], i].ravel()
+                    values.append(1 - float(np.mean([spearman(first, maps[j, i].ravel()) for j in order[1:]])))
+                if values:
+                    out.setdefault(m, {})[name] = float(np.mean(values))
+        return out
 
     def image_keys(self) -> dict[str, str]:
         """Sample id -> the key of its image in the page."""
