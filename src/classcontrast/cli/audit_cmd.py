@@ -149,7 +149,7 @@ def _summary(result: Any) -> None:
             console.print(printable(f"  {i}. {result.classes[p.first]} vs {result.classes[p.second]} (top-1 vs "
                                     f"top-2): {count(p.count, 'image')}"))
     for method, by in result.class_sensitivity().items():
-        console.print(f"class sensitivity of the shown {method} maps (0: class-blind): "
+        console.print(f"class sensitivity, {method} (its shown maps; 0: class-blind): "
                       + ", ".join(f"{c} {v:.2f}" for c, v in by.items()))
     for path in result.paths:
         console.print(f"wrote {path}")
