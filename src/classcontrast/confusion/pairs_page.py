@@ -88,11 +88,11 @@ def write_pairs_page(path: Path, parquet: Path, audit: dict[str, Any]) -> Path:
     """``pairs.html`` from ``audit.parquet`` and the content of ``audit.json`` (written whole or not at all)."""
     import pyarrow.parquet as pq
 
+    from ..scale.store import write_atomic
+
     columns = ["id", "path", "label", "predicted", "method", "unit_fields", "target", "probability"]
     rows = pq.read_table(parquet, columns=columns).to_pylist()  # (the maps left unread)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(pairs_page(rows, audit, path.parent), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, pairs_page(rows, audit, path.parent).encode())
     return path
 
 

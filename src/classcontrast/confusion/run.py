@@ -46,7 +46,7 @@ from ..text import count, spreadsheet_cell
 from .multilabel import exact_match, label_stats, missed_matrix, rank_multilabel_pairs
 from .pairs import AMBIGUITY, Pair, Row, accuracy, classes_for, confusion_matrix, labelled, rank_pairs
 from .pairs_page import write_pairs_page
-from .table import write_audit_table
+from .table import write_audit_table, write_matrix
 
 TOP = 5  # classes kept per image in the per-sample log
 THRESHOLD = 0.5  # multi-label: a label is predicted when its sigma(y) reaches this
@@ -367,12 +367,7 @@ def _write_confusion(path: Path, result: Audit) -> Path:
         matrix, axes = np.zeros_like(matrix), "top-2 \\ top-1"
         for r in result.rows:
             matrix[r["runner_up"], r["predicted"]] += 1
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow([axes, *map(spreadsheet_cell, classes)])
-        for name, row in zip(classes, matrix.tolist(), strict=True):
-            w.writerow([spreadsheet_cell(name), *row])
-    return path
+    return write_matrix(path, axes, list(classes), matrix)
 
 
 def _write_labels(path: Path, result: Audit) -> Path:

@@ -59,16 +59,40 @@ def audit_rows(result: Any, samples: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def write_audit_table(path: Path, result: Any, samples: dict[str, Any]) -> Path:
-    """``audit.parquet``, written whole or not at all (a temporary file renamed into place)."""
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """Rows of the dataset schema as one Parquet file, written whole or not at all (a temporary file renamed into
+    place)."""
     import pyarrow.parquet as pq
 
     from ..scale.store import ROW_GROUP
 
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(to_table(audit_rows(result, samples)), tmp, row_group_size=ROW_GROUP)
+    pq.write_table(to_table(rows), tmp, row_group_size=ROW_GROUP)
     os.replace(tmp, path)
     return path
 
 
-__all__ = ["PAGE_LEVEL", "audit_rows", "write_audit_table"]
+def write_matrix(path: Path, axes: str, names: list[str], matrix: Any) -> Path:
+    """A confusion matrix as CSV (``axes`` in the corner; rows and columns named by ``names``, spreadsheet-safe),
+    written whole or not at all."""
+    import csv
+    import io
+
+    from ..scale.store import write_atomic
+    from ..text import spreadsheet_cell
+
+    header = [spreadsheet_cell(n) for n in names]
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow([axes, *header])
+    w.writerows([name, *map(int, row)] for name, row in zip(header, matrix, strict=True))
+    write_atomic(path, buf.getvalue().encode("utf-8"))
+    return path
+
+
+def write_audit_table(path: Path, result: Any, samples: dict[str, Any]) -> Path:
+    """``audit.parquet`` (see the module docstring)."""
+    return write_rows(path, audit_rows(result, samples))
+
+
+__all__ = ["PAGE_LEVEL", "audit_rows", "write_audit_table", "write_matrix", "write_rows"]

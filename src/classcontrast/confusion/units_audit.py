@@ -21,7 +21,6 @@ built from those rows) come with them.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -37,12 +36,13 @@ from ..errors import ClassContrastError
 from ..evaluation.runner import model_device
 from ..explorer.encode import fit
 from ..models import ModelBundle
-from ..scale.table import flat, rle, to_table, unrle
+from ..scale.store import write_atomic
+from ..scale.table import flat, rle, unrle
 from ..state import frozen_eval
 from ..units.objects import NoDetections
 from ..units.regions import dense_logits
 from ..units.selectors import Detections, Region
-from .table import PAGE_LEVEL
+from .table import PAGE_LEVEL, write_matrix, write_rows
 
 CONTRASTS = ("original", "weighted")  # and Foil(true class)
 
@@ -273,19 +273,6 @@ def explained_rows(kind: Any, source: AnnotatedSource, pairs: Sequence[UnitPair]
     return rows
 
 
-def _write_confusion(path: Path, matrix: np.ndarray, names: Sequence[str]) -> Path:
-    from ..text import spreadsheet_cell
-
-    header = [spreadsheet_cell(n) for n in names]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["true \\ predicted", *header])
-        w.writerows([header[i], *map(int, row)] for i, row in enumerate(matrix))
-    os.replace(tmp, path)
-    return path
-
-
 def _write_json(path: Path, result: UnitAudit) -> Path:
     names = result.classes
 
@@ -298,20 +285,7 @@ def _write_json(path: Path, result: UnitAudit) -> Path:
             "pairs": [{"true": names[p.true], "predicted": names[p.predicted], "true_index": p.true,
                        "predicted_index": p.predicted, "count": p.count, "examples": [shown(c) for c in p.shown]}
                       for p in result.pairs]}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
-def _write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:
-    import pyarrow.parquet as pq
-
-    from ..scale.store import ROW_GROUP
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(to_table(rows), tmp, row_group_size=ROW_GROUP)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=1).encode())
     return path
 
 
@@ -349,8 +323,8 @@ def unit_audit(bundle: ModelBundle, source: AnnotatedSource, out: str | os.PathL
     result = UnitAudit(bundle.name, source.description, kind.unit, kind.measure, len(source.items), names, matrix,
                        ranked, list(methods), kind.metrics(matrix, names), records)
     result.paths = [_write_json(folder / "audit.json", result),
-                    _write_confusion(folder / "confusion.csv", matrix, shown_names),
-                    _write_rows(folder / "audit.parquet", rows)]
+                    write_matrix(folder / "confusion.csv", "true \\ predicted", shown_names, matrix),
+                    write_rows(folder / "audit.parquet", rows)]
     result.paths.append(write_units_page(folder / "audit.html", folder / "audit.parquet", folder / "audit.json"))
     return result
 

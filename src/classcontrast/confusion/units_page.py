@@ -117,11 +117,11 @@ def write_units_page(path: Path, parquet: Path, audit_json: Path) -> Path:
     """``audit.html`` from ``audit.parquet`` and ``audit.json`` (written whole or not at all)."""
     import pyarrow.parquet as pq
 
+    from ..scale.store import write_atomic
+
     rows = pq.read_table(parquet).to_pylist()
     audit = json.loads(audit_json.read_text(encoding="utf-8"))
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(units_page(rows, audit), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, units_page(rows, audit).encode())
     return path
 
 

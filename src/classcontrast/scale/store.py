@@ -38,7 +38,7 @@ class PartStore:
                 raise ClassContrastError(f"--out {out} holds the results of another run ({', '.join(changed)} "
                                          "differ): choose another folder, or remove that one")
         else:
-            _atomic(path, text.encode())
+            write_atomic(path, text.encode())
         for stale in out.glob(".part-*.tmp"):  # a write a killed run left unfinished
             stale.unlink()
 
@@ -68,10 +68,11 @@ class PartStore:
         return final
 
 
-def _atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """``data`` into ``path`` whole or not at all (a temporary file beside it, renamed into place)."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
 
 
-__all__ = ["ROW_GROUP", "SETTINGS", "PartStore"]
+__all__ = ["ROW_GROUP", "SETTINGS", "PartStore", "write_atomic"]
