@@ -40,15 +40,20 @@ def hf_source(root: Path, categories: Sequence[str], split: str | None = None) -
         raise ClassContrastError(f"--data {root}: cannot read the datasets folder ({e})") from e
     name, prefix = str(root), ""
     if isinstance(loaded, datasets.DatasetDict):
-        splits = list(loaded)
-        chosen = split if split is not None else (splits[0] if len(splits) == 1 else None)
-        if chosen not in loaded:
-            given = f"has no split {split!r}" if split is not None else "holds several splits"
-            raise ClassContrastError(f"--data {root} {given} ({', '.join(splits)}): choose one with --split")
+        chosen = choose_split(root, list(loaded), split)
         loaded, name, prefix = loaded[chosen], f"{root}[{chosen}]", f"{chosen}/"
     elif split is not None and split != str(loaded.split or split):
         raise ClassContrastError(f"--data {root} is one split ({loaded.split}), not {split!r}")
     return _samples(loaded, name, categories, prefix)
+
+
+def choose_split(root: Path, splits: list[str], split: str | None) -> str:
+    """The split asked for among a folder's ``splits`` (None: its only one); one line naming them otherwise."""
+    chosen = split if split is not None else (splits[0] if len(splits) == 1 else None)
+    if chosen not in splits:
+        given = f"has no split {split!r}" if split is not None else "holds several splits"
+        raise ClassContrastError(f"--data {root} {given} ({', '.join(splits)}): choose one with --split")
+    return chosen
 
 
 def _columns(ds: Any, name: str) -> tuple[str, str | None, bool]:

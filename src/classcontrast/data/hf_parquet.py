@@ -102,16 +102,13 @@ def hf_parquet_source(root: Path, categories: Sequence[str], split: str | None =
     except ImportError as e:
         raise ClassContrastError(f"--data {root} is a datasets Parquet folder (the hub's layout): pip install "
                                  "'classcontrast[datasets]'") from e
-    from .hf import _samples
+    from .hf import _samples, choose_split
 
     by_split: dict[str, list[Path]] = {}
     for f in _files(root):
         by_split.setdefault(_split_of(f, root), []).append(f)
     splits = sorted(by_split)
-    chosen = split if split is not None else (splits[0] if len(splits) == 1 else None)
-    if chosen not in by_split:
-        given = f"has no split {split!r}" if split is not None else "holds several splits"
-        raise ClassContrastError(f"--data {root} {given} ({', '.join(splits)}): choose one with --split")
+    chosen = choose_split(root, splits, split)
     try:
         rows = ParquetRows(by_split[chosen])
     except (OSError, ValueError) as e:

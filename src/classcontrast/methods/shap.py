@@ -15,7 +15,6 @@ whatever the batch and ``internal_batch_size`` (`GradientShap.draws`).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from typing import ClassVar
 
@@ -25,6 +24,7 @@ from torch import Tensor
 from ..baselines import baseline as baseline_image
 from ..errors import ClassContrastError
 from .base import InputMethod, Pass, Recording, check_internal_batch_size, row_chunks
+from .smooth import image_generator
 
 
 def distribution(baselines: str | Tensor, x: Tensor, method: str) -> Tensor:
@@ -78,9 +78,7 @@ class GradientShap(InputMethod):
     def draws(self, x: Tensor, image: int, n_baselines: int) -> tuple[Tensor, Tensor, Tensor]:
         """Image ``image``'s draws: baseline indices (n,), path points α (n,) in float64 and noise (n, C, *S) in the
         images' dtype, from a CPU generator seeded with ``seed`` and the image's bytes."""
-        raw = x[image].detach().cpu().contiguous().reshape(-1).view(torch.uint8)
-        digest = hashlib.sha256(raw.numpy().tobytes()).digest()
-        g = torch.Generator().manual_seed((self.seed * 1_000_003 + int.from_bytes(digest[:7], "little")) % 2**63)
+        g = image_generator(x, image, self.seed)
         index = torch.randint(n_baselines, (self.samples,), generator=g)
         alpha = torch.rand(self.samples, generator=g, dtype=torch.float64)
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32

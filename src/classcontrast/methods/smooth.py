@@ -13,6 +13,14 @@ from ..errors import ClassContrastError
 from .base import InputMethod, Pass, Recording, check_internal_batch_size
 
 
+def image_generator(x: Tensor, image: int, seed: int) -> torch.Generator:
+    """A CPU generator seeded with ``seed`` and the bytes of image ``image`` of ``x`` (any dtype, bfloat16 too): an
+    image draws the same numbers alone or anywhere in a batch."""
+    raw = x[image].detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+    digest = hashlib.sha256(raw.numpy().tobytes()).digest()
+    return torch.Generator().manual_seed((seed * 1_000_003 + int.from_bytes(digest[:7], "little")) % 2**63)
+
+
 class SmoothGrad(InputMethod):
     r"""SmoothGrad (Smilkov et al., 2017) of the contrast's objective O:
 
@@ -56,9 +64,7 @@ class SmoothGrad(InputMethod):
         bytes, so an image gets the same noise alone or anywhere in a batch, whatever ``internal_batch_size``.
         Drawn on the CPU (the same numbers on every device) in float64 for float64 images and in float32 otherwise
         (a float64 draw costs four times as much: 4% of a 16-sample resnet50 call)."""
-        raw = x[image].detach().cpu().contiguous().reshape(-1).view(torch.uint8)  # its bytes, any dtype (bfloat16)
-        digest = hashlib.sha256(raw.numpy().tobytes()).digest()
-        g = torch.Generator().manual_seed((self.seed * 1_000_003 + int.from_bytes(digest[:7], "little")) % 2**63)
+        g = image_generator(x, image, self.seed)
         scale = self.sigma * float(x[image].max() - x[image].min())
         dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
         for _ in range(self.samples):
