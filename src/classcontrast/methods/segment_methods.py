@@ -41,6 +41,18 @@ class _Segmented(PerturbationMethod):
         self.baseline = check_baseline(baseline)
         self.internal_batch_size = check_internal_batch_size(internal_batch_size)
 
+    def coalition_scores(self, x: Tensor, seg: Tensor, plans: list[Tensor], score: Score) -> tuple[Tensor, int]:
+        """(R, B, N) every objective on each image's coalitions (``plans[b]``: (N_b, F_b), True: the segment kept),
+        and the most segments of any image."""
+        n = max(z.shape[1] for z in plans)
+        on = [torch.nn.functional.pad(z, (0, n - z.shape[1]), value=True).to(x.device) for z in plans]
+
+        def make(x: Tensor, images: Tensor, which: Tensor) -> Tensor:
+            rows = torch.stack([on[int(i)][int(w)] for i, w in zip(images, which, strict=True)])
+            return self.switched(x, seg, rows, images)
+
+        return self.sample_scores(x, [len(z) for z in plans], make, score).double(), n
+
     def switched(self, x: Tensor, seg: Tensor, on: Tensor, images: Tensor) -> Tensor:
         """The rows for ``images`` with segment f kept where ``on[row, f]`` and replaced by the baseline elsewhere."""
         keep = on.gather(1, seg[images].flatten(1)).reshape(len(images), 1, *seg.shape[1:]).to(x.dtype)
@@ -69,6 +81,15 @@ class FeatureAblation(_Segmented):
 
         drop = clean[..., None] - self.sample_scores(x, counts, make, score)
         return _spread(drop, seg)
+
+
+def weighted_fit(z: Tensor, v: Tensor, weight: Tensor) -> Tensor:
+    """(R, F) the coefficients of the weighted least-squares fit, with an intercept, of each objective's scores ``v``
+    (R, N) on the coalitions ``z`` (N, F), each weighted by ``weight`` (N,)."""
+    root = weight.sqrt()
+    design = torch.cat([torch.ones_like(z[:, :1]), z], 1) * root[:, None]
+    coef: Tensor = torch.linalg.pinv(design) @ (v * root).T  # (1 + F, R)
+    return coef[1:].T
 
 
 def _shapley_weights(f: int) -> Tensor:
@@ -126,14 +147,7 @@ class KernelShap(_Segmented):
     def attribute(self, x: Tensor, rec: Recording, clean: Tensor, score: Score) -> Tensor:
         seg = segments_of(x, self.segments)
         plans = [coalitions(int(s.max()) + 1, self.samples, self.seed) for s in seg]
-        n = max(z.shape[1] for z, _ in plans)
-        on = [torch.nn.functional.pad(z, (0, n - z.shape[1]), value=True).to(x.device) for z, _ in plans]
-
-        def make(x: Tensor, images: Tensor, which: Tensor) -> Tensor:
-            rows = torch.stack([on[int(i)][int(w)] for i, w in zip(images, which, strict=True)])
-            return self.switched(x, seg, rows, images)
-
-        v = self.sample_scores(x, [len(z) for z, _ in plans], make, score).double()  # (R, B, N)
+        v, n = self.coalition_scores(x, seg, [z for z, _ in plans], score)
         phi = v.new_zeros(v.shape[0], x.shape[0], n)
         for b, (z, exact) in enumerate(plans):
             vb = v[:, b, :len(z)]
@@ -147,9 +161,7 @@ class KernelShap(_Segmented):
             else:
                 weight = torch.ones(len(z), dtype=torch.float64, device=v.device)
                 weight[z.all(1) | ~z.any(1)] = 1e6
-                design = torch.cat([torch.ones_like(zd[:, :1]), zd], 1) * weight.sqrt()[:, None]
-                coef = torch.linalg.pinv(design) @ (vb * weight.sqrt()).T  # (1 + F, R)
-                phi[:, b, :f] = coef[1:].T
+                phi[:, b, :f] = weighted_fit(zd, vb, weight)
         return _spread(phi.to(x.dtype), seg)
 
 
@@ -197,21 +209,11 @@ class Lime(_Segmented):
     def attribute(self, x: Tensor, rec: Recording, clean: Tensor, score: Score) -> Tensor:
         seg = segments_of(x, self.segments)
         plans = [self.draws(int(s.max()) + 1) for s in seg]
-        n = max(z.shape[1] for z in plans)
-        on = [torch.nn.functional.pad(z, (0, n - z.shape[1]), value=True).to(x.device) for z in plans]
-
-        def make(x: Tensor, images: Tensor, which: Tensor) -> Tensor:
-            rows = torch.stack([on[int(i)][int(w)] for i, w in zip(images, which, strict=True)])
-            return self.switched(x, seg, rows, images)
-
-        v = self.sample_scores(x, self.samples, make, score).double()  # (R, B, N)
+        v, n = self.coalition_scores(x, seg, plans, score)
         phi = v.new_zeros(v.shape[0], x.shape[0], n)
         for b, z in enumerate(plans):
-            root = self.similarity(x, seg, b, z).sqrt().to(v.device)
-            zd = z.to(v.device, torch.float64)
-            design = torch.cat([torch.ones_like(zd[:, :1]), zd], 1) * root[:, None]
-            coef = torch.linalg.pinv(design) @ (v[:, b] * root).T  # (1 + F, R)
-            phi[:, b, : z.shape[1]] = coef[1:].T
+            weight = self.similarity(x, seg, b, z).to(v.device)
+            phi[:, b, : z.shape[1]] = weighted_fit(z.to(v.device, torch.float64), v[:, b], weight)
         return _spread(phi.to(x.dtype), seg)
 
 
