@@ -92,6 +92,7 @@ class Audit:
     threshold: float = THRESHOLD  # multi-label: the sigma(y) at which a label counts as predicted
     label_stats: list[dict[str, Any]] = field(default_factory=list)  # multi-label: per-label FP / FN
     notes: list[str] = field(default_factory=list)  # what was not written, and why
+    _sensitivity: dict[str, dict[str, float]] | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         """The content of ``audit.json``."""
@@ -138,9 +139,12 @@ class Audit:
     def class_sensitivity(self) -> dict[str, dict[str, float]]:
         """Per method and named contrast, the mean class sensitivity (CASE, `classcontrast.evaluation.sensitivity`) of
         the shown maps, read from them (no model run): each shown image's most probable offered class against its other
-        offered classes, at the page's resolution."""
+        offered classes, at the page's resolution. Computed once (audit.json, the page of pairs and the summary read
+        it)."""
         from ..evaluation.sensitivity import spearman
 
+        if self._sensitivity is not None:
+            return self._sensitivity
         out: dict[str, dict[str, float]] = {}
         for m in self.methods:
             for i, name in enumerate(NAMED):
@@ -154,6 +158,7 @@ class Audit:
                     values.append(1 - float(np.mean([spearman(first, maps[j, i].ravel()) for j in order[1:]])))
                 if values:
                     out.setdefault(m, {})[name] = float(np.mean(values))
+        self._sensitivity = out
         return out
 
     def image_keys(self) -> dict[str, str]:

@@ -39,7 +39,7 @@ def _map_png(values: list[float], shape: list[int]) -> tuple[str, float]:
     return _png((np.clip(rgb, 0, 1) * 255).astype(np.uint8)), scale
 
 
-def _unit_picture(path: str | None, fields: dict[str, Any], view: tuple[int, int] | None) -> str:
+def _unit_picture(path: str | None, fields: dict[str, Any]) -> str:
     """The image (at the model's view's size when the unit is a region) with the unit drawn on it."""
     if path is None or not os.path.isfile(path):
         return ""
@@ -69,7 +69,7 @@ def _section(k: int, pair: dict[str, Any], rows: list[dict[str, Any]], methods: 
         units.setdefault((r["id"], r["unit_fields"]), []).append(r)
     for (image_id, fields_json), got in units.items():
         fields = json.loads(fields_json)
-        parts.append(f'<div class="unit"><figure><img src="{_unit_picture(got[0]["path"], fields, None)}" alt="">'
+        parts.append(f'<div class="unit"><figure><img src="{_unit_picture(got[0]["path"], fields)}" alt="">'
                      f'<figcaption>{e(image_id)}</figcaption></figure>')
         for m in methods:
             for r in (r for r in got if r["method"] == m):

@@ -30,9 +30,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from ..baselines import baseline as baseline_image
 from ..errors import ClassContrastError
 from .base import InputMethod, Pass, Recording, check_internal_batch_size, row_chunks
+from .integrated import path_start
 from .shap import distribution
 
 RESCALED = (nn.ReLU, nn.ELU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.Softplus)
@@ -106,13 +106,7 @@ class DeepLift(InputMethod):
 
     def distribution(self, x: Tensor) -> Tensor:
         """(B or 1, N, C, *S): the baselines of each image (one for DeepLIFT)."""
-        if isinstance(self.baseline, str):
-            return baseline_image(x, self.baseline)[:, None]
-        try:
-            return torch.broadcast_to(self.baseline.to(device=x.device, dtype=x.dtype), x.shape)[:, None]
-        except RuntimeError as e:
-            raise ClassContrastError(f"the baseline of shape {tuple(self.baseline.shape)} does not broadcast to the "
-                                     f"images' shape {tuple(x.shape)}") from e
+        return path_start(self.baseline, x)[:, None]
 
     def passes(self, x: Tensor) -> Iterator[Pass]:
         d = self.distribution(x).detach()

@@ -42,6 +42,18 @@ def quadrature(rule: str, n: int) -> tuple[Tensor, Tensor]:
     return k / (n - 1), weights
 
 
+def path_start(baseline: str | Tensor, x: Tensor) -> Tensor:
+    """The baseline x′ of images ``x``: ``"zeros"`` / ``"blur"`` made from them, or a tensor broadcast to them (one that
+    does not broadcast is one line)."""
+    if isinstance(baseline, Tensor):
+        try:
+            return torch.broadcast_to(baseline.to(device=x.device, dtype=x.dtype), x.shape)
+        except RuntimeError as e:
+            raise ClassContrastError(f"the baseline of shape {tuple(baseline.shape)} does not broadcast "
+                                     f"to the images' shape {tuple(x.shape)}") from e
+    return baseline_image(x, baseline)
+
+
 class IntegratedGradients(InputMethod):
     r"""Integrated Gradients (Sundararajan et al., ICML 2017) of the contrast's objective O:
 
@@ -86,13 +98,7 @@ class IntegratedGradients(InputMethod):
 
     def start(self, x: Tensor) -> Tensor:
         """The baseline x′ for images ``x``."""
-        if isinstance(self.baseline, Tensor):
-            try:
-                return torch.broadcast_to(self.baseline.to(device=x.device, dtype=x.dtype), x.shape)
-            except RuntimeError as e:
-                raise ClassContrastError(f"the baseline of shape {tuple(self.baseline.shape)} does not broadcast "
-                                         f"to the images' shape {tuple(x.shape)}") from e
-        return baseline_image(x, self.baseline)
+        return path_start(self.baseline, x)
 
     def passes(self, x: Tensor) -> Iterator[Pass]:
         n, b = self.steps, x.shape[0]
