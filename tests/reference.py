@@ -6,6 +6,7 @@ per copy of the input), then contrasts are formed by their explicit definitions.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -109,3 +110,12 @@ def randomize_state(model: nn.Module, generator: torch.Generator) -> nn.Module:
                         else torch.randn(t.shape, generator=generator, dtype=t.dtype) * 0.2)
     return model
 
+
+
+def signed_projection(z: np.ndarray) -> np.ndarray:
+    """pytorch-grad-cam's ``get_2d_projection`` of (B, K, *s) terms with our sign: agreeing with the terms' sum over
+    K (theirs is LAPACK's, arbitrary)."""
+    from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+
+    theirs = get_2d_projection(z.copy())
+    return np.stack([t * (1 if (t * zz.sum(0)).sum() >= 0 else -1) for t, zz in zip(theirs, z, strict=True)])

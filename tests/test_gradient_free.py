@@ -14,6 +14,8 @@ from torch import nn
 
 import classcontrast as cc
 
+from .reference import signed_projection
+
 captum_attr = pytest.importorskip("captum.attr")
 pgc = pytest.importorskip("pytorch_grad_cam")
 
@@ -125,8 +127,14 @@ def _minmax(m: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("contrast", ["original", "weighted", "foil"])
-@pytest.mark.parametrize(("ours", "theirs"), [("scorecam", "ScoreCAM"), ("ablationcam", "AblationCAM")])
-def test_score_cams_equal_pytorch_grad_cam(tiny: nn.Module, ours: str, theirs: str, contrast: str) -> None:
+@pytest.mark.parametrize(("ours", "theirs", "eigen"), [("scorecam", "ScoreCAM", False), ("scorecam", "ScoreCAM", True),
+                                                       ("ablationcam", "AblationCAM", False),
+                                                       ("ablationcam", "AblationCAM", True)])
+def test_score_cams_equal_pytorch_grad_cam(tiny: nn.Module, monkeypatch: pytest.MonkeyPatch, ours: str, theirs: str,
+                                           eigen: bool, contrast: str) -> None:
+    """Their map is ReLU, min-max, ReLU, min-max of ours (an input-sized layer); ``eigen_smooth``: their projection
+    of the terms w_k A^k, signed as ours."""
+    monkeypatch.setattr(pgc.base_cam, "get_2d_projection", signed_projection)
     model = tiny.float()
     x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(4))
     target = {"original": cc.targets.Original, "weighted": cc.targets.Weighted,
@@ -134,9 +142,9 @@ def test_score_cams_equal_pytorch_grad_cam(tiny: nn.Module, ours: str, theirs: s
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with getattr(pgc, theirs)(model=model, target_layers=[model.features[2]]) as cam:
-            expected = cam(input_tensor=x, targets=[target(t) for t in (1, 4)])
+            expected = cam(input_tensor=x, targets=[target(t) for t in (1, 4)], eigen_smooth=eigen)
     spec = cc.Foil(3) if contrast == "foil" else contrast
-    ex = cc.explain(model, x, ours, spec, [1, 4], layer="features.2", relu=True)
+    ex = cc.explain(model, x, ours, spec, [1, 4], layer="features.2", relu=True, eigen_smooth=eigen)
     np.testing.assert_allclose(_minmax(_minmax(ex.maps[:, 0].numpy())), expected, atol=1e-4)
     assert float(np.abs(expected).max()) > 0.5
 

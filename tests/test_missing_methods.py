@@ -15,6 +15,8 @@ import classcontrast as cc
 from classcontrast.methods.eigen import first_component
 from classcontrast.methods.shap import GradientShap
 
+from .reference import signed_projection
+
 CONTRASTS = ("original", "weighted", "foil")
 TARGET, FOIL = 2, 4
 
@@ -44,14 +46,7 @@ def _no_hooks(model: nn.Module) -> bool:
 # --- EigenCAM, EigenGradCAM --------------------------------------------------------------------------
 
 
-def _signed_like_ours(theirs: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """pytorch-grad-cam's projection with our sign: agreeing with the channels' sum."""
-    return np.stack([t * (1 if (t * zz.sum(0)).sum() >= 0 else -1) for t, zz in zip(theirs, z, strict=True)])
-
-
 def test_eigencam_is_pytorch_grad_cams_projection_and_the_same_for_every_class_and_contrast() -> None:
-    from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
-
     model, x = _cnn(), _x()
     acts: list[torch.Tensor] = []
     hook = model[2].register_forward_hook(lambda m, i, o: acts.append(o.detach()))
@@ -59,7 +54,7 @@ def test_eigencam_is_pytorch_grad_cams_projection_and_the_same_for_every_class_a
         model(x)
     finally:
         hook.remove()
-    want = _signed_like_ours(get_2d_projection(acts[0].numpy()), acts[0].numpy())
+    want = signed_projection(acts[0].numpy())
     got = cc.explain(model, x, "eigencam", list(CONTRASTS[:2]), cc.TopK(3), layer="2")
     for ex in got.values():
         for j in range(3):
@@ -69,12 +64,25 @@ def test_eigencam_is_pytorch_grad_cams_projection_and_the_same_for_every_class_a
     fig = cc.plot_explanations(list(x), dict(got))
     assert any("class-agnostic" in t.get_text() for ax in fig.axes for t in ax.texts)
     assert not cc.explain(model, x, "eigengradcam", "weighted", layer="2").class_agnostic
+    assert not cc.explain(model, x, "eigencam", cc.Foil(TARGET), TARGET, layer="2").layer_maps.any()  # t rather than t
+
+
+def test_eigencam_runs_no_backward_pass() -> None:
+    """EigenCAM reads no gradient: however many maps, no module's backward runs (a hook counts them)."""
+    model, x = _cnn(), _x()
+    calls: list[int] = []
+    hook = model[6].register_full_backward_hook(lambda m, gi, go: calls.append(1))
+    try:
+        ex = cc.explain(model, x, "eigencam", ["original", "weighted", "max"], cc.TopK(4), layer="2")
+        assert not calls and ex["max"].layer_maps.shape[:2] == (2, 4)
+        cc.explain(model, x, "eigengradcam", "weighted", 1, layer="2")
+        assert calls  # (the hook does count a method that reads the gradient)
+    finally:
+        hook.remove()
 
 
 @pytest.mark.parametrize("contrast", CONTRASTS)
 def test_eigengradcam_is_pytorch_grad_cams_projection_of_the_objectives_gradient(contrast: str) -> None:
-    from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
-
     model, x = _cnn(), _x()
     acts: list[torch.Tensor] = []
     hook = model[2].register_forward_hook(lambda m, i, o: acts.append(o))
@@ -84,7 +92,7 @@ def test_eigengradcam_is_pytorch_grad_cams_projection_of_the_objectives_gradient
         hook.remove()
     g = torch.autograd.grad(objective, acts[0])[0]
     z = (g * acts[0]).detach().numpy()
-    want = _signed_like_ours(get_2d_projection(z), z)
+    want = signed_projection(z)
     got = cc.explain(model, x, "eigengradcam", _contrast(contrast), TARGET, layer="2").layer_maps[:, 0].numpy()
     assert np.allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
@@ -317,6 +325,70 @@ def test_deeplift_on_the_embedded_model_equals_captums(embedded64: nn.Module, ph
     assert _relerr(ours, ref) < 1e-10
 
 
+def _small(photo64: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.interpolate(photo64, size=64)  # the real weights at a twelfth of the pixels
+
+
+def test_deeplift_shap_and_gradient_shap_on_the_embedded_model_equal_captums(
+        embedded64: nn.Module, photo64: torch.Tensor, captum_draws_ours: dict[str, object]) -> None:
+    """The real weights, float64, the weighted contrast: Captum's DeepLiftShap on the same baselines, its GradientShap
+    on the same draws."""
+    from captum.attr import DeepLiftShap as CaptumDeepLiftShap
+    from captum.attr import GradientShap as CaptumShap
+
+    x = _small(photo64)
+    dist = torch.stack([x[0] * 0.2, torch.nn.functional.avg_pool2d(x, 9, 1, 4)[0], x[0].flip(-1) * 0.5])
+    model = cc.ContrastModel(embedded64, "weighted")
+    ours = cc.explain(embedded64, x, "deeplift_shap", "weighted", 281, baselines=dist, keep_channels=True)
+    assert _relerr(ours.maps[:, 0], CaptumDeepLiftShap(model).attribute(x, dist, target=281)) < 1e-10
+    method = GradientShap(baselines=dist, samples=3, stdevs=0.05, seed=1, keep_channels=True)
+    captum_draws_ours.update(x=x, method=method, n_baselines=3)
+    ours = cc.explain(embedded64, x, method, "weighted", 281)
+    ref = CaptumShap(model).attribute(x, dist, n_samples=3, stdevs=0.05, target=281)
+    assert _relerr(ours.maps[:, 0], ref) < 1e-10 and _no_hooks(embedded64)
+
+
+def test_deconvolution_on_the_embedded_model_equals_captums(embedded64: nn.Module, photo64: torch.Tensor) -> None:
+    """The embedded model's rectifiers are ReLU6 modules, which neither Captum's rule nor ours touches (a warning says
+    so: the plain gradient); with them made nn.ReLU (a copy), both apply DeconvNet's rule to the real weights."""
+    import copy
+
+    from captum.attr import Deconvolution as CaptumDeconvolution
+
+    x = _small(photo64)
+    with pytest.warns(cc.ClassContrastWarning, match="no nn.ReLU module .*ReLU6"):
+        plain = cc.explain(embedded64, x, "deconvolution", "weighted", 281).maps
+    torch.testing.assert_close(plain, cc.explain(embedded64, x, "gradient", "weighted", 281).maps)
+    relu = copy.deepcopy(embedded64)
+    for name, module in list(relu.named_modules()):
+        if isinstance(module, nn.ReLU6):
+            parent, _, attr = name.rpartition(".")
+            setattr(relu.get_submodule(parent), attr, nn.ReLU())
+    for contrast in ("original", "weighted", "foil"):
+        ours = cc.explain(relu, x, "deconvolution", _contrast(contrast), 281, keep_channels=True).maps[:, 0]
+        ref = CaptumDeconvolution(cc.ContrastModel(relu, _contrast(contrast))).attribute(x, target=281)
+        assert _relerr(ours, ref) < 1e-10
+    assert _relerr(ours, plain[:, 0]) > 0.1  # the rule does act
+
+
+@pytest.mark.parametrize("method", ["eigencam", "eigengradcam"])
+def test_eigen_cams_on_the_embedded_model_are_pytorch_grad_cams_projections(embedded64: nn.Module,
+                                                                          photo64: torch.Tensor, method: str) -> None:
+    """At conv_head, pytorch-grad-cam's projection of the activations (EigenCAM) or of the weighted contrast's
+    Linear Approximation terms (EigenGradCAM), signed as ours (theirs: float32)."""
+    x = torch.nn.functional.interpolate(photo64, size=160)  # a 5 × 5 layer map
+    acts: list[torch.Tensor] = []
+    hook = embedded64.conv_head.register_forward_hook(lambda m, i, o: acts.append(o))
+    try:
+        objective = cc.ContrastModel(embedded64, "weighted")(x)[:, 281].sum()
+    finally:
+        hook.remove()
+    z = acts[0] if method == "eigencam" else torch.autograd.grad(objective, acts[0])[0] * acts[0]
+    want = signed_projection(z.detach().numpy())
+    got = cc.explain(embedded64, x, method, "weighted", 281, layer="conv_head").layer_maps[:, 0].numpy()
+    assert np.allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+
+
 # --- LIME ------------------------------------------------------------------------------------------------
 
 
@@ -338,3 +410,22 @@ def test_lime_equals_captums_on_the_same_samples(contrast: str) -> None:
                      perturb_func=lambda inp, **kw: next(draws)[None]).attribute(
         x, target=TARGET, feature_mask=seg[None, None].expand(1, 3, 12, 12), n_samples=40, baselines=0.1)
     assert _relerr(ours, ref[0, 0].double()) < 1e-5 and _no_hooks(model)  # (Captum's kernel and result: float32)
+
+
+def test_lime_on_the_embedded_model_equals_captums(embedded64: nn.Module, photo64: torch.Tensor) -> None:
+    """The real weights, float64, the weighted contrast and a foil: Captum's Lime on our coalitions of 16 squares."""
+    from captum._utils.models.linear_model import SkLearnLinearRegression
+    from captum.attr import Lime as CaptumLime
+
+    from classcontrast.methods.segment_methods import Lime
+
+    x = _small(photo64)
+    seg = (torch.arange(64)[:, None] // 16) * 4 + torch.arange(64)[None] // 16
+    for contrast in ("weighted", cc.Foil(282)):
+        method = Lime(segments=seg, samples=30, seed=4)
+        ours = cc.explain(embedded64, x, method, contrast, 281).maps[0, 0]
+        draws = iter(method.draws(16).long())
+        ref = CaptumLime(cc.ContrastModel(embedded64, contrast), interpretable_model=SkLearnLinearRegression(),
+                         perturb_func=lambda inp, draws=draws, **kw: next(draws)[None]).attribute(
+            x, target=281, feature_mask=seg[None, None].expand(1, 3, 64, 64), n_samples=30, baselines=0.0)
+        assert _relerr(ours, ref[0, 0].double()) < 1e-5

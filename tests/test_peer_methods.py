@@ -11,6 +11,8 @@ from torch import nn
 
 import classcontrast as cc
 
+from .reference import signed_projection
+
 pgc = pytest.importorskip("pytorch_grad_cam")
 captum_attr = pytest.importorskip("captum.attr")
 
@@ -52,6 +54,63 @@ def test_gradient_cams_equal_pytorch_grad_cam(model32: nn.Module, x32: torch.Ten
     ex = cc.explain(model32, x32, ours, spec, TARGETS, layer="features.2", relu=True)
     got = _minmax(_minmax(ex.maps[:, 0].numpy()))
     np.testing.assert_allclose(got, expected, atol=5e-4)
+
+
+@pytest.mark.parametrize("contrast", list(CONTRASTS))
+@pytest.mark.parametrize(("ours", "theirs"), [("gradcam", "GradCAM"), ("gradcam_plus_plus", "GradCAMPlusPlus"),
+                                              ("layercam", "LayerCAM"), ("hirescam", "HiResCAM")])
+def test_eigen_smooth_equals_pytorch_grad_cams(model32: nn.Module, x32: torch.Tensor, monkeypatch: pytest.MonkeyPatch,
+                                               ours: str, theirs: str, contrast: str) -> None:
+    """``eigen_smooth``: the first principal component of the CAM's per-channel terms, pytorch-grad-cam's projection
+    with the sign fixed as ours; at an input-sized layer, its map is ours ReLU'd and min-maxed twice."""
+    for module in (pgc.base_cam, pgc.layer_cam, pgc.hirescam):
+        monkeypatch.setattr(module, "get_2d_projection", signed_projection)
+    target, spec = CONTRASTS[contrast]
+    with getattr(pgc, theirs)(model=model32, target_layers=[model32.features[2]]) as cam:
+        expected = cam(input_tensor=x32, targets=[target(t) for t in TARGETS], eigen_smooth=True)
+    ex = cc.explain(model32, x32, ours, spec, TARGETS, layer="features.2", relu=True, eigen_smooth=True)
+    np.testing.assert_allclose(_minmax(_minmax(ex.maps[:, 0].numpy())), expected, atol=5e-4)
+    plain = cc.explain(model32, x32, ours, spec, TARGETS, layer="features.2", relu=True)
+    assert np.abs(_minmax(plain.maps[:, 0].numpy()) - expected).max() > 1e-2  # the option changes the map
+
+
+@pytest.mark.parametrize("contrast", list(CONTRASTS))
+@pytest.mark.parametrize(("ours", "theirs", "eigen"), [("gradcam", "GradCAM", False), ("layercam", "LayerCAM", False),
+                                                       ("gradcam", "GradCAM", True)])
+def test_aug_smooth_equals_pytorch_grad_cams(model32: nn.Module, x32: torch.Tensor, monkeypatch: pytest.MonkeyPatch,
+                                             ours: str, theirs: str, eigen: bool, contrast: str) -> None:
+    """``aug_smooth``: pytorch-grad-cam's test-time augmentation (flips × 0.9, 1, 1.1) with its per-input min-max
+    scaling left out (an input-sized layer: no resize) — the mean of the ReLU'd maps, flipped back, is ours."""
+    monkeypatch.setattr(pgc.base_cam, "scale_cam_image", lambda cam, target_size=None: cam)
+    for module in (pgc.base_cam, pgc.layer_cam):
+        monkeypatch.setattr(module, "get_2d_projection", signed_projection)
+    target, spec = CONTRASTS[contrast]
+    with getattr(pgc, theirs)(model=model32, target_layers=[model32.features[2]]) as cam:
+        expected = cam(input_tensor=x32, targets=[target(t) for t in TARGETS], aug_smooth=True, eigen_smooth=eigen)
+    ex = cc.explain(model32, x32, ours, spec, TARGETS, layer="features.2", relu=True, aug_smooth=True,
+                    eigen_smooth=eigen)
+    np.testing.assert_allclose(ex.maps[:, 0].numpy(), expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("method", ["gradcam", "xgradcam", "layercam"])
+def test_aug_smooth_is_the_mean_over_augmented_inputs_for_every_contrast(tiny: nn.Module, tiny_x: torch.Tensor,
+                                                                        method: str) -> None:
+    """Signed, float64, at a stride-2 layer: each contrast's map is the mean of six calls on the flipped and scaled
+    images (targets given: the images'), each flipped back; a linear CAM shares the passes across contrasts."""
+    contrasts = ["original", "mean", "max", "weighted", "probability", cc.Foil(3)]
+    targets = [0, 5, 2]
+    got = cc.explain(tiny, tiny_x, method, contrasts, targets, layer="features.3", aug_smooth=True)
+    for contrast in contrasts:
+        maps = []
+        for flip in (False, True):
+            for f in (0.9, 1.0, 1.1):
+                m = cc.explain(tiny, (tiny_x.flip(-1) if flip else tiny_x) * f, method, contrast, targets,
+                               layer="features.3").layer_maps[:, 0]
+                maps.append(m.flip(-1) if flip else m)
+        want = torch.stack(maps).mean(0)
+        torch.testing.assert_close(got[contrast].layer_maps[:, 0], want, rtol=1e-9, atol=1e-12)
+    assert cc.METHODS[method](aug_smooth=True).linear == (method != "layercam")
+    assert not cc.METHODS[method](eigen_smooth=True).linear
 
 
 def _cam_reference(model: nn.Module, x: torch.Tensor, contrast: cc.Contrast, targets: list[int], formula: str

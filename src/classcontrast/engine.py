@@ -378,6 +378,8 @@ def _backward(m: GradientMethod, units: Units, contrasts: Sequence[Contrast], lo
     """(M·K, B', ...) maps of one pass: every contrast's cotangent for every unit back-propagated (through a
     shared low-rank basis when the method is linear in the gradient) and turned into maps by the method."""
     cot = units.cotangents(contrasts, logits.detach(), sel, rows, n)
+    if not m.reads_gradient:  # no backward pass: the method reads the gradients' shapes only
+        return m.compute(rec, [t.new_zeros(()).expand(cot.shape[0], *t.shape) for t in rec.tensors]).detach()
     reduced = units.basis(cot) if m.linear else None
     vectorise = logits.device.type != "cpu" if batched is None else batched
     chunks = vjp(logits, rec.tensors, cot if reduced is None else reduced[0], batched=vectorise and m.batched_vjp)
@@ -395,25 +397,24 @@ def _check_result(bad_input: Tensor, y: Tensor, maps: Tensor, void: Tensor, aske
                   layer: str | None) -> Tensor:
     """The one place every call's result is checked, with one device sync when all is well: an input or logits
     with NaN or inf are a one-line error (an overflow gives no contrast and no map); maps (M, B, K, ...) of a
-    `void` objective (identically 0: a foil equal to its target, an empty region) are exact zeros (they are, but
-    for a method dividing by the objective, whose 0/0 is set to 0); any other map
+    `void` objective (identically 0: a foil equal to its target, an empty region) are set to exact zeros (they are
+    already, but for a method dividing by the objective, whose 0/0 is 0 here, and one ignoring it); any other map
     with a NaN or an infinity is a one-line error naming the method (a non-finite map is never returned, saved or
     drawn); maps that are exactly 0 everywhere although nothing asked for that (``asked_zero``: void, a filler, a
     one-output model's class 0; or ``relu=True``) get one line naming the layer. Returns the maps."""
+    void = void.to(maps.device)  # (M, B, K): exactly 0 whatever the method (EigenCAM ignores the objective)
+    maps = maps.masked_fill(void.reshape(*void.shape, *([1] * (maps.ndim - 3))), 0)
     zero = ~maps.flatten(3).any(-1) & ~asked_zero.to(maps.device)  # (M, B, K): every value 0
     if getattr(m, "relu", False):
         zero = torch.zeros_like(zero)
     problems = torch.stack([bad_input.to(zero.device), ~all_finite(y).to(zero.device), zero.any(),
                             ~all_finite(maps).to(zero.device)])
     if not bool(problems.any()):
-        return maps  # (a void map is exactly 0 already: its cotangent or its every score is 0)
+        return maps
     if bool(problems[0]):
         raise ClassContrastError(_NOT_FINITE)
     finite(y)
-    if bool(problems[3]):  # a void objective's map may be 0/0 (AblationCAM divides by the objective): it is 0
-        void = void.to(maps.device)
-        maps = maps.masked_fill(void.reshape(*void.shape, *([1] * (maps.ndim - 3))), 0)
-    if bool(problems[3]) and not bool(all_finite(maps)):
+    if bool(problems[3]):
         raise ClassContrastError(f"{m.name} gave a map with NaN or infinite values{m.nonfinite_hint}; no map is "
                                  "returned")
     if bool(problems[2]):

@@ -318,9 +318,14 @@ def upsample(maps: Tensor, size: Sequence[int]) -> Tensor:
 
 class Explanations(dict[str, Explanation]):
     """Several contrasts computed from one forward pass: ``ex["weighted"]``, ``ex["original"]``,
-    ``ex["foil:Egyptian cat"]``... (``ex["foil"]`` finds the only foil of the call)."""
+    ``ex["foil:Egyptian cat"]``... (``ex["foil"]`` finds the only foil of the call; a contrast object, e.g.
+    ``ex[cc.Foil(3)]``, finds the result it made)."""
 
-    def __missing__(self, key: str) -> Explanation:
+    def __missing__(self, key: Any) -> Explanation:
+        if hasattr(key, "key") and self:  # a contrast, by the name the call gave its result
+            name = key.key(next(iter(self.values())).categories)
+            if name in self:
+                return self[name]
         if key == "foil":
             foils = [k for k in self if k.startswith("foil:")]
             if len(foils) == 1:

@@ -198,9 +198,12 @@ class GradientMethod(Method):
     """
 
     batched_vjp: ClassVar[bool] = True
+    # False: the map ignores the gradient's values (EigenCAM): no backward pass is run, ``compute`` gets zero
+    # gradients of the right shapes
+    reads_gradient: ClassVar[bool] = True
     # True: the model runs on other inputs than the images (IG path points, noisy copies): targets and
-    # logits come from a clean forward pass of their own, the contrast from each pass's output
-    multipass: ClassVar[bool] = False
+    # logits come from a clean forward pass of their own, the contrast from each pass's output (an option may set it)
+    multipass: bool = False
     # appended to the one-line error when the backward pass fails (what the method cannot handle)
     backward_hint: ClassVar[str] = ""
 

@@ -1,12 +1,23 @@
-"""Layer methods on a (B, K, *s) feature map A (s: the layer's spatial dimensions, one to three): Linear
+r"""Layer methods on a (B, K, *s) feature map A (s: the layer's spatial dimensions, one to three): Linear
 Approximation, GradCAM, XGradCAM.
 
 All are signed by default (no ReLU), as in the paper and the study, so that they stay linear in
 the gradient and every contrast identity holds. ``relu=True`` gives the textbook maps.
+
+Every gradient CAM (`LayerMethod`) takes pytorch-grad-cam's two smoothing options:
+
+- ``eigen_smooth``: the map is the first principal component of the per-channel terms $T^k$ the CAM sums
+  ($M = \sum_k T^k$, e.g. $T^k = w_k A^k$ for GradCAM): $M = T_c v_1$ (`classcontrast.methods.eigen`), signed to
+  agree with $\sum_k T^k$. Not linear in the gradient.
+- ``aug_smooth``: test-time augmentation, the mean over the six inputs $x' = \lambda\,x$ and $x' = \lambda\,
+  \mathrm{flip}(x)$, $\lambda \in \{0.9, 1, 1.1\}$ (flipped along the last axis), of each input's map, flipped
+  back: $M = \frac16 \sum_a \mathrm{flip}_a^{-1} M(x'_a)$. The targets come from the images themselves, the
+  contrast from each input's own logits (for ``weighted``, α is that input's softmax). Linear when the map is.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import ClassVar
 
@@ -16,7 +27,26 @@ from torch import Tensor, nn
 from ..errors import ClassContrastError
 from ..hooks import OutputRecorder
 from ..layers import default_feature_layer, find_module
-from .base import GradientMethod, Method, Recording
+from .base import GradientMethod, Method, Pass, Recording
+
+# aug_smooth's inputs, pytorch-grad-cam's test-time augmentation (ttach's HorizontalFlip × Multiply(0.9, 1, 1.1)):
+# (flipped along the last axis, the factor the input is multiplied by)
+AUGMENTATIONS: tuple[tuple[bool, float], ...] = tuple((flip, f) for flip in (False, True) for f in (0.9, 1.0, 1.1))
+
+
+def first_component(z: Tensor, spatial: int) -> Tensor:
+    """(..., K, *s) -> (..., *s), ``spatial`` the number of dimensions of s: each position's projection on the first
+    principal component of the K-channel rows, centred over positions, signed to agree with the channels' sum."""
+    shape = z.shape
+    flat = z.flatten(-spatial) if spatial > 1 else z  # (..., K, N)
+    work = flat if flat.dtype in (torch.float32, torch.float64) else flat.float()
+    rows = work.transpose(-1, -2)  # (..., N, K)
+    centred = rows - rows.mean(-2, keepdim=True)
+    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+    projection = (centred @ vh[..., 0, :, None])[..., 0]  # (..., N)
+    agree = (projection * work.sum(-2)).sum(-1, keepdim=True)
+    projection = torch.where(agree < 0, -projection, projection)
+    return projection.to(z.dtype).reshape(*shape[: -spatial - 1], *shape[-spatial:])
 
 
 class LayerReading(Method):
@@ -57,20 +87,53 @@ class LayerReading(Method):
 
 
 class LayerMethod(LayerReading, GradientMethod):
-    """A gradient method on one layer's output A and its gradient G = ∂O/∂A (see `LayerReading`)."""
+    """A gradient method on one layer's output A and its gradient G = ∂O/∂A (see `LayerReading`); ``eigen_smooth`` and
+    ``aug_smooth`` as in the module docstring."""
+
+    option_help: ClassVar[dict[str, str]] = {
+        **LayerReading.option_help,
+        "eigen_smooth": "the first principal component of the CAM's per-channel terms (pytorch-grad-cam's)",
+        "aug_smooth": "the mean over flipped and scaled inputs (pytorch-grad-cam's test-time augmentation)"}
+
+    def __init__(self, layer: str | nn.Module | None = None, relu: bool = False, eigen_smooth: bool = False,
+                 aug_smooth: bool = False) -> None:
+        super().__init__(layer, relu)
+        self.eigen_smooth = eigen_smooth
+        self.aug_smooth = aug_smooth
+        self.multipass = aug_smooth  # the targets come from the images, not from the augmented inputs
+
+    def options(self) -> dict[str, object]:
+        return {**super().options(), "eigen_smooth": self.eigen_smooth, "aug_smooth": self.aug_smooth}
 
     @property
     def linear(self) -> bool:
-        return not self.relu  # the textbook ReLU on the map breaks linearity
+        return not self.relu and not self.eigen_smooth  # the ReLU and the SVD break linearity
+
+    def passes(self, x: Tensor) -> Iterator[Pass]:
+        """One pass on the images; with ``aug_smooth``, one per augmented input (`AUGMENTATIONS`)."""
+        if not self.aug_smooth:
+            yield from super().passes(x)
+            return
+        rows = torch.arange(x.shape[0], device=x.device)
+        for flip, factor in AUGMENTATIONS:
+            scaled = x.detach() * factor
+            yield Pass(scaled.flip(-1) if flip else scaled, rows, {"flip": flip})
 
     def compute(self, rec: Recording, grads: list[Tensor]) -> Tensor:
         a = rec.tensors[0].detach()
-        m = self.cam(a, grads[0])
-        return m.clamp_min(0) if self.relu else m
+        m = first_component(self.terms(a, grads[0]), a.ndim - 2) if self.eigen_smooth else self.cam(a, grads[0])
+        m = m.clamp_min(0) if self.relu else m
+        if self.aug_smooth:  # this input's map, flipped back, as one of the mean's terms
+            m = (m.flip(-1) if rec.state["flip"] else m) / len(AUGMENTATIONS)
+        return m
+
+    def terms(self, a: Tensor, g: Tensor) -> Tensor:
+        """The per-channel terms T (R, B, K, *s) whose sum over K is the map, from A (B, K, *s) and G (R, B, K, *s)."""
+        raise NotImplementedError
 
     def cam(self, a: Tensor, g: Tensor) -> Tensor:
-        """Map (R, B, *s) from activations A (B, K, *s) and gradients G (R, B, K, *s)."""
-        raise NotImplementedError
+        """Map (R, B, *s) from activations A (B, K, *s) and gradients G (R, B, K, *s): Σ_k T^k (`terms`)."""
+        return self.terms(a, g).sum(2)
 
 
 class LinearApprox(LayerMethod):
@@ -81,13 +144,18 @@ class LinearApprox(LayerMethod):
 
     aliases = ("linear_approximation",)
 
-    def cam(self, a: Tensor, g: Tensor) -> Tensor:
-        return (g * a).sum(2)
+    def terms(self, a: Tensor, g: Tensor) -> Tensor:
+        return g * a
 
 
 def gradcam_map(a: Tensor, g: Tensor) -> Tensor:
     """Σ_k w_k A^k with w_k the spatial mean of G^k; A (B, K, *s), G (R, B, K, *s) -> (R, B, *s)."""
     return torch.einsum("rbk,bk...->rb...", g.flatten(3).mean(-1), a)
+
+
+def channel_terms(w: Tensor, a: Tensor) -> Tensor:
+    """The terms w_k A^k (R, B, K, *s) of channel weights w (R, B, K) and activations A (B, K, *s)."""
+    return w.reshape(*w.shape, *([1] * (a.ndim - 2))) * a
 
 
 class GradCAM(LayerMethod):
@@ -97,6 +165,9 @@ class GradCAM(LayerMethod):
     name = "gradcam"
 
     aliases = ("layer_gradcam",)
+
+    def terms(self, a: Tensor, g: Tensor) -> Tensor:
+        return channel_terms(g.flatten(3).mean(-1), a)
 
     def cam(self, a: Tensor, g: Tensor) -> Tensor:
         return gradcam_map(a, g)
@@ -113,7 +184,6 @@ class XGradCAM(LayerMethod):
     name = "xgradcam"
     eps = 1e-7
 
-    def cam(self, a: Tensor, g: Tensor) -> Tensor:
+    def terms(self, a: Tensor, g: Tensor) -> Tensor:
         norm = a.abs().flatten(2).sum(-1).reshape(*a.shape[:2], *([1] * (a.ndim - 2))) + self.eps
-        w = (g * (a / norm)).flatten(3).sum(-1)
-        return torch.einsum("rbk,bk...->rb...", w, a)
+        return channel_terms((g * (a / norm)).flatten(3).sum(-1), a)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .cam import LayerMethod, LinearApprox
+from .cam import LayerMethod, LinearApprox, channel_terms
 
 
 class GradCAMPlusPlus(LayerMethod):
@@ -35,12 +35,11 @@ class GradCAMPlusPlus(LayerMethod):
     def linear(self) -> bool:
         return False
 
-    def cam(self, a: Tensor, g: Tensor) -> Tensor:
+    def terms(self, a: Tensor, g: Tensor) -> Tensor:
         g2 = g * g
         total = a.flatten(2).sum(-1).reshape(*a.shape[:2], *([1] * (a.ndim - 2)))  # Σ_ab A^k_ab, (B, K, 1...)
         alpha = torch.where(g != 0, g2 / (2 * g2 + total * g2 * g + self.eps), torch.zeros_like(g))
-        w = (alpha * g.clamp_min(0)).flatten(3).sum(-1)
-        return torch.einsum("rbk,bk...->rb...", w, a)
+        return channel_terms((alpha * g.clamp_min(0)).flatten(3).sum(-1), a)
 
 
 class LayerCAM(LayerMethod):
@@ -54,8 +53,8 @@ class LayerCAM(LayerMethod):
     def linear(self) -> bool:
         return False
 
-    def cam(self, a: Tensor, g: Tensor) -> Tensor:
-        return (g.clamp_min(0) * a).sum(2)
+    def terms(self, a: Tensor, g: Tensor) -> Tensor:
+        return g.clamp_min(0) * a
 
 
 class HiResCAM(LinearApprox):

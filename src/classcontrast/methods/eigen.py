@@ -18,51 +18,51 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from .cam import LayerMethod
-
-
-def first_component(z: Tensor, spatial: int) -> Tensor:
-    """(..., K, *s) -> (..., *s), ``spatial`` the number of dimensions of s: each position's projection on the first
-    principal component of the K-channel rows, centred over positions, signed to agree with the channels' sum."""
-    shape = z.shape
-    flat = z.flatten(-spatial) if spatial > 1 else z  # (..., K, N)
-    work = flat if flat.dtype in (torch.float32, torch.float64) else flat.float()
-    rows = work.transpose(-1, -2)  # (..., N, K)
-    centred = rows - rows.mean(-2, keepdim=True)
-    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
-    projection = (centred @ vh[..., 0, :, None])[..., 0]  # (..., N)
-    agree = (projection * work.sum(-2)).sum(-1, keepdim=True)
-    projection = torch.where(agree < 0, -projection, projection)
-    return projection.to(z.dtype).reshape(*shape[: -spatial - 1], *shape[-spatial:])
+from .cam import LayerMethod, first_component
 
 
-class EigenCAM(LayerMethod):
+class _Eigen(LayerMethod):
+    """A CAM that already is a first principal component: ``eigen_smooth`` would change nothing and is not offered."""
+
+    option_help: ClassVar[dict[str, str]] = {
+        k: v for k, v in LayerMethod.option_help.items() if k != "eigen_smooth"}
+
+    def __init__(self, layer: str | nn.Module | None = None, relu: bool = False, aug_smooth: bool = False) -> None:
+        super().__init__(layer, relu, aug_smooth=aug_smooth)
+
+    def options(self) -> dict[str, object]:
+        return {k: v for k, v in super().options().items() if k != "eigen_smooth"}
+
+    @property
+    def linear(self) -> bool:
+        return False  # the SVD (EigenCAM: a map that ignores the gradient is no linear function of it)
+
+
+class EigenCAM(_Eigen):
     r"""EigenCAM: $M = Z_c v_1$ with $Z = A$, the layer's activations (module docstring): class-agnostic, the same map
     for every target and contrast."""
 
     name = "eigencam"
     class_agnostic: ClassVar[bool] = True
+    reads_gradient = False  # no backward pass
 
-    @property
-    def linear(self) -> bool:
-        return False  # a map that ignores the gradient is no linear function of it
+    def terms(self, a: Tensor, g: Tensor) -> Tensor:
+        return a.expand(g.shape[0], *a.shape)
 
     def cam(self, a: Tensor, g: Tensor) -> Tensor:
         return first_component(a, a.ndim - 2).expand(g.shape[0], *a.shape[:1], *a.shape[2:])
 
 
-class EigenGradCAM(LayerMethod):
+class EigenGradCAM(_Eigen):
     r"""EigenGradCAM: $M = Z_c v_1$ with $Z = A \odot \partial O/\partial A$ (module docstring): the objective's
     Linear Approximation terms' first principal component. Not linear in the gradient."""
 
     name = "eigengradcam"
 
-    @property
-    def linear(self) -> bool:
-        return False
+    def terms(self, a: Tensor, g: Tensor) -> Tensor:
+        return g * a
 
     def cam(self, a: Tensor, g: Tensor) -> Tensor:
         return first_component(g * a, a.ndim - 2)

@@ -10,6 +10,7 @@ $\mathrm{ReLU}(g)$ whatever the ReLU's input (`Deconvolution`).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any, ClassVar
@@ -17,9 +18,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from ..errors import ClassContrastWarning
 from ..spatial import resize
 from .base import InputMethod, Pass, Recording
-from .cam import LayerMethod, gradcam_map
+from .cam import LayerMethod, LayerReading, gradcam_map
 
 
 class _Rectified(torch.autograd.Function):
@@ -34,16 +36,27 @@ class _Rectified(torch.autograd.Function):
         return grad.clamp_min(0)
 
 
-def guide_relus(model: nn.Module, state: dict[str, Any], stack: ExitStack) -> None:
+def relu_modules(model: nn.Module, method: str) -> list[nn.Module]:
+    """The ``nn.ReLU`` modules a ReLU rule acts on — Captum's choice: rectifiers of other kinds (``nn.ReLU6``,
+    ``F.relu``) keep their gradient —, with a warning when there is none: the map is then the plain gradient's."""
+    found: list[nn.Module] = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    if not found:
+        others = sorted({type(m).__name__ for m in model.modules() if isinstance(m, (nn.ReLU6, nn.Hardtanh))})
+        which = f" (its {', '.join(others)} are not ReLU modules)" if others else ""
+        warnings.warn(f"{method}: {type(model).__name__} has no nn.ReLU module{which}: its rule changes nothing and "
+                      "the map is the input gradient's", ClassContrastWarning, stacklevel=2)
+    return found
+
+
+def guide_relus(model: nn.Module, state: dict[str, Any], stack: ExitStack, method: str = "guided_backprop") -> None:
     """Hooks (removed when ``stack`` closes) making every ``nn.ReLU`` of ``model`` guided in the backward pass,
     unless ``state["guided"]`` is False when its forward runs."""
 
     def hook(module: nn.Module, args: Any, out: Tensor) -> Tensor | None:
         return _Rectified.apply(out) if state.get("guided", True) else None
 
-    for module in model.modules():
-        if isinstance(module, nn.ReLU):
-            stack.enter_context(module.register_forward_hook(hook))
+    for module in relu_modules(model, method):
+        stack.enter_context(module.register_forward_hook(hook))
 
 
 class _ReluRule(InputMethod):
@@ -110,7 +123,7 @@ class GuidedGradCAM(LayerMethod):
         return False
 
     def options(self) -> dict[str, object]:
-        return {**super().options(), "keep_channels": self.keep_channels}
+        return {**LayerReading.options(self), "keep_channels": self.keep_channels}  # no smoothing options
 
     def passes(self, x: Tensor) -> Iterator[Pass]:
         rows = torch.arange(x.shape[0], device=x.device)
@@ -121,7 +134,7 @@ class GuidedGradCAM(LayerMethod):
     def record(self, model: nn.Module, x: Tensor, stack: ExitStack) -> Recording:
         rec = super().record(model, x, stack)
         rec.input = x.detach().requires_grad_(True)
-        guide_relus(model, rec.state, stack)
+        guide_relus(model, rec.state, stack, self.name)
         return rec
 
     def after_forward(self, rec: Recording) -> None:
@@ -169,10 +182,9 @@ def deconvolve_relus(model: nn.Module, stack: ExitStack) -> None:
     def after(module: nn.Module, args: Any, out: Tensor) -> Any:
         return _Deconvolved.apply(inputs.pop(id(module)))
 
-    for module in model.modules():
-        if isinstance(module, nn.ReLU):
-            stack.enter_context(module.register_forward_pre_hook(before))
-            stack.enter_context(module.register_forward_hook(after))
+    for module in relu_modules(model, "deconvolution"):
+        stack.enter_context(module.register_forward_pre_hook(before))
+        stack.enter_context(module.register_forward_hook(after))
 
 
 class Deconvolution(_ReluRule):
@@ -189,4 +201,4 @@ class Deconvolution(_ReluRule):
         deconvolve_relus(model, stack)
 
 
-__all__ = ["Deconvolution", "GuidedBackprop", "GuidedGradCAM", "deconvolve_relus", "guide_relus"]
+__all__ = ["Deconvolution", "GuidedBackprop", "GuidedGradCAM", "deconvolve_relus", "guide_relus", "relu_modules"]

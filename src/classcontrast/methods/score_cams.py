@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from ..spatial import resize
 from .base import Pass, Recording, check_internal_batch_size
-from .cam import LayerReading
+from .cam import LayerMethod, LayerReading, channel_terms, first_component
 from .perturbation import PerturbationMethod, Score
 
 
@@ -21,23 +21,30 @@ class _ScoreCAM(LayerReading, PerturbationMethod):
     """A layer read on the images' own forward, its channels weighted by perturbed forwards."""
 
     option_help: ClassVar[dict[str, str]] = {
-        "internal_batch_size": "perturbed inputs per forward pass: bounds memory, the maps are the same"}
+        "internal_batch_size": "perturbed inputs per forward pass: bounds memory, the maps are the same",
+        "eigen_smooth": LayerMethod.option_help["eigen_smooth"]}
 
     def __init__(self, layer: str | nn.Module | None = None, relu: bool = False,
-                 internal_batch_size: int | None = None) -> None:
+                 internal_batch_size: int | None = None, eigen_smooth: bool = False) -> None:
         super().__init__(layer, relu)
         self.internal_batch_size = check_internal_batch_size(internal_batch_size)
+        self.eigen_smooth = eigen_smooth
 
     @property
     def linear(self) -> bool:
         return False
 
     def options(self) -> dict[str, object]:
-        return {**super().options(), "internal_batch_size": self.internal_batch_size}
+        return {**super().options(), "internal_batch_size": self.internal_batch_size,
+                "eigen_smooth": self.eigen_smooth}
 
     def weighted(self, a: Tensor, w: Tensor) -> Tensor:
-        """$\\sum_k w_k A^k$ for weights (R, B, K) -> (R, B, *s), ReLU'd when asked."""
-        m = torch.einsum("rbk,bk...->rb...", w, a)
+        """$\\sum_k w_k A^k$ for weights (R, B, K) -> (R, B, *s) — with ``eigen_smooth``, the first principal
+        component of the terms $w_k A^k$ (`classcontrast.methods.cam`) — ReLU'd when asked."""
+        if self.eigen_smooth:
+            m = first_component(channel_terms(w, a), a.ndim - 2)
+        else:
+            m = torch.einsum("rbk,bk...->rb...", w, a)
         return m.clamp_min(0) if self.relu else m
 
 
@@ -87,8 +94,8 @@ class AblationCAM(_ScoreCAM):
                       "AblationCAM map; explain that contrast with scorecam or occlusion)")
 
     def __init__(self, layer: str | nn.Module | None = None, relu: bool = False, ablation: float | None = None,
-                 internal_batch_size: int | None = None) -> None:
-        super().__init__(layer, relu, internal_batch_size)
+                 internal_batch_size: int | None = None, eigen_smooth: bool = False) -> None:
+        super().__init__(layer, relu, internal_batch_size, eigen_smooth)
         self.ablation = None if ablation is None else float(ablation)
 
     def options(self) -> dict[str, object]:
