@@ -348,27 +348,59 @@ def test_deeplift_shap_and_gradient_shap_on_the_embedded_model_equal_captums(
     assert _relerr(ours.maps[:, 0], ref) < 1e-10 and _no_hooks(embedded64)
 
 
-def test_deconvolution_on_the_embedded_model_equals_captums(embedded64: nn.Module, photo64: torch.Tensor) -> None:
-    """The embedded model's rectifiers are ReLU6 modules, which neither Captum's rule nor ours touches (a warning says
-    so: the plain gradient); with them made nn.ReLU (a copy), both apply DeconvNet's rule to the real weights."""
+class _Rule6(torch.autograd.Function):
+    """ReLU6 forward; backward: guided, ReLU(g)·[0 < x < 6], or deconvolution, ReLU(g)."""
+
+    @staticmethod
+    def forward(ctx: object, x: torch.Tensor, guided: bool) -> torch.Tensor:
+        ctx.save_for_backward(x)  # type: ignore[attr-defined]
+        ctx.guided = guided  # type: ignore[attr-defined]
+        return x.clamp(0, 6)
+
+    @staticmethod
+    def backward(ctx: object, g: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (x,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        gate = ((x > 0) & (x < 6)).to(g.dtype) if ctx.guided else 1  # type: ignore[attr-defined]
+        return g.clamp_min(0) * gate, None
+
+
+def _swap_relu6(model: nn.Module, make: object) -> nn.Module:
+    """A copy of ``model`` whose ReLU6 modules are ``make()``."""
     import copy
 
-    from captum.attr import Deconvolution as CaptumDeconvolution
-
-    x = _small(photo64)
-    with pytest.warns(cc.ClassContrastWarning, match="no nn.ReLU module .*ReLU6"):
-        plain = cc.explain(embedded64, x, "deconvolution", "weighted", 281).maps
-    torch.testing.assert_close(plain, cc.explain(embedded64, x, "gradient", "weighted", 281).maps)
-    relu = copy.deepcopy(embedded64)
-    for name, module in list(relu.named_modules()):
+    out = copy.deepcopy(model)
+    for name, module in list(out.named_modules()):
         if isinstance(module, nn.ReLU6):
             parent, _, attr = name.rpartition(".")
-            setattr(relu.get_submodule(parent), attr, nn.ReLU())
-    for contrast in ("original", "weighted", "foil"):
-        ours = cc.explain(relu, x, "deconvolution", _contrast(contrast), 281, keep_channels=True).maps[:, 0]
-        ref = CaptumDeconvolution(cc.ContrastModel(relu, _contrast(contrast))).attribute(x, target=281)
+            setattr(out.get_submodule(parent), attr, make())  # type: ignore[operator]
+    return out
+
+
+@pytest.mark.parametrize("method", ["guided_backprop", "deconvolution"])
+def test_relu_rules_on_the_embedded_models_relu6(embedded64: nn.Module, photo64: torch.Tensor, method: str) -> None:
+    """The embedded model's rectifiers are ReLU6 modules, which Captum leaves alone (its maps: the plain gradient):
+    ours apply the rule there, equal to a slow reference (the ReLU6 modules replaced by the rule written as an autograd
+    function) for original, weighted and a foil; with the ReLU6s made nn.ReLU, ours equal Captum's."""
+    x, guided = _small(photo64), method == "guided_backprop"
+
+    class Rule6(nn.Module):
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            return _Rule6.apply(z, guided)
+
+    slow = _swap_relu6(embedded64, Rule6)
+    for contrast in CONTRASTS:
+        ours = cc.explain(embedded64, x, method, _contrast(contrast), 281, keep_channels=True).maps[:, 0]
+        xin = x.clone().requires_grad_(True)
+        (ref,) = torch.autograd.grad(cc.ContrastModel(slow, _contrast(contrast))(xin)[:, 281].sum(), xin)
         assert _relerr(ours, ref) < 1e-10
-    assert _relerr(ours, plain[:, 0]) > 0.1  # the rule does act
+    plain = cc.explain(embedded64, x, "gradient", _contrast("foil"), 281, keep_channels=True)
+    assert _relerr(ours, plain.maps[:, 0]) > 0.1 and _no_hooks(embedded64)  # the rule does act
+    import captum.attr
+
+    peer = captum.attr.GuidedBackprop if guided else captum.attr.Deconvolution
+    relu = _swap_relu6(embedded64, nn.ReLU)
+    ours = cc.explain(relu, x, method, "weighted", 281, keep_channels=True).maps[:, 0]
+    assert _relerr(ours, peer(cc.ContrastModel(relu, "weighted")).attribute(x, target=281)) < 1e-10
 
 
 @pytest.mark.parametrize("method", ["eigencam", "eigengradcam"])

@@ -24,8 +24,8 @@ METHODS = {'gradient': ('keep_channels',),
  'feature_ablation': ('segments', 'baseline', 'internal_batch_size'),
  'kernel_shap': ('segments', 'baseline', 'samples', 'seed', 'internal_batch_size'),
  'rise': ('samples', 'cells', 'keep', 'seed', 'centred', 'internal_batch_size'),
- 'scorecam': ('layer', 'relu', 'internal_batch_size', 'eigen_smooth'),
- 'ablationcam': ('layer', 'relu', 'ablation', 'internal_batch_size', 'eigen_smooth'),
+ 'scorecam': ('layer', 'relu', 'internal_batch_size', 'eigen_smooth', 'aug_smooth'),
+ 'ablationcam': ('layer', 'relu', 'ablation', 'internal_batch_size', 'eigen_smooth', 'aug_smooth'),
  'eigencam': ('layer', 'relu', 'aug_smooth'),
  'eigengradcam': ('layer', 'relu', 'aug_smooth'),
  'gradient_shap': ('baselines', 'samples', 'stdevs', 'seed', 'keep_channels', 'internal_batch_size'),
@@ -80,9 +80,9 @@ METHOD_OPTIONS = {'ablation': {'type': 'float',
               'help': "ablationcam: the value of an ablated channel (default: pytorch-grad-cam's rule)"},
  'abs': {'type': 'bool', 'help': "fullgrad: the original abs'ed FullGrad"},
  'aug_smooth': {'type': 'bool',
-                'help': 'linear_approx, gradcam, xgradcam, gradcam_plus_plus, layercam, hirescam, eigencam, '
-                        "eigengradcam: the mean over flipped and scaled inputs (pytorch-grad-cam's test-time "
-                        'augmentation)'},
+                'help': 'linear_approx, gradcam, xgradcam, gradcam_plus_plus, layercam, hirescam, scorecam, '
+                        'ablationcam, eigencam, eigengradcam: the mean over flipped and scaled inputs '
+                        "(pytorch-grad-cam's test-time augmentation)"},
  'baseline': {'type': 'str',
               'help': 'integrated_gradients, deeplift: zeros | blur (zeros); occlusion: the value put in (a '
                       'number) (0.0); feature_ablation, kernel_shap, lime: the value a segment takes when switched '

@@ -4,7 +4,8 @@ Approximation, GradCAM, XGradCAM.
 All are signed by default (no ReLU), as in the paper and the study, so that they stay linear in
 the gradient and every contrast identity holds. ``relu=True`` gives the textbook maps.
 
-Every gradient CAM (`LayerMethod`) takes pytorch-grad-cam's two smoothing options:
+Every gradient CAM (`LayerMethod`) and score CAM (`classcontrast.methods.score_cams`) takes pytorch-grad-cam's two
+smoothing options:
 
 - ``eigen_smooth``: the map is the first principal component of the per-channel terms $T^k$ the CAM sums
   ($M = \sum_k T^k$, e.g. $T^k = w_k A^k$ for GradCAM): $M = T_c v_1$ (`classcontrast.methods.eigen`), signed to

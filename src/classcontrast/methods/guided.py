@@ -1,11 +1,14 @@
 r"""Guided Backpropagation, Guided GradCAM and Deconvolution, with every contrast.
 
-Guided Backpropagation (Springenberg et al. 2015) back-propagates through every ``nn.ReLU`` module only the
-positive part of the gradient it receives: the ReLU's gradient becomes $\mathrm{ReLU}(g)\cdot[x>0]$ (Captum's
-``GuidedBackprop``: its hook rectifies the ReLU's input gradient, the same thing). ReLUs written as functions
-(``F.relu``) are not modules and keep their ordinary gradient, as in Captum. Rectifying the gradient is not
-linear in it: every objective is back-propagated on its own. Deconvolution (Zeiler & Fergus 2014) passes
-$\mathrm{ReLU}(g)$ whatever the ReLU's input (`Deconvolution`).
+Guided Backpropagation (Springenberg et al. 2015) back-propagates through every rectifier module (``nn.ReLU``,
+``nn.ReLU6``) only the positive part of the gradient it receives: a ReLU's gradient becomes
+$\mathrm{ReLU}(g)\cdot[x>0]$ (a ReLU6's $\mathrm{ReLU}(g)\cdot[0<x<6]$; Captum's ``GuidedBackprop``: its hook
+rectifies the ReLU's input gradient, the same thing). Captum touches ``nn.ReLU`` only, so on a network of ReLU6
+(MobileNet, EfficientNet-Lite: the embedded model) its guided map is the plain gradient; here the rule acts there too,
+and a model with no rectifier module at all gets a warning. ReLUs written as functions (``F.relu``) are not modules
+and keep their ordinary gradient, as in Captum. Rectifying the gradient is not linear in it: every objective is
+back-propagated on its own. Deconvolution (Zeiler & Fergus 2014) passes $\mathrm{ReLU}(g)$ whatever the
+rectifier's input (`Deconvolution`).
 """
 
 from __future__ import annotations
@@ -36,20 +39,23 @@ class _Rectified(torch.autograd.Function):
         return grad.clamp_min(0)
 
 
+RECTIFIERS = (nn.ReLU, nn.ReLU6)  # the modules a ReLU rule acts on (Captum's: nn.ReLU alone)
+
+
 def relu_modules(model: nn.Module, method: str) -> list[nn.Module]:
-    """The ``nn.ReLU`` modules a ReLU rule acts on — Captum's choice: rectifiers of other kinds (``nn.ReLU6``,
-    ``F.relu``) keep their gradient —, with a warning when there is none: the map is then the plain gradient's."""
-    found: list[nn.Module] = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    """The rectifier modules (`RECTIFIERS`) a ReLU rule acts on, with a warning when there is none (activations
+    such as GELU or SiLU, or ``F.relu`` written as a function): the map is then the plain gradient's."""
+    found: list[nn.Module] = [m for m in model.modules() if isinstance(m, RECTIFIERS)]
     if not found:
-        others = sorted({type(m).__name__ for m in model.modules() if isinstance(m, (nn.ReLU6, nn.Hardtanh))})
-        which = f" (its {', '.join(others)} are not ReLU modules)" if others else ""
-        warnings.warn(f"{method}: {type(model).__name__} has no nn.ReLU module{which}: its rule changes nothing and "
-                      "the map is the input gradient's", ClassContrastWarning, stacklevel=2)
+        others = sorted({type(m).__name__ for m in model.modules() if type(m).__module__ == nn.ReLU.__module__})
+        which = f" (its activations: {', '.join(others)})" if others else ""
+        warnings.warn(f"{method}: {type(model).__name__} has no ReLU or ReLU6 module{which}: its rule changes "
+                      "nothing and the map is the input gradient's", ClassContrastWarning, stacklevel=2)
     return found
 
 
 def guide_relus(model: nn.Module, state: dict[str, Any], stack: ExitStack, method: str = "guided_backprop") -> None:
-    """Hooks (removed when ``stack`` closes) making every ``nn.ReLU`` of ``model`` guided in the backward pass,
+    """Hooks (removed when ``stack`` closes) making every rectifier module of ``model`` guided in the backward pass,
     unless ``state["guided"]`` is False when its forward runs."""
 
     def hook(module: nn.Module, args: Any, out: Tensor) -> Tensor | None:
@@ -60,7 +66,7 @@ def guide_relus(model: nn.Module, state: dict[str, Any], stack: ExitStack, metho
 
 
 class _ReluRule(InputMethod):
-    """An input gradient whose ``nn.ReLU`` modules pass back another rule (`rule`), summed over colour channels unless
+    """An input gradient whose rectifier modules pass back another rule (`rule`), summed over colour channels unless
     ``keep_channels``; not linear in the gradient."""
 
     batched_vjp = False
@@ -88,7 +94,7 @@ class _ReluRule(InputMethod):
 
 class GuidedBackprop(_ReluRule):
     r"""Guided Backpropagation: $\phi = \partial^{\mathrm{guided}} O/\partial x$, the input gradient with every
-    ``nn.ReLU``'s backward rectified (module docstring), summed over colour channels unless ``keep_channels``.
+    rectifier module's backward rectified (module docstring), summed over colour channels unless ``keep_channels``.
     Signed (the first layer's weights give the input gradient both signs)."""
 
     name = "guided_backprop"
@@ -158,21 +164,22 @@ class GuidedGradCAM(LayerMethod):
 
 
 class _Deconvolved(torch.autograd.Function):
-    """ReLU forward; backward passes the positive part of the gradient whatever the input's sign (DeconvNet)."""
+    """The rectifier's output (given) forward; backward passes the positive part of the gradient to the rectifier's
+    input whatever its sign (DeconvNet)."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor) -> Tensor:
-        return x.clamp_min(0)
+    def forward(ctx: Any, x: Tensor, out: Tensor) -> Tensor:
+        return out.clone()
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:
-        return grad.clamp_min(0)
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return grad.clamp_min(0), None
 
 
 def deconvolve_relus(model: nn.Module, stack: ExitStack) -> None:
-    """Hooks (removed when ``stack`` closes) giving every ``nn.ReLU`` of ``model`` DeconvNet's backward pass: its
-    output is recomputed from its input by `_Deconvolved` (an in-place ReLU is given a copy of its input, so that its
-    input keeps the values the rule needs)."""
+    """Hooks (removed when ``stack`` closes) giving every rectifier module of ``model`` DeconvNet's backward pass: its
+    output is tied to its input by `_Deconvolved` (an in-place ReLU is given a copy of its input, so that its input
+    keeps its values)."""
     inputs: dict[int, Tensor] = {}
 
     def before(module: nn.Module, args: Any) -> Any:
@@ -180,7 +187,7 @@ def deconvolve_relus(model: nn.Module, stack: ExitStack) -> None:
         return (args[0].clone(), *args[1:]) if getattr(module, "inplace", False) else None
 
     def after(module: nn.Module, args: Any, out: Tensor) -> Any:
-        return _Deconvolved.apply(inputs.pop(id(module)))
+        return _Deconvolved.apply(inputs.pop(id(module)), out.detach())
 
     for module in relu_modules(model, "deconvolution"):
         stack.enter_context(module.register_forward_pre_hook(before))
@@ -189,9 +196,10 @@ def deconvolve_relus(model: nn.Module, stack: ExitStack) -> None:
 
 class Deconvolution(_ReluRule):
     r"""Deconvolution (Zeiler & Fergus 2014; Captum's ``Deconvolution``): $\phi = \partial^{\mathrm{deconv}}
-    O/\partial x$, the input gradient with every ``nn.ReLU``'s backward replaced by $\mathrm{ReLU}(g)$ — the
+    O/\partial x$, the input gradient with every rectifier module's backward replaced by $\mathrm{ReLU}(g)$ — the
     positive part of the gradient it receives, whatever the sign of its input —, summed over colour channels unless
-    ``keep_channels``. ReLUs written as functions keep their gradient, as in Captum. Not linear in the gradient:
+    ``keep_channels``. ReLUs written as functions keep their gradient, as in Captum; ReLU6 modules, which Captum
+    leaves alone, get the rule (module docstring). Not linear in the gradient:
     every objective is back-propagated on its own."""
 
     name = "deconvolution"
@@ -201,4 +209,5 @@ class Deconvolution(_ReluRule):
         deconvolve_relus(model, stack)
 
 
-__all__ = ["Deconvolution", "GuidedBackprop", "GuidedGradCAM", "deconvolve_relus", "guide_relus", "relu_modules"]
+__all__ = ["RECTIFIERS", "Deconvolution", "GuidedBackprop", "GuidedGradCAM", "deconvolve_relus", "guide_relus",
+           "relu_modules"]

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from ..spatial import resize
 from .base import Pass, Recording, check_internal_batch_size
-from .cam import LayerMethod, LayerReading, channel_terms, first_component
+from .cam import AUGMENTATIONS, LayerMethod, LayerReading, channel_terms, first_component
 from .perturbation import PerturbationMethod, Score
 
 
@@ -22,13 +22,14 @@ class _ScoreCAM(LayerReading, PerturbationMethod):
 
     option_help: ClassVar[dict[str, str]] = {
         "internal_batch_size": "perturbed inputs per forward pass: bounds memory, the maps are the same",
-        "eigen_smooth": LayerMethod.option_help["eigen_smooth"]}
+        "eigen_smooth": LayerMethod.option_help["eigen_smooth"], "aug_smooth": LayerMethod.option_help["aug_smooth"]}
 
     def __init__(self, layer: str | nn.Module | None = None, relu: bool = False,
-                 internal_batch_size: int | None = None, eigen_smooth: bool = False) -> None:
+                 internal_batch_size: int | None = None, eigen_smooth: bool = False, aug_smooth: bool = False) -> None:
         super().__init__(layer, relu)
         self.internal_batch_size = check_internal_batch_size(internal_batch_size)
         self.eigen_smooth = eigen_smooth
+        self.aug_smooth = aug_smooth
 
     @property
     def linear(self) -> bool:
@@ -36,7 +37,35 @@ class _ScoreCAM(LayerReading, PerturbationMethod):
 
     def options(self) -> dict[str, object]:
         return {**super().options(), "internal_batch_size": self.internal_batch_size,
-                "eigen_smooth": self.eigen_smooth}
+                "eigen_smooth": self.eigen_smooth, "aug_smooth": self.aug_smooth}
+
+    def attribute(self, x: Tensor, rec: Recording, clean: Tensor, score: Score) -> Tensor:
+        """The map of the images; with ``aug_smooth`` (`classcontrast.methods.cam`), the mean of the maps of the six
+        flipped and scaled inputs, flipped back — each input's layer read and objectives scored by one more forward."""
+        a, module = rec.tensors[0], rec.state["module"]
+        if not self.aug_smooth:
+            return self.weighted(a, self.weights(x, a, clean, score, module))
+        rows = torch.arange(x.shape[0], device=x.device)
+        total: Tensor | None = None
+        for flip, factor in AUGMENTATIONS:
+            xa = (x.flip(-1) if flip else x) * factor
+            read: list[Tensor] = []
+            clean_a = score(Pass(xa, rows, {"read": read, "module": module}))
+            m = self.weighted(read[0], self.weights(xa, read[0], clean_a, score, module))
+            m = (m.flip(-1) if flip else m) / len(AUGMENTATIONS)
+            total = m if total is None else total + m
+        assert total is not None
+        return total
+
+    def perturb(self, model: nn.Module, p: Pass, stack: ExitStack) -> None:
+        """An augmented input's pass reads the layer (``aug_smooth``)."""
+        if "read" in p.state:
+            stack.enter_context(p.state["module"].register_forward_hook(
+                lambda module, args, out: p.state["read"].append(out.detach())))
+
+    def weights(self, x: Tensor, a: Tensor, clean: Tensor, score: Score, module: nn.Module) -> Tensor:
+        """The channel weights (R, B, K) of the inputs ``x`` whose layer output is ``a`` and objectives ``clean``."""
+        raise NotImplementedError
 
     def weighted(self, a: Tensor, w: Tensor) -> Tensor:
         """$\\sum_k w_k A^k$ for weights (R, B, K) -> (R, B, *s) — with ``eigen_smooth``, the first principal
@@ -59,9 +88,7 @@ class ScoreCAM(_ScoreCAM):
 
     name = "scorecam"
 
-    def attribute(self, x: Tensor, rec: Recording, clean: Tensor, score: Score) -> Tensor:
-        a = rec.tensors[0]
-
+    def weights(self, x: Tensor, a: Tensor, clean: Tensor, score: Score, module: nn.Module) -> Tensor:
         def make(x: Tensor, images: Tensor, which: Tensor) -> Tensor:
             up = resize(a[images, which][:, None], x.shape[2:], corners=True)
             flat = up.flatten(1)
@@ -70,8 +97,7 @@ class ScoreCAM(_ScoreCAM):
             up = (up - low.reshape(shape)) / (high - low + 1e-8).reshape(shape)
             return x[images] * up
 
-        w = torch.softmax(self.sample_scores(x, a.shape[1], make, score), -1)
-        return self.weighted(a, w)
+        return torch.softmax(self.sample_scores(x, a.shape[1], make, score), -1)
 
 
 class AblationCAM(_ScoreCAM):
@@ -94,14 +120,16 @@ class AblationCAM(_ScoreCAM):
                       "AblationCAM map; explain that contrast with scorecam or occlusion)")
 
     def __init__(self, layer: str | nn.Module | None = None, relu: bool = False, ablation: float | None = None,
-                 internal_batch_size: int | None = None, eigen_smooth: bool = False) -> None:
-        super().__init__(layer, relu, internal_batch_size, eigen_smooth)
+                 internal_batch_size: int | None = None, eigen_smooth: bool = False, aug_smooth: bool = False) -> None:
+        super().__init__(layer, relu, internal_batch_size, eigen_smooth, aug_smooth)
         self.ablation = None if ablation is None else float(ablation)
 
     def options(self) -> dict[str, object]:
         return {**super().options(), "ablation": self.ablation}
 
     def perturb(self, model: nn.Module, p: Pass, stack: ExitStack) -> None:
+        if "read" in p.state:
+            return super().perturb(model, p, stack)
         module = p.state["module"]
         value, channel = p.state["value"][p.rows], p.state["samples"]
 
@@ -113,17 +141,15 @@ class AblationCAM(_ScoreCAM):
 
         stack.enter_context(module.register_forward_hook(hook))
 
-    def attribute(self, x: Tensor, rec: Recording, clean: Tensor, score: Score) -> Tensor:
-        a = rec.tensors[0]
+    def weights(self, x: Tensor, a: Tensor, clean: Tensor, score: Score, module: nn.Module) -> Tensor:
         if self.ablation is None:
             low = a.flatten(1).min(1).values
             value = torch.where(low == 0, torch.zeros_like(low), low - 1e7)
         else:
             value = a.new_full((a.shape[0],), self.ablation)
         ablated = self.sample_scores(x, a.shape[1], lambda x, images, which: x[images], score,
-                                     module=rec.state["module"], value=value)
-        w = (clean[..., None] - ablated) / clean[..., None]
-        return self.weighted(a, w)
+                                     module=module, value=value)
+        return (clean[..., None] - ablated) / clean[..., None]
 
 
 __all__ = ["AblationCAM", "ScoreCAM"]
