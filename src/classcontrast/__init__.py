@@ -32,9 +32,9 @@ _EXPORTS: dict[str, str] = {
     "SlidingWindow": "models.windows",
     "load_image": "data", "load_images": "data", "sample_image": "data", "load_video": "data.video",
     "save_video": "data.video", "load_volume": "data.volume", "save_volume": "data.volume",
-    "plot_explanations": "viz", "overlay": "viz", "overlay_rgb": "viz",
+    "plot_explanations": "viz", "plot_concepts": "viz", "overlay": "viz", "overlay_rgb": "viz",
     "class_sensitivity": "evaluation.sensitivity", "ClassSensitivity": "evaluation.sensitivity",
-    "audit": "confusion", "Audit": "confusion",
+    "audit": "confusion", "Audit": "confusion", "concepts": "concepts", "Concepts": "concepts",
     "explorer_data": "explorer.compute", "write_explorer": "explorer.compute",
 }
 _SUBMODULES = {"targets", "contrasts", "methods", "evaluation", "models", "data", "viz", "adapters", "engine",
@@ -83,6 +83,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from . import targets
     from .adapters import ContrastModel, quantus_explain
+    from .concepts import Concepts, concepts
     from .confusion import Audit, audit
     from .contrasts import CONTRASTS, Contrast, Foil, Max, Mean, Original, Probability, Weighted, get_contrast
     from .data import load_image, load_images, sample_image
@@ -103,7 +104,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .targets import Threshold, TopK, resolve_targets
     from .units import InstanceMasks, Region
     from .units.selectors import Detections
-    from .viz import overlay, overlay_rgb, plot_explanations
+    from .viz import overlay, overlay_rgb, plot_concepts, plot_explanations
 
 __all__ = [
     "CONTRASTS",
@@ -112,6 +113,7 @@ __all__ = [
     "ClassContrastError",
     "ClassContrastWarning",
     "ClassSensitivity",
+    "Concepts",
     "Contrast",
     "ContrastCAM",
     "ContrastModel",
@@ -137,6 +139,7 @@ __all__ = [
     "answers",
     "audit",
     "class_sensitivity",
+    "concepts",
     "explain",
     "explorer_data",
     "get_contrast",
@@ -148,6 +151,7 @@ __all__ = [
     "load_volume",
     "overlay",
     "overlay_rgb",
+    "plot_concepts",
     "plot_explanations",
     "prompt_tokens",
     "quantus_explain",

@@ -65,6 +65,10 @@ def _explain(
     video: Path = typer.Option(None, "--video", help="Clips: also write the overlay as a video (.mp4): the clip and "
                                "each map of its first target, frame by frame"),
     html: Path = typer.Option(None, help="Also write the interactive explorer: one self-contained HTML file"),
+    concepts: int = typer.Option(None, "--concepts", help="Also draw, beside each input's figure, the N concepts "
+                                 "(channels of --layer) most relevant to each map's target and contrast"),
+    concept_method: str = typer.Option("lrp", help="--concepts: lrp (relevance through zennit's rules) | gradcam "
+                                       "(each channel's weighted activation)"),
     batch_size: int = typer.Option(16, help="Images per forward pass"),
     device: str = typer.Option("auto", help="auto (CUDA when available) | cpu | cuda | cuda:N"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out images that cannot be read (each one named "
@@ -97,7 +101,8 @@ def _explain(
         threshold=threshold, classes=split_values(classes), template=template, prompt=prompt,
         answers=split_values(answers), regions=split_values(region), detections=detections, min_score=min_score,
         task=task, foil=foil, contrast_cam=contrast_cam, layer=layer, head=head, relu=relu, scale=scale, out=out,
-        save_maps=save_maps, video=video, html=html, batch_size=batch_size, device=device, skip_bad=skip_bad,
+        save_maps=save_maps, video=video, html=html, concepts=concepts, concept_method=concept_method,
+        batch_size=batch_size, device=device, skip_bad=skip_bad,
         quiet=quiet, family_options=family, method_options=options,
         reading={"frames": frames, "repeat": repeat_frames, "backend": video_backend, "max_pixels": max_clip_pixels,
                  "max_voxels": max_voxels}))

@@ -13,6 +13,7 @@ from ..text import printable
 from . import manifest
 from .checks import FIGURE_SUFFIXES, check_number, check_out_file, check_outputs, output_path
 from .common import RunProgress, console, resolve_device
+from .explain_concepts import CONCEPT_METHODS, concept_paths
 from .explain_inputs import BUNDLED, read_batch
 
 TASKS = ("classification", "segmentation", "detection")
@@ -49,6 +50,8 @@ class ExplainRequest:
     save_maps: Path | None = None
     video: Path | None = None
     html: Path | None = None
+    concepts: int | None = None  # --concepts N: a figure of each target's N top concepts beside the maps'
+    concept_method: str = "lrp"
     batch_size: int = 16
     device: str = "auto"
     skip_bad: bool = False
@@ -110,7 +113,8 @@ def _plan(r: ExplainRequest) -> _Plan:
     if r.scale not in {"map", "row", "column", "figure"}:
         raise ClassContrastError(f"unknown --scale {r.scale!r}; choose map, row, column or figure")
     for value, option, low in ((r.top_k, "--top-k", 1), (r.batch_size, "--batch-size", 1),
-                               (r.num_classes, "--num-classes", 1), (r.detections, "--detections", 1)):
+                               (r.num_classes, "--num-classes", 1), (r.detections, "--detections", 1),
+                               (r.concepts, "--concepts", 1)):
         check_number(value, option, minimum=low)
     for value, option in ((r.min_score, "--min-score"), (r.threshold, "--threshold")):
         check_number(value, option, minimum=0, maximum=1)
@@ -119,6 +123,8 @@ def _plan(r: ExplainRequest) -> _Plan:
                      minimum=1)
     if r.head not in (None, "softmax", "sigmoid"):
         raise ClassContrastError(f"unknown --head {r.head!r}; choose softmax or sigmoid")
+    if r.concept_method not in CONCEPT_METHODS:
+        raise ClassContrastError(f"unknown --concept-method {r.concept_method!r}; choose {', '.join(CONCEPT_METHODS)}")
     if r.task not in (None, *TASKS):
         raise ClassContrastError(f"unknown --task {r.task!r}; choose {', '.join(TASKS)}")
     if r.answers and r.prompt is None:
@@ -137,8 +143,9 @@ def _check_outputs(r: ExplainRequest, plan: _Plan) -> None:
     input folder (the NIfTI maps, named by the contrasts' keys, are checked once the model is known)."""
     names, inputs, given = [f.name for f in plan.files], plan.inputs, r.images or []
     check_out_file(r.out, "--out", inputs, FIGURE_SUFFIXES)
-    check_outputs(dict.fromkeys([r.out, *(output_path(r.out, i, n, len(names)) for i, n in enumerate(names))]),
-                  "--out", inputs, given)
+    concepts = concept_paths(r.out, list(range(len(names))), names, len(names)) if r.concepts else []
+    check_outputs(dict.fromkeys([r.out, *(output_path(r.out, i, n, len(names)) for i, n in enumerate(names)),
+                                 *concepts]), "--out", inputs, given)
     check_out_file(r.save_maps, "--save-maps", inputs, {".gz", ".nii"} if plan.nifti else {".npz"})
     check_out_file(r.html, "--html", inputs, {".html", ".htm"})
     check_out_file(r.video, "--video", inputs, {".mp4", ".mov", ".mkv", ".webm"})
@@ -355,6 +362,13 @@ def _write(r: ExplainRequest, bundle: Any, contrasts: list[Any], plan: _Plan, do
             raise ClassContrastError("--video is for clips (a video model's input); these inputs are not clips")
         for i, (image, clip) in enumerate(zip(images, done.pixels, strict=True)):
             save_clip_video(output_path(r.video, done.positions[i], names[i], len(plan.files)), image, clip)
+    if r.concepts:
+        from .explain_concepts import write_concepts
+
+        for w in write_concepts(bundle, contrasts, done.columns, done.inputs, done.pixels, names,
+                                concept_paths(r.out, done.positions, names, len(plan.files)), top=r.concepts,
+                                method=r.concept_method, layer=r.layer):
+            console.print(f"wrote {w}")
     if r.html is not None:
         _page(r, bundle, done)
 

@@ -1,0 +1,190 @@
+"""Contrastive concept relevance against independent references: zennit's own attributor with the layer's relevance
+read (channel relevances) or masked to one channel (CRP's conditional heatmaps, as zennit-crp's ``CondAttribution``
+computes them), GradCAM's terms written out, the paper's identity channel by channel over every class, and the sum
+over all channels equal to the unconditioned map — for every contrast, on a CNN and on the embedded model."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import classcontrast as cc
+
+from .reference import relerr
+
+CONTRASTS = ("original", "mean", "max", "weighted", "probability", "foil")
+FOIL = 4
+
+
+def _cnn(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(3), nn.Flatten(),
+                         nn.Linear(72, 6)).double().eval()
+
+
+def _x(n: int = 2) -> torch.Tensor:
+    return torch.randn(n, 3, 12, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+
+
+def _contrast(name: str) -> object:
+    return cc.Foil(FOIL) if name == "foil" else name
+
+
+def _zennit_layer(model: nn.Module, x: torch.Tensor, layer: nn.Module, contrast: object, t: torch.Tensor,
+                  channels: torch.Tensor | None, canonizers: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """zennit's Gradient attributor (EpsilonPlusFlat) on a copy of ``model``, the output relevance the contrast's
+    gradient (by autograd of its score): (the relevance reaching the layer's output, the input relevance summed over
+    colour channels) — with ``channels`` (B,), the layer's relevance first masked to that channel of each image."""
+    from zennit.attribution import Gradient
+    from zennit.composites import EpsilonPlusFlat
+
+    net = copy.deepcopy(model)
+    where = dict(net.named_modules())[next(n for n, m in model.named_modules() if m is layer)]
+    c = cc.get_contrast(contrast)
+    seen: list[torch.Tensor] = []
+
+    def initial(out: torch.Tensor) -> torch.Tensor:
+        y = out.detach().requires_grad_(True)
+        return torch.autograd.grad(c.score(y, t).sum(), y)[0]
+
+    def mask(g: torch.Tensor) -> torch.Tensor:
+        seen.append(g)
+        if channels is None:
+            return g
+        keep = torch.zeros_like(g)
+        rows = torch.arange(g.shape[0])
+        keep[rows, channels] = g[rows, channels]
+        return keep
+
+    with Gradient(model=net, composite=EpsilonPlusFlat(canonizers=canonizers)) as attributor:
+        hook = where.register_forward_hook(lambda m, i, o: o.register_hook(mask) and None)
+        try:
+            relevance = attributor(x, initial)[1]
+        finally:
+            hook.remove()
+    return seen[0], relevance.sum(1)
+
+
+@pytest.mark.parametrize("contrast", CONTRASTS)
+def test_lrp_concepts_equal_zennits_relevance_at_the_layer_and_crps_conditional_heatmaps(contrast: str) -> None:
+    model, x = _cnn(), _x()
+    got = cc.concepts(model, x, _contrast(contrast), cc.TopK(2), layer="2", method="lrp", top=3)
+    for k in range(2):
+        t = got.targets[:, k]
+        at_layer, _ = _zennit_layer(model, x, model[2], _contrast(contrast), t, None, [])
+        assert relerr(got.relevance[:, k], at_layer.flatten(2).sum(-1)) < 1e-10
+        for r in range(3):
+            _, heat = _zennit_layer(model, x, model[2], _contrast(contrast), t, got.channels[:, k, r], [])
+            assert relerr(got.heatmaps[:, k, r], heat) < 1e-10
+    assert torch.equal(got.channels, got.relevance.topk(3, 2).indices)  # the most relevant, best first
+
+
+@pytest.mark.parametrize("method", ["lrp", "gradcam"])
+@pytest.mark.parametrize("contrast", CONTRASTS)
+def test_all_channels_sum_to_the_map(method: str, contrast: str) -> None:
+    """Conservation at the layer: the conditional heatmaps of all 8 channels sum to the method's map."""
+    model, x = _cnn(), _x()
+    got = cc.concepts(model, x, _contrast(contrast), cc.TopK(2), layer="4", method=method, top=8)
+    ex = cc.explain(model, x, method, _contrast(contrast), cc.TopK(2), **({"layer": "4"} if method == "gradcam"
+                                                                           else {}))
+    assert relerr(got.heatmaps.sum(2), ex.maps) < 1e-10
+    torch.testing.assert_close(got.share.abs().sum(2), torch.ones(2, 2, dtype=torch.float64))
+
+
+def test_gradcam_concepts_are_the_weighted_activations() -> None:
+    """R_c = Σ w_c A_c, w_c the spatial mean of the foil contrast's gradient at the layer (autograd, written out);
+    the heatmap w_c A_c upsampled linearly."""
+    model, x = _cnn(), _x()
+    got = cc.concepts(model, x, cc.Foil(FOIL), 1, layer="2", method="gradcam", top=2)
+    store: list[torch.Tensor] = []
+    hook = model[2].register_forward_hook(lambda m, i, o: store.append(o))
+    try:
+        y = model(x)
+    finally:
+        hook.remove()
+    (g,) = torch.autograd.grad((y[:, 1] - y[:, FOIL]).sum(), store[0])
+    terms = g.mean((2, 3))[..., None, None] * store[0].detach()
+    assert relerr(got.relevance[:, 0], terms.sum((2, 3))) < 1e-12
+    rows = torch.arange(2)
+    want = torch.nn.functional.interpolate(terms[rows, got.channels[:, 0, 1]][:, None], size=12, mode="bilinear")
+    assert relerr(got.heatmaps[:, 0, 1], want[:, 0]) < 1e-12
+
+
+@pytest.mark.parametrize("method", ["lrp", "gradcam"])
+def test_weighted_concept_relevance_is_t_minus_the_softmax_weighted_others(method: str) -> None:
+    """The paper's identity channel by channel: R^weighted_c = R_c(t) − Σ_{s≠t} α_s R_c(s), α the softmax over the
+    other classes, from the original contrast's relevance of every class (brute force, 6 calls)."""
+    model, x = _cnn(), _x()
+    weighted = cc.concepts(model, x, "weighted", 2, layer="2", method=method)
+    per_class = torch.stack([cc.concepts(model, x, "original", s, layer="2", method=method).relevance[:, 0]
+                             for s in range(6)], 1)  # (B, C classes, channels)
+    with torch.no_grad():
+        y = model(x)
+    alpha = torch.softmax(y.index_fill(1, torch.tensor([2]), float("-inf")), 1)
+    want = per_class[:, 2] - (alpha[..., None] * per_class).sum(1)
+    assert relerr(weighted.relevance[:, 0], want) < 1e-10
+
+
+def test_concepts_on_the_embedded_model(embedded64: nn.Module, photo64: torch.Tensor) -> None:
+    """The real weights (BatchNorm merged, as the lrp method does): LRP concepts at blocks.5 equal zennit's, for the
+    weighted contrast and a foil; the bundle takes class names; the model is left as found."""
+    from zennit.canonizers import SequentialMergeBatchNorm
+
+    x = torch.nn.functional.interpolate(photo64, size=96)
+    bundle = cc.load_model()
+    for contrast in ("weighted", cc.Foil(285)):
+        got = cc.concepts(embedded64, x, contrast, 281, layer="blocks.5", top=2)
+        t = torch.tensor([281])
+        at_layer, _ = _zennit_layer(embedded64, x, embedded64.blocks[5], contrast, t, None,
+                                    [SequentialMergeBatchNorm()])
+        assert relerr(got.relevance[:, 0], at_layer.flatten(2).sum(-1)) < 1e-8
+        _, heat = _zennit_layer(embedded64, x, embedded64.blocks[5], contrast, t, got.channels[:, 0, 0],
+                                [SequentialMergeBatchNorm()])
+        assert relerr(got.heatmaps[:, 0, 0], heat) < 1e-8
+    named = cc.concepts(bundle, bundle.transform(cc.sample_image("chelsea"))[None], cc.Foil("Egyptian cat"),
+                        "tiger cat", layer="blocks.5", method="gradcam", top=3)
+    assert named.contrast == "foil:Egyptian cat" and named.rows()[0]["target_name"] == "tiger cat"
+    assert all(not m._forward_hooks and not m._backward_hooks for m in embedded64.modules())
+
+
+def test_bad_input_is_one_line() -> None:
+    model, x = _cnn(), _x()
+    for kwargs, words in (({"layer": "nope"}, "nope"), ({"layer": "2", "method": "rise"}, "method must be"),
+                          ({"layer": "2", "top": 0}, "top must be"), ({"layer": "7"}, "feature map")):
+        with pytest.raises(cc.ClassContrastError, match=words):
+            cc.concepts(model, x, "weighted", **kwargs)
+
+
+def test_the_figure_draws_the_concepts_and_explain_writes_it(tmp_path, embedded: cc.ModelBundle) -> None:
+    """plot_concepts titles each heatmap with its channel and share; ``explain --concepts 2`` writes the figure beside
+    the maps' — a row per target × contrast — for the targets the maps explain; bad values are one line."""
+    from PIL import Image
+
+    from classcontrast.cli.main import main
+
+    x = embedded.transform(cc.sample_image("coffee"))[None]
+    got = cc.concepts(embedded, x, ["weighted", cc.Foil("cup")], cc.TopK(2), layer="bn2", method="gradcam", top=2)
+    fig = cc.plot_concepts(embedded.normalize.inverse(x), got, embedded.categories)
+    titles = [ax.get_title() for ax in fig.axes]
+    c = got["foil:cup"]
+    assert f"channel {int(c.channels[0, 1, 0])} · {float(c.share[0, 1, 0]):+.0%}" in titles and len(fig.axes) == 12
+
+    def run(argv: list[str]) -> int:
+        try:
+            main(argv)
+        except SystemExit as e:
+            return int(e.code or 0)
+        return 0
+
+    photo = tmp_path / "espresso.jpg"
+    cc.sample_image("coffee").save(photo)
+    out = tmp_path / "why.png"
+    assert run(["explain", str(photo), "--top-k", "2", "--contrast", "weighted", "--foil", "cup", "--concepts", "2",
+                "--concept-method", "gradcam", "--out", str(out), "-q"]) == 0
+    with Image.open(tmp_path / "why_concepts.png") as im:
+        assert im.size[1] > 4 * 200  # four rows: two targets, two contrasts
+    assert run(["explain", str(photo), "--concepts", "2", "--concept-method", "rise", "--out", str(out)]) == 2
