@@ -34,7 +34,7 @@ _EXPORTS: dict[str, str] = {
     "save_video": "data.video", "load_volume": "data.volume", "save_volume": "data.volume",
     "plot_explanations": "viz", "plot_concepts": "viz", "overlay": "viz", "overlay_rgb": "viz",
     "class_sensitivity": "evaluation.sensitivity", "ClassSensitivity": "evaluation.sensitivity",
-    "audit": "confusion", "Audit": "confusion", "concepts": "concepts", "Concepts": "concepts",
+    "audit": "confusion", "Audit": "confusion", "concepts": "crp", "Concepts": "crp",
     "explorer_data": "explorer.compute", "write_explorer": "explorer.compute",
 }
 _SUBMODULES = {"targets", "contrasts", "methods", "evaluation", "models", "data", "viz", "adapters", "engine",
@@ -83,9 +83,9 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from . import targets
     from .adapters import ContrastModel, quantus_explain
-    from .concepts import Concepts, concepts
     from .confusion import Audit, audit
     from .contrasts import CONTRASTS, Contrast, Foil, Max, Mean, Original, Probability, Weighted, get_contrast
+    from .crp import Concepts, concepts
     from .data import load_image, load_images, sample_image
     from .data.video import load_video, save_video
     from .data.volume import load_volume, save_volume

@@ -1,6 +1,6 @@
 """``classcontrast explain --concepts N``: beside each input's figure, a figure of the N concepts (channels of the
 layer) most relevant to each explained target under each asked contrast — the same targets and contrasts as the
-maps (`classcontrast.concepts`). Torch is imported on use."""
+maps (`classcontrast.crp`). Torch is imported on use."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def write_concepts(bundle: Any, contrasts: list[Any], columns: dict[tuple[str, s
                    pixels: list[Any], names: list[str], paths: list[Path], *, top: int, method: str,
                    layer: str | None) -> list[Path]:
     """Explain each batch's explained targets by their concepts and draw one figure per input; returns the files."""
-    from ..concepts import concepts
+    from ..crp import concepts
     from ..layers import default_feature_layer
     from ..viz.concepts import plot_concepts
 

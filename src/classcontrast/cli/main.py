@@ -13,6 +13,7 @@ import typer
 
 from .audit_cmd import audit_command
 from .common import run_cli
+from .concepts_cmd import concepts_command
 from .dataset_cmd import explain_dataset_command
 from .evaluate_cmd import evaluate_app
 from .explain_cmd import explain_command
@@ -51,6 +52,7 @@ app.command("explain")(explain_command)
 app.command("explain-dataset")(explain_dataset_command)
 app.add_typer(evaluate_app, name="evaluate")
 app.command("audit")(audit_command)
+app.command("concepts")(concepts_command)
 app.command("reproduce")(reproduce_command)
 app.command("train")(train_command)
 app.command("models")(models_command)

@@ -1,5 +1,5 @@
 """Figures of concepts: per image and target, the image and its top concepts' conditional heatmaps, each titled with
-its channel and share of the layer's relevance. Draws what `classcontrast.concepts.Concepts` holds; runs no model."""
+its channel and share of the layer's relevance. Draws what `classcontrast.crp.Concepts` holds; runs no model."""
 
 from __future__ import annotations
 

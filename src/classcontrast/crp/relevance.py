@@ -41,18 +41,24 @@ METHODS = ("lrp", "gradcam")
 
 
 def concepts(model: Any, x: Tensor, contrast: Any = "weighted", targets: Any = None, *, layer: str | nn.Module,
-             method: str = "lrp", top: int = 5, composite: Any = "epsilon_plus_flat", canonizer: Any = "auto",
-             head: str | None = None) -> Concepts | dict[str, Concepts]:
+             method: str = "lrp", top: int = 5, channels: Sequence[int] | None = None, heatmaps: bool = True,
+             composite: Any = "epsilon_plus_flat", canonizer: Any = "auto", head: str | None = None
+             ) -> Concepts | dict[str, Concepts]:
     """The concepts (channels of ``layer``) that make each target win under ``contrast`` — their relevances
     (B, K, C), the ``top`` channels by relevance and their conditional heatmaps (B, K, top, *S) — see the module
     docstring. ``contrast`` as for `classcontrast.explain` (a list: a dict keyed like `Explanations`); ``targets``
-    as there (class names with a ModelBundle); ``composite`` and ``canonizer`` as for the ``lrp`` method."""
+    as there (class names with a ModelBundle); ``channels``: these channels' heatmaps (the same for every image and
+    target) instead of the ``top`` most relevant; ``heatmaps=False``: the relevances only (no pass to the input;
+    ``heatmaps`` then has no channel); ``composite`` and ``canonizer`` as for the ``lrp`` method."""
     from ..engine import check_input, model_head, unwrap_model
 
     if method not in METHODS:
         raise ClassContrastError(f"concepts: method must be one of {', '.join(METHODS)}, got {method!r}")
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ClassContrastError(f"concepts: top must be a whole number of at least 1, got {top!r}")
+    if channels is not None and (not len(channels) or not all(isinstance(c, int) and not isinstance(c, bool)
+                                                              and c >= 0 for c in channels)):
+        raise ClassContrastError(f"concepts: channels must be channel indices, got {channels!r}")
     net = unwrap_model(model)
     x = check_input(x)
     categories = None if isinstance(model, nn.Module) else getattr(model, "categories", None)
@@ -63,17 +69,19 @@ def concepts(model: Any, x: Tensor, contrast: Any = "weighted", targets: Any = N
     head = model_head(model, net, head)
     name = layer if isinstance(layer, str) else module_name(net, layer)
     with frozen_eval(net):
-        out = _relevances(net, x, asked, targets, name, method, top, (composite, canonizer), head)
+        out = _relevances(net, x, asked, targets, name, (method, heatmaps), channels or top, (composite, canonizer),
+                          head)
     result = {c.key(categories): Concepts.made(categories=categories, contrast=c.key(categories), **fields)
               for c, fields in zip(asked, out, strict=True)}
     return result if many else next(iter(result.values()))
 
 
-def _relevances(net: nn.Module, x: Tensor, asked: Sequence[Any], targets: Any, layer: str, method: str, top: int,
-                lrp: tuple[Any, Any], head: str) -> list[dict[str, Any]]:
+def _relevances(net: nn.Module, x: Tensor, asked: Sequence[Any], targets: Any, layer: str, how: tuple[str, bool],
+                top: int | Sequence[int], lrp: tuple[Any, Any], head: str) -> list[dict[str, Any]]:
     """Per contrast, the fields of its `Concepts`: one forward pass, the backward passes of the module docstring."""
     from ..methods.lrp import LRP
 
+    method, heatmaps = how
     rule = LRP(composite=lrp[0], canonizer=lrp[1]) if method == "lrp" else None
     run = rule.model_for_call(net) if rule is not None else net
     with ExitStack() as stack:
@@ -89,14 +97,19 @@ def _relevances(net: nn.Module, x: Tensor, asked: Sequence[Any], targets: Any, l
             raise ClassContrastError(f"layer '{name}' outputs shape {tuple(a.shape)}: concepts need a feature map "
                                      "(B, C, *spatial) like the input's; choose a convolutional layer")
         t = resolve_targets(targets, y.detach(), head)
-        return [_one(c.for_head(head), y, a, xin, t, method, top, name) for c in asked]
+        if not isinstance(top, int) and max(top) >= a.shape[1]:
+            raise ClassContrastError(f"concepts: layer '{name}' has {a.shape[1]} channels, asked for channel "
+                                     f"{max(top)}")
+        return [{**_one(c.for_head(head), y, a, xin, t, (method, heatmaps), top, name), "logits": y.detach()}
+                for c in asked]
 
 
-def _one(contrast: Any, y: Tensor, a: Tensor, xin: Tensor, t: Tensor, method: str, top: int, layer: str
-         ) -> dict[str, Any]:
-    """The fields of one contrast's `Concepts`: per target k, a backward pass to the layer, then the top channels'
-    heatmaps."""
+def _one(contrast: Any, y: Tensor, a: Tensor, xin: Tensor, t: Tensor, how: tuple[str, bool],
+         top: int | Sequence[int], layer: str) -> dict[str, Any]:
+    """The fields of one contrast's `Concepts`: per target k, a backward pass to the layer, then the heatmaps of the
+    ``top`` most relevant channels (or of the channels ``top`` lists)."""
     b, k = t.shape
+    method, heatmaps = how
     rel, heat, chosen, scores = [], [], [], []
     for j in range(k):
         cot = contrast.grad(y.detach(), t[:, j])  # ∂O/∂y (B, C): the initial relevance
@@ -107,13 +120,17 @@ def _one(contrast: Any, y: Tensor, a: Tensor, xin: Tensor, t: Tensor, method: st
         else:
             per_position = g.flatten(2).mean(-1).reshape(*g.shape[:2], *([1] * (a.ndim - 2))) * a.detach()
         r = per_position.flatten(2).sum(-1)  # (B, C)
-        order = r.topk(min(top, r.shape[1]), dim=1).indices  # (B, top)
+        if isinstance(top, int):
+            order = r.topk(min(top, r.shape[1]), dim=1).indices  # (B, top)
+        else:
+            order = torch.tensor(list(top), device=r.device).expand(b, len(top))
         rel.append(r)
         chosen.append(order)
-        heat.append(_heatmaps(per_position, order, a, xin, method))
+        heat.append(_heatmaps(per_position, order, a, xin, method) if heatmaps else
+                    xin.new_zeros((b, 0, *xin.shape[2:])))
     size = tuple(xin.shape[2:])
     maps = torch.stack(heat, 1)  # (B, K, top, *S) or at the layer's size
-    if method == "gradcam":
+    if method == "gradcam" and heatmaps:
         maps = upsample(maps.flatten(1, 2), size).reshape(b, k, -1, *size)
     return {"relevance": torch.stack(rel, 1).detach(), "channels": torch.stack(chosen, 1), "heatmaps": maps.detach(),
             "targets": t, "scores": torch.stack(scores, 1).detach(), "method": method, "layer": layer}

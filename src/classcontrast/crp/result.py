@@ -1,4 +1,4 @@
-"""The typed result of `classcontrast.concepts`: a layer's channels as concepts under one contrast, per image and
+"""The typed result of `classcontrast.crp`: a layer's channels as concepts under one contrast, per image and
 target, with rows for tables, files and answers (renderers read these, never the model)."""
 
 from __future__ import annotations
@@ -16,13 +16,15 @@ class Concepts:
 
     ``relevance`` (B, K, C): every channel's relevance for each image's K targets; ``channels`` (B, K, top): the
     channels of highest relevance, best first; ``heatmaps`` (B, K, top, *S): their conditional heatmaps at the
-    input's size (unnormalised, signed); ``targets`` (B, K) and ``scores`` (B, K): the contrast's value."""
+    input's size (unnormalised, signed); ``targets`` (B, K) and ``scores`` (B, K): the contrast's value; ``logits``
+    (B, C) the model's."""
 
     relevance: Tensor
     channels: Tensor
     heatmaps: Tensor
     targets: Tensor
     scores: Tensor
+    logits: Tensor
     contrast: str
     method: str
     layer: str
@@ -48,7 +50,8 @@ class Concepts:
         """The concepts of one image (a batch of one)."""
         pick = slice(image, image + 1 if image != -1 else None)
         return dataclasses.replace(self, relevance=self.relevance[pick], channels=self.channels[pick],
-                                   heatmaps=self.heatmaps[pick], targets=self.targets[pick], scores=self.scores[pick])
+                                   heatmaps=self.heatmaps[pick], targets=self.targets[pick], scores=self.scores[pick],
+                                   logits=self.logits[pick])
 
     def rows(self, heatmaps: bool = True, arrays: str = "numpy", first: int = 0) -> list[dict[str, Any]]:
         """One plain record per (input, target, rank): ``input`` (from ``first``), ``target``, ``target_name``,

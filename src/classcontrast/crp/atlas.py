@@ -1,0 +1,227 @@
+r"""A concept atlas of a dataset: the concepts (channels of a layer) that most make it A rather than B, and where each
+is most relevant — CRP's relevance maximisation under a contrast.
+
+1. Relevance (resumable): every image's channel relevances $R_c$ for target A under the contrast (`concepts`), one
+   Parquet part per batch under ``out/relevance`` (`classcontrast.scale.store.PartStore`: a run started again with
+   the same folder computes only the images no part holds, and refuses a folder of other settings).
+2. The concepts: the ``concepts`` channels of highest mean relevance over the images labelled A (an image without
+   a label: the class the model predicts; all images when none is A), with their means over A's images, B's images
+   and all.
+3. References (CRP's relevance maximisation, for the pair): per concept, the ``references`` images of the whole
+   dataset of highest $R_c(x)\,(p_A(x) + p_B(x))$ — the concept's relevance to "A rather than B" weighted by the
+   probability that the image is one of the two, the question's stake in it ($p_A$ alone for a contrast without a
+   foil). Unweighted, the images of highest $R_c$ are those of other classes whose logits happen to differ most
+   between A and B (a 9's $y_3 - y_8$), where the question is not asked: on the digits, 4 to 25% of the references
+   were 3s or 8s unweighted, all of them weighted (three seeds). Each reference with its conditional heatmap for
+   that channel and a square crop of side ``crop`` × the image's around the heatmap's peak (the positive heatmap
+   smoothed over an eighth of the crop), written under ``out/atlas``.
+4. ``atlas.json`` (everything the page shows) and ``atlas.html`` (`classcontrast.crp.page`, drawn from the
+   json and the crops alone).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ClassContrastError
+from ..scale.store import PartStore, write_atomic
+
+ATLAS = "atlas.json"
+
+
+@dataclass(frozen=True)
+class AtlasRequest:
+    """What ``classcontrast concepts`` is asked: target A (a class index), the contrast (`Contrast`; ``Foil(B)``
+    for "A rather than B"), the layer, the method, how many concepts and references, the crop's side (a fraction of
+    the image's), images per batch, and what the relevance depends on (``settings``)."""
+
+    target: int
+    contrast: Any
+    layer: str
+    method: str = "lrp"
+    concepts: int = 6
+    references: int = 8
+    crop: float = 0.5
+    batch_size: int = 16
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def build_atlas(bundle: Any, source: Any, req: AtlasRequest, out: Path,
+                report: Callable[[str], None] = print) -> Path:
+    """Steps 1–4 of the module docstring; returns ``atlas.json``'s path."""
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    store = PartStore(out / "relevance", {**req.settings, "target": req.target, "contrast": repr(req.contrast),
+                                          "layer": req.layer, "method": req.method})
+    done = store.done()
+    todo = [s for s in source if s.stamp() not in done]
+    for table in _relevance_blocks(bundle, todo, req, report):
+        store.write(table)
+    rows = _read(store)
+    if not rows["stamp"]:
+        raise ClassContrastError("no image could be read: no atlas")
+    chosen = _choose(rows, req, bundle.categories)
+    by_stamp = {s.stamp(): s for s in source}
+    for concept in chosen["concepts"]:
+        concept["references"] = _references(bundle, by_stamp, rows, concept["channel"], req, out)
+    path = out / ATLAS
+    write_atomic(path, json.dumps(chosen, indent=1).encode())
+    return path
+
+
+def _relevance_blocks(bundle: Any, todo: list[Any], req: AtlasRequest, report: Callable[[str], None]
+                      ) -> Iterator[Any]:
+    """One pyarrow table per batch: each readable image's channel relevances, label and prediction."""
+    import pyarrow as pa
+
+    from .relevance import concepts
+
+    names = bundle.categories
+    for start in range(0, len(todo), req.batch_size):
+        kept, xs = [], []
+        for s in todo[start : start + req.batch_size]:
+            try:
+                xs.append(s.prepared(bundle.transform))
+            except ClassContrastError as e:
+                report(f"skipped: {e}")
+                continue
+            kept.append(s)
+        if not kept:
+            continue
+        for group in _same_size(xs):
+            x = _stack([xs[i] for i in group], bundle)
+            c = concepts(bundle, x, req.contrast, [req.target] * len(group), layer=req.layer, method=req.method,
+                         heatmaps=False)
+            predicted = c.logits.argmax(1).tolist()
+            yield pa.table({
+                "stamp": [kept[i].stamp() for i in group], "id": [kept[i].id for i in group],
+                "path": [kept[i].path for i in group], "label": [kept[i].label for i in group],
+                "label_name": [names[kept[i].label] if names is not None and kept[i].label is not None else None
+                               for i in group],
+                "predicted": predicted, "score": c.scores[:, 0].double().cpu().tolist(),
+                "stake": _stake(c.logits, req).tolist(),
+                "relevance": [r.tolist() for r in c.relevance[:, 0].float().cpu()]})
+
+
+def _stake(logits: Any, req: AtlasRequest) -> Any:
+    """(B,) the probability that each image is A or B (A alone without a foil): the pair's stake in it."""
+    p = logits.detach().double().softmax(1).cpu()
+    foil = getattr(req.contrast, "foil", None)
+    pair = [req.target] + ([int(foil)] if isinstance(foil, (int, np.integer)) else [])
+    return p[:, pair].sum(1)
+
+
+def _same_size(xs: list[Any]) -> list[list[int]]:
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, x in enumerate(xs):
+        groups.setdefault(tuple(x.shape), []).append(i)
+    return list(groups.values())
+
+
+def _stack(xs: list[Any], bundle: Any) -> Any:
+    import torch
+
+    device = next(bundle.model.parameters(), torch.empty(0)).device
+    return torch.stack(xs).to(device)
+
+
+def _read(store: PartStore) -> dict[str, list[Any]]:
+    """Every part's columns, joined (one row per image, the first part holding it)."""
+    import pyarrow.parquet as pq
+
+    rows: dict[str, list[Any]] = {}
+    seen: set[str] = set()
+    for part in store.parts():
+        table = pq.read_table(part).to_pydict()
+        for i, stamp in enumerate(table["stamp"]):
+            if stamp in seen:
+                continue
+            seen.add(stamp)
+            for k, v in table.items():
+                rows.setdefault(k, []).append(v[i])
+    rows.setdefault("stamp", [])
+    return rows
+
+
+def _choose(rows: dict[str, list[Any]], req: AtlasRequest, names: Any) -> dict[str, Any]:
+    """The atlas' header and its concepts: the channels of highest mean relevance over A's images."""
+    r = np.asarray(rows["relevance"], dtype=np.float64)  # (N, C)
+    labels = np.asarray([p if v is None else v for v, p in zip(rows["label"], rows["predicted"], strict=True)])
+    foil = getattr(req.contrast, "foil", None)
+    foil = int(foil) if isinstance(foil, (int, np.integer)) else None
+    over = labels == req.target if (labels == req.target).any() else np.ones(len(labels), dtype=bool)
+    mean = r[over].mean(0)
+    order = np.argsort(-mean, kind="stable")[: req.concepts]
+
+    def name(c: int | None) -> str | None:
+        return None if c is None else (names[c] if names is not None else str(c))
+
+    concepts = []
+    for c in order.tolist():
+        stats = {"target": float(mean[c]), "all": float(r[:, c].mean())}
+        if foil is not None and (labels == foil).any():
+            stats["foil"] = float(r[labels == foil, c].mean())
+        concepts.append({"channel": int(c), "mean_relevance": stats})
+    return {"target": req.target, "target_name": name(req.target), "foil": foil, "foil_name": name(foil),
+            "contrast": req.contrast.key(names), "layer": req.layer, "method": req.method, "images": len(r),
+            "channels": int(r.shape[1]), "chosen_over": "target" if (labels == req.target).any() else "all",
+            "concepts": concepts}
+
+
+def _references(bundle: Any, by_stamp: dict[str, Any], rows: dict[str, list[Any]], channel: int,
+                req: AtlasRequest, out: Path) -> list[dict[str, Any]]:
+    """The images where ``channel`` is most relevant to the pair (weighted by its stake: the module docstring), each
+    with its heatmap and crop written under ``out/atlas``."""
+    from .relevance import concepts
+
+    r = np.asarray([v[channel] for v in rows["relevance"]])
+    ranked = r * np.asarray(rows["stake"])
+    refs = []
+    for rank, i in enumerate(np.argsort(-ranked, kind="stable")[: req.references].tolist()):
+        sample = by_stamp.get(rows["stamp"][i])
+        if sample is None:  # a part of an earlier run over other images
+            continue
+        x = _stack([sample.prepared(bundle.transform)], bundle)
+        heat = concepts(bundle, x, req.contrast, req.target, layer=req.layer, method=req.method,
+                        channels=[channel]).heatmaps[0, 0, 0]
+        files = _crop(bundle, x, heat, req.crop, out / "atlas", f"c{channel}_r{rank}")
+        label = rows["label"][i]
+        shown = label if label is not None else rows["predicted"][i]  # (no label: the model's prediction)
+        refs.append({"id": rows["id"][i], "path": rows["path"][i], "label": label, "predicted": rows["predicted"][i],
+                     "label_name": bundle.categories[shown] if bundle.categories is not None else str(shown),
+                     "relevance": float(r[i]), "stake": float(rows["stake"][i]), **files})
+    return refs
+
+
+def _crop(bundle: Any, x: Any, heat: Any, side: float, folder: Path, stem: str) -> dict[str, Any]:
+    """The square crop around the heatmap's peak, as two PNG files (the image, the heatmap over it)."""
+    import torch
+    from PIL import Image
+
+    from ..viz.overlay import overlay_rgb
+
+    pixels = bundle.normalize.inverse(x)[0] if getattr(bundle, "normalize", None) is not None else x[0]
+    image = (pixels.clamp(0, 1).permute(1, 2, 0).float().cpu().numpy() * 255).round().astype(np.uint8)
+    image = np.repeat(image, 3, 2) if image.shape[2] == 1 else image[..., :3]  # grey scans and photos alike
+    h, w = heat.shape
+    size = max(1, round(side * min(h, w)))
+    k = max(1, size // 8) | 1
+    smooth = torch.nn.functional.avg_pool2d(heat.clamp_min(0)[None, None].float(), k, 1, k // 2)[0, 0]
+    peak = int(smooth.flatten().argmax())
+    top = min(max(peak // w - size // 2, 0), h - size)
+    left = min(max(peak % w - size // 2, 0), w - size)
+    box = (left, top, left + size, top + size)
+    folder.mkdir(parents=True, exist_ok=True)
+    crop, over = folder / f"{stem}.png", folder / f"{stem}_heat.png"
+    Image.fromarray(image).crop(box).save(crop)
+    Image.fromarray(overlay_rgb(image, heat.float().cpu().numpy())).crop(box).save(over)
+    return {"crop": f"atlas/{crop.name}", "heatmap": f"atlas/{over.name}", "box": list(box)}
+
+
+__all__ = ["ATLAS", "AtlasRequest", "build_atlas"]
