@@ -241,3 +241,28 @@ def test_the_atlas_command_resumes_and_its_page_is_the_json(tmp_path, embedded: 
     assert run([*argv[:6], "blocks.4", *argv[7:]]) == 2  # another run's folder
     assert run(["concepts", "--out", str(tmp_path / "b")]) == 2
     assert run([*argv, "--crop", "2"]) == 2
+
+
+def test_the_atlas_relevance_on_ray_equals_the_local_engines(tmp_path, local_ray: object,
+                                                            embedded: cc.ModelBundle) -> None:
+    """Step 1 of the atlas in Ray workers (each loading the model from its spec) writes the rows the local engine
+    writes: the same images, predictions and channel relevances."""
+    import pyarrow.parquet as pq
+
+    from classcontrast.crp.atlas import AtlasRequest, build_atlas
+    from classcontrast.data.specs import open_source
+    from classcontrast.scale.workers import Workers
+
+    source = open_source(None, embedded.categories).select(limit=4, seed=0)
+    req = AtlasRequest(281, cc.Foil(285), "blocks.5", "gradcam", 2, 2, 0.5, 2,
+                       {"model": "efficientnet_lite0", "weights": "DEFAULT"})
+    tables = {}
+    for engine in ("local", "ray"):
+        build_atlas(embedded, source, req, tmp_path / engine, report=lambda line: None,
+                    workers=Workers(engine, None, 1, 0.0))
+        t = pq.read_table(sorted((tmp_path / engine / "relevance").glob("part-*.parquet"))).to_pydict()
+        tables[engine] = {s: (p, r) for s, p, r in zip(t["stamp"], t["predicted"], t["relevance"], strict=True)}
+    assert tables["ray"].keys() == tables["local"].keys() and len(tables["ray"]) == 4
+    for stamp, (p, r) in tables["local"].items():
+        assert tables["ray"][stamp][0] == p
+        assert torch.allclose(torch.tensor(tables["ray"][stamp][1]), torch.tensor(r), rtol=1e-4, atol=1e-6)

@@ -1,7 +1,8 @@
 """``classcontrast concepts DATA --target A --foil B --layer L --out DIR``: the concept atlas of a dataset — the
 layer's channels that most make the model say A rather than B, and the images and crops where each is most relevant
-(`classcontrast.crp.atlas`), as ``atlas.json`` and ``atlas.html``. Resumable: a run started again with the same
-folder computes only the images no part holds."""
+(`classcontrast.crp.atlas`), as ``atlas.json`` and ``atlas.html``. Every image's relevance is computed here or in Ray
+workers (``--engine ray``); resumable: a run started again with the same folder computes only the images no part
+holds."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from typing import Any
 import typer
 
 from ..errors import ClassContrastError
+from . import engine_opts
 from .checks import check_number
 from .common import console
+from .engine_opts import CONCURRENCY, ENGINE, NUM_GPUS, RAY_ADDRESS
 from .evaluate_cmd import BATCH, DEVICE, LIMIT, MODEL, NUM_CLASSES, PREPROCESS, SEED, SPLIT, TRUST, WEIGHTS, setup_run
 
 
@@ -33,6 +36,8 @@ def _concepts(
     references: int = typer.Option(8, help="Reference images per concept (where it is most relevant)"),
     crop: float = typer.Option(0.5, help="The crops' side, a fraction of the image's"),
     out: Path = typer.Option(Path("concepts"), help="Output folder (re-running it resumes)"),
+    engine: str = ENGINE, ray_address: str = RAY_ADDRESS, concurrency: int = CONCURRENCY,
+    num_gpus_per_worker: float = NUM_GPUS,
     model: str = MODEL, weights: str = WEIGHTS, num_classes: int = NUM_CLASSES,
     limit: int = LIMIT, batch_size: int = BATCH, seed: int = SEED, device: str = DEVICE,
     split: str = SPLIT, preprocess: str = PREPROCESS, trust_remote_code: bool = TRUST,
@@ -53,11 +58,13 @@ def _concepts(
     from ..crp.page import write_atlas_page
     from ..distributed import local_device
 
+    on = engine_opts.workers(engine, ray_address, concurrency, num_gpus_per_worker)
+    on.start()  # Ray joined before the model loads: one line without Ray
     bundle, source, _ = setup_run(data, model, weights, num_classes, limit, seed, local_device(device), preprocess,
                                   out, trust_remote_code, batch_size)
     req = _request(bundle, target, foil, contrast, layer, method, (concepts, references, crop, batch_size),
                    {"model": model, "weights": weights, "preprocess": preprocess})
-    path = build_atlas(bundle, source, req, out, report=lambda line: console.print(f"[yellow]{line}[/]"))
+    path = build_atlas(bundle, source, req, out, report=lambda line: console.print(f"[yellow]{line}[/]"), workers=on)
     console.print(f"wrote {path}")
     console.print(f"wrote {write_atlas_page(path)}")
 

@@ -51,9 +51,10 @@ class AtlasRequest:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def build_atlas(bundle: Any, source: Any, req: AtlasRequest, out: Path,
-                report: Callable[[str], None] = print) -> Path:
-    """Steps 1–4 of the module docstring; returns ``atlas.json``'s path."""
+def build_atlas(bundle: Any, source: Any, req: AtlasRequest, out: Path, report: Callable[[str], None] = print,
+                workers: Any = None) -> Path:
+    """Steps 1–4 of the module docstring; returns ``atlas.json``'s path. ``workers``: a
+    `classcontrast.scale.workers.Workers` (None: this process), step 1 running on its engine."""
     import json
 
     out.mkdir(parents=True, exist_ok=True)
@@ -61,7 +62,7 @@ def build_atlas(bundle: Any, source: Any, req: AtlasRequest, out: Path,
                                           "layer": req.layer, "method": req.method})
     done = store.done()
     todo = [s for s in source if s.stamp() not in done]
-    for table in _relevance_blocks(bundle, todo, req, report):
+    for table in _relevance_blocks(bundle, todo, req, report, workers):
         store.write(table)
     rows = _read(store)
     if not rows["stamp"]:
@@ -75,53 +76,34 @@ def build_atlas(bundle: Any, source: Any, req: AtlasRequest, out: Path,
     return path
 
 
-def _relevance_blocks(bundle: Any, todo: list[Any], req: AtlasRequest, report: Callable[[str], None]
-                      ) -> Iterator[Any]:
-    """One pyarrow table per batch: each readable image's channel relevances, label and prediction."""
-    import pyarrow as pa
-
-    from .relevance import concepts
+def _relevance_blocks(bundle: Any, todo: list[Any], req: AtlasRequest, report: Callable[[str], None],
+                      workers: Any) -> Iterator[Any]:
+    """One pyarrow table per batch (`classcontrast.crp.stage.Relevance`): here, or in Ray workers each loading the
+    model once (from ``req.settings``' model and weights)."""
+    from ..scale.run import DatasetDone, image_meta, ray_blocks
+    from .stage import ReadAndRelevance, Relevance
 
     names = bundle.categories
+    if workers is not None and workers.engine == "ray":
+        args = (req.settings["model"], req.target, req.contrast, req.layer, req.method)
+        yield from ray_blocks(todo, names, DatasetDone(), report, workers=workers, batch_size=req.batch_size,
+                              stages=(ReadAndRelevance, Relevance), args=args,
+                              kwargs={"weights": req.settings.get("weights", "DEFAULT")})
+        return
+    stage = Relevance(bundle, req.target, req.contrast, req.layer, req.method)
     for start in range(0, len(todo), req.batch_size):
-        kept, xs = [], []
+        batch: dict[str, list[Any]] = {"image": []}
         for s in todo[start : start + req.batch_size]:
             try:
-                xs.append(s.prepared(bundle.transform))
+                image = s.load()
             except ClassContrastError as e:
                 report(f"skipped: {e}")
                 continue
-            kept.append(s)
-        if not kept:
-            continue
-        for group in _same_size(xs):
-            x = _stack([xs[i] for i in group], bundle)
-            c = concepts(bundle, x, req.contrast, [req.target] * len(group), layer=req.layer, method=req.method,
-                         heatmaps=False)
-            predicted = c.logits.argmax(1).tolist()
-            yield pa.table({
-                "stamp": [kept[i].stamp() for i in group], "id": [kept[i].id for i in group],
-                "path": [kept[i].path for i in group], "label": [kept[i].label for i in group],
-                "label_name": [names[kept[i].label] if names is not None and kept[i].label is not None else None
-                               for i in group],
-                "predicted": predicted, "score": c.scores[:, 0].double().cpu().tolist(),
-                "stake": _stake(c.logits, req).tolist(),
-                "relevance": [r.tolist() for r in c.relevance[:, 0].float().cpu()]})
-
-
-def _stake(logits: Any, req: AtlasRequest) -> Any:
-    """(B,) the probability that each image is A or B (A alone without a foil): the pair's stake in it."""
-    p = logits.detach().double().softmax(1).cpu()
-    foil = getattr(req.contrast, "foil", None)
-    pair = [req.target] + ([int(foil)] if isinstance(foil, (int, np.integer)) else [])
-    return p[:, pair].sum(1)
-
-
-def _same_size(xs: list[Any]) -> list[list[int]]:
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, x in enumerate(xs):
-        groups.setdefault(tuple(x.shape), []).append(i)
-    return list(groups.values())
+            batch["image"].append(np.asarray(image if image.mode in ("L", "RGB") else image.convert("RGB")))
+            for k, v in image_meta(s, names).items():
+                batch.setdefault(k, []).append(v)
+        if batch["image"]:
+            yield stage(batch)
 
 
 def _stack(xs: list[Any], bundle: Any) -> Any:

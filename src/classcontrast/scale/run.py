@@ -102,7 +102,8 @@ def _top(bundle: Any, source: Any, k: int) -> Any:
     return top_units(unwrap_model(bundle), x, k)
 
 
-def _meta(s: Any, names: Sequence[str] | None) -> dict[str, Any]:
+def image_meta(s: Any, names: Sequence[str] | None) -> dict[str, Any]:
+    """A sample's own columns (``id``, ``path``, ``stamp``, ``label``, ``label_name``), which its rows carry."""
     label = s.label
     return {"id": s.id, "path": s.path, "stamp": s.stamp(), "label": label,
             "label_name": names[label] if label is not None and names is not None else None}
@@ -122,7 +123,7 @@ def _local(stage: Explain, todo: list[Any], batch_size: int, result: DatasetDone
                 result.skipped.append(s.path or s.id)
                 continue
             batch["image"].append(image)
-            for k, v in _meta(s, names).items():
+            for k, v in image_meta(s, names).items():
                 batch.setdefault(k, []).append(v)
         if batch["image"]:
             yield stage(batch)
@@ -130,23 +131,34 @@ def _local(stage: Explain, todo: list[Any], batch_size: int, result: DatasetDone
 
 def _ray(req: DatasetRequest, todo: list[Any], names: Sequence[str] | None, result: DatasetDone,
          report: Callable[[str], None]) -> Iterator[Any]:
-    """The Ray engine: the images' metadata as a Ray Dataset, read and explained by ``concurrency`` workers (each
-    loading the model once), the blocks written here as they arrive."""
-    ray = ray_session(req.ray_address)
+    """The Ray engine for `explain_dataset`: `ray_blocks` with the `Explain` stage."""
+    yield from ray_blocks(todo, names, result, report, workers=Workers("ray", req.ray_address, req.concurrency,
+                                                                       req.num_gpus_per_worker),
+                          stages=(ReadAndExplain, Explain), batch_size=req.batch_size,
+                          args=(req.model, list(req.methods), list(req.contrasts), req.targets, req.maps,
+                                req.map_dtype), kwargs={"weights": req.weights, **req.options})
+
+
+def ray_blocks(todo: list[Any], names: Sequence[str] | None, result: DatasetDone, report: Callable[[str], None], *,
+               workers: Workers, stages: tuple[type, type], batch_size: int, args: tuple[Any, ...],
+               kwargs: dict[str, Any]) -> Iterator[Any]:
+    """The images' metadata as a Ray Dataset, read and turned into rows by ``workers.concurrency`` workers, each
+    making its stage once (``stages``: the class reading each row's image from its path or stored bytes, and the
+    class taking decoded images, ``stages[0]``'s base), the blocks yielded here as they arrive. Every row carries
+    its image's ``stamp``; an image without rows that cannot be read is named in one line."""
+    ray = ray_session(workers.address)
     if not todo:
         return
     # files are read by the workers, a dataset's images travel as their stored (encoded) bytes and are decoded there;
     # only images made in memory (the bundled photos' views) travel decoded
     shipped = any(s.path is None and not callable(getattr(s.load, "content", None)) for s in todo)
-    items = [{**_meta(s, names), **({"image": np.asarray(s.load().convert("RGB"))} if shipped else
+    items = [{**image_meta(s, names), **({"image": np.asarray(s.load().convert("RGB"))} if shipped else
                                      {"encoded": s.load.content() if s.path is None else b""})} for s in todo]
     ds = ray.data.from_items(items)
-    pool = ray.data.ActorPoolStrategy(size=req.concurrency)  # each worker loads the model once
-    mapped = ds.map_batches(ReadAndExplain if not shipped else Explain,
-                            fn_constructor_args=(req.model, list(req.methods), list(req.contrasts), req.targets,
-                                                 req.maps, req.map_dtype),
-                            fn_constructor_kwargs={"weights": req.weights, **req.options}, batch_size=req.batch_size,
-                            compute=pool, num_gpus=req.num_gpus_per_worker or None, batch_format="numpy")
+    pool = ray.data.ActorPoolStrategy(size=workers.concurrency)  # each worker loads the model once
+    mapped = ds.map_batches(stages[1] if shipped else stages[0], fn_constructor_args=args,
+                            fn_constructor_kwargs=kwargs, batch_size=batch_size, compute=pool,
+                            num_gpus=workers.num_gpus or None, batch_format="numpy")
     seen: set[str] = set()
     for table in mapped.iter_batches(batch_size=None, batch_format="pyarrow"):
         seen.update(table.column("stamp").to_pylist())
@@ -165,27 +177,32 @@ def _unread(s: Any, result: DatasetDone, report: Callable[[str], None]) -> None:
         result.skipped.append(s.path or s.id)
 
 
+def read_images(batch: Any) -> dict[str, Any]:
+    """A Ray batch whose rows carry a ``path`` or ``encoded`` bytes, with an ``image`` column of the decoded images
+    instead of the bytes; a row whose image cannot be read is left out (the driver names it)."""
+    from ..data.images import load_image, load_image_bytes
+
+    images, keep = [], []
+    for p, encoded, name in zip(batch["path"], batch["encoded"], batch["id"], strict=True):
+        try:
+            read = load_image_bytes(bytes(encoded), str(name)) if len(encoded) else load_image(p)
+            images.append(np.asarray(read))
+            keep.append(True)
+        except ClassContrastError:
+            keep.append(False)
+    column = np.empty(len(images), dtype=object)
+    column[:] = images
+    mask = np.asarray(keep, dtype=bool)
+    kept = {k: np.asarray(v)[mask] for k, v in batch.items() if k != "encoded"}  # the bytes stay here
+    return {**kept, "image": column}
+
+
 class ReadAndExplain(Explain):
-    """`Explain` reading each row's image in the worker: from its ``path``, or from its ``encoded`` bytes (a dataset's
-    stored image) when it has none — a Ray run's rows carry paths and bytes, not pixels. An image the worker cannot
-    read is left out of the batch (it gets no row); the driver names it."""
+    """`Explain` reading each row's image in the worker (`read_images`): a Ray run's rows carry paths and bytes, not
+    pixels."""
 
     def __call__(self, batch: Any) -> Any:
-        from ..data.images import load_image, load_image_bytes
-
-        images, keep = [], []
-        for p, encoded, name in zip(batch["path"], batch["encoded"], batch["id"], strict=True):
-            try:
-                read = load_image_bytes(bytes(encoded), str(name)) if len(encoded) else load_image(p)
-                images.append(np.asarray(read))
-                keep.append(True)
-            except ClassContrastError:
-                keep.append(False)
-        column = np.empty(len(images), dtype=object)
-        column[:] = images
-        mask = np.asarray(keep, dtype=bool)
-        kept = {k: np.asarray(v)[mask] for k, v in batch.items() if k != "encoded"}  # the bytes stay here
-        return super().__call__({**kept, "image": column})
+        return super().__call__(read_images(batch))
 
 
 def need_pyarrow() -> None:
@@ -197,4 +214,5 @@ def need_pyarrow() -> None:
                                  "(or 'classcontrast[ray]' for the Ray engine too)")
 
 
-__all__ = ["ENGINES", "DatasetDone", "DatasetRequest", "ReadAndExplain", "explain_dataset", "ray_session"]
+__all__ = ["ENGINES", "DatasetDone", "DatasetRequest", "ReadAndExplain", "explain_dataset", "image_meta", "ray_blocks",
+           "ray_session", "read_images"]

@@ -1,0 +1,99 @@
+"""A batch of decoded images turned into the atlas' relevance rows: the callable class Ray Data's ``map_batches`` runs
+in its workers (the model loaded once per worker), which the local engine calls in-process too. Nothing here imports
+Ray."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..errors import ClassContrastError
+
+META = ("id", "path", "stamp", "label", "label_name")  # an image's own columns, carried to its row
+
+
+class Relevance:
+    """Each image's channel relevances at ``layer`` for class ``target`` under ``contrast`` (`concepts` without
+    heatmaps), one row per image: its metadata columns, ``predicted``, ``score`` (the contrast's value), ``stake``
+    (the probability that it is the target or the foil: `classcontrast.crp.atlas`) and ``relevance`` (C floats).
+
+    ``model``: a `load_model` spec, a factory or a bundle (as `classcontrast.scale.stage.Explain`'s); a batch in Ray
+    Data's numpy format with an ``image`` column of uint8 arrays (H × W grey or H × W × 3), which go through the
+    model's own preprocessing."""
+
+    def __init__(self, model: Any, target: int, contrast: Any, layer: str, method: str = "lrp", *,
+                 device: str | None = None, weights: str | None = "DEFAULT") -> None:
+        self.model, self.target, self.contrast, self.layer, self.method = model, target, contrast, layer, method
+        self.device, self.weights = device, weights
+        self._bundle: Any = None
+
+    @property
+    def bundle(self) -> Any:
+        """The model, loaded on first use (in the worker that runs the stage)."""
+        from ..scale.stage import load_bundle
+
+        if self._bundle is None:
+            self._bundle = load_bundle(self.model, self.device, self.weights)
+        return self._bundle
+
+    def __call__(self, batch: Mapping[str, Any]) -> Any:
+        """The batch's rows as a pyarrow Table, in the batch's order."""
+        import pyarrow as pa
+        import torch
+        from PIL import Image
+
+        if "image" not in batch:
+            raise ClassContrastError(f"the batch has no 'image' column (columns: {', '.join(batch)})")
+        xs = [self.bundle.transform(Image.fromarray(np.asarray(a, dtype=np.uint8))) for a in batch["image"]]
+        device = next(self.bundle.model.parameters(), torch.empty(0)).device
+        rows: list[dict[str, Any]] = [{} for _ in xs]
+        for group in _same_size(xs):
+            for i, row in zip(group, self.rows(torch.stack([xs[i] for i in group]).to(device)), strict=True):
+                rows[i] = {**{k: _plain(batch[k][i]) for k in META if k in batch}, **row}
+                rows[i]["label"] = _label(rows[i].get("label"))
+        return pa.Table.from_pylist(rows)
+
+    def rows(self, x: Any) -> list[dict[str, Any]]:
+        """The relevance fields of each input of the batch ``x``."""
+        from .relevance import concepts
+
+        c = concepts(self.bundle, x, self.contrast, [self.target] * len(x), layer=self.layer, method=self.method,
+                     heatmaps=False)
+        p = c.logits.detach().double().softmax(1).cpu()
+        foil = getattr(self.contrast, "foil", None)
+        pair = [self.target] + ([int(foil)] if isinstance(foil, (int, np.integer)) else [])
+        stake, predicted = p[:, pair].sum(1).tolist(), c.logits.argmax(1).tolist()
+        scores, relevance = c.scores[:, 0].double().cpu().tolist(), c.relevance[:, 0].float().cpu()
+        return [{"predicted": predicted[i], "score": scores[i], "stake": stake[i], "relevance": relevance[i].tolist()}
+                for i in range(len(x))]
+
+
+class ReadAndRelevance(Relevance):
+    """`Relevance` reading each row's image in the worker (`classcontrast.scale.run.read_images`)."""
+
+    def __call__(self, batch: Any) -> Any:
+        from ..scale.run import read_images
+
+        return super().__call__(read_images(batch))
+
+
+def _same_size(xs: list[Any]) -> list[list[int]]:
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, x in enumerate(xs):
+        groups.setdefault(tuple(x.shape), []).append(i)
+    return list(groups.values())
+
+
+def _label(v: Any) -> int | None:
+    """A label as an int, None for none (Ray's numpy batches carry a missing label as NaN)."""
+    return None if v is None or (isinstance(v, float) and v != v) else int(v)
+
+
+def _plain(v: Any) -> Any:
+    """A NumPy scalar as Python's (None stays None)."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+__all__ = ["META", "ReadAndRelevance", "Relevance"]
