@@ -241,6 +241,15 @@ def test_the_atlas_command_resumes_and_its_page_is_the_json(tmp_path, embedded: 
     assert run([*argv[:6], "blocks.4", *argv[7:]]) == 2  # another run's folder
     assert run(["concepts", "--out", str(tmp_path / "b")]) == 2
     assert run([*argv, "--crop", "2"]) == 2
+    audit = tmp_path / "audit"
+    audit.mkdir()
+    assert run(["concepts", "--audit", str(audit), "--out", str(tmp_path / "c")]) == 2  # no audit.json: one line
+    (audit / "audit.json").write_text(json.dumps({"pairs": [{"true": "Egyptian cat", "predicted": "tiger cat",
+                                                              "true_index": 285, "predicted_index": 282}]}))
+    assert run(["concepts", "--audit", str(audit), "--layer", "blocks.5", "--method", "gradcam", "--limit", "6",
+                "--concepts", "1", "--references", "1", "--out", str(tmp_path / "c")]) == 0
+    from_audit = json.loads((tmp_path / "c" / "atlas.json").read_text())
+    assert (from_audit["target_name"], from_audit["foil_name"]) == ("tiger cat", "Egyptian cat")
 
 
 def test_the_atlas_relevance_on_ray_equals_the_local_engines(tmp_path, local_ray: object,
@@ -266,3 +275,20 @@ def test_the_atlas_relevance_on_ray_equals_the_local_engines(tmp_path, local_ray
     for stamp, (p, r) in tables["local"].items():
         assert tables["ray"][stamp][0] == p
         assert torch.allclose(torch.tensor(tables["ray"][stamp][1]), torch.tensor(r), rtol=1e-4, atol=1e-6)
+
+
+def test_lrp_starts_from_the_contrasts_gradient_as_the_docs_say() -> None:
+    """docs/methods/lrp.md: the output relevance is ∂O/∂y (not ∂O/∂y ⊙ y): on a bias-free ReLU network under
+    epsilon_plus, ``original``'s input relevance sums to 1 and a foil's to 0, up to the ε stabiliser; concepts'
+    channel relevances sum to the same totals."""
+    model, x = _cnn(), _x()
+    for m in model.modules():
+        if getattr(m, "bias", None) is not None:
+            nn.init.zeros_(m.bias)
+    for contrast, total in (("original", 1.0), (cc.Foil(FOIL), 0.0)):
+        ex = cc.explain(model, x, "lrp", contrast, 1, composite="epsilon_plus")
+        torch.testing.assert_close(ex.maps.sum((2, 3))[:, 0], torch.full((2,), total, dtype=torch.float64),
+                                   rtol=0, atol=1e-3)
+        c = cc.concepts(model, x, contrast, 1, layer="2", composite="epsilon_plus")
+        torch.testing.assert_close(c.relevance.sum(2)[:, 0], torch.full((2,), total, dtype=torch.float64),
+                                   rtol=0, atol=1e-3)

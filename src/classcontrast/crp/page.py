@@ -33,11 +33,14 @@ def page(data: dict[str, Any]) -> str:
                 f"{data['target_name']} ({data['contrast']})")
     title = f"Why {e(question)}: the concepts of {e(data['layer'])}"
     over = "the images labelled " + e(str(data["target_name"])) if data["chosen_over"] == "target" else "all images"
+    pair = f"{data['target_name']} or {data['foil_name']}" if data["foil"] is not None else str(data["target_name"])
     parts = [f"<!doctype html><meta charset='utf-8'><title>{title}</title><style>{STYLE}</style><h1>{title}</h1>",
              f"<p class='note'>{e(data['method'])} relevance under the contrast, over "
              f"{count(data['images'], 'image')}; the {count(len(data['concepts']), 'concept')} of highest mean "
              f"relevance over {over} (of {data['channels']} channels), each with the images where it is most "
-             "relevant (crop, and its conditional heatmap: red for the target, blue against).</p>"]
+             f"relevant to the question — its relevance times the probability that the image is {e(pair)} — as a "
+             "crop and its conditional heatmap (red for the target, blue against), labelled with the image's class "
+             f"(or prediction), the concept's relevance and that probability.</p>"]
     parts += [_concept(c, data) for c in data["concepts"]]
     return "\n".join(parts)
 
@@ -52,7 +55,7 @@ def _concept(c: dict[str, Any], data: dict[str, Any]) -> str:
     mostly = ", ".join(f"{n} {e(name)}" for name, n in labels.most_common(3))
     refs = "".join(
         f"<div class='ref'><div class='pair'><img src='{e(r['crop'])}' alt='crop'><img src='{e(r['heatmap'])}' "
-        f"alt='heatmap'></div>{e(str(r['label_name'] or r['id']))} · {r['relevance']:+.3g}</div>"
+        f"alt='heatmap'></div>{e(str(r['label_name'] or r['id']))} · {r['relevance']:+.3g} · p {r['stake']:.2f}</div>"
         for r in c["references"])
     return (f"<h2>channel {c['channel']}</h2><p class='note'>mean relevance: {' · '.join(m for m in means if m)}"
             f"{'; references: ' + mostly if mostly else ''}</p><div class='refs'>{refs}</div>")
