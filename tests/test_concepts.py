@@ -187,6 +187,14 @@ def test_the_figure_draws_the_concepts_and_explain_writes_it(tmp_path, embedded:
                 "--concept-method", "gradcam", "--out", str(out), "-q"]) == 0
     with Image.open(tmp_path / "why_concepts.png") as im:
         assert im.size[1] > 4 * 200  # four rows: two targets, two contrasts
+    page = tmp_path / "why.html"
+    assert run(["explain", str(photo), "--concepts", "1", "--concept-method", "gradcam", "--out", str(out),
+                "--html", str(page), "-q"]) == 0
+    text = page.read_text()
+    assert "<figcaption>concepts: espresso.jpg</figcaption>" in text and 'src="data:image/png;base64,' in text
+    from classcontrast.explorer.page import figures
+
+    assert figures([{"title": "x", "src": "https://example.org/a.png"}]) == ""  # the page requests nothing
     assert run(["explain", str(photo), "--concepts", "2", "--concept-method", "rise", "--out", str(out)]) == 2
 
 

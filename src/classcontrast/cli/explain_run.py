@@ -362,15 +362,17 @@ def _write(r: ExplainRequest, bundle: Any, contrasts: list[Any], plan: _Plan, do
             raise ClassContrastError("--video is for clips (a video model's input); these inputs are not clips")
         for i, (image, clip) in enumerate(zip(images, done.pixels, strict=True)):
             save_clip_video(output_path(r.video, done.positions[i], names[i], len(plan.files)), image, clip)
+    shown: list[Path] = []
     if r.concepts:
         from .explain_concepts import write_concepts
 
-        for w in write_concepts(bundle, contrasts, done.columns, done.inputs, done.pixels, names,
-                                concept_paths(r.out, done.positions, names, len(plan.files)), top=r.concepts,
-                                method=r.concept_method, layer=r.layer):
+        shown = write_concepts(bundle, contrasts, done.columns, done.inputs, done.pixels, names,
+                               concept_paths(r.out, done.positions, names, len(plan.files)), top=r.concepts,
+                               method=r.concept_method, layer=r.layer)
+        for w in shown:
             console.print(f"wrote {w}")
     if r.html is not None:
-        _page(r, bundle, done)
+        _page(r, bundle, done, [(f"concepts: {n}", w) for n, w in zip(names, shown, strict=False)])
 
 
 def _page_request(r: ExplainRequest, bundle: Any, contrasts: list[Any], plan: _Plan, each: Any) -> Any:
@@ -396,14 +398,20 @@ def _asked(groups: list[Any], methods: list[str], contrasts: list[Any], bundle: 
             for k in keys]
 
 
-def _page(r: ExplainRequest, bundle: Any, done: _Done) -> None:
+def _page(r: ExplainRequest, bundle: Any, done: _Done, figures: list[tuple[str, Path]]) -> None:
     """The explorer page of the run's inputs, drawn from what was explained with the figure: the units the figure
-    explained, every contrast a click away."""
+    explained, every contrast a click away; below it ``figures`` (the concepts', embedded)."""
+    import base64
+
     from ..explorer.compute import rendered
     from ..explorer.page import write_page
 
     assert r.html is not None
-    page = write_page(rendered(bundle, done.groups, r.methods), r.html)
+    data = rendered(bundle, done.groups, r.methods)
+    if figures:
+        data = {**data, "figures": [{"title": title, "src": "data:image/png;base64," +
+                                     base64.b64encode(path.read_bytes()).decode()} for title, path in figures]}
+    page = write_page(data, r.html)
     console.print(f"wrote {page}")
 
 

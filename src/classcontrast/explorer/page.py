@@ -101,14 +101,26 @@ def csp(script: str) -> str:
             "connect-src 'none'; font-src 'none'; form-action 'none'; base-uri 'none'")
 
 
+def figures(items: Sequence[Mapping[str, str]]) -> str:
+    """Static figures below the viewer (``explain --concepts``' figures): each a caption and an image as a
+    ``data:`` URI (the page requests nothing)."""
+    return "".join(f'<figure style="margin:1.5em 0"><img src="{html.escape(f["src"])}" alt="{html.escape(f["title"])}" '
+                   f'style="max-width:100%"><figcaption>{html.escape(f["title"])}</figcaption></figure>'
+                   for f in items if str(f["src"]).startswith("data:image/"))
+
+
 def page(data: Mapping[str, Any]) -> str:
-    """A complete, self-contained HTML page: no network, no CDN, no server (the policy forbids requests)."""
+    """A complete, self-contained HTML page: no network, no CDN, no server (the policy forbids requests); ``data``'s
+    ``figures`` (`figures`) are drawn below the viewer."""
     title = html.escape(str(data.get("title", "classcontrast explorer")))
+    static = figures(data.get("figures", ()))
+    data = {k: v for k, v in data.items() if k != "figures"}
     markup, script = _parts(data)
     return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f'<meta http-equiv="Content-Security-Policy" content="{csp(script)}">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<title>{title}</title></head><body data-cc-page="1">{markup}<script>{script}</script></body></html>\n')
+            f'<title>{title}</title></head><body data-cc-page="1">{markup}{static}<script>{script}</script></body>'
+            "</html>\n")
 
 
 def write_page(data: Mapping[str, Any], path: str | Path) -> Path:
