@@ -130,21 +130,25 @@ def test_weighted_concept_relevance_is_t_minus_the_softmax_weighted_others(metho
 
 
 def test_concepts_on_the_embedded_model(embedded64: nn.Module, photo64: torch.Tensor) -> None:
-    """The real weights (BatchNorm merged, as the lrp method does): LRP concepts at blocks.5 equal zennit's, for the
-    weighted contrast and a foil; the bundle takes class names; the model is left as found."""
+    """The real weights (BatchNorm merged, as the lrp method does), every contrast: LRP concepts at blocks.5 equal
+    zennit's relevance at the layer and its masked (CRP) heatmap; GradCAM concepts sum to the GradCAM map; the bundle
+    takes class names; the model is left as found."""
     from zennit.canonizers import SequentialMergeBatchNorm
 
     x = torch.nn.functional.interpolate(photo64, size=96)
-    bundle = cc.load_model()
-    for contrast in ("weighted", cc.Foil(285)):
-        got = cc.concepts(embedded64, x, contrast, 281, layer="blocks.5", top=2)
-        t = torch.tensor([281])
+    t = torch.tensor([281])
+    for contrast in [*CONTRASTS[:-1], cc.Foil(285)]:
+        got = cc.concepts(embedded64, x, contrast, 281, layer="blocks.5", top=1)
         at_layer, _ = _zennit_layer(embedded64, x, embedded64.blocks[5], contrast, t, None,
                                     [SequentialMergeBatchNorm()])
         assert relerr(got.relevance[:, 0], at_layer.flatten(2).sum(-1)) < 1e-8
         _, heat = _zennit_layer(embedded64, x, embedded64.blocks[5], contrast, t, got.channels[:, 0, 0],
                                 [SequentialMergeBatchNorm()])
         assert relerr(got.heatmaps[:, 0, 0], heat) < 1e-8
+        grad = cc.concepts(embedded64, x, contrast, 281, layer="blocks.5", method="gradcam", top=192)  # every channel
+        ex = cc.explain(embedded64, x, "gradcam", contrast, 281, layer="blocks.5")
+        assert relerr(grad.heatmaps.sum(2), ex.maps) < 1e-10
+    bundle = cc.load_model()
     named = cc.concepts(bundle, bundle.transform(cc.sample_image("chelsea"))[None], cc.Foil("Egyptian cat"),
                         "tiger cat", layer="blocks.5", method="gradcam", top=3)
     assert named.contrast == "foil:Egyptian cat" and named.rows()[0]["target_name"] == "tiger cat"
