@@ -13,8 +13,10 @@ the weighted relevance of a channel is its relevance for t minus the softmax-wei
   heatmap is $w_c A_c$ at the layer, upsampled as the maps are. The heatmaps of all channels sum to the GradCAM
   map.
 
-Cost: one backward pass to the layer per contrast and target, and (LRP) one pass from the layer to the input per
-contrast, target and shown concept.
+Cost: the channels' relevances of every contrast and target come from one backward pass to the layer per
+independent direction of their output gradients (a basis, as for the maps: top-3 targets × original, mean, max and
+weighted span 5 directions; every objective on its own for LRP composites that are not linear), and (LRP) each shown
+concept's heatmap from one pass from the layer to the input.
 """
 
 from __future__ import annotations
@@ -100,21 +102,37 @@ def _relevances(net: nn.Module, x: Tensor, asked: Sequence[Any], targets: Any, l
         if not isinstance(top, int) and max(top) >= a.shape[1]:
             raise ClassContrastError(f"concepts: layer '{name}' has {a.shape[1]} channels, asked for channel "
                                      f"{max(top)}")
-        return [{**_one(c.for_head(head), y, a, xin, t, (method, heatmaps), top, name), "logits": y.detach()}
-                for c in asked]
+        contrasts = [c.for_head(head) for c in asked]
+        k = t.shape[1]
+        # ∂O/∂y (B, C) of every contrast and target: the initial relevances, through a shared basis when linear
+        cots = torch.stack([c.grad(y.detach(), t[:, j]) for c in contrasts for j in range(k)])
+        g = _to_layer(y, a, cots, rule is None or rule.linear)
+        return [{**_one(c, y, g[i * k:(i + 1) * k], a, xin, t, (method, heatmaps), top, name), "logits": y.detach()}
+                for i, c in enumerate(contrasts)]
 
 
-def _one(contrast: Any, y: Tensor, a: Tensor, xin: Tensor, t: Tensor, how: tuple[str, bool],
+def _to_layer(y: Tensor, a: Tensor, cotangents: Tensor, linear: bool) -> Tensor:
+    """(R, B, C, *s): each cotangent back-propagated to the layer — for a propagation linear in it (GradCAM's
+    gradient, LRP's linear composites), only a basis of them (`classcontrast.backprop.low_rank`), combined."""
+    from ..backprop import combine, low_rank
+
+    reduced = low_rank(cotangents) if linear else None
+    directions = cotangents if reduced is None else reduced[0]
+    grads = torch.stack([torch.autograd.grad(y, a, d.to(y.dtype), retain_graph=True)[0] for d in directions])
+    return grads if reduced is None else combine(reduced[1], grads)
+
+
+def _one(contrast: Any, y: Tensor, grads: Tensor, a: Tensor, xin: Tensor, t: Tensor, how: tuple[str, bool],
          top: int | Sequence[int], layer: str) -> dict[str, Any]:
-    """The fields of one contrast's `Concepts`: per target k, a backward pass to the layer, then the heatmaps of the
-    ``top`` most relevant channels (or of the channels ``top`` lists)."""
+    """The fields of one contrast's `Concepts` from its targets' gradients at the layer ``grads`` (K, B, C, *s): the
+    channels' relevances, then the heatmaps of the ``top`` most relevant channels (or of the channels ``top``
+    lists)."""
     b, k = t.shape
     method, heatmaps = how
     rel, heat, chosen, scores = [], [], [], []
     for j in range(k):
-        cot = contrast.grad(y.detach(), t[:, j])  # ∂O/∂y (B, C): the initial relevance
         scores.append(contrast.score(y.detach(), t[:, j]))
-        (g,) = torch.autograd.grad(y, a, cot.to(y.dtype), retain_graph=True)
+        g = grads[j]
         if method == "lrp":
             per_position = g  # the relevance reaching each unit of the layer
         else:
