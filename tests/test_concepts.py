@@ -14,6 +14,7 @@ from torch import nn
 import classcontrast as cc
 
 from .reference import relerr
+from .test_cli import run
 
 CONTRASTS = ("original", "mean", "max", "weighted", "probability", "foil")
 FOIL = 4
@@ -168,7 +169,6 @@ def test_the_figure_draws_the_concepts_and_explain_writes_it(tmp_path, embedded:
     the maps' — a row per target × contrast — for the targets the maps explain; bad values are one line."""
     from PIL import Image
 
-    from classcontrast.cli.main import main
 
     x = embedded.transform(cc.sample_image("coffee"))[None]
     got = cc.concepts(embedded, x, ["weighted", cc.Foil("cup")], cc.TopK(2), layer="bn2", method="gradcam", top=2)
@@ -176,13 +176,6 @@ def test_the_figure_draws_the_concepts_and_explain_writes_it(tmp_path, embedded:
     titles = [ax.get_title() for ax in fig.axes]
     c = got["foil:cup"]
     assert f"channel {int(c.channels[0, 1, 0])} · {float(c.share[0, 1, 0]):+.0%}" in titles and len(fig.axes) == 12
-
-    def run(argv: list[str]) -> int:
-        try:
-            main(argv)
-        except SystemExit as e:
-            return int(e.code or 0)
-        return 0
 
     photo = tmp_path / "espresso.jpg"
     cc.sample_image("coffee").save(photo)
@@ -223,15 +216,7 @@ def test_the_atlas_command_resumes_and_its_page_is_the_json(tmp_path, embedded: 
 
     import pyarrow.parquet as pq
 
-    from classcontrast.cli.main import main
     from classcontrast.data.specs import open_source
-
-    def run(argv: list[str]) -> int:
-        try:
-            main(argv)
-        except SystemExit as e:
-            return int(e.code or 0)
-        return 0
 
     out = tmp_path / "atlas"
     argv = ["concepts", "--target", "tiger cat", "--foil", "Egyptian cat", "--layer", "blocks.5", "--method",

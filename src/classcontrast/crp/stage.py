@@ -10,11 +10,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import ClassContrastError
+from ..scale.stage import ModelStage
 
 META = ("id", "path", "stamp", "label", "label_name")  # an image's own columns, carried to its row
 
 
-class Relevance:
+class Relevance(ModelStage):
     """Each image's channel relevances at ``layer`` for class ``target`` under ``contrast`` (`concepts` without
     heatmaps), one row per image: its metadata columns, ``predicted``, ``score`` (the contrast's value), ``stake``
     (the probability that it is the target or the foil: `classcontrast.crp.atlas`) and ``relevance`` (C floats).
@@ -25,18 +26,8 @@ class Relevance:
 
     def __init__(self, model: Any, target: int, contrast: Any, layer: str, method: str = "lrp", *,
                  device: str | None = None, weights: str | None = "DEFAULT") -> None:
-        self.model, self.target, self.contrast, self.layer, self.method = model, target, contrast, layer, method
-        self.device, self.weights = device, weights
-        self._bundle: Any = None
-
-    @property
-    def bundle(self) -> Any:
-        """The model, loaded on first use (in the worker that runs the stage)."""
-        from ..scale.stage import load_bundle
-
-        if self._bundle is None:
-            self._bundle = load_bundle(self.model, self.device, self.weights)
-        return self._bundle
+        super().__init__(model, device, weights)
+        self.target, self.contrast, self.layer, self.method = target, contrast, layer, method
 
     def __call__(self, batch: Mapping[str, Any]) -> Any:
         """The batch's rows as a pyarrow Table, in the batch's order."""

@@ -28,7 +28,24 @@ def contrast_of(spec: Any) -> Any:
     return get_contrast(spec)
 
 
-class Explain:
+class ModelStage:
+    """A stage of Ray Data's ``map_batches`` (or of the local engine) holding a model it loads on first use, in the
+    worker that runs it: ``model`` a `load_model` spec, a factory returning a `ModelBundle` or a bundle; ``device``
+    (default: the worker's GPU when it has one); ``weights`` those of a spec."""
+
+    def __init__(self, model: Any, device: str | None = None, weights: str | None = "DEFAULT") -> None:
+        self.model, self.device, self.weights = model, device, weights
+        self._bundle: Any = None
+
+    @property
+    def bundle(self) -> Any:
+        """The model, loaded on first use (in the worker that runs the stage)."""
+        if self._bundle is None:
+            self._bundle = load_bundle(self.model, self.device, self.weights)
+        return self._bundle
+
+
+class Explain(ModelStage):
     r"""Explain each image of a batch, as `cc.explain` does image by image, into one table row per (image, unit,
     target, contrast, method) (`classcontrast.scale.table`).
 
@@ -62,16 +79,9 @@ class Explain:
         self.contrasts = [contrast_of(c) for c in ([contrasts] if isinstance(contrasts, str) else contrasts)]
         if not self.contrasts:
             raise ClassContrastError("no contrast given")
-        self.model, self.targets, self.maps, self.map_dtype = model, targets, maps, map_dtype
-        self.device, self.weights, self.together, self.options = device, weights, together, method_options
-        self._bundle: Any = None
-
-    @property
-    def bundle(self) -> Any:
-        """The model, loaded on first use (in the worker that runs the stage)."""
-        if self._bundle is None:
-            self._bundle = load_bundle(self.model, self.device, self.weights)
-        return self._bundle
+        super().__init__(model, device, weights)
+        self.targets, self.maps, self.map_dtype = targets, maps, map_dtype
+        self.together, self.options = together, method_options
 
     def __call__(self, batch: Mapping[str, Any]) -> Any:
         """The batch's rows as a pyarrow Table."""
@@ -171,4 +181,4 @@ def _type(values: list[Any]) -> Any:
     return pa.array([_plain(v) for v in values]).type
 
 
-__all__ = ["IMAGE_COLUMNS", "Explain", "contrast_of", "load_bundle"]
+__all__ = ["IMAGE_COLUMNS", "Explain", "ModelStage", "contrast_of", "load_bundle"]
