@@ -14,10 +14,10 @@ FAMILY = re.compile(r"torchvision|\btimm\b|hugging ?face|\btransformers\b|\bhf:|
                     r"efficientnet|open_?clip|llava|qwen|paligemma|idefics|smolvlm", re.IGNORECASE)
 KIND_TEST = re.compile(r"""\[["']kind["']\]\s*[=!]=|get\(["']kind["']\)\s*[=!]=|[=!]=\s*["'](region|object)["']|"""
                        r"""isinstance\([^)]*(ImageUnit|RegionUnit|ObjectUnit)\b""")
-# where a family's name belongs: its adapter (models/), its units (units/), the manifest generated from their
-# registrations, and the study's reproduction, which names the study's networks and reports library versions
+# where a family's name belongs: its adapter (models/, with the families' table the command line reads), its units
+# (units/), and the study's reproduction, which names the study's networks and reports library versions
 # and the research datasets' readers, which are torchvision's dataset classes (data, not a model family)
-FAMILY_HOMES = ("units/", "models/", "cli/manifest.py", "reproduce/", "training/", "cli/suite_cmd.py",
+FAMILY_HOMES = ("units/", "models/", "reproduce/", "training/", "cli/suite_cmd.py",
                 "evaluation/plots.py", "data/datasets.py")
 
 

