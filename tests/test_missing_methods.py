@@ -320,9 +320,10 @@ def test_deeplift_on_the_embedded_model_equals_captums(embedded64: nn.Module, ph
 
     x = torch.nn.functional.interpolate(photo64, size=64)
     base = torch.nn.functional.avg_pool2d(x, 9, stride=1, padding=4)
-    ours = cc.explain(embedded64, x, "deeplift", "weighted", 281, baseline=base, keep_channels=True).maps[:, 0]
-    ref = CaptumDeepLift(cc.ContrastModel(embedded64, "weighted")).attribute(x, base, target=281)
-    assert _relerr(ours, ref) < 1e-10
+    for contrast in map(_contrast, CONTRASTS):
+        ours = cc.explain(embedded64, x, "deeplift", contrast, 281, baseline=base, keep_channels=True).maps[:, 0]
+        ref = CaptumDeepLift(cc.ContrastModel(embedded64, contrast)).attribute(x, base, target=281)
+        assert _relerr(ours, ref) < 1e-10
 
 
 def _small(photo64: torch.Tensor) -> torch.Tensor:
@@ -331,21 +332,23 @@ def _small(photo64: torch.Tensor) -> torch.Tensor:
 
 def test_deeplift_shap_and_gradient_shap_on_the_embedded_model_equal_captums(
         embedded64: nn.Module, photo64: torch.Tensor, captum_draws_ours: dict[str, object]) -> None:
-    """The real weights, float64, the weighted contrast: Captum's DeepLiftShap on the same baselines, its GradientShap
-    on the same draws."""
+    """The real weights, float64, original, weighted and a foil: Captum's DeepLiftShap on the same baselines, its
+    GradientShap on the same draws."""
     from captum.attr import DeepLiftShap as CaptumDeepLiftShap
     from captum.attr import GradientShap as CaptumShap
 
     x = _small(photo64)
     dist = torch.stack([x[0] * 0.2, torch.nn.functional.avg_pool2d(x, 9, 1, 4)[0], x[0].flip(-1) * 0.5])
-    model = cc.ContrastModel(embedded64, "weighted")
-    ours = cc.explain(embedded64, x, "deeplift_shap", "weighted", 281, baselines=dist, keep_channels=True)
-    assert _relerr(ours.maps[:, 0], CaptumDeepLiftShap(model).attribute(x, dist, target=281)) < 1e-10
     method = GradientShap(baselines=dist, samples=3, stdevs=0.05, seed=1, keep_channels=True)
     captum_draws_ours.update(x=x, method=method, n_baselines=3)
-    ours = cc.explain(embedded64, x, method, "weighted", 281)
-    ref = CaptumShap(model).attribute(x, dist, n_samples=3, stdevs=0.05, target=281)
-    assert _relerr(ours.maps[:, 0], ref) < 1e-10 and _no_hooks(embedded64)
+    for contrast in map(_contrast, CONTRASTS):
+        model = cc.ContrastModel(embedded64, contrast)
+        ours = cc.explain(embedded64, x, "deeplift_shap", contrast, 281, baselines=dist, keep_channels=True)
+        assert _relerr(ours.maps[:, 0], CaptumDeepLiftShap(model).attribute(x, dist, target=281)) < 1e-10
+        ours = cc.explain(embedded64, x, method, contrast, 281)
+        ref = CaptumShap(model).attribute(x, dist, n_samples=3, stdevs=0.05, target=281)
+        assert _relerr(ours.maps[:, 0], ref) < 1e-10
+    assert _no_hooks(embedded64)
 
 
 class _Rule6(torch.autograd.Function):
@@ -403,21 +406,22 @@ def test_relu_rules_on_the_embedded_models_relu6(embedded64: nn.Module, photo64:
     assert _relerr(ours, peer(cc.ContrastModel(relu, "weighted")).attribute(x, target=281)) < 1e-10
 
 
-@pytest.mark.parametrize("method", ["eigencam", "eigengradcam"])
+@pytest.mark.parametrize(("method", "contrast"), [("eigencam", "weighted"), *(("eigengradcam", c) for c in CONTRASTS)])
 def test_eigen_cams_on_the_embedded_model_are_pytorch_grad_cams_projections(embedded64: nn.Module,
-                                                                          photo64: torch.Tensor, method: str) -> None:
+                                                                          photo64: torch.Tensor, method: str,
+                                                                          contrast: str) -> None:
     """At conv_head, pytorch-grad-cam's projection of the activations (EigenCAM) or of the weighted contrast's
     Linear Approximation terms (EigenGradCAM), signed as ours (theirs: float32)."""
     x = torch.nn.functional.interpolate(photo64, size=160)  # a 5 × 5 layer map
     acts: list[torch.Tensor] = []
     hook = embedded64.conv_head.register_forward_hook(lambda m, i, o: acts.append(o))
     try:
-        objective = cc.ContrastModel(embedded64, "weighted")(x)[:, 281].sum()
+        objective = cc.ContrastModel(embedded64, _contrast(contrast))(x)[:, 281].sum()
     finally:
         hook.remove()
     z = acts[0] if method == "eigencam" else torch.autograd.grad(objective, acts[0])[0] * acts[0]
     want = signed_projection(z.detach().numpy())
-    got = cc.explain(embedded64, x, method, "weighted", 281, layer="conv_head").layer_maps[:, 0].numpy()
+    got = cc.explain(embedded64, x, method, _contrast(contrast), 281, layer="conv_head").layer_maps[:, 0].numpy()
     assert np.allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
 
 
@@ -445,7 +449,7 @@ def test_lime_equals_captums_on_the_same_samples(contrast: str) -> None:
 
 
 def test_lime_on_the_embedded_model_equals_captums(embedded64: nn.Module, photo64: torch.Tensor) -> None:
-    """The real weights, float64, the weighted contrast and a foil: Captum's Lime on our coalitions of 16 squares."""
+    """The real weights, float64, original, weighted and a foil: Captum's Lime on our coalitions of 16 squares."""
     from captum._utils.models.linear_model import SkLearnLinearRegression
     from captum.attr import Lime as CaptumLime
 
@@ -453,7 +457,7 @@ def test_lime_on_the_embedded_model_equals_captums(embedded64: nn.Module, photo6
 
     x = _small(photo64)
     seg = (torch.arange(64)[:, None] // 16) * 4 + torch.arange(64)[None] // 16
-    for contrast in ("weighted", cc.Foil(282)):
+    for contrast in ("original", "weighted", cc.Foil(282)):
         method = Lime(segments=seg, samples=30, seed=4)
         ours = cc.explain(embedded64, x, method, contrast, 281).maps[0, 0]
         draws = iter(method.draws(16).long())

@@ -48,8 +48,8 @@ def page(data: dict[str, Any]) -> str:
 def _concept(c: dict[str, Any], data: dict[str, Any]) -> str:
     e = html.escape
     stats = c["mean_relevance"]
-    means = [f"{e(str(data['target_name']))} images {stats['target']:+.3g}" if data["chosen_over"] == "target"
-             else "", f"{e(str(data['foil_name']))} images {stats['foil']:+.3g}" if "foil" in stats else "",
+    means = [f"images of {e(str(data['target_name']))} {stats['target']:+.3g}" if data["chosen_over"] == "target"
+             else "", f"images of {e(str(data['foil_name']))} {stats['foil']:+.3g}" if "foil" in stats else "",
              f"all {stats['all']:+.3g}"]
     labels = Counter(str(r["label_name"]) for r in c["references"] if r["label_name"] is not None)
     mostly = ", ".join(f"{n} {e(name)}" for name, n in labels.most_common(3))
