@@ -232,6 +232,9 @@ def test_without_pyarrow_one_line_names_the_extra(tmp_path: Path, monkeypatch: p
     assert run(["explain-dataset", "--out", str(tmp_path / "out"), "--method", "gradient"]) == 2
     err = capsys.readouterr().err
     assert "pip install 'classcontrast[parquet]'" in err and "Traceback" not in err and not (tmp_path / "out").exists()
+    assert run(["concepts", "--target", "1", "--layer", "blocks.5", "--out", str(tmp_path / "atlas")]) == 2  # the atlas
+    err = capsys.readouterr().err
+    assert "concepts writes Parquet" in err and "Traceback" not in err and not (tmp_path / "atlas").exists()
 
 
 def test_top_k_is_read_per_kind(tmp_path: Path) -> None:

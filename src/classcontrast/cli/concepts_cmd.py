@@ -58,6 +58,9 @@ def _concepts(
     from ..crp.page import write_atlas_page
     from ..distributed import local_device
 
+    from ..scale.run import need_pyarrow
+
+    need_pyarrow("concepts")  # before any work: one line
     on = engine_opts.workers(engine, ray_address, concurrency, num_gpus_per_worker)
     on.start()  # Ray joined before the model loads: one line without Ray
     bundle, source, _ = setup_run(data, model, weights, num_classes, limit, seed, local_device(device), preprocess,

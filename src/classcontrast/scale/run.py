@@ -205,12 +205,12 @@ class ReadAndExplain(Explain):
         return super().__call__(read_images(batch))
 
 
-def need_pyarrow() -> None:
-    """Parquet is written with pyarrow: one line when it is not installed."""
+def need_pyarrow(command: str = "explain-dataset") -> None:
+    """Parquet is written with pyarrow: one line naming ``command`` when it is not installed."""
     import importlib.util
 
     if importlib.util.find_spec("pyarrow") is None:
-        raise ClassContrastError("explain-dataset writes Parquet with pyarrow: pip install 'classcontrast[parquet]' "
+        raise ClassContrastError(f"{command} writes Parquet with pyarrow: pip install 'classcontrast[parquet]' "
                                  "(or 'classcontrast[ray]' for the Ray engine too)")
 
 
