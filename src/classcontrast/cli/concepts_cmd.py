@@ -57,7 +57,6 @@ def _concepts(
     from ..crp.atlas import build_atlas
     from ..crp.page import write_atlas_page
     from ..distributed import local_device
-
     from ..scale.run import need_pyarrow
 
     need_pyarrow("concepts")  # before any work: one line

@@ -12,7 +12,9 @@ is most relevant — CRP's relevance maximisation under a contrast.
    probability that the image is one of the two, the question's stake in it ($p_A$ alone for a contrast without a
    foil). Unweighted, the images of highest $R_c$ are those of other classes whose logits happen to differ most
    between A and B (a 9's $y_3 - y_8$), where the question is not asked: on the digits, 4 to 25% of the references
-   were 3s or 8s unweighted, all of them weighted (three seeds). Each reference with its conditional heatmap for
+   were 3s or 8s unweighted, all of them weighted (three seeds). Only images with a positive weighted relevance and
+   a stake of at least `MIN_STAKE` (1%) are shown: fewer references rather than images the question is not about.
+   Each reference with its conditional heatmap for
    that channel and a square crop of side ``crop`` × the image's around the heatmap's peak (the positive heatmap
    smoothed over an eighth of the crop), written under ``out/atlas``.
 4. ``atlas.json`` (everything the page shows) and ``atlas.html`` (`classcontrast.crp.page`, drawn from the
@@ -32,6 +34,7 @@ from ..errors import ClassContrastError
 from ..scale.store import PartStore, write_atomic
 
 ATLAS = "atlas.json"
+MIN_STAKE = 0.01  # a reference must be A or B with at least this probability (else the question is not asked there)
 
 
 @dataclass(frozen=True)
@@ -163,9 +166,11 @@ def _references(bundle: Any, by_stamp: dict[str, Any], rows: dict[str, list[Any]
     from .relevance import concepts
 
     r = np.asarray([v[channel] for v in rows["relevance"]])
-    ranked = r * np.asarray(rows["stake"])
+    stake = np.asarray(rows["stake"])
+    ranked = r * stake
+    at_stake = [i for i in np.argsort(-ranked, kind="stable").tolist() if ranked[i] > 0 and stake[i] >= MIN_STAKE]
     refs = []
-    for rank, i in enumerate(np.argsort(-ranked, kind="stable")[: req.references].tolist()):
+    for rank, i in enumerate(at_stake[: req.references]):
         sample = by_stamp.get(rows["stamp"][i])
         if sample is None:  # a part of an earlier run over other images
             continue
