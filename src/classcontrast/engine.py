@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from contextlib import ExitStack
-from typing import Any, cast, overload
+from typing import Any, NamedTuple, cast, overload
 
 import torch
 from torch import Tensor, nn
@@ -172,20 +172,12 @@ def explain(
     are serialised and each leaves the model as it found it (see `classcontrast.state`).
     Works inside ``torch.no_grad()`` and ``torch.inference_mode()``.
     """
-    net = unwrap_model(model)
-    x = check_input(x, finite=False)  # checked with the logits and the maps at the end: one device sync a call
-    bad_input = ~all_finite(x)
     m = get_method(method, layer=_bundle_layer(model, method, layer), relu=relu, **method_options)
-    many = isinstance(contrast, (list, tuple))
-    categories = None if isinstance(model, nn.Module) else getattr(model, "categories", None)
-    given: Sequence[ContrastSpec] = contrast if isinstance(contrast, (list, tuple)) else [cast(ContrastSpec, contrast)]
-    asked = [get_contrast(c).named(categories) for c in given]
-    if not asked:
-        raise ClassContrastError("no contrast given")
+    # x is checked with the logits and the maps at the end: one device sync a call
+    net, x, categories, targets, head = call_setup(model, x, targets, head, finite=False)
+    bad_input = ~all_finite(x)
+    many, asked = asked_contrasts(contrast, categories)
     names = _unique_names([c.key(categories) for c in asked])
-    if names_classes(targets):
-        targets = class_indices(targets, categories, f"targets={targets!r}")
-    head = model_head(model, net, head)
     with frozen_eval(net):
         run = m.model_for_call(net)  # the model itself, or a private copy the method may change (LRP)
         if x.is_inference():  # a tensor made under inference_mode: a normal copy autograd can use
@@ -207,18 +199,47 @@ def explain(
     return out if many else out[names[0]]
 
 
+class CallSetup(NamedTuple):
+    """What every call settles first (`call_setup`): the module, the checked input, the class names, the targets
+    (class names made indices) and the head."""
+
+    net: nn.Module
+    x: Tensor
+    categories: Sequence[str] | None
+    targets: Any
+    head: str
+
+
+def call_setup(model: Any, x: Any, targets: Any, head: str | None, *, finite: bool = True) -> CallSetup:
+    """A call's first steps, shared by `explain`, `units_of` and `classcontrast.crp.concepts`: the module inside
+    ``model`` (`unwrap_model`), ``x`` checked (`check_input`; ``finite=False``: its values later), a ModelBundle's
+    class names, ``targets`` given by name made indices, and the head (`model_head`)."""
+    net = unwrap_model(model)
+    x = check_input(x, finite=finite)
+    categories = None if isinstance(model, nn.Module) else getattr(model, "categories", None)
+    if names_classes(targets):
+        targets = class_indices(targets, categories, f"targets={targets!r}")
+    return CallSetup(net, x, categories, targets, model_head(model, net, head))
+
+
+def asked_contrasts(contrast: Any, categories: Sequence[str] | None) -> tuple[bool, list[Contrast]]:
+    """(whether a list was given, the contrasts) — each a `Contrast`, a foil given by name resolved with
+    ``categories``; none is a one-line error."""
+    many = isinstance(contrast, (list, tuple))
+    given: Sequence[ContrastSpec] = contrast if many else [cast(ContrastSpec, contrast)]
+    asked = [get_contrast(c).named(categories) for c in given]
+    if not asked:
+        raise ClassContrastError("no contrast given")
+    return many, asked
+
+
 def units_of(model: Any, x: Tensor, targets: Any = None, *, head: str | None = None) -> list[list[Any]]:
     """The units ``targets`` asks for on ``x`` — a detector's objects (box, label, score), a segmenter's regions, a
     classifier's classes —, per input, from one forward pass without gradients: what a count needs (an audit's first
     phase), no map. The same units `explain` would explain with these ``targets``."""
     from .units.records import ImageUnit
 
-    net = unwrap_model(model)
-    x = check_input(x)
-    categories = None if isinstance(model, nn.Module) else getattr(model, "categories", None)
-    if names_classes(targets):
-        targets = class_indices(targets, categories, f"targets={targets!r}")
-    head = model_head(model, net, head)
+    net, x, categories, targets, head = call_setup(model, x, targets, head)
     original = get_contrast("original")
     with frozen_eval(net), torch.no_grad(), ExitStack() as stack:
         units = claim(net, targets, categories, head)

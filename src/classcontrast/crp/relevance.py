@@ -28,8 +28,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..classes import class_indices, names_classes
-from ..contrasts import get_contrast
 from ..errors import ClassContrastError
 from ..explanation import upsample
 from ..hooks import OutputRecorder
@@ -52,7 +50,7 @@ def concepts(model: Any, x: Tensor, contrast: Any = "weighted", targets: Any = N
     as there (class names with a ModelBundle); ``channels``: these channels' heatmaps (the same for every image and
     target) instead of the ``top`` most relevant; ``heatmaps=False``: the relevances only (no pass to the input;
     ``heatmaps`` then has no channel); ``composite`` and ``canonizer`` as for the ``lrp`` method."""
-    from ..engine import check_input, model_head, unwrap_model
+    from ..engine import asked_contrasts, call_setup
 
     if method not in METHODS:
         raise ClassContrastError(f"concepts: method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -61,14 +59,8 @@ def concepts(model: Any, x: Tensor, contrast: Any = "weighted", targets: Any = N
     if channels is not None and (not len(channels) or not all(isinstance(c, int) and not isinstance(c, bool)
                                                               and c >= 0 for c in channels)):
         raise ClassContrastError(f"concepts: channels must be channel indices, got {channels!r}")
-    net = unwrap_model(model)
-    x = check_input(x)
-    categories = None if isinstance(model, nn.Module) else getattr(model, "categories", None)
-    many = isinstance(contrast, (list, tuple))
-    asked = [get_contrast(c).named(categories) for c in (contrast if many else [contrast])]
-    if names_classes(targets):
-        targets = class_indices(targets, categories, f"targets={targets!r}")
-    head = model_head(model, net, head)
+    net, x, categories, targets, head = call_setup(model, x, targets, head)
+    many, asked = asked_contrasts(contrast, categories)
     name = layer if isinstance(layer, str) else module_name(net, layer)
     with frozen_eval(net):
         out = _relevances(net, x, asked, targets, name, (method, heatmaps), channels or top, (composite, canonizer),
