@@ -54,7 +54,7 @@ from .runner import (
     sample_log,
     write_table,
 )
-from .sensitivity import class_sensitivity
+from .sensitivity import class_sensitivities
 
 METHODS = ("gradcam", "linear_approx", "gradient_x_input")
 CONTRASTS = ("original", "mean", "max", "weighted")
@@ -248,8 +248,8 @@ def _curves_of_batch(job: _Job, bundle: ModelBundle, k: int) -> list[dict[str, A
         ex = explain(bundle, x, m, list(job.contrasts), t, **job.opts[m])
         maps.update({(m, c): ex[c].maps[:, 0].detach() for c in job.contrasts})
         if ex.logits.shape[1] >= 3:  # (a foil compares the top-1 rather than two others)
-            sensitivity.update({(m, c): class_sensitivity(bundle, x, m, c, **job.opts[m]).sensitivity.tolist()
-                                for c in job.contrasts})
+            found = class_sensitivities(bundle, x, m, list(job.contrasts), **job.opts[m])
+            sensitivity.update({(m, c): got.sensitivity.tolist() for c, got in zip(job.contrasts, found, strict=True)})
     maps.update({(RANDOM, c): random_map for c in job.contrasts})
     rows = _batch_curves(bundle, x, t, batch, maps, job, counts(job.grid, h * w), job.logged[k])
     place = {sid: i for i, sid in enumerate(batch.ids)}

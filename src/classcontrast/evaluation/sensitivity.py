@@ -66,18 +66,24 @@ def top_share(a: np.ndarray, b: np.ndarray, top: float = TOP) -> float:
     return len(first & set(np.argsort(-b, kind="stable")[:n].tolist())) / n
 
 
-def _maps(model: Any, x: Tensor, method: str, contrast: Any, classes: Tensor, options: dict[str, Any]) -> Tensor:
-    """(B, k', *S) the maps compared: each top class's (k' = k), or for a foil t_1 rather than each other class
-    (k' = k - 1)."""
-    from ..contrasts import Foil, get_contrast
+def _maps(model: Any, x: Tensor, method: str, contrasts: Sequence[Any], classes: Tensor, options: dict[str, Any]
+          ) -> list[Tensor]:
+    """Per contrast, (B, k', *S) the maps compared: each top class's (k' = k), or for a foil t_1 rather than each
+    other class (k' = k - 1). The contrasts without a foil share one call (one forward pass, shared backward passes)."""
+    from ..contrasts import Foil
     from ..engine import explain
 
-    c = get_contrast(contrast)
-    if isinstance(c, Foil):
-        foils = [Foil(classes[:, j]) for j in range(1, classes.shape[1])]
-        got = explain(model, x, method, foils, classes[:, :1], **options)
-        return torch.cat([ex.maps for ex in got.values()], 1)
-    return explain(model, x, method, c, classes, **options).maps
+    plain = [c for c in contrasts if not isinstance(c, Foil)]
+    shared = explain(model, x, method, plain, classes, **options) if plain else {}
+    out = []
+    for c in contrasts:
+        if isinstance(c, Foil):
+            foils = [Foil(classes[:, j]) for j in range(1, classes.shape[1])]
+            got = explain(model, x, method, foils, classes[:, :1], **options)
+            out.append(torch.cat([ex.maps for ex in got.values()], 1))
+        else:
+            out.append(shared[c].maps)
+    return out
 
 
 def class_sensitivity(model: Any, x: Tensor, method: str = "gradcam", contrast: Any = "original", *, k: int = 5,
@@ -85,12 +91,20 @@ def class_sensitivity(model: Any, x: Tensor, method: str = "gradcam", contrast: 
     """How much ``method``'s map under ``contrast`` changes with the class asked, on the inputs ``x`` (module
     docstring): each image's top ``k`` classes by the model's logits (a foil contrast compares "t_1 rather than t_j"
     for j = 2..k, so ``k`` ≥ 3 then)."""
+    return class_sensitivities(model, x, method, [contrast], k=k, top=top, **options)[0]
+
+
+def class_sensitivities(model: Any, x: Tensor, method: str, contrasts: Sequence[Any], *, k: int = 5, top: float = TOP,
+                        **options: Any) -> list[ClassSensitivity]:
+    """`class_sensitivity` of several contrasts of one method from one forward pass for the top classes and one
+    `explain` call for the contrasts without a foil (a foil's maps: a call of their own)."""
     from ..contrasts import Foil, get_contrast
     from ..engine import unwrap_model
     from ..outputs import logits_of
     from ..state import frozen_eval
 
-    foil = isinstance(get_contrast(contrast), Foil)
+    asked = [get_contrast(c) for c in contrasts]
+    foil = any(isinstance(c, Foil) for c in asked)
     if k < (3 if foil else 2):
         raise ClassContrastError(f"class_sensitivity needs k >= {3 if foil else 2} (compared maps), got {k}")
     if not 0 < top <= 1:
@@ -99,12 +113,15 @@ def class_sensitivity(model: Any, x: Tensor, method: str = "gradcam", contrast: 
     with frozen_eval(net), torch.no_grad():
         y = logits_of(net(x))
     classes = y.topk(min(k, y.shape[1]), dim=1).indices
-    maps = _maps(model, x, method, contrast, classes, options).detach().double().cpu().flatten(2).numpy()
-    rho = torch.tensor([[spearman(m[0], m[j]) for j in range(1, m.shape[0])] for m in maps], dtype=torch.float64)
-    overlap = torch.tensor([[top_share(m[0], m[j], top) for j in range(1, m.shape[0])] for m in maps],
-                           dtype=torch.float64)
-    name = get_contrast(contrast).key(getattr(model, "categories", None))
-    return ClassSensitivity(method, name, classes.cpu(), rho, overlap, 1 - rho.mean(1), overlap.mean(1))
+    out = []
+    for c, got in zip(asked, _maps(model, x, method, asked, classes, options), strict=True):
+        maps = got.detach().double().cpu().flatten(2).numpy()
+        rho = torch.tensor([[spearman(m[0], m[j]) for j in range(1, m.shape[0])] for m in maps], dtype=torch.float64)
+        overlap = torch.tensor([[top_share(m[0], m[j], top) for j in range(1, m.shape[0])] for m in maps],
+                               dtype=torch.float64)
+        name = c.key(getattr(model, "categories", None))
+        out.append(ClassSensitivity(method, name, classes.cpu(), rho, overlap, 1 - rho.mean(1), overlap.mean(1)))
+    return out
 
 
 def run_class_sensitivity(bundle: Any, source: Any, methods: Sequence[str], contrasts: Sequence[str], *, k: int = 5,
@@ -122,8 +139,9 @@ def run_class_sensitivity(bundle: Any, source: Any, methods: Sequence[str], cont
         x = bundle.normalize(batch.pixels)
         for m in methods:
             options = options_for(m, method_options or {})
-            for c in contrasts:
-                got[(m, c)].append(class_sensitivity(bundle, x, m, c, k=k, top=top, **options))
+            for c, one in zip(contrasts, class_sensitivities(bundle, x, m, contrasts, k=k, top=top, **options),
+                              strict=True):
+                got[(m, c)].append(one)
         if tick is not None:
             tick(len(batch.ids))
     rows = []
@@ -159,5 +177,14 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
          f"{r['class_blind_share']:.2f}"] for r in rows])
 
 
-__all__ = ["TOP", "ClassSensitivity", "class_sensitivity", "markdown_table", "run_class_sensitivity", "spearman",
-           "top_share", "write_class_sensitivity"]
+__all__ = [
+    "TOP",
+    "ClassSensitivity",
+    "class_sensitivities",
+    "class_sensitivity",
+    "markdown_table",
+    "run_class_sensitivity",
+    "spearman",
+    "top_share",
+    "write_class_sensitivity",
+]
