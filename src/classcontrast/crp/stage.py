@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ClassContrastError
-from ..scale.stage import ModelStage
+from ..scale.stage import ModelStage, by_size
 
 META = ("id", "path", "stamp", "label", "label_name")  # an image's own columns, carried to its row
 
@@ -40,7 +40,7 @@ class Relevance(ModelStage):
         xs = [self.bundle.transform(Image.fromarray(np.asarray(a, dtype=np.uint8))) for a in batch["image"]]
         device = next(self.bundle.model.parameters(), torch.empty(0)).device
         rows: list[dict[str, Any]] = [{} for _ in xs]
-        for group in _same_size(xs):
+        for group in by_size(xs):
             for i, row in zip(group, self.rows(torch.stack([xs[i] for i in group]).to(device)), strict=True):
                 rows[i] = {**{k: _plain(batch[k][i]) for k in META if k in batch}, **row}
                 rows[i]["label"] = _label(rows[i].get("label"))
@@ -68,13 +68,6 @@ class ReadAndRelevance(Relevance):
         from ..scale.run import read_images
 
         return super().__call__(read_images(batch))
-
-
-def _same_size(xs: list[Any]) -> list[list[int]]:
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, x in enumerate(xs):
-        groups.setdefault(tuple(x.shape), []).append(i)
-    return list(groups.values())
 
 
 def _label(v: Any) -> int | None:

@@ -106,11 +106,9 @@ class Explain(ModelStage):
         from PIL import Image
 
         prepared = [self.bundle.transform(Image.fromarray(_uint8(a, i)).convert("RGB")) for i, a in enumerate(images)]
-        groups: dict[Any, list[int]] = {}
-        for i, x in enumerate(prepared):
-            groups.setdefault(tuple(x.shape) if self.together else i, []).append(i)
         device = next(self.bundle.model.parameters(), torch.empty(0)).device
-        return [(places, torch.stack([prepared[i] for i in places]).to(device)) for places in groups.values()]
+        return [(places, torch.stack([prepared[i] for i in places]).to(device))
+                for places in by_size(prepared, self.together)]
 
     def _rows(self, method: str, x: Any, images: list[dict[str, Any]]) -> list[dict[str, Any]]:
         from ..engine import explain
@@ -130,6 +128,15 @@ class Explain(ModelStage):
                 image.update(predicted=predicted[i], predicted_name=names[predicted[i]] if names is not None else None)
                 out.append({**flat(row, image, self.maps, self.map_dtype), "_image": images[i]["_place"]})
         return out
+
+
+def by_size(inputs: Sequence[Any], together: bool = True) -> list[list[int]]:
+    """The places of ``inputs`` (tensors) grouped by shape, in order of first appearance — the inputs one batched call
+    can take together (``together=False``: each alone)."""
+    groups: dict[Any, list[int]] = {}
+    for i, x in enumerate(inputs):
+        groups.setdefault(tuple(x.shape) if together else i, []).append(i)
+    return list(groups.values())
 
 
 def load_bundle(model: Any, device: str | None, weights: str | None = "DEFAULT") -> Any:
@@ -181,4 +188,4 @@ def _type(values: list[Any]) -> Any:
     return pa.array([_plain(v) for v in values]).type
 
 
-__all__ = ["IMAGE_COLUMNS", "Explain", "ModelStage", "contrast_of", "load_bundle"]
+__all__ = ["IMAGE_COLUMNS", "Explain", "ModelStage", "by_size", "contrast_of", "load_bundle"]

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ..errors import ClassContrastError
+from ..scale.stage import by_size
 from .protocol import ExplainSpec, RequestError, plain
 
 
@@ -145,9 +146,6 @@ class ServedModel:
         """One batch's rows per input: inputs of one size explained together, one call per method. The model's
         every forward pass in this thread first asks ``wanted()``: once no request of the batch is, the work stops
         (`Cancelled`) — the check is a forward pre-hook that exists only during the call."""
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, x in enumerate(inputs):
-            groups.setdefault(tuple(x.shape), []).append(i)
         out: list[list[dict[str, Any]]] = [[] for _ in inputs]
         me = threading.get_ident()
 
@@ -157,7 +155,7 @@ class ServedModel:
 
         handle = self.bundle.model.register_forward_pre_hook(check)
         try:
-            for places in groups.values():
+            for places in by_size(inputs):
                 x = torch.stack([inputs[i] for i in places])
                 for row in self._rows(x, spec):
                     out[places[row.pop("input")]].append(row)
