@@ -169,8 +169,15 @@ def test_a_detector_audited_on_coco_annotations(tmp_path: Path, capsys: pytest.C
         want = cc.explain(bundle, x, "gradcam", contrast, cc.Detections(indices=[fields["index"]]))
         ref = fit(want.shown()[0, 0]).numpy().reshape(-1)
         assert np.allclose(r["map"], ref, atol=1e-6 * float(np.abs(ref).max()))
-    assert run([*argv[:-4], "--pairs", "1", "--examples", "1", "--engine", "ray"]) == 2
-    assert "audited by the local engine" in capsys.readouterr().err
+    lines = (out / "counts.jsonl").read_text().splitlines()
+    assert len(lines) == 1 + 3  # the settings, then each image's count
+    assert run([*argv[:-4], "--pairs", "1", "--examples", "1"]) == 0  # resumed: no image counted again
+    assert (out / "counts.jsonl").read_text().splitlines() == lines
+    with open(out / "confusion.csv") as fh:
+        again = np.array([[int(v) for v in line.split(",")[1:]] for line in fh.read().splitlines()[1:]])
+    assert np.array_equal(again, expected)
+    assert run([*argv[:-4], "--iou", "0.6"]) == 2  # another audit's counts: one line
+    assert "holds the counts of another audit" in capsys.readouterr().err
 
 
 def test_bad_annotations_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -212,3 +219,22 @@ def test_units_of_reads_what_explain_explains() -> None:
     x = torch.randn(2, 3, 2, 2)
     top = units_of(net, x, cc.TopK(2))
     assert [[u.target for u in row] for row in top] == net(x).topk(2).indices.tolist() and net.training
+
+
+def test_the_mask_audit_on_ray_equals_the_local_one_and_resumes(tmp_path: Path, local_ray: object) -> None:
+    """Counted by Ray workers, the mask folder's matrix and pairs are the local engine's; a folder counted halfway (a
+    run killed after one image: its other lines removed) is completed, not recounted."""
+    from classcontrast.scale.workers import Workers
+
+    bundle, data = _segmenter(), _mask_folder(tmp_path / "seg")
+    local = unit_audit(bundle, mask_source(data), tmp_path / "local", ["gradient"], pairs=2, examples=1)
+    ray = unit_audit(bundle, mask_source(data), tmp_path / "ray", ["gradient"], pairs=2, examples=1,
+                     workers=Workers("ray", None, 2, 0.0))
+    assert np.array_equal(ray.confusion, local.confusion)
+    assert [(p.true, p.predicted, p.count) for p in ray.pairs] == [(p.true, p.predicted, p.count) for p in local.pairs]
+    counts = tmp_path / "local" / "counts.jsonl"
+    lines = counts.read_text().splitlines()
+    counts.write_text("\n".join(lines[:2]) + "\n" + lines[2][: len(lines[2]) // 2])  # one image, a cut line
+    again = unit_audit(bundle, mask_source(data), tmp_path / "local", ["gradient"], pairs=2, examples=1)
+    assert np.array_equal(again.confusion, local.confusion)
+    assert [json.loads(line).get("key") is not None for line in counts.read_text().splitlines()] == [False] + [True] * 3

@@ -66,12 +66,13 @@ def _audit(
     check_number(min_score, "--min-score", minimum=0, maximum=1)
     from ..data.annotated import is_annotated
 
+    on = engine_opts.workers(engine, ray_address, concurrency, num_gpus_per_worker)
     if is_annotated(data):
-        _units(data, out, methods, given, engine, pairs=pairs, examples=examples, iou=iou, min_score=min_score,
+        on.start()  # Ray joined before the model loads: one line without Ray
+        _units(data, out, methods, given, on, pairs=pairs, examples=examples, iou=iou, min_score=min_score,
                model=model, weights=weights, num_classes=num_classes, device=device, preprocess=preprocess,
                trust_remote_code=trust_remote_code, limit=limit, layer=layer)
         return
-    on = engine_opts.workers(engine, ray_address, concurrency, num_gpus_per_worker)
     on.start()  # Ray joined before the model loads: one line without Ray
     bundle, source, dev = setup_run(data, model, weights, num_classes, limit, seed, local_device(device), preprocess,
                                     out, trust_remote_code, batch_size, head, split_values(classes) if classes
@@ -85,25 +86,23 @@ def _audit(
         _summary(result)
 
 
-def _units(data: list[str], out: Path, methods: list[str], given: dict[str, Any], engine: str, *, pairs: int,
+def _units(data: list[str], out: Path, methods: list[str], given: dict[str, Any], workers: Any, *, pairs: int,
            examples: int, iou: float, min_score: float, model: str, weights: str, num_classes: int, device: str,
            preprocess: str, trust_remote_code: bool, limit: int, layer: str | None) -> None:
     """The audit of a segmenter on a mask folder or of a detector on a COCO json
-    (`classcontrast.confusion.units_audit`)."""
+    (`classcontrast.confusion.units_audit`): counted here or on Ray (``workers``), resumable."""
     from ..confusion.units_audit import unit_audit
     from ..data.annotated import open_annotated
-    from ..errors import ClassContrastError
     from .evaluate_cmd import setup_model
 
-    if engine != "local":
-        raise ClassContrastError(f"--engine {engine}: a mask folder or a COCO json is audited by the local engine")
     bundle, dev = setup_model(model, weights, num_classes, device, preprocess, out, trust_remote_code, limit=limit)
     source = open_annotated(data, bundle.categories, limit)
     console.print(f"{bundle.name} on {source.description}")
     options = {**given, **({"layer": layer} if layer else {})}
     with progress_tasks() as progress:
         result = unit_audit(bundle, source, out, methods, pairs=pairs, examples=examples, iou=iou,
-                            min_score=min_score, device=dev, progress=progress, **options)
+                            min_score=min_score, device=dev, progress=progress, workers=workers,
+                            settings={"spec": model, "weights": weights, "preprocess": preprocess}, **options)
     console.print(printable(f"{count(result.n, 'image')}; {json_line(result.metrics)}; "
                             f"{count(len(result.pairs), 'confused pair')} shown"))
     for i, p in enumerate(result.pairs[:5], 1):

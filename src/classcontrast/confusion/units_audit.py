@@ -17,6 +17,11 @@ fields: a region's ``pixels`` and ``mask`` (RLE), an object's ``box``, ``score``
 and one per shown unit, method and contrast with its map at the page's resolution (``map_level`` ``page``) and
 ``pair`` among its fields. ``audit.json``, ``confusion.csv`` and ``audit.html`` (`classcontrast.confusion.units_page`,
 built from those rows) come with them.
+
+Counting runs here or on Ray workers (`classcontrast.scale.workers.Workers.map`: each image counted by a worker,
+the bundle moved there once) and is kept image by image in ``counts.jsonl`` (`CountStore`): a run started again with
+the same folder counts only the images it does not hold — an image known by its pixels and its truth (the mask's
+bytes, the boxes and labels) — and refuses a folder of other settings.
 """
 
 from __future__ import annotations
@@ -289,14 +294,101 @@ def _write_json(path: Path, result: UnitAudit) -> Path:
     return path
 
 
+class CountStore:
+    """Each image's count (its confusion matrix, as non-zero entries, and its units) as one line of
+    ``counts.jsonl``, under a first line of the settings they depend on; a line a killed run cut is counted again."""
+
+    def __init__(self, path: Path, settings: dict[str, Any]) -> None:
+        self.path, self.settings = path, settings
+        self.done: dict[str, tuple[np.ndarray, list[Confused]]] = {}
+        if path.exists():
+            text = path.read_text(encoding="utf-8")
+            if text and not text.endswith("\n"):  # a line a killed run cut: dropped, so that the next one starts anew
+                text = text[: text.rfind("\n") + 1]
+                write_atomic(path, text.encode())
+            lines = text.splitlines()
+            if not lines or json.loads(lines[0]).get("settings") != settings:
+                raise ClassContrastError(f"--out {path.parent} holds the counts of another audit (other model, data "
+                                         "or settings): choose another folder, or remove that one")
+            for line in lines[1:]:
+                try:
+                    got = json.loads(line)
+                except ValueError:
+                    continue  # cut by a killed run
+                m = np.zeros((got["size"], got["size"]), dtype=np.int64)
+                for b, a, v in got["matrix"]:
+                    m[b, a] = v
+                self.done[got["key"]] = (m, [Confused(**c) for c in got["found"]])
+        else:
+            write_atomic(path, (json.dumps({"settings": settings}) + "\n").encode())
+
+    def add(self, key: str, matrix: np.ndarray, found: list[Confused]) -> None:
+        entries = [[int(b), int(a), int(matrix[b, a])] for b, a in zip(*np.nonzero(matrix), strict=True)]
+        line = {"key": key, "size": int(matrix.shape[0]), "matrix": entries,
+                "found": [vars(c) for c in found]}
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(line, default=_plain) + "\n")
+        self.done[key] = (matrix, found)
+
+
+def _plain(v: Any) -> Any:
+    """A NumPy value as JSON's."""
+    return v.tolist() if hasattr(v, "tolist") else str(v)
+
+
+def item_key(item: Any) -> str:
+    """An image's key among the counts: its pixels' stamp and its truth's hash (the mask's bytes, or the boxes and
+    labels)."""
+    import hashlib
+
+    truth = item.mask.read_bytes() if isinstance(item, MaskItem) else json.dumps(
+        [np.asarray(item.boxes, dtype=np.float64).round(6).tolist(), list(map(int, item.labels))]).encode()
+    return f"{item.sample.stamp()}:{hashlib.sha256(truth).hexdigest()[:16]}"
+
+
+def _count(kind: type, opts: dict[str, Any], source: AnnotatedSource, bundle: ModelBundle, i: int
+           ) -> tuple[np.ndarray, list[Confused]]:
+    """Image ``i``'s count, wherever it runs (`Workers.map`'s work: the bundle on the worker's device)."""
+    return kind(bundle, model_device(bundle.model), **opts).count(i, source.items[i])
+
+
+def _counted(bundle: ModelBundle, source: AnnotatedSource, kind: Any, store: CountStore, workers: Any,
+             advance: Callable[[int], None] | None) -> tuple[np.ndarray, list[Confused]]:
+    """Every image's count, from the store or computed (here or on Ray), summed; the records in the images' order."""
+    import functools
+
+    from ..scale.workers import Workers
+
+    keys = [item_key(item) for item in source.items]
+    todo = [i for i, k in enumerate(keys) if k not in store.done]
+    if advance is not None and len(keys) > len(todo):
+        advance(len(keys) - len(todo))
+    work = functools.partial(_count, type(kind), {"iou": getattr(kind, "iou", 0.5),
+                                                  "min_score": getattr(kind, "min_score", 0.5)}, source)
+    for i, (m, found) in (workers or Workers()).map(todo, bundle, work):
+        store.add(keys[i], m, found)
+        if advance is not None:
+            advance(1)
+    matrix, records = None, []
+    for i, k in enumerate(keys):
+        m, found = store.done[k]
+        matrix = m if matrix is None else matrix + m
+        records += [Confused(i, c.true, c.predicted, c.weight, c.fields) for c in found]
+    assert matrix is not None
+    return matrix, records
+
+
 def unit_audit(bundle: ModelBundle, source: AnnotatedSource, out: str | os.PathLike[str],
                methods: Sequence[str] = ("gradcam",), *, pairs: int = 12, examples: int = 6, iou: float = 0.5,
                min_score: float = 0.5, device: Any = None,
-               progress: Callable[[str, int], Callable[[int], None]] | None = None, **options: Any) -> UnitAudit:
+               progress: Callable[[str, int], Callable[[int], None]] | None = None, workers: Any = None,
+               settings: dict[str, Any] | None = None, **options: Any) -> UnitAudit:
     """Audit a segmenter on a mask folder or a detector on COCO annotations (see the module docstring): count the
-    units, rank the confused pairs, explain the shown units; write ``audit.json``, ``confusion.csv``,
-    ``audit.parquet`` and ``audit.html`` in ``out``. ``progress(phase, total)`` returns the phase's
-    ``advance(n)``."""
+    units (``workers``: a `classcontrast.scale.workers.Workers`, None: here; resumed from ``counts.jsonl``), rank the
+    confused pairs, explain the shown units; write ``audit.json``, ``confusion.csv``, ``audit.parquet`` and
+    ``audit.html`` in ``out``. ``progress(phase, total)`` returns the phase's ``advance(n)``; ``settings``: what else
+    the counts depend on (the model's spec, weights, preprocessing), kept with them."""
+    from .. import __version__
     from .units_page import write_units_page
 
     folder = Path(out)
@@ -305,15 +397,11 @@ def unit_audit(bundle: ModelBundle, source: AnnotatedSource, out: str | os.PathL
     kind: Any = (Regions if isinstance(source.items[0], MaskItem) else Objects)(bundle, dev, iou=iou,
                                                                                min_score=min_score)
     names = list(bundle.categories)
-    matrix, records = None, []
+    store = CountStore(folder / "counts.jsonl", {"model": bundle.name, "classes": names, "unit": kind.unit,
+                                                  "iou": iou, "min_score": min_score, "classcontrast": __version__,
+                                                  **(settings or {})})
     advance = progress("counting", len(source.items)) if progress is not None else None
-    for i, item in enumerate(source.items):
-        m, found = kind.count(i, item)
-        matrix = m if matrix is None else matrix + m
-        records += found
-        if advance is not None:
-            advance(1)
-    assert matrix is not None
+    matrix, records = _counted(bundle, source, kind, store, workers, advance)
     ranked = rank(records, len(names), pairs, examples)
     rows = counted_rows(source, records, kind.unit, names)
     shown = sum(len(p.shown) for p in ranked)
