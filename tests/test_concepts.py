@@ -251,41 +251,31 @@ def test_the_atlas_command_resumes_and_its_page_is_the_json(tmp_path, embedded: 
 
 def test_the_atlas_relevance_on_ray_equals_the_local_engines(tmp_path, local_ray: object,
                                                             embedded: cc.ModelBundle) -> None:
-    """Step 1 of the atlas in Ray workers (each loading the model from its spec) writes the rows the local engine
-    writes: the same images, predictions and channel relevances."""
+    """Step 1 of the atlas in Ray workers writes the rows the local engine writes — the same images, predictions and
+    channel relevances: the embedded model loaded in each worker from its spec on bundled photos, and the digits CNN
+    (a bundle made in Python, sent to the workers) on grey in-memory digits, which keep their one channel."""
     import pyarrow.parquet as pq
 
     from classcontrast.crp.atlas import AtlasRequest, build_atlas
     from classcontrast.data.specs import open_source
     from classcontrast.scale.workers import Workers
 
-    source = open_source(None, embedded.categories).select(limit=4, seed=0)
-    req = AtlasRequest(281, cc.Foil(285), "blocks.5", "gradcam", 2, 2, 0.5, 2,
-                       {"model": "efficientnet_lite0", "weights": "DEFAULT"})
-    tables = {}
-    for engine in ("local", "ray"):
-        build_atlas(embedded, source, req, tmp_path / engine, report=lambda line: None,
-                    workers=Workers(engine, None, 1, 0.0))
-        t = pq.read_table(sorted((tmp_path / engine / "relevance").glob("part-*.parquet"))).to_pydict()
-        tables[engine] = {s: (p, r) for s, p, r in zip(t["stamp"], t["predicted"], t["relevance"], strict=True)}
-    assert tables["ray"].keys() == tables["local"].keys() and len(tables["ray"]) == 4
-    for stamp, (p, r) in tables["local"].items():
-        assert tables["ray"][stamp][0] == p
-        assert torch.allclose(torch.tensor(tables["ray"][stamp][1]), torch.tensor(r), rtol=1e-4, atol=1e-6)
+    from .digits import train_digits
 
-
-def test_lrp_starts_from_the_contrasts_gradient_as_the_docs_say() -> None:
-    """docs/methods/lrp.md: the output relevance is ∂O/∂y (not ∂O/∂y ⊙ y): on a bias-free ReLU network under
-    epsilon_plus, ``original``'s input relevance sums to 1 and a foil's to 0, up to the ε stabiliser; concepts'
-    channel relevances sum to the same totals."""
-    model, x = _cnn(), _x()
-    for m in model.modules():
-        if getattr(m, "bias", None) is not None:
-            nn.init.zeros_(m.bias)
-    for contrast, total in (("original", 1.0), (cc.Foil(FOIL), 0.0)):
-        ex = cc.explain(model, x, "lrp", contrast, 1, composite="epsilon_plus")
-        torch.testing.assert_close(ex.maps.sum((2, 3))[:, 0], torch.full((2,), total, dtype=torch.float64),
-                                   rtol=0, atol=1e-3)
-        c = cc.concepts(model, x, contrast, 1, layer="2", composite="epsilon_plus")
-        torch.testing.assert_close(c.relevance.sum(2)[:, 0], torch.full((2,), total, dtype=torch.float64),
-                                   rtol=0, atol=1e-3)
+    digits, held_out = train_digits(epochs=2)
+    cases = [(embedded, open_source(None, embedded.categories).select(limit=4, seed=0),
+              AtlasRequest(281, cc.Foil(285), "blocks.5", "gradcam", 2, 2, 0.5, 2,
+                           {"model": "efficientnet_lite0", "weights": "DEFAULT"})),
+             (digits, held_out.select(limit=12, seed=0),
+              AtlasRequest(3, cc.Foil(8), "features.5", "lrp", 2, 2, 1.0, 4))]
+    for case, (bundle, source, req) in enumerate(cases):
+        tables = {}
+        for engine in ("local", "ray"):
+            build_atlas(bundle, source, req, tmp_path / f"{case}{engine}", report=lambda line: None,
+                        workers=Workers(engine, None, 1, 0.0))
+            t = pq.read_table(sorted((tmp_path / f"{case}{engine}" / "relevance").glob("part-*.parquet"))).to_pydict()
+            tables[engine] = {s: (p, r) for s, p, r in zip(t["stamp"], t["predicted"], t["relevance"], strict=True)}
+        assert tables["ray"].keys() == tables["local"].keys() and len(tables["ray"]) == len(source)
+        for stamp, (p, r) in tables["local"].items():
+            assert tables["ray"][stamp][0] == p
+            assert torch.allclose(torch.tensor(tables["ray"][stamp][1]), torch.tensor(r), rtol=1e-4, atol=1e-6)

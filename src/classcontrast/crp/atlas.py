@@ -83,12 +83,13 @@ def _relevance_blocks(bundle: Any, todo: list[Any], req: AtlasRequest, report: C
                       workers: Any) -> Iterator[Any]:
     """One pyarrow table per batch (`classcontrast.crp.stage.Relevance`): here, or in Ray workers each loading the
     model once (from ``req.settings``' model and weights)."""
-    from ..scale.run import DatasetDone, image_meta, ray_blocks
+    from ..scale.run import DatasetDone, decoded, image_meta, ray_blocks
     from .stage import ReadAndRelevance, Relevance
 
     names = bundle.categories
     if workers is not None and workers.engine == "ray":
-        args = (req.settings["model"], req.target, req.contrast, req.layer, req.method)
+        # the workers load the model from its spec, or are sent the bundle itself (one made in Python)
+        args = (req.settings.get("model") or bundle, req.target, req.contrast, req.layer, req.method)
         yield from ray_blocks(todo, names, DatasetDone(), report, workers=workers, batch_size=req.batch_size,
                               stages=(ReadAndRelevance, Relevance), args=args,
                               kwargs={"weights": req.settings.get("weights", "DEFAULT")})
@@ -102,7 +103,7 @@ def _relevance_blocks(bundle: Any, todo: list[Any], req: AtlasRequest, report: C
             except ClassContrastError as e:
                 report(f"skipped: {e}")
                 continue
-            batch["image"].append(np.asarray(image if image.mode in ("L", "RGB") else image.convert("RGB")))
+            batch["image"].append(decoded(image))
             for k, v in image_meta(s, names).items():
                 batch.setdefault(k, []).append(v)
         if batch["image"]:

@@ -102,6 +102,12 @@ def _top(bundle: Any, source: Any, k: int) -> Any:
     return top_units(unwrap_model(bundle), x, k)
 
 
+def decoded(image: Any) -> np.ndarray:
+    """An image as the rows carry it: grey (H × W) or colour (H × W × 3) uint8, other modes made RGB (a stage taking
+    colour converts a grey one; a grey model keeps its one channel)."""
+    return np.asarray(image if image.mode in ("L", "RGB") else image.convert("RGB"))
+
+
 def image_meta(s: Any, names: Sequence[str] | None) -> dict[str, Any]:
     """A sample's own columns (``id``, ``path``, ``stamp``, ``label``, ``label_name``), which its rows carry."""
     label = s.label
@@ -152,7 +158,7 @@ def ray_blocks(todo: list[Any], names: Sequence[str] | None, result: DatasetDone
     # files are read by the workers, a dataset's images travel as their stored (encoded) bytes and are decoded there;
     # only images made in memory (the bundled photos' views) travel decoded
     shipped = any(s.path is None and not callable(getattr(s.load, "content", None)) for s in todo)
-    items = [{**image_meta(s, names), **({"image": np.asarray(s.load().convert("RGB"))} if shipped else
+    items = [{**image_meta(s, names), **({"image": decoded(s.load())} if shipped else
                                      {"encoded": s.load.content() if s.path is None else b""})} for s in todo]
     ds = ray.data.from_items(items)
     pool = ray.data.ActorPoolStrategy(size=workers.concurrency)  # each worker loads the model once
