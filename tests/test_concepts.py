@@ -156,6 +156,18 @@ def test_concepts_on_the_embedded_model(embedded64: nn.Module, photo64: torch.Te
     assert all(not m._forward_hooks and not m._backward_hooks for m in embedded64.modules())
 
 
+def test_concepts_work_under_no_grad_and_inference_mode() -> None:
+    """As explain does: a call inside torch.no_grad() or torch.inference_mode(), on a tensor made there, gives the
+    concepts of a plain call."""
+    model, x = _cnn(), _x()
+    want = cc.concepts(model, x, "weighted", 1, layer="2", top=2)
+    for context in (torch.no_grad, torch.inference_mode):
+        with context():
+            inside = x.clone()
+            got = cc.concepts(model, inside, "weighted", 1, layer="2", top=2)
+        torch.testing.assert_close(got.heatmaps, want.heatmaps)
+
+
 def test_bad_input_is_one_line() -> None:
     model, x = _cnn(), _x()
     for kwargs, words in (({"layer": "nope"}, "nope"), ({"layer": "2", "method": "rise"}, "method must be"),

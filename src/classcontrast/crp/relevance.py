@@ -76,6 +76,8 @@ def _relevances(net: nn.Module, x: Tensor, asked: Sequence[Any], targets: Any, l
     from ..methods.lrp import LRP
 
     method, heatmaps = how
+    if x.is_inference():  # a tensor made under inference_mode: a normal copy autograd can use
+        x = x.clone()
     rule = LRP(composite=lrp[0], canonizer=lrp[1]) if method == "lrp" else None
     run = rule.model_for_call(net) if rule is not None else net
     with ExitStack() as stack:
