@@ -35,6 +35,18 @@ from .base import GradientMethod, Method, Pass, Recording
 AUGMENTATIONS: tuple[tuple[bool, float], ...] = tuple((flip, f) for flip in (False, True) for f in (0.9, 1.0, 1.1))
 
 
+def augmented(x: Tensor) -> Iterator[tuple[bool, Tensor]]:
+    """``aug_smooth``'s inputs: for each of `AUGMENTATIONS`, (whether it is flipped, ``x`` scaled and flipped)."""
+    for flip, factor in AUGMENTATIONS:
+        scaled = x.detach() * factor
+        yield flip, scaled.flip(-1) if flip else scaled
+
+
+def restored(m: Tensor, flip: bool) -> Tensor:
+    """One augmented input's map flipped back, as a term of ``aug_smooth``'s mean."""
+    return (m.flip(-1) if flip else m) / len(AUGMENTATIONS)
+
+
 def first_component(z: Tensor, spatial: int) -> Tensor:
     """(..., K, *s) -> (..., *s), ``spatial`` the number of dimensions of s: each position's projection on the first
     principal component of the K-channel rows, centred over positions, signed to agree with the channels' sum."""
@@ -116,17 +128,14 @@ class LayerMethod(LayerReading, GradientMethod):
             yield from super().passes(x)
             return
         rows = torch.arange(x.shape[0], device=x.device)
-        for flip, factor in AUGMENTATIONS:
-            scaled = x.detach() * factor
-            yield Pass(scaled.flip(-1) if flip else scaled, rows, {"flip": flip})
+        for flip, xa in augmented(x):
+            yield Pass(xa, rows, {"flip": flip})
 
     def compute(self, rec: Recording, grads: list[Tensor]) -> Tensor:
         a = rec.tensors[0].detach()
         m = first_component(self.terms(a, grads[0]), a.ndim - 2) if self.eigen_smooth else self.cam(a, grads[0])
         m = m.clamp_min(0) if self.relu else m
-        if self.aug_smooth:  # this input's map, flipped back, as one of the mean's terms
-            m = (m.flip(-1) if rec.state["flip"] else m) / len(AUGMENTATIONS)
-        return m
+        return restored(m, rec.state["flip"]) if self.aug_smooth else m
 
     def terms(self, a: Tensor, g: Tensor) -> Tensor:
         """The per-channel terms T (R, B, K, *s) whose sum over K is the map, from A (B, K, *s) and G (R, B, K, *s)."""

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from ..spatial import resize
 from .base import Pass, Recording, check_internal_batch_size
-from .cam import AUGMENTATIONS, LayerMethod, LayerReading, channel_terms, first_component
+from .cam import LayerMethod, LayerReading, augmented, channel_terms, first_component, restored
 from .perturbation import PerturbationMethod, Score
 
 
@@ -47,12 +47,10 @@ class _ScoreCAM(LayerReading, PerturbationMethod):
             return self.weighted(a, self.weights(x, a, clean, score, module))
         rows = torch.arange(x.shape[0], device=x.device)
         total: Tensor | None = None
-        for flip, factor in AUGMENTATIONS:
-            xa = (x.flip(-1) if flip else x) * factor
+        for flip, xa in augmented(x):
             read: list[Tensor] = []
             clean_a = score(Pass(xa, rows, {"read": read, "module": module}))
-            m = self.weighted(read[0], self.weights(xa, read[0], clean_a, score, module))
-            m = (m.flip(-1) if flip else m) / len(AUGMENTATIONS)
+            m = restored(self.weighted(read[0], self.weights(xa, read[0], clean_a, score, module)), flip)
             total = m if total is None else total + m
         assert total is not None
         return total
