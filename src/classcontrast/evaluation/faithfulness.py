@@ -244,14 +244,15 @@ def _curves_of_batch(job: _Job, bundle: ModelBundle, k: int) -> list[dict[str, A
     random_map = torch.rand((b_, h, w), generator=batch_generator(job.seed, batch), dtype=torch.float64).to(x.device)
     maps: dict[tuple[str, str], Tensor] = {}
     sensitivity: dict[tuple[str, str], list[float]] = {}
+    clean = predict(bundle.model, x)  # the images' own logits: their probability, and the classes sensitivity compares
     for m in job.methods:
         ex = explain(bundle, x, m, list(job.contrasts), t, **job.opts[m])
         maps.update({(m, c): ex[c].maps[:, 0].detach() for c in job.contrasts})
         if ex.logits.shape[1] >= 3:  # (a foil compares the top-1 rather than two others)
-            found = class_sensitivities(bundle, x, m, list(job.contrasts), **job.opts[m])
+            found = class_sensitivities(bundle, x, m, list(job.contrasts), logits=clean, **job.opts[m])
             sensitivity.update({(m, c): got.sensitivity.tolist() for c, got in zip(job.contrasts, found, strict=True)})
     maps.update({(RANDOM, c): random_map for c in job.contrasts})
-    rows = _batch_curves(bundle, x, t, batch, maps, job, counts(job.grid, h * w), job.logged[k])
+    rows = _batch_curves(bundle, x, t, batch, maps, job, counts(job.grid, h * w), job.logged[k], clean)
     place = {sid: i for i, sid in enumerate(batch.ids)}
     for row in rows:
         got = sensitivity.get((row["method"], row["contrast"]))
@@ -260,12 +261,13 @@ def _curves_of_batch(job: _Job, bundle: ModelBundle, k: int) -> list[dict[str, A
 
 
 def _batch_curves(bundle: ModelBundle, x: Tensor, t: Tensor, batch: Any, maps: dict[tuple[str, str], Tensor],
-                  job: _Job, ks: Sequence[int], logged: frozenset[tuple[str, str, str, str]]) -> list[dict[str, Any]]:
-    """One batch's rows: for every map (method, contrast), its masked probability and, per baseline not logged yet,
-    each image's deletion and insertion curves. The random map is the same for every contrast (only the score
-    differs), so its images are made and run once (``seen``)."""
+                  job: _Job, ks: Sequence[int], logged: frozenset[tuple[str, str, str, str]], clean: Tensor
+                  ) -> list[dict[str, Any]]:
+    """One batch's rows (``clean``: the images' own logits): for every map (method, contrast), its masked probability
+    and, per baseline not logged yet, each image's deletion and insertion curves. The random map is the same for
+    every contrast (only the score differs), so its images are made and run once (``seen``)."""
     bases = {b: baseline(x, b) for b in job.baselines if b != "road"}
-    p_clean = _scores(predict(bundle.model, x), t, "original")["probability"]
+    p_clean = _scores(clean, t, "original")["probability"]
     seen: dict[tuple[Any, ...], Tensor] = {}
     rows: list[dict[str, Any]] = []
     for (m, c), smap in maps.items():

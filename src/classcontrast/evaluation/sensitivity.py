@@ -95,13 +95,13 @@ def class_sensitivity(model: Any, x: Tensor, method: str = "gradcam", contrast: 
 
 
 def class_sensitivities(model: Any, x: Tensor, method: str, contrasts: Sequence[Any], *, k: int = 5, top: float = TOP,
-                        **options: Any) -> list[ClassSensitivity]:
-    """`class_sensitivity` of several contrasts of one method from one forward pass for the top classes and one
-    `explain` call for the contrasts without a foil (a foil's maps: a call of their own)."""
+                        logits: Tensor | None = None, **options: Any) -> list[ClassSensitivity]:
+    """`class_sensitivity` of several contrasts of one method from one forward pass for the top classes (none when the
+    caller has the model's plain ``logits`` for ``x``: `classcontrast.state.predict`'s) and one `explain` call for the
+    contrasts without a foil (a foil's maps: a call of their own)."""
     from ..contrasts import Foil, get_contrast
     from ..engine import unwrap_model
-    from ..outputs import logits_of
-    from ..state import frozen_eval
+    from ..state import predict
 
     asked = [get_contrast(c) for c in contrasts]
     foil = any(isinstance(c, Foil) for c in asked)
@@ -109,10 +109,8 @@ def class_sensitivities(model: Any, x: Tensor, method: str, contrasts: Sequence[
         raise ClassContrastError(f"class_sensitivity needs k >= {3 if foil else 2} (compared maps), got {k}")
     if not 0 < top <= 1:
         raise ClassContrastError(f"class_sensitivity(top=...) is a share of positions in (0, 1], got {top}")
-    net = unwrap_model(model)
-    with frozen_eval(net), torch.no_grad():
-        y = logits_of(net(x))
-    classes = y.topk(min(k, y.shape[1]), dim=1).indices
+    y = logits if logits is not None else predict(unwrap_model(model), x)
+    classes = y.detach().topk(min(k, y.shape[1]), dim=1).indices
     out = []
     for c, got in zip(asked, _maps(model, x, method, asked, classes, options), strict=True):
         maps = got.detach().double().cpu().flatten(2).numpy()
