@@ -83,7 +83,7 @@ def _relevance_blocks(bundle: Any, todo: list[Any], req: AtlasRequest, report: C
                       workers: Any) -> Iterator[Any]:
     """One pyarrow table per batch (`classcontrast.crp.stage.Relevance`): here, or in Ray workers each loading the
     model once (from ``req.settings``' model and weights)."""
-    from ..scale.run import DatasetDone, decoded, image_meta, ray_blocks
+    from ..scale.run import DatasetDone, local_blocks, ray_blocks
     from .stage import ReadAndRelevance, Relevance
 
     names = bundle.categories
@@ -94,27 +94,8 @@ def _relevance_blocks(bundle: Any, todo: list[Any], req: AtlasRequest, report: C
                               stages=(ReadAndRelevance, Relevance), args=args,
                               kwargs={"weights": req.settings.get("weights", "DEFAULT")})
         return
-    stage = Relevance(bundle, req.target, req.contrast, req.layer, req.method)
-    for start in range(0, len(todo), req.batch_size):
-        batch: dict[str, list[Any]] = {"image": []}
-        for s in todo[start : start + req.batch_size]:
-            try:
-                image = s.load()
-            except ClassContrastError as e:
-                report(f"skipped: {e}")
-                continue
-            batch["image"].append(decoded(image))
-            for k, v in image_meta(s, names).items():
-                batch.setdefault(k, []).append(v)
-        if batch["image"]:
-            yield stage(batch)
-
-
-def _stack(xs: list[Any], bundle: Any) -> Any:
-    import torch
-
-    device = next(bundle.model.parameters(), torch.empty(0)).device
-    return torch.stack(xs).to(device)
+    yield from local_blocks(Relevance(bundle, req.target, req.contrast, req.layer, req.method), todo, req.batch_size,
+                            DatasetDone(), report)
 
 
 def _read(store: PartStore) -> dict[str, list[Any]]:
@@ -164,6 +145,7 @@ def _references(bundle: Any, by_stamp: dict[str, Any], rows: dict[str, list[Any]
                 req: AtlasRequest, out: Path) -> list[dict[str, Any]]:
     """The images where ``channel`` is most relevant to the pair (weighted by its stake: the module docstring), each
     with its heatmap and crop written under ``out/atlas``."""
+    from ..evaluation.runner import model_device
     from .relevance import concepts
 
     r = np.asarray([v[channel] for v in rows["relevance"]])
@@ -175,7 +157,7 @@ def _references(bundle: Any, by_stamp: dict[str, Any], rows: dict[str, list[Any]
         sample = by_stamp.get(rows["stamp"][i])
         if sample is None:  # a part of an earlier run over other images
             continue
-        x = _stack([sample.prepared(bundle.transform)], bundle)
+        x = sample.prepared(bundle.transform)[None].to(model_device(bundle.model))
         heat = concepts(bundle, x, req.contrast, req.target, layer=req.layer, method=req.method,
                         channels=[channel]).heatmaps[0, 0, 0]
         files = _crop(bundle, x, heat, req.crop, out / "atlas", f"c{channel}_r{rank}")

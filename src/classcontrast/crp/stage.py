@@ -35,10 +35,12 @@ class Relevance(ModelStage):
         import torch
         from PIL import Image
 
+        from ..evaluation.runner import model_device
+
         if "image" not in batch:
             raise ClassContrastError(f"the batch has no 'image' column (columns: {', '.join(batch)})")
         xs = [self.bundle.transform(Image.fromarray(np.asarray(a, dtype=np.uint8))) for a in batch["image"]]
-        device = next(self.bundle.model.parameters(), torch.empty(0)).device
+        device = model_device(self.bundle.model)
         rows: list[dict[str, Any]] = [{} for _ in xs]
         for group in by_size(xs):
             for i, row in zip(group, self.rows(torch.stack([xs[i] for i in group]).to(device)), strict=True):

@@ -81,7 +81,7 @@ def explain_dataset(req: DatasetRequest, report: Callable[[str], None] = print) 
     todo = [s for s in source if s.stamp() not in done]
     result = DatasetDone(before=len(source) - len(todo))
     names = bundle.categories
-    blocks = _local(stage, todo, req.batch_size, result, report) if req.engine == "local" else \
+    blocks = local_blocks(stage, todo, req.batch_size, result, report) if req.engine == "local" else \
         _ray(req, todo, names, result, report)
     for table in blocks:
         written = store.write(table)
@@ -115,15 +115,16 @@ def image_meta(s: Any, names: Sequence[str] | None) -> dict[str, Any]:
             "label_name": names[label] if label is not None and names is not None else None}
 
 
-def _local(stage: Explain, todo: list[Any], batch_size: int, result: DatasetDone,
-           report: Callable[[str], None]) -> Iterator[Any]:
-    """The local engine: batches read and explained in this process, one block per batch."""
+def local_blocks(stage: Any, todo: list[Any], batch_size: int, result: DatasetDone,
+                 report: Callable[[str], None]) -> Iterator[Any]:
+    """The local engine: batches read (`decoded`) and turned into rows by ``stage`` (`Explain`, the atlas'
+    ``Relevance``) in this process, one block per batch; an unreadable image is named in one line and skipped."""
     names = stage.bundle.categories
     for start in range(0, len(todo), batch_size):
         batch: dict[str, list[Any]] = {"image": []}
         for s in todo[start : start + batch_size]:
             try:
-                image = np.asarray(s.load().convert("RGB"))
+                image = decoded(s.load())
             except ClassContrastError as e:
                 report(f"skipped: {e}")
                 result.skipped.append(s.path or s.id)
@@ -220,5 +221,5 @@ def need_pyarrow(command: str = "explain-dataset") -> None:
                                  "(or 'classcontrast[ray]' for the Ray engine too)")
 
 
-__all__ = ["ENGINES", "DatasetDone", "DatasetRequest", "ReadAndExplain", "explain_dataset", "image_meta", "ray_blocks",
-           "ray_session", "read_images"]
+__all__ = ["ENGINES", "DatasetDone", "DatasetRequest", "ReadAndExplain", "decoded", "explain_dataset", "image_meta",
+           "local_blocks", "ray_blocks", "ray_session", "read_images"]

@@ -105,8 +105,10 @@ class Explain(ModelStage):
         import torch
         from PIL import Image
 
+        from ..evaluation.runner import model_device
+
         prepared = [self.bundle.transform(Image.fromarray(_uint8(a, i)).convert("RGB")) for i, a in enumerate(images)]
-        device = next(self.bundle.model.parameters(), torch.empty(0)).device
+        device = model_device(self.bundle.model)
         return [(places, torch.stack([prepared[i] for i in places]).to(device))
                 for places in by_size(prepared, self.together)]
 
