@@ -144,23 +144,29 @@ def _choose(rows: dict[str, list[Any]], req: AtlasRequest, names: Any) -> dict[s
 def _references(bundle: Any, by_stamp: dict[str, Any], rows: dict[str, list[Any]], channel: int,
                 req: AtlasRequest, out: Path) -> list[dict[str, Any]]:
     """The images where ``channel`` is most relevant to the pair (weighted by its stake: the module docstring), each
-    with its heatmap and crop written under ``out/atlas``."""
+    with its heatmap (one `concepts` call for the references of one size) and crop written under ``out/atlas``."""
+    import torch
+
     from ..evaluation.runner import model_device
+    from ..scale.stage import by_size
     from .relevance import concepts
 
     r = np.asarray([v[channel] for v in rows["relevance"]])
     stake = np.asarray(rows["stake"])
     ranked = r * stake
     at_stake = [i for i in np.argsort(-ranked, kind="stable").tolist() if ranked[i] > 0 and stake[i] >= MIN_STAKE]
+    chosen = [(rank, i) for rank, i in enumerate(at_stake[: req.references])
+              if rows["stamp"][i] in by_stamp]  # (not one of a part of an earlier run over other images)
+    device = model_device(bundle.model)
+    xs = [by_stamp[rows["stamp"][i]].prepared(bundle.transform).to(device) for _, i in chosen]
+    heats: dict[int, Any] = {}
+    for group in by_size(xs):
+        got = concepts(bundle, torch.stack([xs[g] for g in group]), req.contrast, [req.target] * len(group),
+                       layer=req.layer, method=req.method, channels=[channel]).heatmaps[:, 0, 0]
+        heats.update({g: got[j] for j, g in enumerate(group)})
     refs = []
-    for rank, i in enumerate(at_stake[: req.references]):
-        sample = by_stamp.get(rows["stamp"][i])
-        if sample is None:  # a part of an earlier run over other images
-            continue
-        x = sample.prepared(bundle.transform)[None].to(model_device(bundle.model))
-        heat = concepts(bundle, x, req.contrast, req.target, layer=req.layer, method=req.method,
-                        channels=[channel]).heatmaps[0, 0, 0]
-        files = _crop(bundle, x, heat, req.crop, out / "atlas", f"c{channel}_r{rank}")
+    for g, (rank, i) in enumerate(chosen):
+        files = _crop(bundle, xs[g][None], heats[g], req.crop, out / "atlas", f"c{channel}_r{rank}")
         label = rows["label"][i]
         shown = label if label is not None else rows["predicted"][i]  # (no label: the model's prediction)
         refs.append({"id": rows["id"][i], "path": rows["path"][i], "label": label, "predicted": rows["predicted"][i],
