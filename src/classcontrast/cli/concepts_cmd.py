@@ -18,6 +18,7 @@ from .checks import check_number
 from .common import console
 from .engine_opts import CONCURRENCY, ENGINE, NUM_GPUS, RAY_ADDRESS
 from .evaluate_cmd import BATCH, DEVICE, LIMIT, MODEL, NUM_CLASSES, PREPROCESS, SEED, SPLIT, TRUST, WEIGHTS, setup_run
+from .explain_concepts import CONCEPT_METHODS
 
 
 def _concepts(
@@ -43,8 +44,8 @@ def _concepts(
     split: str = SPLIT, preprocess: str = PREPROCESS, trust_remote_code: bool = TRUST,
 ) -> None:
     """The concept atlas: which learned concepts make it A rather than B, and where (atlas.html)."""
-    if method not in ("lrp", "gradcam"):
-        raise ClassContrastError(f"unknown --method {method!r}; choose lrp or gradcam")
+    if method not in CONCEPT_METHODS:
+        raise ClassContrastError(f"unknown --method {method!r}; choose {' or '.join(CONCEPT_METHODS)}")
     for value, option in ((concepts, "--concepts"), (references, "--references")):
         check_number(value, option, minimum=1)
     check_number(crop, "--crop", minimum=0.05, maximum=1)

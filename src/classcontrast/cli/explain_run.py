@@ -13,7 +13,7 @@ from ..text import printable
 from . import manifest
 from .checks import FIGURE_SUFFIXES, check_number, check_out_file, check_outputs, output_path
 from .common import RunProgress, console, resolve_device
-from .explain_concepts import CONCEPT_METHODS, concept_paths
+from .explain_concepts import CONCEPT_METHODS, concept_paths, write_concepts
 from .explain_inputs import BUNDLED, read_batch
 
 TASKS = ("classification", "segmentation", "detection")
@@ -364,8 +364,6 @@ def _write(r: ExplainRequest, bundle: Any, contrasts: list[Any], plan: _Plan, do
             save_clip_video(output_path(r.video, done.positions[i], names[i], len(plan.files)), image, clip)
     shown: list[Path] = []
     if r.concepts:
-        from .explain_concepts import write_concepts
-
         shown = write_concepts(bundle, contrasts, done.columns, done.inputs, done.pixels, names,
                                concept_paths(r.out, done.positions, names, len(plan.files)), top=r.concepts,
                                method=r.concept_method, layer=r.layer)

@@ -10,9 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ClassContrastError
-from ..scale.stage import ModelStage, by_size
-
-META = ("id", "path", "stamp", "label", "label_name")  # an image's own columns, carried to its row
+from ..scale.stage import IMAGE_COLUMNS, ModelStage, by_size, column_value
 
 
 class Relevance(ModelStage):
@@ -44,8 +42,7 @@ class Relevance(ModelStage):
         rows: list[dict[str, Any]] = [{} for _ in xs]
         for group in by_size(xs):
             for i, row in zip(group, self.rows(torch.stack([xs[i] for i in group]).to(device)), strict=True):
-                rows[i] = {**{k: _plain(batch[k][i]) for k in META if k in batch}, **row}
-                rows[i]["label"] = _label(rows[i].get("label"))
+                rows[i] = {**{k: column_value(k, batch[k][i]) for k in IMAGE_COLUMNS if k in batch}, **row}
         return pa.Table.from_pylist(rows)
 
     def rows(self, x: Any) -> list[dict[str, Any]]:
@@ -72,14 +69,4 @@ class ReadAndRelevance(Relevance):
         return super().__call__(read_images(batch))
 
 
-def _label(v: Any) -> int | None:
-    """A label as an int, None for none (Ray's numpy batches carry a missing label as NaN)."""
-    return None if v is None or (isinstance(v, float) and v != v) else int(v)
-
-
-def _plain(v: Any) -> Any:
-    """A NumPy scalar as Python's (None stays None)."""
-    return v.item() if isinstance(v, np.generic) else v
-
-
-__all__ = ["META", "ReadAndRelevance", "Relevance"]
+__all__ = ["ReadAndRelevance", "Relevance"]

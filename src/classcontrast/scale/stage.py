@@ -92,7 +92,7 @@ class Explain(ModelStage):
         rows: list[dict[str, Any]] = []
         for places, x in self._inputs(images):
             for method in self.methods:
-                rows += self._rows(method, x, [{"_place": i, **{k: _cell(k, v[i]) for k, v in columns.items()}}
+                rows += self._rows(method, x, [{"_place": i, **{k: column_value(k, v[i]) for k, v in columns.items()}}
                                                for i in places])
         rows.sort(key=lambda r: r["_image"])  # the batch's order, image by image (a stable sort keeps the rest)
         for r in rows:
@@ -175,7 +175,7 @@ def _plain(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
-def _cell(column: str, v: Any) -> Any:
+def column_value(column: str, v: Any) -> Any:
     """An image's value in ``column`` as the schema takes it: a missing value (Ray Data's numpy batches turn None into
     NaN where a column mixes them) is None, a label an integer."""
     v = _plain(v)
@@ -190,4 +190,4 @@ def _type(values: list[Any]) -> Any:
     return pa.array([_plain(v) for v in values]).type
 
 
-__all__ = ["IMAGE_COLUMNS", "Explain", "ModelStage", "by_size", "contrast_of", "load_bundle"]
+__all__ = ["IMAGE_COLUMNS", "Explain", "ModelStage", "by_size", "column_value", "contrast_of", "load_bundle"]
