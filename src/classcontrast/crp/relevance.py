@@ -32,6 +32,7 @@ from ..errors import ClassContrastError
 from ..explanation import upsample
 from ..hooks import OutputRecorder
 from ..layers import find_module, module_name
+from ..methods.cam import channel_terms
 from ..outputs import logits_of
 from ..state import frozen_eval
 from ..targets import resolve_targets
@@ -65,7 +66,7 @@ def concepts(model: Any, x: Tensor, contrast: Any = "weighted", targets: Any = N
     with frozen_eval(net):
         out = _relevances(net, x, asked, targets, name, (method, heatmaps), channels or top, (composite, canonizer),
                           head)
-    result = {c.key(categories): Concepts.made(categories=categories, contrast=c.key(categories), **fields)
+    result = {c.key(categories): Concepts(categories=categories, contrast=c.key(categories), **fields)
               for c, fields in zip(asked, out, strict=True)}
     return result if many else next(iter(result.values()))
 
@@ -127,10 +128,8 @@ def _one(contrast: Any, y: Tensor, grads: Tensor, a: Tensor, xin: Tensor, t: Ten
     for j in range(k):
         scores.append(contrast.score(y.detach(), t[:, j]))
         g = grads[j]
-        if method == "lrp":
-            per_position = g  # the relevance reaching each unit of the layer
-        else:
-            per_position = g.flatten(2).mean(-1).reshape(*g.shape[:2], *([1] * (a.ndim - 2))) * a.detach()
+        # LRP: the relevance reaching each unit of the layer; GradCAM: its terms w_c A_c
+        per_position = g if method == "lrp" else channel_terms(g.flatten(2).mean(-1), a.detach())
         r = per_position.flatten(2).sum(-1)  # (B, C)
         if isinstance(top, int):
             order = r.topk(min(top, r.shape[1]), dim=1).indices  # (B, top)

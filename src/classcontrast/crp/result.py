@@ -30,11 +30,6 @@ class Concepts:
     layer: str
     categories: Sequence[str] | None = None
 
-    @classmethod
-    def made(cls, **fields: Any) -> Concepts:
-        """The engine's constructor."""
-        return cls(**fields)
-
     @property
     def top_relevance(self) -> Tensor:
         """(B, K, top): the shown channels' relevances."""
