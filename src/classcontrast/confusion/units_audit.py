@@ -352,9 +352,10 @@ def _count(kind: type, opts: dict[str, Any], source: AnnotatedSource, bundle: Mo
     return kind(bundle, model_device(bundle.model), **opts).count(i, source.items[i])
 
 
-def _counted(bundle: ModelBundle, source: AnnotatedSource, kind: Any, store: CountStore, workers: Any,
-             advance: Callable[[int], None] | None) -> tuple[np.ndarray, list[Confused]]:
-    """Every image's count, from the store or computed (here or on Ray), summed; the records in the images' order."""
+def _counted(bundle: ModelBundle, source: AnnotatedSource, kind: type, opts: dict[str, Any], store: CountStore,
+             workers: Any, advance: Callable[[int], None] | None) -> tuple[np.ndarray, list[Confused]]:
+    """Every image's count by a ``kind`` made with ``opts`` (`Regions`, `Objects`), from the store or computed (here or
+    on Ray), summed; the records in the images' order."""
     import functools
 
     from ..scale.workers import Workers
@@ -363,8 +364,7 @@ def _counted(bundle: ModelBundle, source: AnnotatedSource, kind: Any, store: Cou
     todo = [i for i, k in enumerate(keys) if k not in store.done]
     if advance is not None and len(keys) > len(todo):
         advance(len(keys) - len(todo))
-    work = functools.partial(_count, type(kind), {"iou": getattr(kind, "iou", 0.5),
-                                                  "min_score": getattr(kind, "min_score", 0.5)}, source)
+    work = functools.partial(_count, kind, opts, source)
     for i, (m, found) in (workers or Workers()).map(todo, bundle, work):
         store.add(keys[i], m, found)
         if advance is not None:
@@ -394,14 +394,15 @@ def unit_audit(bundle: ModelBundle, source: AnnotatedSource, out: str | os.PathL
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     dev = device if device is not None else model_device(bundle.model)
-    kind: Any = (Regions if isinstance(source.items[0], MaskItem) else Objects)(bundle, dev, iou=iou,
-                                                                               min_score=min_score)
+    opts = {"iou": iou, "min_score": min_score}
+    kinds: type = Regions if isinstance(source.items[0], MaskItem) else Objects
+    kind: Any = kinds(bundle, dev, **opts)
     names = list(bundle.categories)
     store = CountStore(folder / "counts.jsonl", {"model": bundle.name, "classes": names, "unit": kind.unit,
                                                   "iou": iou, "min_score": min_score, "classcontrast": __version__,
                                                   **(settings or {})})
     advance = progress("counting", len(source.items)) if progress is not None else None
-    matrix, records = _counted(bundle, source, kind, store, workers, advance)
+    matrix, records = _counted(bundle, source, kinds, opts, store, workers, advance)
     ranked = rank(records, len(names), pairs, examples)
     rows = counted_rows(source, records, kind.unit, names)
     shown = sum(len(p.shown) for p in ranked)
